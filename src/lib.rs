@@ -1,0 +1,9 @@
+//! session-manager: a supervisor for Claude Code work sessions.
+//!
+//! The crate is both the `session-manager` server and a library. The part meant for
+//! embedding in other Rust services is [`supervision`]: restart policies, backoff,
+//! dependency-ordered start and a ractor supervisor actor that knows nothing of sessions,
+//! HTTP or JSON. See `ARCHITECTURE.md` for the map of the rest.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod supervision;
