@@ -1,0 +1,214 @@
+//! How a child is described to a supervisor and how it is started.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell};
+
+use super::policy::{Backoff, Intensity, Restart, RestartPolicy};
+use super::ChildId;
+
+/// A boxed, sendable future: what a [`Worker`] returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a supervisor hands a worker when it starts one incarnation of a child.
+#[derive(Debug, Clone)]
+pub struct StartContext {
+    /// The supervisor: link the child's actor to it (`Actor::spawn_linked(.., ctx.supervisor)`)
+    /// so that its exit reaches the supervisor.
+    pub supervisor: ActorCell,
+    /// The child being started.
+    pub child: ChildId,
+    /// How many times the supervisor restarted this child before; 0 on the first start.
+    pub restarts: u64,
+}
+
+/// A started incarnation: its actor, and optionally a readiness future.
+pub struct Started {
+    pub(crate) cell: ActorCell,
+    pub(crate) ready: Option<BoxFuture<Result<(), String>>>,
+}
+
+impl Started {
+    /// The child is running as soon as its actor exists (an in-process worker).
+    pub fn running(cell: ActorCell) -> Self {
+        Started { cell, ready: None }
+    }
+
+    /// The child is running once `ready` resolves `Ok` (e.g. a process printed its ready
+    /// line). An `Err` or the child's start timeout stops it and counts as a crash.
+    pub fn when_ready<F>(cell: ActorCell, ready: F) -> Self
+    where
+        F: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Started {
+            cell,
+            ready: Some(Box::pin(ready)),
+        }
+    }
+}
+
+/// Why a worker could not start its child; counts as an abnormal exit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl From<ractor::SpawnErr> for StartError {
+    fn from(err: ractor::SpawnErr) -> Self {
+        StartError(err.to_string())
+    }
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        StartError(message)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> Self {
+        StartError(message.to_string())
+    }
+}
+
+/// Starts incarnations of a child. Implement it for your own actors, or pass a closure
+/// `Fn(StartContext) -> impl Future<Output = Result<Started, StartError>>`.
+///
+/// The worker must link the actor it spawns to `ctx.supervisor`; the supervisor learns of
+/// the child's exit only through that link.
+pub trait Worker: Send + Sync + 'static {
+    /// Spawns one incarnation.
+    fn start(&self, ctx: StartContext) -> BoxFuture<Result<Started, StartError>>;
+}
+
+impl<F, Fut> Worker for F
+where
+    F: Fn(StartContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Started, StartError>> + Send + 'static,
+{
+    fn start(&self, ctx: StartContext) -> BoxFuture<Result<Started, StartError>> {
+        Box::pin(self(ctx))
+    }
+}
+
+/// A child as the supervisor knows it: id, dependencies, restart policy, and how to start it.
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub(crate) id: ChildId,
+    pub(crate) depends_on: Vec<ChildId>,
+    pub(crate) policy: RestartPolicy,
+    pub(crate) enabled: bool,
+    pub(crate) start_timeout: Option<Duration>,
+    pub(crate) shutdown: Duration,
+    pub(crate) worker: Arc<dyn Worker>,
+}
+
+impl std::fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("depends_on", &self.depends_on)
+            .field("policy", &self.policy)
+            .field("enabled", &self.enabled)
+            .field("start_timeout", &self.start_timeout)
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildSpec {
+    /// A permanent child with default backoff and intensity, no dependencies, no start
+    /// timeout, and 5 s to stop before it is killed.
+    pub fn new(id: impl Into<ChildId>, worker: impl Worker) -> Self {
+        ChildSpec {
+            id: id.into(),
+            depends_on: Vec::new(),
+            policy: RestartPolicy::default(),
+            enabled: true,
+            start_timeout: None,
+            shutdown: Duration::from_secs(5),
+            worker: Arc::new(worker),
+        }
+    }
+
+    /// A child whose worker spawns a fresh ractor actor from `make` and counts it running as
+    /// soon as its `pre_start` succeeded.
+    pub fn actor<A, F>(id: impl Into<ChildId>, make: F) -> Self
+    where
+        A: Actor,
+        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+    {
+        ChildSpec::new(id, move |ctx: StartContext| {
+            let (actor, args) = make();
+            async move {
+                let (actor, _) = Actor::spawn_linked(None, actor, args, ctx.supervisor).await?;
+                Ok(Started::running(actor.get_cell()))
+            }
+        })
+    }
+
+    /// The child's id.
+    pub fn id(&self) -> &ChildId {
+        &self.id
+    }
+
+    /// Children that must be running before this one starts.
+    pub fn depends_on<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<ChildId>,
+    {
+        self.depends_on = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The whole restart policy at once.
+    pub fn policy(mut self, policy: RestartPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Restart type.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.policy.restart = restart;
+        self
+    }
+
+    /// Backoff between restarts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.policy.backoff = backoff;
+        self
+    }
+
+    /// Restart intensity.
+    pub fn intensity(mut self, intensity: Intensity) -> Self {
+        self.policy.intensity = intensity;
+        self
+    }
+
+    /// Whether exhausting the intensity takes the supervisor down.
+    pub fn escalate(mut self, escalate: bool) -> Self {
+        self.policy.escalate = escalate;
+        self
+    }
+
+    /// Whether `start_all` starts it (a disabled child starts only when asked by id).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Deadline for an incarnation to become running; missing it counts as a crash.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a stopping child may take before it is killed.
+    pub fn shutdown(mut self, grace: Duration) -> Self {
+        self.shutdown = grace;
+        self
+    }
+}

@@ -1,0 +1,1156 @@
+//! The supervisor actor: applies the restart policy to its children, starts them in dependency
+//! layers and stops them in reverse.
+//!
+//! Every transition is driven by a message (a spawn result, a readiness result, a timer, a
+//! supervision event); no handler ever waits on a child, so a slow or stuck child never
+//! stalls the supervisor or its other children.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::event::{ChildInfo, ChildState, ChildTransition, SupervisorEvent};
+use super::graph::DependencyGraph;
+use super::policy::{decide, Decision, Exit, RestartHistory, Strategy};
+use super::spec::{ChildSpec, StartContext};
+use super::{ChildId, SupervisionError};
+
+/// Reason given to a child the supervisor stops on purpose.
+const STOP_REASON: &str = "stopped by supervisor";
+/// Termination reason ractor reports for a killed actor.
+const KILLED: &str = "killed";
+/// Exits of unknown actors remembered while waiting for their spawn report; beyond this the
+/// memory is dropped (only a worker that links extra actors to the supervisor can cause it).
+const MAX_EARLY_EXITS: usize = 4096;
+
+/// How a supervisor behaves as a whole.
+#[derive(Debug, Clone, Copy)]
+pub struct SupervisorConfig {
+    /// Which siblings are restarted with a crashed child.
+    pub strategy: Strategy,
+    /// Events buffered per subscriber; a subscriber that falls further behind loses the
+    /// oldest ones (it is told so by the broadcast channel), never the supervisor's time.
+    pub event_capacity: usize,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            strategy: Strategy::OneForOne,
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// The supervisor actor. Use it through [`SupervisorHandle`].
+#[derive(Debug, Default)]
+pub struct Supervisor;
+
+/// A message to the supervisor. Opaque: build them through [`SupervisorHandle`].
+pub struct SupervisorMsg(Msg);
+
+enum Msg {
+    StartAll(RpcReplyPort<()>),
+    Settled(RpcReplyPort<Vec<ChildInfo>>),
+    StopAll(RpcReplyPort<()>),
+    StartChild(ChildId, RpcReplyPort<Result<(), SupervisionError>>),
+    StopChild(ChildId, RpcReplyPort<Result<(), SupervisionError>>),
+    RestartChild(ChildId, RpcReplyPort<Result<(), SupervisionError>>),
+    AddChild(Box<ChildSpec>, RpcReplyPort<Result<(), SupervisionError>>),
+    RemoveChild(ChildId, RpcReplyPort<Result<(), SupervisionError>>),
+    Children(RpcReplyPort<Vec<ChildInfo>>),
+    Spawned {
+        child: ChildId,
+        generation: u64,
+        result: Result<(ActorCell, bool), String>,
+    },
+    Ready {
+        child: ChildId,
+        generation: u64,
+        result: Result<(), String>,
+    },
+    BackoffElapsed {
+        child: ChildId,
+        generation: u64,
+    },
+    StopTimeout {
+        child: ChildId,
+        generation: u64,
+    },
+}
+
+/// What happens to a stopping child once it is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// Stay stopped.
+    Stay,
+    /// Start again (a sibling's group restart or a manual restart).
+    Restart,
+    /// Remove it from the supervisor.
+    Remove,
+}
+
+struct Child {
+    spec: ChildSpec,
+    state: ChildState,
+    since: SystemTime,
+    wanted: bool,
+    generation: u64,
+    cell: Option<ActorCell>,
+    history: RestartHistory,
+    last_exit: Option<(Exit, SystemTime)>,
+    after_stop: AfterStop,
+    /// Why the current incarnation is being taken down, when the supervisor decided it
+    /// (readiness failed or timed out): its exit is reported as this failure.
+    failure: Option<String>,
+    stop_waiters: Vec<RpcReplyPort<Result<(), SupervisionError>>>,
+}
+
+impl Child {
+    fn new(spec: ChildSpec) -> Self {
+        Child {
+            spec,
+            state: ChildState::Pending,
+            since: SystemTime::now(),
+            wanted: false,
+            generation: 0,
+            cell: None,
+            history: RestartHistory::new(),
+            last_exit: None,
+            after_stop: AfterStop::Stay,
+            failure: None,
+            stop_waiters: Vec::new(),
+        }
+    }
+
+    /// A child the layer gate waits for: wanted up, but not there yet.
+    fn unsettled(&self) -> bool {
+        self.wanted
+            && matches!(
+                self.state,
+                ChildState::Pending
+                    | ChildState::Starting
+                    | ChildState::Backoff
+                    | ChildState::Stopping
+            )
+    }
+}
+
+/// Progress of a reverse-order stop of every child.
+struct StopAll {
+    /// Layers above this one are stopped; `layer - 1` is being stopped.
+    layer: usize,
+    /// Whether the stop of `layer - 1` has been issued.
+    issued: bool,
+    waiters: Vec<RpcReplyPort<()>>,
+}
+
+/// The supervisor's state. Public only because ractor's `Actor` trait names it.
+pub struct SupervisorState {
+    strategy: Strategy,
+    children: Vec<Child>,
+    index: HashMap<ChildId, usize>,
+    by_actor: HashMap<ActorId, usize>,
+    graph: DependencyGraph,
+    /// Exits of actors whose spawn report has not arrived yet.
+    early_exits: HashMap<ActorId, Exit>,
+    /// Actors of superseded incarnations, stopped on arrival; their exit is expected.
+    discarded: HashSet<ActorId>,
+    /// Per layer, children the gate waits for.
+    unsettled: Vec<usize>,
+    /// Per layer, children in `Stopping`.
+    stopping: Vec<usize>,
+    /// Lowest layer with unsettled children; layers up to it may start.
+    frontier: usize,
+    /// Children per state.
+    counts: [usize; 7],
+    /// Children that may have become startable.
+    wake: Vec<usize>,
+    settle_waiters: Vec<RpcReplyPort<Vec<ChildInfo>>>,
+    stop_all: Option<StopAll>,
+    /// Whether `start_all` was called since the last `stop_all`: children added now start.
+    started: bool,
+    escalated: Option<String>,
+    next_generation: u64,
+    events: broadcast::Sender<SupervisorEvent>,
+}
+
+/// Start-up arguments of the supervisor actor.
+pub struct SupervisorArgs {
+    config: SupervisorConfig,
+    children: Vec<ChildSpec>,
+    events: broadcast::Sender<SupervisorEvent>,
+}
+
+fn build_graph(specs: &[&ChildSpec]) -> Result<DependencyGraph, SupervisionError> {
+    DependencyGraph::build(
+        specs
+            .iter()
+            .map(|s| (&*s.id, s.depends_on.iter().map(|d| &**d))),
+    )
+}
+
+impl SupervisorState {
+    fn new(args: SupervisorArgs) -> Result<Self, SupervisionError> {
+        let graph = build_graph(&args.children.iter().collect::<Vec<_>>())?;
+        let mut state = SupervisorState {
+            strategy: args.config.strategy,
+            children: args.children.into_iter().map(Child::new).collect(),
+            index: HashMap::new(),
+            by_actor: HashMap::new(),
+            graph,
+            early_exits: HashMap::new(),
+            discarded: HashSet::new(),
+            unsettled: Vec::new(),
+            stopping: Vec::new(),
+            frontier: 0,
+            counts: [0; 7],
+            wake: Vec::new(),
+            settle_waiters: Vec::new(),
+            stop_all: None,
+            started: false,
+            escalated: None,
+            next_generation: 0,
+            events: args.events,
+        };
+        state.reindex();
+        Ok(state)
+    }
+
+    /// Recomputes every index and counter from the children; O(n), used when the set of
+    /// children changes.
+    fn reindex(&mut self) {
+        self.index = self
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.spec.id.clone(), i))
+            .collect();
+        self.by_actor = self
+            .children
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.cell.as_ref().map(|cell| (cell.get_id(), i)))
+            .collect();
+        let depth = self.graph.layers().len();
+        self.unsettled = vec![0; depth];
+        self.stopping = vec![0; depth];
+        self.counts = [0; 7];
+        for (i, c) in self.children.iter().enumerate() {
+            let layer = self.graph.layer_of(i);
+            self.counts[c.state.index()] += 1;
+            if c.unsettled() {
+                self.unsettled[layer] += 1;
+            }
+            if c.state == ChildState::Stopping {
+                self.stopping[layer] += 1;
+            }
+        }
+        self.frontier = self.unsettled.iter().position(|&n| n > 0).unwrap_or(depth);
+        self.wake.extend(0..self.children.len());
+    }
+
+    fn lookup(&self, id: &str) -> Result<usize, SupervisionError> {
+        self.index
+            .get(id)
+            .copied()
+            .ok_or_else(|| SupervisionError::UnknownChild(id.to_string()))
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+
+    /// Applies a change to child `i` and keeps the layer counters, the frontier and the
+    /// wake list in step with it. Every change of `state` or `wanted` goes through here.
+    fn update(&mut self, i: usize, change: impl FnOnce(&mut Child)) {
+        let layer = self.graph.layer_of(i);
+        let child = &mut self.children[i];
+        let (was_unsettled, was_state, was_wanted) = (child.unsettled(), child.state, child.wanted);
+        change(child);
+        let (is_unsettled, is_state) = (child.unsettled(), child.state);
+        if is_state == ChildState::Pending && child.wanted && (was_state != is_state || !was_wanted)
+        {
+            self.wake.push(i);
+        }
+        if was_state != is_state {
+            self.counts[was_state.index()] -= 1;
+            self.counts[is_state.index()] += 1;
+            if was_state == ChildState::Stopping {
+                self.stopping[layer] -= 1;
+            }
+            if is_state == ChildState::Stopping {
+                self.stopping[layer] += 1;
+            }
+            if is_state == ChildState::Running {
+                self.wake.extend_from_slice(self.graph.dependents(i));
+            }
+        }
+        if was_unsettled != is_unsettled {
+            if is_unsettled {
+                self.unsettled[layer] += 1;
+                self.frontier = self.frontier.min(layer);
+            } else {
+                self.unsettled[layer] -= 1;
+                if layer == self.frontier {
+                    let depth = self.unsettled.len();
+                    while self.frontier < depth && self.unsettled[self.frontier] == 0 {
+                        self.frontier += 1;
+                    }
+                    if let Some(opened) = self.graph.layers().get(self.frontier) {
+                        self.wake.extend_from_slice(opened);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves child `i` to `to`, publishing the transition.
+    fn transition(
+        &mut self,
+        i: usize,
+        to: ChildState,
+        reason: Option<String>,
+        delay: Option<Duration>,
+    ) {
+        let from = self.children[i].state;
+        if from == to {
+            return;
+        }
+        let now = SystemTime::now();
+        self.update(i, |c| {
+            c.state = to;
+            c.since = now;
+        });
+        let child = &self.children[i];
+        // Nobody listening is fine: the event is informative, not a command.
+        let _ = self.events.send(SupervisorEvent::Child(ChildTransition {
+            at: now,
+            child: child.spec.id.clone(),
+            from,
+            to,
+            reason,
+            restarts: child.history.total(),
+            delay,
+        }));
+    }
+
+    fn set_wanted(&mut self, i: usize, wanted: bool) {
+        self.update(i, |c| c.wanted = wanted);
+    }
+
+    /// Whether nothing is in motion: every child is running, down, or waiting on a
+    /// dependency that is down.
+    fn is_settled(&self) -> bool {
+        self.stop_all.is_none()
+            && self.counts[ChildState::Starting.index()] == 0
+            && self.counts[ChildState::Backoff.index()] == 0
+            && self.counts[ChildState::Stopping.index()] == 0
+    }
+
+    fn infos(&self) -> Vec<ChildInfo> {
+        (0..self.children.len()).map(|i| self.info(i)).collect()
+    }
+
+    fn info(&self, i: usize) -> ChildInfo {
+        let c = &self.children[i];
+        ChildInfo {
+            id: c.spec.id.clone(),
+            state: c.state,
+            since: c.since,
+            wanted: c.wanted,
+            restarts: c.history.total(),
+            last_exit: c.last_exit.clone(),
+            layer: self.graph.layer_of(i),
+            depends_on: c.spec.depends_on.clone(),
+            actor: c.cell.clone(),
+        }
+    }
+
+    /// Starts every woken child whose turn it is, then answers whoever waits for calm.
+    fn pump(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        while let Some(i) = self.wake.pop() {
+            if self.may_start(i) {
+                self.begin_start(myself, i);
+            }
+        }
+        if self.is_settled() && !self.settle_waiters.is_empty() {
+            let infos = self.infos();
+            for waiter in self.settle_waiters.drain(..) {
+                let _ = waiter.send(infos.clone());
+            }
+        }
+    }
+
+    fn may_start(&self, i: usize) -> bool {
+        let c = &self.children[i];
+        c.wanted
+            && c.state == ChildState::Pending
+            && self.stop_all.is_none()
+            && self.escalated.is_none()
+            && self.graph.layer_of(i) <= self.frontier
+            && self
+                .graph
+                .depends_on(i)
+                .iter()
+                .all(|&d| self.children[d].state == ChildState::Running)
+    }
+
+    /// Starts a new incarnation of child `i` in a task that reports back by message.
+    fn begin_start(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+        let generation = self.generation();
+        self.children[i].generation = generation;
+        self.children[i].failure = None;
+        self.transition(i, ChildState::Starting, None, None);
+        let child = &self.children[i];
+        let ctx = StartContext {
+            supervisor: myself.get_cell(),
+            child: child.spec.id.clone(),
+            restarts: child.history.total(),
+        };
+        let id = child.spec.id.clone();
+        let deadline = child
+            .spec
+            .start_timeout
+            .map(|t| (t, tokio::time::Instant::now() + t));
+        let start = child.spec.worker.start(ctx);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let started = match deadline {
+                Some((t, at)) => match tokio::time::timeout_at(at, start).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("not started within {}", human(t))),
+                },
+                None => start.await.map_err(|e| e.to_string()),
+            };
+            let (started, ready) = match started {
+                Ok(s) => (Ok((s.cell.clone(), s.ready.is_some())), s.ready),
+                Err(e) => (Err(e), None),
+            };
+            let spawned = Msg::Spawned {
+                child: id.clone(),
+                generation,
+                result: started,
+            };
+            // A failed send means the supervisor is gone; the child, linked to it, goes too.
+            if myself.cast(SupervisorMsg(spawned)).is_err() {
+                return;
+            }
+            if let Some(ready) = ready {
+                let result = match deadline {
+                    Some((t, at)) => tokio::time::timeout_at(at, ready)
+                        .await
+                        .unwrap_or_else(|_| Err(format!("not ready within {}", human(t)))),
+                    None => ready.await,
+                };
+                let _ = myself.cast(SupervisorMsg(Msg::Ready {
+                    child: id,
+                    generation,
+                    result,
+                }));
+            }
+        });
+    }
+
+    fn on_spawned(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: &str,
+        generation: u64,
+        result: Result<(ActorCell, bool), String>,
+    ) {
+        let current = self
+            .index
+            .get(id)
+            .copied()
+            .filter(|&i| self.children[i].generation == generation);
+        let Some(i) = current else {
+            // A superseded incarnation: it must not live on unsupervised.
+            if let Ok((cell, _)) = result {
+                if self.early_exits.remove(&cell.get_id()).is_none() {
+                    self.discarded.insert(cell.get_id());
+                    cell.stop(Some(STOP_REASON.to_string()));
+                }
+            }
+            return;
+        };
+        match result {
+            Err(reason) => {
+                if self.children[i].state == ChildState::Stopping {
+                    self.finish_stop(myself, i);
+                } else {
+                    self.on_exit(myself, i, Exit::Abnormal(format!("start failed: {reason}")));
+                }
+            }
+            Ok((cell, awaits_ready)) => {
+                let actor = cell.get_id();
+                self.children[i].cell = Some(cell.clone());
+                if let Some(exit) = self.early_exits.remove(&actor) {
+                    self.children[i].cell = None;
+                    if self.children[i].state == ChildState::Stopping {
+                        self.finish_stop(myself, i);
+                    } else {
+                        self.on_exit(myself, i, exit);
+                    }
+                    return;
+                }
+                self.by_actor.insert(actor, i);
+                if self.children[i].state == ChildState::Stopping {
+                    self.send_stop(myself, i);
+                } else if !awaits_ready {
+                    self.mark_running(i);
+                }
+            }
+        }
+    }
+
+    fn on_ready(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: &str,
+        generation: u64,
+        result: Result<(), String>,
+    ) {
+        let Some(&i) = self.index.get(id) else { return };
+        let child = &self.children[i];
+        if child.generation != generation || child.state != ChildState::Starting {
+            return;
+        }
+        match result {
+            Ok(()) => self.mark_running(i),
+            Err(reason) => {
+                // Take it down; its exit is then judged as this failure.
+                self.children[i].failure = Some(reason);
+                self.send_stop(myself, i);
+            }
+        }
+    }
+
+    fn mark_running(&mut self, i: usize) {
+        self.children[i].history.mark_running(Instant::now());
+        self.transition(i, ChildState::Running, None, None);
+    }
+
+    /// An actor linked to the supervisor ended.
+    fn on_actor_exit(&mut self, myself: &ActorRef<SupervisorMsg>, cell: &ActorCell, exit: Exit) {
+        let actor = cell.get_id();
+        let Some(i) = self.by_actor.remove(&actor) else {
+            if !self.discarded.remove(&actor) {
+                if self.early_exits.len() >= MAX_EARLY_EXITS {
+                    tracing::warn!(
+                        "forgetting {} exits of unknown actors",
+                        self.early_exits.len()
+                    );
+                    self.early_exits.clear();
+                }
+                self.early_exits.insert(actor, exit);
+            }
+            return;
+        };
+        self.children[i].cell = None;
+        match self.children[i].state {
+            ChildState::Stopping => self.finish_stop(myself, i),
+            ChildState::Starting | ChildState::Running => {
+                let exit = match self.children[i].failure.take() {
+                    Some(failure) => Exit::Abnormal(failure),
+                    None => exit,
+                };
+                self.on_exit(myself, i, exit);
+            }
+            other => {
+                tracing::warn!(child = %self.children[i].spec.id, state = %other, "exit of a child that was not up")
+            }
+        }
+    }
+
+    /// Judges an unplanned exit of child `i` and acts on the decision.
+    fn on_exit(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize, exit: Exit) {
+        let now = Instant::now();
+        let child = &mut self.children[i];
+        child.history.mark_down();
+        child.last_exit = Some((exit.clone(), SystemTime::now()));
+        let reason = exit.reason().map(str::to_string);
+        if !child.wanted || self.stop_all.is_some() || self.escalated.is_some() {
+            self.transition(i, ChildState::Stopped, reason, None);
+            self.advance_stop_all(myself);
+            return;
+        }
+        let policy = child.spec.policy;
+        match decide(&policy, &child.history, &exit, now) {
+            Decision::Restart { after } => {
+                child.history.record_restart(&policy, now);
+                let generation = self.generation();
+                self.children[i].generation = generation;
+                self.transition(i, ChildState::Backoff, reason, Some(after));
+                self.restart_siblings(myself, i);
+                if after.is_zero() {
+                    self.end_backoff(i);
+                } else {
+                    let id = self.children[i].spec.id.clone();
+                    myself.send_after(after, move || {
+                        SupervisorMsg(Msg::BackoffElapsed {
+                            child: id,
+                            generation,
+                        })
+                    });
+                }
+            }
+            Decision::Stop => {
+                let to = match exit {
+                    Exit::Normal => ChildState::Stopped,
+                    Exit::Abnormal(_) => ChildState::Failed,
+                };
+                self.transition(i, to, reason, None);
+            }
+            Decision::GiveUp => {
+                let window = policy.intensity.window;
+                let why = format!(
+                    "gave up after {} restarts within {}: {}",
+                    child.history.restarts_within(window, now),
+                    human(window),
+                    reason.as_deref().unwrap_or("normal exit")
+                );
+                self.transition(i, ChildState::Failed, Some(why), None);
+            }
+            Decision::Escalate => {
+                let why = reason.unwrap_or_else(|| "normal exit".to_string());
+                self.transition(i, ChildState::Failed, Some(why.clone()), None);
+                let _ = self.events.send(SupervisorEvent::Escalated {
+                    at: SystemTime::now(),
+                    child: self.children[i].spec.id.clone(),
+                    reason: why.clone(),
+                });
+                self.escalated = Some(format!(
+                    "child `{}` escalated: {why}",
+                    self.children[i].spec.id
+                ));
+                self.begin_stop_all(myself, None);
+            }
+        }
+    }
+
+    /// Under `rest_for_one` / `one_for_all`, takes down the siblings that restart with `i`.
+    fn restart_siblings(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+        let position = self.graph.position(i);
+        let affected: Vec<usize> = match self.strategy {
+            Strategy::OneForOne => return,
+            Strategy::RestForOne => (0..self.children.len())
+                .filter(|&j| self.graph.position(j) > position)
+                .collect(),
+            Strategy::OneForAll => (0..self.children.len()).filter(|&j| j != i).collect(),
+        };
+        for j in affected {
+            if matches!(
+                self.children[j].state,
+                ChildState::Starting | ChildState::Running
+            ) {
+                self.children[j].after_stop = AfterStop::Restart;
+                self.stop_child(myself, j);
+            }
+        }
+    }
+
+    /// A backoff is over: start now if the gate allows, else wait as pending.
+    fn end_backoff(&mut self, i: usize) {
+        self.transition(i, ChildState::Pending, None, None);
+    }
+
+    /// Asks child `i` to stop, whatever it is doing.
+    fn stop_child(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+        match self.children[i].state {
+            ChildState::Running | ChildState::Starting => {
+                self.transition(i, ChildState::Stopping, None, None);
+                if self.children[i].cell.is_some() {
+                    self.send_stop(myself, i);
+                }
+                // Otherwise the spawn is in flight; `on_spawned` stops it on arrival.
+            }
+            ChildState::Pending | ChildState::Backoff => {
+                // No incarnation to wait for; a pending timer becomes stale.
+                let generation = self.generation();
+                self.children[i].generation = generation;
+                self.finish_stop(myself, i);
+            }
+            ChildState::Stopping => {}
+            ChildState::Stopped | ChildState::Failed => {
+                self.children[i].after_stop = AfterStop::Stay;
+                self.reply_stopped(i);
+            }
+        }
+    }
+
+    /// Sends the stop signal to the current incarnation and arms the kill timer.
+    fn send_stop(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+        let child = &self.children[i];
+        if let Some(cell) = &child.cell {
+            cell.stop(Some(STOP_REASON.to_string()));
+            let id = child.spec.id.clone();
+            let generation = child.generation;
+            myself.send_after(child.spec.shutdown, move || {
+                SupervisorMsg(Msg::StopTimeout {
+                    child: id,
+                    generation,
+                })
+            });
+        }
+    }
+
+    /// Child `i` is gone after a stop: restart, remove or leave it, as planned.
+    fn finish_stop(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+        self.children[i].cell = None;
+        self.children[i].history.mark_down();
+        match std::mem::replace(&mut self.children[i].after_stop, AfterStop::Stay) {
+            AfterStop::Restart if self.children[i].wanted && self.stop_all.is_none() => {
+                self.transition(i, ChildState::Pending, None, None);
+            }
+            AfterStop::Remove => {
+                self.transition(i, ChildState::Stopped, None, None);
+                self.reply_stopped(i);
+                self.remove(i);
+            }
+            AfterStop::Restart | AfterStop::Stay => {
+                self.transition(i, ChildState::Stopped, None, None);
+                self.reply_stopped(i);
+            }
+        }
+        self.advance_stop_all(myself);
+    }
+
+    fn reply_stopped(&mut self, i: usize) {
+        for waiter in self.children[i].stop_waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.children.remove(i);
+        let specs: Vec<&ChildSpec> = self.children.iter().map(|c| &c.spec).collect();
+        match build_graph(&specs) {
+            Ok(graph) => self.graph = graph,
+            // Removing a child nobody depends on cannot break the graph; keep going with an
+            // empty graph rather than panic if that invariant is ever broken.
+            Err(err) => {
+                tracing::error!(%err, "dependency graph broken by a removal");
+                self.graph = DependencyGraph::default();
+            }
+        }
+        self.reindex();
+    }
+
+    fn begin_stop_all(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        waiter: Option<RpcReplyPort<()>>,
+    ) {
+        match &mut self.stop_all {
+            Some(progress) => progress.waiters.extend(waiter),
+            None => {
+                self.started = false;
+                for i in 0..self.children.len() {
+                    self.set_wanted(i, false);
+                }
+                self.stop_all = Some(StopAll {
+                    layer: self.graph.layers().len(),
+                    issued: false,
+                    waiters: waiter.into_iter().collect(),
+                });
+            }
+        }
+        self.advance_stop_all(myself);
+    }
+
+    /// Stops the next layer down once the one above is gone; answers when all are.
+    fn advance_stop_all(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        loop {
+            let Some(progress) = &mut self.stop_all else {
+                return;
+            };
+            if progress.layer == 0 {
+                if let Some(done) = self.stop_all.take() {
+                    for waiter in done.waiters {
+                        let _ = waiter.send(());
+                    }
+                }
+                return;
+            }
+            let layer = progress.layer - 1;
+            if !progress.issued {
+                progress.issued = true;
+                let members = self.graph.layers()[layer].clone();
+                for i in members {
+                    self.stop_child(myself, i);
+                }
+            }
+            let Some(progress) = &mut self.stop_all else {
+                return;
+            };
+            if self.stopping[layer] > 0 {
+                return;
+            }
+            progress.layer = layer;
+            progress.issued = false;
+        }
+    }
+
+    fn add_child(&mut self, spec: ChildSpec) -> Result<(), SupervisionError> {
+        if self.stop_all.is_some() || self.escalated.is_some() {
+            return Err(SupervisionError::ShuttingDown);
+        }
+        let mut specs: Vec<&ChildSpec> = self.children.iter().map(|c| &c.spec).collect();
+        specs.push(&spec);
+        let graph = build_graph(&specs)?;
+        let wanted = self.started && spec.enabled;
+        let mut child = Child::new(spec);
+        child.wanted = wanted;
+        self.children.push(child);
+        self.graph = graph;
+        self.reindex();
+        Ok(())
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState::new(args)?)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        SupervisorMsg(message): Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let shutting_down = state.stop_all.is_some() || state.escalated.is_some();
+        match message {
+            Msg::StartAll(reply) => {
+                if !shutting_down {
+                    state.started = true;
+                    for i in 0..state.children.len() {
+                        if state.children[i].spec.enabled {
+                            state.set_wanted(i, true);
+                            state.wake.push(i);
+                        }
+                    }
+                }
+                let _ = reply.send(());
+            }
+            Msg::Settled(reply) => state.settle_waiters.push(reply),
+            Msg::StopAll(reply) => state.begin_stop_all(&myself, Some(reply)),
+            Msg::StartChild(id, reply) => {
+                let result = if shutting_down {
+                    Err(SupervisionError::ShuttingDown)
+                } else {
+                    state.lookup(&id).map(|i| {
+                        state.set_wanted(i, true);
+                        if matches!(
+                            state.children[i].state,
+                            ChildState::Stopped | ChildState::Failed
+                        ) {
+                            state.children[i].history.reset();
+                            state.transition(i, ChildState::Pending, None, None);
+                        }
+                    })
+                };
+                let _ = reply.send(result);
+            }
+            Msg::StopChild(id, reply) => match state.lookup(&id) {
+                Ok(i) => {
+                    state.set_wanted(i, false);
+                    state.children[i].stop_waiters.push(reply);
+                    state.stop_child(&myself, i);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Msg::RestartChild(id, reply) => {
+                let result = if shutting_down {
+                    Err(SupervisionError::ShuttingDown)
+                } else {
+                    state.lookup(&id).map(|i| {
+                        state.set_wanted(i, true);
+                        state.children[i].history.reset();
+                        match state.children[i].state {
+                            ChildState::Running | ChildState::Starting => {
+                                state.children[i].after_stop = AfterStop::Restart;
+                                state.stop_child(&myself, i);
+                            }
+                            ChildState::Stopping => {
+                                state.children[i].after_stop = AfterStop::Restart
+                            }
+                            ChildState::Backoff | ChildState::Stopped | ChildState::Failed => {
+                                let generation = state.generation();
+                                state.children[i].generation = generation;
+                                state.transition(i, ChildState::Pending, None, None);
+                            }
+                            ChildState::Pending => {}
+                        }
+                    })
+                };
+                let _ = reply.send(result);
+            }
+            Msg::AddChild(spec, reply) => {
+                let _ = reply.send(state.add_child(*spec));
+            }
+            Msg::RemoveChild(id, reply) => match state.lookup(&id) {
+                Ok(i) => {
+                    let dependents: Vec<String> = state
+                        .graph
+                        .dependents(i)
+                        .iter()
+                        .map(|&d| state.children[d].spec.id.to_string())
+                        .collect();
+                    if !dependents.is_empty() {
+                        let _ = reply.send(Err(SupervisionError::HasDependents {
+                            child: id.to_string(),
+                            dependents,
+                        }));
+                    } else {
+                        state.set_wanted(i, false);
+                        state.children[i].stop_waiters.push(reply);
+                        if matches!(
+                            state.children[i].state,
+                            ChildState::Running | ChildState::Starting | ChildState::Stopping
+                        ) {
+                            state.children[i].after_stop = AfterStop::Remove;
+                            state.stop_child(&myself, i);
+                        } else {
+                            state.reply_stopped(i);
+                            state.remove(i);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Msg::Children(reply) => {
+                let _ = reply.send(state.infos());
+            }
+            Msg::Spawned {
+                child,
+                generation,
+                result,
+            } => state.on_spawned(&myself, &child, generation, result),
+            Msg::Ready {
+                child,
+                generation,
+                result,
+            } => state.on_ready(&myself, &child, generation, result),
+            Msg::BackoffElapsed { child, generation } => {
+                if let Some(&i) = state.index.get(&child) {
+                    let c = &state.children[i];
+                    if c.generation == generation && c.state == ChildState::Backoff {
+                        state.end_backoff(i);
+                    }
+                }
+            }
+            Msg::StopTimeout { child, generation } => {
+                if let Some(&i) = state.index.get(&child) {
+                    // The incarnation that was told to stop is still there: kill it. (It may
+                    // still be `Starting` when its readiness failed.)
+                    let c = &state.children[i];
+                    if let (true, Some(cell)) = (c.generation == generation, &c.cell) {
+                        tracing::warn!(child = %c.spec.id, "did not stop within {}; killing it", human(c.spec.shutdown));
+                        cell.kill();
+                    }
+                }
+            }
+        }
+        state.pump(&myself);
+        escalation_result(state)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Overrides ractor's default, which would stop this supervisor with its first child.
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                state.on_actor_exit(&myself, &cell, Exit::Abnormal(err.to_string()));
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let exit = match reason.as_deref() {
+                    Some(KILLED) => Exit::Abnormal(KILLED.to_string()),
+                    _ => Exit::Normal,
+                };
+                state.on_actor_exit(&myself, &cell, exit);
+            }
+            _ => return Ok(()),
+        }
+        state.pump(&myself);
+        escalation_result(state)
+    }
+}
+
+/// After an escalation has stopped every child, the supervisor fails so its parent hears.
+fn escalation_result(state: &SupervisorState) -> Result<(), ActorProcessingErr> {
+    match (&state.escalated, &state.stop_all) {
+        (Some(reason), None) => Err(reason.clone().into()),
+        _ => Ok(()),
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A cheap, cloneable handle on a running supervisor, with one typed method per operation.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    actor: ActorRef<SupervisorMsg>,
+    events: broadcast::Sender<SupervisorEvent>,
+}
+
+impl std::fmt::Debug for SupervisorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorHandle")
+            .field("actor", &self.actor.get_id())
+            .finish()
+    }
+}
+
+impl SupervisorHandle {
+    /// Spawns a supervisor with no parent. Children are checked (ids, dependencies, cycles)
+    /// but not started: call [`SupervisorHandle::start_all`].
+    pub async fn spawn(
+        config: SupervisorConfig,
+        children: Vec<ChildSpec>,
+    ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
+        Self::spawn_with(config, children, None).await
+    }
+
+    /// Spawns a supervisor linked to `parent`, which hears of its escalation or failure.
+    pub async fn spawn_linked(
+        config: SupervisorConfig,
+        children: Vec<ChildSpec>,
+        parent: ActorCell,
+    ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
+        Self::spawn_with(config, children, Some(parent)).await
+    }
+
+    async fn spawn_with(
+        config: SupervisorConfig,
+        children: Vec<ChildSpec>,
+        parent: Option<ActorCell>,
+    ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
+        // Check first so the caller gets the typed error, not a spawn failure string.
+        build_graph(&children.iter().collect::<Vec<_>>())?;
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let args = SupervisorArgs {
+            config,
+            children,
+            events: events.clone(),
+        };
+        let spawned = match parent {
+            Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
+            None => Actor::spawn(None, Supervisor, args).await,
+        };
+        let (actor, join) = spawned.map_err(|e| SupervisionError::Spawn(e.to_string()))?;
+        Ok((SupervisorHandle { actor, events }, join))
+    }
+
+    /// Subscribes to state changes. Subscribe before `start_all` to see every transition.
+    pub fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.events.subscribe()
+    }
+
+    /// The supervisor's actor, e.g. to link it or to watch it end.
+    pub fn actor(&self) -> ActorCell {
+        self.actor.get_cell()
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> Msg,
+    ) -> Result<T, SupervisionError> {
+        match self
+            .actor
+            .call(|reply| SupervisorMsg(build(reply)), None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+            _ => Err(SupervisionError::Unavailable),
+        }
+    }
+
+    /// Starts every enabled child, layer by layer: a layer starts once every child of the
+    /// layers below is running (or down for good). Returns once the start is under way.
+    pub async fn start_all(&self) -> Result<(), SupervisionError> {
+        self.call(Msg::StartAll).await
+    }
+
+    /// Waits until nothing is in motion — every child running, down, or waiting on a
+    /// dependency that is down — and returns the children as they are then.
+    pub async fn settled(&self) -> Result<Vec<ChildInfo>, SupervisionError> {
+        self.call(Msg::Settled).await
+    }
+
+    /// Stops every child in reverse start order (a layer once the layers above it are gone)
+    /// and returns when all are stopped. Nothing restarts afterwards until started again.
+    pub async fn stop_all(&self) -> Result<(), SupervisionError> {
+        self.call(Msg::StopAll).await
+    }
+
+    /// Wants one child up again (a stopped or failed one starts over with a fresh restart
+    /// history) and starts it when its dependencies are running.
+    pub async fn start_child(&self, id: &str) -> Result<(), SupervisionError> {
+        self.call(|r| Msg::StartChild(id.into(), r)).await?
+    }
+
+    /// Stops one child and keeps it down; returns once it is stopped.
+    pub async fn stop_child(&self, id: &str) -> Result<(), SupervisionError> {
+        self.call(|r| Msg::StopChild(id.into(), r)).await?
+    }
+
+    /// Restarts one child by hand: stopped gracefully, then started again at once. Does not
+    /// count against its restart intensity and resets its backoff.
+    pub async fn restart_child(&self, id: &str) -> Result<(), SupervisionError> {
+        self.call(|r| Msg::RestartChild(id.into(), r)).await?
+    }
+
+    /// Adds a child; it starts at once (dependencies permitting) if the supervisor was started.
+    pub async fn add_child(&self, spec: ChildSpec) -> Result<(), SupervisionError> {
+        self.call(|r| Msg::AddChild(Box::new(spec), r)).await?
+    }
+
+    /// Stops and removes a child nobody depends on; returns once it is gone.
+    pub async fn remove_child(&self, id: &str) -> Result<(), SupervisionError> {
+        self.call(|r| Msg::RemoveChild(id.into(), r)).await?
+    }
+
+    /// Every child as it is now, in declaration order.
+    pub async fn children(&self) -> Result<Vec<ChildInfo>, SupervisionError> {
+        self.call(Msg::Children).await
+    }
+
+    /// Stops every child in reverse order, then the supervisor itself.
+    pub async fn shutdown(&self) -> Result<(), SupervisionError> {
+        self.stop_all().await?;
+        self.actor
+            .stop_and_wait(Some("shutdown".to_string()), None)
+            .await
+            .map_err(|_| SupervisionError::Unavailable)
+    }
+}
