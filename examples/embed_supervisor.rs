@@ -1,0 +1,120 @@
+//! Embedding the supervision core in your own service: two workers, one depending on the
+//! other, supervised with restarts and backoff. The example crashes the dependent worker
+//! three times, prints every state change, and exits by itself.
+//!
+//! Run it with `cargo run --example embed_supervisor`.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use session_manager::supervision::{
+    Backoff, ChildSpec, ChildState, Intensity, Strategy, SupervisorConfig, SupervisorEvent,
+    SupervisorHandle,
+};
+
+/// A worker of yours: here it only knows how to crash on request.
+struct Worker(&'static str);
+
+enum Msg {
+    Crash,
+}
+
+impl Actor for Worker {
+    type Msg = Msg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        println!("  [{}] pre_start", self.0);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Msg>,
+        msg: Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Crash => Err(format!("{} hit a bug", self.0).into()),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        multiplier: 2.0,
+        reset_after: Duration::from_secs(30),
+    };
+    let children = vec![
+        ChildSpec::actor("store", || (Worker("store"), ())),
+        ChildSpec::actor("indexer", || (Worker("indexer"), ()))
+            .depends_on(["store"])
+            .backoff(backoff)
+            .intensity(Intensity {
+                max_restarts: 5,
+                window: Duration::from_secs(60),
+            }),
+    ];
+    let config = SupervisorConfig {
+        strategy: Strategy::OneForOne,
+        ..SupervisorConfig::default()
+    };
+    let (supervisor, join) = SupervisorHandle::spawn(config, children).await?;
+
+    let mut events = supervisor.subscribe();
+    supervisor.start_all().await?;
+    print_until(&mut events, "indexer", ChildState::Running).await?;
+    println!("all running; crashing `indexer` three times");
+
+    for _ in 0..3 {
+        let indexer = supervisor
+            .children()
+            .await?
+            .into_iter()
+            .find(|c| &*c.id == "indexer")
+            .and_then(|c| c.actor)
+            .ok_or("indexer has no actor")?;
+        ActorRef::<Msg>::from(indexer).cast(Msg::Crash)?;
+        // The supervisor restarts it after its backoff: 0 ms, then 100 ms, then 200 ms.
+        print_until(&mut events, "indexer", ChildState::Running).await?;
+    }
+
+    for child in supervisor.children().await? {
+        println!(
+            "{}: {} after {} restarts",
+            child.id, child.state, child.restarts
+        );
+    }
+    supervisor.shutdown().await?;
+    join.await?;
+    println!("supervisor stopped cleanly");
+    Ok(())
+}
+
+/// Prints state changes until `child` enters `state`; gives up after five seconds.
+async fn print_until(
+    events: &mut tokio::sync::broadcast::Receiver<SupervisorEvent>,
+    child: &str,
+    state: ChildState,
+) -> Result<(), Box<dyn std::error::Error>> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let SupervisorEvent::Child(t) = events.recv().await? {
+                let delay = t
+                    .delay
+                    .map(|d| format!(" (next start in {d:?})"))
+                    .unwrap_or_default();
+                let reason = t.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                println!("{:>8} {} -> {}{reason}{delay}", t.child, t.from, t.to);
+                if &*t.child == child && t.to == state {
+                    return Ok(());
+                }
+            }
+        }
+    })
+    .await?
+}
