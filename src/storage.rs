@@ -1,0 +1,121 @@
+//! Persistence: one SQLite database (bundled, WAL mode, versioned migrations) behind an async
+//! handle.
+//!
+//! [`Storage`] is a cheap, cloneable handle to a dedicated writer thread that owns the only
+//! connection; async code sends it closures ([`Storage::call`]) and awaits the result, so the
+//! runtime never blocks on SQLite. Every write is committed with `synchronous=FULL`: once a
+//! method returns `Ok`, the data survives `kill -9` of the server (and a power cut).
+//!
+//! Layout: `connection` opens and configures the database, `migrations` holds the schema,
+//! `writer` the thread, and one module per table family (`events`, ...) adds its typed methods
+//! to [`Storage`] on top of [`Storage::call`].
+
+mod connection;
+mod error;
+mod events;
+mod migrations;
+mod writer;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::StorageError;
+pub use events::{NewEvent, StoredEvent};
+pub use migrations::SCHEMA_VERSION;
+
+/// Handle to the database. Clone it freely: all clones share one writer thread, which runs
+/// their jobs one at a time in arrival order. The thread finishes the queued jobs,
+/// checkpoints and closes the database once every clone is dropped or [`Storage::close`]
+/// is called.
+#[derive(Clone)]
+pub struct Storage {
+    sender: mpsc::Sender<writer::Msg>,
+    path: Arc<Path>,
+}
+
+impl Storage {
+    /// Opens (creating if needed, with its directory) the database at `path`, switches it to
+    /// WAL, and migrates it to [`SCHEMA_VERSION`]. A database written by a newer binary is
+    /// refused with [`StorageError::NewerSchema`] and left untouched.
+    pub async fn open(path: &Path) -> Result<Storage, StorageError> {
+        let path: Arc<Path> = Arc::from(path);
+        let (sender, ready) = writer::spawn(Arc::clone(&path))?;
+        // The thread answers before it exits in every case, so a dropped answer means it died.
+        ready.await.map_err(|_| StorageError::Closed)??;
+        Ok(Storage { sender, path })
+    }
+
+    /// Runs `f` on the writer thread with the connection and returns its result: the building
+    /// block of every typed method. `f` runs alone, so a transaction inside it sees no
+    /// interleaved writes; a panic in `f` becomes [`StorageError::JobPanicked`] for this
+    /// caller only. Once sent, the job runs even if this future is dropped.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(writer::Msg::Job(writer::job(f, reply)))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Stops the writer for every clone and waits until the database is checkpointed and
+    /// closed, so a shutdown can be sure nothing is left in flight. Jobs queued before this
+    /// call still run; later ones get [`StorageError::Closed`]. Closing storage that another
+    /// clone already closed is not an error.
+    pub async fn close(self) -> Result<(), StorageError> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .sender
+            .send(writer::Msg::Shutdown(reply))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        // A dropped answer means a concurrent close won the race; the thread is done either way.
+        answer.await.unwrap_or(Ok(()))
+    }
+
+    /// The schema version recorded in the database, for diagnostics (`/health`, logs).
+    pub async fn schema_version(&self) -> Result<usize, StorageError> {
+        self.call(|conn| {
+            let version = migrations::user_version(conn)?;
+            usize::try_from(version)
+                .map_err(|_| StorageError::Corrupt(format!("negative schema version {version}")))
+        })
+        .await
+    }
+
+    /// Runs SQLite's full integrity check; [`StorageError::Corrupt`] lists what it found.
+    /// Slow on large databases: meant for start-up checks, tests and operators, not hot paths.
+    pub async fn integrity_check(&self) -> Result<(), StorageError> {
+        self.call(|conn| {
+            let mut problems = Vec::new();
+            conn.pragma_query(None, "integrity_check", |row| {
+                problems.push(row.get::<_, String>(0)?);
+                Ok(())
+            })?;
+            if problems == ["ok"] {
+                Ok(())
+            } else {
+                Err(StorageError::Corrupt(problems.join("; ")))
+            }
+        })
+        .await
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}

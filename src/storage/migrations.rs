@@ -1,0 +1,108 @@
+//! The schema, as an append-only list of migrations.
+//!
+//! The schema version is SQLite's `user_version`, maintained by `rusqlite_migration`: version N
+//! means the first N entries of [`MIGRATION_LIST`] have been applied, each run in one
+//! transaction with the version bump. To change the schema, append a migration; never edit or
+//! reorder one that has shipped, since databases in the field already recorded it as applied.
+
+use rusqlite::Connection;
+use rusqlite_migration::{Migrations, M};
+
+use super::StorageError;
+
+const MIGRATION_LIST: &[M<'static>] = &[
+    // v1: the event log, the audit trail that WebSocket and HTTP replay with `since`.
+    // AUTOINCREMENT (not a plain rowid alias) so a pruned seq is never handed out again: a
+    // client that remembers seq 42 must never be shown a different event 42 later.
+    M::up(
+        "CREATE TABLE events (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            at         REAL NOT NULL,    -- unix seconds
+            kind       TEXT NOT NULL,
+            session_id TEXT NULL,
+            payload    TEXT NOT NULL     -- JSON
+        );
+        CREATE INDEX events_session_seq ON events (session_id, seq);
+        CREATE INDEX events_at ON events (at);",
+    ),
+];
+
+const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
+
+/// The schema version this binary creates and understands; databases above it are refused.
+pub const SCHEMA_VERSION: usize = MIGRATION_LIST.len();
+
+/// Reads the schema version recorded in the database (0 for a new, empty one).
+pub(super) fn user_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Refuses a database this binary must not touch. Only reads, so it is safe to run before
+/// anything (even the journal mode switch) writes to the file.
+pub(super) fn check_version(found: i64) -> Result<(), StorageError> {
+    if found < 0 {
+        return Err(StorageError::Corrupt(format!(
+            "negative schema version {found}"
+        )));
+    }
+    match usize::try_from(found) {
+        Ok(version) if version <= SCHEMA_VERSION => {}
+        _ => {
+            return Err(StorageError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]; a no-op when it is already there.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    check_version(user_version(conn)?)?;
+    MIGRATIONS.to_latest(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_to_an_empty_database() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn migrate_reaches_the_latest_version_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION as i64);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_without_change() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let newer = SCHEMA_VERSION as i64 + 1;
+        conn.pragma_update(None, "user_version", newer).unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(
+            matches!(err, StorageError::NewerSchema { found, supported }
+                if found == newer && supported == SCHEMA_VERSION),
+            "{err:?}"
+        );
+        assert_eq!(user_version(&conn).unwrap(), newer);
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "nothing may be created in a refused database");
+    }
+
+    #[test]
+    fn a_negative_schema_version_is_corruption() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", -3).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StorageError::Corrupt(_))));
+    }
+}
