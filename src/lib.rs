@@ -6,4 +6,5 @@
 //! HTTP or JSON. See `ARCHITECTURE.md` for the map of the rest.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod config;
 pub mod supervision;
