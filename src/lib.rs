@@ -9,5 +9,6 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod server;
 pub mod supervision;
 pub mod telemetry;
