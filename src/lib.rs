@@ -6,5 +6,10 @@
 //! HTTP or JSON. See `ARCHITECTURE.md` for the map of the rest.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod server;
 pub mod storage;
 pub mod supervision;
+pub mod telemetry;

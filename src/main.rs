@@ -1,1 +1,85 @@
-fn main() {}
+//! `session-manager`: parse the command line, load settings, start logging, serve until
+//! SIGINT or SIGTERM. Everything else lives in the library.
+
+use std::error::Error;
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use session_manager::cli::{Cli, Command};
+use session_manager::config::Settings;
+use session_manager::server::App;
+use session_manager::telemetry;
+
+/// Exit status for a configuration the server refuses, like a usage error.
+const EXIT_CONFIG: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.subcommand() {
+        Command::Serve => serve(&cli).await,
+    }
+}
+
+async fn serve(cli: &Cli) -> ExitCode {
+    let settings = match Settings::load(&cli.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error, ExitCode::from(EXIT_CONFIG)),
+    };
+    let _telemetry = match telemetry::init(&settings) {
+        Ok(guard) => guard,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
+    // Installed before announcing, so a signal sent as soon as the line is read is handled.
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
+    let app = match App::build(&settings).await {
+        Ok(app) => app,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
+    let addr = app.local_addr();
+    tracing::info!(%addr, data_dir = %settings.data_dir().display(), "listening");
+    announce(&format!("session-manager listening on http://{addr}"));
+    app.run_until(shutdown).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// The one line on stdout, which scripts and tests wait for.
+fn announce(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        tracing::warn!(%error, "cannot write the listening line to stdout");
+    }
+}
+
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+        }
+    })
+}
+
+/// Prints `error: <message>: <cause>: …` to stderr and returns `code`.
+fn fail(error: &dyn Error, code: ExitCode) -> ExitCode {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!("{message}");
+    eprintln!("error: {message}");
+    code
+}

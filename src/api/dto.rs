@@ -1,0 +1,49 @@
+//! Wire shapes: the only types with wire-format serde attributes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::health::ServiceState;
+
+/// A successful response: the payload's keys at the top level (where the original clients
+/// read them) and the same payload under `data` (the original's documented format). A payload
+/// must therefore be a struct and must not use the envelope's own key names.
+#[derive(Debug, Serialize)]
+pub(crate) struct SuccessEnvelope<'a, T> {
+    pub(crate) success: bool,
+    pub(crate) timestamp: f64,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) data: &'a T,
+    #[serde(flatten)]
+    pub(crate) payload: &'a T,
+}
+
+/// A failed response.
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorEnvelope<'a> {
+    pub(crate) success: bool,
+    pub(crate) timestamp: f64,
+    pub(crate) error: &'a str,
+    pub(crate) error_code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) details: Option<Value>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Health {
+    pub(crate) status: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) uptime_seconds: f64,
+    pub(crate) services: BTreeMap<String, &'static str>,
+}
+
+pub(crate) fn service_state(state: ServiceState) -> &'static str {
+    match state {
+        ServiceState::Running => "running",
+        ServiceState::Degraded => "degraded",
+        ServiceState::Stopping => "stopping",
+    }
+}

@@ -1,0 +1,274 @@
+//! The one place where errors become HTTP statuses and stable `error_code`s: handlers return
+//! (or reject with) an [`ApiError`], warp's own rejections are translated here, and
+//! [`recover`] turns whatever is left into the failure envelope.
+
+use std::convert::Infallible;
+use std::error::Error as _;
+
+use serde_json::{json, Value};
+use warp::body::BodyDeserializeError;
+use warp::http::StatusCode;
+use warp::reject::{
+    InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge,
+    UnsupportedMediaType,
+};
+use warp::reply::Response;
+use warp::ws::MissingConnectionUpgrade;
+use warp::Rejection;
+
+use super::envelope;
+
+/// Everything the API can answer with instead of a payload. Messages reach clients, so they
+/// describe the request, never the server's internals.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// No route has this path.
+    #[error("no route matches this path")]
+    NotFound,
+    /// A route has this path, but not for this method.
+    #[error("method not allowed for this path")]
+    MethodNotAllowed,
+    /// The body, query or a header is malformed, a field is missing or out of range.
+    #[error("{message}")]
+    Validation {
+        message: String,
+        /// The offending field, e.g. `agents[1].agent_type`, when known.
+        field: Option<String>,
+    },
+    /// The body is larger than the server accepts.
+    #[error("request body too large")]
+    PayloadTooLarge {
+        /// The limit in bytes, when known.
+        limit: Option<u64>,
+    },
+    /// A body was sent without announcing its length where one is needed.
+    #[error("a content-length header is required")]
+    LengthRequired,
+    /// The body is not JSON.
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    /// A bug or an unexpected failure; details go to the log only.
+    #[error("internal server error")]
+    Internal,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, snake_case code clients branch on.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Validation { .. } => "session_validation_error",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::LengthRequired => "length_required",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    pub(crate) fn details(&self) -> Option<Value> {
+        match self {
+            ApiError::Validation {
+                field: Some(field), ..
+            } => Some(json!({ "field": field })),
+            ApiError::PayloadTooLarge { limit: Some(limit) } => {
+                Some(json!({ "limit_bytes": limit }))
+            }
+            _ => None,
+        }
+    }
+
+    fn from_rejection(rejection: &Rejection) -> ApiError {
+        if let Some(error) = rejection.find::<ApiError>() {
+            return error.clone();
+        }
+        // Most specific first: when several routes rejected, the one whose path matched
+        // explains the failure better than a sibling's 405 or 404.
+        if rejection.find::<PayloadTooLarge>().is_some() {
+            return ApiError::PayloadTooLarge { limit: None };
+        }
+        if rejection.find::<UnsupportedMediaType>().is_some() {
+            return ApiError::UnsupportedMediaType;
+        }
+        if rejection.find::<LengthRequired>().is_some() {
+            return ApiError::LengthRequired;
+        }
+        if let Some(error) = rejection.find::<BodyDeserializeError>() {
+            let cause = error.source().map(ToString::to_string).unwrap_or_default();
+            return ApiError::Validation {
+                message: format!("invalid JSON body: {cause}"),
+                field: None,
+            };
+        }
+        if rejection.find::<InvalidQuery>().is_some() {
+            return ApiError::Validation {
+                message: "invalid query string".to_owned(),
+                field: None,
+            };
+        }
+        if let Some(header) = rejection.find::<MissingHeader>() {
+            return ApiError::Validation {
+                message: format!("missing header {}", header.name()),
+                field: Some(header.name().to_owned()),
+            };
+        }
+        if let Some(header) = rejection.find::<InvalidHeader>() {
+            return ApiError::Validation {
+                message: format!("invalid header {}", header.name()),
+                field: Some(header.name().to_owned()),
+            };
+        }
+        if rejection.find::<MissingConnectionUpgrade>().is_some() {
+            return ApiError::Validation {
+                message: "a websocket upgrade is required".to_owned(),
+                field: None,
+            };
+        }
+        if rejection.find::<MethodNotAllowed>().is_some() {
+            return ApiError::MethodNotAllowed;
+        }
+        if rejection.is_not_found() {
+            return ApiError::NotFound;
+        }
+        ApiError::Internal
+    }
+}
+
+/// The `recover` handler of the whole API: every rejection becomes a failure envelope.
+pub(crate) async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = ApiError::from_rejection(&rejection);
+    if error == ApiError::Internal {
+        tracing::error!(?rejection, "unhandled rejection");
+    }
+    Ok(envelope::failure(&error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use warp::Filter;
+
+    #[derive(Debug, Deserialize)]
+    struct Body {
+        name: String,
+    }
+
+    #[derive(Debug)]
+    struct Unexpected;
+    impl warp::reject::Reject for Unexpected {}
+
+    /// A route exercising the body filters a JSON handler will use.
+    fn json_route() -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+        warp::path!("things")
+            .and(warp::post())
+            .and(warp::body::content_length_limit(16))
+            .and(warp::body::json::<Body>())
+            .map(|body: Body| Response::new(body.name.into()))
+            .or(warp::path!("boom")
+                .and_then(|| async { Err::<Response, _>(warp::reject::custom(Unexpected)) }))
+            .unify()
+            .or(warp::path!("bad").and_then(|| async {
+                Err::<Response, _>(warp::reject::custom(ApiError::Validation {
+                    message: "name is required".to_owned(),
+                    field: Some("name".to_owned()),
+                }))
+            }))
+            .unify()
+            .recover(recover)
+            .unify()
+    }
+
+    async fn envelope_of(request: warp::test::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.reply(&json_route()).await;
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["success"], false);
+        assert!(body["timestamp"].is_f64());
+        assert!(body["error"].is_string());
+        (response.status(), body)
+    }
+
+    #[tokio::test]
+    async fn payload_too_large_is_413() {
+        let (status, body) = envelope_of(
+            warp::test::request()
+                .method("POST")
+                .path("/things")
+                .header("content-type", "application/json")
+                .body(r#"{"name": "a name far too long for the limit"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["error_code"], "payload_too_large");
+    }
+
+    #[tokio::test]
+    async fn non_json_body_is_415() {
+        let (status, body) = envelope_of(
+            warp::test::request()
+                .method("POST")
+                .path("/things")
+                .header("content-type", "text/plain")
+                .body("hi"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(body["error_code"], "unsupported_media_type");
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_validation_error() {
+        let (status, body) = envelope_of(
+            warp::test::request()
+                .method("POST")
+                .path("/things")
+                .header("content-type", "application/json")
+                .body("{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error_code"], "session_validation_error");
+        assert!(body["error"].as_str().unwrap().contains("name"));
+    }
+
+    #[tokio::test]
+    async fn handler_validation_error_carries_the_field() {
+        let (status, body) = envelope_of(warp::test::request().path("/bad")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error_code"], "session_validation_error");
+        assert_eq!(body["details"]["field"], "name");
+    }
+
+    #[tokio::test]
+    async fn unknown_rejection_is_500_without_internals() {
+        let (status, body) = envelope_of(warp::test::request().path("/boom")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error_code"], "internal_error");
+        assert_eq!(body["error"], "internal server error");
+        assert!(body.get("details").is_none());
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405_and_unknown_path_404() {
+        let (status, body) = envelope_of(warp::test::request().path("/things")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error_code"], "method_not_allowed");
+        let (status, body) = envelope_of(warp::test::request().path("/nothing")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error_code"], "not_found");
+    }
+}

@@ -1,0 +1,133 @@
+//! The command line. Flags are global so that `session-manager --port 0` and
+//! `session-manager serve --port 0` mean the same: `serve` is what runs when no subcommand
+//! is given, and scripts written either way keep working.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// Supervises Claude Code work sessions: sessions and agents as supervised actors behind a
+/// REST + WebSocket API.
+#[derive(Debug, Parser)]
+#[command(name = "session-manager", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// TOML file layered over the built-in defaults.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// IP address to listen on (server.bind).
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub bind: Option<String>,
+
+    /// Port to listen on, 0 for any free port (server.port).
+    #[arg(long, value_name = "N", global = true)]
+    pub port: Option<u16>,
+
+    /// Directory of the database, logs and metrics (storage.data_dir).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log level or `target=level` list (logs.level).
+    #[arg(long, value_name = "LEVEL", global = true)]
+    pub log_level: Option<String>,
+}
+
+/// The subcommands; an enum so later ones slot in beside `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGINT or SIGTERM (the default).
+    Serve,
+}
+
+impl Cli {
+    /// The subcommand to run, with the default applied, so callers never handle `None`.
+    pub fn subcommand(&self) -> Command {
+        self.command.unwrap_or(Command::Serve)
+    }
+
+    /// The flags that override configuration, in the form [`crate::config`] understands.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            bind: self.bind.clone(),
+            port: self.port,
+            data_dir: self.data_dir.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default() {
+        let cli = Cli::try_parse_from(["session-manager"]).unwrap();
+        assert_eq!(cli.subcommand(), Command::Serve);
+    }
+
+    #[test]
+    fn flags_work_before_and_after_serve() {
+        for args in [
+            &["session-manager", "--port", "0", "--log-level", "debug"][..],
+            &[
+                "session-manager",
+                "serve",
+                "--port",
+                "0",
+                "--log-level",
+                "debug",
+            ][..],
+            &[
+                "session-manager",
+                "--port",
+                "0",
+                "serve",
+                "--log-level",
+                "debug",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.subcommand(), Command::Serve, "{args:?}");
+            let overrides = cli.overrides();
+            assert_eq!(overrides.port, Some(0), "{args:?}");
+            assert_eq!(overrides.log_level.as_deref(), Some("debug"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn all_overrides_are_passed_on() {
+        let cli = Cli::try_parse_from([
+            "session-manager",
+            "--config",
+            "/etc/sm.toml",
+            "--bind",
+            "::1",
+            "--data-dir",
+            "/srv/sm",
+        ])
+        .unwrap();
+        let overrides = cli.overrides();
+        assert_eq!(overrides.config_file, Some(PathBuf::from("/etc/sm.toml")));
+        assert_eq!(overrides.bind.as_deref(), Some("::1"));
+        assert_eq!(overrides.data_dir, Some(PathBuf::from("/srv/sm")));
+    }
+
+    #[test]
+    fn port_out_of_range_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["session-manager", "--port", "70000"]).is_err());
+    }
+}
