@@ -10,17 +10,22 @@
 //! Before criterion runs, the restart latency is also sampled 20,000 times and printed as
 //! percentiles, since criterion reports means of batches rather than a p50.
 
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, Criterion};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use session_manager::supervision::{
-    ChildSpec, ChildState, Intensity, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    Backoff, ChildSpec, ChildState, Intensity, SupervisorConfig, SupervisorEvent, SupervisorHandle,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::broadcast;
 
-struct Crashy;
+/// When the child last crashed, stamped by the child itself just before it fails.
+type CrashStamp = Arc<Mutex<Option<SystemTime>>>;
+
+/// Fails on any message, after stamping the time.
+struct Crashy(CrashStamp);
 
 impl Actor for Crashy {
     type Msg = ();
@@ -32,6 +37,7 @@ impl Actor for Crashy {
     }
 
     async fn handle(&self, _: ActorRef<()>, _: (), _: &mut ()) -> Result<(), ActorProcessingErr> {
+        *self.0.lock().expect("stamp lock") = Some(SystemTime::now());
         Err("crash".into())
     }
 }
@@ -55,56 +61,87 @@ fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// A supervisor with one crash-on-message child that may restart without limit, so every
-/// restart is immediate (the sequence never leaves its first, zero-delay step).
-async fn crashy_supervisor() -> (SupervisorHandle, broadcast::Receiver<SupervisorEvent>) {
-    let spec = ChildSpec::actor("crashy", || (Crashy, ())).intensity(Intensity {
-        max_restarts: u32::MAX,
-        window: Duration::from_millis(1),
-    });
+/// A supervisor with one crash-on-message child that may restart without limit and without
+/// delay: the benchmark measures the restart path, not the backoff.
+async fn crashy_supervisor() -> Restarter {
+    let stamp = CrashStamp::default();
+    let child_stamp = stamp.clone();
+    let spec = ChildSpec::actor("crashy", move || (Crashy(child_stamp.clone()), ()))
+        .intensity(Intensity {
+            max_restarts: u32::MAX,
+            window: Duration::from_millis(1),
+        })
+        .backoff(Backoff {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+            ..Backoff::default()
+        });
     let (sup, _) = SupervisorHandle::spawn(SupervisorConfig::default(), vec![spec])
         .await
         .expect("spawn supervisor");
     let mut events = sup.subscribe();
     sup.start_all().await.expect("start");
     wait_running(&mut events).await;
-    (sup, events)
+    Restarter { sup, events, stamp }
 }
 
-async fn wait_running(events: &mut broadcast::Receiver<SupervisorEvent>) {
+struct Restarter {
+    sup: SupervisorHandle,
+    events: broadcast::Receiver<SupervisorEvent>,
+    stamp: CrashStamp,
+}
+
+/// Waits for the next transition to running and returns when the supervisor made it.
+async fn wait_running(events: &mut broadcast::Receiver<SupervisorEvent>) -> SystemTime {
     loop {
         match events.recv().await {
-            Ok(SupervisorEvent::Child(t)) if t.to == ChildState::Running => return,
+            Ok(SupervisorEvent::Child(t)) if t.to == ChildState::Running => return t.at,
             Ok(_) => {}
             Err(e) => panic!("event stream broke: {e}"),
         }
     }
 }
 
-/// Crashes the child once and returns how long until it was running again.
-async fn one_restart(
-    sup: &SupervisorHandle,
-    events: &mut broadcast::Receiver<SupervisorEvent>,
-) -> Duration {
-    let child = sup.children().await.expect("children").remove(0);
+/// One restart, timed two ways.
+struct Timing {
+    /// From the child's failure to the supervisor marking the new incarnation running.
+    crash_to_running: Duration,
+    /// From sending the crash command to a subscriber seeing `running`: adds the delivery
+    /// of the command and the wake-up of the subscriber.
+    observed: Duration,
+}
+
+/// Crashes the child once and times its return.
+async fn one_restart(r: &mut Restarter) -> Timing {
+    let child = r.sup.children().await.expect("children").remove(0);
     let actor: ActorRef<()> = child.actor.expect("running child has an actor").into();
     let t0 = Instant::now();
     actor.cast(()).expect("cast");
-    wait_running(events).await;
-    t0.elapsed()
+    let running_at = wait_running(&mut r.events).await;
+    let observed = t0.elapsed();
+    let crashed_at = r
+        .stamp
+        .lock()
+        .expect("stamp lock")
+        .take()
+        .expect("child stamped its crash");
+    Timing {
+        crash_to_running: running_at.duration_since(crashed_at).unwrap_or_default(),
+        observed,
+    }
 }
 
 fn restart_percentiles(rt: &Runtime) {
     let samples = rt.block_on(async {
-        let (sup, mut events) = crashy_supervisor().await;
+        let mut r = crashy_supervisor().await;
         for _ in 0..1_000 {
-            one_restart(&sup, &mut events).await;
+            one_restart(&mut r).await;
         }
         let mut samples = Vec::with_capacity(20_000);
         for _ in 0..20_000 {
-            samples.push(one_restart(&sup, &mut events).await);
+            samples.push(one_restart(&mut r).await);
         }
-        sup.shutdown().await.expect("shutdown");
+        r.sup.shutdown().await.expect("shutdown");
         samples
     });
     let baseline = rt.block_on(async {
@@ -122,7 +159,14 @@ fn restart_percentiles(rt: &Runtime) {
         parent.stop(None);
         samples
     });
-    print_percentiles("restart (crash -> running again)", samples);
+    print_percentiles(
+        "restart, crash -> running again",
+        samples.iter().map(|t| t.crash_to_running).collect(),
+    );
+    print_percentiles(
+        "restart, crash command sent -> subscriber sees running",
+        samples.iter().map(|t| t.observed).collect(),
+    );
     print_percentiles("baseline: ractor spawn_linked", baseline);
 }
 
@@ -199,22 +243,22 @@ fn tree_once(rt: &Runtime) {
 
 fn benches(c: &mut Criterion) {
     let rt = runtime();
-    let (sup, events) = rt.block_on(crashy_supervisor());
-    let events = std::sync::Mutex::new(events);
+    let restarter = Arc::new(tokio::sync::Mutex::new(rt.block_on(crashy_supervisor())));
     c.bench_function("restart/in_process_child", |b| {
         b.to_async(&rt).iter_custom(|iters| {
-            let sup = sup.clone();
-            let mut events = events.lock().expect("events lock").resubscribe();
+            let restarter = restarter.clone();
             async move {
+                let mut r = restarter.lock().await;
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += one_restart(&sup, &mut events).await;
+                    total += one_restart(&mut r).await.crash_to_running;
                 }
                 total
             }
         })
     });
-    rt.block_on(sup.shutdown()).expect("shutdown");
+    rt.block_on(async { restarter.lock().await.sup.shutdown().await })
+        .expect("shutdown");
 
     c.bench_function("baseline/ractor_spawn_linked", |b| {
         b.to_async(&rt).iter_custom(|iters| async move {

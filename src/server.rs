@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiContext, ServiceState, Services};
 use crate::config::Settings;
+use crate::storage::{Storage, StorageError};
 
 /// How long requests still in flight at shutdown may take to finish before the server stops
 /// waiting for them; a stuck client must not hold the process.
@@ -32,6 +33,9 @@ pub enum ServerError {
     /// The OS did not report which address the listener got.
     #[error("cannot read the listening address")]
     LocalAddr(#[source] std::io::Error),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database")]
+    Storage(#[source] StorageError),
 }
 
 /// A server that is listening but not yet serving.
@@ -41,6 +45,7 @@ pub struct App {
     local_addr: SocketAddr,
     context: ApiContext,
     services: Services,
+    storage: Storage,
 }
 
 impl App {
@@ -49,9 +54,12 @@ impl App {
     pub async fn build(settings: &Settings) -> Result<App, ServerError> {
         let services = Services::default();
 
-        // Integration point for storage: open the database at `settings.db_path()` here,
-        // before binding, so that a storage failure stops start-up, then report it with
-        // `services.set("storage", ServiceState::Running)`.
+        // Before binding: a database that cannot be opened stops start-up before anything
+        // is announced as listening.
+        let storage = Storage::open(&settings.db_path())
+            .await
+            .map_err(ServerError::Storage)?;
+        services.set("storage", ServiceState::Running);
 
         let addr = SocketAddr::new(settings.server.bind, settings.server.port);
         let listener = TcpListener::bind(addr)
@@ -65,6 +73,7 @@ impl App {
             local_addr,
             context,
             services,
+            storage,
         })
     }
 
@@ -73,14 +82,15 @@ impl App {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting connections and lets requests
-    /// in flight finish, for at most ten seconds so a stuck client cannot hold the process.
+    /// Serves until `shutdown` resolves, then stops accepting connections, lets requests in
+    /// flight finish (for at most ten seconds, so a stuck client cannot hold the process),
+    /// and closes the database after its last queued write.
     pub async fn run_until<F>(self, shutdown: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let (draining, drain_started) = oneshot::channel();
-        let services = self.services;
+        let services = self.services.clone();
         let signal = async move {
             shutdown.await;
             services.set("api", ServiceState::Stopping);
@@ -93,15 +103,19 @@ impl App {
             .graceful(signal)
             .run();
         tokio::pin!(server);
-        tokio::select! {
-            () = &mut server => return,
-            _ = drain_started => {}
-        }
-        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+        let drain = tokio::select! {
+            () = &mut server => false,
+            _ = drain_started => true,
+        };
+        if drain && tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
             tracing::warn!(
                 timeout_seconds = DRAIN_TIMEOUT.as_secs(),
                 "requests still in flight at the end of the drain period were abandoned"
             );
+        }
+        self.services.set("storage", ServiceState::Stopping);
+        if let Err(error) = self.storage.close().await {
+            tracing::error!(%error, "closing the database failed");
         }
     }
 }

@@ -181,8 +181,12 @@ impl TestApp {
     }
 
     fn terminate(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM)
+    }
+
+    fn signal(&mut self, signal: Signal) -> ExitStatus {
         let pid = Pid::from_raw(i32::try_from(self.child.0.id()).unwrap());
-        kill(pid, Signal::SIGTERM).unwrap();
+        kill(pid, signal).unwrap();
         wait_for_exit(&mut self.child, EXIT_TIMEOUT)
     }
 
@@ -229,6 +233,7 @@ async fn health_answers_with_the_envelope() {
     assert!(body["uptime_seconds"].is_f64(), "{body}");
     assert!(body["uptime_seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(body["services"]["api"], "running");
+    assert_eq!(body["services"]["storage"], "running");
 
     let data = body["data"].as_object().unwrap();
     let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
@@ -289,6 +294,61 @@ async fn sigterm_stops_the_server_with_status_0() {
     envelope(app.get("/health").await, 200).await;
     let status = app.terminate();
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn sigint_stops_the_server_with_status_0() {
+    let mut app = spawn_app();
+    envelope(app.get("/health").await, 200).await;
+    assert_eq!(app.signal(Signal::SIGINT).code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_database_is_created_under_the_data_dir_and_closed_cleanly() {
+    let mut app = spawn_app();
+    let db = app.data_dir.path().join("sessions/session_manager.db");
+    assert!(db.is_file(), "{} missing", db.display());
+    assert_eq!(app.terminate().code(), Some(0));
+
+    // Closed with a checkpoint: nothing left in the write-ahead log.
+    let wal = db.with_extension("db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "{} still holds data",
+        wal.display()
+    );
+    let storage = session_manager::storage::Storage::open(&db).await.unwrap();
+    assert_eq!(
+        storage.schema_version().await.unwrap(),
+        session_manager::storage::SCHEMA_VERSION
+    );
+    storage.integrity_check().await.unwrap();
+    storage.close().await.unwrap();
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_stops_start_up() {
+    // `sessions` is a file, so the database directory cannot be created.
+    let data_dir = TempDir::new().unwrap();
+    std::fs::write(data_dir.path().join("sessions"), "not a directory").unwrap();
+    let data_dir_arg = data_dir.path().to_str().unwrap();
+    let finished = run_to_exit(&["--port", "0", "--data-dir", data_dir_arg], &[]);
+    assert_eq!(
+        finished.status.code(),
+        Some(1),
+        "stderr: {}",
+        finished.stderr
+    );
+    assert!(
+        finished.stderr.contains("cannot open the database"),
+        "stderr: {}",
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.is_empty(),
+        "announced before failing: {}",
+        finished.stdout
+    );
 }
 
 #[tokio::test]

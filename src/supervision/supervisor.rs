@@ -6,6 +6,7 @@
 //! stalls the supervisor or its other children.
 
 use std::collections::{HashMap, HashSet};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use ractor::{
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 use super::event::{ChildInfo, ChildState, ChildTransition, SupervisorEvent};
 use super::graph::DependencyGraph;
 use super::policy::{decide, Decision, Exit, RestartHistory, Strategy};
-use super::spec::{ChildSpec, StartContext};
+use super::spec::{BoxFuture, ChildSpec, StartContext, StartError, Started};
 use super::{ChildId, SupervisionError};
 
 /// Reason given to a child the supervisor stops on purpose.
@@ -51,6 +52,12 @@ impl Default for SupervisorConfig {
 #[derive(Debug, Default)]
 pub struct Supervisor;
 
+/// A worker's spawn outcome: the actor and whether it still has to become ready, or why the
+/// spawn failed.
+type SpawnReport = Result<(ActorCell, bool), String>;
+/// What a started child still has to do before it counts as running.
+type Readiness = BoxFuture<Result<(), String>>;
+
 /// A message to the supervisor. Opaque: build them through [`SupervisorHandle`].
 pub struct SupervisorMsg(Msg);
 
@@ -67,7 +74,7 @@ enum Msg {
     Spawned {
         child: ChildId,
         generation: u64,
-        result: Result<(ActorCell, bool), String>,
+        result: SpawnReport,
     },
     Ready {
         child: ChildId,
@@ -298,12 +305,14 @@ impl SupervisorState {
                 self.frontier = self.frontier.min(layer);
             } else {
                 self.unsettled[layer] -= 1;
-                if layer == self.frontier {
+                if layer == self.frontier && self.unsettled[layer] == 0 {
                     let depth = self.unsettled.len();
                     while self.frontier < depth && self.unsettled[self.frontier] == 0 {
                         self.frontier += 1;
                     }
-                    if let Some(opened) = self.graph.layers().get(self.frontier) {
+                    // Layers up to the new frontier may start now; those below it were
+                    // already open and woke their own children.
+                    for opened in &self.graph.layers()[layer + 1..(self.frontier + 1).min(depth)] {
                         self.wake.extend_from_slice(opened);
                     }
                 }
@@ -389,9 +398,13 @@ impl SupervisorState {
     }
 
     fn may_start(&self, i: usize) -> bool {
-        let c = &self.children[i];
-        c.wanted
-            && c.state == ChildState::Pending
+        self.children[i].state == ChildState::Pending && self.gate_open(i)
+    }
+
+    /// Whether child `i`, wanted up, may start now: its layer is open and every dependency
+    /// is running.
+    fn gate_open(&self, i: usize) -> bool {
+        self.children[i].wanted
             && self.stop_all.is_none()
             && self.escalated.is_none()
             && self.graph.layer_of(i) <= self.frontier
@@ -402,7 +415,12 @@ impl SupervisorState {
                 .all(|&d| self.children[d].state == ChildState::Running)
     }
 
-    /// Starts a new incarnation of child `i` in a task that reports back by message.
+    /// Starts a new incarnation of child `i`.
+    ///
+    /// The worker's future is polled once right here: an in-process actor is usually spawned
+    /// by then, which saves two task hops on the restart path. Whatever is left to wait for
+    /// (a slow spawn, a readiness future) continues in a task that reports back by message,
+    /// so the supervisor never waits on a child.
     fn begin_start(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
         let generation = self.generation();
         self.children[i].generation = generation;
@@ -415,40 +433,51 @@ impl SupervisorState {
             restarts: child.history.total(),
         };
         let id = child.spec.id.clone();
-        let deadline = child
-            .spec
-            .start_timeout
-            .map(|t| (t, tokio::time::Instant::now() + t));
-        let start = child.spec.worker.start(ctx);
+        let timeout = child.spec.start_timeout;
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut start = child.spec.worker.start(ctx);
+
+        let mut cx = Context::from_waker(Waker::noop());
+        // What is left to await, if anything: `None` from it means nothing to report.
+        let rest: BoxFuture<Option<Result<(), String>>> = match start.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => {
+                let (spawned, ready) = split_started(result);
+                self.on_spawned(myself, &id, generation, spawned);
+                let Some(ready) = ready else { return };
+                Box::pin(async move { Some(ready.await) })
+            }
+            Poll::Pending => {
+                let myself = myself.clone();
+                let id = id.clone();
+                Box::pin(async move {
+                    let result = match deadline {
+                        Some(at) => tokio::time::timeout_at(at, start)
+                            .await
+                            .unwrap_or_else(|_| Err(StartError(not_within("started", timeout)))),
+                        None => start.await,
+                    };
+                    let (spawned, ready) = split_started(result);
+                    let spawned = Msg::Spawned {
+                        child: id,
+                        generation,
+                        result: spawned,
+                    };
+                    // A failed send means the supervisor is gone; the child, linked to it,
+                    // goes too.
+                    myself.cast(SupervisorMsg(spawned)).ok()?;
+                    Some(ready?.await)
+                })
+            }
+        };
         let myself = myself.clone();
         tokio::spawn(async move {
-            let started = match deadline {
-                Some((t, at)) => match tokio::time::timeout_at(at, start).await {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("not started within {}", human(t))),
-                },
-                None => start.await.map_err(|e| e.to_string()),
+            let outcome = match deadline {
+                Some(at) => tokio::time::timeout_at(at, rest)
+                    .await
+                    .unwrap_or_else(|_| Some(Err(not_within("ready", timeout)))),
+                None => rest.await,
             };
-            let (started, ready) = match started {
-                Ok(s) => (Ok((s.cell.clone(), s.ready.is_some())), s.ready),
-                Err(e) => (Err(e), None),
-            };
-            let spawned = Msg::Spawned {
-                child: id.clone(),
-                generation,
-                result: started,
-            };
-            // A failed send means the supervisor is gone; the child, linked to it, goes too.
-            if myself.cast(SupervisorMsg(spawned)).is_err() {
-                return;
-            }
-            if let Some(ready) = ready {
-                let result = match deadline {
-                    Some((t, at)) => tokio::time::timeout_at(at, ready)
-                        .await
-                        .unwrap_or_else(|_| Err(format!("not ready within {}", human(t)))),
-                    None => ready.await,
-                };
+            if let Some(result) = outcome {
                 let _ = myself.cast(SupervisorMsg(Msg::Ready {
                     child: id,
                     generation,
@@ -463,7 +492,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         id: &str,
         generation: u64,
-        result: Result<(ActorCell, bool), String>,
+        result: SpawnReport,
     ) {
         let current = self
             .index
@@ -590,7 +619,7 @@ impl SupervisorState {
                 self.transition(i, ChildState::Backoff, reason, Some(after));
                 self.restart_siblings(myself, i);
                 if after.is_zero() {
-                    self.end_backoff(i);
+                    self.end_backoff(myself, i);
                 } else {
                     let id = self.children[i].spec.id.clone();
                     myself.send_after(after, move || {
@@ -657,8 +686,12 @@ impl SupervisorState {
     }
 
     /// A backoff is over: start now if the gate allows, else wait as pending.
-    fn end_backoff(&mut self, i: usize) {
-        self.transition(i, ChildState::Pending, None, None);
+    fn end_backoff(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+        if self.gate_open(i) {
+            self.begin_start(myself, i);
+        } else {
+            self.transition(i, ChildState::Pending, None, None);
+        }
     }
 
     /// Asks child `i` to stop, whatever it is doing.
@@ -955,7 +988,7 @@ impl Actor for Supervisor {
                 if let Some(&i) = state.index.get(&child) {
                     let c = &state.children[i];
                     if c.generation == generation && c.state == ChildState::Backoff {
-                        state.end_backoff(i);
+                        state.end_backoff(&myself, i);
                     }
                 }
             }
@@ -1006,6 +1039,18 @@ fn escalation_result(state: &SupervisorState) -> Result<(), ActorProcessingErr> 
         (Some(reason), None) => Err(reason.clone().into()),
         _ => Ok(()),
     }
+}
+
+/// Splits a worker's result into the spawn report and the readiness future, if any.
+fn split_started(result: Result<Started, StartError>) -> (SpawnReport, Option<Readiness>) {
+    match result {
+        Ok(started) => (Ok((started.cell, started.ready.is_some())), started.ready),
+        Err(e) => (Err(e.to_string()), None),
+    }
+}
+
+fn not_within(what: &str, timeout: Option<Duration>) -> String {
+    format!("not {what} within {}", human(timeout.unwrap_or_default()))
 }
 
 fn human(d: Duration) -> String {
