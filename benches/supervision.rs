@@ -298,11 +298,69 @@ fn benches(c: &mut Criterion) {
 
 criterion_group!(supervision, benches);
 
+/// Set in a child process of this benchmark to run one cold measurement in a fresh process.
+const PROBE_VAR: &str = "SESSION_MANAGER_BENCH_PROBE";
+
+/// 100,000 bare ractor actors linked to one parent: what ractor itself costs, without any
+/// supervision, for comparison with the supervised tree.
+fn bare_once(rt: &Runtime) {
+    let before = rss_mb("VmRSS:");
+    let (elapsed, during) = rt.block_on(async {
+        let (parent, _) = Actor::spawn(None, Idle, ()).await.expect("parent");
+        let t0 = Instant::now();
+        let mut children = Vec::with_capacity(CHILDREN);
+        for _ in 0..CHILDREN {
+            let (child, _) = Actor::spawn_linked(None, Idle, (), parent.get_cell())
+                .await
+                .expect("spawn");
+            children.push(child);
+        }
+        let elapsed = t0.elapsed();
+        let during = rss_mb("VmRSS:");
+        parent.stop_children_and_wait(None, None).await;
+        parent.stop(None);
+        (elapsed, during)
+    });
+    println!(
+        "baseline: {CHILDREN} bare ractor actors spawned one by one in {:.0} ms; RSS {:.0} MB \
+         with them alive (process before: {:.0} MB)",
+        elapsed.as_secs_f64() * 1e3,
+        during,
+        before,
+    );
+}
+
+/// Runs one probe in a fresh process, so its memory and cold-start figures are its own.
+fn probe(name: &str) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return println!("cannot run the {name} probe: {e}"),
+    };
+    match std::process::Command::new(exe)
+        .env(PROBE_VAR, name)
+        .output()
+    {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!(
+            "the {name} probe failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => println!("cannot run the {name} probe: {e}"),
+    }
+}
+
 fn main() {
     let rt = runtime();
-    tree_once(&rt);
+    match std::env::var(PROBE_VAR).as_deref() {
+        Ok("tree") => return tree_once(&rt),
+        Ok("bare") => return bare_once(&rt),
+        _ => {}
+    }
     restart_percentiles(&rt);
     drop(rt);
+    probe("tree");
+    probe("bare");
     supervision();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -21,6 +21,8 @@ use serde::de::{self, Deserializer, Unexpected};
 use serde::Deserialize;
 use tracing::level_filters::LevelFilter;
 
+use crate::supervision::Restart;
+
 /// The embedded defaults; the file is the documentation of every key.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -255,21 +257,17 @@ pub struct AgentTemplate {
     /// Agent names this type waits for; replaces the default dependencies.
     pub depends_on: Option<Vec<String>>,
     /// When a stopped agent is restarted.
-    pub restart: Option<RestartPolicy>,
+    #[serde(default, deserialize_with = "restart_word")]
+    pub restart: Option<Restart>,
     /// How long to wait between restarts.
     pub backoff: Option<BackoffSettings>,
 }
 
-/// When an agent that stopped is started again (the Erlang/OTP vocabulary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RestartPolicy {
-    /// Always.
-    Permanent,
-    /// Only after an abnormal exit.
-    Transient,
-    /// Never.
-    Temporary,
+/// Reads a restart type with the supervision core's own parser, so the two never disagree on
+/// the accepted words.
+fn restart_word<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Restart>, D::Error> {
+    let word = String::deserialize(deserializer)?;
+    word.parse().map(Some).map_err(de::Error::custom)
 }
 
 /// Exponential backoff between restarts; missing fields take the documented defaults.
@@ -1065,7 +1063,7 @@ mod tests {
             template.command.as_deref(),
             Some(&["agent".to_owned(), "--serve".to_owned()][..])
         );
-        assert_eq!(template.restart, Some(RestartPolicy::Transient));
+        assert_eq!(template.restart, Some(Restart::Transient));
         assert_eq!(template.backoff, None);
     }
 

@@ -732,3 +732,42 @@ async fn dependents_wait_while_a_dependency_is_down() {
     .await;
     sup.shutdown().await.unwrap();
 }
+
+/// The embedding example (`cargo run --example embed_supervisor`) exits 0 by itself, having
+/// restarted its crashing worker three times. `cargo test` builds examples before tests.
+#[test]
+fn the_embedding_example_runs_to_completion() {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let example = profile_dir.join("examples/embed_supervisor");
+    assert!(
+        example.is_file(),
+        "{} is missing: run the whole suite with `cargo test`, which builds examples",
+        example.display()
+    );
+    let mut child = std::process::Command::new(&example)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the example did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{status:?}\n{stdout}");
+    assert!(
+        stdout.contains("indexer: running after 3 restarts"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("next start in 200ms"), "{stdout}");
+    assert!(stdout.contains("supervisor stopped cleanly"), "{stdout}");
+}
