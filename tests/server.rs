@@ -362,6 +362,42 @@ async fn log_file_is_written_under_the_data_dir() {
 }
 
 #[tokio::test]
+async fn the_log_file_is_rotated_by_size_and_old_files_are_dropped() {
+    let mut app = spawn_app_with(
+        &["--log-level", "debug"],
+        &[
+            ("SESSION_MANAGER_LOGS__MAX_FILE_BYTES", "2000"),
+            ("SESSION_MANAGER_LOGS__KEEP_FILES", "2"),
+        ],
+    );
+    // Every request writes a debug line of a hundred bytes or more.
+    for _ in 0..100 {
+        envelope(app.get("/health").await, 200).await;
+    }
+    assert_eq!(app.terminate().code(), Some(0));
+    let logs = app.data_dir.path().join("logs");
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "session_manager.log",
+            "session_manager.log.1",
+            "session_manager.log.2"
+        ],
+        "rotated files, at most keep_files of them"
+    );
+    for name in &names[1..] {
+        let size = std::fs::metadata(logs.join(name)).unwrap().len();
+        assert!(size >= 2000, "{name} was rotated at {size} bytes");
+        assert!(size < 4000, "{name} grew to {size} bytes before rotating");
+    }
+}
+
+#[tokio::test]
 async fn environment_overrides_apply() {
     let app = spawn_app_with(
         &[],

@@ -684,10 +684,20 @@ async fn readiness_timeout_and_start_errors_count_as_crashes() {
         window: Duration::from_secs(60),
     })
     .backoff(fast_backoff());
-    let (sup, _join) =
-        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![never_ready, broken])
-            .await
-            .unwrap();
+    // Its worker never finishes spawning: the deadline covers the spawn too.
+    let stuck = ChildSpec::new("stuck", |_ctx: StartContext| async move {
+        std::future::pending::<Result<Started, StartError>>().await
+    })
+    .start_timeout(Duration::from_millis(30))
+    .intensity(Intensity {
+        max_restarts: 1,
+        window: Duration::from_secs(60),
+    })
+    .backoff(fast_backoff());
+    let children = vec![never_ready, broken, stuck];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
     sup.start_all().await.unwrap();
     let settled = sup.settled().await.unwrap();
     assert!(
@@ -699,7 +709,16 @@ async fn readiness_timeout_and_start_errors_count_as_crashes() {
         Some((Exit::Abnormal(r), _)) => r.clone(),
         other => panic!("{other:?}"),
     };
-    assert!(reason(0).contains("not ready within 30ms"), "{}", reason(0));
+    assert!(
+        reason(0).contains("not running within 30ms"),
+        "{}",
+        reason(0)
+    );
+    assert!(
+        reason(2).contains("not running within 30ms"),
+        "{}",
+        reason(2)
+    );
     assert!(
         reason(1).contains("start failed: no such binary"),
         "{}",

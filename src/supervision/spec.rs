@@ -200,7 +200,9 @@ impl ChildSpec {
         self
     }
 
-    /// Deadline for an incarnation to become running; missing it counts as a crash.
+    /// Deadline for an incarnation to become running; missing it counts as a crash. A
+    /// worker's start future still pending at the deadline is dropped, so it must not leave
+    /// anything behind when cancelled between two awaits.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = Some(timeout);
         self

@@ -259,6 +259,8 @@ impl SupervisorState {
             }
         }
         self.frontier = self.unsettled.iter().position(|&n| n > 0).unwrap_or(depth);
+        // Indices queued before the change may be stale; every child is looked at again.
+        self.wake.clear();
         self.wake.extend(0..self.children.len());
     }
 
@@ -450,13 +452,7 @@ impl SupervisorState {
                 let myself = myself.clone();
                 let id = id.clone();
                 Box::pin(async move {
-                    let result = match deadline {
-                        Some(at) => tokio::time::timeout_at(at, start)
-                            .await
-                            .unwrap_or_else(|_| Err(StartError(not_within("started", timeout)))),
-                        None => start.await,
-                    };
-                    let (spawned, ready) = split_started(result);
+                    let (spawned, ready) = split_started(start.await);
                     let spawned = Msg::Spawned {
                         child: id,
                         generation,
@@ -472,9 +468,10 @@ impl SupervisorState {
         let myself = myself.clone();
         tokio::spawn(async move {
             let outcome = match deadline {
+                // Dropping `rest` at the deadline cancels whatever it still waits for.
                 Some(at) => tokio::time::timeout_at(at, rest)
                     .await
-                    .unwrap_or_else(|_| Some(Err(not_within("ready", timeout)))),
+                    .unwrap_or_else(|_| Some(Err(not_running_within(timeout)))),
                 None => rest.await,
             };
             if let Some(result) = outcome {
@@ -553,6 +550,10 @@ impl SupervisorState {
         }
         match result {
             Ok(()) => self.mark_running(i),
+            // The spawn itself never finished (timed out): nothing to stop, judge it now.
+            Err(reason) if self.children[i].cell.is_none() => {
+                self.on_exit(myself, i, Exit::Abnormal(reason));
+            }
             Err(reason) => {
                 // Take it down; its exit is then judged as this failure.
                 self.children[i].failure = Some(reason);
@@ -1049,8 +1050,8 @@ fn split_started(result: Result<Started, StartError>) -> (SpawnReport, Option<Re
     }
 }
 
-fn not_within(what: &str, timeout: Option<Duration>) -> String {
-    format!("not {what} within {}", human(timeout.unwrap_or_default()))
+fn not_running_within(timeout: Option<Duration>) -> String {
+    format!("not running within {}", human(timeout.unwrap_or_default()))
 }
 
 fn human(d: Duration) -> String {
