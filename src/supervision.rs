@@ -79,6 +79,9 @@ pub enum SupervisionError {
         /// Those that depend on it.
         dependents: Vec<String>,
     },
+    /// The child is being stopped to be removed and takes no other orders.
+    #[error("child `{0}` is being removed")]
+    Removing(String),
     /// The supervisor is stopping all its children and takes no other orders.
     #[error("supervisor is shutting down")]
     ShuttingDown,

@@ -9,6 +9,7 @@ use session_manager::supervision::{
     Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
 };
 use tokio::sync::broadcast;
+use tokio::time::timeout;
 
 /// What the test workers did, in order: "start:<id>" and "stop:<id>".
 type Journal = Arc<Mutex<Vec<String>>>;
@@ -25,7 +26,9 @@ enum Cmd {
 struct TestWorker {
     id: &'static str,
     journal: Journal,
-    /// Sleep this long in post_stop, to exercise the supervisor's kill timer.
+    /// Sleep this long in pre_start, to keep a spawn in flight.
+    slow_start: Option<Duration>,
+    /// Sleep this long in post_stop, to keep a stop in flight or trip the kill timer.
     slow_stop: Option<Duration>,
 }
 
@@ -35,6 +38,9 @@ impl Actor for TestWorker {
     type Arguments = ();
 
     async fn pre_start(&self, _: ActorRef<Cmd>, _: ()) -> Result<(), ActorProcessingErr> {
+        if let Some(d) = self.slow_start {
+            tokio::time::sleep(d).await;
+        }
         self.journal
             .lock()
             .unwrap()
@@ -71,13 +77,28 @@ impl Actor for TestWorker {
 }
 
 fn worker(id: &'static str, journal: &Journal) -> ChildSpec {
+    worker_with(id, journal, None, None)
+}
+
+/// A worker whose `post_stop` takes `ms` milliseconds.
+fn slow_stop(id: &'static str, journal: &Journal, ms: u64) -> ChildSpec {
+    worker_with(id, journal, None, Some(Duration::from_millis(ms)))
+}
+
+fn worker_with(
+    id: &'static str,
+    journal: &Journal,
+    slow_start: Option<Duration>,
+    slow_stop: Option<Duration>,
+) -> ChildSpec {
     let journal = journal.clone();
     ChildSpec::actor(id, move || {
         (
             TestWorker {
                 id,
                 journal: journal.clone(),
-                slow_stop: None,
+                slow_start,
+                slow_stop,
             },
             (),
         )
@@ -135,6 +156,23 @@ async fn actor_of(sup: &SupervisorHandle, id: &str) -> ActorCell {
 
 fn cmd(cell: &ActorCell, c: Cmd) {
     ActorRef::<Cmd>::from(cell.clone()).cast(c).unwrap();
+}
+
+async fn state_of(sup: &SupervisorHandle, id: &str) -> Option<ChildState> {
+    sup.children()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| &*c.id == id)
+        .map(|c| c.state)
+}
+
+/// Waits (bounded) until nothing is in motion.
+async fn calm(sup: &SupervisorHandle) {
+    timeout(PATIENCE, sup.settled())
+        .await
+        .expect("settled() hung")
+        .unwrap();
 }
 
 async fn states(sup: &SupervisorHandle) -> Vec<(String, ChildState)> {
@@ -225,6 +263,7 @@ async fn a_layer_waits_until_the_one_below_is_ready() {
             let w = TestWorker {
                 id: "db",
                 journal,
+                slow_start: None,
                 slow_stop: None,
             };
             let (actor, _) = Actor::spawn_linked(None, w, (), ctx.supervisor).await?;
@@ -636,6 +675,7 @@ async fn a_child_that_will_not_stop_is_killed_after_its_grace() {
             TestWorker {
                 id: "stubborn",
                 journal: jj.clone(),
+                slow_start: None,
                 slow_stop: Some(Duration::from_secs(3600)),
             },
             (),
@@ -662,6 +702,7 @@ async fn readiness_timeout_and_start_errors_count_as_crashes() {
         let w = TestWorker {
             id: "never",
             journal: j,
+            slow_start: None,
             slow_stop: None,
         };
         let (actor, _) = Actor::spawn_linked(None, w, (), ctx.supervisor).await?;
@@ -789,4 +830,561 @@ fn the_embedding_example_runs_to_completion() {
     );
     assert!(stdout.contains("next start in 200ms"), "{stdout}");
     assert!(stdout.contains("supervisor stopped cleanly"), "{stdout}");
+}
+
+// stop_all: every member of a layer is down before the layer below is stopped.
+
+/// One layer: a pending (disabled) child listed before a running child that is slow to stop.
+/// stop_all must not return before the running child is stopped.
+#[tokio::test]
+async fn stop_all_waits_for_every_member_of_a_layer() {
+    let j = journal();
+    let children = vec![
+        worker("idle", &j).enabled(false),
+        slow_stop("busy", &j, 500),
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
+    assert_eq!(
+        state_of(&sup, "busy").await,
+        Some(ChildState::Stopped),
+        "stop_all returned while `busy` was still stopping; journal: {:?}",
+        entries(&j, "stop:")
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+/// db (layer 0) <- {idle (disabled), api (slow to stop)} (layer 1): db must stop after api.
+#[tokio::test]
+async fn stop_all_stops_a_dependency_after_its_dependent_even_beside_an_idle_sibling() {
+    let j = journal();
+    let children = vec![
+        worker("db", &j),
+        worker("idle", &j).depends_on(["db"]).enabled(false),
+        slow_stop("api", &j, 300).depends_on(["db"]),
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
+    assert_eq!(
+        entries(&j, "stop:"),
+        vec!["api", "db"],
+        "reverse dependency order violated"
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+/// Same as A1 but with a realistic trigger: a crashed sibling in backoff.
+#[tokio::test]
+async fn stop_all_waits_for_a_slow_sibling_of_a_child_in_backoff() {
+    let j = journal();
+    let crashy = worker("crashy", &j).backoff(Backoff {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(5),
+        multiplier: 1.0,
+        reset_after: Duration::from_secs(60),
+    });
+    let children = vec![crashy, slow_stop("busy", &j, 500)];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    // First crash restarts at once, second waits 5 s in backoff.
+    for _ in 0..2 {
+        let cell = actor_of(&sup, "crashy").await;
+        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+        wait_for(&mut rx, "backoff", |e| {
+            entered(e, "crashy", ChildState::Backoff)
+        })
+        .await;
+        if state_of(&sup, "crashy").await == Some(ChildState::Backoff) {
+            break;
+        }
+        wait_for(&mut rx, "running", |e| {
+            entered(e, "crashy", ChildState::Running)
+        })
+        .await;
+    }
+    assert_eq!(state_of(&sup, "crashy").await, Some(ChildState::Backoff));
+    timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
+    assert_eq!(
+        state_of(&sup, "busy").await,
+        Some(ChildState::Stopped),
+        "stop_all returned while `busy` was still stopping"
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+// A child stopped while its spawn is in flight, and the spawn then cut off by the deadline.
+
+fn stuck_spawn(id: &'static str) -> ChildSpec {
+    ChildSpec::new(id, |_ctx: StartContext| async move {
+        std::future::pending::<Result<Started, StartError>>().await
+    })
+    .start_timeout(Duration::from_millis(300))
+    .backoff(fast_backoff())
+}
+
+#[tokio::test]
+async fn stop_child_during_a_spawn_cut_off_by_its_deadline_returns() {
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![stuck_spawn("stuck")])
+            .await
+            .unwrap();
+    sup.start_all().await.unwrap();
+    assert_eq!(state_of(&sup, "stuck").await, Some(ChildState::Starting));
+    let stopped = timeout(PATIENCE, sup.stop_child("stuck")).await;
+    let st = state_of(&sup, "stuck").await;
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "stop_child never returned; child is {st:?}"
+    );
+}
+
+#[tokio::test]
+async fn stop_all_during_a_spawn_cut_off_by_its_deadline_returns() {
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![stuck_spawn("stuck")])
+            .await
+            .unwrap();
+    sup.start_all().await.unwrap();
+    let stopped = timeout(PATIENCE, sup.stop_all()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "stop_all never returned");
+}
+
+// Orders that would reshape the children while stop_all runs are refused.
+
+#[tokio::test]
+async fn remove_child_during_stop_all_is_refused_and_the_supervisor_survives() {
+    let j = journal();
+    let children = vec![worker("a", &j), slow_stop("b", &j, 300).depends_on(["a"])];
+    let (sup, join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let stop_all = tokio::spawn(async move { s2.stop_all().await });
+    wait_for(&mut rx, "b stopping", |e| {
+        entered(e, "b", ChildState::Stopping)
+    })
+    .await;
+    let removed = timeout(PATIENCE, sup.remove_child("b")).await;
+    let stop_all = timeout(PATIENCE, stop_all).await.unwrap().unwrap();
+    assert_eq!(removed.unwrap(), Err(SupervisionError::ShuttingDown));
+    assert_eq!(
+        stop_all,
+        Ok(()),
+        "supervisor died (finished: {})",
+        join.is_finished()
+    );
+}
+
+// Orders that override a stop in flight still answer whoever waits for the stop.
+
+#[tokio::test]
+async fn stop_child_is_answered_when_a_restart_overrides_it() {
+    let j = journal();
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 200)])
+            .await
+            .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let stop = tokio::spawn(async move { s2.stop_child("m").await });
+    wait_for(&mut rx, "m stopping", |e| {
+        entered(e, "m", ChildState::Stopping)
+    })
+    .await;
+    sup.restart_child("m").await.unwrap();
+    wait_for(&mut rx, "m running again", |e| {
+        entered(e, "m", ChildState::Running)
+    })
+    .await;
+    let stop = timeout(PATIENCE, stop).await;
+    assert!(
+        matches!(stop, Ok(Ok(Ok(())))),
+        "stop_child never answered although `m` did stop"
+    );
+}
+
+#[tokio::test]
+async fn a_child_being_removed_refuses_a_restart() {
+    let j = journal();
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 200)])
+            .await
+            .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let remove = tokio::spawn(async move { s2.remove_child("m").await });
+    wait_for(&mut rx, "m stopping", |e| {
+        entered(e, "m", ChildState::Stopping)
+    })
+    .await;
+    assert_eq!(
+        sup.restart_child("m").await,
+        Err(SupervisionError::Removing("m".into()))
+    );
+    assert_eq!(
+        sup.start_child("m").await,
+        Err(SupervisionError::Removing("m".into()))
+    );
+    let remove = timeout(PATIENCE, remove).await;
+    assert!(matches!(remove, Ok(Ok(Ok(())))), "{remove:?}");
+    assert!(sup.children().await.unwrap().is_empty());
+}
+
+// start_child on a stopping child brings it back once it is down.
+
+#[tokio::test]
+async fn start_child_while_stopping_brings_the_child_back() {
+    let j = journal();
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 200)])
+            .await
+            .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let stop = tokio::spawn(async move { s2.stop_child("m").await });
+    wait_for(&mut rx, "m stopping", |e| {
+        entered(e, "m", ChildState::Stopping)
+    })
+    .await;
+    sup.start_child("m").await.unwrap();
+    timeout(PATIENCE, stop).await.unwrap().unwrap().unwrap();
+    calm(&sup).await;
+    let info = sup.children().await.unwrap().remove(0);
+    assert_eq!(
+        (info.state, info.wanted),
+        (ChildState::Running, true),
+        "start_child was accepted but the child stays down"
+    );
+}
+
+// start_all after stop_all starts everything again.
+
+#[tokio::test]
+async fn start_all_after_stop_all_starts_everything_again() {
+    let j = journal();
+    let children = vec![worker("db", &j), worker("api", &j).depends_on(["db"])];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    sup.stop_all().await.unwrap();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s: Vec<_> = sup
+        .children()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.state, c.wanted))
+        .collect();
+    assert!(
+        s.iter().all(|(_, st, _)| *st == ChildState::Running),
+        "nothing restarted after stop_all + start_all: {s:?}"
+    );
+}
+
+// The layer gate waits for children in motion, not for ones blocked by a down dependency.
+
+#[tokio::test]
+async fn a_child_waiting_on_a_down_dependency_does_not_block_unrelated_layers() {
+    let j = journal();
+    let children = vec![
+        worker("db", &j).enabled(false),
+        worker("api", &j).depends_on(["db"]), // layer 1, waits on db forever
+        worker("cache", &j),
+        worker("cache2", &j).depends_on(["cache"]), // layer 1, runs
+        worker("web", &j).depends_on(["cache2"]),   // layer 2: its deps run
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    assert_eq!(state_of(&sup, "cache2").await, Some(ChildState::Running));
+    assert_eq!(
+        state_of(&sup, "web").await,
+        Some(ChildState::Running),
+        "web's only dependency is running, yet it never starts"
+    );
+}
+
+// Group restarts stop dependents before their dependencies.
+
+#[tokio::test]
+async fn a_group_restart_stops_dependents_before_their_dependencies() {
+    let j = journal();
+    let children = vec![
+        worker("db", &j),
+        slow_stop("api", &j, 300).depends_on(["db"]),
+        worker("cache", &j),
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let cell = actor_of(&sup, "cache").await;
+    ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+    wait_for(&mut rx, "api back", |e| {
+        entered(e, "api", ChildState::Running)
+    })
+    .await;
+    calm(&sup).await;
+    let stops = entries(&j, "stop:");
+    let pos = |id: &str| stops.iter().position(|s| s == id).unwrap();
+    assert!(
+        pos("api") < pos("db"),
+        "db (a dependency) stopped before its dependent api: {stops:?}"
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+// Corner cases: stale timers, orders during spawns, escalation, chains.
+
+#[tokio::test]
+async fn a_removed_childs_stale_timer_leaves_its_successor_alone() {
+    let j = journal();
+    let crashy = worker("c", &j).backoff(Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_millis(200),
+        multiplier: 1.0,
+        reset_after: Duration::from_secs(60),
+    });
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy])
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    loop {
+        let cell = actor_of(&sup, "c").await;
+        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+        wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await;
+        if state_of(&sup, "c").await == Some(ChildState::Backoff) {
+            break;
+        }
+        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
+    }
+    timeout(PATIENCE, sup.remove_child("c"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sup.children().await.unwrap().is_empty());
+    sup.add_child(worker("c", &j)).await.unwrap();
+    calm(&sup).await;
+    let first = actor_of(&sup, "c").await.get_id();
+    // Absence of an effect: give the old backoff timer time to fire.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(actor_of(&sup, "c").await.get_id(), first);
+    assert_eq!(state_of(&sup, "c").await, Some(ChildState::Running));
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn add_child_while_stopping_all_is_refused() {
+    let j = journal();
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 300)])
+            .await
+            .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let stop = tokio::spawn(async move { s2.stop_all().await });
+    wait_for(&mut rx, "m stopping", |e| {
+        entered(e, "m", ChildState::Stopping)
+    })
+    .await;
+    assert_eq!(
+        sup.add_child(worker("n", &j)).await,
+        Err(SupervisionError::ShuttingDown)
+    );
+    timeout(PATIENCE, stop).await.unwrap().unwrap().unwrap();
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn stop_child_during_a_slow_spawn_stops_the_actor_on_arrival() {
+    let j = journal();
+    let slow = worker_with("s", &j, Some(Duration::from_millis(300)), None);
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow])
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    timeout(PATIENCE, sup.stop_child("s"))
+        .await
+        .unwrap()
+        .unwrap();
+    let info = sup.children().await.unwrap().remove(0);
+    assert_eq!(info.state, ChildState::Stopped);
+    assert!(info.actor.is_none());
+    assert_eq!(entries(&j, "stop:"), vec!["s"], "spawned actor was stopped");
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn remove_child_during_a_slow_spawn_leaves_no_actor() {
+    let j = journal();
+    let slow = worker_with("s", &j, Some(Duration::from_millis(300)), None);
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow])
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    timeout(PATIENCE, sup.remove_child("s"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sup.children().await.unwrap().is_empty());
+    assert_eq!(entries(&j, "stop:"), vec!["s"], "spawned actor was stopped");
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn stop_all_cancels_a_restart_in_backoff() {
+    let j = journal();
+    let crashy = worker("c", &j).backoff(Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_millis(200),
+        multiplier: 1.0,
+        reset_after: Duration::from_secs(60),
+    });
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy, worker("d", &j)])
+            .await
+            .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    loop {
+        let cell = actor_of(&sup, "c").await;
+        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+        wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await;
+        if state_of(&sup, "c").await == Some(ChildState::Backoff) {
+            break;
+        }
+        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
+    }
+    timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
+    let starts = entries(&j, "start:").len();
+    // Absence of an effect: give the cancelled backoff timer time to fire.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(entries(&j, "start:").len(), starts);
+    assert!(sup
+        .children()
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.state == ChildState::Stopped));
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn escalation_answers_a_stop_child_in_flight() {
+    let j = journal();
+    let critical = worker("critical", &j)
+        .intensity(Intensity {
+            max_restarts: 0,
+            window: Duration::from_secs(60),
+        })
+        .escalate(true);
+    let (sup, join) = SupervisorHandle::spawn(
+        config(Strategy::OneForOne),
+        vec![critical, slow_stop("slow", &j, 300)],
+    )
+    .await
+    .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let stop = tokio::spawn(async move { s2.stop_child("slow").await });
+    wait_for(&mut rx, "slow stopping", |e| {
+        entered(e, "slow", ChildState::Stopping)
+    })
+    .await;
+    let cell = actor_of(&sup, "critical").await;
+    ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+    assert_eq!(timeout(PATIENCE, stop).await.unwrap().unwrap(), Ok(()));
+    timeout(PATIENCE, join).await.unwrap().unwrap();
+    assert!(entries(&j, "stop:").contains(&"slow".to_string()));
+}
+
+#[tokio::test]
+async fn rest_for_one_restarts_a_dependency_chain_in_order() {
+    let j = journal();
+    let children = vec![
+        worker("db", &j),
+        worker("api", &j).depends_on(["db"]),
+        worker("web", &j).depends_on(["api"]),
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::RestForOne), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    j.lock().unwrap().clear();
+    let cell = actor_of(&sup, "db").await;
+    ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+    wait_for(&mut rx, "web back", |e| {
+        entered(e, "web", ChildState::Running)
+    })
+    .await;
+    calm(&sup).await;
+    assert_eq!(entries(&j, "start:"), vec!["db", "api", "web"]);
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn restart_child_of_a_child_in_backoff_starts_it_at_once() {
+    let j = journal();
+    let crashy = worker("c", &j).backoff(Backoff {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(5),
+        multiplier: 1.0,
+        reset_after: Duration::from_secs(60),
+    });
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy])
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    loop {
+        let cell = actor_of(&sup, "c").await;
+        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+        wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await;
+        if state_of(&sup, "c").await == Some(ChildState::Backoff) {
+            break;
+        }
+        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
+    }
+    sup.restart_child("c").await.unwrap();
+    calm(&sup).await;
+    assert_eq!(state_of(&sup, "c").await, Some(ChildState::Running));
+    timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
 }

@@ -5,7 +5,8 @@
 //! supervision event); no handler ever waits on a child, so a slow or stuck child never
 //! stalls the supervisor or its other children.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -135,17 +136,31 @@ impl Child {
         }
     }
 
-    /// A child the layer gate waits for: wanted up, but not there yet.
-    fn unsettled(&self) -> bool {
+    /// A child the layer gate waits for: wanted up and on its way there (or back). A pending
+    /// child is not in motion: it either starts at once, or waits for a dependency that is
+    /// down and must not hold up unrelated layers.
+    fn in_motion(&self) -> bool {
         self.wanted
             && matches!(
                 self.state,
-                ChildState::Pending
-                    | ChildState::Starting
-                    | ChildState::Backoff
-                    | ChildState::Stopping
+                ChildState::Starting | ChildState::Backoff | ChildState::Stopping
             )
     }
+
+    /// Wanted up but not started yet.
+    fn waiting(&self) -> bool {
+        self.wanted && self.state == ChildState::Pending
+    }
+}
+
+/// Siblings taken down together with crashed children (`rest_for_one`, `one_for_all`): they
+/// are stopped top layer first, and nothing of the group starts again until all are down.
+#[derive(Default)]
+struct GroupRestart {
+    /// Siblings held down until the group is down.
+    members: Vec<ChildId>,
+    /// Crashed children whose backoff starts once the group is down.
+    crashed: Vec<(ChildId, Duration)>,
 }
 
 /// Progress of a reverse-order stop of every child.
@@ -168,18 +183,28 @@ pub struct SupervisorState {
     early_exits: HashMap<ActorId, Exit>,
     /// Actors of superseded incarnations, stopped on arrival; their exit is expected.
     discarded: HashSet<ActorId>,
-    /// Per layer, children the gate waits for.
-    unsettled: Vec<usize>,
+    /// Per layer, children in motion (see [`Child::in_motion`]).
+    in_motion: Vec<usize>,
+    /// Per layer, children wanted up and pending.
+    waiting: Vec<usize>,
     /// Per layer, children in `Stopping`.
     stopping: Vec<usize>,
-    /// Lowest layer with unsettled children; layers up to it may start.
+    /// Lowest layer with children in motion (the layer count when none): layers up to it
+    /// may start, the ones above wait.
     frontier: usize,
+    /// Next layer whose waiting children must be looked at again because the frontier rose
+    /// past it (the layer count when none).
+    sweep: usize,
     /// Children per state.
     counts: [usize; 7],
-    /// Children that may have become startable.
-    wake: Vec<usize>,
+    /// Children that may have become startable, lowest layer first.
+    wake: BinaryHeap<Reverse<(usize, usize)>>,
     settle_waiters: Vec<RpcReplyPort<Vec<ChildInfo>>>,
     stop_all: Option<StopAll>,
+    /// Set while `advance_stop_all` runs, so a stop that completes at once inside it does
+    /// not re-enter it.
+    advancing: bool,
+    group: Option<GroupRestart>,
     /// Whether `start_all` was called since the last `stop_all`: children added now start.
     started: bool,
     escalated: Option<String>,
@@ -213,13 +238,17 @@ impl SupervisorState {
             graph,
             early_exits: HashMap::new(),
             discarded: HashSet::new(),
-            unsettled: Vec::new(),
+            in_motion: Vec::new(),
+            waiting: Vec::new(),
             stopping: Vec::new(),
             frontier: 0,
+            sweep: 0,
             counts: [0; 7],
-            wake: Vec::new(),
+            wake: BinaryHeap::new(),
             settle_waiters: Vec::new(),
             stop_all: None,
+            advancing: false,
+            group: None,
             started: false,
             escalated: None,
             next_generation: 0,
@@ -245,23 +274,28 @@ impl SupervisorState {
             .filter_map(|(i, c)| c.cell.as_ref().map(|cell| (cell.get_id(), i)))
             .collect();
         let depth = self.graph.layers().len();
-        self.unsettled = vec![0; depth];
+        self.in_motion = vec![0; depth];
+        self.waiting = vec![0; depth];
         self.stopping = vec![0; depth];
         self.counts = [0; 7];
         for (i, c) in self.children.iter().enumerate() {
             let layer = self.graph.layer_of(i);
             self.counts[c.state.index()] += 1;
-            if c.unsettled() {
-                self.unsettled[layer] += 1;
-            }
-            if c.state == ChildState::Stopping {
-                self.stopping[layer] += 1;
-            }
+            self.in_motion[layer] += usize::from(c.in_motion());
+            self.waiting[layer] += usize::from(c.waiting());
+            self.stopping[layer] += usize::from(c.state == ChildState::Stopping);
         }
-        self.frontier = self.unsettled.iter().position(|&n| n > 0).unwrap_or(depth);
-        // Indices queued before the change may be stale; every child is looked at again.
+        self.frontier = self.in_motion.iter().position(|&n| n > 0).unwrap_or(depth);
+        // Indices queued before the change may be stale; every layer is looked at again.
         self.wake.clear();
-        self.wake.extend(0..self.children.len());
+        self.sweep = 0;
+        if let Some(progress) = &mut self.stop_all {
+            progress.layer = progress.layer.min(depth);
+        }
+    }
+
+    fn wake(&mut self, i: usize) {
+        self.wake.push(Reverse((self.graph.layer_of(i), i)));
     }
 
     fn lookup(&self, id: &str) -> Result<usize, SupervisionError> {
@@ -281,13 +315,10 @@ impl SupervisorState {
     fn update(&mut self, i: usize, change: impl FnOnce(&mut Child)) {
         let layer = self.graph.layer_of(i);
         let child = &mut self.children[i];
-        let (was_unsettled, was_state, was_wanted) = (child.unsettled(), child.state, child.wanted);
+        let (was_moving, was_waiting, was_state) =
+            (child.in_motion(), child.waiting(), child.state);
         change(child);
-        let (is_unsettled, is_state) = (child.unsettled(), child.state);
-        if is_state == ChildState::Pending && child.wanted && (was_state != is_state || !was_wanted)
-        {
-            self.wake.push(i);
-        }
+        let (is_moving, is_waiting, is_state) = (child.in_motion(), child.waiting(), child.state);
         if was_state != is_state {
             self.counts[was_state.index()] -= 1;
             self.counts[is_state.index()] += 1;
@@ -298,25 +329,32 @@ impl SupervisorState {
                 self.stopping[layer] += 1;
             }
             if is_state == ChildState::Running {
-                self.wake.extend_from_slice(self.graph.dependents(i));
+                for d in self.graph.dependents(i).to_vec() {
+                    self.wake(d);
+                }
             }
         }
-        if was_unsettled != is_unsettled {
-            if is_unsettled {
-                self.unsettled[layer] += 1;
+        if was_waiting != is_waiting {
+            if is_waiting {
+                self.waiting[layer] += 1;
+                self.wake(i);
+            } else {
+                self.waiting[layer] -= 1;
+            }
+        }
+        if was_moving != is_moving {
+            if is_moving {
+                self.in_motion[layer] += 1;
                 self.frontier = self.frontier.min(layer);
             } else {
-                self.unsettled[layer] -= 1;
-                if layer == self.frontier && self.unsettled[layer] == 0 {
-                    let depth = self.unsettled.len();
-                    while self.frontier < depth && self.unsettled[self.frontier] == 0 {
+                self.in_motion[layer] -= 1;
+                if layer == self.frontier && self.in_motion[layer] == 0 {
+                    let depth = self.in_motion.len();
+                    while self.frontier < depth && self.in_motion[self.frontier] == 0 {
                         self.frontier += 1;
                     }
-                    // Layers up to the new frontier may start now; those below it were
-                    // already open and woke their own children.
-                    for opened in &self.graph.layers()[layer + 1..(self.frontier + 1).min(depth)] {
-                        self.wake.extend_from_slice(opened);
-                    }
+                    // Children above the old frontier were turned away; look again.
+                    self.sweep = self.sweep.min(layer + 1);
                 }
             }
         }
@@ -384,11 +422,36 @@ impl SupervisorState {
         }
     }
 
-    /// Starts every woken child whose turn it is, then answers whoever waits for calm.
+    /// Moves the group restart on, starts every woken child whose turn it is, then answers
+    /// whoever waits for calm.
     fn pump(&mut self, myself: &ActorRef<SupervisorMsg>) {
-        while let Some(i) = self.wake.pop() {
-            if self.may_start(i) {
-                self.begin_start(myself, i);
+        self.advance_group(myself);
+        let depth = self.graph.layers().len();
+        loop {
+            // Lowest layer first, so a layer is under way before the next is considered.
+            while let Some(Reverse((_, i))) = self.wake.pop() {
+                if self.may_start(i) {
+                    self.begin_start(myself, i);
+                }
+            }
+            // Then the next layer the frontier has passed, one at a time: starting it may
+            // put the frontier right back there.
+            let mut woke = false;
+            while self.sweep < depth && self.sweep <= self.frontier {
+                let layer = self.sweep;
+                self.sweep += 1;
+                if self.waiting[layer] > 0 {
+                    for i in self.graph.layers()[layer].clone() {
+                        if self.children[i].waiting() {
+                            self.wake(i);
+                        }
+                    }
+                    woke = true;
+                    break;
+                }
+            }
+            if !woke {
+                break;
             }
         }
         if self.is_settled() && !self.settle_waiters.is_empty() {
@@ -545,7 +608,16 @@ impl SupervisorState {
     ) {
         let Some(&i) = self.index.get(id) else { return };
         let child = &self.children[i];
-        if child.generation != generation || child.state != ChildState::Starting {
+        if child.generation != generation {
+            return;
+        }
+        // Stopped while its spawn was in flight, and the spawn never finished (cut off at
+        // the deadline): there is nothing left to wait for.
+        if child.state == ChildState::Stopping && child.cell.is_none() && result.is_err() {
+            self.finish_stop(myself, i);
+            return;
+        }
+        if child.state != ChildState::Starting {
             return;
         }
         match result {
@@ -618,17 +690,8 @@ impl SupervisorState {
                 let generation = self.generation();
                 self.children[i].generation = generation;
                 self.transition(i, ChildState::Backoff, reason, Some(after));
-                self.restart_siblings(myself, i);
-                if after.is_zero() {
-                    self.end_backoff(myself, i);
-                } else {
-                    let id = self.children[i].spec.id.clone();
-                    myself.send_after(after, move || {
-                        SupervisorMsg(Msg::BackoffElapsed {
-                            child: id,
-                            generation,
-                        })
-                    });
+                if !self.hold_for_group(i, after) {
+                    self.schedule_restart(myself, i, after);
                 }
             }
             Decision::Stop => {
@@ -665,24 +728,113 @@ impl SupervisorState {
         }
     }
 
-    /// Under `rest_for_one` / `one_for_all`, takes down the siblings that restart with `i`.
-    fn restart_siblings(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
+    /// Starts child `i` (in backoff) again after `after`: at once, or by timer.
+    fn schedule_restart(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize, after: Duration) {
+        if after.is_zero() {
+            self.end_backoff(myself, i);
+            return;
+        }
+        let id = self.children[i].spec.id.clone();
+        let generation = self.children[i].generation;
+        myself.send_after(after, move || {
+            SupervisorMsg(Msg::BackoffElapsed {
+                child: id,
+                generation,
+            })
+        });
+    }
+
+    /// Under `rest_for_one` / `one_for_all`, takes the siblings that restart with crashed
+    /// child `i` into the group restart, and holds `i`'s own restart until the group is
+    /// down. Returns whether it did (false: restart `i` on its own).
+    fn hold_for_group(&mut self, i: usize, after: Duration) -> bool {
         let position = self.graph.position(i);
         let affected: Vec<usize> = match self.strategy {
-            Strategy::OneForOne => return,
+            Strategy::OneForOne => return false,
             Strategy::RestForOne => (0..self.children.len())
                 .filter(|&j| self.graph.position(j) > position)
                 .collect(),
             Strategy::OneForAll => (0..self.children.len()).filter(|&j| j != i).collect(),
         };
+        let affected: Vec<usize> = affected
+            .into_iter()
+            .filter(|&j| {
+                let c = &self.children[j];
+                c.wanted && matches!(c.state, ChildState::Starting | ChildState::Running)
+            })
+            .collect();
+        if affected.is_empty() && self.group.is_none() {
+            return false;
+        }
+        let mut group = self.group.take().unwrap_or_default();
         for j in affected {
-            if matches!(
-                self.children[j].state,
-                ChildState::Starting | ChildState::Running
-            ) {
-                self.children[j].after_stop = AfterStop::Restart;
-                self.stop_child(myself, j);
+            // Unwanted, it stays down when stopped; the group wants it back when done.
+            self.set_wanted(j, false);
+            group.members.push(self.children[j].spec.id.clone());
+        }
+        group
+            .crashed
+            .push((self.children[i].spec.id.clone(), after));
+        self.group = Some(group);
+        true
+    }
+
+    /// Stops the group's members top layer first; once all are down, wants them up again
+    /// and lets the crashed children's backoff begin.
+    fn advance_group(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let Some(group) = &self.group else { return };
+        let members: Vec<usize> = group
+            .members
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .collect();
+        if members
+            .iter()
+            .any(|&j| self.children[j].state == ChildState::Stopping)
+        {
+            return;
+        }
+        let up: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&j| {
+                matches!(
+                    self.children[j].state,
+                    ChildState::Starting | ChildState::Running
+                )
+            })
+            .collect();
+        if let Some(top) = up.iter().map(|&j| self.graph.layer_of(j)).max() {
+            for j in up {
+                if self.graph.layer_of(j) == top {
+                    self.stop_child(myself, j);
+                }
             }
+            return;
+        }
+        let Some(group) = self.group.take() else {
+            return;
+        };
+        for j in members {
+            self.set_wanted(j, true);
+            if self.children[j].state == ChildState::Stopped {
+                self.transition(j, ChildState::Pending, None, None);
+            }
+        }
+        for (id, after) in group.crashed {
+            if let Some(&i) = self.index.get(&id) {
+                if self.children[i].state == ChildState::Backoff {
+                    self.schedule_restart(myself, i, after);
+                }
+            }
+        }
+    }
+
+    /// An operator's order about child `id` overrides the group restart's plan for it.
+    fn leave_group(&mut self, id: &str) {
+        if let Some(group) = &mut self.group {
+            group.members.retain(|m| &**m != id);
+            group.crashed.retain(|(c, _)| &**c != id);
         }
     }
 
@@ -742,6 +894,8 @@ impl SupervisorState {
         match std::mem::replace(&mut self.children[i].after_stop, AfterStop::Stay) {
             AfterStop::Restart if self.children[i].wanted && self.stop_all.is_none() => {
                 self.transition(i, ChildState::Pending, None, None);
+                // Whoever waited for the stop gets it: that incarnation is gone.
+                self.reply_stopped(i);
             }
             AfterStop::Remove => {
                 self.transition(i, ChildState::Stopped, None, None);
@@ -786,6 +940,8 @@ impl SupervisorState {
             Some(progress) => progress.waiters.extend(waiter),
             None => {
                 self.started = false;
+                // Everything goes down now; the group's plan to bring members back is void.
+                self.group = None;
                 for i in 0..self.children.len() {
                     self.set_wanted(i, false);
                 }
@@ -801,6 +957,17 @@ impl SupervisorState {
 
     /// Stops the next layer down once the one above is gone; answers when all are.
     fn advance_stop_all(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        // A member that stops at once (pending, in backoff) calls back in here from the loop
+        // below, before its siblings were told to stop: the outer call carries on instead.
+        if self.advancing {
+            return;
+        }
+        self.advancing = true;
+        self.advance_stop_all_now(myself);
+        self.advancing = false;
+    }
+
+    fn advance_stop_all_now(&mut self, myself: &ActorRef<SupervisorMsg>) {
         loop {
             let Some(progress) = &mut self.stop_all else {
                 return;
@@ -829,6 +996,124 @@ impl SupervisorState {
             }
             progress.layer = layer;
             progress.issued = false;
+        }
+    }
+
+    /// Wants every enabled child up; stopped and failed ones start over with a fresh
+    /// restart history.
+    fn start_all(&mut self) {
+        self.started = true;
+        for i in 0..self.children.len() {
+            if self.children[i].spec.enabled {
+                self.want_up(i);
+            }
+        }
+    }
+
+    /// Wants child `i` up: a stopped or failed one becomes pending with a fresh history,
+    /// a stopping one comes back once it is down.
+    fn want_up(&mut self, i: usize) {
+        if self.children[i].after_stop == AfterStop::Remove {
+            return;
+        }
+        self.set_wanted(i, true);
+        let child = &mut self.children[i];
+        match child.state {
+            ChildState::Stopped | ChildState::Failed => {
+                child.history.reset();
+                self.transition(i, ChildState::Pending, None, None);
+            }
+            ChildState::Stopping => child.after_stop = AfterStop::Restart,
+            ChildState::Pending
+            | ChildState::Starting
+            | ChildState::Running
+            | ChildState::Backoff => {}
+        }
+    }
+
+    /// Refuses orders about a child that is on its way out of the supervisor.
+    fn not_removing(&self, id: &str) -> Result<usize, SupervisionError> {
+        let i = self.lookup(id)?;
+        if self.children[i].after_stop == AfterStop::Remove {
+            return Err(SupervisionError::Removing(id.to_string()));
+        }
+        Ok(i)
+    }
+
+    fn start_child(&mut self, id: &str) -> Result<(), SupervisionError> {
+        let i = self.not_removing(id)?;
+        self.leave_group(id);
+        self.want_up(i);
+        Ok(())
+    }
+
+    fn restart_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: &str,
+    ) -> Result<(), SupervisionError> {
+        let i = self.not_removing(id)?;
+        self.leave_group(id);
+        self.set_wanted(i, true);
+        self.children[i].history.reset();
+        match self.children[i].state {
+            ChildState::Running | ChildState::Starting => {
+                self.children[i].after_stop = AfterStop::Restart;
+                self.stop_child(myself, i);
+            }
+            ChildState::Stopping => self.children[i].after_stop = AfterStop::Restart,
+            ChildState::Backoff | ChildState::Stopped | ChildState::Failed => {
+                // A pending backoff timer becomes stale.
+                let generation = self.generation();
+                self.children[i].generation = generation;
+                self.transition(i, ChildState::Pending, None, None);
+            }
+            ChildState::Pending => {}
+        }
+        Ok(())
+    }
+
+    fn remove_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: &str,
+        reply: RpcReplyPort<Result<(), SupervisionError>>,
+    ) {
+        let i = match self.lookup(id) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let dependents: Vec<String> = self
+            .graph
+            .dependents(i)
+            .iter()
+            .map(|&d| self.children[d].spec.id.to_string())
+            .collect();
+        if !dependents.is_empty() {
+            let _ = reply.send(Err(SupervisionError::HasDependents {
+                child: id.to_string(),
+                dependents,
+            }));
+            return;
+        }
+        self.leave_group(id);
+        self.set_wanted(i, false);
+        self.children[i].stop_waiters.push(reply);
+        match self.children[i].state {
+            ChildState::Running | ChildState::Starting | ChildState::Stopping => {
+                self.children[i].after_stop = AfterStop::Remove;
+                self.stop_child(myself, i);
+            }
+            ChildState::Pending
+            | ChildState::Backoff
+            | ChildState::Stopped
+            | ChildState::Failed => {
+                self.reply_stopped(i);
+                self.remove(i);
+            }
         }
     }
 
@@ -872,13 +1157,7 @@ impl Actor for Supervisor {
         match message {
             Msg::StartAll(reply) => {
                 if !shutting_down {
-                    state.started = true;
-                    for i in 0..state.children.len() {
-                        if state.children[i].spec.enabled {
-                            state.set_wanted(i, true);
-                            state.wake.push(i);
-                        }
-                    }
+                    state.start_all();
                 }
                 let _ = reply.send(());
             }
@@ -888,21 +1167,13 @@ impl Actor for Supervisor {
                 let result = if shutting_down {
                     Err(SupervisionError::ShuttingDown)
                 } else {
-                    state.lookup(&id).map(|i| {
-                        state.set_wanted(i, true);
-                        if matches!(
-                            state.children[i].state,
-                            ChildState::Stopped | ChildState::Failed
-                        ) {
-                            state.children[i].history.reset();
-                            state.transition(i, ChildState::Pending, None, None);
-                        }
-                    })
+                    state.start_child(&id)
                 };
                 let _ = reply.send(result);
             }
             Msg::StopChild(id, reply) => match state.lookup(&id) {
                 Ok(i) => {
+                    state.leave_group(&id);
                     state.set_wanted(i, false);
                     state.children[i].stop_waiters.push(reply);
                     state.stop_child(&myself, i);
@@ -915,63 +1186,20 @@ impl Actor for Supervisor {
                 let result = if shutting_down {
                     Err(SupervisionError::ShuttingDown)
                 } else {
-                    state.lookup(&id).map(|i| {
-                        state.set_wanted(i, true);
-                        state.children[i].history.reset();
-                        match state.children[i].state {
-                            ChildState::Running | ChildState::Starting => {
-                                state.children[i].after_stop = AfterStop::Restart;
-                                state.stop_child(&myself, i);
-                            }
-                            ChildState::Stopping => {
-                                state.children[i].after_stop = AfterStop::Restart
-                            }
-                            ChildState::Backoff | ChildState::Stopped | ChildState::Failed => {
-                                let generation = state.generation();
-                                state.children[i].generation = generation;
-                                state.transition(i, ChildState::Pending, None, None);
-                            }
-                            ChildState::Pending => {}
-                        }
-                    })
+                    state.restart_child(&myself, &id)
                 };
                 let _ = reply.send(result);
             }
             Msg::AddChild(spec, reply) => {
                 let _ = reply.send(state.add_child(*spec));
             }
-            Msg::RemoveChild(id, reply) => match state.lookup(&id) {
-                Ok(i) => {
-                    let dependents: Vec<String> = state
-                        .graph
-                        .dependents(i)
-                        .iter()
-                        .map(|&d| state.children[d].spec.id.to_string())
-                        .collect();
-                    if !dependents.is_empty() {
-                        let _ = reply.send(Err(SupervisionError::HasDependents {
-                            child: id.to_string(),
-                            dependents,
-                        }));
-                    } else {
-                        state.set_wanted(i, false);
-                        state.children[i].stop_waiters.push(reply);
-                        if matches!(
-                            state.children[i].state,
-                            ChildState::Running | ChildState::Starting | ChildState::Stopping
-                        ) {
-                            state.children[i].after_stop = AfterStop::Remove;
-                            state.stop_child(&myself, i);
-                        } else {
-                            state.reply_stopped(i);
-                            state.remove(i);
-                        }
-                    }
+            Msg::RemoveChild(id, reply) => {
+                if shutting_down {
+                    let _ = reply.send(Err(SupervisionError::ShuttingDown));
+                } else {
+                    state.remove_child(&myself, &id, reply);
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            }
             Msg::Children(reply) => {
                 let _ = reply.send(state.infos());
             }
