@@ -1369,8 +1369,11 @@ impl SupervisorHandle {
         }
     }
 
-    /// Starts every enabled child, layer by layer: a layer starts once every child of the
-    /// layers below is running (or down for good). Returns once the start is under way.
+    /// Starts every enabled child (stopped and failed ones too, with a fresh restart
+    /// history), layer by layer: a child starts once its dependencies are running and no
+    /// child of a lower layer is still starting, backing off or stopping. A child whose
+    /// dependency is down waits without holding up anyone else. Returns once the start is
+    /// under way; see [`SupervisorHandle::settled`].
     pub async fn start_all(&self) -> Result<(), SupervisionError> {
         self.call(Msg::StartAll).await
     }
