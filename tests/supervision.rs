@@ -106,6 +106,83 @@ fn worker_with(
     .backoff(fast_backoff())
 }
 
+/// A started supervisor whose one child, `m`, takes 200 ms to stop.
+async fn running_slow_stopper(
+    journal: &Journal,
+) -> (SupervisorHandle, broadcast::Receiver<SupervisorEvent>) {
+    let (sup, _join) = SupervisorHandle::spawn(
+        config(Strategy::OneForOne),
+        vec![slow_stop("m", journal, 200)],
+    )
+    .await
+    .unwrap();
+    let rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    (sup, rx)
+}
+
+/// Starts `call` (which stops `m`) in the background and returns once `m` is stopping.
+async fn while_stopping<F, Fut>(
+    sup: &SupervisorHandle,
+    rx: &mut broadcast::Receiver<SupervisorEvent>,
+    call: F,
+) -> tokio::task::JoinHandle<Result<(), SupervisionError>>
+where
+    F: FnOnce(SupervisorHandle) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SupervisionError>> + Send + 'static,
+{
+    let in_flight = tokio::spawn(call(sup.clone()));
+    wait_for(rx, "m stopping", |e| entered(e, "m", ChildState::Stopping)).await;
+    in_flight
+}
+
+/// A supervisor whose one child, `s`, is still spawning (its `pre_start` takes 300 ms).
+async fn spawning_slowly(journal: &Journal) -> SupervisorHandle {
+    let slow = worker_with("s", journal, Some(Duration::from_millis(300)), None);
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow])
+        .await
+        .unwrap();
+    sup.start_all().await.unwrap();
+    sup
+}
+
+/// A child whose first crash escalates: no restart allowed, `escalate` set.
+fn critical(journal: &Journal) -> ChildSpec {
+    worker("critical", journal)
+        .intensity(Intensity {
+            max_restarts: 0,
+            window: Duration::from_secs(60),
+        })
+        .escalate(true)
+}
+
+/// A worker whose every restart after the first waits `delay`.
+fn steady_backoff(id: &'static str, journal: &Journal, delay: Duration) -> ChildSpec {
+    worker(id, journal).backoff(Backoff {
+        initial: delay,
+        max: delay,
+        multiplier: 1.0,
+        reset_after: Duration::from_secs(60),
+    })
+}
+
+/// Crashes `id` until it sits in backoff (its first restart is immediate).
+async fn crash_into_backoff(
+    sup: &SupervisorHandle,
+    rx: &mut broadcast::Receiver<SupervisorEvent>,
+    id: &str,
+) {
+    loop {
+        cmd(&actor_of(sup, id).await, Cmd::Fail);
+        wait_for(rx, "backoff", |e| entered(e, id, ChildState::Backoff)).await;
+        if state_of(sup, id).await == Some(ChildState::Backoff) {
+            return;
+        }
+        wait_for(rx, "running", |e| entered(e, id, ChildState::Running)).await;
+    }
+}
+
 fn fast_backoff() -> Backoff {
     Backoff {
         initial: Duration::from_millis(10),
@@ -484,12 +561,7 @@ async fn exhausted_intensity_fails_the_child_and_spares_its_siblings() {
 #[tokio::test]
 async fn escalation_stops_everything_and_fails_the_supervisor() {
     let j = journal();
-    let critical = worker("critical", &j)
-        .intensity(Intensity {
-            max_restarts: 0,
-            window: Duration::from_secs(60),
-        })
-        .escalate(true);
+    let critical = critical(&j);
     let (sup, join) = SupervisorHandle::spawn(
         config(Strategy::OneForOne),
         vec![critical, worker("other", &j).depends_on(["critical"])],
@@ -885,12 +957,7 @@ async fn stop_all_stops_a_dependency_after_its_dependent_even_beside_an_idle_sib
 #[tokio::test]
 async fn stop_all_waits_for_a_slow_sibling_of_a_child_in_backoff() {
     let j = journal();
-    let crashy = worker("crashy", &j).backoff(Backoff {
-        initial: Duration::from_secs(5),
-        max: Duration::from_secs(5),
-        multiplier: 1.0,
-        reset_after: Duration::from_secs(60),
-    });
+    let crashy = steady_backoff("crashy", &j, Duration::from_secs(5));
     let children = vec![crashy, slow_stop("busy", &j, 500)];
     let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
         .await
@@ -901,7 +968,7 @@ async fn stop_all_waits_for_a_slow_sibling_of_a_child_in_backoff() {
     // First crash restarts at once, second waits 5 s in backoff.
     for _ in 0..2 {
         let cell = actor_of(&sup, "crashy").await;
-        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+        cmd(&cell, Cmd::Fail);
         wait_for(&mut rx, "backoff", |e| {
             entered(e, "crashy", ChildState::Backoff)
         })
@@ -995,19 +1062,8 @@ async fn remove_child_during_stop_all_is_refused_and_the_supervisor_survives() {
 #[tokio::test]
 async fn stop_child_is_answered_when_a_restart_overrides_it() {
     let j = journal();
-    let (sup, _join) =
-        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 200)])
-            .await
-            .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
-    let s2 = sup.clone();
-    let stop = tokio::spawn(async move { s2.stop_child("m").await });
-    wait_for(&mut rx, "m stopping", |e| {
-        entered(e, "m", ChildState::Stopping)
-    })
-    .await;
+    let (sup, mut rx) = running_slow_stopper(&j).await;
+    let stop = while_stopping(&sup, &mut rx, |s| async move { s.stop_child("m").await }).await;
     sup.restart_child("m").await.unwrap();
     wait_for(&mut rx, "m running again", |e| {
         entered(e, "m", ChildState::Running)
@@ -1023,19 +1079,8 @@ async fn stop_child_is_answered_when_a_restart_overrides_it() {
 #[tokio::test]
 async fn a_child_being_removed_refuses_a_restart() {
     let j = journal();
-    let (sup, _join) =
-        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 200)])
-            .await
-            .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
-    let s2 = sup.clone();
-    let remove = tokio::spawn(async move { s2.remove_child("m").await });
-    wait_for(&mut rx, "m stopping", |e| {
-        entered(e, "m", ChildState::Stopping)
-    })
-    .await;
+    let (sup, mut rx) = running_slow_stopper(&j).await;
+    let remove = while_stopping(&sup, &mut rx, |s| async move { s.remove_child("m").await }).await;
     assert_eq!(
         sup.restart_child("m").await,
         Err(SupervisionError::Removing("m".into()))
@@ -1054,19 +1099,8 @@ async fn a_child_being_removed_refuses_a_restart() {
 #[tokio::test]
 async fn start_child_while_stopping_brings_the_child_back() {
     let j = journal();
-    let (sup, _join) =
-        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 200)])
-            .await
-            .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
-    let s2 = sup.clone();
-    let stop = tokio::spawn(async move { s2.stop_child("m").await });
-    wait_for(&mut rx, "m stopping", |e| {
-        entered(e, "m", ChildState::Stopping)
-    })
-    .await;
+    let (sup, mut rx) = running_slow_stopper(&j).await;
+    let stop = while_stopping(&sup, &mut rx, |s| async move { s.stop_child("m").await }).await;
     sup.start_child("m").await.unwrap();
     timeout(PATIENCE, stop).await.unwrap().unwrap().unwrap();
     calm(&sup).await;
@@ -1147,7 +1181,7 @@ async fn a_group_restart_stops_dependents_before_their_dependencies() {
     sup.start_all().await.unwrap();
     calm(&sup).await;
     let cell = actor_of(&sup, "cache").await;
-    ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+    cmd(&cell, Cmd::Fail);
     wait_for(&mut rx, "api back", |e| {
         entered(e, "api", ChildState::Running)
     })
@@ -1167,27 +1201,14 @@ async fn a_group_restart_stops_dependents_before_their_dependencies() {
 #[tokio::test]
 async fn a_removed_childs_stale_timer_leaves_its_successor_alone() {
     let j = journal();
-    let crashy = worker("c", &j).backoff(Backoff {
-        initial: Duration::from_millis(200),
-        max: Duration::from_millis(200),
-        multiplier: 1.0,
-        reset_after: Duration::from_secs(60),
-    });
+    let crashy = steady_backoff("c", &j, Duration::from_millis(200));
     let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy])
         .await
         .unwrap();
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
     calm(&sup).await;
-    loop {
-        let cell = actor_of(&sup, "c").await;
-        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
-        wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await;
-        if state_of(&sup, "c").await == Some(ChildState::Backoff) {
-            break;
-        }
-        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
-    }
+    crash_into_backoff(&sup, &mut rx, "c").await;
     timeout(PATIENCE, sup.remove_child("c"))
         .await
         .unwrap()
@@ -1230,11 +1251,7 @@ async fn add_child_while_stopping_all_is_refused() {
 #[tokio::test]
 async fn stop_child_during_a_slow_spawn_stops_the_actor_on_arrival() {
     let j = journal();
-    let slow = worker_with("s", &j, Some(Duration::from_millis(300)), None);
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow])
-        .await
-        .unwrap();
-    sup.start_all().await.unwrap();
+    let sup = spawning_slowly(&j).await;
     timeout(PATIENCE, sup.stop_child("s"))
         .await
         .unwrap()
@@ -1249,11 +1266,7 @@ async fn stop_child_during_a_slow_spawn_stops_the_actor_on_arrival() {
 #[tokio::test]
 async fn remove_child_during_a_slow_spawn_leaves_no_actor() {
     let j = journal();
-    let slow = worker_with("s", &j, Some(Duration::from_millis(300)), None);
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow])
-        .await
-        .unwrap();
-    sup.start_all().await.unwrap();
+    let sup = spawning_slowly(&j).await;
     timeout(PATIENCE, sup.remove_child("s"))
         .await
         .unwrap()
@@ -1266,12 +1279,7 @@ async fn remove_child_during_a_slow_spawn_leaves_no_actor() {
 #[tokio::test]
 async fn stop_all_cancels_a_restart_in_backoff() {
     let j = journal();
-    let crashy = worker("c", &j).backoff(Backoff {
-        initial: Duration::from_millis(200),
-        max: Duration::from_millis(200),
-        multiplier: 1.0,
-        reset_after: Duration::from_secs(60),
-    });
+    let crashy = steady_backoff("c", &j, Duration::from_millis(200));
     let (sup, _join) =
         SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy, worker("d", &j)])
             .await
@@ -1279,15 +1287,7 @@ async fn stop_all_cancels_a_restart_in_backoff() {
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
     calm(&sup).await;
-    loop {
-        let cell = actor_of(&sup, "c").await;
-        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
-        wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await;
-        if state_of(&sup, "c").await == Some(ChildState::Backoff) {
-            break;
-        }
-        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
-    }
+    crash_into_backoff(&sup, &mut rx, "c").await;
     timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
     let starts = entries(&j, "start:").len();
     // Absence of an effect: give the cancelled backoff timer time to fire.
@@ -1305,12 +1305,7 @@ async fn stop_all_cancels_a_restart_in_backoff() {
 #[tokio::test]
 async fn escalation_answers_a_stop_child_in_flight() {
     let j = journal();
-    let critical = worker("critical", &j)
-        .intensity(Intensity {
-            max_restarts: 0,
-            window: Duration::from_secs(60),
-        })
-        .escalate(true);
+    let critical = critical(&j);
     let (sup, join) = SupervisorHandle::spawn(
         config(Strategy::OneForOne),
         vec![critical, slow_stop("slow", &j, 300)],
@@ -1327,7 +1322,7 @@ async fn escalation_answers_a_stop_child_in_flight() {
     })
     .await;
     let cell = actor_of(&sup, "critical").await;
-    ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+    cmd(&cell, Cmd::Fail);
     assert_eq!(timeout(PATIENCE, stop).await.unwrap().unwrap(), Ok(()));
     timeout(PATIENCE, join).await.unwrap().unwrap();
     assert!(entries(&j, "stop:").contains(&"slow".to_string()));
@@ -1349,7 +1344,7 @@ async fn rest_for_one_restarts_a_dependency_chain_in_order() {
     calm(&sup).await;
     j.lock().unwrap().clear();
     let cell = actor_of(&sup, "db").await;
-    ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
+    cmd(&cell, Cmd::Fail);
     wait_for(&mut rx, "web back", |e| {
         entered(e, "web", ChildState::Running)
     })
@@ -1362,27 +1357,14 @@ async fn rest_for_one_restarts_a_dependency_chain_in_order() {
 #[tokio::test]
 async fn restart_child_of_a_child_in_backoff_starts_it_at_once() {
     let j = journal();
-    let crashy = worker("c", &j).backoff(Backoff {
-        initial: Duration::from_secs(5),
-        max: Duration::from_secs(5),
-        multiplier: 1.0,
-        reset_after: Duration::from_secs(60),
-    });
+    let crashy = steady_backoff("c", &j, Duration::from_secs(5));
     let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy])
         .await
         .unwrap();
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
     calm(&sup).await;
-    loop {
-        let cell = actor_of(&sup, "c").await;
-        ActorRef::<Cmd>::from(cell).cast(Cmd::Fail).unwrap();
-        wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await;
-        if state_of(&sup, "c").await == Some(ChildState::Backoff) {
-            break;
-        }
-        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
-    }
+    crash_into_backoff(&sup, &mut rx, "c").await;
     sup.restart_child("c").await.unwrap();
     calm(&sup).await;
     assert_eq!(state_of(&sup, "c").await, Some(ChildState::Running));
