@@ -75,6 +75,10 @@ pub enum StorageError {
     /// back and the writer thread goes on with the next job.
     #[error("storage job panicked: {0}")]
     JobPanicked(String),
+    /// A job returned while a transaction it began was still open; its writes were rolled
+    /// back, so the job failed whatever it returned.
+    #[error("storage job left a transaction open; its writes were rolled back")]
+    TransactionLeftOpen,
 
     /// The database content is damaged or not what this binary wrote (integrity check
     /// failure, impossible schema version, ...).

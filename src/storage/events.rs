@@ -82,16 +82,14 @@ fn append(conn: &Connection, event: NewEvent) -> Result<StoredEvent, StorageErro
     }
     let payload = serde_json::to_string(&event.payload)?;
     // One statement outside any transaction: SQLite commits (and, with synchronous=FULL,
-    // syncs) it before returning, which is what makes the acknowledgement durable.
-    let seq = conn
-        .prepare_cached(
-            "INSERT INTO events (at, kind, session_id, payload) VALUES (?1, ?2, ?3, ?4)
-             RETURNING seq",
-        )?
-        .query_row(
-            params![event.at, event.kind, event.session_id, payload],
-            |row| row.get(0),
-        )?;
+    // syncs) it before `execute` returns, which is what makes the acknowledgement durable.
+    // Not `INSERT … RETURNING` read with `query_row`: there the commit happens when the
+    // statement is reset on drop, and rusqlite drops a failed commit's error.
+    conn.prepare_cached(
+        "INSERT INTO events (at, kind, session_id, payload) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![event.at, event.kind, event.session_id, payload])?;
+    let seq = conn.last_insert_rowid();
     Ok(StoredEvent {
         seq,
         at: event.at,

@@ -59,6 +59,12 @@ where
         // `run` rolls back whatever transaction the job left open before the next job.
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
             .unwrap_or_else(|payload| Err(StorageError::JobPanicked(panic_message(&*payload))));
+        // A job that returns inside a transaction it began has committed nothing: `run` rolls
+        // it back, so the caller must not be told its write succeeded.
+        let result = match result {
+            Ok(_) if !conn.is_autocommit() => Err(StorageError::TransactionLeftOpen),
+            other => other,
+        };
         // The caller may have stopped waiting (its future was dropped); the job still ran,
         // and there is nobody left to tell.
         let _ = reply.send(result);
