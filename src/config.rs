@@ -32,6 +32,14 @@ pub const ENV_PREFIX: &str = "SESSION_MANAGER_";
 /// The one prefixed variable that is not a setting: the server hands it to its agents.
 const ENV_NOT_A_SETTING: &str = "SESSION_MANAGER_URL";
 
+/// Settings whose value is text: an environment variable gives them its value verbatim.
+const TEXT_KEYS: [&str; 4] = [
+    "server.token",
+    "server.bind",
+    "storage.data_dir",
+    "logs.level",
+];
+
 /// Separator between nested keys in an environment variable name.
 const ENV_SEPARATOR: &str = "__";
 
@@ -552,6 +560,13 @@ impl Settings {
         ] {
             in_range(value, 0.0, 100.0, &format!("monitor.thresholds.{name}"))?;
         }
+        ensure(thresholds.error_rate_per_hour.is_finite(), || Problem {
+            key: "monitor.thresholds.error_rate_per_hour".to_owned(),
+            problem: format!(
+                "must be a finite number, got {}",
+                thresholds.error_rate_per_hour
+            ),
+        })?;
         at_least(
             thresholds.error_rate_per_hour,
             0.0,
@@ -642,15 +657,41 @@ fn lookup_key(key: &str) -> &str {
     key.split('[').next().unwrap_or(key)
 }
 
+/// `http(s)://host[:port]`, as browsers send it in `Origin`: a host name, an IPv4 address
+/// or a bracketed IPv6 address, and a port that fits in 16 bits.
 fn is_origin(origin: &str) -> bool {
-    origin
+    let Some(authority) = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|host| {
-            !host.is_empty()
-                && !host
-                    .chars()
-                    .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '@'))
+    else {
+        return false;
+    };
+    let (host_ok, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((address, rest)) = v6.split_once(']') else {
+            return false;
+        };
+        let port = match rest {
+            "" => None,
+            rest => match rest.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        };
+        (address.parse::<std::net::Ipv6Addr>().is_ok(), port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+        (host_ok, port)
+    };
+    host_ok
+        && port.is_none_or(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
         })
 }
 
@@ -795,12 +836,16 @@ where
             let value = value
                 .into_string()
                 .map_err(|_| problem("is not valid UTF-8"))?;
-            let Ok(value) = value.parse::<Value>();
-            Layer::value(
-                format!("environment variable {name}"),
-                &segments.join("."),
-                value,
-            )
+            let key = segments.join(".");
+            // Text settings are taken word for word: parsed, a token `0042` would become the
+            // number 42 and a data_dir `2024` would be refused.
+            let value = if TEXT_KEYS.contains(&key.as_str()) {
+                Value::from(value)
+            } else {
+                let Ok(parsed) = value.parse::<Value>();
+                parsed
+            };
+            Layer::value(format!("environment variable {name}"), &key, value)
         })
         .collect()
 }
@@ -902,6 +947,60 @@ mod tests {
 
     fn load_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::load_from(&Overrides::default(), env(vars))
+    }
+
+    #[test]
+    fn text_settings_from_the_environment_are_taken_verbatim() {
+        for token in ["0042", "+42", "true", "1.5", " padded "] {
+            let settings = load_env(&[("SESSION_MANAGER_SERVER__TOKEN", token)]).unwrap();
+            assert_eq!(settings.server.token.expose(), token);
+        }
+        let settings = load_env(&[("SESSION_MANAGER_STORAGE__DATA_DIR", "2024")]).unwrap();
+        assert_eq!(settings.storage.data_dir, std::path::Path::new("2024"));
+        // Typed settings are still parsed.
+        let settings = load_env(&[("SESSION_MANAGER_SERVER__PORT", "9000")]).unwrap();
+        assert_eq!(settings.server.port, 9000);
+    }
+
+    #[test]
+    fn an_infinite_error_rate_threshold_is_refused() {
+        let err = load_file("[monitor.thresholds]\nerror_rate_per_hour = inf\n").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "monitor.thresholds.error_rate_per_hour"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn allowed_origins_must_be_real_origins() {
+        for origin in [
+            "http://a:99999",
+            "http://a:b:c",
+            "http://*",
+            "http://a:",
+            "http://a:+80",
+            "ftp://a",
+            "http://[::1",
+            "http://[nope]:80",
+            "http://a/path",
+        ] {
+            let text = format!("[server]\nallowed_origins = [\"{origin}\"]\n");
+            let err = load_file(&text).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, .. } if key == "server.allowed_origins[0]"),
+                "{origin} accepted or wrongly reported: {err}"
+            );
+        }
+        for origin in [
+            "http://localhost:3000",
+            "https://example.com",
+            "http://127.0.0.1:8082",
+            "http://[::1]:8082",
+            "https://[2001:db8::1]",
+        ] {
+            let text = format!("[server]\nallowed_origins = [\"{origin}\"]\n");
+            assert!(load_file(&text).is_ok(), "{origin} refused");
+        }
     }
 
     fn load_file(text: &str) -> Result<Settings, ConfigError> {
