@@ -15,7 +15,10 @@ pub use health::{ServiceState, Services};
 use std::convert::Infallible;
 use std::time::Instant;
 
-use warp::{Filter, Reply};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use errors::ApiError;
 
 use crate::config::ServerSettings;
 
@@ -45,9 +48,11 @@ pub fn routes(
     ctx: ApiContext,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
     let health = warp::path!("health")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_context(ctx.clone()))
-        .then(health::get);
+        .then(health::get)
+        .or(warp::path!("health").and(other_methods("GET, HEAD")))
+        .unify();
 
     guards::body_limit(ctx.max_body_bytes)
         .and(health)
@@ -62,6 +67,22 @@ pub fn routes(
                 "request"
             );
         }))
+}
+
+/// GET, and HEAD with it (RFC 9110 §9.1: hyper sends HEAD responses without their body).
+fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
+/// Placed after a path's routes: any other method gets a 405 naming the `allow`ed ones.
+fn other_methods(
+    allow: &'static str,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::any().and_then(move || async move {
+        Err::<Response, Rejection>(warp::reject::custom(ApiError::MethodNotAllowed {
+            allow: Some(allow),
+        }))
+    })
 }
 
 fn with_context(

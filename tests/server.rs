@@ -277,6 +277,8 @@ async fn wrong_method_on_a_known_path_gets_a_405_envelope() {
         reqwest::Method::POST,
         reqwest::Method::DELETE,
         reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::OPTIONS,
     ] {
         let response = app
             .client
@@ -284,8 +286,25 @@ async fn wrong_method_on_a_known_path_gets_a_405_envelope() {
             .send()
             .await
             .unwrap();
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some("GET, HEAD"),
+            "a 405 names the allowed methods"
+        );
         assert_error_envelope(response, 405, "method_not_allowed").await;
     }
+}
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let app = spawn_app();
+    let response = app.client.head(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    assert!(response.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]

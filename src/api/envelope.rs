@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use warp::http::header::{HeaderValue, CONTENT_TYPE};
+use warp::http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -39,7 +39,15 @@ pub(crate) fn failure(error: &ApiError) -> Response {
         details: error.details(),
     };
     match serde_json::to_vec(&envelope) {
-        Ok(body) => json(error.status(), body),
+        Ok(body) => {
+            let mut response = json(error.status(), body);
+            if let ApiError::MethodNotAllowed { allow: Some(allow) } = error {
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            response
+        }
         Err(serialize_error) => {
             tracing::error!(%serialize_error, "cannot serialize an error envelope");
             json(

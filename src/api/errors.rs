@@ -27,7 +27,10 @@ pub(crate) enum ApiError {
     NotFound,
     /// A route has this path, but not for this method.
     #[error("method not allowed for this path")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the path answers, for the `Allow` header (RFC 9110 §15.5.6).
+        allow: Option<&'static str>,
+    },
     /// The body, query or a header is malformed, a field is missing or out of range.
     #[error("{message}")]
     Validation {
@@ -58,7 +61,7 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
@@ -71,7 +74,7 @@ impl ApiError {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Validation { .. } => "session_validation_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::LengthRequired => "length_required",
@@ -139,7 +142,7 @@ impl ApiError {
             };
         }
         if rejection.find::<MethodNotAllowed>().is_some() {
-            return ApiError::MethodNotAllowed;
+            return ApiError::MethodNotAllowed { allow: None };
         }
         if rejection.is_not_found() {
             return ApiError::NotFound;
