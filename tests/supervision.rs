@@ -122,7 +122,8 @@ async fn running_slow_stopper(
     (sup, rx)
 }
 
-/// Starts `call` (which stops `m`) in the background and returns once `m` is stopping.
+/// Starts `call` (which stops `m`, alone or with all) in the background and returns once
+/// `m` is stopping.
 async fn while_stopping<F, Fut>(
     sup: &SupervisorHandle,
     rx: &mut broadcast::Receiver<SupervisorEvent>,
@@ -1227,19 +1228,8 @@ async fn a_removed_childs_stale_timer_leaves_its_successor_alone() {
 #[tokio::test]
 async fn add_child_while_stopping_all_is_refused() {
     let j = journal();
-    let (sup, _join) =
-        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![slow_stop("m", &j, 300)])
-            .await
-            .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
-    let s2 = sup.clone();
-    let stop = tokio::spawn(async move { s2.stop_all().await });
-    wait_for(&mut rx, "m stopping", |e| {
-        entered(e, "m", ChildState::Stopping)
-    })
-    .await;
+    let (sup, mut rx) = running_slow_stopper(&j).await;
+    let stop = while_stopping(&sup, &mut rx, |s| async move { s.stop_all().await }).await;
     assert_eq!(
         sup.add_child(worker("n", &j)).await,
         Err(SupervisionError::ShuttingDown)
