@@ -1360,3 +1360,33 @@ async fn restart_child_of_a_child_in_backoff_starts_it_at_once() {
     assert_eq!(state_of(&sup, "c").await, Some(ChildState::Running));
     timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_child_that_fails_to_start_at_once_with_no_backoff_neither_recurses_nor_hogs() {
+    // Fails on the first poll, restarts without delay: each restart must go round the
+    // mailbox, not recurse (50,000 nested starts would overflow the stack).
+    let broken = ChildSpec::new("broken", |_ctx: StartContext| async move {
+        Err::<Started, _>(StartError::from("no such binary"))
+    })
+    .backoff(Backoff {
+        initial: Duration::ZERO,
+        max: Duration::ZERO,
+        multiplier: 1.0,
+        reset_after: Duration::from_secs(60),
+    })
+    .intensity(Intensity {
+        max_restarts: 50_000,
+        window: Duration::from_secs(600),
+    });
+    let j = journal();
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![broken, worker("ok", &j)])
+            .await
+            .unwrap();
+    sup.start_all().await.unwrap();
+    let settled = timeout(PATIENCE, sup.settled()).await.unwrap().unwrap();
+    assert_eq!(settled[0].state, ChildState::Failed);
+    assert_eq!(settled[0].restarts, 50_000);
+    assert_eq!(settled[1].state, ChildState::Running);
+    sup.shutdown().await.unwrap();
+}

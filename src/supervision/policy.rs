@@ -271,11 +271,11 @@ impl RestartHistory {
 
     /// Restarts made inside `window` before `now`.
     pub fn restarts_within(&self, window: Duration, now: Instant) -> usize {
-        self.restarts
-            .iter()
-            .rev()
-            .take_while(|at| now.saturating_duration_since(**at) < window)
-            .count()
+        // Oldest first: a binary search, so a long crash loop stays cheap to judge.
+        let outside = self
+            .restarts
+            .partition_point(|at| now.saturating_duration_since(*at) >= window);
+        self.restarts.len() - outside
     }
 
     /// Record a restart decided at `now`, under `policy`.

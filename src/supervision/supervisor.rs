@@ -204,6 +204,8 @@ pub struct SupervisorState {
     /// Set while `advance_stop_all` runs, so a stop that completes at once inside it does
     /// not re-enter it.
     advancing: bool,
+    /// Set while a start's immediate outcome is handled inside `begin_start`.
+    starting_inline: bool,
     group: Option<GroupRestart>,
     /// Whether `start_all` was called since the last `stop_all`: children added now start.
     started: bool,
@@ -248,6 +250,7 @@ impl SupervisorState {
             settle_waiters: Vec::new(),
             stop_all: None,
             advancing: false,
+            starting_inline: false,
             group: None,
             started: false,
             escalated: None,
@@ -507,7 +510,9 @@ impl SupervisorState {
         let rest: BoxFuture<Option<Result<(), String>>> = match start.as_mut().poll(&mut cx) {
             Poll::Ready(result) => {
                 let (spawned, ready) = split_started(result);
+                let outer = std::mem::replace(&mut self.starting_inline, true);
                 self.on_spawned(myself, &id, generation, spawned);
+                self.starting_inline = outer;
                 let Some(ready) = ready else { return };
                 Box::pin(async move { Some(ready.await) })
             }
@@ -840,7 +845,18 @@ impl SupervisorState {
 
     /// A backoff is over: start now if the gate allows, else wait as pending.
     fn end_backoff(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
-        if self.gate_open(i) {
+        if self.starting_inline {
+            // This restart was decided inside a start that failed at once: going round
+            // through the mailbox keeps a zero-delay crash loop from recursing without
+            // bound, and lets other messages in between.
+            let child = &self.children[i];
+            let elapsed = Msg::BackoffElapsed {
+                child: child.spec.id.clone(),
+                generation: child.generation,
+            };
+            // A failed send means the supervisor is stopping anyway.
+            let _ = myself.cast(SupervisorMsg(elapsed));
+        } else if self.gate_open(i) {
             self.begin_start(myself, i);
         } else {
             self.transition(i, ChildState::Pending, None, None);
