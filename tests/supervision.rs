@@ -1390,3 +1390,308 @@ async fn a_child_that_fails_to_start_at_once_with_no_backoff_neither_recurses_no
     assert_eq!(settled[1].state, ChildState::Running);
     sup.shutdown().await.unwrap();
 }
+
+// Group restarts and layer bookkeeping under concurrent orders.
+
+#[tokio::test]
+async fn stop_all_still_stops_every_layer_when_a_removal_shrinks_the_layers() {
+    let j = journal();
+    let children = vec![
+        worker("a", &j),
+        worker("b", &j).depends_on(["a"]),
+        slow_stop("r", &j, 300).depends_on(["b"]),
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    let s2 = sup.clone();
+    let removal = tokio::spawn(async move { s2.remove_child("r").await });
+    wait_for(&mut rx, "r stopping", |e| {
+        entered(e, "r", ChildState::Stopping)
+    })
+    .await;
+    timeout(PATIENCE, sup.stop_all())
+        .await
+        .expect("stop_all hung")
+        .unwrap();
+    timeout(PATIENCE, removal).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        states(&sup).await,
+        vec![
+            ("a".into(), ChildState::Stopped),
+            ("b".into(), ChildState::Stopped)
+        ],
+        "stop_all returned with a child still up; stops: {:?}",
+        entries(&j, "stop:")
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn start_child_on_a_crashed_child_held_by_its_group_restarts_it() {
+    let j = journal();
+    let children = vec![slow_stop("a", &j, 300), worker("b", &j)];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    cmd(&actor_of(&sup, "b").await, Cmd::Fail);
+    wait_for(&mut rx, "a stopping", |e| {
+        entered(e, "a", ChildState::Stopping)
+    })
+    .await;
+    assert_eq!(state_of(&sup, "b").await, Some(ChildState::Backoff));
+    sup.start_child("b").await.unwrap();
+    let back = timeout(Duration::from_secs(3), async {
+        loop {
+            if state_of(&sup, "b").await == Some(ChildState::Running) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "b never restarted: {:?}", states(&sup).await);
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn a_sibling_in_backoff_joins_the_group_instead_of_starting_under_it() {
+    let j = journal();
+    let children = vec![
+        worker("db", &j),
+        worker("mid", &j).depends_on(["db"]),
+        slow_stop("peer", &j, 600).depends_on(["db"]),
+        steady_backoff("x", &j, Duration::from_millis(300)).depends_on(["db"]),
+    ];
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), children)
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    // The first restart is immediate (group held); the second backs off 300 ms.
+    cmd(&actor_of(&sup, "x").await, Cmd::Fail);
+    wait_for(&mut rx, "x backoff", |e| {
+        entered(e, "x", ChildState::Backoff)
+    })
+    .await;
+    calm(&sup).await;
+    cmd(&actor_of(&sup, "x").await, Cmd::Fail);
+    // Wait until the group of x's crash is over: everyone but x runs again, x still backs off.
+    timeout(PATIENCE, async {
+        loop {
+            let s = states(&sup).await;
+            let ok = s.iter().all(|(id, st)| {
+                if id == "x" {
+                    *st == ChildState::Backoff
+                } else {
+                    *st == ChildState::Running
+                }
+            });
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("group of x never ended"));
+    let db_before = actor_of(&sup, "db").await.get_id();
+    let before = j.lock().unwrap().len();
+    cmd(&actor_of(&sup, "mid").await, Cmd::Fail);
+    // db is a member of mid's group: it is stopped and restarted.
+    calm(&sup).await;
+    assert_ne!(actor_of(&sup, "db").await.get_id(), db_before);
+    let after: Vec<String> = j.lock().unwrap()[before..].to_vec();
+    let at = |entry: &str| after.iter().position(|e| e == entry);
+    let (stop_db, start_db, start_x) = (at("stop:db"), at("start:db"), at("start:x"));
+    assert!(
+        stop_db < start_db && start_db < start_x && stop_db.is_some(),
+        "x (in backoff, depends on db) must wait for the group, db stopped then restarted \
+         first: {after:?}"
+    );
+    assert_eq!(state_of(&sup, "x").await, Some(ChildState::Running));
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn a_group_formed_by_a_start_that_fails_at_once_moves_on_by_itself() {
+    let j = journal();
+    let broken = ChildSpec::new("broken", |_ctx: StartContext| async move {
+        Err::<Started, _>(StartError::from("no such binary"))
+    })
+    .backoff(fast_backoff());
+    // `s` is declared (and started) first, so it is running when `broken` fails.
+    let (sup, _join) =
+        SupervisorHandle::spawn(config(Strategy::OneForAll), vec![worker("s", &j), broken])
+            .await
+            .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    // No further message is sent to the supervisor: the group must move by itself.
+    let moved = timeout(Duration::from_secs(2), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if entered(&e, "s", ChildState::Stopping) => return,
+                Ok(_) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    })
+    .await;
+    let now = states(&sup).await;
+    assert!(
+        moved.is_ok(),
+        "group restart never began its stop of s; states before this query: {now:?}"
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+fn group_chain(j: &Journal) -> Vec<ChildSpec> {
+    vec![
+        worker("db", j),
+        worker("cache", j),
+        worker("api", j).depends_on(["db"]),
+        slow_stop("web", j, 400).depends_on(["api"]),
+    ]
+}
+
+#[tokio::test]
+async fn two_crashes_in_one_rest_for_one_group_bring_everything_back() {
+    let j = journal();
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::RestForOne), group_chain(&j))
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    cmd(&actor_of(&sup, "api").await, Cmd::Fail);
+    wait_for(&mut rx, "web stopping", |e| {
+        entered(e, "web", ChildState::Stopping)
+    })
+    .await;
+    cmd(&actor_of(&sup, "db").await, Cmd::Fail);
+    wait_for(&mut rx, "db backoff", |e| {
+        entered(e, "db", ChildState::Backoff)
+    })
+    .await;
+    calm(&sup).await;
+    assert!(
+        states(&sup)
+            .await
+            .iter()
+            .all(|(_, s)| *s == ChildState::Running),
+        "{:?}",
+        states(&sup).await
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn stop_all_and_a_member_crash_in_the_middle_of_a_group() {
+    let j = journal();
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), group_chain(&j))
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    cmd(&actor_of(&sup, "cache").await, Cmd::Fail);
+    wait_for(&mut rx, "web stopping", |e| {
+        entered(e, "web", ChildState::Stopping)
+    })
+    .await;
+    // A held member crashes on its own.
+    cmd(&actor_of(&sup, "db").await, Cmd::Fail);
+    wait_for(&mut rx, "db stopped", |e| {
+        entered(e, "db", ChildState::Stopped)
+    })
+    .await;
+    calm(&sup).await;
+    assert!(
+        states(&sup)
+            .await
+            .iter()
+            .all(|(_, s)| *s == ChildState::Running),
+        "{:?}",
+        states(&sup).await
+    );
+    cmd(&actor_of(&sup, "cache").await, Cmd::Fail);
+    wait_for(&mut rx, "web stopping", |e| {
+        entered(e, "web", ChildState::Stopping)
+    })
+    .await;
+    timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
+    assert!(
+        states(&sup)
+            .await
+            .iter()
+            .all(|(_, s)| *s == ChildState::Stopped),
+        "{:?}",
+        states(&sup).await
+    );
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    assert!(
+        states(&sup)
+            .await
+            .iter()
+            .all(|(_, s)| *s == ChildState::Running),
+        "{:?}",
+        states(&sup).await
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn operator_orders_on_group_members_are_all_answered() {
+    let j = journal();
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), group_chain(&j))
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    cmd(&actor_of(&sup, "cache").await, Cmd::Fail);
+    wait_for(&mut rx, "web stopping", |e| {
+        entered(e, "web", ChildState::Stopping)
+    })
+    .await;
+    // Remove the stopping member, restart a held running one, stop the other.
+    let s2 = sup.clone();
+    let rm = tokio::spawn(async move { s2.remove_child("web").await });
+    sup.restart_child("api").await.unwrap();
+    timeout(PATIENCE, sup.stop_child("db"))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(PATIENCE, rm).await.unwrap().unwrap().unwrap();
+    calm(&sup).await;
+    let s = states(&sup).await;
+    // api was restarted by hand while db still ran; stop_child(db) leaves dependents alone.
+    assert_eq!(
+        s[..2],
+        [
+            ("db".into(), ChildState::Stopped),
+            ("cache".into(), ChildState::Running)
+        ]
+    );
+    assert_eq!(s.len(), 3);
+    sup.start_child("db").await.unwrap();
+    calm(&sup).await;
+    assert!(
+        states(&sup)
+            .await
+            .iter()
+            .all(|(_, s)| *s == ChildState::Running),
+        "{:?}",
+        states(&sup).await
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}

@@ -207,6 +207,8 @@ pub struct SupervisorState {
     /// Set while a start's immediate outcome is handled inside `begin_start`.
     starting_inline: bool,
     group: Option<GroupRestart>,
+    /// Counts crashes taken into a group restart, so `pump` knows to move the group on.
+    groups_formed: u64,
     /// Whether `start_all` was called since the last `stop_all`: children added now start.
     started: bool,
     escalated: Option<String>,
@@ -252,6 +254,7 @@ impl SupervisorState {
             advancing: false,
             starting_inline: false,
             group: None,
+            groups_formed: 0,
             started: false,
             escalated: None,
             next_generation: 0,
@@ -293,7 +296,11 @@ impl SupervisorState {
         self.wake.clear();
         self.sweep = 0;
         if let Some(progress) = &mut self.stop_all {
-            progress.layer = progress.layer.min(depth);
+            if progress.layer > depth {
+                // The layers shrank under it: the layer now current has not been told yet.
+                progress.layer = depth;
+                progress.issued = false;
+            }
         }
     }
 
@@ -428,9 +435,11 @@ impl SupervisorState {
     /// Moves the group restart on, starts every woken child whose turn it is, then answers
     /// whoever waits for calm.
     fn pump(&mut self, myself: &ActorRef<SupervisorMsg>) {
-        self.advance_group(myself);
-        let depth = self.graph.layers().len();
         loop {
+            // A start below may fail at once and form or grow a group: go round until calm.
+            let groups_before = self.groups_formed;
+            self.advance_group(myself);
+            let depth = self.graph.layers().len();
             // Lowest layer first, so a layer is under way before the next is considered.
             while let Some(Reverse((_, i))) = self.wake.pop() {
                 if self.may_start(i) {
@@ -453,7 +462,7 @@ impl SupervisorState {
                     break;
                 }
             }
-            if !woke {
+            if !woke && self.groups_formed == groups_before {
                 break;
             }
         }
@@ -761,11 +770,14 @@ impl SupervisorState {
                 .collect(),
             Strategy::OneForAll => (0..self.children.len()).filter(|&j| j != i).collect(),
         };
+        // Every sibling in scope that is wanted up joins, whatever it is doing: one left in
+        // backoff or pending could start while the group is going down, under a dependency
+        // about to be stopped.
         let affected: Vec<usize> = affected
             .into_iter()
             .filter(|&j| {
                 let c = &self.children[j];
-                c.wanted && matches!(c.state, ChildState::Starting | ChildState::Running)
+                c.wanted && !matches!(c.state, ChildState::Stopped | ChildState::Failed)
             })
             .collect();
         if affected.is_empty() && self.group.is_none() {
@@ -775,12 +787,19 @@ impl SupervisorState {
         for j in affected {
             // Unwanted, it stays down when stopped; the group wants it back when done.
             self.set_wanted(j, false);
+            if self.children[j].state == ChildState::Backoff {
+                // Its own restart is replaced by the group's; the pending timer goes stale.
+                let generation = self.generation();
+                self.children[j].generation = generation;
+                self.transition(j, ChildState::Stopped, None, None);
+            }
             group.members.push(self.children[j].spec.id.clone());
         }
         group
             .crashed
             .push((self.children[i].spec.id.clone(), after));
         self.group = Some(group);
+        self.groups_formed += 1;
         true
     }
 
@@ -1060,6 +1079,13 @@ impl SupervisorState {
         let i = self.not_removing(id)?;
         self.leave_group(id);
         self.want_up(i);
+        if self.children[i].state == ChildState::Backoff {
+            // Asked for by name: start now. (Its timer may belong to a group it just left,
+            // which would never have fired.)
+            let generation = self.generation();
+            self.children[i].generation = generation;
+            self.transition(i, ChildState::Pending, None, None);
+        }
         Ok(())
     }
 
