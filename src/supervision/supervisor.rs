@@ -220,6 +220,8 @@ pub struct SupervisorState {
 pub struct SupervisorArgs {
     config: SupervisorConfig,
     children: Vec<ChildSpec>,
+    /// Built (and so checked) by the handle before spawning, for a typed error.
+    graph: DependencyGraph,
     events: broadcast::Sender<SupervisorEvent>,
 }
 
@@ -232,8 +234,8 @@ fn build_graph(specs: &[&ChildSpec]) -> Result<DependencyGraph, SupervisionError
 }
 
 impl SupervisorState {
-    fn new(args: SupervisorArgs) -> Result<Self, SupervisionError> {
-        let graph = build_graph(&args.children.iter().collect::<Vec<_>>())?;
+    fn new(args: SupervisorArgs) -> Self {
+        let graph = args.graph;
         let mut state = SupervisorState {
             strategy: args.config.strategy,
             children: args.children.into_iter().map(Child::new).collect(),
@@ -261,7 +263,7 @@ impl SupervisorState {
             events: args.events,
         };
         state.reindex();
-        Ok(state)
+        state
     }
 
     /// Recomputes every index and counter from the children; O(n), used when the set of
@@ -339,8 +341,9 @@ impl SupervisorState {
                 self.stopping[layer] += 1;
             }
             if is_state == ChildState::Running {
-                for d in self.graph.dependents(i).to_vec() {
-                    self.wake(d);
+                // Field by field, not `self.wake`, to push without copying the list.
+                for &d in self.graph.dependents(i) {
+                    self.wake.push(Reverse((self.graph.layer_of(d), d)));
                 }
             }
         }
@@ -453,9 +456,9 @@ impl SupervisorState {
                 let layer = self.sweep;
                 self.sweep += 1;
                 if self.waiting[layer] > 0 {
-                    for i in self.graph.layers()[layer].clone() {
+                    for &i in &self.graph.layers()[layer] {
                         if self.children[i].waiting() {
-                            self.wake(i);
+                            self.wake.push(Reverse((layer, i)));
                         }
                     }
                     woke = true;
@@ -1186,7 +1189,7 @@ impl Actor for Supervisor {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState::new(args)?)
+        Ok(SupervisorState::new(args))
     }
 
     async fn handle(
@@ -1371,12 +1374,13 @@ impl SupervisorHandle {
         children: Vec<ChildSpec>,
         parent: Option<ActorCell>,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
-        // Check first so the caller gets the typed error, not a spawn failure string.
-        build_graph(&children.iter().collect::<Vec<_>>())?;
+        // Checked here so the caller gets the typed error, not a spawn failure string.
+        let graph = build_graph(&children.iter().collect::<Vec<_>>())?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let args = SupervisorArgs {
             config,
             children,
+            graph,
             events: events.clone(),
         };
         let spawned = match parent {
