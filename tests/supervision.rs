@@ -106,20 +106,43 @@ fn worker_with(
     .backoff(fast_backoff())
 }
 
-/// A started supervisor whose one child, `m`, takes 200 ms to stop.
-async fn running_slow_stopper(
-    journal: &Journal,
+/// A supervisor with `children`, started and settled, and a subscription to its events.
+async fn started(
+    strategy: Strategy,
+    children: Vec<ChildSpec>,
 ) -> (SupervisorHandle, broadcast::Receiver<SupervisorEvent>) {
-    let (sup, _join) = SupervisorHandle::spawn(
-        config(Strategy::OneForOne),
-        vec![slow_stop("m", journal, 200)],
-    )
-    .await
-    .unwrap();
+    let (sup, _join) = SupervisorHandle::spawn(config(strategy), children)
+        .await
+        .unwrap();
     let rx = sup.subscribe();
     sup.start_all().await.unwrap();
     calm(&sup).await;
     (sup, rx)
+}
+
+/// Waits (bounded) for `child` to enter `state`.
+async fn until(
+    rx: &mut broadcast::Receiver<SupervisorEvent>,
+    child: &str,
+    state: ChildState,
+) -> SupervisorEvent {
+    wait_for(rx, &format!("{child} {state}"), |e| {
+        entered(e, child, state)
+    })
+    .await
+}
+
+/// Asserts every child is in `state`.
+async fn assert_all(sup: &SupervisorHandle, state: ChildState) {
+    let states = states(sup).await;
+    assert!(states.iter().all(|(_, s)| *s == state), "{states:?}");
+}
+
+/// A started supervisor whose one child, `m`, takes 200 ms to stop.
+async fn running_slow_stopper(
+    journal: &Journal,
+) -> (SupervisorHandle, broadcast::Receiver<SupervisorEvent>) {
+    started(Strategy::OneForOne, vec![slow_stop("m", journal, 200)]).await
 }
 
 /// Starts `call` (which stops `m`, alone or with all) in the background and returns once
@@ -364,10 +387,7 @@ async fn a_layer_waits_until_the_one_below_is_ready() {
         .unwrap();
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
-    wait_for(&mut rx, "cache running", |e| {
-        entered(e, "cache", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "cache", ChildState::Running).await;
     assert_eq!(
         states(&sup).await,
         vec![
@@ -398,10 +418,7 @@ async fn restarted_after_crash(strategy: Strategy, victim: &str) -> Vec<String> 
     let before = sup.children().await.unwrap();
     let mut rx = sup.subscribe();
     cmd(&actor_of(&sup, victim).await, Cmd::Fail);
-    wait_for(&mut rx, "victim back", |e| {
-        entered(e, victim, ChildState::Running)
-    })
-    .await;
+    until(&mut rx, victim, ChildState::Running).await;
     let after = sup.settled().await.unwrap();
     assert!(
         after.iter().all(|c| c.state == ChildState::Running),
@@ -457,7 +474,7 @@ async fn a_panicking_child_is_restarted_and_the_supervisor_survives() {
         .unwrap();
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
-    wait_for(&mut rx, "running", |e| entered(e, "p", ChildState::Running)).await;
+    until(&mut rx, "p", ChildState::Running).await;
     cmd(&actor_of(&sup, "p").await, Cmd::Panic);
     let backoff = wait_for(&mut rx, "backoff", |e| entered(e, "p", ChildState::Backoff)).await;
     match backoff {
@@ -474,10 +491,7 @@ async fn a_panicking_child_is_restarted_and_the_supervisor_survives() {
         }
         other => panic!("{other:?}"),
     }
-    wait_for(&mut rx, "running again", |e| {
-        entered(e, "p", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "p", ChildState::Running).await;
     assert_eq!(sup.actor().get_status(), ActorStatus::Running);
     assert_eq!(entries(&j, "start:").len(), 2);
     sup.shutdown().await.unwrap();
@@ -497,7 +511,7 @@ async fn backoff_grows_between_consecutive_crashes() {
     sup.start_all().await.unwrap();
     let mut delays = Vec::new();
     for _ in 0..5 {
-        wait_for(&mut rx, "running", |e| entered(e, "c", ChildState::Running)).await;
+        until(&mut rx, "c", ChildState::Running).await;
         cmd(&actor_of(&sup, "c").await, Cmd::Fail);
         if let SupervisorEvent::Child(t) =
             wait_for(&mut rx, "backoff", |e| entered(e, "c", ChildState::Backoff)).await
@@ -526,10 +540,7 @@ async fn exhausted_intensity_fails_the_child_and_spares_its_siblings() {
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
     for _ in 0..3 {
-        wait_for(&mut rx, "running", |e| {
-            entered(e, "fragile", ChildState::Running)
-        })
-        .await;
+        until(&mut rx, "fragile", ChildState::Running).await;
         cmd(&actor_of(&sup, "fragile").await, Cmd::Fail);
     }
     let failed = wait_for(&mut rx, "failed", |e| {
@@ -552,10 +563,7 @@ async fn exhausted_intensity_fails_the_child_and_spares_its_siblings() {
 
     // An operator can bring it back: a fresh restart history.
     sup.start_child("fragile").await.unwrap();
-    wait_for(&mut rx, "running", |e| {
-        entered(e, "fragile", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "fragile", ChildState::Running).await;
     sup.shutdown().await.unwrap();
 }
 
@@ -571,10 +579,7 @@ async fn escalation_stops_everything_and_fails_the_supervisor() {
     .unwrap();
     let mut rx = sup.subscribe();
     sup.start_all().await.unwrap();
-    wait_for(&mut rx, "other running", |e| {
-        entered(e, "other", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "other", ChildState::Running).await;
     cmd(&actor_of(&sup, "critical").await, Cmd::Fail);
     wait_for(
         &mut rx,
@@ -609,14 +614,8 @@ async fn restart_types_decide_what_an_exit_means() {
     cmd(&actor_of(&sup, "transient-crash").await, Cmd::Fail);
     cmd(&actor_of(&sup, "temporary").await, Cmd::Fail);
     cmd(&actor_of(&sup, "permanent-ok").await, Cmd::Finish);
-    wait_for(&mut rx, "transient restarted", |e| {
-        entered(e, "transient-crash", ChildState::Running)
-    })
-    .await;
-    wait_for(&mut rx, "permanent restarted", |e| {
-        entered(e, "permanent-ok", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "transient-crash", ChildState::Running).await;
+    until(&mut rx, "permanent-ok", ChildState::Running).await;
     let s = states(&sup).await;
     assert_eq!(s[0], ("transient-ok".into(), ChildState::Stopped));
     assert_eq!(s[2], ("temporary".into(), ChildState::Failed));
@@ -675,10 +674,7 @@ async fn a_stopped_child_stays_down_until_started() {
 
     let mut rx = sup.subscribe();
     sup.start_child("cache").await.unwrap();
-    wait_for(&mut rx, "cache back", |e| {
-        entered(e, "cache", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "cache", ChildState::Running).await;
     assert_eq!(
         sup.start_child("nope").await.unwrap_err(),
         SupervisionError::UnknownChild("nope".into())
@@ -697,7 +693,7 @@ async fn manual_restart_replaces_the_incarnation_without_counting() {
     let first = actor_of(&sup, "m").await.get_id();
     let mut rx = sup.subscribe();
     sup.restart_child("m").await.unwrap();
-    wait_for(&mut rx, "m back", |e| entered(e, "m", ChildState::Running)).await;
+    until(&mut rx, "m", ChildState::Running).await;
     let info = sup.children().await.unwrap().remove(0);
     assert_ne!(info.actor.unwrap().get_id(), first);
     assert_eq!(info.restarts, 0);
@@ -716,10 +712,7 @@ async fn children_can_be_added_and_removed_live() {
     sup.add_child(worker("api", &j).depends_on(["db"]))
         .await
         .unwrap();
-    wait_for(&mut rx, "api running", |e| {
-        entered(e, "api", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "api", ChildState::Running).await;
     assert_eq!(
         sup.add_child(worker("api", &j)).await.unwrap_err(),
         SupervisionError::DuplicateChild("api".into())
@@ -859,10 +852,7 @@ async fn dependents_wait_while_a_dependency_is_down() {
     assert_eq!(s[2].state, ChildState::Running);
     let mut rx = sup.subscribe();
     sup.start_child("db").await.unwrap();
-    wait_for(&mut rx, "api follows db", |e| {
-        entered(e, "api", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "api", ChildState::Running).await;
     sup.shutdown().await.unwrap();
 }
 
@@ -960,27 +950,16 @@ async fn stop_all_waits_for_a_slow_sibling_of_a_child_in_backoff() {
     let j = journal();
     let crashy = steady_backoff("crashy", &j, Duration::from_secs(5));
     let children = vec![crashy, slow_stop("busy", &j, 500)];
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForOne, children).await;
     // First crash restarts at once, second waits 5 s in backoff.
     for _ in 0..2 {
         let cell = actor_of(&sup, "crashy").await;
         cmd(&cell, Cmd::Fail);
-        wait_for(&mut rx, "backoff", |e| {
-            entered(e, "crashy", ChildState::Backoff)
-        })
-        .await;
+        until(&mut rx, "crashy", ChildState::Backoff).await;
         if state_of(&sup, "crashy").await == Some(ChildState::Backoff) {
             break;
         }
-        wait_for(&mut rx, "running", |e| {
-            entered(e, "crashy", ChildState::Running)
-        })
-        .await;
+        until(&mut rx, "crashy", ChildState::Running).await;
     }
     assert_eq!(state_of(&sup, "crashy").await, Some(ChildState::Backoff));
     timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
@@ -1043,10 +1022,7 @@ async fn remove_child_during_stop_all_is_refused_and_the_supervisor_survives() {
     calm(&sup).await;
     let s2 = sup.clone();
     let stop_all = tokio::spawn(async move { s2.stop_all().await });
-    wait_for(&mut rx, "b stopping", |e| {
-        entered(e, "b", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "b", ChildState::Stopping).await;
     let removed = timeout(PATIENCE, sup.remove_child("b")).await;
     let stop_all = timeout(PATIENCE, stop_all).await.unwrap().unwrap();
     assert_eq!(removed.unwrap(), Err(SupervisionError::ShuttingDown));
@@ -1066,10 +1042,7 @@ async fn stop_child_is_answered_when_a_restart_overrides_it() {
     let (sup, mut rx) = running_slow_stopper(&j).await;
     let stop = while_stopping(&sup, &mut rx, |s| async move { s.stop_child("m").await }).await;
     sup.restart_child("m").await.unwrap();
-    wait_for(&mut rx, "m running again", |e| {
-        entered(e, "m", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "m", ChildState::Running).await;
     let stop = timeout(PATIENCE, stop).await;
     assert!(
         matches!(stop, Ok(Ok(Ok(())))),
@@ -1175,18 +1148,10 @@ async fn a_group_restart_stops_dependents_before_their_dependencies() {
         slow_stop("api", &j, 300).depends_on(["db"]),
         worker("cache", &j),
     ];
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), children)
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForAll, children).await;
     let cell = actor_of(&sup, "cache").await;
     cmd(&cell, Cmd::Fail);
-    wait_for(&mut rx, "api back", |e| {
-        entered(e, "api", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "api", ChildState::Running).await;
     calm(&sup).await;
     let stops = entries(&j, "stop:");
     let pos = |id: &str| stops.iter().position(|s| s == id).unwrap();
@@ -1203,12 +1168,7 @@ async fn a_group_restart_stops_dependents_before_their_dependencies() {
 async fn a_removed_childs_stale_timer_leaves_its_successor_alone() {
     let j = journal();
     let crashy = steady_backoff("c", &j, Duration::from_millis(200));
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy])
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForOne, vec![crashy]).await;
     crash_into_backoff(&sup, &mut rx, "c").await;
     timeout(PATIENCE, sup.remove_child("c"))
         .await
@@ -1270,13 +1230,7 @@ async fn remove_child_during_a_slow_spawn_leaves_no_actor() {
 async fn stop_all_cancels_a_restart_in_backoff() {
     let j = journal();
     let crashy = steady_backoff("c", &j, Duration::from_millis(200));
-    let (sup, _join) =
-        SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy, worker("d", &j)])
-            .await
-            .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForOne, vec![crashy, worker("d", &j)]).await;
     crash_into_backoff(&sup, &mut rx, "c").await;
     timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
     let starts = entries(&j, "start:").len();
@@ -1307,10 +1261,7 @@ async fn escalation_answers_a_stop_child_in_flight() {
     calm(&sup).await;
     let s2 = sup.clone();
     let stop = tokio::spawn(async move { s2.stop_child("slow").await });
-    wait_for(&mut rx, "slow stopping", |e| {
-        entered(e, "slow", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "slow", ChildState::Stopping).await;
     let cell = actor_of(&sup, "critical").await;
     cmd(&cell, Cmd::Fail);
     assert_eq!(timeout(PATIENCE, stop).await.unwrap().unwrap(), Ok(()));
@@ -1326,19 +1277,11 @@ async fn rest_for_one_restarts_a_dependency_chain_in_order() {
         worker("api", &j).depends_on(["db"]),
         worker("web", &j).depends_on(["api"]),
     ];
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::RestForOne), children)
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::RestForOne, children).await;
     j.lock().unwrap().clear();
     let cell = actor_of(&sup, "db").await;
     cmd(&cell, Cmd::Fail);
-    wait_for(&mut rx, "web back", |e| {
-        entered(e, "web", ChildState::Running)
-    })
-    .await;
+    until(&mut rx, "web", ChildState::Running).await;
     calm(&sup).await;
     assert_eq!(entries(&j, "start:"), vec!["db", "api", "web"]);
     timeout(PATIENCE, sup.shutdown()).await.unwrap().unwrap();
@@ -1348,12 +1291,7 @@ async fn rest_for_one_restarts_a_dependency_chain_in_order() {
 async fn restart_child_of_a_child_in_backoff_starts_it_at_once() {
     let j = journal();
     let crashy = steady_backoff("c", &j, Duration::from_secs(5));
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![crashy])
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForOne, vec![crashy]).await;
     crash_into_backoff(&sup, &mut rx, "c").await;
     sup.restart_child("c").await.unwrap();
     calm(&sup).await;
@@ -1401,18 +1339,10 @@ async fn stop_all_still_stops_every_layer_when_a_removal_shrinks_the_layers() {
         worker("b", &j).depends_on(["a"]),
         slow_stop("r", &j, 300).depends_on(["b"]),
     ];
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForOne, children).await;
     let s2 = sup.clone();
     let removal = tokio::spawn(async move { s2.remove_child("r").await });
-    wait_for(&mut rx, "r stopping", |e| {
-        entered(e, "r", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "r", ChildState::Stopping).await;
     timeout(PATIENCE, sup.stop_all())
         .await
         .expect("stop_all hung")
@@ -1434,17 +1364,9 @@ async fn stop_all_still_stops_every_layer_when_a_removal_shrinks_the_layers() {
 async fn start_child_on_a_crashed_child_held_by_its_group_restarts_it() {
     let j = journal();
     let children = vec![slow_stop("a", &j, 300), worker("b", &j)];
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), children)
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForAll, children).await;
     cmd(&actor_of(&sup, "b").await, Cmd::Fail);
-    wait_for(&mut rx, "a stopping", |e| {
-        entered(e, "a", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "a", ChildState::Stopping).await;
     assert_eq!(state_of(&sup, "b").await, Some(ChildState::Backoff));
     sup.start_child("b").await.unwrap();
     let back = timeout(Duration::from_secs(3), async {
@@ -1469,18 +1391,10 @@ async fn a_sibling_in_backoff_joins_the_group_instead_of_starting_under_it() {
         slow_stop("peer", &j, 600).depends_on(["db"]),
         steady_backoff("x", &j, Duration::from_millis(300)).depends_on(["db"]),
     ];
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), children)
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForAll, children).await;
     // The first restart is immediate (group held); the second backs off 300 ms.
     cmd(&actor_of(&sup, "x").await, Cmd::Fail);
-    wait_for(&mut rx, "x backoff", |e| {
-        entered(e, "x", ChildState::Backoff)
-    })
-    .await;
+    until(&mut rx, "x", ChildState::Backoff).await;
     calm(&sup).await;
     cmd(&actor_of(&sup, "x").await, Cmd::Fail);
     // Wait until the group of x's crash is over: everyone but x runs again, x still backs off.
@@ -1565,104 +1479,43 @@ fn group_chain(j: &Journal) -> Vec<ChildSpec> {
 #[tokio::test]
 async fn two_crashes_in_one_rest_for_one_group_bring_everything_back() {
     let j = journal();
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::RestForOne), group_chain(&j))
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::RestForOne, group_chain(&j)).await;
     cmd(&actor_of(&sup, "api").await, Cmd::Fail);
-    wait_for(&mut rx, "web stopping", |e| {
-        entered(e, "web", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "web", ChildState::Stopping).await;
     cmd(&actor_of(&sup, "db").await, Cmd::Fail);
-    wait_for(&mut rx, "db backoff", |e| {
-        entered(e, "db", ChildState::Backoff)
-    })
-    .await;
+    until(&mut rx, "db", ChildState::Backoff).await;
     calm(&sup).await;
-    assert!(
-        states(&sup)
-            .await
-            .iter()
-            .all(|(_, s)| *s == ChildState::Running),
-        "{:?}",
-        states(&sup).await
-    );
+    assert_all(&sup, ChildState::Running).await;
     let _ = timeout(PATIENCE, sup.shutdown()).await;
 }
 
 #[tokio::test]
 async fn stop_all_and_a_member_crash_in_the_middle_of_a_group() {
     let j = journal();
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), group_chain(&j))
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForAll, group_chain(&j)).await;
     cmd(&actor_of(&sup, "cache").await, Cmd::Fail);
-    wait_for(&mut rx, "web stopping", |e| {
-        entered(e, "web", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "web", ChildState::Stopping).await;
     // A held member crashes on its own.
     cmd(&actor_of(&sup, "db").await, Cmd::Fail);
-    wait_for(&mut rx, "db stopped", |e| {
-        entered(e, "db", ChildState::Stopped)
-    })
-    .await;
+    until(&mut rx, "db", ChildState::Stopped).await;
     calm(&sup).await;
-    assert!(
-        states(&sup)
-            .await
-            .iter()
-            .all(|(_, s)| *s == ChildState::Running),
-        "{:?}",
-        states(&sup).await
-    );
+    assert_all(&sup, ChildState::Running).await;
     cmd(&actor_of(&sup, "cache").await, Cmd::Fail);
-    wait_for(&mut rx, "web stopping", |e| {
-        entered(e, "web", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "web", ChildState::Stopping).await;
     timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
-    assert!(
-        states(&sup)
-            .await
-            .iter()
-            .all(|(_, s)| *s == ChildState::Stopped),
-        "{:?}",
-        states(&sup).await
-    );
+    assert_all(&sup, ChildState::Stopped).await;
     sup.start_all().await.unwrap();
     calm(&sup).await;
-    assert!(
-        states(&sup)
-            .await
-            .iter()
-            .all(|(_, s)| *s == ChildState::Running),
-        "{:?}",
-        states(&sup).await
-    );
+    assert_all(&sup, ChildState::Running).await;
     let _ = timeout(PATIENCE, sup.shutdown()).await;
 }
 
 #[tokio::test]
 async fn operator_orders_on_group_members_are_all_answered() {
     let j = journal();
-    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForAll), group_chain(&j))
-        .await
-        .unwrap();
-    let mut rx = sup.subscribe();
-    sup.start_all().await.unwrap();
-    calm(&sup).await;
+    let (sup, mut rx) = started(Strategy::OneForAll, group_chain(&j)).await;
     cmd(&actor_of(&sup, "cache").await, Cmd::Fail);
-    wait_for(&mut rx, "web stopping", |e| {
-        entered(e, "web", ChildState::Stopping)
-    })
-    .await;
+    until(&mut rx, "web", ChildState::Stopping).await;
     // Remove the stopping member, restart a held running one, stop the other.
     let s2 = sup.clone();
     let rm = tokio::spawn(async move { s2.remove_child("web").await });
@@ -1685,13 +1538,6 @@ async fn operator_orders_on_group_members_are_all_answered() {
     assert_eq!(s.len(), 3);
     sup.start_child("db").await.unwrap();
     calm(&sup).await;
-    assert!(
-        states(&sup)
-            .await
-            .iter()
-            .all(|(_, s)| *s == ChildState::Running),
-        "{:?}",
-        states(&sup).await
-    );
+    assert_all(&sup, ChildState::Running).await;
     let _ = timeout(PATIENCE, sup.shutdown()).await;
 }
