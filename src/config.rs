@@ -18,9 +18,10 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::de::{self, Deserializer, Unexpected};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::level_filters::LevelFilter;
 
+use crate::agent::{validate_backoff, validate_command, validate_name, AgentType};
 use crate::supervision::Restart;
 
 /// The embedded defaults; the file is the documentation of every key.
@@ -43,21 +44,17 @@ const TEXT_KEYS: [&str; 4] = [
 /// Separator between nested keys in an environment variable name.
 const ENV_SEPARATOR: &str = "__";
 
-/// The agent types a `[agents.templates.<TYPE>]` table may name, in their canonical spelling.
-pub const AGENT_TYPES: [&str; 12] = [
-    "ORCHESTRATOR",
-    "FRONTEND",
-    "BACKEND",
-    "DATABASE",
-    "API",
-    "MIDDLEWARE",
-    "DEVOPS",
-    "SECURITY",
-    "PERFORMANCE",
-    "QUALITY",
-    "DOCUMENTATION",
-    "MONITORING",
-];
+/// The agent types a `[agents.templates.<TYPE>]` table may name, in their canonical spelling:
+/// the catalog's, so the two can never disagree.
+pub const AGENT_TYPES: [&str; 12] = {
+    let mut words = [""; 12];
+    let mut i = 0;
+    while i < words.len() {
+        words[i] = AgentType::ALL[i].as_str();
+        i += 1;
+    }
+    words
+};
 
 /// Why the configuration was refused; every variant names the file, variable or key at fault
 /// so the operator can fix it without reading the source.
@@ -272,14 +269,18 @@ pub struct AgentTemplate {
 }
 
 /// Reads a restart type with the supervision core's own parser, so the two never disagree on
-/// the accepted words.
-fn restart_word<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Restart>, D::Error> {
-    let word = String::deserialize(deserializer)?;
-    word.parse().map(Some).map_err(de::Error::custom)
+/// the accepted words; `null` (JSON) counts as absent.
+pub(crate) fn restart_word<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Restart>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|word| word.parse().map_err(de::Error::custom))
+        .transpose()
 }
 
-/// Exponential backoff between restarts; missing fields take the documented defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Exponential backoff between restarts; missing fields take the documented defaults. Also
+/// the `backoff` of an agent's configuration, hence `Serialize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackoffSettings {
     /// Delay before the second restart (the first is immediate), in milliseconds.
@@ -580,38 +581,21 @@ impl Settings {
     }
 }
 
+/// The same rules as an agent's own configuration, so a template can hold nothing an agent
+/// could not.
 fn validate_template(template: &AgentTemplate, key: &str) -> Result<(), Problem> {
+    let problem = |error: crate::agent::FieldError| Problem {
+        key: error.field,
+        problem: error.message,
+    };
     if let Some(command) = &template.command {
-        ensure(
-            command.first().is_some_and(|program| !program.is_empty()),
-            || Problem {
-                key: format!("{key}.command"),
-                problem: "must start with a program name".to_owned(),
-            },
-        )?;
+        validate_command(command).map_err(|e| problem(e.within(&format!("{key}.command"))))?;
     }
     for (index, name) in template.depends_on.iter().flatten().enumerate() {
-        ensure(is_agent_name(name), || Problem {
-            key: format!("{key}.depends_on[{index}]"),
-            problem: format!("`{name}` is not a name of 1-128 characters from [A-Za-z0-9._-]"),
-        })?;
+        validate_name(name, &format!("{key}.depends_on[{index}]")).map_err(problem)?;
     }
     if let Some(backoff) = &template.backoff {
-        let key = format!("{key}.backoff");
-        in_range(backoff.initial_ms, 0, 600_000, &format!("{key}.initial_ms"))?;
-        in_range(
-            backoff.max_ms,
-            backoff.initial_ms,
-            3_600_000,
-            &format!("{key}.max_ms"),
-        )?;
-        in_range(backoff.multiplier, 1.0, 10.0, &format!("{key}.multiplier"))?;
-        in_range(
-            backoff.reset_after_seconds,
-            1,
-            86_400,
-            &format!("{key}.reset_after_seconds"),
-        )?;
+        validate_backoff(backoff).map_err(|e| problem(e.within(&format!("{key}.backoff"))))?;
     }
     Ok(())
 }
@@ -693,13 +677,6 @@ fn is_origin(origin: &str) -> bool {
         && port.is_none_or(|p| {
             !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
         })
-}
-
-fn is_agent_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Turns a level or `target=level` list into lower-case `tracing` directives. Stricter than

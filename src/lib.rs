@@ -6,6 +6,7 @@
 //! HTTP or JSON. See `ARCHITECTURE.md` for the map of the rest.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
