@@ -1118,6 +1118,22 @@ mod tests {
     }
 
     #[test]
+    fn a_template_command_follows_the_agent_command_rules() {
+        invalid_key(
+            load_file("[agents.templates.BACKEND]\ncommand = []\n"),
+            "agents.templates.BACKEND.command",
+        );
+        invalid_key(
+            load_file("[agents.templates.BACKEND]\ncommand = [\"agent\", \"a\\u0000b\"]\n"),
+            "agents.templates.BACKEND.command[1]",
+        );
+        invalid_key(
+            load_file("[agents.templates.BACKEND]\ndepends_on = [\"a b\"]\n"),
+            "agents.templates.BACKEND.depends_on[0]",
+        );
+    }
+
+    #[test]
     fn template_from_file_and_env_merge_into_one_type() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(b"[agents.templates.backend]\ncommand = [\"agent\", \"--serve\"]\n")

@@ -49,7 +49,7 @@ pub struct TypeInfo {
     /// What the type is good at, as snake_case words.
     pub capabilities: &'static [&'static str],
     /// Default priority, 0–100: a lower number matters more and goes first among agents
-    /// that could start at the same time (the original's `priority: 1` was its orchestrator).
+    /// that could start at the same time (the seed's example gives BACKEND priority 2).
     pub priority: u8,
     /// Memory an agent of this type typically needs to do useful work, in MiB.
     pub memory_min_mb: u64,
