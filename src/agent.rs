@@ -1,10 +1,24 @@
-//! Agents: the twelve types and their defaults ([`AgentType`], [`TypeInfo`]), an agent's
-//! configuration and its validation ([`AgentConfig`], [`validate_agents`]), and its resolution
-//! against the server's `[agents]` settings into a [`ResolvedAgent`], what the agent actor runs.
+//! Agents: the supervised workers of a session.
+//!
+//! - [`AgentType`] and [`TypeInfo`]: the twelve types and their defaults;
+//! - [`AgentConfig`] and its validation ([`validate_agents`]), resolved against the server's
+//!   `[agents]` settings into a [`ResolvedAgent`];
+//! - [`AgentGroup`]: the resolved agents of one session under one supervisor. An agent with a
+//!   command owns a real OS process group (spawned in dependency order, restarted with
+//!   backoff, limited in memory, stopped with SIGTERM then SIGKILL, never outliving the
+//!   server); one without is a logical agent (state only).
 
+mod actor;
 mod catalog;
 mod config;
+mod event;
+mod group;
+mod memory;
+mod output;
+mod process;
+mod watchdog;
 
+pub use actor::AgentLive;
 pub use catalog::{AgentType, TypeInfo, UnknownAgentType};
 pub use config::{
     effective_depends_on, is_agent_name, resolve, resolve_agents, validate_agents, AgentConfig,
@@ -12,3 +26,7 @@ pub use config::{
     RESERVED_ENVIRONMENT,
 };
 pub(crate) use config::{validate_backoff, validate_command, validate_name};
+pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
+pub use group::{health, AgentContext, AgentError, AgentGroup, AgentStatus, GroupHealth};
+pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
+pub use process::ProcessExit;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 /// Written here rather than taken from a crate: the one tried kept a list of rotated files
 /// and panicked, ending file logging for good, when somebody deleted one by hand to free
 /// disk. This keeps no list; a missing file is simply skipped.
+#[derive(Debug)]
 pub(crate) struct RotatingFile {
     path: PathBuf,
     max_bytes: u64,

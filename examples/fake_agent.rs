@@ -1,0 +1,135 @@
+//! A fake agent for tests and benchmarks: a small program whose misbehaviour is chosen by
+//! flags, so the supervisor can be tested against real processes rather than shell lines.
+//!
+//! ```text
+//! fake_agent [--stamp FILE] [--lines N] [--ready-after-ms N] [--env NAME]...
+//!            [--alloc-mb N] [--fork-grandchild] [--ignore-sigterm]
+//!            [--exit-after-ms N [--code C]]
+//! ```
+//! - `--stamp FILE` appends `start <pid> <unix ns>` first thing, and `exit <pid> <unix ns>`
+//!   just before a voluntary exit (restart-latency measurements read these);
+//! - `--lines N` prints `line 1` … `line N` on stdout (and `err 1` on stderr);
+//! - `--ready-after-ms N` prints `READY` after N ms;
+//! - `--env NAME` prints `NAME=<value>` (or `NAME unset`);
+//! - `--alloc-mb N` allocates and touches N MiB, then prints `allocated N`;
+//! - `--fork-grandchild` starts a copy of itself that sleeps forever and prints
+//!   `grandchild <pid>`;
+//! - `--ignore-sigterm` ignores SIGTERM (and its grandchild too);
+//! - `--exit-after-ms N` exits with `--code C` (default 1) after N ms; without it the
+//!   program sleeps until a signal ends it.
+//!
+//! Every line is flushed at once. `pid <pid>` is always the first line on stdout.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn stamp(file: &Option<String>, what: &str) {
+    if let Some(path) = file {
+        let line = format!("{what} {} {}\n", std::process::id(), now_ns());
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("stamp file opens");
+        out.write_all(line.as_bytes()).expect("stamp written");
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn ignore_sigterm() {
+    // SAFETY: installing SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| -> Option<String> {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let number = |flag: &str| value(flag).map(|v| v.parse::<u64>().expect("a number"));
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+
+    let stamp_file = value("--stamp");
+    stamp(&stamp_file, "start");
+    say(&format!("pid {}", std::process::id()));
+
+    if has("--sleep-forever") {
+        if has("--ignore-sigterm") {
+            ignore_sigterm();
+        }
+        sleep_forever();
+    }
+    if has("--ignore-sigterm") {
+        ignore_sigterm();
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--env" {
+            let name = args.get(i + 1).expect("--env NAME");
+            match std::env::var(name) {
+                Ok(v) => say(&format!("{name}={v}")),
+                Err(_) => say(&format!("{name} unset")),
+            }
+        }
+    }
+    if let Some(n) = number("--lines") {
+        for i in 1..=n {
+            say(&format!("line {i}"));
+        }
+        eprintln!("err 1");
+    }
+    if has("--fork-grandchild") {
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command.arg("--sleep-forever");
+        if has("--ignore-sigterm") {
+            command.arg("--ignore-sigterm");
+        }
+        // Never waited for on purpose: it is meant to outlive this process.
+        #[allow(clippy::zombie_processes)]
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("grandchild spawns");
+        say(&format!("grandchild {}", child.id()));
+    }
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    if let Some(mb) = number("--alloc-mb") {
+        for _ in 0..mb {
+            hoard.push(vec![1u8; 1024 * 1024]);
+        }
+        say(&format!("allocated {}", hoard.len()));
+    }
+    if let Some(ms) = number("--ready-after-ms") {
+        std::thread::sleep(Duration::from_millis(ms));
+        say("READY");
+    }
+    match number("--exit-after-ms") {
+        Some(ms) => {
+            std::thread::sleep(Duration::from_millis(ms));
+            let code = number("--code").unwrap_or(1);
+            stamp(&stamp_file, "exit");
+            std::process::exit(i32::try_from(code).unwrap_or(1));
+        }
+        None => sleep_forever(),
+    }
+}

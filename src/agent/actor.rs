@@ -1,0 +1,301 @@
+//! The agent actor: one incarnation of one agent. A logical agent (no command) is just the
+//! actor; an agent with a command owns one OS process group for the actor's whole life.
+//!
+//! The actor never reports `running` without a live process: it is spawned only after the
+//! process exists (a spawn error fails the start), its readiness waits for the process's
+//! `ready_pattern` line, and the process's exit ends the actor at once — cleanly for exit
+//! code 0, as a failure otherwise — so the supervisor sees every exit and decides.
+//!
+//! Stopping (the supervisor's `stop`) runs `post_stop`: SIGTERM to the group, the grace, then
+//! SIGKILL. A kill of the actor (supervisor's stop timeout, server teardown) skips
+//! `post_stop`, and dropping the state's process group guard kills the group instead.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use regex::Regex;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+use super::config::Limits;
+use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
+use super::memory;
+use super::output::{pump, OutputLog, Stream};
+use super::process::{self, Process, ProcessExit, ProcessSpec};
+
+/// How often an agent with `max_memory_mb` samples its process tree.
+pub(crate) const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+const MIB: u64 = 1024 * 1024;
+
+/// Everything needed to start an incarnation; fixed for the agent's configuration.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) ready_pattern: Option<Regex>,
+    /// The whole environment the agent adds (CLAUDE_*, session's, agent's).
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: std::path::PathBuf,
+    pub(crate) limits: Limits,
+    pub(crate) max_memory_mb: Option<u64>,
+    pub(crate) grace: Duration,
+}
+
+/// What an agent looks like from outside right now; kept across incarnations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentLive {
+    /// The process id while a process runs.
+    pub pid: Option<u32>,
+    /// When the current incarnation started.
+    pub started_at: Option<SystemTime>,
+    /// How the last process ended.
+    pub last_exit: Option<ProcessExit>,
+    /// The last failure (start error, crash, memory limit), for people.
+    pub last_error: Option<String>,
+    /// Resident memory of the whole process tree at the last sample, in MiB.
+    pub memory_mb: Option<f64>,
+}
+
+/// State shared by every incarnation of one agent and by the group that reads it.
+#[derive(Debug)]
+pub(crate) struct AgentShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) log: Arc<OutputLog>,
+    pub(crate) live: Mutex<AgentLive>,
+    pub(crate) events: broadcast::Sender<AgentEvent>,
+}
+
+impl AgentShared {
+    pub(crate) fn live(&self) -> MutexGuard<'_, AgentLive> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, event: AgentEvent) {
+        // No subscriber is fine; a lagging one misses events, it never slows an agent.
+        let _ = self.events.send(event);
+    }
+
+    fn exited(&self, pid: u32, exit: ProcessExit) {
+        {
+            let mut live = self.live();
+            live.pid = None;
+            live.last_exit = Some(exit);
+            if !exit.success() {
+                live.last_error = Some(exit.to_string());
+            }
+        }
+        self.log.note(format!("process {pid} {exit}"));
+        self.publish(AgentEvent::Exited {
+            agent: self.name.clone(),
+            pid,
+            exit,
+        });
+    }
+}
+
+/// The actor (no fields: all is in the state).
+pub(crate) struct AgentActor;
+
+/// Messages the actor sends itself.
+#[derive(Debug)]
+pub(crate) enum AgentMsg {
+    /// The process ended.
+    Exited(ProcessExit),
+    /// Time to sample the process tree's memory.
+    Sample,
+}
+
+/// What an incarnation starts with: its launch, the shared record, and where to say it is
+/// ready (when it has a ready pattern).
+pub(crate) struct AgentArgs {
+    pub(crate) launch: Arc<Launch>,
+    pub(crate) shared: Arc<AgentShared>,
+    pub(crate) ready: Option<oneshot::Sender<()>>,
+}
+
+/// One incarnation's state.
+pub(crate) struct AgentState {
+    launch: Arc<Launch>,
+    shared: Arc<AgentShared>,
+    process: Option<Process>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for AgentState {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(process) = &self.process {
+            self.shared.live().pid = None;
+            tracing::debug!(agent = %self.shared.name, pid = process.pid(), "dropping the agent's process group");
+        }
+        // Dropping `process` kills its group.
+    }
+}
+
+impl Actor for AgentActor {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        args: AgentArgs,
+    ) -> Result<AgentState, ActorProcessingErr> {
+        let AgentArgs {
+            launch,
+            shared,
+            ready,
+        } = args;
+        let mut state = AgentState {
+            launch: launch.clone(),
+            shared: shared.clone(),
+            process: None,
+            tasks: Vec::new(),
+        };
+        let Some(argv) = &launch.command else {
+            shared.live().started_at = Some(SystemTime::now());
+            return Ok(state);
+        };
+        let spawned = process::spawn(&ProcessSpec {
+            argv,
+            cwd: &launch.cwd,
+            env: &launch.env,
+            limits: &launch.limits,
+        })
+        .map_err(|err| {
+            let message = format!("cannot start `{}`: {err}", argv[0]);
+            shared.live().last_error = Some(message.clone());
+            shared.log.note(message.clone());
+            message
+        })?;
+        let pid = spawned.process.pid();
+        {
+            let mut live = shared.live();
+            live.pid = Some(pid);
+            live.started_at = Some(SystemTime::now());
+            live.memory_mb = None;
+        }
+        shared
+            .log
+            .note(format!("started process {pid}: {}", argv.join(" ")));
+
+        let mut exit = spawned.process.exit_watch();
+        state.process = Some(spawned.process);
+        let me = myself.clone();
+        state.tasks.push(tokio::spawn(async move {
+            if let Ok(done) = exit.wait_for(Option::is_some).await {
+                if let Some(done) = *done {
+                    let _ = me.cast(AgentMsg::Exited(done));
+                }
+            }
+        }));
+
+        let mut ready = ready;
+        let pattern = launch.ready_pattern.clone();
+        // The output pumps are not aborted with the incarnation: they end at end-of-file, once
+        // the group is gone, so the last lines a process printed are never lost.
+        let out = shared.clone();
+        tokio::spawn(async move {
+            pump(spawned.stdout, Stream::Stdout, out.log.clone(), |line| {
+                if let (Some(pattern), true) = (&pattern, ready.is_some()) {
+                    if pattern.is_match(&line.line) {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                    }
+                }
+                out.publish(AgentEvent::Log {
+                    agent: out.name.clone(),
+                    line: line.clone(),
+                });
+            })
+            .await;
+        });
+        let err = shared.clone();
+        tokio::spawn(async move {
+            pump(spawned.stderr, Stream::Stderr, err.log.clone(), |line| {
+                err.publish(AgentEvent::Log {
+                    agent: err.name.clone(),
+                    line: line.clone(),
+                });
+            })
+            .await;
+        });
+
+        if launch.max_memory_mb.is_some() {
+            let sampler = myself.send_interval(MEMORY_SAMPLE_EVERY, || AgentMsg::Sample);
+            state.tasks.push(sampler);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Exited(exit) => {
+                let Some(process) = state.process.take() else {
+                    return Ok(());
+                };
+                state.shared.exited(process.pid(), exit);
+                // Dropping the process kills whatever the agent left in its group.
+                drop(process);
+                if exit.success() {
+                    myself.stop(Some(exit.to_string()));
+                    Ok(())
+                } else {
+                    Err(exit.to_string().into())
+                }
+            }
+            AgentMsg::Sample => {
+                let (Some(limit_mb), Some(process)) = (state.launch.max_memory_mb, &state.process)
+                else {
+                    return Ok(());
+                };
+                let Some(rss) = memory::tree_rss_bytes(process.pid()) else {
+                    return Ok(());
+                };
+                state.shared.live().memory_mb = Some(rss as f64 / MIB as f64);
+                if rss <= limit_mb.saturating_mul(MIB) {
+                    return Ok(());
+                }
+                let reason = format!(
+                    "memory_limit: the process tree uses {} MiB, over its limit of {limit_mb} MiB",
+                    rss / MIB
+                );
+                state.shared.publish(AgentEvent::Alert(AgentAlert {
+                    agent: state.shared.name.clone(),
+                    kind: AlertKind::MemoryLimit,
+                    severity: Severity::High,
+                    message: reason.clone(),
+                    at: SystemTime::now(),
+                }));
+                if let Some(mut process) = state.process.take() {
+                    let exit = process.kill().await;
+                    state.shared.exited(process.pid(), exit);
+                }
+                state.shared.live().last_error = Some(reason.clone());
+                Err(reason.into())
+            }
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(mut process) = state.process.take() {
+            let exit = process.terminate(state.launch.grace).await;
+            state.shared.exited(process.pid(), exit);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,468 @@
+//! A group of agents under one supervisor: what a session runs. Builds one child spec per
+//! resolved agent (dependencies, restart policy, readiness deadline, stop grace), translates
+//! the supervisor's events into [`AgentEvent`]s (raising an alert when an agent fails), and
+//! answers for the agents' live state, output and health.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ractor::Actor;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::supervision::{
+    BoxFuture, ChildSpec, ChildState, StartContext, StartError, Started, Strategy,
+    SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, Worker,
+};
+
+use super::actor::{AgentActor, AgentArgs, AgentLive, AgentShared, Launch};
+use super::catalog::AgentType;
+use super::config::ResolvedAgent;
+use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
+use super::output::{LogLine, OutputLog, Rotation};
+
+/// Extra time the supervisor gives a stopping agent beyond its grace before it kills the
+/// actor (whose drop then kills the process group).
+const STOP_MARGIN: Duration = Duration::from_secs(2);
+
+/// Events buffered per subscriber of a group.
+const EVENT_CAPACITY: usize = 4096;
+
+/// Where and how a group's agents run: what a session gives them.
+#[derive(Debug, Clone)]
+pub struct AgentContext {
+    /// `CLAUDE_SESSION_ID`, and the name of the agents' log directory.
+    pub session_id: String,
+    /// Where the processes run (`CLAUDE_WORKING_DIR`).
+    pub working_dir: PathBuf,
+    /// The session's environment, under each agent's own.
+    pub environment: BTreeMap<String, String>,
+    /// `SESSION_MANAGER_URL`: how agents reach the server.
+    pub server_url: String,
+    /// Directory of the agents' output logs (`<data_dir>/logs/<session_id>`).
+    pub log_dir: PathBuf,
+    /// Size at which an agent's log file is rotated.
+    pub log_max_bytes: u64,
+    /// Rotated files kept per agent.
+    pub log_keep_files: usize,
+    /// How a crash affects the other agents.
+    pub strategy: Strategy,
+}
+
+impl AgentContext {
+    /// The context for a session of a server with these settings: logs under the data
+    /// directory, the server's configured address as `SESSION_MANAGER_URL`, `one_for_one`.
+    pub fn new(session_id: impl Into<String>, working_dir: PathBuf, settings: &Settings) -> Self {
+        let session_id = session_id.into();
+        AgentContext {
+            log_dir: settings.log_dir().join(&session_id),
+            session_id,
+            working_dir,
+            environment: BTreeMap::new(),
+            server_url: format!("http://{}:{}", settings.server.bind, settings.server.port),
+            log_max_bytes: settings.logs.max_file_bytes,
+            log_keep_files: settings.logs.keep_files,
+            strategy: Strategy::OneForOne,
+        }
+    }
+}
+
+/// How the agents of a group are doing, as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupHealth {
+    /// Some enabled agent is not running yet (pending, starting, backing off).
+    Starting,
+    /// Every agent that should run is running.
+    Active,
+    /// An agent failed.
+    Degraded,
+    /// The ORCHESTRATOR failed.
+    Error,
+}
+
+/// One agent as the group sees it.
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub agent_type: AgentType,
+    /// Its state.
+    pub state: ChildState,
+    /// Since when.
+    pub since: SystemTime,
+    /// Whether it is wanted up (false once deactivated).
+    pub active: bool,
+    /// Restarts made by the supervisor.
+    pub restarts: u64,
+    /// Process, exit and memory details.
+    pub live: AgentLive,
+    /// Whether it runs a process (false for a logical agent).
+    pub has_process: bool,
+}
+
+/// What can go wrong talking to a group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// No agent has this name.
+    #[error("unknown agent `{0}`")]
+    UnknownAgent(String),
+    /// The supervisor refused or is gone.
+    #[error(transparent)]
+    Supervision(#[from] SupervisionError),
+}
+
+struct Entry {
+    agent_type: AgentType,
+    has_process: bool,
+    shared: Arc<AgentShared>,
+}
+
+/// A running group of agents. Dropping it without [`AgentGroup::shutdown`] kills every
+/// agent's process group at once.
+pub struct AgentGroup {
+    supervisor: SupervisorHandle,
+    agents: Arc<BTreeMap<Arc<str>, Entry>>,
+    events: broadcast::Sender<AgentEvent>,
+    forwarder: JoinHandle<()>,
+    shut_down: bool,
+}
+
+impl std::fmt::Debug for AgentGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentGroup")
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentGroup {
+    /// Builds the supervisor for `agents` (already resolved: valid, dependencies named) and
+    /// starts every enabled agent in dependency order. Returns at once; subscribe, or call
+    /// [`AgentGroup::settled`], to follow the start.
+    pub async fn start(
+        context: AgentContext,
+        agents: Vec<ResolvedAgent>,
+    ) -> Result<AgentGroup, AgentError> {
+        let group = Self::build(context, agents).await?;
+        group.supervisor.start_all().await?;
+        Ok(group)
+    }
+
+    /// Builds the group without starting anything.
+    pub async fn build(
+        context: AgentContext,
+        agents: Vec<ResolvedAgent>,
+    ) -> Result<AgentGroup, AgentError> {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let rotation = Rotation {
+            max_bytes: context.log_max_bytes,
+            keep: context.log_keep_files,
+        };
+        let mut table = BTreeMap::new();
+        let mut specs = Vec::with_capacity(agents.len());
+        for agent in agents {
+            let name: Arc<str> = Arc::from(agent.name.as_str());
+            let shared = Arc::new(AgentShared {
+                name: name.clone(),
+                log: Arc::new(OutputLog::open(
+                    context.log_dir.join(format!("{name}.log")),
+                    rotation,
+                )),
+                live: Default::default(),
+                events: events.clone(),
+            });
+            let launch = Arc::new(Launch {
+                env: environment(&context, &agent),
+                command: agent.command.clone(),
+                ready_pattern: agent.ready_pattern.clone(),
+                cwd: context.working_dir.clone(),
+                limits: agent.limits,
+                max_memory_mb: agent.max_memory_mb,
+                grace: agent.stop_grace,
+            });
+            specs.push(
+                ChildSpec::new(
+                    name.clone(),
+                    AgentWorker {
+                        launch,
+                        shared: shared.clone(),
+                    },
+                )
+                .depends_on(agent.depends_on.iter().map(String::as_str))
+                .policy(agent.policy)
+                .enabled(agent.enabled)
+                .start_timeout(agent.start_timeout)
+                .shutdown(agent.stop_grace + STOP_MARGIN),
+            );
+            table.insert(
+                name,
+                Entry {
+                    agent_type: agent.agent_type,
+                    has_process: agent.command.is_some(),
+                    shared,
+                },
+            );
+        }
+        let config = SupervisorConfig {
+            strategy: context.strategy,
+            event_capacity: EVENT_CAPACITY,
+        };
+        let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
+        let agents = Arc::new(table);
+        let forwarder = tokio::spawn(forward(
+            supervisor.subscribe(),
+            agents.clone(),
+            events.clone(),
+        ));
+        Ok(AgentGroup {
+            supervisor,
+            agents,
+            events,
+            forwarder,
+            shut_down: false,
+        })
+    }
+
+    /// Every agent event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.events.subscribe()
+    }
+
+    /// The supervisor, for callers that want its own events or operations.
+    pub fn supervisor(&self) -> &SupervisorHandle {
+        &self.supervisor
+    }
+
+    /// Every agent's state, in name order.
+    pub async fn statuses(&self) -> Result<Vec<AgentStatus>, AgentError> {
+        let children = self.supervisor.children().await?;
+        let mut statuses: Vec<AgentStatus> = children
+            .into_iter()
+            .filter_map(|child| {
+                let entry = self.agents.get(&child.id)?;
+                Some(AgentStatus {
+                    name: child.id.to_string(),
+                    agent_type: entry.agent_type,
+                    state: child.state,
+                    since: child.since,
+                    active: child.wanted,
+                    restarts: child.restarts,
+                    live: entry.shared.live().clone(),
+                    has_process: entry.has_process,
+                })
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(statuses)
+    }
+
+    /// Waits until no agent is starting, stopping or backing off, then returns the states.
+    pub async fn settled(&self) -> Result<Vec<AgentStatus>, AgentError> {
+        self.supervisor.settled().await?;
+        self.statuses().await
+    }
+
+    /// The group's health, from its agents' states.
+    pub async fn health(&self) -> Result<GroupHealth, AgentError> {
+        Ok(health(&self.statuses().await?))
+    }
+
+    /// Starts an agent (and lets the supervisor restart it again).
+    pub async fn activate(&self, name: &str) -> Result<(), AgentError> {
+        self.known(name)?;
+        Ok(self.supervisor.start_child(name).await?)
+    }
+
+    /// Stops an agent and keeps it down: no restart until it is activated.
+    pub async fn deactivate(&self, name: &str) -> Result<(), AgentError> {
+        self.known(name)?;
+        Ok(self.supervisor.stop_child(name).await?)
+    }
+
+    /// Stops and starts an agent again (a manual restart: it does not count against
+    /// `retry_attempts`).
+    pub async fn restart(&self, name: &str) -> Result<(), AgentError> {
+        self.known(name)?;
+        Ok(self.supervisor.restart_child(name).await?)
+    }
+
+    /// The last `n` lines of an agent's output, oldest first.
+    pub fn logs(&self, name: &str, n: usize) -> Result<Vec<LogLine>, AgentError> {
+        Ok(self.known(name)?.shared.log.tail(n))
+    }
+
+    /// Stops every agent in reverse dependency order (each with its grace), then the
+    /// supervisor.
+    pub async fn shutdown(mut self) -> Result<(), AgentError> {
+        self.shut_down = true;
+        let stopped = self.supervisor.stop_all().await;
+        let down = self.supervisor.shutdown().await;
+        self.forwarder.abort();
+        stopped?;
+        down?;
+        Ok(())
+    }
+
+    fn known(&self, name: &str) -> Result<&Entry, AgentError> {
+        self.agents
+            .get(name)
+            .ok_or_else(|| AgentError::UnknownAgent(name.to_string()))
+    }
+}
+
+impl Drop for AgentGroup {
+    fn drop(&mut self) {
+        if !self.shut_down {
+            // ractor kills the supervisor's linked agents; dropping their state kills the
+            // process groups.
+            self.supervisor.actor().kill();
+        }
+        self.forwarder.abort();
+    }
+}
+
+/// The health of a set of agent states.
+pub fn health(statuses: &[AgentStatus]) -> GroupHealth {
+    let failed = |s: &&AgentStatus| s.state == ChildState::Failed;
+    if statuses
+        .iter()
+        .filter(failed)
+        .any(|s| s.agent_type == AgentType::Orchestrator)
+    {
+        GroupHealth::Error
+    } else if statuses.iter().any(|s| failed(&s)) {
+        GroupHealth::Degraded
+    } else if statuses.iter().any(|s| {
+        s.active
+            && matches!(
+                s.state,
+                ChildState::Pending | ChildState::Starting | ChildState::Backoff
+            )
+    }) {
+        GroupHealth::Starting
+    } else {
+        GroupHealth::Active
+    }
+}
+
+/// Turns supervisor events into agent events; a failed agent raises an alert.
+async fn forward(
+    mut supervisor: broadcast::Receiver<SupervisorEvent>,
+    agents: Arc<BTreeMap<Arc<str>, Entry>>,
+    events: broadcast::Sender<AgentEvent>,
+) {
+    loop {
+        let event = match supervisor.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!("agent event forwarder missed {missed} supervisor events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let SupervisorEvent::Child(change) = event else {
+            continue;
+        };
+        let _ = events.send(AgentEvent::State {
+            agent: change.child.clone(),
+            from: change.from,
+            to: change.to,
+            reason: change.reason.clone(),
+            restarts: change.restarts,
+            at: change.at,
+        });
+        if change.to == ChildState::Failed {
+            let orchestrator = agents
+                .get(&change.child)
+                .is_some_and(|e| e.agent_type == AgentType::Orchestrator);
+            let _ = events.send(AgentEvent::Alert(AgentAlert {
+                agent: change.child.clone(),
+                kind: AlertKind::Failed,
+                severity: if orchestrator {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                },
+                message: format!(
+                    "agent {} failed after {} restarts: {}",
+                    change.child,
+                    change.restarts,
+                    change.reason.as_deref().unwrap_or("no reason given")
+                ),
+                at: change.at,
+            }));
+        }
+    }
+}
+
+/// The agent's environment: the session's, then the agent's, then the server's own
+/// variables, which always win.
+fn environment(context: &AgentContext, agent: &ResolvedAgent) -> Vec<(String, String)> {
+    let mut env = context.environment.clone();
+    env.extend(agent.environment.clone());
+    let ours = [
+        ("CLAUDE_SESSION_ID", context.session_id.clone()),
+        (
+            "CLAUDE_WORKING_DIR",
+            context.working_dir.to_string_lossy().into_owned(),
+        ),
+        ("CLAUDE_AGENT_NAME", agent.name.clone()),
+        ("CLAUDE_AGENT_TYPE", agent.agent_type.as_str().to_string()),
+        (
+            "CLAUDE_MEMORY_LIMIT",
+            agent.max_memory_mb.unwrap_or(0).to_string(),
+        ),
+        ("CLAUDE_TIMEOUT", agent.start_timeout.as_secs().to_string()),
+        ("SESSION_MANAGER_URL", context.server_url.clone()),
+    ];
+    for (name, value) in ours {
+        env.insert(name.to_string(), value);
+    }
+    env.into_iter().collect()
+}
+
+/// Starts incarnations of one agent for the supervisor.
+struct AgentWorker {
+    launch: Arc<Launch>,
+    shared: Arc<AgentShared>,
+}
+
+impl Worker for AgentWorker {
+    fn start(&self, ctx: StartContext) -> BoxFuture<Result<Started, StartError>> {
+        let launch = self.launch.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let waits = launch.command.is_some() && launch.ready_pattern.is_some();
+            let (ready, is_ready) = if waits {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
+            let args = AgentArgs {
+                launch,
+                shared,
+                ready,
+            };
+            let (actor, _) = Actor::spawn_linked(None, AgentActor, args, ctx.supervisor)
+                .await
+                .map_err(|err| match err {
+                    ractor::SpawnErr::StartupFailed(reason) => StartError(reason.to_string()),
+                    other => StartError(other.to_string()),
+                })?;
+            let cell = actor.get_cell();
+            Ok(match is_ready {
+                None => Started::running(cell),
+                Some(is_ready) => Started::when_ready(cell, async move {
+                    is_ready
+                        .await
+                        .map_err(|_| "output ended before a line matched ready_pattern".to_string())
+                }),
+            })
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! One agent's OS process, as a small state machine: spawned → running → terminating
+//! (SIGTERM to the group, grace) → exited or killed (SIGKILL to the group).
+//!
+//! The process leads its own process group, so a stop or a kill reaches everything it forked.
+//! Four things make sure nothing outlives the server, however it ends:
+//! - the parent-death signal (Linux): the kernel sends SIGKILL to the first process when the
+//!   server thread that forked it dies;
+//! - the [`Group`] guard: dropping it (normal drop, ractor kill, task abort) sends SIGKILL to
+//!   the whole group;
+//! - tokio's kill-on-drop on the child handle;
+//! - the [`watchdog`](super::watchdog), which kills every group the server leaves behind
+//!   when it dies without running any destructor (SIGKILL, abort).
+//!
+//! The child-side setup runs between fork and exec, where only async-signal-safe calls are
+//! allowed: everything it needs is computed before the fork.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::config::Limits;
+use super::watchdog;
+
+/// How often a stop looks whether the rest of a group (grandchildren) is gone yet.
+const GROUP_POLL: Duration = Duration::from_millis(5);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessSpec<'a> {
+    /// Program and arguments; never empty.
+    pub(crate) argv: &'a [String],
+    /// Working directory.
+    pub(crate) cwd: &'a Path,
+    /// Variables set on top of the server's environment (which loses its own
+    /// `SESSION_MANAGER_*` settings, so a token never leaks to an agent).
+    pub(crate) env: &'a [(String, String)],
+    /// Resource limits.
+    pub(crate) limits: &'a Limits,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProcessExit {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+    /// When the server saw it end.
+    #[serde(serialize_with = "unix_seconds")]
+    pub at: SystemTime,
+}
+
+impl ProcessExit {
+    fn from_status(status: io::Result<ExitStatus>) -> ProcessExit {
+        use std::os::unix::process::ExitStatusExt;
+        let at = SystemTime::now();
+        match status {
+            Ok(status) => ProcessExit {
+                code: status.code(),
+                signal: status.signal(),
+                at,
+            },
+            // tokio could not wait for it (it is reaped elsewhere): nothing is known.
+            Err(_) => ProcessExit {
+                code: None,
+                signal: None,
+                at,
+            },
+        }
+    }
+
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl fmt::Display for ProcessExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exited with code {code}"),
+            (None, Some(signal)) => {
+                write!(f, "killed by signal {signal} ({})", signal_name(signal))
+            }
+            (None, None) => f.write_str("exited, status unknown"),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => "signal",
+    }
+}
+
+pub(crate) fn unix_seconds<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(seconds(*at))
+}
+
+/// Unix seconds as a float, the server's wire format for times.
+pub(crate) fn seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Owns a process group: dropping it kills the whole group.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pgid: libc::pid_t,
+}
+
+impl Group {
+    /// Sends `signal` to every process of the group; false when none is left.
+    pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe { libc::kill(-self.pgid, signal) == 0 }
+    }
+
+    /// Whether any process (zombies included) is still in the group.
+    fn alive(&self) -> bool {
+        self.signal(0)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+        if let Some(watchdog) = watchdog::global() {
+            watchdog.forget(self.pgid);
+        }
+    }
+}
+
+/// A spawned process and the watch on its exit.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: u32,
+    group: Group,
+    exit: watch::Receiver<Option<ProcessExit>>,
+}
+
+/// A freshly spawned process with its output pipes, which the caller reads.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) process: Process,
+    pub(crate) stdout: ChildStdout,
+    pub(crate) stderr: ChildStderr,
+}
+
+/// Spawns the process in its own group, with the limits, the parent-death signal and the
+/// watchdog registration applied before exec.
+pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_string_lossy()
+            .starts_with(crate::config::ENV_PREFIX)
+        {
+            command.env_remove(name);
+        }
+    }
+    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+
+    let setup = ChildSetup::new(spec.limits);
+    // SAFETY: `ChildSetup::apply` makes only async-signal-safe calls on data computed before
+    // the fork (see its comment).
+    unsafe {
+        command.pre_exec(move || setup.apply());
+    }
+    let mut child = command.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its id was read"))?;
+    let group = Group {
+        pgid: libc::pid_t::try_from(pid).map_err(io::Error::other)?,
+    };
+    let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+        (Some(stdout), Some(stderr)) => (stdout, stderr),
+        _ => return Err(io::Error::other("child output pipes missing")),
+    };
+    let (report, exit) = watch::channel(None);
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        report.send_replace(Some(ProcessExit::from_status(status)));
+    });
+    Ok(Spawned {
+        process: Process { pid, group, exit },
+        stdout,
+        stderr,
+    })
+}
+
+impl Process {
+    /// The process id (also its group id).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// A watch that holds the exit once the process has ended.
+    pub(crate) fn exit_watch(&self) -> watch::Receiver<Option<ProcessExit>> {
+        self.exit.clone()
+    }
+
+    /// The exit, once the process has been reaped.
+    pub(crate) async fn exited(&mut self) -> ProcessExit {
+        match self.exit.wait_for(Option::is_some).await {
+            Ok(exit) => exit.unwrap_or_else(|| ProcessExit::from_status(Err(io::Error::other("")))),
+            // The waiting task is gone (runtime shutting down): the group guard kills it.
+            Err(_) => ProcessExit::from_status(Err(io::Error::other("lost"))),
+        }
+    }
+
+    /// Stops the whole group: SIGTERM, up to `grace` for the first process and then for the
+    /// rest of the group, then SIGKILL to whatever is left. Returns how the first process
+    /// ended.
+    pub(crate) async fn terminate(&mut self, grace: Duration) -> ProcessExit {
+        let deadline = Instant::now() + grace;
+        self.group.signal(libc::SIGTERM);
+        let exit = match tokio::time::timeout_at(deadline, self.exited()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                self.group.signal(libc::SIGKILL);
+                self.exited().await
+            }
+        };
+        while self.group.alive() && Instant::now() < deadline {
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+        self.group.signal(libc::SIGKILL);
+        exit
+    }
+
+    /// Kills the whole group at once and waits for the first process.
+    pub(crate) async fn kill(&mut self) -> ProcessExit {
+        self.group.signal(libc::SIGKILL);
+        self.exited().await
+    }
+}
+
+/// What the child does between fork and exec, prepared in the parent.
+///
+/// Between fork and exec a child of a multi-threaded program may only make
+/// async-signal-safe calls: `prctl`, `getppid`, `setpgid`, `getpgrp`, `setrlimit`,
+/// `setpriority` and `write` are; nothing here allocates.
+struct ChildSetup {
+    parent: libc::pid_t,
+    rlimits: [Option<(RlimitResource, libc::rlim_t)>; 3],
+    nice: Option<libc::c_int>,
+    watchdog: Option<std::os::fd::RawFd>,
+}
+
+#[cfg(target_os = "linux")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_os = "linux"))]
+type RlimitResource = libc::c_int;
+
+impl ChildSetup {
+    fn new(limits: &Limits) -> ChildSetup {
+        let mib = |mb: u64| mb.saturating_mul(1024 * 1024) as libc::rlim_t;
+        ChildSetup {
+            // SAFETY: getpid cannot fail.
+            parent: unsafe { libc::getpid() },
+            rlimits: [
+                limits.address_space_mb.map(|mb| (libc::RLIMIT_AS, mib(mb))),
+                limits
+                    .open_files
+                    .map(|n| (libc::RLIMIT_NOFILE, n as libc::rlim_t)),
+                limits
+                    .cpu_seconds
+                    .map(|s| (libc::RLIMIT_CPU, s as libc::rlim_t)),
+            ],
+            nice: limits.nice,
+            watchdog: watchdog::global().map(|w| w.raw_fd()),
+        }
+    }
+
+    fn apply(&self) -> io::Result<()> {
+        // SAFETY: each call below is async-signal-safe and touches only local data.
+        unsafe {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The server died between fork and prctl: the signal would never come.
+                if libc::getppid() != self.parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+            }
+            // Lead a group of our own before registering it (tokio asks for this too; the
+            // order of its own setup and this closure is not documented).
+            libc::setpgid(0, 0);
+            for (resource, value) in self.rlimits.iter().flatten() {
+                let limit = libc::rlimit {
+                    rlim_cur: *value,
+                    rlim_max: *value,
+                };
+                if libc::setrlimit(*resource, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(nice) = self.nice {
+                if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(fd) = self.watchdog {
+                watchdog::register_self(fd);
+            }
+        }
+        Ok(())
+    }
+}
