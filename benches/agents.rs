@@ -12,8 +12,8 @@
 //! ```text
 //! cargo build --release --example fake_agent && cargo bench --bench agents
 //! ```
-//! `SESSION_MANAGER_BENCH_RESTARTS` (default 30) and `SESSION_MANAGER_BENCH_RUN_MS` (default
-//! 300, how long each run lives) tune it.
+//! `AGENTS_BENCH_BLOCKS` (default 3), `AGENTS_BENCH_RESTARTS` (per block, default 20) and
+//! `AGENTS_BENCH_RUN_MS` (default 300, how long each run lives) tune it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -107,24 +107,36 @@ fn program_args(stamp: &Path, run_ms: u64) -> Vec<String> {
     ]
 }
 
-async fn tokio_loop(program: &Path, dir: &Path, restarts: u64, run_ms: u64) -> Vec<f64> {
-    let stamp = dir.join("tokio.stamp");
+/// The floor: tokio spawns and awaits the program. With `fork`, a `pre_exec` hook is set,
+/// which makes `std` fork instead of `posix_spawn` (what a supervisor that sets up its
+/// children with `pre_exec` pays).
+async fn tokio_loop(
+    program: &Path,
+    stamp: &Path,
+    restarts: u64,
+    run_ms: u64,
+    fork: bool,
+) -> Vec<f64> {
     for _ in 0..=restarts {
-        tokio::process::Command::new(program)
-            .args(program_args(&stamp, run_ms))
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(program_args(stamp, run_ms))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .expect("program runs");
+            .stderr(Stdio::null());
+        if fork {
+            // SAFETY: the hook does nothing.
+            unsafe {
+                command.pre_exec(|| Ok(()));
+            }
+        }
+        command.status().await.expect("program runs");
     }
-    gaps(&stamp)
+    gaps(stamp)
 }
 
-fn shell_loop(program: &Path, dir: &Path, restarts: u64, run_ms: u64) -> Vec<f64> {
-    let stamp = dir.join("shell.stamp");
-    let args = program_args(&stamp, run_ms)
+fn shell_loop(program: &Path, stamp: &Path, restarts: u64, run_ms: u64) -> Vec<f64> {
+    let args = program_args(stamp, run_ms)
         .into_iter()
         .map(|a| format!("'{a}'"))
         .collect::<Vec<_>>()
@@ -138,7 +150,7 @@ fn shell_loop(program: &Path, dir: &Path, restarts: u64, run_ms: u64) -> Vec<f64
         .arg(script)
         .status()
         .expect("sh runs");
-    gaps(&stamp)
+    gaps(stamp)
 }
 
 fn settings(dir: &Path) -> Settings {
@@ -160,10 +172,15 @@ async fn group_of(dir: &Path, agent: serde_json::Value) -> AgentGroup {
     AgentGroup::build(context, agents).await.expect("group")
 }
 
-async fn agent_loop(program: &Path, dir: &Path, restarts: u64, run_ms: u64) -> Vec<f64> {
-    let stamp = dir.join("agent.stamp");
+async fn agent_loop(
+    program: &Path,
+    dir: &Path,
+    stamp: &Path,
+    restarts: u64,
+    run_ms: u64,
+) -> Vec<f64> {
     let mut argv = vec![program.to_string_lossy().into_owned()];
-    argv.extend(program_args(&stamp, run_ms));
+    argv.extend(program_args(stamp, run_ms));
     let group = group_of(
         dir,
         json!({
@@ -174,21 +191,15 @@ async fn agent_loop(program: &Path, dir: &Path, restarts: u64, run_ms: u64) -> V
         }),
     )
     .await;
-    let mut events = group.subscribe();
     group.supervisor().start_all().await.expect("start");
-    let mut starts = 0;
-    while starts <= restarts {
-        if let Ok(AgentEvent::State {
-            to: ChildState::Running,
-            ..
-        }) = events.recv().await
-        {
-            starts += 1;
-        }
+    // Polled from the stamp file, not followed through events: a subscriber woken on every
+    // transition would compete for the CPU with the restarts it measures.
+    let expected = usize::try_from(restarts).unwrap_or(usize::MAX);
+    while gaps(stamp).len() < expected {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Let the last run finish its exit stamp's neighbour: the gaps counted are complete pairs.
     group.shutdown().await.expect("shutdown");
-    gaps(&stamp)
+    gaps(stamp)
 }
 
 /// Stop latency: from asking for the stop to the agent reported stopped, for a program that
@@ -247,33 +258,49 @@ async fn wait_for(events: &mut tokio::sync::broadcast::Receiver<AgentEvent>, sta
 }
 
 fn main() {
-    let restarts = env_number("SESSION_MANAGER_BENCH_RESTARTS", 30);
-    let run_ms = env_number("SESSION_MANAGER_BENCH_RUN_MS", 300);
+    let restarts = env_number("AGENTS_BENCH_RESTARTS", 20);
+    let blocks = env_number("AGENTS_BENCH_BLOCKS", 3);
+    let run_ms = env_number("AGENTS_BENCH_RUN_MS", 300);
     let program = fake_agent();
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!(
-        "restart latency, child exit -> next exec of the same program ({restarts} restarts, each run {run_ms} ms)"
+        "restart latency, child exit -> next exec of the same program \
+         ({blocks} blocks x {restarts} restarts per contender, order rotated per block, each run {run_ms} ms)"
     );
-    let tokio_p50 = report(
+    // Contenders run in alternating blocks so that a change in the machine's load hits all.
+    let names = [
         "bare tokio spawn+await loop",
-        runtime.block_on(tokio_loop(&program, dir.path(), restarts, run_ms)),
-    );
-    let shell_p50 = report(
+        "tokio loop, fork (pre_exec hook)",
         "shell loop (sh while)",
-        shell_loop(&program, dir.path(), restarts, run_ms),
-    );
-    let ours_p50 = report(
         "session-manager agent",
-        runtime.block_on(agent_loop(&program, dir.path(), restarts, run_ms)),
-    );
+    ];
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for block in 0..blocks {
+        for turn in 0..names.len() {
+            let contender = (turn + block as usize) % names.len();
+            let stamp = dir.path().join(format!("{contender}-{block}.stamp"));
+            let gaps = match contender {
+                0 => runtime.block_on(tokio_loop(&program, &stamp, restarts, run_ms, false)),
+                1 => runtime.block_on(tokio_loop(&program, &stamp, restarts, run_ms, true)),
+                2 => shell_loop(&program, &stamp, restarts, run_ms),
+                _ => runtime.block_on(agent_loop(&program, dir.path(), &stamp, restarts, run_ms)),
+            };
+            results[contender].extend(gaps);
+        }
+    }
+    let p50: Vec<f64> = names
+        .iter()
+        .zip(results)
+        .map(|(name, gaps)| report(name, gaps))
+        .collect();
     println!(
         "ours / tokio loop = {:.2}x, ours / shell loop = {:.2}x",
-        ours_p50 / tokio_p50,
-        ours_p50 / shell_p50
+        p50[3] / p50[0],
+        p50[3] / p50[2]
     );
     println!("stop latency, stop asked -> stopped, for a program that exits on SIGTERM");
-    let (bare, ours) = runtime.block_on(stop_latency(&program, dir.path(), 20));
+    let (bare, ours) = runtime.block_on(stop_latency(&program, dir.path(), 30));
     let bare_p50 = report("bare SIGTERM + await", bare);
     let ours_p50 = report("session-manager deactivate", ours);
     println!(

@@ -22,7 +22,7 @@ use super::config::Limits;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::memory;
 use super::output::{pump, OutputLog, Stream};
-use super::process::{self, Process, ProcessExit, ProcessSpec};
+use super::process::{self, Process, ProcessExit, ProcessSpec, Spawned};
 
 /// How often an agent with `max_memory_mb` samples its process tree.
 pub(crate) const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -106,12 +106,50 @@ pub(crate) enum AgentMsg {
     Sample,
 }
 
-/// What an incarnation starts with: its launch, the shared record, and where to say it is
-/// ready (when it has a ready pattern).
+/// What an incarnation starts with: its launch, the shared record, its process (already
+/// spawned, see [`spawn_process`]) and where to say it is ready (when it has a ready
+/// pattern).
 pub(crate) struct AgentArgs {
     pub(crate) launch: Arc<Launch>,
     pub(crate) shared: Arc<AgentShared>,
+    pub(crate) spawned: Option<Spawned>,
     pub(crate) ready: Option<oneshot::Sender<()>>,
+}
+
+/// Spawns the process of an agent with a command (`None` for a logical agent).
+///
+/// Called synchronously by the supervisor's worker, before the actor exists, so a restart's
+/// exec happens while the supervisor handles the exit, not several task hops later.
+pub(crate) fn spawn_process(
+    launch: &Launch,
+    shared: &AgentShared,
+) -> Result<Option<Spawned>, String> {
+    let Some(argv) = &launch.command else {
+        return Ok(None);
+    };
+    let spawned = process::spawn(&ProcessSpec {
+        argv,
+        cwd: &launch.cwd,
+        env: &launch.env,
+        limits: &launch.limits,
+    })
+    .map_err(|err| {
+        let message = format!("cannot start `{}`: {err}", argv[0]);
+        shared.live().last_error = Some(message.clone());
+        shared.log.note(message.clone());
+        message
+    })?;
+    let pid = spawned.pid();
+    {
+        let mut live = shared.live();
+        live.pid = Some(pid);
+        live.started_at = Some(SystemTime::now());
+        live.memory_mb = None;
+    }
+    shared
+        .log
+        .note(format!("started process {pid}: {}", argv.join(" ")));
+    Ok(Some(spawned))
 }
 
 /// One incarnation's state.
@@ -148,6 +186,7 @@ impl Actor for AgentActor {
         let AgentArgs {
             launch,
             shared,
+            spawned,
             ready,
         } = args;
         let mut state = AgentState {
@@ -156,43 +195,15 @@ impl Actor for AgentActor {
             process: None,
             tasks: Vec::new(),
         };
-        let Some(argv) = &launch.command else {
+        let Some(spawned) = spawned else {
             shared.live().started_at = Some(SystemTime::now());
             return Ok(state);
         };
-        let spawned = process::spawn(&ProcessSpec {
-            argv,
-            cwd: &launch.cwd,
-            env: &launch.env,
-            limits: &launch.limits,
-        })
-        .map_err(|err| {
-            let message = format!("cannot start `{}`: {err}", argv[0]);
-            shared.live().last_error = Some(message.clone());
-            shared.log.note(message.clone());
-            message
-        })?;
-        let pid = spawned.process.pid();
-        {
-            let mut live = shared.live();
-            live.pid = Some(pid);
-            live.started_at = Some(SystemTime::now());
-            live.memory_mb = None;
-        }
-        shared
-            .log
-            .note(format!("started process {pid}: {}", argv.join(" ")));
-
-        let mut exit = spawned.process.exit_watch();
-        state.process = Some(spawned.process);
         let me = myself.clone();
-        state.tasks.push(tokio::spawn(async move {
-            if let Ok(done) = exit.wait_for(Option::is_some).await {
-                if let Some(done) = *done {
-                    let _ = me.cast(AgentMsg::Exited(done));
-                }
-            }
-        }));
+        let (process, stdout, stderr) = spawned.watch(move |exit| {
+            let _ = me.cast(AgentMsg::Exited(exit));
+        });
+        state.process = Some(process);
 
         let mut ready = ready;
         let pattern = launch.ready_pattern.clone();
@@ -200,7 +211,7 @@ impl Actor for AgentActor {
         // the group is gone, so the last lines a process printed are never lost.
         let out = shared.clone();
         tokio::spawn(async move {
-            pump(spawned.stdout, Stream::Stdout, out.log.clone(), |line| {
+            pump(stdout, Stream::Stdout, out.log.clone(), |line| {
                 if let (Some(pattern), true) = (&pattern, ready.is_some()) {
                     if pattern.is_match(&line.line) {
                         if let Some(ready) = ready.take() {
@@ -217,7 +228,7 @@ impl Actor for AgentActor {
         });
         let err = shared.clone();
         tokio::spawn(async move {
-            pump(spawned.stderr, Stream::Stderr, err.log.clone(), |line| {
+            pump(stderr, Stream::Stderr, err.log.clone(), |line| {
                 err.publish(AgentEvent::Log {
                     agent: err.name.clone(),
                     line: line.clone(),

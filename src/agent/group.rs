@@ -18,7 +18,7 @@ use crate::supervision::{
     SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, Worker,
 };
 
-use super::actor::{AgentActor, AgentArgs, AgentLive, AgentShared, Launch};
+use super::actor::{spawn_process, AgentActor, AgentArgs, AgentLive, AgentShared, Launch};
 use super::catalog::AgentType;
 use super::config::ResolvedAgent;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
@@ -435,7 +435,9 @@ impl Worker for AgentWorker {
     fn start(&self, ctx: StartContext) -> BoxFuture<Result<Started, StartError>> {
         let launch = self.launch.clone();
         let shared = self.shared.clone();
+        let spawned = spawn_process(&launch, &shared);
         Box::pin(async move {
+            let spawned = spawned.map_err(StartError)?;
             let waits = launch.command.is_some() && launch.ready_pattern.is_some();
             let (ready, is_ready) = if waits {
                 let (tx, rx) = oneshot::channel();
@@ -446,6 +448,7 @@ impl Worker for AgentWorker {
             let args = AgentArgs {
                 launch,
                 shared,
+                spawned,
                 ready,
             };
             let (actor, _) = Actor::spawn_linked(None, AgentActor, args, ctx.supervisor)

@@ -7,26 +7,39 @@
 //!   server thread that forked it dies;
 //! - the [`Group`] guard: dropping it (normal drop, ractor kill, task abort) sends SIGKILL to
 //!   the whole group;
-//! - tokio's kill-on-drop on the child handle;
+//! - the [`Reaper`]'s kill-on-drop on the first process;
 //! - the [`watchdog`](super::watchdog), which kills every group the server leaves behind
 //!   when it dies without running any destructor (SIGKILL, abort).
 //!
-//! The child-side setup runs between fork and exec, where only async-signal-safe calls are
-//! allowed: everything it needs is computed before the fork.
+//! On Linux the process is spawned with `clone(CLONE_VM | CLONE_VFORK)` ([`clone`]), not
+//! `fork`: a restart then costs no copy of the server's page tables. The child-side setup
+//! runs between clone and exec, where only async-signal-safe calls are allowed: everything it
+//! needs is computed before. Elsewhere (or where clone is refused) `std`'s fork path runs the
+//! same setup. The first process is reaped through a pidfd (Linux 5.3+) or, failing that, a
+//! blocking `waitpid` on tokio's blocking pool.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::Limits;
 use super::watchdog;
+
+#[cfg(target_os = "linux")]
+mod clone;
+mod reaper;
+
+use reaper::Reaper;
 
 /// How often a stop looks whether the rest of a group (grandchildren) is gone yet.
 const GROUP_POLL: Duration = Duration::from_millis(5);
@@ -59,7 +72,6 @@ pub struct ProcessExit {
 
 impl ProcessExit {
     fn from_status(status: io::Result<ExitStatus>) -> ProcessExit {
-        use std::os::unix::process::ExitStatusExt;
         let at = SystemTime::now();
         match status {
             Ok(status) => ProcessExit {
@@ -67,7 +79,7 @@ impl ProcessExit {
                 signal: status.signal(),
                 at,
             },
-            // tokio could not wait for it (it is reaped elsewhere): nothing is known.
+            // It could not be waited for (reaped elsewhere): nothing is known.
             Err(_) => ProcessExit {
                 code: None,
                 signal: None,
@@ -161,17 +173,69 @@ pub(crate) struct Process {
     exit: watch::Receiver<Option<ProcessExit>>,
 }
 
-/// A freshly spawned process with its output pipes, which the caller reads.
+/// A freshly spawned process, not yet watched: see [`Spawned::watch`].
 #[derive(Debug)]
 pub(crate) struct Spawned {
-    pub(crate) process: Process,
-    pub(crate) stdout: ChildStdout,
-    pub(crate) stderr: ChildStderr,
+    pid: u32,
+    group: Group,
+    reaper: Reaper,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
 }
 
 /// Spawns the process in its own group, with the limits, the parent-death signal and the
-/// watchdog registration applied before exec.
+/// watchdog registration applied before exec. Synchronous: the exec has happened (or failed)
+/// when it returns. Must run inside a tokio runtime (the pipes register with its reactor).
 pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
+    let env = child_environment(spec.env);
+    let setup = ChildSetup::new(spec.limits);
+    #[cfg(target_os = "linux")]
+    let spawned = match clone::spawn(spec.argv, spec.cwd, &env, &setup) {
+        // A kernel or sandbox without clone: the portable path.
+        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => fork_spawn(spec, &env, setup),
+        other => other.map(|c| (c.pid, c.stdout, c.stderr)),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let spawned = fork_spawn(spec, &env, setup);
+    let (pid, stdout, stderr) = spawned?;
+    // From here on a failure still kills and reaps the process (the reaper's drop).
+    let reaper = Reaper::new(pid);
+    let group = Group { pgid: pid };
+    Ok(Spawned {
+        pid: u32::try_from(pid).map_err(io::Error::other)?,
+        group,
+        reaper,
+        stdout: pipe::Receiver::from_owned_fd(stdout)?,
+        stderr: pipe::Receiver::from_owned_fd(stderr)?,
+    })
+}
+
+/// The server's environment without its own settings (`SESSION_MANAGER_*`: a token must
+/// never leak to an agent), then the agent's variables on top.
+fn child_environment(ours: &[(String, String)]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(name, _)| {
+            !name
+                .to_string_lossy()
+                .starts_with(crate::config::ENV_PREFIX)
+        })
+        .filter(|(name, _)| !ours.iter().any(|(k, _)| name == k.as_str()))
+        .collect();
+    env.extend(
+        ours.iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    env
+}
+
+/// `std`'s spawn with the setup in `pre_exec` (which makes it fork): the portable path.
+fn fork_spawn(
+    spec: &ProcessSpec<'_>,
+    env: &[(OsString, OsString)],
+    setup: ChildSetup,
+) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
     let (program, args) = spec
         .argv
         .split_first()
@@ -180,59 +244,63 @@ pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
     command
         .args(args)
         .current_dir(spec.cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_string_lossy()
-            .starts_with(crate::config::ENV_PREFIX)
-        {
-            command.env_remove(name);
-        }
-    }
-    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-
-    let setup = ChildSetup::new(spec.limits);
+        .process_group(0);
     // SAFETY: `ChildSetup::apply` makes only async-signal-safe calls on data computed before
     // the fork (see its comment).
     unsafe {
         command.pre_exec(move || setup.apply());
     }
     let mut child = command.spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("child exited before its id was read"))?;
-    let group = Group {
-        pgid: libc::pid_t::try_from(pid).map_err(io::Error::other)?,
-    };
-    let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
-        (Some(stdout), Some(stderr)) => (stdout, stderr),
-        _ => return Err(io::Error::other("child output pipes missing")),
-    };
-    let (report, exit) = watch::channel(None);
-    tokio::spawn(async move {
-        let status = child.wait().await;
-        report.send_replace(Some(ProcessExit::from_status(status)));
-    });
-    Ok(Spawned {
-        process: Process { pid, group, exit },
-        stdout,
-        stderr,
-    })
+    let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
+    match (child.stdout.take(), child.stderr.take()) {
+        // `child` is dropped without a wait: the caller's reaper waits for `pid`.
+        (Some(stdout), Some(stderr)) => Ok((pid, stdout.into(), stderr.into())),
+        _ => {
+            drop(Reaper::new(pid));
+            Err(io::Error::other("child output pipes missing"))
+        }
+    }
+}
+
+impl Spawned {
+    /// The process id (also its group id).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Starts waiting for the exit: `on_exit` is called with it from the waiting task, right
+    /// after the [`Process`]'s own watch has it. Returns the process and its output pipes.
+    pub(crate) fn watch<F>(self, on_exit: F) -> (Process, pipe::Receiver, pipe::Receiver)
+    where
+        F: FnOnce(ProcessExit) + Send + 'static,
+    {
+        let Spawned {
+            pid,
+            group,
+            mut reaper,
+            stdout,
+            stderr,
+        } = self;
+        let (report, exit) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = reaper.wait().await.map(ExitStatus::from_raw);
+            let exit = ProcessExit::from_status(status);
+            report.send_replace(Some(exit));
+            on_exit(exit);
+        });
+        (Process { pid, group, exit }, stdout, stderr)
+    }
 }
 
 impl Process {
     /// The process id (also its group id).
     pub(crate) fn pid(&self) -> u32 {
         self.pid
-    }
-
-    /// A watch that holds the exit once the process has ended.
-    pub(crate) fn exit_watch(&self) -> watch::Receiver<Option<ProcessExit>> {
-        self.exit.clone()
     }
 
     /// The exit, once the process has been reaped.
@@ -271,7 +339,7 @@ impl Process {
     }
 }
 
-/// What the child does between fork and exec, prepared in the parent.
+/// What the child does between fork (or clone) and exec, prepared in the parent.
 ///
 /// Between fork and exec a child of a multi-threaded program may only make
 /// async-signal-safe calls: `prctl`, `getppid`, `setpgid`, `getpgrp`, `setrlimit`,
