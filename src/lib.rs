@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod paths;
 pub mod server;
 pub mod storage;
 pub mod supervision;
