@@ -159,6 +159,12 @@ pub(super) fn validate(
     let (Some(expanded), Some(written)) = (expanded, written) else {
         return Validation::refused(raw, checks);
     };
+    let too_long =
+        |check: &Check| matches!(check.code, CheckCode::NameTooLong | CheckCode::PathTooLong);
+    if checks.iter().any(too_long) {
+        // The kernel would refuse the lookup itself; asking it adds nothing.
+        return Validation::refused(raw, checks);
+    }
     let resolved = resolve(Path::new(&expanded));
     let canonical_text = match resolved.canonical.to_str() {
         Some(text) => text.to_owned(),
@@ -419,9 +425,9 @@ fn resolve(path: &Path) -> Resolved {
                 let candidate = existing.join(name);
                 match fs::symlink_metadata(&candidate) {
                     Ok(metadata) if metadata.file_type().is_symlink() => {
-                        through_symlink = true;
                         match fs::canonicalize(&candidate) {
                             Ok(target) => {
+                                through_symlink = true;
                                 last_is_dir = target.is_dir();
                                 existing = target;
                             }
