@@ -397,13 +397,7 @@ async fn the_table() {
         case(long_name, false, false, false, &["name_too_long"]),
         case(long_path, false, false, false, &["path_too_long"]),
         // Permissions, as the kernel answers for the user running the tests.
-        case(
-            t("readonly"),
-            !root && ro_codes.is_empty() || root,
-            true,
-            true,
-            ro_codes,
-        ),
+        case(t("readonly"), root, true, true, ro_codes),
         case(t("noperm"), root, true, true, perm_codes),
         case(t("readonly/new"), root, false, false, create_in_ro),
         // Git repositories.
@@ -471,4 +465,388 @@ async fn the_table() {
         assert!(!f.path(name).exists(), "{name} was created");
     }
     assert!(!Path::new("pwned").exists());
+}
+
+#[tokio::test]
+async fn git_state_of_each_kind_of_repository() {
+    let f = Fixture::new();
+    let policy = f.policy();
+    let git = |name: &str| {
+        let validation = policy.validate_blocking(&f.text(name));
+        assert!(validation.is_git_repo, "{name}");
+        validation.git.expect("git state")
+    };
+
+    let repo = git("repo");
+    assert_eq!(repo.root, f.path("repo"));
+    assert_eq!(repo.branch.as_deref(), Some("main"));
+    assert!(!repo.detached && !repo.bare && !repo.is_worktree);
+    assert_eq!(repo.head_summary.as_deref(), Some("third"));
+    assert_eq!(repo.head_commit.as_ref().map(String::len), Some(40));
+    // `sub/` holds only an untracked file: one untracked entry, as `git status` lists it.
+    assert_eq!((repo.dirty, repo.untracked), (0, 1));
+    assert_eq!((repo.upstream, repo.ahead, repo.behind), (None, None, None));
+    assert_eq!(repo.worktrees, vec![f.path("repo_wt")]);
+    assert_eq!(git("repo/sub").root, f.path("repo"));
+
+    let dirty = git("dirty");
+    assert_eq!((dirty.dirty, dirty.untracked), (1, 1));
+
+    let detached = git("detached");
+    assert!(detached.detached);
+    assert_eq!(detached.branch, None);
+    assert_eq!(detached.head_summary.as_deref(), Some("first"));
+
+    let bare = git("bare.git");
+    assert!(bare.bare);
+    assert_eq!(bare.root, f.path("bare.git"));
+    assert_eq!(bare.head_commit, None);
+
+    let unborn = git("unborn");
+    assert_eq!(unborn.branch.as_deref(), Some("main"));
+    assert_eq!(unborn.head_commit, None);
+
+    // A linked worktree: its `.git` is a file, and it counts as a repository.
+    assert!(f.path("repo_wt/.git").is_file());
+    let linked = git("repo_wt");
+    assert!(linked.is_worktree);
+    assert_eq!(linked.root, f.path("repo_wt"));
+    assert_eq!(linked.branch.as_deref(), Some("feature"));
+    assert_eq!(linked.head_commit, repo.head_commit);
+
+    assert!(!policy.validate_blocking(&f.text("proj")).is_git_repo);
+    assert_eq!(
+        session_manager::paths::git::state(&f.path("proj"))
+            .await
+            .ok(),
+        Some(None)
+    );
+}
+
+#[tokio::test]
+async fn ahead_and_behind_count_against_the_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = fs::canonicalize(dir.path()).expect("canonical");
+    let repo = repo_with_commits(&path, &["one", "two"]);
+    let two = repo.head().expect("head").target().expect("oid");
+    repo.remote("origin", "/nonexistent/origin.git")
+        .expect("remote");
+    repo.reference("refs/remotes/origin/main", two, true, "test")
+        .expect("ref");
+    repo.find_branch("main", git2::BranchType::Local)
+        .expect("main")
+        .set_upstream(Some("origin/main"))
+        .expect("upstream");
+    commit_file(&repo, "three");
+    commit_file(&repo, "four");
+    let state = session_manager::paths::git::state(&path)
+        .await
+        .expect("read")
+        .expect("repo");
+    assert_eq!(state.upstream.as_deref(), Some("origin/main"));
+    assert_eq!((state.ahead, state.behind), (Some(2), Some(0)));
+
+    // Move the upstream past a commit the branch does not have.
+    repo.set_head_detached(two).expect("detach");
+    let side = commit_file(&repo, "side");
+    repo.set_head("refs/heads/main").expect("back");
+    repo.reference("refs/remotes/origin/main", side, true, "test")
+        .expect("ref");
+    let state = session_manager::paths::git::state(&path)
+        .await
+        .expect("read")
+        .expect("repo");
+    assert_eq!((state.ahead, state.behind), (Some(2), Some(1)));
+}
+
+#[tokio::test]
+async fn disk_space_thresholds() {
+    let f = Fixture::new();
+    let with = |critical_bytes, low_bytes| {
+        PathPolicy::new(PolicyOptions {
+            home: None,
+            restricted: Vec::new(),
+            allowed_roots: Vec::new(),
+            disk: DiskThresholds {
+                critical_bytes,
+                low_bytes,
+            },
+        })
+    };
+    let critical = with(u64::MAX, u64::MAX).validate(&f.text("proj")).await;
+    assert!(!critical.valid);
+    assert_eq!(critical.codes(), ["disk_space_critical"]);
+    assert!(critical.disk_free_bytes.is_some_and(|free| free > 0));
+
+    let low = with(0, u64::MAX).validate(&f.text("proj/missing")).await;
+    assert!(low.valid);
+    assert_eq!(low.codes(), ["does_not_exist", "disk_space_low"]);
+    assert_eq!(low.warnings.len(), 2);
+
+    let fine = with(0, 0).validate(&f.text("proj")).await;
+    assert!(fine.valid && fine.checks.is_empty() && fine.warnings.is_empty());
+    // The defaults are DESIGN.md's.
+    let defaults = DiskThresholds::default();
+    assert_eq!(
+        (defaults.critical_bytes, defaults.low_bytes),
+        (100 << 20, 1 << 30)
+    );
+}
+
+#[tokio::test]
+async fn allowed_roots_bound_where_symlinks_may_lead() {
+    let f = Fixture::new();
+    let policy = PathPolicy::new(PolicyOptions {
+        home: Some(f.path("home")),
+        restricted: Vec::new(),
+        allowed_roots: vec![f.path("allowed"), PathBuf::from("~/work")],
+        disk: DiskThresholds {
+            critical_bytes: 0,
+            low_bytes: 0,
+        },
+    });
+    let codes = |name: &str| policy.validate_blocking(&f.text(name)).codes();
+    assert_eq!(codes("allowed/inside"), Vec::<&str>::new());
+    assert_eq!(codes("allowed/new"), ["does_not_exist"]);
+    assert_eq!(codes("home/work"), Vec::<&str>::new());
+    assert_eq!(codes("proj"), ["outside_allowed_roots"]);
+    assert_eq!(
+        codes("allowedx"),
+        ["outside_allowed_roots", "does_not_exist"]
+    );
+    assert_eq!(codes("allowed/escape"), ["symlink_escape"]);
+    assert_eq!(codes("into_allowed"), ["symlink_resolved"]);
+    let escape = policy.validate_blocking(&f.text("allowed/escape"));
+    let message = &escape.validation_errors[0];
+    assert!(
+        message.contains(&f.text("allowed/escape")) && message.contains(&f.text("proj")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_keeps_its_order_and_counts() {
+    let f = Fixture::new();
+    let policy = f.policy();
+    let inputs = vec![
+        f.text("proj"),
+        "/etc".to_owned(),
+        f.text("proj"),
+        String::new(),
+        f.text("repo"),
+    ];
+    let batch = policy.validate_many(inputs.clone()).await;
+    let got: Vec<&str> = batch.validations.iter().map(|v| v.input.as_str()).collect();
+    assert_eq!(got, inputs);
+    assert_eq!(
+        (
+            batch.summary.total,
+            batch.summary.valid,
+            batch.summary.invalid
+        ),
+        (5, 3, 2)
+    );
+    let empty = policy.validate_many(Vec::new()).await;
+    assert_eq!(
+        (
+            empty.summary.total,
+            empty.summary.valid,
+            empty.summary.invalid
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn the_validation_serialises_with_the_original_keys() {
+    let f = Fixture::new();
+    let validation = f.policy().validate(&f.text("repo")).await;
+    let json = serde_json::to_value(&validation).expect("json");
+    for key in [
+        "path",
+        "exists",
+        "readable",
+        "writable",
+        "is_git_repo",
+        "permissions",
+        "validation_errors",
+        "valid",
+        "is_directory",
+        "warnings",
+        "checks",
+        "disk_free_bytes",
+        "git",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing");
+    }
+    assert_eq!(json["permissions"]["read"], true);
+    assert_eq!(json["git"]["branch"], "main");
+    let refused = f.policy().validate("~root").await;
+    let json = serde_json::to_value(&refused).expect("json");
+    assert_eq!(json["checks"][0]["code"], "tilde_user");
+    assert_eq!(json["checks"][0]["level"], "error");
+    assert_eq!(json["valid"], false);
+}
+
+#[tokio::test]
+async fn worktrees_are_made_on_a_new_branch_and_removed_only_when_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = fs::canonicalize(dir.path()).expect("canonical");
+    let repo = repo_with_commits(&base.join("main"), &["one"]);
+    let main = base.join("main");
+
+    let state = worktree::create(&main, &base.join("wt/clean"), "clean")
+        .await
+        .expect("create");
+    assert!(state.is_worktree);
+    assert_eq!(state.branch.as_deref(), Some("clean"));
+    assert!(base.join("wt/clean/one.txt").is_file(), "checked out");
+    assert!(matches!(
+        worktree::create(&main, &base.join("wt/again"), "clean").await,
+        Err(PathError::BranchExists { .. })
+    ));
+    assert!(matches!(
+        worktree::create(&main, &base.join("wt/clean"), "other").await,
+        Err(PathError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        worktree::create(&main, &base.join("wt/bad"), "bad..name").await,
+        Err(PathError::InvalidBranch { .. })
+    ));
+    assert!(matches!(
+        worktree::create(&base.join("wt"), &base.join("x"), "x").await,
+        Err(PathError::NotARepository { .. })
+    ));
+    Repository::init(base.join("empty")).expect("init");
+    assert!(matches!(
+        worktree::create(&base.join("empty"), &base.join("wt/e"), "e").await,
+        Err(PathError::NoCommit { .. })
+    ));
+    assert!(
+        repo.find_branch("other", git2::BranchType::Local).is_err(),
+        "no branch left behind"
+    );
+
+    // Clean and nothing new: removed, directory and all; the branch stays.
+    worktree::remove(&base.join("wt/clean"), false)
+        .await
+        .expect("remove");
+    assert!(!base.join("wt/clean").exists());
+    assert!(repo.find_branch("clean", git2::BranchType::Local).is_ok());
+
+    // Uncommitted work is refused, then forced.
+    worktree::create(&main, &base.join("wt/dirty"), "dirty")
+        .await
+        .expect("create");
+    fs::write(base.join("wt/dirty/one.txt"), "changed").expect("modify");
+    fs::write(base.join("wt/dirty/new.txt"), "new").expect("untracked");
+    match worktree::remove(&base.join("wt/dirty"), false).await {
+        Err(PathError::Dirty {
+            changed: 1,
+            untracked: 1,
+            ..
+        }) => {}
+        other => panic!("expected Dirty, got {other:?}"),
+    }
+    assert!(base.join("wt/dirty").exists());
+    worktree::remove(&base.join("wt/dirty"), true)
+        .await
+        .expect("forced");
+    assert!(!base.join("wt/dirty").exists());
+
+    // A commit on no other branch is refused; once another branch has it, removal goes ahead.
+    worktree::create(&main, &base.join("wt/ahead"), "ahead")
+        .await
+        .expect("create");
+    let linked = Repository::open(base.join("wt/ahead")).expect("open");
+    let tip = commit_file(&linked, "two");
+    match worktree::remove(&base.join("wt/ahead"), false).await {
+        Err(PathError::Unpushed { commits: 1, .. }) => {}
+        other => panic!("expected Unpushed, got {other:?}"),
+    }
+    repo.reference("refs/remotes/origin/ahead", tip, true, "pushed")
+        .expect("ref");
+    worktree::remove(&base.join("wt/ahead"), false)
+        .await
+        .expect("remove once pushed");
+
+    // Only linked worktrees are removed.
+    assert!(matches!(
+        worktree::remove(&main, true).await,
+        Err(PathError::NotAWorktree { .. })
+    ));
+    assert!(main.join("one.txt").exists());
+}
+
+/// Root passes every permission check, so when run as root this test runs itself again as
+/// `nobody` (uid 65534): the refusals below are the kernel's, not a simulation.
+#[test]
+fn permission_denied_is_the_kernels_answer() {
+    const AS_NOBODY: &str = "SESSION_MANAGER_TEST_AS_NOBODY";
+    if is_root() && std::env::var_os(AS_NOBODY).is_none() {
+        use std::os::unix::process::CommandExt;
+        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "permission_denied_is_the_kernels_answer",
+                "--nocapture",
+            ])
+            .env(AS_NOBODY, "1")
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run as nobody");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "as nobody: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    assert!(!is_root(), "runs as an ordinary user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = fs::canonicalize(dir.path()).expect("canonical");
+    for name in ["closed", "readonly", "listonly"] {
+        fs::create_dir(base.join(name)).expect("mkdir");
+    }
+    fs::set_permissions(base.join("closed"), fs::Permissions::from_mode(0o000)).expect("chmod");
+    fs::set_permissions(base.join("readonly"), fs::Permissions::from_mode(0o555)).expect("chmod");
+    fs::set_permissions(base.join("listonly"), fs::Permissions::from_mode(0o444)).expect("chmod");
+    let policy = PathPolicy::new(PolicyOptions {
+        home: None,
+        restricted: Vec::new(),
+        allowed_roots: Vec::new(),
+        disk: DiskThresholds {
+            critical_bytes: 0,
+            low_bytes: 0,
+        },
+    });
+    let check = |name: &str| policy.validate_blocking(&base.join(name).display().to_string());
+
+    let closed = check("closed");
+    assert_eq!(
+        closed.codes(),
+        ["not_readable", "not_writable", "not_searchable"]
+    );
+    assert!(!closed.readable && !closed.writable && !closed.permissions.execute);
+    let readonly = check("readonly");
+    assert_eq!(readonly.codes(), ["not_writable"]);
+    assert!(readonly.readable && !readonly.writable && readonly.permissions.execute);
+    assert_eq!(
+        check("readonly/new").codes(),
+        ["does_not_exist", "parent_not_writable"]
+    );
+    assert_eq!(check("closed/inside").codes(), ["permission_denied"]);
+    assert_eq!(check("listonly/inside").codes(), ["permission_denied"]);
+    assert!(!check("closed/inside").valid);
+    assert_eq!(
+        policy.validate_blocking("/root/x").codes(),
+        ["permission_denied"]
+    );
+    for name in ["closed", "readonly", "listonly"] {
+        fs::set_permissions(base.join(name), fs::Permissions::from_mode(0o755))
+            .expect("chmod back");
+    }
 }
