@@ -452,6 +452,12 @@ impl Settings {
                     key: format!("paths.{name}[{index}]"),
                     problem: "must not be empty".to_owned(),
                 })?;
+                // A relative root would never match the absolute paths the policy compares,
+                // so a typo would silently restrict nothing (or allow nothing).
+                ensure(path.is_absolute() || path.starts_with("~"), || Problem {
+                    key: format!("paths.{name}[{index}]"),
+                    problem: "must be absolute or start with `~`".to_owned(),
+                })?;
             }
         }
         Ok(())
@@ -1045,6 +1051,17 @@ mod tests {
             "monitor.thresholds.cpu_prot",
         );
         assert!(message.contains("config file"), "{message}");
+    }
+
+    #[test]
+    fn path_roots_must_be_absolute() {
+        let message = invalid_key(
+            load_file("[paths]\nallowed_roots = [\"/srv\", \"projects\"]\n"),
+            "paths.allowed_roots[1]",
+        );
+        assert!(message.contains("absolute"), "{message}");
+        let settings = load_file("[paths]\nrestricted = [\"~/private\", \"/srv/x\"]\n").unwrap();
+        assert_eq!(settings.paths.restricted.len(), 2);
     }
 
     #[test]

@@ -1,0 +1,227 @@
+//! Path validation and git state that cannot be fooled.
+//!
+//! Every route that takes a path (create, navigate, clone, import, validate-path) goes
+//! through [`PathPolicy`]: the text is read by the platform's rules ([`policy`]), resolved on
+//! the file system the way the kernel will resolve it (`~`, `..`, symlinks), compared
+//! component by component against the restricted and allowed roots — both as written and as
+//! resolved, so a symlink cannot smuggle a path past the check — and the kernel is asked what
+//! the server's user may do there. The answer is a [`Validation`]: the original service's
+//! keys plus `valid`, `warnings`, `checks` with stable codes ([`CheckCode`]), free disk space
+//! and the [`GitState`].
+//!
+//! Decisions a client can rely on:
+//! - Validation never creates, changes or removes anything.
+//! - A relative path is refused (`relative_path`): it would depend on the server's current
+//!   directory, which no client can see. `~` and `~/…` are the server's home; `~user` is
+//!   refused (`tilde_user`).
+//! - A missing path is valid, with `exists: false` and a `does_not_exist` warning, when the
+//!   path it would have passes the policy and its nearest existing ancestor lets the
+//!   server's user create it.
+//! - The root directory is never a working directory.
+//!
+//! The git helpers ([`git::state`], [`worktree::create`], [`worktree::remove`]) and the
+//! validator block, so their async forms run on tokio's blocking pool.
+
+pub mod check;
+pub mod error;
+pub mod git;
+pub mod policy;
+pub mod validate;
+pub mod worktree;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::config::PathSettings;
+
+pub use check::{Check, CheckCode, Level};
+pub use error::PathError;
+pub use git::GitState;
+pub use policy::{Platform, Rules};
+pub use validate::{DiskThresholds, Permissions, Validation};
+
+/// How many paths of a batch are validated at once: enough to overlap the waits on the file
+/// system, few enough that one large batch cannot take the whole blocking pool.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// What a [`PathPolicy`] is built from; [`PathPolicy::from_settings`] fills it from `[paths]`.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    /// What `~` stands for; `None` makes `~` paths invalid (`home_unknown`).
+    pub home: Option<PathBuf>,
+    /// Roots refused on top of the platform's system directories (`~` allowed).
+    pub restricted: Vec<PathBuf>,
+    /// When not empty, the only roots allowed (`~` allowed).
+    pub allowed_roots: Vec<PathBuf>,
+    /// The free-space limits.
+    pub disk: DiskThresholds,
+}
+
+impl Default for PolicyOptions {
+    /// The server's home, no extra roots, DESIGN.md's disk limits.
+    fn default() -> PolicyOptions {
+        PolicyOptions {
+            home: dirs::home_dir(),
+            restricted: Vec::new(),
+            allowed_roots: Vec::new(),
+            disk: DiskThresholds::default(),
+        }
+    }
+}
+
+/// The path policy of this host: cheap to clone and share between tasks.
+#[derive(Debug, Clone)]
+pub struct PathPolicy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rules: Rules,
+    home: Option<String>,
+    disk: DiskThresholds,
+}
+
+/// The outcome of [`PathPolicy::validate_many`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchValidation {
+    /// One validation per path given, in the same order.
+    pub validations: Vec<Validation>,
+    /// The counts.
+    pub summary: BatchSummary,
+}
+
+/// How many paths of a batch passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BatchSummary {
+    /// Paths given.
+    pub total: usize,
+    /// Paths with `valid: true`.
+    pub valid: usize,
+    /// Paths with `valid: false`.
+    pub invalid: usize,
+}
+
+impl PathPolicy {
+    /// The policy of `[paths]` with the server's home directory.
+    pub fn from_settings(settings: &PathSettings) -> PathPolicy {
+        PathPolicy::new(PolicyOptions {
+            restricted: settings.restricted.clone(),
+            allowed_roots: settings.allowed_roots.clone(),
+            ..PolicyOptions::default()
+        })
+    }
+
+    /// Builds the rules for this host. Each root is taken as written and, when it exists, as
+    /// the file system resolves it (`/lib64` is `/usr/lib64` on merged-/usr systems, `/etc`
+    /// is `/private/etc` on macOS), so neither spelling gets past the check. This reads the
+    /// file system once, at start-up.
+    pub fn new(options: PolicyOptions) -> PathPolicy {
+        let platform = Platform::current();
+        let home = options
+            .home
+            .as_deref()
+            .and_then(Path::to_str)
+            .map(str::to_owned);
+        let expand = |root: &Path| -> Option<String> {
+            let text = root.to_str()?;
+            match text.strip_prefix('~') {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    Some(format!("{}{rest}", home.as_deref()?))
+                }
+                _ => Some(text.to_owned()),
+            }
+        };
+        let restricted: Vec<String> = options
+            .restricted
+            .iter()
+            .filter_map(|root| expand(root))
+            .collect();
+        let allowed: Vec<String> = options
+            .allowed_roots
+            .iter()
+            .filter_map(|root| expand(root))
+            .collect();
+        let mut rules = Rules::new(platform, &restricted, &allowed);
+        let builtin = platform
+            .restricted_roots()
+            .iter()
+            .map(|root| root.to_string());
+        for root in builtin.chain(restricted) {
+            if let Some(resolved) = resolved(&root) {
+                rules.add_restricted(&resolved);
+            }
+        }
+        for root in allowed {
+            if let Some(resolved) = resolved(&root) {
+                rules.add_allowed(&resolved);
+            }
+        }
+        PathPolicy {
+            inner: Arc::new(Inner {
+                rules,
+                home,
+                disk: options.disk,
+            }),
+        }
+    }
+
+    /// The rules in force, for callers that want the verdict on text alone.
+    pub fn rules(&self) -> &Rules {
+        &self.inner.rules
+    }
+
+    /// Validates one path without blocking the runtime.
+    pub async fn validate(&self, raw: &str) -> Validation {
+        let policy = self.clone();
+        let text = raw.to_owned();
+        match tokio::task::spawn_blocking(move || policy.validate_blocking(&text)).await {
+            Ok(validation) => validation,
+            Err(error) => Validation::refused(
+                raw,
+                vec![Check::error(
+                    CheckCode::ValidationIncomplete,
+                    format!("the validation of `{raw}` did not finish: {error}"),
+                )],
+            ),
+        }
+    }
+
+    /// Validates one path in place; for code already off the async runtime (and the
+    /// benchmark and fuzz target).
+    pub fn validate_blocking(&self, raw: &str) -> Validation {
+        let inner = &self.inner;
+        validate::validate(&inner.rules, inner.home.as_deref(), inner.disk, raw)
+    }
+
+    /// Validates every path, several at once, and answers in the order given.
+    pub async fn validate_many(&self, paths: Vec<String>) -> BatchValidation {
+        let validations: Vec<Validation> = stream::iter(paths)
+            .map(|path| async move { self.validate(&path).await })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await;
+        let valid = validations
+            .iter()
+            .filter(|validation| validation.valid)
+            .count();
+        BatchValidation {
+            summary: BatchSummary {
+                total: validations.len(),
+                valid,
+                invalid: validations.len() - valid,
+            },
+            validations,
+        }
+    }
+}
+
+/// The canonical form of an existing root, when it differs from how it was written.
+fn resolved(root: &str) -> Option<String> {
+    let canonical = std::fs::canonicalize(root).ok()?;
+    let canonical = canonical.to_str()?;
+    (canonical != root).then(|| canonical.to_owned())
+}
