@@ -2,7 +2,7 @@
 //! judged against, measured in one run on the same program:
 //!
 //! - a bare tokio loop that spawns the program and awaits it (the floor of our own stack);
-//! - a plain shell loop (`while`, `sh`);
+//! - plain shell loops (`while`), in `sh` (dash here) and in bash;
 //! - an [`AgentGroup`] with one permanent agent and immediate restarts.
 //!
 //! The program is `examples/fake_agent`, which stamps `start <pid> <ns>` as its first act and
@@ -135,7 +135,7 @@ async fn tokio_loop(
     gaps(stamp)
 }
 
-fn shell_loop(program: &Path, stamp: &Path, restarts: u64, run_ms: u64) -> Vec<f64> {
+fn shell_loop(shell: &str, program: &Path, stamp: &Path, restarts: u64, run_ms: u64) -> Vec<f64> {
     let args = program_args(stamp, run_ms)
         .into_iter()
         .map(|a| format!("'{a}'"))
@@ -145,11 +145,11 @@ fn shell_loop(program: &Path, stamp: &Path, restarts: u64, run_ms: u64) -> Vec<f
         "i=0; while [ $i -le {restarts} ]; do '{}' {args} >/dev/null 2>&1; i=$((i+1)); done",
         program.display()
     );
-    std::process::Command::new("sh")
+    std::process::Command::new(shell)
         .arg("-c")
         .arg(script)
         .status()
-        .expect("sh runs");
+        .expect("the shell runs");
     gaps(stamp)
 }
 
@@ -272,7 +272,8 @@ fn main() {
     let names = [
         "bare tokio spawn+await loop",
         "tokio loop, fork (pre_exec hook)",
-        "shell loop (sh while)",
+        "shell loop (sh = dash, while)",
+        "shell loop (bash, while)",
         "session-manager agent",
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
@@ -283,7 +284,8 @@ fn main() {
             let gaps = match contender {
                 0 => runtime.block_on(tokio_loop(&program, &stamp, restarts, run_ms, false)),
                 1 => runtime.block_on(tokio_loop(&program, &stamp, restarts, run_ms, true)),
-                2 => shell_loop(&program, &stamp, restarts, run_ms),
+                2 => shell_loop("sh", &program, &stamp, restarts, run_ms),
+                3 => shell_loop("bash", &program, &stamp, restarts, run_ms),
                 _ => runtime.block_on(agent_loop(&program, dir.path(), &stamp, restarts, run_ms)),
             };
             results[contender].extend(gaps);
@@ -295,9 +297,10 @@ fn main() {
         .map(|(name, gaps)| report(name, gaps))
         .collect();
     println!(
-        "ours / tokio loop = {:.2}x, ours / shell loop = {:.2}x",
-        p50[3] / p50[0],
-        p50[3] / p50[2]
+        "ours / tokio loop = {:.2}x, ours / sh loop = {:.2}x, ours / bash loop = {:.2}x",
+        p50[4] / p50[0],
+        p50[4] / p50[2],
+        p50[4] / p50[3]
     );
     println!("stop latency, stop asked -> stopped, for a program that exits on SIGTERM");
     let (bare, ours) = runtime.block_on(stop_latency(&program, dir.path(), 30));

@@ -447,15 +447,19 @@ impl Worker for AgentWorker {
             };
             let args = AgentArgs {
                 launch,
-                shared,
+                shared: shared.clone(),
                 spawned,
                 ready,
             };
             let (actor, _) = Actor::spawn_linked(None, AgentActor, args, ctx.supervisor)
                 .await
-                .map_err(|err| match err {
-                    ractor::SpawnErr::StartupFailed(reason) => StartError(reason.to_string()),
-                    other => StartError(other.to_string()),
+                .map_err(|err| {
+                    // The process went with the arguments (its drop killed it).
+                    shared.live().pid = None;
+                    match err {
+                        ractor::SpawnErr::StartupFailed(reason) => StartError(reason.to_string()),
+                        other => StartError(other.to_string()),
+                    }
                 })?;
             let cell = actor.get_cell();
             Ok(match is_ready {

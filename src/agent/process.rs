@@ -159,7 +159,7 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         self.signal(libc::SIGKILL);
-        if let Some(watchdog) = watchdog::global() {
+        if let Some(watchdog) = watchdog::started() {
             watchdog.forget(self.pgid);
         }
     }
