@@ -25,7 +25,9 @@ pub use config::{
     CommandOrigin, FieldError, FieldErrorKind, Limits, ResolveError, ResolvedAgent,
     RESERVED_ENVIRONMENT,
 };
-pub(crate) use config::{validate_backoff, validate_command, validate_name};
+pub(crate) use config::{
+    validate_backoff, validate_command, validate_environment_at, validate_name,
+};
 pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{health, AgentContext, AgentError, AgentGroup, AgentStatus, GroupHealth};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};

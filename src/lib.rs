@@ -13,6 +13,7 @@ pub mod config;
 mod logfile;
 pub mod paths;
 pub mod server;
+pub mod session;
 pub mod storage;
 pub mod supervision;
 pub mod telemetry;

@@ -189,7 +189,7 @@ pub enum FieldErrorKind {
 }
 
 impl FieldError {
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
             message: message.into(),
@@ -197,7 +197,7 @@ impl FieldError {
         }
     }
 
-    fn inconsistent(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn inconsistent(field: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
             message: message.into(),
@@ -334,10 +334,15 @@ fn compile_ready_pattern(pattern: &str) -> Result<Regex, String> {
         })
 }
 
-fn validate_environment(environment: &BTreeMap<String, String>) -> Result<(), FieldError> {
+/// Checks a set of environment variables (an agent's `environment`, a session's
+/// `environment_variables`); `key` names the set in errors.
+pub(crate) fn validate_environment_at(
+    environment: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<(), FieldError> {
     if environment.len() > MAX_ENVIRONMENT {
         return Err(FieldError::invalid(
-            "environment",
+            key,
             format!(
                 "must have at most {MAX_ENVIRONMENT} variables, got {}",
                 environment.len()
@@ -345,7 +350,7 @@ fn validate_environment(environment: &BTreeMap<String, String>) -> Result<(), Fi
         ));
     }
     for (name, value) in environment {
-        let field = format!("environment.{name}");
+        let field = format!("{key}.{name}");
         let mut chars = name.chars();
         let well_formed = chars
             .next()
@@ -432,7 +437,7 @@ impl AgentConfig {
             compile_ready_pattern(pattern)
                 .map_err(|message| FieldError::invalid("ready_pattern", message))?;
         }
-        validate_environment(&self.environment)?;
+        validate_environment_at(&self.environment, "environment")?;
         if let Some(limits) = &self.limits {
             limits.validate().map_err(|e| e.within("limits"))?;
         }

@@ -25,6 +25,28 @@ const MIGRATION_LIST: &[M<'static>] = &[
         CREATE INDEX events_session_seq ON events (session_id, seq);
         CREATE INDEX events_at ON events (at);",
     ),
+    // v2: sessions (the whole record as JSON, the columns a query needs beside it) and each
+    // session's shared context. A context dies with its session.
+    M::up(
+        "CREATE TABLE sessions (
+            id                TEXT PRIMARY KEY,
+            name              TEXT NOT NULL,
+            status            TEXT NOT NULL,
+            working_directory TEXT NOT NULL,
+            created_at        REAL NOT NULL,
+            updated_at        REAL NOT NULL,
+            terminated_at     REAL NULL,
+            record            TEXT NOT NULL   -- JSON
+        );
+        CREATE INDEX sessions_status ON sessions (status);
+        CREATE TABLE session_context (
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            key        TEXT NOT NULL,
+            value      TEXT NOT NULL,         -- JSON
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (session_id, key)
+        );",
+    ),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

@@ -1,0 +1,13 @@
+//! Sessions: the seed's session configuration as a supervised, persistent thing.
+//!
+//! - `model.rs`: [`SessionConfig`] (the seed's configuration, key for key), [`SessionStatus`],
+//!   [`SessionRecord`] (what the registry keeps and stores);
+//! - `store.rs`: the records and each session's shared context in SQLite.
+
+mod model;
+mod store;
+
+pub use model::{
+    SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,
+    MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_TAGS, MAX_TAG_CHARS,
+};

@@ -1,0 +1,194 @@
+//! Sessions and their shared context in the SQLite store: one row per session (the record as
+//! JSON, with the columns a query or an operator needs beside it), one row per context key.
+//! Every method returns once the change is committed (`synchronous=FULL`): an acknowledged
+//! change survives a crash.
+
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::storage::{Storage, StorageError};
+
+use super::model::{now, SessionRecord};
+
+/// Inserts or replaces a session's row.
+pub(crate) async fn save(storage: &Storage, record: &SessionRecord) -> Result<(), StorageError> {
+    let json = serde_json::to_string(record)?;
+    let record = record.clone();
+    storage
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO sessions
+                     (id, name, status, working_directory, created_at, updated_at, terminated_at, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET
+                     name = excluded.name, status = excluded.status,
+                     working_directory = excluded.working_directory,
+                     updated_at = excluded.updated_at, terminated_at = excluded.terminated_at,
+                     record = excluded.record",
+                params![
+                    record.id.to_string(),
+                    record.configuration.name,
+                    record.status.as_str(),
+                    record.configuration.working_directory,
+                    record.created_at,
+                    record.updated_at,
+                    record.terminated_at,
+                    json,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// Deletes a session and its context; false when there was none.
+pub(crate) async fn delete(storage: &Storage, id: Uuid) -> Result<bool, StorageError> {
+    storage
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM session_context WHERE session_id = ?1",
+                [id.to_string()],
+            )?;
+            let deleted = tx.execute("DELETE FROM sessions WHERE id = ?1", [id.to_string()])?;
+            tx.commit()?;
+            Ok(deleted > 0)
+        })
+        .await
+}
+
+/// A stored row that could not be read back, kept aside rather than failing the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unreadable {
+    pub(crate) id: String,
+    pub(crate) reason: String,
+}
+
+/// Every stored session, oldest first, and the rows that could not be decoded.
+pub(crate) async fn load_all(
+    storage: &Storage,
+) -> Result<(Vec<SessionRecord>, Vec<Unreadable>), StorageError> {
+    storage
+        .call(|conn| {
+            let mut statement =
+                conn.prepare("SELECT id, record FROM sessions ORDER BY created_at, id")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut records = Vec::new();
+            let mut unreadable = Vec::new();
+            for row in rows {
+                let (id, json) = row?;
+                match serde_json::from_str::<SessionRecord>(&json) {
+                    Ok(record) => records.push(record),
+                    Err(err) => unreadable.push(Unreadable {
+                        id,
+                        reason: err.to_string(),
+                    }),
+                }
+            }
+            Ok((records, unreadable))
+        })
+        .await
+}
+
+/// One context value.
+pub(crate) async fn context_get(
+    storage: &Storage,
+    session: Uuid,
+    key: String,
+) -> Result<Option<Value>, StorageError> {
+    storage
+        .call(move |conn| {
+            let json: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
+                    params![session.to_string(), key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+        })
+        .await
+}
+
+/// Every context key and value of a session, in key order.
+pub(crate) async fn context_all(
+    storage: &Storage,
+    session: Uuid,
+) -> Result<Vec<(String, Value)>, StorageError> {
+    storage
+        .call(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT key, value FROM session_context WHERE session_id = ?1 ORDER BY key",
+            )?;
+            let rows = statement.query_map([session.to_string()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, json) = row?;
+                out.push((key, serde_json::from_str(&json)?));
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Sets a context value; returns the previous one.
+pub(crate) async fn context_put(
+    storage: &Storage,
+    session: Uuid,
+    key: String,
+    value: Value,
+) -> Result<Option<Value>, StorageError> {
+    let json = serde_json::to_string(&value)?;
+    storage
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            let previous: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
+                    params![session.to_string(), key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            tx.execute(
+                "INSERT INTO session_context (session_id, key, value, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (session_id, key) DO UPDATE SET
+                     value = excluded.value, updated_at = excluded.updated_at",
+                params![session.to_string(), key, json, now()],
+            )?;
+            tx.commit()?;
+            Ok(previous.map(|p| serde_json::from_str(&p)).transpose()?)
+        })
+        .await
+}
+
+/// Deletes a context value; returns it.
+pub(crate) async fn context_delete(
+    storage: &Storage,
+    session: Uuid,
+    key: String,
+) -> Result<Option<Value>, StorageError> {
+    storage
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            let previous: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
+                    params![session.to_string(), key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            tx.execute(
+                "DELETE FROM session_context WHERE session_id = ?1 AND key = ?2",
+                params![session.to_string(), key],
+            )?;
+            tx.commit()?;
+            Ok(previous.map(|p| serde_json::from_str(&p)).transpose()?)
+        })
+        .await
+}
