@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiContext, ServiceState, Services};
 use crate::config::Settings;
+use crate::session::{SessionError, SessionRegistry};
 use crate::storage::{Storage, StorageError};
 
 /// How long requests still in flight at shutdown may take to finish before the server stops
@@ -36,6 +37,9 @@ pub enum ServerError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database")]
     Storage(#[source] StorageError),
+    /// The stored sessions could not be loaded.
+    #[error("cannot restore the sessions")]
+    Sessions(#[source] SessionError),
 }
 
 /// A server that is listening but not yet serving.
@@ -46,6 +50,7 @@ pub struct App {
     context: ApiContext,
     services: Services,
     storage: Storage,
+    sessions: SessionRegistry,
 }
 
 impl App {
@@ -66,6 +71,15 @@ impl App {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        // Restored sessions start their agents now, told where the server really listens.
+        let sessions = SessionRegistry::start(
+            std::sync::Arc::new(settings.clone()),
+            storage.clone(),
+            format!("http://{local_addr}"),
+        )
+        .await
+        .map_err(ServerError::Sessions)?;
+        services.set("sessions", ServiceState::Running);
         services.set("api", ServiceState::Running);
         let context = ApiContext::new(&settings.server, services.clone());
         Ok(App {
@@ -74,7 +88,13 @@ impl App {
             context,
             services,
             storage,
+            sessions,
         })
+    }
+
+    /// The session registry, for callers that drive sessions without HTTP.
+    pub fn sessions(&self) -> &SessionRegistry {
+        &self.sessions
     }
 
     /// The address actually bound, with the port the OS chose when `server.port` is 0.
@@ -113,6 +133,10 @@ impl App {
                 "requests still in flight at the end of the drain period were abandoned"
             );
         }
+        // Every session's agents stop (reverse dependency order, within their grace); the
+        // sessions stay as they are in storage and are restored by the next start.
+        self.services.set("sessions", ServiceState::Stopping);
+        self.sessions.shutdown().await;
         self.services.set("storage", ServiceState::Stopping);
         if let Err(error) = self.storage.close().await {
             tracing::error!(%error, "closing the database failed");

@@ -2,12 +2,26 @@
 //!
 //! - `model.rs`: [`SessionConfig`] (the seed's configuration, key for key), [`SessionStatus`],
 //!   [`SessionRecord`] (what the registry keeps and stores);
-//! - `store.rs`: the records and each session's shared context in SQLite.
+//! - `store.rs`: the records and each session's shared context in SQLite;
+//! - `actor.rs`: the session actor, owner of the session's [`AgentGroup`](crate::agent::AgentGroup),
+//!   which turns its agents' states into the session's status;
+//! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
+//!   [`SessionRegistry`], the typed handle every caller uses;
+//! - `error.rs`: [`SessionError`].
 
+mod actor;
+mod error;
 mod model;
+mod registry;
 mod store;
 
+pub use actor::{AgentOp, SessionView};
+pub use error::SessionError;
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,
     MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_TAGS, MAX_TAG_CHARS,
+};
+pub use registry::{
+    CreateSession, RestoreReport, SessionEvent, SessionRegistry, MAX_CONTEXT_KEY_CHARS,
+    MAX_CONTEXT_VALUE_BYTES,
 };

@@ -1,0 +1,829 @@
+//! The registry actor: owns the set of sessions. It keeps every record (terminated ones
+//! too, until purged), restores the live ones at start, supervises their actors (one that
+//! dies is rebuilt from its record and takes its agents back up), enforces
+//! `sessions.max_sessions`, and purges terminated sessions after
+//! `sessions.terminated_retention_days`.
+//!
+//! Callers use [`SessionRegistry`], a cloneable handle with typed methods. Slow work — path
+//! validation, creating a directory, stopping agents — happens in the handle or in the
+//! session's own actor, never in the registry's message loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::agent::{resolve_agents, AgentStatus, CommandOrigin, LogLine};
+use crate::config::Settings;
+use crate::paths::PathPolicy;
+use crate::storage::Storage;
+use crate::supervision::Strategy;
+
+use super::actor::{AgentOp, SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionView};
+use super::error::SessionError;
+use super::model::{now, validate_tags, SessionConfig, SessionRecord, SessionStatus};
+use super::store;
+
+/// How often terminated sessions past their retention are looked for.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Rebuilds of one session's actor after which it is left in `error`.
+const MAX_REBUILDS: u32 = 3;
+/// Longest shared-context key, in characters.
+pub const MAX_CONTEXT_KEY_CHARS: usize = 256;
+/// Largest shared-context value, serialized, in bytes.
+pub const MAX_CONTEXT_VALUE_BYTES: usize = 256 * 1024;
+
+/// What a create asks for: the seed's configuration plus ours.
+#[derive(Debug, Clone)]
+pub struct CreateSession {
+    /// The session configuration.
+    pub configuration: SessionConfig,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// How a crash affects the other agents.
+    pub strategy: Strategy,
+    /// Create the working directory (and its parents) when it is missing and the policy
+    /// allows it.
+    pub create_if_missing: bool,
+}
+
+impl CreateSession {
+    /// A create with the defaults: no tags, `one_for_one`, directory created when missing.
+    pub fn new(configuration: SessionConfig) -> Self {
+        CreateSession {
+            configuration,
+            tags: Vec::new(),
+            strategy: Strategy::OneForOne,
+            create_if_missing: true,
+        }
+    }
+}
+
+/// A change the registry announces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// A session was created or restored with this record.
+    Created(Box<SessionRecord>),
+    /// A session's record changed (status, activity).
+    Updated(Box<SessionRecord>),
+    /// A session was terminated.
+    Terminated(Box<SessionRecord>),
+    /// A terminated session was deleted.
+    Purged(Uuid),
+    /// A shared-context key was set (`value: Some`) or deleted (`None`).
+    ContextChanged {
+        /// The session.
+        session: Uuid,
+        /// The key.
+        key: String,
+        /// The new value.
+        value: Option<Value>,
+    },
+}
+
+/// What a start restored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Sessions whose agents were started again.
+    pub restored: usize,
+    /// Sessions put in `error` (their directory vanished).
+    pub errored: usize,
+    /// Terminated sessions kept (not started).
+    pub terminated: usize,
+    /// Stored rows that could not be read (left in the database, not started).
+    pub unreadable: usize,
+    /// Terminated sessions purged for being past their retention.
+    pub purged: usize,
+}
+
+pub(crate) enum RegistryMsg {
+    Insert {
+        record: Box<SessionRecord>,
+        reply: RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>,
+    },
+    Lookup {
+        id: Uuid,
+        reply: RpcReplyPort<Option<(SessionRecord, Option<ActorRef<SessionMsg>>)>>,
+    },
+    List(RpcReplyPort<Vec<SessionRecord>>),
+    Retire {
+        record: Box<SessionRecord>,
+        purge: bool,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    },
+    Updated(Box<SessionRecord>),
+    Purge,
+    StopAll(RpcReplyPort<()>),
+    Report(RpcReplyPort<RestoreReport>),
+}
+
+struct Entry {
+    record: SessionRecord,
+    actor: Option<ActorRef<SessionMsg>>,
+    rebuilds: u32,
+}
+
+struct Registry;
+
+struct RegistryState {
+    deps: SessionDeps,
+    events: broadcast::Sender<SessionEvent>,
+    sessions: BTreeMap<Uuid, Entry>,
+    by_actor: HashMap<ActorId, Uuid>,
+    stopping: bool,
+    report: RestoreReport,
+}
+
+struct RegistryArgs {
+    deps: SessionDeps,
+    events: broadcast::Sender<SessionEvent>,
+}
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        args: RegistryArgs,
+    ) -> Result<RegistryState, ActorProcessingErr> {
+        let mut state = RegistryState {
+            deps: args.deps,
+            events: args.events,
+            sessions: BTreeMap::new(),
+            by_actor: HashMap::new(),
+            stopping: false,
+            report: RestoreReport::default(),
+        };
+        let (records, unreadable) = store::load_all(&state.deps.storage).await?;
+        for row in &unreadable {
+            tracing::error!(session = %row.id, "stored session cannot be read, left as is: {}", row.reason);
+        }
+        state.report.unreadable = unreadable.len();
+        state.report.purged = state.purge_expired().await;
+        for record in records {
+            if state.expired(&record) {
+                continue;
+            }
+            state.restore(&myself, record).await;
+        }
+        myself.send_interval(PURGE_EVERY, || RegistryMsg::Purge);
+        tracing::info!(
+            restored = state.report.restored,
+            errored = state.report.errored,
+            terminated = state.report.terminated,
+            "sessions restored"
+        );
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        msg: RegistryMsg,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Insert { record, reply } => {
+                let _ = reply.send(state.insert(&myself, *record).await);
+            }
+            RegistryMsg::Lookup { id, reply } => {
+                let found = state
+                    .sessions
+                    .get(&id)
+                    .map(|e| (e.record.clone(), e.actor.clone()));
+                let _ = reply.send(found);
+            }
+            RegistryMsg::List(reply) => {
+                let _ = reply.send(state.sessions.values().map(|e| e.record.clone()).collect());
+            }
+            RegistryMsg::Retire {
+                record,
+                purge,
+                reply,
+            } => {
+                let _ = reply.send(state.retire(*record, purge).await);
+            }
+            RegistryMsg::Updated(record) => {
+                if let Some(entry) = state.sessions.get_mut(&record.id) {
+                    entry.record = (*record).clone();
+                    let _ = state.events.send(SessionEvent::Updated(record));
+                }
+            }
+            RegistryMsg::Purge => {
+                state.purge_expired().await;
+            }
+            RegistryMsg::Report(reply) => {
+                let _ = reply.send(state.report.clone());
+            }
+            RegistryMsg::StopAll(reply) => {
+                state.stopping = true;
+                let actors: Vec<_> = state
+                    .sessions
+                    .values()
+                    .filter_map(|e| e.actor.clone())
+                    .collect();
+                // Every session stops its agents (reverse dependency order) at the same time.
+                let stops = actors
+                    .iter()
+                    .map(|actor| actor.stop_and_wait(Some("server shutting down".into()), None));
+                futures::future::join_all(stops).await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        event: SupervisionEvent,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, reason) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        let Some(id) = state.by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        if state.stopping {
+            return Ok(());
+        }
+        let Some(entry) = state.sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        entry.actor = None;
+        if entry.record.status.is_terminal() {
+            return Ok(());
+        }
+        // A session actor died on its own: rebuild it from its record, a few times.
+        entry.rebuilds += 1;
+        tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
+        if entry.rebuilds > MAX_REBUILDS {
+            let mut record = entry.record.clone();
+            record.status = SessionStatus::Error;
+            record.error_message =
+                Some(format!("the session failed {MAX_REBUILDS} times: {reason}"));
+            record.updated_at = now();
+            entry.record = record.clone();
+            state.save(&record).await;
+            return Ok(());
+        }
+        let record = entry.record.clone();
+        if let Err(err) = state.spawn(&myself, record).await {
+            tracing::error!(session = %id, "cannot rebuild the session: {err}");
+        }
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    fn live(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|e| !e.record.status.is_terminal())
+            .count()
+    }
+
+    fn expired(&self, record: &SessionRecord) -> bool {
+        let retention = f64::from(self.deps.settings.sessions.terminated_retention_days) * 86_400.0;
+        record.status == SessionStatus::Terminated
+            && record
+                .terminated_at
+                .is_some_and(|at| now() - at > retention)
+    }
+
+    async fn save(&self, record: &SessionRecord) {
+        if let Err(err) = store::save(&self.deps.storage, record).await {
+            tracing::error!(session = %record.id, "cannot store the session: {err}");
+        }
+    }
+
+    async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, mut record: SessionRecord) {
+        let id = record.id;
+        if record.status == SessionStatus::Terminated || record.status == SessionStatus::Terminating
+        {
+            // A crash while terminating: its agents died with the server; finish the job.
+            if record.status == SessionStatus::Terminating {
+                record.status = SessionStatus::Terminated;
+                record.terminated_at.get_or_insert_with(now);
+                self.save(&record).await;
+            }
+            self.report.terminated += 1;
+            self.sessions.insert(
+                id,
+                Entry {
+                    record,
+                    actor: None,
+                    rebuilds: 0,
+                },
+            );
+            return;
+        }
+        if !Path::new(&record.configuration.working_directory).is_dir() {
+            record.status = SessionStatus::Error;
+            record.error_message = Some(format!(
+                "the working directory {} no longer exists",
+                record.configuration.working_directory
+            ));
+            record.updated_at = now();
+            self.save(&record).await;
+            self.report.errored += 1;
+            self.sessions.insert(
+                id,
+                Entry {
+                    record,
+                    actor: None,
+                    rebuilds: 0,
+                },
+            );
+            return;
+        }
+        record.status = SessionStatus::Initializing;
+        match self.spawn(myself, record.clone()).await {
+            Ok(_) => self.report.restored += 1,
+            Err(err) => {
+                record.status = SessionStatus::Error;
+                record.error_message = Some(err.to_string());
+                self.save(&record).await;
+                self.report.errored += 1;
+                self.sessions.insert(
+                    id,
+                    Entry {
+                        record,
+                        actor: None,
+                        rebuilds: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Spawns the session's actor (which starts its agents) and records it.
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        record: SessionRecord,
+    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+        let id = record.id;
+        let args = SessionArgs {
+            record: record.clone(),
+            deps: self.deps.clone(),
+            registry: myself.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell())
+            .await
+            .map_err(|err| match err {
+                ractor::SpawnErr::StartupFailed(reason) => {
+                    SessionError::AgentsFailed(reason.to_string())
+                }
+                other => SessionError::AgentsFailed(other.to_string()),
+            })?;
+        self.by_actor.insert(actor.get_id(), id);
+        let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
+        self.sessions.insert(
+            id,
+            Entry {
+                record,
+                actor: Some(actor.clone()),
+                rebuilds,
+            },
+        );
+        Ok(actor)
+    }
+
+    async fn insert(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        record: SessionRecord,
+    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+        let max = self.deps.settings.sessions.max_sessions;
+        if self.live() >= max as usize {
+            return Err(SessionError::TooManySessions { max });
+        }
+        if self.sessions.contains_key(&record.id) {
+            return Err(SessionError::Conflict(format!(
+                "a session with id {} exists already",
+                record.id
+            )));
+        }
+        store::save(&self.deps.storage, &record).await?;
+        match self.spawn(myself, record.clone()).await {
+            Ok(actor) => {
+                let _ = self.events.send(SessionEvent::Created(Box::new(record)));
+                Ok(actor)
+            }
+            Err(err) => {
+                // Nothing of a refused session is kept.
+                let _ = store::delete(&self.deps.storage, record.id).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn retire(&mut self, record: SessionRecord, purge: bool) -> Result<(), SessionError> {
+        let id = record.id;
+        if purge {
+            store::delete(&self.deps.storage, id).await?;
+        }
+        if let Some(mut entry) = self.sessions.remove(&id) {
+            if let Some(actor) = entry.actor.take() {
+                self.by_actor.remove(&actor.get_id());
+                actor.stop(Some("terminated".into()));
+            }
+            if !purge {
+                self.sessions.insert(
+                    id,
+                    Entry {
+                        record: record.clone(),
+                        actor: None,
+                        rebuilds: entry.rebuilds,
+                    },
+                );
+            }
+        }
+        let _ = self.events.send(if purge {
+            SessionEvent::Purged(id)
+        } else {
+            SessionEvent::Terminated(Box::new(record))
+        });
+        Ok(())
+    }
+
+    async fn purge_expired(&mut self) -> usize {
+        let expired: Vec<Uuid> = self
+            .sessions
+            .values()
+            .filter(|e| self.expired(&e.record))
+            .map(|e| e.record.id)
+            .collect();
+        // At start the records are not in the map yet: look at storage's too.
+        let stored: Vec<Uuid> = match store::load_all(&self.deps.storage).await {
+            Ok((records, _)) => records
+                .iter()
+                .filter(|r| self.expired(r))
+                .map(|r| r.id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut purged = 0;
+        for id in expired.into_iter().chain(stored) {
+            if store::delete(&self.deps.storage, id).await.unwrap_or(false) {
+                purged += 1;
+            }
+            if self.sessions.remove(&id).is_some() {
+                let _ = self.events.send(SessionEvent::Purged(id));
+            }
+        }
+        purged
+    }
+}
+
+/// The handle to the session registry: every session operation, typed.
+#[derive(Clone)]
+pub struct SessionRegistry {
+    actor: ActorRef<RegistryMsg>,
+    deps: SessionDeps,
+    paths: PathPolicy,
+    events: broadcast::Sender<SessionEvent>,
+}
+
+impl std::fmt::Debug for SessionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRegistry").finish_non_exhaustive()
+    }
+}
+
+impl SessionRegistry {
+    /// Starts the registry: restores every stored session that is not terminated (starting
+    /// its enabled agents), puts those whose directory vanished in `error`, and purges
+    /// terminated sessions past their retention. `server_url` is what agents get as
+    /// `SESSION_MANAGER_URL`.
+    pub async fn start(
+        settings: Arc<Settings>,
+        storage: Storage,
+        server_url: String,
+    ) -> Result<SessionRegistry, SessionError> {
+        let (events, _) = broadcast::channel(4096);
+        let deps = SessionDeps {
+            settings: settings.clone(),
+            storage,
+            server_url,
+        };
+        let args = RegistryArgs {
+            deps: deps.clone(),
+            events: events.clone(),
+        };
+        let (actor, _) = Actor::spawn(None, Registry, args)
+            .await
+            .map_err(|e| SessionError::AgentsFailed(format!("cannot start the registry: {e}")))?;
+        let registry = SessionRegistry {
+            actor,
+            deps,
+            paths: PathPolicy::from_settings(&settings.paths),
+            events,
+        };
+        Ok(registry)
+    }
+
+    /// Every session event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Creates a session: checks the configuration (fields, agents, the custom-command
+    /// rule), validates the working directory with the path policy, creates it when missing
+    /// and allowed, stores the record, and starts the agents in dependency order.
+    pub async fn create(&self, request: CreateSession) -> Result<SessionView, SessionError> {
+        let CreateSession {
+            mut configuration,
+            tags,
+            strategy,
+            create_if_missing,
+        } = request;
+        configuration.validate()?;
+        validate_tags(&tags)?;
+        resolve_agents(
+            &configuration.agents,
+            &self.deps.settings.agents,
+            CommandOrigin::Api,
+        )
+        .map_err(|e| SessionError::from(e.within("")))?;
+        let directory = self
+            .admit_directory(
+                &configuration.working_directory,
+                "working_directory",
+                create_if_missing,
+            )
+            .await?;
+        configuration.working_directory = directory;
+        let at = now();
+        let record = SessionRecord {
+            id: Uuid::new_v4(),
+            configuration,
+            status: SessionStatus::Initializing,
+            tags,
+            strategy,
+            created_at: at,
+            updated_at: at,
+            last_activity: at,
+            terminated_at: None,
+            error_message: None,
+            agent_restarts: BTreeMap::new(),
+            agent_activations: BTreeMap::new(),
+        };
+        let actor = self
+            .call(|reply| RegistryMsg::Insert {
+                record: Box::new(record),
+                reply,
+            })
+            .await??;
+        view_of(&actor).await
+    }
+
+    /// Validates a directory with the path policy and creates it when missing and allowed;
+    /// returns its canonical form.
+    async fn admit_directory(
+        &self,
+        raw: &str,
+        field: &str,
+        create_if_missing: bool,
+    ) -> Result<String, SessionError> {
+        let validation = self.paths.validate(raw).await;
+        let refused = |validation| SessionError::PathRefused {
+            field: field.to_string(),
+            validation: Box::new(validation),
+        };
+        if !validation.valid || (validation.exists && !validation.is_directory) {
+            return Err(refused(validation));
+        }
+        let path = validation.path.clone();
+        if !validation.exists {
+            if !create_if_missing {
+                let mut validation = validation;
+                validation
+                    .validation_errors
+                    .push("the directory does not exist and create_if_missing is false".into());
+                return Err(refused(validation));
+            }
+            let target = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::create_dir_all(target))
+                .await
+                .map_err(|e| SessionError::CreateDirectory {
+                    field: field.to_string(),
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+                .map_err(|e| SessionError::CreateDirectory {
+                    field: field.to_string(),
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        path.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| SessionError::CreateDirectory {
+                field: field.to_string(),
+                path: path.display().to_string(),
+                message: "the path is not valid UTF-8".into(),
+            })
+    }
+
+    /// A session with its agents' live state.
+    pub async fn get(&self, id: Uuid) -> Result<SessionView, SessionError> {
+        let (record, actor) = self.lookup(id).await?;
+        match actor {
+            Some(actor) => view_of(&actor).await,
+            None => Ok(SessionView {
+                record,
+                agents: Vec::new(),
+            }),
+        }
+    }
+
+    /// Every session, terminated ones included, oldest first.
+    pub async fn list(&self) -> Result<Vec<SessionRecord>, SessionError> {
+        let mut records = self.call(RegistryMsg::List).await?;
+        records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(records)
+    }
+
+    /// Terminates a session: its agents stop in reverse dependency order and the record is
+    /// kept as `terminated` — or, with `purge`, deleted.
+    pub async fn terminate(&self, id: Uuid, purge: bool) -> Result<SessionRecord, SessionError> {
+        let (record, actor) = self.lookup(id).await?;
+        let record = match actor {
+            Some(actor) => ractor::call!(actor, SessionMsg::Terminate)
+                .map_err(|_| SessionError::Unavailable)??,
+            None => {
+                let mut record = record;
+                if record.status != SessionStatus::Terminated {
+                    record.status = SessionStatus::Terminated;
+                    record.terminated_at = Some(now());
+                    record.updated_at = now();
+                    store::save(&self.deps.storage, &record).await?;
+                }
+                record
+            }
+        };
+        self.call(|reply| RegistryMsg::Retire {
+            record: Box::new(record.clone()),
+            purge,
+            reply,
+        })
+        .await??;
+        Ok(record)
+    }
+
+    /// Activates, deactivates or restarts one agent of a live session.
+    pub async fn agent(
+        &self,
+        id: Uuid,
+        name: &str,
+        op: AgentOp,
+    ) -> Result<AgentStatus, SessionError> {
+        let actor = self.live_actor(id).await?;
+        ractor::call!(actor, |reply| SessionMsg::Agent {
+            op,
+            name: name.to_string(),
+            reply
+        })
+        .map_err(|_| SessionError::Unavailable)?
+    }
+
+    /// The last `tail` lines of an agent's output.
+    pub async fn logs(
+        &self,
+        id: Uuid,
+        name: &str,
+        tail: usize,
+    ) -> Result<Vec<LogLine>, SessionError> {
+        let actor = self.live_actor(id).await?;
+        ractor::call!(actor, |reply| SessionMsg::Logs {
+            name: name.to_string(),
+            tail,
+            reply
+        })
+        .map_err(|_| SessionError::Unavailable)?
+    }
+
+    /// Every shared-context key and value of a session.
+    pub async fn context(&self, id: Uuid) -> Result<Vec<(String, Value)>, SessionError> {
+        self.lookup(id).await?;
+        Ok(store::context_all(&self.deps.storage, id).await?)
+    }
+
+    /// One shared-context value.
+    pub async fn context_get(&self, id: Uuid, key: &str) -> Result<Option<Value>, SessionError> {
+        self.lookup(id).await?;
+        validate_context_key(key)?;
+        Ok(store::context_get(&self.deps.storage, id, key.to_string()).await?)
+    }
+
+    /// Sets a shared-context value (durably) and announces it; returns the previous value.
+    pub async fn context_put(
+        &self,
+        id: Uuid,
+        key: &str,
+        value: Value,
+    ) -> Result<Option<Value>, SessionError> {
+        self.lookup(id).await?;
+        validate_context_key(key)?;
+        let size = serde_json::to_vec(&value)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_CONTEXT_VALUE_BYTES {
+            return Err(crate::agent::FieldError::invalid(
+                "value",
+                format!("must be at most {MAX_CONTEXT_VALUE_BYTES} bytes of JSON, got {size}"),
+            )
+            .into());
+        }
+        let previous =
+            store::context_put(&self.deps.storage, id, key.to_string(), value.clone()).await?;
+        let _ = self.events.send(SessionEvent::ContextChanged {
+            session: id,
+            key: key.to_string(),
+            value: Some(value),
+        });
+        Ok(previous)
+    }
+
+    /// Deletes a shared-context value and announces it; returns it.
+    pub async fn context_delete(&self, id: Uuid, key: &str) -> Result<Option<Value>, SessionError> {
+        self.lookup(id).await?;
+        validate_context_key(key)?;
+        let previous = store::context_delete(&self.deps.storage, id, key.to_string()).await?;
+        if previous.is_some() {
+            let _ = self.events.send(SessionEvent::ContextChanged {
+                session: id,
+                key: key.to_string(),
+                value: None,
+            });
+        }
+        Ok(previous)
+    }
+
+    /// Stops every session's agents (each in reverse dependency order, all sessions at
+    /// once) without terminating the sessions, so the next start restores them; then the
+    /// registry.
+    pub async fn shutdown(&self) {
+        if let Ok(()) = ractor::call!(self.actor, RegistryMsg::StopAll) {
+            self.actor.stop(Some("server shutting down".into()));
+        }
+    }
+
+    /// What the start restored.
+    pub async fn restore_report(&self) -> Result<RestoreReport, SessionError> {
+        self.call(RegistryMsg::Report).await
+    }
+
+    async fn lookup(
+        &self,
+        id: Uuid,
+    ) -> Result<(SessionRecord, Option<ActorRef<SessionMsg>>), SessionError> {
+        self.call(|reply| RegistryMsg::Lookup { id, reply })
+            .await?
+            .ok_or(SessionError::NotFound(id))
+    }
+
+    async fn live_actor(&self, id: Uuid) -> Result<ActorRef<SessionMsg>, SessionError> {
+        let (record, actor) = self.lookup(id).await?;
+        actor.ok_or_else(|| SessionError::Conflict(format!("session {id} is {}", record.status)))
+    }
+
+    async fn call<T, F>(&self, msg: F) -> Result<T, SessionError>
+    where
+        T: Send + 'static,
+        F: FnOnce(RpcReplyPort<T>) -> RegistryMsg,
+    {
+        ractor::call!(self.actor, msg).map_err(|_| SessionError::Unavailable)
+    }
+}
+
+async fn view_of(actor: &ActorRef<SessionMsg>) -> Result<SessionView, SessionError> {
+    ractor::call!(actor, SessionMsg::View).map_err(|_| SessionError::Unavailable)
+}
+
+fn validate_context_key(key: &str) -> Result<(), SessionError> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_CONTEXT_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(crate::agent::FieldError::invalid(
+            "key",
+            format!("must be 1-{MAX_CONTEXT_KEY_CHARS} characters without control characters"),
+        )
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,554 @@
+//! Sessions through the registry's typed handle (what the HTTP layer will call), and restore
+//! through the real binary after a graceful stop and after kill -9.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use session_manager::config::{Overrides, Settings};
+use session_manager::session::{
+    AgentOp, CreateSession, SessionConfig, SessionError, SessionEvent, SessionRegistry,
+    SessionStatus,
+};
+use session_manager::storage::Storage;
+use session_manager::supervision::ChildState;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+fn fake(args: &[&str]) -> Value {
+    let mut argv = vec![example("fake_agent").to_string_lossy().into_owned()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    json!(argv)
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    settings: Settings,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        })
+        .unwrap();
+        settings.agents.allow_custom_commands = true;
+        settings.agents.stop_grace_ms = 1000;
+        World { dir, settings }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn work(&self) -> String {
+        self.path("work").to_string_lossy().into_owned()
+    }
+
+    async fn start(&self) -> (SessionRegistry, Storage) {
+        let storage = Storage::open(&self.settings.db_path()).await.unwrap();
+        let registry = SessionRegistry::start(
+            Arc::new(self.settings.clone()),
+            storage.clone(),
+            "http://127.0.0.1:9".into(),
+        )
+        .await
+        .unwrap();
+        (registry, storage)
+    }
+}
+
+fn config(value: Value) -> SessionConfig {
+    serde_json::from_value(value).unwrap()
+}
+
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+async fn status_of(registry: &SessionRegistry, id: uuid::Uuid) -> SessionStatus {
+    registry.get(id).await.unwrap().record.status
+}
+
+#[tokio::test]
+async fn create_starts_agents_in_a_created_directory_and_the_session_becomes_active() {
+    let world = World::new();
+    let (registry, _storage) = world.start().await;
+    let mut events = registry.subscribe();
+    let work = format!("{}/nested/project", world.work());
+    let view = registry
+        .create(CreateSession::new(config(json!({
+            "name": "My Project Session",
+            "working_directory": work,
+            "agents": [
+                {"agent_type": "orchestrator", "command": fake(&["--ready-after-ms", "50"]), "ready_pattern": "READY"},
+                {"agent_type": "BACKEND", "command": fake(&[])},
+                {"agent_type": "documentation"},
+            ],
+            "environment_variables": {"NODE_ENV": "development"},
+        }))))
+        .await
+        .unwrap();
+    assert!(
+        Path::new(&work).is_dir(),
+        "the missing directory is created"
+    );
+    let id = view.record.id;
+    assert!(matches!(events.recv().await.unwrap(), SessionEvent::Created(r) if r.id == id));
+    until("active", || async {
+        status_of(&registry, id).await == SessionStatus::Active
+    })
+    .await;
+    let view = registry.get(id).await.unwrap();
+    assert_eq!(view.agents.len(), 3);
+    assert!(view.agents.iter().all(|a| a.state == ChildState::Running));
+    let backend = view
+        .agents
+        .iter()
+        .find(|a| a.name == "backend-services")
+        .unwrap();
+    let pid = backend.live.pid.unwrap();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, Path::new(&work).canonicalize().unwrap());
+
+    let record = registry.terminate(id, false).await.unwrap();
+    assert_eq!(record.status, SessionStatus::Terminated);
+    until("agent gone", || async { !alive(pid) }).await;
+    let listed = registry.list().await.unwrap();
+    assert_eq!(listed.len(), 1, "a terminated session is kept");
+    assert_eq!(listed[0].status, SessionStatus::Terminated);
+    registry.terminate(id, true).await.unwrap();
+    assert!(matches!(
+        registry.get(id).await,
+        Err(SessionError::NotFound(_))
+    ));
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_configurations_are_refused_with_the_field_named_and_nothing_kept() {
+    let mut world = World::new();
+    world.settings.agents.allow_custom_commands = false;
+    let (registry, _storage) = world.start().await;
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"name": "", "working_directory": world.work()}),
+            "name",
+        ),
+        (
+            json!({"name": "a", "working_directory": world.work(), "max_agents": 0}),
+            "max_agents",
+        ),
+        (
+            json!({"name": "a", "working_directory": world.work(),
+                   "agents": [{"agent_type": "backend", "timeout_seconds": 0}]}),
+            "agents[0].timeout_seconds",
+        ),
+        (
+            json!({"name": "a", "working_directory": world.work(),
+                   "agents": [{"agent_type": "backend", "command": ["/bin/true"]}]}),
+            "agents[0].command",
+        ),
+        (
+            json!({"name": "a", "working_directory": "/etc/new-project"}),
+            "working_directory",
+        ),
+        (
+            json!({"name": "a", "working_directory": "relative/dir"}),
+            "working_directory",
+        ),
+        (
+            json!({"name": "a", "working_directory": "/"}),
+            "working_directory",
+        ),
+    ];
+    for (body, field) in cases {
+        let err = registry
+            .create(CreateSession::new(config(body.clone())))
+            .await
+            .unwrap_err();
+        assert_eq!(err.field(), Some(field), "{body}: {err}");
+    }
+    assert!(matches!(
+        registry
+            .create(CreateSession::new(config(
+                json!({"name": "a", "working_directory": world.work(),
+                "agents": [{"agent_type": "backend", "command": ["/bin/true"]}]})
+            )))
+            .await,
+        Err(SessionError::CustomCommandRefused { .. })
+    ));
+    let mut missing = CreateSession::new(config(
+        json!({"name": "a", "working_directory": world.work()}),
+    ));
+    missing.create_if_missing = false;
+    assert!(matches!(
+        registry.create(missing).await,
+        Err(SessionError::PathRefused { .. })
+    ));
+    assert!(
+        !Path::new(&world.work()).exists(),
+        "validation never creates a directory"
+    );
+    assert!(registry.list().await.unwrap().is_empty());
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_sessions_is_enforced_and_terminated_ones_do_not_count() {
+    let mut world = World::new();
+    world.settings.sessions.max_sessions = 2;
+    let (registry, _storage) = world.start().await;
+    let create = || {
+        CreateSession::new(config(
+            json!({"name": "s", "working_directory": world.work()}),
+        ))
+    };
+    let first = registry.create(create()).await.unwrap().record.id;
+    registry.create(create()).await.unwrap();
+    assert!(matches!(
+        registry.create(create()).await,
+        Err(SessionError::TooManySessions { max: 2 })
+    ));
+    registry.terminate(first, false).await.unwrap();
+    registry.create(create()).await.unwrap();
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_states_drive_the_status_and_agent_operations_work() {
+    let world = World::new();
+    let (registry, _storage) = world.start().await;
+    let id = registry
+        .create(CreateSession::new(config(json!({
+            "name": "s", "working_directory": world.work(),
+            "agents": [
+                {"agent_type": "orchestrator"},
+                {"agent_type": "backend", "command": fake(&["--exit-after-ms", "10"]), "retry_attempts": 0},
+                {"agent_type": "frontend", "command": fake(&[])},
+            ],
+        }))))
+        .await
+        .unwrap()
+        .record
+        .id;
+    until("degraded", || async {
+        status_of(&registry, id).await == SessionStatus::Degraded
+    })
+    .await;
+    let agent = registry
+        .agent(id, "frontend-architecture", AgentOp::Deactivate)
+        .await
+        .unwrap();
+    assert_eq!(agent.state, ChildState::Stopped);
+    let agent = registry
+        .agent(id, "frontend-architecture", AgentOp::Activate)
+        .await
+        .unwrap();
+    assert!(agent.active);
+    assert!(matches!(
+        registry.agent(id, "nobody", AgentOp::Restart).await,
+        Err(SessionError::AgentNotFound(_))
+    ));
+    let lines = registry
+        .logs(id, "frontend-architecture", 10)
+        .await
+        .unwrap();
+    assert!(
+        lines.iter().any(|l| l.line.starts_with("pid ")),
+        "{lines:?}"
+    );
+    registry.terminate(id, false).await.unwrap();
+    assert!(matches!(
+        registry
+            .agent(id, "frontend-architecture", AgentOp::Restart)
+            .await,
+        Err(SessionError::Conflict(_))
+    ));
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_orchestrator_puts_the_session_in_error() {
+    let world = World::new();
+    let (registry, _storage) = world.start().await;
+    let id = registry
+        .create(CreateSession::new(config(json!({
+            "name": "s", "working_directory": world.work(),
+            "agents": [{"agent_type": "orchestrator", "command": fake(&["--exit-after-ms", "0"]), "retry_attempts": 0}],
+        }))))
+        .await
+        .unwrap()
+        .record
+        .id;
+    until("error", || async {
+        status_of(&registry, id).await == SessionStatus::Error
+    })
+    .await;
+    let record = registry.get(id).await.unwrap().record;
+    assert!(record.error_message.is_some());
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn shared_context_is_durable_and_announced() {
+    let world = World::new();
+    let (registry, storage) = world.start().await;
+    let id = registry
+        .create(CreateSession::new(config(
+            json!({"name": "s", "working_directory": world.work()}),
+        )))
+        .await
+        .unwrap()
+        .record
+        .id;
+    let mut events = registry.subscribe();
+    assert_eq!(
+        registry
+            .context_put(id, "plan", json!({"step": 1}))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        registry
+            .context_put(id, "plan", json!({"step": 2}))
+            .await
+            .unwrap(),
+        Some(json!({"step": 1}))
+    );
+    let changed = loop {
+        if let SessionEvent::ContextChanged { key, value, .. } = events.recv().await.unwrap() {
+            break (key, value);
+        }
+    };
+    assert_eq!(changed, ("plan".to_string(), Some(json!({"step": 1}))));
+    assert!(registry.context_put(id, "", json!(1)).await.is_err());
+    assert!(registry
+        .context_put(uuid::Uuid::new_v4(), "k", json!(1))
+        .await
+        .is_err());
+    registry.shutdown().await;
+    drop(registry);
+    storage.close().await.unwrap();
+
+    let (registry, _storage) = world.start().await;
+    assert_eq!(
+        registry.context_get(id, "plan").await.unwrap(),
+        Some(json!({"step": 2}))
+    );
+    assert_eq!(
+        registry.context_delete(id, "plan").await.unwrap(),
+        Some(json!({"step": 2}))
+    );
+    assert!(registry.context(id).await.unwrap().is_empty());
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_creates_lose_nothing() {
+    let world = World::new();
+    let (registry, storage) = world.start().await;
+    let creates = (0..100).map(|i| {
+        let registry = registry.clone();
+        let work = world.work();
+        async move {
+            registry
+                .create(CreateSession::new(config(json!({
+                    "name": format!("s{i}"), "working_directory": work,
+                    "agents": [{"agent_type": "backend"}],
+                }))))
+                .await
+                .map(|v| v.record.id)
+        }
+    });
+    let ids: Vec<_> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let contexts = ids.iter().map(|&id| {
+        let registry = registry.clone();
+        async move { registry.context_put(id, "n", json!(id.to_string())).await }
+    });
+    for result in futures::future::join_all(contexts).await {
+        result.unwrap();
+    }
+    assert_eq!(registry.list().await.unwrap().len(), 100);
+    registry.shutdown().await;
+    drop(registry);
+    storage.close().await.unwrap();
+
+    let (registry, _storage) = world.start().await;
+    let restored = registry.list().await.unwrap();
+    assert_eq!(restored.len(), 100);
+    assert_eq!(registry.restore_report().await.unwrap().restored, 100);
+    for id in ids {
+        assert_eq!(
+            registry.context_get(id, "n").await.unwrap(),
+            Some(json!(id.to_string()))
+        );
+    }
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_whose_directory_vanished_is_restored_in_error_not_dropped() {
+    let world = World::new();
+    let (registry, storage) = world.start().await;
+    let gone = format!("{}/gone", world.work());
+    let id = registry
+        .create(CreateSession::new(config(
+            json!({"name": "s", "working_directory": gone}),
+        )))
+        .await
+        .unwrap()
+        .record
+        .id;
+    registry.shutdown().await;
+    drop(registry);
+    storage.close().await.unwrap();
+    std::fs::remove_dir(&gone).unwrap();
+
+    let (registry, _storage) = world.start().await;
+    let record = registry.get(id).await.unwrap().record;
+    assert_eq!(record.status, SessionStatus::Error);
+    assert!(record.error_message.unwrap().contains("no longer exists"));
+    assert_eq!(registry.restore_report().await.unwrap().errored, 1);
+    registry.shutdown().await;
+}
+
+/// The real binary restores sessions: after a graceful stop and after kill -9 it starts the
+/// stored session's agent again (seen in the agent's own stamp file), and kill -9 leaves no
+/// agent behind.
+#[tokio::test]
+async fn the_server_restores_sessions_after_a_graceful_stop_and_after_kill_9() {
+    let world = World::new();
+    let stamp = world.path("stamp");
+    {
+        let (registry, storage) = world.start().await;
+        registry
+            .create(CreateSession::new(config(json!({
+                "name": "restored", "working_directory": world.work(),
+                "agents": [{"agent_type": "backend", "command": fake(&["--stamp", &stamp.to_string_lossy()])}],
+            }))))
+            .await
+            .unwrap();
+        registry.shutdown().await;
+        drop(registry);
+        storage.close().await.unwrap();
+    }
+    let starts = |stamp: &Path| -> Vec<u32> {
+        std::fs::read_to_string(stamp)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("start ")?.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    assert_eq!(starts(&stamp).len(), 1);
+
+    let config_file = world.path("server.toml");
+    std::fs::write(
+        &config_file,
+        "[agents]\nallow_custom_commands = true\nstop_grace_ms = 1000\n",
+    )
+    .unwrap();
+    let serve = || -> ServerGuard {
+        let home = world.path("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            .env("HOME", &home)
+            .args(["--port", "0", "--config"])
+            .arg(&config_file)
+            .arg("--data-dir")
+            .arg(world.path("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        ServerGuard(child)
+    };
+
+    // A graceful stop, then a start: the agent runs again under the new server.
+    let mut server = serve();
+    until("restored agent", || async { starts(&stamp).len() == 2 }).await;
+    let second = starts(&stamp)[1];
+    assert!(alive(second));
+    server.signal(libc::SIGTERM);
+    until("agent stopped with the server", || async { !alive(second) }).await;
+
+    // kill -9, then a start: no agent left behind, and the session comes back again.
+    let mut server = serve();
+    until("restored agent again", || async {
+        starts(&stamp).len() == 3
+    })
+    .await;
+    let third = starts(&stamp)[2];
+    server.signal(libc::SIGKILL);
+    until("agent killed with the server", || async { !alive(third) }).await;
+    let mut server = serve();
+    until("restored after kill -9", || async {
+        starts(&stamp).len() == 4
+    })
+    .await;
+    server.signal(libc::SIGTERM);
+}
+
+struct ServerGuard(Child);
+
+impl ServerGuard {
+    fn signal(&mut self, signal: libc::c_int) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, signal) };
+        let deadline = Instant::now() + PATIENCE;
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
