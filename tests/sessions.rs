@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use session_manager::config::{Overrides, Settings};
 use session_manager::session::{
     AgentOp, CreateSession, SessionConfig, SessionError, SessionEvent, SessionRegistry,
-    SessionStatus,
+    SessionStatus, UpdateSession,
 };
 use session_manager::storage::Storage;
 use session_manager::supervision::ChildState;
@@ -551,4 +551,140 @@ impl Drop for ServerGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test]
+async fn update_changes_fields_and_agents_live_and_refuses_bad_values_unchanged() {
+    let mut world = World::new();
+    world.settings.agents.allow_custom_commands = false;
+    world.settings.agents.templates.insert(
+        "BACKEND".into(),
+        serde_json::from_value::<session_manager::config::AgentTemplate>(json!({
+            "command": fake(&[])
+        }))
+        .unwrap(),
+    );
+    let (registry, storage) = world.start().await;
+    let id = registry
+        .create(CreateSession::new(config(json!({
+            "name": "before", "working_directory": world.work(),
+            "agents": [{"agent_type": "orchestrator"}],
+        }))))
+        .await
+        .unwrap()
+        .record
+        .id;
+    let view = registry
+        .update(
+            id,
+            UpdateSession {
+                name: Some("after".into()),
+                tags: Some(vec!["blue".into()]),
+                agents: Some(vec![
+                    serde_json::from_value(json!({"agent_type": "orchestrator"})).unwrap(),
+                    serde_json::from_value(json!({"agent_type": "backend"})).unwrap(),
+                ]),
+                ..UpdateSession::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(view.record.configuration.name, "after");
+    assert_eq!(view.record.tags, ["blue"]);
+    until("backend running", || async {
+        registry.get(id).await.unwrap().agents.iter().any(|a| {
+            a.name == "backend-services" && a.state == ChildState::Running && a.live.pid.is_some()
+        })
+    })
+    .await;
+
+    let refused = registry
+        .update(
+            id,
+            UpdateSession {
+                name: Some("third".into()),
+                agents: Some(vec![
+                    serde_json::from_value(json!({"agent_type": "orchestrator"})).unwrap(),
+                    serde_json::from_value(json!({"agent_type": "api", "command": ["/bin/true"]}))
+                        .unwrap(),
+                ]),
+                ..UpdateSession::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.field(), Some("agents[1].command"), "{refused}");
+    let bad = registry
+        .update(
+            id,
+            UpdateSession {
+                max_agents: Some(0),
+                ..UpdateSession::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.field(), Some("max_agents"));
+    let unchanged = registry.get(id).await.unwrap().record;
+    assert_eq!(unchanged.configuration.name, "after");
+    assert_eq!(unchanged.configuration.agents.len(), 2);
+
+    registry.shutdown().await;
+    drop(registry);
+    storage.close().await.unwrap();
+    let (registry, _storage) = world.start().await;
+    let stored = registry.get(id).await.unwrap().record;
+    assert_eq!(stored.configuration.name, "after");
+    assert_eq!(stored.tags, ["blue"]);
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn navigate_moves_the_agents_and_a_refused_path_leaves_the_session_unchanged() {
+    let world = World::new();
+    let (registry, _storage) = world.start().await;
+    let id = registry
+        .create(CreateSession::new(config(json!({
+            "name": "s", "working_directory": world.work(),
+            "agents": [{"agent_type": "backend", "command": fake(&[])}],
+        }))))
+        .await
+        .unwrap()
+        .record
+        .id;
+    let pid_of = |view: &session_manager::session::SessionView| view.agents[0].live.pid;
+    until("running", || async {
+        pid_of(&registry.get(id).await.unwrap()).is_some()
+    })
+    .await;
+    let before = registry.get(id).await.unwrap();
+    let old_pid = pid_of(&before).unwrap();
+
+    let err = registry
+        .navigate(id, "/etc/somewhere", true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("path"));
+    let after = registry.get(id).await.unwrap();
+    assert_eq!(
+        after.record.configuration.working_directory,
+        before.record.configuration.working_directory
+    );
+    assert_eq!(pid_of(&after), Some(old_pid), "the agents were not touched");
+
+    let target = format!("{}/elsewhere", world.work());
+    let (view, validation) = registry.navigate(id, &target, true).await.unwrap();
+    assert!(validation.valid);
+    assert_eq!(view.record.configuration.working_directory, target);
+    until("agent restarted in the new directory", || async {
+        let view = registry.get(id).await.unwrap();
+        pid_of(&view).is_some_and(|pid| {
+            pid != old_pid
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+                    == Some(PathBuf::from(&target))
+        })
+    })
+    .await;
+    until("old agent gone", || async { !alive(old_pid) }).await;
+    registry.shutdown().await;
 }

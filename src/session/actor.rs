@@ -60,6 +60,13 @@ pub(crate) enum SessionMsg {
         reply: RpcReplyPort<Result<Vec<LogLine>, SessionError>>,
     },
     Terminate(RpcReplyPort<Result<SessionRecord, SessionError>>),
+    /// Replaces the record (an update or a navigate); with `restart_agents`, the agents are
+    /// stopped and started again from the new record. On failure the session stays as it was.
+    Apply {
+        record: Box<SessionRecord>,
+        restart_agents: bool,
+        reply: RpcReplyPort<Result<SessionView, SessionError>>,
+    },
     /// An agent changed state: recompute the status.
     AgentsChanged,
 }
@@ -90,6 +97,17 @@ impl Drop for SessionState {
 }
 
 impl Actor for SessionActor {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A requested stop (server shutdown, retirement): the agents stop in reverse
+        // dependency order, within their grace; the record stays as it is.
+        state.stop_agents().await;
+        Ok(())
+    }
+
     type Msg = SessionMsg;
     type State = SessionState;
     type Arguments = SessionArgs;
@@ -111,48 +129,10 @@ impl Actor for SessionActor {
             group: None,
             forwarder: None,
         };
-        // The record was validated when it was accepted; its commands were accepted then.
-        let agents = resolve_agents(
-            &state.record.configuration.agents,
-            &state.deps.settings.agents,
-            CommandOrigin::Trusted,
-        )
-        .map_err(|e| format!("cannot resolve the agents: {e}"))?;
-        let mut context = AgentContext::new(
-            state.record.id.to_string(),
-            state.record.configuration.working_directory.clone().into(),
-            &state.deps.settings,
-        );
-        context.environment = state.record.configuration.environment_variables.clone();
-        context.server_url = state.deps.server_url.clone();
-        context.strategy = state.record.strategy;
-        let group = AgentGroup::build(context, agents)
+        state
+            .launch_agents(&myself)
             .await
-            .map_err(|e| format!("cannot build the agents' supervisor: {e}"))?;
-        let mut events = group.subscribe();
-        let me = myself.clone();
-        state.forwarder = Some(tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(AgentEvent::State { .. }) => {
-                        if me.cast(SessionMsg::AgentsChanged).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = me.cast(SessionMsg::AgentsChanged);
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        }));
-        group
-            .supervisor()
-            .start_all()
-            .await
-            .map_err(|e| format!("cannot start the agents: {e}"))?;
-        state.group = Some(group);
+            .map_err(|e| e.to_string())?;
         state.set_status(status_of(&state).await).await;
         Ok(state)
     }
@@ -182,6 +162,13 @@ impl Actor for SessionActor {
             SessionMsg::Terminate(reply) => {
                 let _ = reply.send(state.terminate().await);
             }
+            SessionMsg::Apply {
+                record,
+                restart_agents,
+                reply,
+            } => {
+                let _ = reply.send(state.apply(&_myself, *record, restart_agents).await);
+            }
             SessionMsg::AgentsChanged => {
                 if !state.record.status.is_terminal() {
                     let status = status_of(state).await;
@@ -208,6 +195,115 @@ async fn status_of(state: &SessionState) -> SessionStatus {
 }
 
 impl SessionState {
+    /// Builds the agents' supervisor from the record and starts every enabled agent in
+    /// dependency order.
+    async fn launch_agents(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), SessionError> {
+        // The record was validated when it was accepted; its commands were accepted then.
+        let agents = resolve_agents(
+            &self.record.configuration.agents,
+            &self.deps.settings.agents,
+            CommandOrigin::Trusted,
+        )?;
+        let mut context = AgentContext::new(
+            self.record.id.to_string(),
+            self.record.configuration.working_directory.clone().into(),
+            &self.deps.settings,
+        );
+        context.environment = self.record.configuration.environment_variables.clone();
+        context.server_url = self.deps.server_url.clone();
+        context.strategy = self.record.strategy;
+        let group = AgentGroup::build(context, agents)
+            .await
+            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
+        let mut events = group.subscribe();
+        let me = myself.clone();
+        self.forwarder = Some(tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(AgentEvent::State { .. }) => {
+                        if me.cast(SessionMsg::AgentsChanged).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = me.cast(SessionMsg::AgentsChanged);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }));
+        group
+            .supervisor()
+            .start_all()
+            .await
+            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
+        self.group = Some(group);
+        Ok(())
+    }
+
+    /// Stops every agent in reverse dependency order, keeping their restart counts.
+    async fn stop_agents(&mut self) {
+        if let Some(forwarder) = self.forwarder.take() {
+            forwarder.abort();
+        }
+        if let Some(group) = self.group.take() {
+            if let Ok(statuses) = group.statuses().await {
+                for agent in statuses {
+                    self.record
+                        .agent_restarts
+                        .insert(agent.name.clone(), agent.restarts);
+                }
+            }
+            if let Err(err) = group.shutdown().await {
+                tracing::warn!(session = %self.record.id, "stopping the agents: {err}");
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        record: SessionRecord,
+        restart_agents: bool,
+    ) -> Result<SessionView, SessionError> {
+        if self.record.status.is_terminal() {
+            return Err(SessionError::Conflict(format!(
+                "session {} is {}",
+                self.record.id, self.record.status
+            )));
+        }
+        if restart_agents {
+            let previous = std::mem::replace(&mut self.record, record);
+            self.stop_agents().await;
+            if let Err(err) = self.launch_agents(myself).await {
+                // Stay where it was: the old record, its agents started again.
+                self.stop_agents().await;
+                let restarts = std::mem::take(&mut self.record.agent_restarts);
+                self.record = previous;
+                self.record.agent_restarts.extend(restarts);
+                if let Err(again) = self.launch_agents(myself).await {
+                    tracing::error!(session = %self.record.id, "cannot start the previous agents again: {again}");
+                }
+                return Err(err);
+            }
+        } else {
+            let restarts = std::mem::take(&mut self.record.agent_restarts);
+            self.record = record;
+            self.record.agent_restarts = restarts;
+        }
+        let at = now();
+        self.record.updated_at = at;
+        self.record.last_activity = at;
+        let status = status_of(self).await;
+        if status == self.record.status {
+            self.persist().await;
+        } else {
+            self.set_status(status).await;
+        }
+        Ok(self.view().await)
+    }
+
     /// Records a new status (durably) and tells the registry.
     async fn set_status(&mut self, status: SessionStatus) {
         if self.record.status == status {
@@ -287,21 +383,7 @@ impl SessionState {
             return Ok(self.record.clone());
         }
         self.set_status(SessionStatus::Terminating).await;
-        if let Some(forwarder) = self.forwarder.take() {
-            forwarder.abort();
-        }
-        if let Some(group) = self.group.take() {
-            if let Ok(statuses) = group.statuses().await {
-                for agent in statuses {
-                    self.record
-                        .agent_restarts
-                        .insert(agent.name.clone(), agent.restarts);
-                }
-            }
-            if let Err(err) = group.shutdown().await {
-                tracing::warn!(session = %self.record.id, "stopping the agents: {err}");
-            }
-        }
+        self.stop_agents().await;
         self.record.terminated_at = Some(now());
         self.set_status(SessionStatus::Terminated).await;
         Ok(self.record.clone())

@@ -337,6 +337,10 @@ pub struct SessionRecord {
     /// Activations per agent (starts, manual or not), as the original counted them.
     #[serde(default)]
     pub agent_activations: BTreeMap<String, u64>,
+    /// The git state of the working directory, as last read (create, navigate); `None` when
+    /// `git_enabled` is false or the directory is not in a repository.
+    #[serde(default)]
+    pub git: Option<Value>,
 }
 
 mod strategy_word {

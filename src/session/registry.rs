@@ -18,9 +18,9 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::agent::{resolve_agents, AgentStatus, CommandOrigin, LogLine};
+use crate::agent::{resolve, resolve_agents, AgentConfig, AgentStatus, CommandOrigin, LogLine};
 use crate::config::Settings;
-use crate::paths::PathPolicy;
+use crate::paths::{PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
 
@@ -62,6 +62,31 @@ impl CreateSession {
             create_if_missing: true,
         }
     }
+}
+
+/// The fields an update may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateSession {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New `auto_save`.
+    pub auto_save: Option<bool>,
+    /// New `save_interval_seconds`.
+    pub save_interval_seconds: Option<u64>,
+    /// New `max_memory_mb`.
+    pub max_memory_mb: Option<u64>,
+    /// New `max_agents`.
+    pub max_agents: Option<u32>,
+    /// New session environment (replaces the old one; restarts the agents).
+    pub environment_variables: Option<BTreeMap<String, String>>,
+    /// New `custom_settings`.
+    pub custom_settings: Option<Value>,
+    /// New tags (replace the old ones).
+    pub tags: Option<Vec<String>>,
+    /// New agent list (replaces the old one; restarts the agents).
+    pub agents: Option<Vec<AgentConfig>>,
 }
 
 /// A change the registry announces.
@@ -560,7 +585,7 @@ impl SessionRegistry {
             CommandOrigin::Api,
         )
         .map_err(|e| SessionError::from(e.within("")))?;
-        let directory = self
+        let (directory, _) = self
             .admit_directory(
                 &configuration.working_directory,
                 "working_directory",
@@ -582,7 +607,10 @@ impl SessionRegistry {
             error_message: None,
             agent_restarts: BTreeMap::new(),
             agent_activations: BTreeMap::new(),
+            git: None,
         };
+        let mut record = record;
+        record.git = git_state(&record).await;
         let actor = self
             .call(|reply| RegistryMsg::Insert {
                 record: Box::new(record),
@@ -599,7 +627,7 @@ impl SessionRegistry {
         raw: &str,
         field: &str,
         create_if_missing: bool,
-    ) -> Result<String, SessionError> {
+    ) -> Result<(String, Validation), SessionError> {
         let validation = self.paths.validate(raw).await;
         let refused = |validation| SessionError::PathRefused {
             field: field.to_string(),
@@ -631,13 +659,115 @@ impl SessionRegistry {
                     message: e.to_string(),
                 })?;
         }
-        path.to_str()
-            .map(str::to_string)
-            .ok_or_else(|| SessionError::CreateDirectory {
-                field: field.to_string(),
-                path: path.display().to_string(),
-                message: "the path is not valid UTF-8".into(),
-            })
+        let canonical =
+            path.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| SessionError::CreateDirectory {
+                    field: field.to_string(),
+                    path: path.display().to_string(),
+                    message: "the path is not valid UTF-8".into(),
+                })?;
+        Ok((canonical, validation))
+    }
+
+    /// Changes a live session: any of the fields of [`UpdateSession`]. New or changed agents
+    /// go through the same checks as at create (a custom command needs
+    /// `agents.allow_custom_commands`; agents kept as they were are not asked again). A
+    /// change of `agents` or `environment_variables` restarts the agents from the new
+    /// configuration (reverse dependency order down, dependency order up); on failure the
+    /// session keeps its previous configuration and agents.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        update: UpdateSession,
+    ) -> Result<SessionView, SessionError> {
+        let (record, actor) = self.lookup(id).await?;
+        let actor = actor
+            .ok_or_else(|| SessionError::Conflict(format!("session {id} is {}", record.status)))?;
+        let mut next = record.clone();
+        let config = &mut next.configuration;
+        let mut restart_agents = false;
+        if let Some(name) = update.name {
+            config.name = name;
+        }
+        if let Some(description) = update.description {
+            config.description = description;
+        }
+        if let Some(auto_save) = update.auto_save {
+            config.auto_save = auto_save;
+        }
+        if let Some(seconds) = update.save_interval_seconds {
+            config.save_interval_seconds = seconds;
+        }
+        if let Some(mb) = update.max_memory_mb {
+            config.max_memory_mb = mb;
+        }
+        if let Some(max) = update.max_agents {
+            config.max_agents = max;
+        }
+        if let Some(custom) = update.custom_settings {
+            config.custom_settings = custom;
+        }
+        if let Some(environment) = update.environment_variables {
+            restart_agents |= environment != config.environment_variables;
+            config.environment_variables = environment;
+        }
+        if let Some(agents) = update.agents {
+            restart_agents |= agents != config.agents;
+            config.agents = agents;
+        }
+        if let Some(tags) = update.tags {
+            validate_tags(&tags)?;
+            next.tags = tags;
+        }
+        next.configuration.validate()?;
+        let agents = &next.configuration.agents;
+        resolve_agents(agents, &self.deps.settings.agents, CommandOrigin::Trusted)?;
+        for (i, agent) in agents.iter().enumerate() {
+            if !record.configuration.agents.contains(agent) {
+                resolve(
+                    agent,
+                    agents,
+                    &self.deps.settings.agents,
+                    CommandOrigin::Api,
+                )
+                .map_err(|e| SessionError::from(e.within(&format!("agents[{i}]"))))?;
+            }
+        }
+        ractor::call!(actor, |reply| SessionMsg::Apply {
+            record: Box::new(next),
+            restart_agents,
+            reply
+        })
+        .map_err(|_| SessionError::Unavailable)?
+    }
+
+    /// Moves a live session: validates `path` with the path policy (creating it when missing
+    /// and `create_if_missing`), stops the agents, moves, refreshes the git state and starts
+    /// the agents in the new directory. On any failure the session stays where it was.
+    /// Returns the session and the path's validation.
+    pub async fn navigate(
+        &self,
+        id: Uuid,
+        path: &str,
+        create_if_missing: bool,
+    ) -> Result<(SessionView, Validation), SessionError> {
+        let (record, actor) = self.lookup(id).await?;
+        let actor = actor
+            .ok_or_else(|| SessionError::Conflict(format!("session {id} is {}", record.status)))?;
+        let (directory, validation) = self
+            .admit_directory(path, "path", create_if_missing)
+            .await?;
+        let mut next = record;
+        next.configuration.working_directory = directory;
+        next.git = git_state(&next).await;
+        let view = ractor::call!(actor, |reply| SessionMsg::Apply {
+            record: Box::new(next),
+            restart_agents: true,
+            reply
+        })
+        .map_err(|_| SessionError::Unavailable)??;
+        Ok((view, validation))
     }
 
     /// A session with its agents' live state.
@@ -814,6 +944,22 @@ impl SessionRegistry {
 
 async fn view_of(actor: &ActorRef<SessionMsg>) -> Result<SessionView, SessionError> {
     ractor::call!(actor, SessionMsg::View).map_err(|_| SessionError::Unavailable)
+}
+
+/// The git state of the record's directory, when `git_enabled` (errors are logged, not
+/// fatal: an unreadable repository must not stop a session).
+async fn git_state(record: &SessionRecord) -> Option<Value> {
+    if !record.configuration.git_enabled {
+        return None;
+    }
+    match crate::paths::git::state(Path::new(&record.configuration.working_directory)).await {
+        Ok(Some(state)) => serde_json::to_value(state).ok(),
+        Ok(None) => None,
+        Err(err) => {
+            tracing::warn!(session = %record.id, "cannot read the git state: {err}");
+            None
+        }
+    }
 }
 
 fn validate_context_key(key: &str) -> Result<(), SessionError> {
