@@ -22,6 +22,6 @@ pub use model::{
     MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_TAGS, MAX_TAG_CHARS,
 };
 pub use registry::{
-    CreateSession, RestoreReport, SessionEvent, SessionRegistry, UpdateSession,
+    CloneSession, CreateSession, RestoreReport, SessionEvent, SessionRegistry, UpdateSession,
     MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES,
 };

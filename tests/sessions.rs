@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use session_manager::config::{Overrides, Settings};
 use session_manager::session::{
-    AgentOp, CreateSession, SessionConfig, SessionError, SessionEvent, SessionRegistry,
-    SessionStatus, UpdateSession,
+    AgentOp, CloneSession, CreateSession, SessionConfig, SessionError, SessionEvent,
+    SessionRegistry, SessionStatus, UpdateSession,
 };
 use session_manager::storage::Storage;
 use session_manager::supervision::ChildState;
@@ -686,5 +686,89 @@ async fn navigate_moves_the_agents_and_a_refused_path_leaves_the_session_unchang
     })
     .await;
     until("old agent gone", || async { !alive(old_pid) }).await;
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn clone_copies_by_flags_into_a_new_directory_or_a_new_worktree() {
+    let world = World::new();
+    let (registry, _storage) = world.start().await;
+    let repo = world.path("repo");
+    {
+        let repository = git2::Repository::init(&repo).unwrap();
+        let signature = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree_id = repository.index().unwrap().write_tree().unwrap();
+        let tree = repository.find_tree(tree_id).unwrap();
+        repository
+            .commit(Some("HEAD"), &signature, &signature, "first", &tree, &[])
+            .unwrap();
+    }
+    let source = registry
+        .create(CreateSession::new(config(json!({
+            "name": "source", "working_directory": repo.to_string_lossy(),
+            "agents": [{"agent_type": "backend"}],
+            "environment_variables": {"A": "1"},
+        }))))
+        .await
+        .unwrap();
+    let id = source.record.id;
+    assert!(
+        source.record.git.is_some(),
+        "the git state is read at create"
+    );
+
+    let plain = registry
+        .clone_session(id, CloneSession::new("copy"))
+        .await
+        .unwrap();
+    assert_ne!(plain.record.id, id);
+    assert_eq!(
+        plain.record.configuration.agents,
+        source.record.configuration.agents
+    );
+    assert_eq!(
+        plain.record.configuration.working_directory,
+        source.record.configuration.working_directory
+    );
+
+    let mut bare = CloneSession::new("bare");
+    bare.copy_agents = false;
+    bare.copy_environment = false;
+    bare.new_working_directory = Some(world.path("other").to_string_lossy().into_owned());
+    let bare = registry.clone_session(id, bare).await.unwrap();
+    assert!(bare.record.configuration.agents.is_empty());
+    assert!(bare.record.configuration.environment_variables.is_empty());
+    assert!(world.path("other").is_dir());
+
+    let mut tree = CloneSession::new("feature");
+    tree.git_worktree = Some("feature-x".into());
+    let tree = registry.clone_session(id, tree).await.unwrap();
+    let expected = world.path("repo-feature-x");
+    assert_eq!(
+        tree.record.configuration.working_directory,
+        expected.to_string_lossy()
+    );
+    assert!(
+        expected.join(".git").is_file(),
+        "a linked worktree has a .git file"
+    );
+    let git = tree.record.git.unwrap();
+    assert_eq!(git["branch"], "feature-x");
+
+    assert!(matches!(
+        registry
+            .clone_session(uuid::Uuid::new_v4(), CloneSession::new("x"))
+            .await,
+        Err(SessionError::NotFound(_))
+    ));
+    assert_eq!(
+        registry
+            .clone_session(id, CloneSession::new(""))
+            .await
+            .unwrap_err()
+            .field(),
+        Some("name")
+    );
+    assert_eq!(registry.list().await.unwrap().len(), 4);
     registry.shutdown().await;
 }

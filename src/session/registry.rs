@@ -9,7 +9,7 @@
 //! session's own actor, never in the registry's message loop.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::agent::{resolve, resolve_agents, AgentConfig, AgentStatus, CommandOrigin, LogLine};
+use crate::agent::{
+    resolve, resolve_agents, AgentConfig, AgentStatus, CommandOrigin, FieldError, LogLine,
+};
 use crate::config::Settings;
 use crate::paths::{PathPolicy, Validation};
 use crate::storage::Storage;
@@ -60,6 +62,34 @@ impl CreateSession {
             tags: Vec::new(),
             strategy: Strategy::OneForOne,
             create_if_missing: true,
+        }
+    }
+}
+
+/// What a clone asks for.
+#[derive(Debug, Clone)]
+pub struct CloneSession {
+    /// The clone's name.
+    pub new_name: String,
+    /// Where the clone works; the source's directory when `None` (and no worktree).
+    pub new_working_directory: Option<String>,
+    /// Copy the agents (default true).
+    pub copy_agents: bool,
+    /// Copy the session environment (default true).
+    pub copy_environment: bool,
+    /// Work in a new git worktree of the source's repository, on this new branch.
+    pub git_worktree: Option<String>,
+}
+
+impl CloneSession {
+    /// A clone named `new_name`, copying agents and environment, in the same directory.
+    pub fn new(new_name: impl Into<String>) -> Self {
+        CloneSession {
+            new_name: new_name.into(),
+            new_working_directory: None,
+            copy_agents: true,
+            copy_environment: true,
+            git_worktree: None,
         }
     }
 }
@@ -571,30 +601,43 @@ impl SessionRegistry {
     /// rule), validates the working directory with the path policy, creates it when missing
     /// and allowed, stores the record, and starts the agents in dependency order.
     pub async fn create(&self, request: CreateSession) -> Result<SessionView, SessionError> {
+        let mut request = request;
+        // Every field is checked before anything is created on disk.
+        request.configuration.validate()?;
+        validate_tags(&request.tags)?;
+        resolve_agents(
+            &request.configuration.agents,
+            &self.deps.settings.agents,
+            CommandOrigin::Api,
+        )?;
+        let (directory, _) = self
+            .admit_directory(
+                &request.configuration.working_directory,
+                "working_directory",
+                request.create_if_missing,
+            )
+            .await?;
+        request.configuration.working_directory = directory;
+        self.insert_new(request, CommandOrigin::Api).await
+    }
+
+    /// Checks and stores a new session whose directory was admitted, and starts it.
+    async fn insert_new(
+        &self,
+        request: CreateSession,
+        origin: CommandOrigin,
+    ) -> Result<SessionView, SessionError> {
         let CreateSession {
-            mut configuration,
+            configuration,
             tags,
             strategy,
-            create_if_missing,
+            create_if_missing: _,
         } = request;
         configuration.validate()?;
         validate_tags(&tags)?;
-        resolve_agents(
-            &configuration.agents,
-            &self.deps.settings.agents,
-            CommandOrigin::Api,
-        )
-        .map_err(|e| SessionError::from(e.within("")))?;
-        let (directory, _) = self
-            .admit_directory(
-                &configuration.working_directory,
-                "working_directory",
-                create_if_missing,
-            )
-            .await?;
-        configuration.working_directory = directory;
+        resolve_agents(&configuration.agents, &self.deps.settings.agents, origin)?;
         let at = now();
-        let record = SessionRecord {
+        let mut record = SessionRecord {
             id: Uuid::new_v4(),
             configuration,
             status: SessionStatus::Initializing,
@@ -609,7 +652,6 @@ impl SessionRegistry {
             agent_activations: BTreeMap::new(),
             git: None,
         };
-        let mut record = record;
         record.git = git_state(&record).await;
         let actor = self
             .call(|reply| RegistryMsg::Insert {
@@ -768,6 +810,102 @@ impl SessionRegistry {
         })
         .map_err(|_| SessionError::Unavailable)??;
         Ok((view, validation))
+    }
+
+    /// Clones a session: a new id and name, its agents and environment copied unless asked
+    /// not to, in the same directory, a new one (validated, created when missing), or a new
+    /// git worktree on a new branch (at `new_working_directory`, or beside the repository as
+    /// `<repository>-<branch>`). The clone starts at once; the original is untouched.
+    pub async fn clone_session(
+        &self,
+        id: Uuid,
+        request: CloneSession,
+    ) -> Result<SessionView, SessionError> {
+        let (source, _) = self.lookup(id).await?;
+        let mut configuration = source.configuration.clone();
+        configuration.name = request.new_name;
+        if !request.copy_agents {
+            configuration.agents.clear();
+        }
+        if !request.copy_environment {
+            configuration.environment_variables.clear();
+        }
+        configuration.validate()?;
+        let directory = match (&request.git_worktree, &request.new_working_directory) {
+            (Some(branch), target) => {
+                if !configuration.git_enabled {
+                    return Err(FieldError::invalid(
+                        "git_worktree",
+                        "needs a session with git_enabled",
+                    )
+                    .into());
+                }
+                let repository = PathBuf::from(&source.configuration.working_directory);
+                let target = match target {
+                    Some(path) => {
+                        let (_, validation) = self
+                            .admit_directory(path, "new_working_directory", false)
+                            .await
+                            .or_else(|err| match err {
+                                // A missing target is what a worktree needs.
+                                SessionError::PathRefused { validation, .. }
+                                    if validation.valid && !validation.exists =>
+                                {
+                                    Ok((String::new(), *validation))
+                                }
+                                other => Err(other),
+                            })?;
+                        if validation.exists {
+                            return Err(FieldError::invalid(
+                                "new_working_directory",
+                                "must not exist yet: the worktree is created there",
+                            )
+                            .into());
+                        }
+                        validation.path
+                    }
+                    None => {
+                        let name = repository
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "worktree".into());
+                        let safe_branch: String = branch
+                            .chars()
+                            .map(|c| {
+                                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                                    c
+                                } else {
+                                    '-'
+                                }
+                            })
+                            .collect();
+                        repository
+                            .parent()
+                            .unwrap_or(&repository)
+                            .join(format!("{name}-{safe_branch}"))
+                    }
+                };
+                crate::paths::worktree::create(&repository, &target, branch)
+                    .await
+                    .map_err(|e| FieldError::invalid("git_worktree.branch", e.to_string()))?;
+                let (directory, _) = self
+                    .admit_directory(&target.to_string_lossy(), "new_working_directory", false)
+                    .await?;
+                directory
+            }
+            (None, Some(path)) => {
+                self.admit_directory(path, "new_working_directory", true)
+                    .await?
+                    .0
+            }
+            (None, None) => configuration.working_directory.clone(),
+        };
+        configuration.working_directory = directory;
+        let mut create = CreateSession::new(configuration);
+        create.tags = source.tags.clone();
+        create.strategy = source.strategy;
+        // The agents were accepted with the source; the clone does not ask again.
+        self.insert_new(create, CommandOrigin::Trusted).await
     }
 
     /// A session with its agents' live state.
