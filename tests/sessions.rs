@@ -772,3 +772,54 @@ async fn clone_copies_by_flags_into_a_new_directory_or_a_new_worktree() {
     assert_eq!(registry.list().await.unwrap().len(), 4);
     registry.shutdown().await;
 }
+
+#[tokio::test]
+async fn auto_save_checkpoints_restart_counts_and_retention_purges_terminated_sessions() {
+    let mut world = World::new();
+    world.settings.sessions.terminated_retention_days = 0;
+    let (registry, storage) = world.start().await;
+    let id = registry
+        .create(CreateSession::new(config(json!({
+            "name": "s", "working_directory": world.work(), "save_interval_seconds": 1,
+            "agents": [{"agent_type": "backend", "command": fake(&["--exit-after-ms", "20"]),
+                        "retry_attempts": 1000,
+                        "backoff": {"initial_ms": 10, "max_ms": 10, "multiplier": 1.0, "reset_after_seconds": 60}}],
+        }))))
+        .await
+        .unwrap()
+        .record
+        .id;
+    let db = world.settings.db_path();
+    until("a checkpoint with restarts", || {
+        let db = db.clone();
+        async move {
+            let conn = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let json: String = conn
+                .query_row(
+                    "SELECT record FROM sessions WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let record: Value = serde_json::from_str(&json).unwrap();
+            record["agent_restarts"]["backend-services"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        }
+    })
+    .await;
+    registry.terminate(id, false).await.unwrap();
+    registry.shutdown().await;
+    drop(registry);
+    storage.close().await.unwrap();
+
+    let (registry, _storage) = world.start().await;
+    assert_eq!(registry.restore_report().await.unwrap().purged, 1);
+    assert!(registry.list().await.unwrap().is_empty());
+    registry.shutdown().await;
+}

@@ -69,6 +69,8 @@ pub(crate) enum SessionMsg {
     },
     /// An agent changed state: recompute the status.
     AgentsChanged,
+    /// `auto_save`: store the runtime state (agent restart counts, last activity).
+    Checkpoint,
 }
 
 pub(crate) struct SessionActor;
@@ -85,12 +87,16 @@ pub(crate) struct SessionState {
     registry: ActorRef<RegistryMsg>,
     group: Option<AgentGroup>,
     forwarder: Option<JoinHandle<()>>,
+    checkpoints: Option<JoinHandle<()>>,
 }
 
 impl Drop for SessionState {
     fn drop(&mut self) {
         if let Some(forwarder) = &self.forwarder {
             forwarder.abort();
+        }
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.abort();
         }
         // Dropping the group (if still here) kills its agents' process groups.
     }
@@ -105,6 +111,7 @@ impl Actor for SessionActor {
         // A requested stop (server shutdown, retirement): the agents stop in reverse
         // dependency order, within their grace; the record stays as it is.
         state.stop_agents().await;
+        state.persist().await;
         Ok(())
     }
 
@@ -128,7 +135,9 @@ impl Actor for SessionActor {
             registry,
             group: None,
             forwarder: None,
+            checkpoints: None,
         };
+        state.schedule_checkpoints(&myself);
         state
             .launch_agents(&myself)
             .await
@@ -169,6 +178,19 @@ impl Actor for SessionActor {
             } => {
                 let _ = reply.send(state.apply(&_myself, *record, restart_agents).await);
             }
+            SessionMsg::Checkpoint => {
+                if let Some(group) = &state.group {
+                    if let Ok(statuses) = group.statuses().await {
+                        for agent in statuses {
+                            state
+                                .record
+                                .agent_restarts
+                                .insert(agent.name, agent.restarts);
+                        }
+                    }
+                }
+                state.persist().await;
+            }
             SessionMsg::AgentsChanged => {
                 if !state.record.status.is_terminal() {
                     let status = status_of(state).await;
@@ -195,6 +217,18 @@ async fn status_of(state: &SessionState) -> SessionStatus {
 }
 
 impl SessionState {
+    /// (Re)starts the periodic checkpoint per `auto_save` and `save_interval_seconds`.
+    fn schedule_checkpoints(&mut self, myself: &ActorRef<SessionMsg>) {
+        if let Some(previous) = self.checkpoints.take() {
+            previous.abort();
+        }
+        let config = &self.record.configuration;
+        if config.auto_save {
+            let every = std::time::Duration::from_secs(config.save_interval_seconds.max(1));
+            self.checkpoints = Some(myself.send_interval(every, || SessionMsg::Checkpoint));
+        }
+    }
+
     /// Builds the agents' supervisor from the record and starts every enabled agent in
     /// dependency order.
     async fn launch_agents(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), SessionError> {
@@ -292,6 +326,7 @@ impl SessionState {
             self.record = record;
             self.record.agent_restarts = restarts;
         }
+        self.schedule_checkpoints(myself);
         let at = now();
         self.record.updated_at = at;
         self.record.last_activity = at;
