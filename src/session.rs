@@ -2,12 +2,17 @@
 //!
 //! - `model.rs`: [`SessionConfig`] (the seed's configuration, key for key), [`SessionStatus`],
 //!   [`SessionRecord`] (what the registry keeps and stores);
-//! - `store.rs`: the records and each session's shared context in SQLite.
+//! - `store.rs`: the records and each session's shared context in SQLite;
+//! - `query.rs`: [`SessionQuery`] (the parameters of `GET /sessions`) and [`select`].
 
 mod model;
+mod query;
 mod store;
 
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,
     MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_TAGS, MAX_TAG_CHARS,
+};
+pub use query::{
+    select, Page, SessionQuery, Sort, SortKey, DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN_CHARS,
 };
