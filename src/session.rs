@@ -3,10 +3,12 @@
 //! - `model.rs`: [`SessionConfig`] (the seed's configuration, key for key), [`SessionStatus`],
 //!   [`SessionRecord`] (what the registry keeps and stores);
 //! - `store.rs`: the records and each session's shared context in SQLite;
-//! - `query.rs`: [`SessionQuery`] (the parameters of `GET /sessions`) and [`select`].
+//! - `query.rs`: [`SessionQuery`] (the parameters of `GET /sessions`) and [`select`];
+//! - `snapshot.rs`: [`Snapshot`], [`export`] and [`parse_import`].
 
 mod model;
 mod query;
+mod snapshot;
 mod store;
 
 pub use model::{
@@ -15,4 +17,8 @@ pub use model::{
 };
 pub use query::{
     select, Page, SessionQuery, Sort, SortKey, DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN_CHARS,
+};
+pub use snapshot::{
+    export, parse_import, Snapshot, SnapshotContext, FORMAT_VERSION, MAX_SHARED_KEYS,
+    MAX_SHARED_KEY_CHARS,
 };
