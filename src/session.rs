@@ -7,12 +7,16 @@
 //!   which turns its agents' states into the session's status;
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
 //!   [`SessionRegistry`], the typed handle every caller uses;
+//! - `query.rs`: [`SessionQuery`] (the parameters of `GET /sessions`) and [`select`];
+//! - `snapshot.rs`: [`Snapshot`], [`export`] and [`parse_import`];
 //! - `error.rs`: [`SessionError`].
 
 mod actor;
 mod error;
 mod model;
+mod query;
 mod registry;
+mod snapshot;
 mod store;
 
 pub use actor::{AgentOp, SessionView};
@@ -21,7 +25,14 @@ pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,
     MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_TAGS, MAX_TAG_CHARS,
 };
+pub use query::{
+    select, Page, SessionQuery, Sort, SortKey, DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN_CHARS,
+};
 pub use registry::{
     CloneSession, CreateSession, RestoreReport, SessionEvent, SessionRegistry, UpdateSession,
     MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES,
+};
+pub use snapshot::{
+    export, parse_import, Snapshot, SnapshotContext, FORMAT_VERSION, MAX_SHARED_KEYS,
+    MAX_SHARED_KEY_CHARS,
 };
