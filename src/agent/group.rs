@@ -28,8 +28,11 @@ use super::output::{LogLine, OutputLog, Rotation};
 /// actor (whose drop then kills the process group).
 const STOP_MARGIN: Duration = Duration::from_secs(2);
 
-/// Events buffered per subscriber of a group.
-const EVENT_CAPACITY: usize = 4096;
+/// Events buffered per subscriber of a group, and by its supervisor for the group's own
+/// forwarder. tokio's broadcast allocates every slot up front, so this is paid per session
+/// (about 8 KB each); a subscriber that falls further behind is told it lagged (the session
+/// then re-reads the states, and the output's history is in `logs()`), never slows an agent.
+const EVENT_CAPACITY: usize = 64;
 
 /// Where and how a group's agents run: what a session gives them.
 #[derive(Debug, Clone)]

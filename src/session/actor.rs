@@ -88,6 +88,8 @@ pub(crate) struct SessionState {
     group: Option<AgentGroup>,
     forwarder: Option<JoinHandle<()>>,
     checkpoints: Option<JoinHandle<()>>,
+    /// The record changed since it was last stored.
+    dirty: bool,
 }
 
 impl Drop for SessionState {
@@ -136,6 +138,7 @@ impl Actor for SessionActor {
             group: None,
             forwarder: None,
             checkpoints: None,
+            dirty: false,
         };
         state.schedule_checkpoints(&myself);
         state
@@ -182,14 +185,21 @@ impl Actor for SessionActor {
                 if let Some(group) = &state.group {
                     if let Ok(statuses) = group.statuses().await {
                         for agent in statuses {
-                            state
-                                .record
-                                .agent_restarts
-                                .insert(agent.name, agent.restarts);
+                            let known = state.record.agent_restarts.get(&agent.name);
+                            if known != Some(&agent.restarts) {
+                                state
+                                    .record
+                                    .agent_restarts
+                                    .insert(agent.name, agent.restarts);
+                                state.dirty = true;
+                            }
                         }
                     }
                 }
-                state.persist().await;
+                // Nothing changed, nothing written: an idle session costs no disk write.
+                if state.dirty {
+                    state.persist().await;
+                }
             }
             SessionMsg::AgentsChanged => {
                 if !state.record.status.is_terminal() {
@@ -339,7 +349,11 @@ impl SessionState {
         Ok(self.view().await)
     }
 
-    /// Records a new status (durably) and tells the registry.
+    /// Records a new status and tells the registry. Lifecycle statuses (`terminating`,
+    /// `terminated`) are stored at once; a status derived from the agents (`initializing`,
+    /// `active`, `degraded`, `error`) is recomputed from them after any restart, so it is
+    /// stored with the next checkpoint (and at stop) instead of costing a synchronous write
+    /// per agent transition.
     async fn set_status(&mut self, status: SessionStatus) {
         if self.record.status == status {
             return;
@@ -353,16 +367,27 @@ impl SessionState {
         } else if status != SessionStatus::Error {
             self.record.error_message = None;
         }
-        self.persist().await;
+        if status.is_terminal() {
+            self.persist().await;
+        } else {
+            self.dirty = true;
+            self.announce();
+        }
     }
 
-    async fn persist(&self) {
-        if let Err(err) = store::save(&self.deps.storage, &self.record).await {
-            tracing::error!(session = %self.record.id, "cannot store the session: {err}");
-        }
+    /// Tells the registry (and so listeners) the record as it is now.
+    fn announce(&self) {
         let _ = self
             .registry
             .cast(RegistryMsg::Updated(Box::new(self.record.clone())));
+    }
+
+    async fn persist(&mut self) {
+        if let Err(err) = store::save(&self.deps.storage, &self.record).await {
+            tracing::error!(session = %self.record.id, "cannot store the session: {err}");
+        }
+        self.dirty = false;
+        self.announce();
     }
 
     async fn view(&self) -> SessionView {
@@ -403,14 +428,15 @@ impl SessionState {
                 .entry(name.to_string())
                 .or_default() += 1;
         }
-        self.record.last_activity = now();
-        self.persist().await;
-        group
+        let agent = group
             .statuses()
             .await
             .ok()
             .and_then(|all| all.into_iter().find(|a| a.name == name))
-            .ok_or_else(|| SessionError::AgentNotFound(name.to_string()))
+            .ok_or_else(|| SessionError::AgentNotFound(name.to_string()));
+        self.record.last_activity = now();
+        self.persist().await;
+        agent
     }
 
     async fn terminate(&mut self) -> Result<SessionRecord, SessionError> {
