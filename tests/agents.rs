@@ -723,3 +723,27 @@ async fn a_started_at_is_recorded_for_a_running_agent() {
     assert!(started <= SystemTime::now());
     group.shutdown().await.unwrap();
 }
+
+/// A spawn that fails in the agent layer itself (an argv no configuration check let through)
+/// is a failed start with a reason, not a panic that takes the group's supervisor down.
+#[tokio::test]
+async fn an_empty_argv_fails_the_start_instead_of_panicking() {
+    let world = World::new();
+    let mut agents = world
+        .resolve(json!([{"agent_type": "api", "command": fake(&[]), "retry_attempts": 0}]))
+        .unwrap();
+    // `ResolvedAgent` is public with public fields: a library user can build this one.
+    agents[0].command = Some(vec![]);
+    let group = AgentGroup::build(world.context(), agents).await.unwrap();
+    let mut events = group.subscribe();
+    group.supervisor().start_all().await.unwrap();
+    let reason = entered(
+        &mut events,
+        "api-integration-specialist",
+        ChildState::Failed,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(reason.contains("empty command"), "{reason}");
+    group.shutdown().await.unwrap();
+}
