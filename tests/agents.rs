@@ -747,3 +747,39 @@ async fn an_empty_argv_fails_the_start_instead_of_panicking() {
     assert!(reason.contains("empty command"), "{reason}");
     group.shutdown().await.unwrap();
 }
+
+/// An agent gets exactly stdin, stdout and stderr: no descriptor of the server's, not even
+/// one the server inherited without close-on-exec (a systemd socket-activation listener, a
+/// launcher's status pipe), or the agent holds it open for as long as it runs.
+#[tokio::test]
+async fn an_agent_inherits_no_descriptor_besides_its_stdio() {
+    // A descriptor without close-on-exec, as a parent process may hand the server.
+    // SAFETY: dup(2) of our own stderr; closed below.
+    let stray = unsafe { libc::dup(2) };
+    assert!(stray > 2);
+    let world = World::new();
+    let (group, mut events) = world
+        .start(json!([{"agent_type": "api", "command": fake(&[])}]))
+        .await;
+    entered(
+        &mut events,
+        "api-integration-specialist",
+        ChildState::Running,
+    )
+    .await;
+    let pid = status(&group, "api-integration-specialist")
+        .await
+        .live
+        .pid
+        .unwrap();
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    group.shutdown().await.unwrap();
+    gone(&[pid]).await;
+    // SAFETY: closing the descriptor dup'ed above.
+    unsafe { libc::close(stray) };
+    assert_eq!(fds, ["0", "1", "2"], "stray descriptor {stray}");
+}

@@ -53,6 +53,8 @@ struct ChildArgs<'a> {
     stdout: RawFd,
     stderr: RawFd,
     setup: &'a ChildSetup,
+    /// Highest descriptor number to close without `close_range`.
+    max_fd: libc::c_uint,
     failure: *mut Failure,
 }
 
@@ -113,6 +115,7 @@ pub(super) fn spawn(
         stdout: stdout_write.as_raw_fd(),
         stderr: stderr_write.as_raw_fd(),
         setup,
+        max_fd: descriptor_limit(),
         failure: &mut failure,
     };
     let mut stack = vec![0u8; STACK_BYTES];
@@ -187,12 +190,28 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         if libc::chdir(args.cwd.as_ptr()) == -1 {
             give_up(args.failure, STAGE_CHDIR, errno());
         }
+        // Nothing but 0, 1 and 2 may reach the agent: the server's own descriptors are
+        // close-on-exec, but not those it inherited (a socket-activation listener, a
+        // launcher's pipe, a jobserver). The watchdog registration above was the last use
+        // of any other descriptor.
+        close_from(3, args.max_fd);
         libc::execve(
             args.program.as_ptr(),
             args.argv.as_ptr(),
             args.envp.as_ptr(),
         );
         give_up(args.failure, STAGE_EXEC, errno())
+    }
+}
+
+/// Closes every descriptor from `first` on: `close_range` (Linux 5.9+), else one by one up to
+/// `max` (the parent's descriptor limit). Async-signal-safe: plain syscalls.
+unsafe fn close_from(first: libc::c_uint, max: libc::c_uint) {
+    if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) == 0 {
+        return;
+    }
+    for fd in first..max {
+        libc::close(fd as libc::c_int);
     }
 }
 
@@ -282,6 +301,20 @@ fn is_executable(path: &Path) -> bool {
     };
     // SAFETY: access(2) on a valid C string.
     path.is_file() && unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
+}
+
+/// The soft limit on descriptors (bounded, as a loop runs up to it where `close_range` is
+/// missing).
+fn descriptor_limit() -> libc::c_uint {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    libc::c_uint::try_from(limit.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
