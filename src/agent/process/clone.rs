@@ -146,6 +146,11 @@ pub(super) fn spawn(
     let failure = unsafe { std::ptr::read_volatile(child_args.failure) };
     if failure.stage != 0 {
         reap(pid);
+        // Past its setup the child had registered its group with the watchdog: that group
+        // is gone now, so its id must not stay registered (it may be reused).
+        if let (true, Some(fd)) = (failure.stage > STAGE_SETUP, setup.watchdog) {
+            super::watchdog::forget_raw(fd, pid);
+        }
         let cause = io::Error::from_raw_os_error(failure.errno);
         let context = match failure.stage {
             STAGE_STDIO => "cannot connect its output",
@@ -344,4 +349,49 @@ fn reap(pid: libc::pid_t) {
     while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
         && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
     {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the child wrote into a stand-in for the watchdog's pipe.
+    fn registrations_of_a_failed_spawn(argv: &[&str], cwd: &Path) -> String {
+        let (read, write) = pipe().unwrap();
+        let setup = ChildSetup {
+            // SAFETY: getpid cannot fail.
+            parent: unsafe { libc::getpid() },
+            rlimits: [None, None, None],
+            nice: None,
+            watchdog: Some(write.as_raw_fd()),
+        };
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let err = match spawn(&argv, cwd, &[], &setup) {
+            Err(err) => err,
+            Ok(_) => panic!("{argv:?} spawned"),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        drop(write);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text).unwrap();
+        text
+    }
+
+    /// A child that registered its group with the watchdog and then failed to exec (or to
+    /// enter its directory) is gone: its group must be forgotten too, or the watchdog keeps a
+    /// stale id and SIGKILLs whatever group reuses it when the server dies.
+    #[test]
+    fn a_failed_exec_forgets_the_group_it_registered() {
+        let dir = std::env::temp_dir();
+        for (argv, cwd) in [
+            (&["/nonexistent/program"][..], dir.as_path()),
+            (&["/bin/true"][..], Path::new("/nonexistent/directory")),
+        ] {
+            let text = registrations_of_a_failed_spawn(argv, cwd);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{argv:?}: {text:?}");
+            let registered = lines[0].strip_prefix('+').expect("registered first");
+            assert_eq!(lines[1], format!("-{registered}"), "{argv:?}: {text:?}");
+        }
+    }
 }
