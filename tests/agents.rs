@@ -723,3 +723,63 @@ async fn a_started_at_is_recorded_for_a_running_agent() {
     assert!(started <= SystemTime::now());
     group.shutdown().await.unwrap();
 }
+
+/// A spawn that fails in the agent layer itself (an argv no configuration check let through)
+/// is a failed start with a reason, not a panic that takes the group's supervisor down.
+#[tokio::test]
+async fn an_empty_argv_fails_the_start_instead_of_panicking() {
+    let world = World::new();
+    let mut agents = world
+        .resolve(json!([{"agent_type": "api", "command": fake(&[]), "retry_attempts": 0}]))
+        .unwrap();
+    // `ResolvedAgent` is public with public fields: a library user can build this one.
+    agents[0].command = Some(vec![]);
+    let group = AgentGroup::build(world.context(), agents).await.unwrap();
+    let mut events = group.subscribe();
+    group.supervisor().start_all().await.unwrap();
+    let reason = entered(
+        &mut events,
+        "api-integration-specialist",
+        ChildState::Failed,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(reason.contains("empty command"), "{reason}");
+    group.shutdown().await.unwrap();
+}
+
+/// An agent gets exactly stdin, stdout and stderr: no descriptor of the server's, not even
+/// one the server inherited without close-on-exec (a systemd socket-activation listener, a
+/// launcher's status pipe), or the agent holds it open for as long as it runs.
+#[tokio::test]
+async fn an_agent_inherits_no_descriptor_besides_its_stdio() {
+    // A descriptor without close-on-exec, as a parent process may hand the server.
+    // SAFETY: dup(2) of our own stderr; closed below.
+    let stray = unsafe { libc::dup(2) };
+    assert!(stray > 2);
+    let world = World::new();
+    let (group, mut events) = world
+        .start(json!([{"agent_type": "api", "command": fake(&[])}]))
+        .await;
+    entered(
+        &mut events,
+        "api-integration-specialist",
+        ChildState::Running,
+    )
+    .await;
+    let pid = status(&group, "api-integration-specialist")
+        .await
+        .live
+        .pid
+        .unwrap();
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    group.shutdown().await.unwrap();
+    gone(&[pid]).await;
+    // SAFETY: closing the descriptor dup'ed above.
+    unsafe { libc::close(stray) };
+    assert_eq!(fds, ["0", "1", "2"], "stray descriptor {stray}");
+}

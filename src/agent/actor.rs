@@ -134,7 +134,9 @@ pub(crate) fn spawn_process(
         limits: &launch.limits,
     })
     .map_err(|err| {
-        let message = format!("cannot start `{}`: {err}", argv[0]);
+        // `argv` may be empty here (the spawn refused it): never index it.
+        let program = argv.first().map_or("", String::as_str);
+        let message = format!("cannot start `{program}`: {err}");
         shared.live().last_error = Some(message.clone());
         shared.log.note(message.clone());
         message

@@ -103,12 +103,17 @@ impl Watchdog {
     /// Tells the watchdog a group is gone (killed and reaped), so it is not killed again
     /// should its id be reused.
     pub(crate) fn forget(&self, pgid: libc::pid_t) {
-        let mut line = [0u8; 24];
-        let len = encode(b'-', pgid, &mut line);
-        // Best effort: a full pipe or a dead watchdog changes nothing for the caller.
-        // SAFETY: writing an initialised buffer to our own descriptor.
-        unsafe { libc::write(self.raw_fd(), line.as_ptr().cast(), len) };
+        forget_raw(self.raw_fd(), pgid);
     }
+}
+
+/// Writes `-PGID` to the watchdog's pipe `fd` (see [`Watchdog::forget`]).
+pub(crate) fn forget_raw(fd: RawFd, pgid: libc::pid_t) {
+    let mut line = [0u8; 24];
+    let len = encode(b'-', pgid, &mut line);
+    // Best effort: a full pipe or a dead watchdog changes nothing for the caller.
+    // SAFETY: writing an initialised buffer to a descriptor the caller owns.
+    unsafe { libc::write(fd, line.as_ptr().cast(), len) };
 }
 
 /// Registers the calling process's group; called in an agent's child between fork and exec,

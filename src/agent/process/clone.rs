@@ -53,6 +53,8 @@ struct ChildArgs<'a> {
     stdout: RawFd,
     stderr: RawFd,
     setup: &'a ChildSetup,
+    /// Highest descriptor number to close without `close_range`.
+    max_fd: libc::c_uint,
     failure: *mut Failure,
 }
 
@@ -113,6 +115,7 @@ pub(super) fn spawn(
         stdout: stdout_write.as_raw_fd(),
         stderr: stderr_write.as_raw_fd(),
         setup,
+        max_fd: descriptor_limit(),
         failure: &mut failure,
     };
     let mut stack = vec![0u8; STACK_BYTES];
@@ -143,6 +146,11 @@ pub(super) fn spawn(
     let failure = unsafe { std::ptr::read_volatile(child_args.failure) };
     if failure.stage != 0 {
         reap(pid);
+        // Past its setup the child had registered its group with the watchdog: that group
+        // is gone now, so its id must not stay registered (it may be reused).
+        if let (true, Some(fd)) = (failure.stage > STAGE_SETUP, setup.watchdog) {
+            super::watchdog::forget_raw(fd, pid);
+        }
         let cause = io::Error::from_raw_os_error(failure.errno);
         let context = match failure.stage {
             STAGE_STDIO => "cannot connect its output",
@@ -187,12 +195,28 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         if libc::chdir(args.cwd.as_ptr()) == -1 {
             give_up(args.failure, STAGE_CHDIR, errno());
         }
+        // Nothing but 0, 1 and 2 may reach the agent: the server's own descriptors are
+        // close-on-exec, but not those it inherited (a socket-activation listener, a
+        // launcher's pipe, a jobserver). The watchdog registration above was the last use
+        // of any other descriptor.
+        close_from(3, args.max_fd);
         libc::execve(
             args.program.as_ptr(),
             args.argv.as_ptr(),
             args.envp.as_ptr(),
         );
         give_up(args.failure, STAGE_EXEC, errno())
+    }
+}
+
+/// Closes every descriptor from `first` on: `close_range` (Linux 5.9+), else one by one up to
+/// `max` (the parent's descriptor limit). Async-signal-safe: plain syscalls.
+unsafe fn close_from(first: libc::c_uint, max: libc::c_uint) {
+    if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) == 0 {
+        return;
+    }
+    for fd in first..max {
+        libc::close(fd as libc::c_int);
     }
 }
 
@@ -284,6 +308,20 @@ fn is_executable(path: &Path) -> bool {
     path.is_file() && unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
 }
 
+/// The soft limit on descriptors (bounded, as a loop runs up to it where `close_range` is
+/// missing).
+fn descriptor_limit() -> libc::c_uint {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    libc::c_uint::try_from(limit.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)
+}
+
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: pipe2 fills the two-element array.
@@ -311,4 +349,49 @@ fn reap(pid: libc::pid_t) {
     while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
         && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
     {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the child wrote into a stand-in for the watchdog's pipe.
+    fn registrations_of_a_failed_spawn(argv: &[&str], cwd: &Path) -> String {
+        let (read, write) = pipe().unwrap();
+        let setup = ChildSetup {
+            // SAFETY: getpid cannot fail.
+            parent: unsafe { libc::getpid() },
+            rlimits: [None, None, None],
+            nice: None,
+            watchdog: Some(write.as_raw_fd()),
+        };
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let err = match spawn(&argv, cwd, &[], &setup) {
+            Err(err) => err,
+            Ok(_) => panic!("{argv:?} spawned"),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        drop(write);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text).unwrap();
+        text
+    }
+
+    /// A child that registered its group with the watchdog and then failed to exec (or to
+    /// enter its directory) is gone: its group must be forgotten too, or the watchdog keeps a
+    /// stale id and SIGKILLs whatever group reuses it when the server dies.
+    #[test]
+    fn a_failed_exec_forgets_the_group_it_registered() {
+        let dir = std::env::temp_dir();
+        for (argv, cwd) in [
+            (&["/nonexistent/program"][..], dir.as_path()),
+            (&["/bin/true"][..], Path::new("/nonexistent/directory")),
+        ] {
+            let text = registrations_of_a_failed_spawn(argv, cwd);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{argv:?}: {text:?}");
+            let registered = lines[0].strip_prefix('+').expect("registered first");
+            assert_eq!(lines[1], format!("-{registered}"), "{argv:?}: {text:?}");
+        }
+    }
 }
