@@ -29,8 +29,8 @@ pub use query::{
     select, Page, SessionQuery, Sort, SortKey, DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN_CHARS,
 };
 pub use registry::{
-    CloneSession, CreateSession, RestoreReport, SessionEvent, SessionRegistry, UpdateSession,
-    MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES,
+    CloneSession, CreateSession, ImportSession, RestoreReport, SessionEvent, SessionRegistry,
+    UpdateSession, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES,
 };
 pub use snapshot::{
     export, parse_import, Snapshot, SnapshotContext, FORMAT_VERSION, MAX_SHARED_KEYS,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use session_manager::config::{Overrides, Settings};
 use session_manager::session::{
-    AgentOp, CloneSession, CreateSession, SessionConfig, SessionError, SessionEvent,
+    AgentOp, CloneSession, CreateSession, ImportSession, SessionConfig, SessionError, SessionEvent,
     SessionRegistry, SessionStatus, UpdateSession,
 };
 use session_manager::storage::Storage;
@@ -823,5 +823,85 @@ async fn auto_save_checkpoints_restart_counts_and_retention_purges_terminated_se
     let (registry, _storage) = world.start().await;
     assert_eq!(registry.restore_report().await.unwrap().purged, 1);
     assert!(registry.list().await.unwrap().is_empty());
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn export_then_import_then_export_is_identical_apart_from_ids_and_times() {
+    let world = World::new();
+    let (registry, _storage) = world.start().await;
+    let mut create = CreateSession::new(config(json!({
+        "name": "exported", "working_directory": world.work(), "description": "round trip",
+        "agents": [{"agent_type": "orchestrator"}, {"agent_type": "backend", "environment": {"PORT": "1"}}],
+        "environment_variables": {"NODE_ENV": "test"}, "custom_settings": {"theme": "dark"},
+    })));
+    create.tags = vec!["t1".into()];
+    let id = registry.create(create).await.unwrap().record.id;
+    registry
+        .context_put(id, "plan", json!([1, 2]))
+        .await
+        .unwrap();
+    until("active", || async {
+        status_of(&registry, id).await == SessionStatus::Active
+    })
+    .await;
+    let first = registry.export(id, true).await.unwrap();
+    let document = serde_json::to_value(&first).unwrap();
+
+    let imported = registry
+        .import(ImportSession::new(document.clone()))
+        .await
+        .unwrap();
+    let new_id = imported.record.id;
+    assert_ne!(new_id, id);
+    assert_eq!(
+        registry.context_get(new_id, "plan").await.unwrap(),
+        Some(json!([1, 2]))
+    );
+    until("imported active", || async {
+        status_of(&registry, new_id).await == SessionStatus::Active
+    })
+    .await;
+    let second = registry.export(new_id, true).await.unwrap();
+    let normalise = |mut v: Value| {
+        for key in ["session_id", "timestamp"] {
+            v[key] = Value::Null;
+        }
+        for key in ["session_id", "last_activity"] {
+            v["context"][key] = Value::Null;
+        }
+        v
+    };
+    assert_eq!(
+        normalise(serde_json::to_value(&second).unwrap()),
+        normalise(document.clone())
+    );
+
+    // keep_id is refused while the id exists; hostile documents name their field.
+    let mut keep = ImportSession::new(document.clone());
+    keep.keep_id = true;
+    assert!(matches!(
+        registry.import(keep).await,
+        Err(SessionError::Conflict(_))
+    ));
+    let mut wrong_version = document.clone();
+    wrong_version["format_version"] = json!(2);
+    let mut wrong_type = document.clone();
+    wrong_type["configuration"]["max_agents"] = json!("ten");
+    let mut huge = document.clone();
+    huge["configuration"]["name"] = json!("x".repeat(1 << 20));
+    let mut traversal = document.clone();
+    traversal["configuration"]["working_directory"] = json!("/tmp/../etc/passwd-dir");
+    for (doc, field) in [
+        (wrong_version, "session_data.format_version"),
+        (wrong_type, "session_data.configuration.max_agents"),
+        (huge, "session_data.configuration.name"),
+        (traversal, "session_data.configuration.working_directory"),
+        (json!("not an object"), "session_data"),
+    ] {
+        let err = registry.import(ImportSession::new(doc)).await.unwrap_err();
+        assert_eq!(err.field(), Some(field), "{err}");
+    }
+    assert_eq!(registry.list().await.unwrap().len(), 2);
     registry.shutdown().await;
 }

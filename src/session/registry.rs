@@ -29,6 +29,7 @@ use crate::supervision::Strategy;
 use super::actor::{AgentOp, SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionView};
 use super::error::SessionError;
 use super::model::{now, validate_tags, SessionConfig, SessionRecord, SessionStatus};
+use super::snapshot::{self, Snapshot};
 use super::store;
 
 /// How often terminated sessions past their retention are looked for.
@@ -61,6 +62,31 @@ impl CreateSession {
             configuration,
             tags: Vec::new(),
             strategy: Strategy::OneForOne,
+            create_if_missing: true,
+        }
+    }
+}
+
+/// What an import asks for.
+#[derive(Debug, Clone)]
+pub struct ImportSession {
+    /// The snapshot, as exported.
+    pub session_data: Value,
+    /// Keep the snapshot's session id (refused while a session has it).
+    pub keep_id: bool,
+    /// Work here instead of the snapshot's directory.
+    pub working_directory: Option<String>,
+    /// Create the directory when missing and allowed (default true).
+    pub create_if_missing: bool,
+}
+
+impl ImportSession {
+    /// An import with a new id, in the snapshot's own directory.
+    pub fn new(session_data: Value) -> Self {
+        ImportSession {
+            session_data,
+            keep_id: false,
+            working_directory: None,
             create_if_missing: true,
         }
     }
@@ -627,6 +653,15 @@ impl SessionRegistry {
         request: CreateSession,
         origin: CommandOrigin,
     ) -> Result<SessionView, SessionError> {
+        self.insert_with_id(Uuid::new_v4(), request, origin).await
+    }
+
+    async fn insert_with_id(
+        &self,
+        id: Uuid,
+        request: CreateSession,
+        origin: CommandOrigin,
+    ) -> Result<SessionView, SessionError> {
         let CreateSession {
             configuration,
             tags,
@@ -638,7 +673,7 @@ impl SessionRegistry {
         resolve_agents(&configuration.agents, &self.deps.settings.agents, origin)?;
         let at = now();
         let mut record = SessionRecord {
-            id: Uuid::new_v4(),
+            id,
             configuration,
             status: SessionStatus::Initializing,
             tags,
@@ -906,6 +941,82 @@ impl SessionRegistry {
         create.strategy = source.strategy;
         // The agents were accepted with the source; the clone does not ask again.
         self.insert_new(create, CommandOrigin::Trusted).await
+    }
+
+    /// Exports a session as a self-contained, versioned snapshot: configuration, context
+    /// (with the shared key/value context), agent states, file-system and git state, and,
+    /// with `include_metrics`, its metrics.
+    pub async fn export(&self, id: Uuid, include_metrics: bool) -> Result<Snapshot, SessionError> {
+        let view = self.get(id).await?;
+        let shared = store::context_all(&self.deps.storage, id).await?;
+        let states: BTreeMap<String, String> = view
+            .agents
+            .iter()
+            .map(|a| (a.name.clone(), a.state.as_str().to_string()))
+            .collect();
+        let metrics = serde_json::json!({
+            "agent_restarts": view.record.agent_restarts,
+            "agent_activations": view.record.agent_activations,
+        });
+        Ok(snapshot::export(
+            &view.record,
+            &shared,
+            &states,
+            view.record.git.clone(),
+            include_metrics,
+            metrics,
+        ))
+    }
+
+    /// Imports a snapshot (as `session_data`): checks its version and shape (errors name the
+    /// field), then creates and starts the session like a create — a new id unless `keep_id`
+    /// (refused while that id exists), in `working_directory` when given, else the
+    /// snapshot's — and restores its shared context.
+    pub async fn import(&self, request: ImportSession) -> Result<SessionView, SessionError> {
+        let snapshot = snapshot::parse_import(&request.session_data)?;
+        let mut configuration = snapshot.configuration.clone();
+        if let Some(directory) = request.working_directory {
+            configuration.working_directory = directory;
+        }
+        let strategy = snapshot
+            .strategy
+            .parse()
+            .map_err(|_| FieldError::invalid("session_data.strategy", "is not a strategy"))?;
+        let create = CreateSession {
+            configuration,
+            tags: snapshot.tags.clone(),
+            strategy,
+            create_if_missing: request.create_if_missing,
+        };
+        create
+            .configuration
+            .validate()
+            .map_err(|e| e.within("session_data.configuration"))?;
+        resolve_agents(
+            &create.configuration.agents,
+            &self.deps.settings.agents,
+            CommandOrigin::Api,
+        )
+        .map_err(|e| SessionError::from(e.within("session_data.configuration")))?;
+        let (directory, _) = self
+            .admit_directory(
+                &create.configuration.working_directory,
+                "session_data.configuration.working_directory",
+                create.create_if_missing,
+            )
+            .await?;
+        let mut create = create;
+        create.configuration.working_directory = directory;
+        let id = if request.keep_id {
+            snapshot.session_id
+        } else {
+            Uuid::new_v4()
+        };
+        let view = self.insert_with_id(id, create, CommandOrigin::Api).await?;
+        for (key, value) in &snapshot.context.shared {
+            store::context_put(&self.deps.storage, id, key.clone(), value.clone()).await?;
+        }
+        Ok(view)
     }
 
     /// A session with its agents' live state.
