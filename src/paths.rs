@@ -176,9 +176,15 @@ impl PathPolicy {
 
     /// Validates one path without blocking the runtime.
     pub async fn validate(&self, raw: &str) -> Validation {
+        self.validate_sharing(raw, Arc::default()).await
+    }
+
+    /// [`validate`](PathPolicy::validate) with the repositories already described in the
+    /// same batch.
+    async fn validate_sharing(&self, raw: &str, git: Arc<git::States>) -> Validation {
         let policy = self.clone();
         let text = raw.to_owned();
-        match tokio::task::spawn_blocking(move || policy.validate_blocking(&text)).await {
+        match tokio::task::spawn_blocking(move || policy.validate_in(&git, &text)).await {
             Ok(validation) => validation,
             Err(error) => Validation::refused(
                 raw,
@@ -193,14 +199,24 @@ impl PathPolicy {
     /// Validates one path in place; for code already off the async runtime (and the
     /// benchmark and fuzz target).
     pub fn validate_blocking(&self, raw: &str) -> Validation {
-        let inner = &self.inner;
-        validate::validate(&inner.rules, inner.home.as_deref(), inner.disk, raw)
+        self.validate_in(&git::States::default(), raw)
     }
 
-    /// Validates every path, several at once, and answers in the order given.
+    fn validate_in(&self, git: &git::States, raw: &str) -> Validation {
+        let inner = &self.inner;
+        validate::validate(&inner.rules, inner.home.as_deref(), inner.disk, git, raw)
+    }
+
+    /// Validates every path, several at once, and answers in the order given. Each answer
+    /// is the one [`validate`](PathPolicy::validate) gives for that path; a repository that
+    /// several paths are in is described once for the whole batch.
     pub async fn validate_many(&self, paths: Vec<String>) -> BatchValidation {
+        let git = Arc::new(git::States::default());
         let validations: Vec<Validation> = stream::iter(paths)
-            .map(|path| async move { self.validate(&path).await })
+            .map(|path| {
+                let git = Arc::clone(&git);
+                async move { self.validate_sharing(&path, git).await }
+            })
             .buffered(BATCH_CONCURRENCY)
             .collect()
             .await;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Repository, RepositoryInitOptions, Signature};
 use session_manager::paths::{
-    worktree, DiskThresholds, PathError, PathPolicy, PolicyOptions, Validation,
+    worktree, CheckCode, DiskThresholds, PathError, PathPolicy, PolicyOptions, Validation,
 };
 use tempfile::TempDir;
 
@@ -655,6 +655,77 @@ async fn a_batch_keeps_its_order_and_counts() {
         ),
         (0, 0, 0)
     );
+}
+
+/// A batch shares the description of a repository between its paths; what each path gets
+/// must still be exactly what it gets validated alone: paths in the same repository (its top,
+/// a subdirectory, a path missing in it, a symlink into it), in a linked worktree, a bare
+/// repository, one that cannot be read, outside any repository, missing and refused — each
+/// given more than once.
+#[tokio::test]
+async fn a_batch_answers_each_path_as_it_is_answered_alone() {
+    let f = Fixture::new();
+    // HEAD names a commit that does not exist: discovered, but not describable.
+    let broken = repo_with_commits(&f.path("broken"), &["first"]);
+    fs::create_dir_all(f.path("broken/sub")).expect("mkdir");
+    drop(broken);
+    fs::write(
+        f.path("broken/.git/refs/heads/main"),
+        "0123456789012345678901234567890123456789\n",
+    )
+    .expect("break the branch");
+    symlink(f.path("repo/sub"), f.path("link_to_repo_sub")).expect("link");
+    let names = [
+        "repo",
+        "repo/sub",
+        "repo/sub/missing",
+        "link_to_repo_sub",
+        "repo_wt",
+        "dirty",
+        "detached",
+        "bare.git",
+        "unborn",
+        "broken",
+        "broken/sub",
+        "proj",
+        "proj/missing",
+        "link_to_proj",
+        "link_to_etc",
+        "dangling",
+        "secret/inner",
+    ];
+    let mut inputs: Vec<String> = names.iter().map(|name| f.text(name)).collect();
+    inputs.extend(["/etc".to_owned(), String::new(), "relative".to_owned()]);
+    let inputs: Vec<String> = inputs.iter().chain(inputs.iter().rev()).cloned().collect();
+
+    let policy = f.policy();
+    let alone = policy.validate_blocking(&f.text("broken"));
+    assert!(
+        alone.has(CheckCode::GitUnreadable),
+        "the broken repository is read as broken: {:?}",
+        alone.checks
+    );
+    // The free space is read live and other processes write to the same disk: it is
+    // compared as known or unknown (the policy's thresholds are 0, so it raises no check).
+    let comparable = |validation: &Validation| Validation {
+        disk_free_bytes: validation.disk_free_bytes.map(|_| 0),
+        ..validation.clone()
+    };
+    let batch = policy.validate_many(inputs.clone()).await;
+    assert_eq!(batch.validations.len(), inputs.len());
+    for (input, in_batch) in inputs.iter().zip(&batch.validations) {
+        let in_batch = comparable(in_batch);
+        assert_eq!(
+            in_batch,
+            comparable(&policy.validate(input).await),
+            "{input:?}"
+        );
+        assert_eq!(
+            in_batch,
+            comparable(&policy.validate_blocking(input)),
+            "{input:?}"
+        );
+    }
 }
 
 #[tokio::test]

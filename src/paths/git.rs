@@ -4,8 +4,10 @@
 //! pool and only [`read_state`] (for code already off the runtime, like the validator) runs
 //! it in place.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use git2::{BranchType, ErrorCode, Repository, RepositoryOpenFlags, Status, StatusOptions};
 use serde::Serialize;
@@ -56,11 +58,53 @@ pub async fn state(path: &Path) -> Result<Option<GitState>, PathError> {
 
 /// The blocking body of [`state`].
 pub fn read_state(path: &Path) -> Result<Option<GitState>, PathError> {
-    let Some(repo) = discover(path)? else {
-        return Ok(None);
-    };
-    let err = PathError::git(path);
-    describe(&repo).map(Some).map_err(err)
+    States::default().read(path)
+}
+
+/// The described repositories of one batch of validations, so a repository that many paths
+/// of the batch are in is described once: describing it walks its whole work tree
+/// (`statuses`), which is most of the cost of validating a path inside it, while discovering
+/// it is cheap. Discovery still runs for every path, so which repository a path is in (and
+/// whether it may be opened at all) is decided exactly as for a path validated alone; only
+/// the description of a repository already described is reused. Shared between the tasks
+/// of a batch: a repository being described by one task is waited for by the others, not
+/// described twice.
+#[derive(Default)]
+pub(super) struct States {
+    /// By git directory and work tree: what [`describe`] reads depends on nothing else.
+    described: Mutex<HashMap<RepoKey, Arc<OnceLock<Described>>>>,
+}
+
+type RepoKey = (PathBuf, Option<PathBuf>);
+type Described = Result<GitState, git2::Error>;
+
+impl States {
+    /// [`read_state`], reusing the description of a repository already described.
+    pub(super) fn read(&self, path: &Path) -> Result<Option<GitState>, PathError> {
+        let Some(repo) = discover(path)? else {
+            return Ok(None);
+        };
+        let key = (
+            repo.path().to_path_buf(),
+            repo.workdir().map(Path::to_path_buf),
+        );
+        let slot = Arc::clone(
+            self.described
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_default(),
+        );
+        match slot.get_or_init(|| describe(&repo)) {
+            Ok(state) => Ok(Some(state.clone())),
+            // git2::Error is not Clone; its code, class and message are all it holds.
+            Err(error) => Err(PathError::git(path)(git2::Error::new(
+                error.code(),
+                error.class(),
+                error.message(),
+            ))),
+        }
+    }
 }
 
 /// The repository at or above `path`; `None` when there is none.

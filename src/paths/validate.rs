@@ -144,11 +144,13 @@ impl Validation {
     }
 }
 
-/// Validates `raw` against `rules` on this host's file system.
+/// Validates `raw` against `rules` on this host's file system. `git` holds the repositories
+/// already described in the same batch (an empty one for a path validated alone).
 pub(super) fn validate(
     rules: &Rules,
     home: Option<&str>,
     disk: DiskThresholds,
+    git: &git::States,
     raw: &str,
 ) -> Validation {
     let Evaluation {
@@ -194,7 +196,7 @@ pub(super) fn validate(
     if let Some(blocked) = resolved.blocked {
         checks.push(blocked.check());
     } else if resolved.missing == 0 {
-        examine_existing(&mut validation, disk, &mut checks);
+        examine_existing(&mut validation, disk, git, &mut checks);
     } else {
         let ancestor = PathBuf::from(resolved.existing.to_string_lossy().into_owned());
         examine_missing(&mut validation, &ancestor, disk, &mut checks);
@@ -203,7 +205,12 @@ pub(super) fn validate(
     validation.finish(checks)
 }
 
-fn examine_existing(validation: &mut Validation, disk: DiskThresholds, checks: &mut Vec<Check>) {
+fn examine_existing(
+    validation: &mut Validation,
+    disk: DiskThresholds,
+    git: &git::States,
+    checks: &mut Vec<Check>,
+) {
     let path = validation.path.clone();
     validation.exists = true;
     match fs::metadata(&path) {
@@ -245,7 +252,7 @@ fn examine_existing(validation: &mut Validation, disk: DiskThresholds, checks: &
     }
     validation.disk_free_bytes = disk_space(&path, disk, checks);
     if validation.is_directory {
-        match git::read_state(&path) {
+        match git.read(&path) {
             Ok(state) => validation.git = state,
             Err(error) => checks.push(Check::warning(
                 CheckCode::GitUnreadable,
