@@ -26,7 +26,7 @@ pub use config::{
     RESERVED_ENVIRONMENT,
 };
 pub(crate) use config::{
-    validate_backoff, validate_command, validate_environment_at, validate_name,
+    in_range, validate_backoff, validate_command, validate_environment_at, validate_name,
 };
 pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{health, AgentContext, AgentError, AgentGroup, AgentStatus, GroupHealth};

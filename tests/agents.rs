@@ -2,6 +2,10 @@
 //! same JSON a session's `agents` holds, against the fake agent program
 //! (`examples/fake_agent.rs`, built by `cargo test`).
 
+mod common;
+
+use common::{alive, example, fake, PATIENCE};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,27 +18,6 @@ use session_manager::agent::{
 use session_manager::config::{Overrides, Settings};
 use session_manager::supervision::ChildState;
 use tokio::sync::broadcast;
-
-/// Generous bound for anything to happen; only a broken supervisor comes near it.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run the suite with `cargo test`, which builds examples",
-        path.display()
-    );
-    path
-}
-
-fn fake(args: &[&str]) -> Value {
-    let mut argv = vec![example("fake_agent").to_string_lossy().into_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    json!(argv)
-}
 
 /// A temp dir with a working directory and a data directory, and the settings for it.
 struct World {
@@ -146,17 +129,6 @@ fn stamps(path: &Path, what: &str) -> Vec<(u32, u128)> {
             Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
         })
         .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still answers kill(0); it is gone for our purpose once /proc says Z or nothing.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
-        Err(_) => false,
-    }
 }
 
 async fn gone(pids: &[u32]) {

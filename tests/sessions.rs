@@ -1,6 +1,10 @@
 //! Sessions through the registry's typed handle (what the HTTP layer will call), and restore
 //! through the real binary after a graceful stop and after kill -9.
 
+mod common;
+
+use common::{alive, fake, PATIENCE};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,26 +18,6 @@ use session_manager::session::{
 };
 use session_manager::storage::Storage;
 use session_manager::supervision::ChildState;
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test`",
-        path.display()
-    );
-    path
-}
-
-fn fake(args: &[&str]) -> Value {
-    let mut argv = vec![example("fake_agent").to_string_lossy().into_owned()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    json!(argv)
-}
 
 struct World {
     dir: tempfile::TempDir,
@@ -88,14 +72,6 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z")
-    })
 }
 
 async fn status_of(registry: &SessionRegistry, id: uuid::Uuid) -> SessionStatus {

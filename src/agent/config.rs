@@ -225,7 +225,7 @@ fn join_path(parent: &str, field: &str) -> String {
     }
 }
 
-fn in_range<T>(value: T, min: T, max: T, field: &str) -> Result<(), FieldError>
+pub(crate) fn in_range<T>(value: T, min: T, max: T, field: &str) -> Result<(), FieldError>
 where
     T: PartialOrd + std::fmt::Display,
 {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::agent::{validate_environment_at, AgentConfig, FieldError};
+use crate::agent::{in_range, validate_environment_at, AgentConfig, FieldError};
 use crate::supervision::Strategy;
 
 /// Longest session name, in characters.
@@ -208,22 +208,6 @@ pub(crate) fn validate_tags(tags: &[String]) -> Result<(), FieldError> {
         validate_text(tag, &field, MAX_TAG_CHARS)?;
     }
     Ok(())
-}
-
-fn in_range<T: PartialOrd + fmt::Display>(
-    value: T,
-    min: T,
-    max: T,
-    field: &str,
-) -> Result<(), FieldError> {
-    if value >= min && value <= max {
-        Ok(())
-    } else {
-        Err(FieldError::invalid(
-            field,
-            format!("must be between {min} and {max}, got {value}"),
-        ))
-    }
 }
 
 /// Where a session is in its life.

@@ -758,9 +758,7 @@ impl SessionRegistry {
         id: Uuid,
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
-        let (record, actor) = self.lookup(id).await?;
-        let actor = actor
-            .ok_or_else(|| SessionError::Conflict(format!("session {id} is {}", record.status)))?;
+        let (record, actor) = self.live(id).await?;
         let mut next = record.clone();
         let config = &mut next.configuration;
         let mut restart_agents = false;
@@ -829,9 +827,7 @@ impl SessionRegistry {
         path: &str,
         create_if_missing: bool,
     ) -> Result<(SessionView, Validation), SessionError> {
-        let (record, actor) = self.lookup(id).await?;
-        let actor = actor
-            .ok_or_else(|| SessionError::Conflict(format!("session {id} is {}", record.status)))?;
+        let (record, actor) = self.live(id).await?;
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
@@ -1072,7 +1068,7 @@ impl SessionRegistry {
         name: &str,
         op: AgentOp,
     ) -> Result<AgentStatus, SessionError> {
-        let actor = self.live_actor(id).await?;
+        let (_, actor) = self.live(id).await?;
         ractor::call!(actor, |reply| SessionMsg::Agent {
             op,
             name: name.to_string(),
@@ -1088,7 +1084,7 @@ impl SessionRegistry {
         name: &str,
         tail: usize,
     ) -> Result<Vec<LogLine>, SessionError> {
-        let actor = self.live_actor(id).await?;
+        let (_, actor) = self.live(id).await?;
         ractor::call!(actor, |reply| SessionMsg::Logs {
             name: name.to_string(),
             tail,
@@ -1177,9 +1173,16 @@ impl SessionRegistry {
             .ok_or(SessionError::NotFound(id))
     }
 
-    async fn live_actor(&self, id: Uuid) -> Result<ActorRef<SessionMsg>, SessionError> {
+    /// A live session's record and actor; a terminated (or errored) one is a conflict.
+    async fn live(&self, id: Uuid) -> Result<(SessionRecord, ActorRef<SessionMsg>), SessionError> {
         let (record, actor) = self.lookup(id).await?;
-        actor.ok_or_else(|| SessionError::Conflict(format!("session {id} is {}", record.status)))
+        match actor {
+            Some(actor) => Ok((record, actor)),
+            None => Err(SessionError::Conflict(format!(
+                "session {id} is {}",
+                record.status
+            ))),
+        }
     }
 
     async fn call<T, F>(&self, msg: F) -> Result<T, SessionError>

@@ -101,13 +101,7 @@ pub(crate) async fn context_get(
 ) -> Result<Option<Value>, StorageError> {
     storage
         .call(move |conn| {
-            let json: Option<String> = conn
-                .query_row(
-                    "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
-                    params![session.to_string(), key],
-                    |row| row.get(0),
-                )
-                .optional()?;
+            let json = stored_value(conn, session, &key)?;
             Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
         })
         .await
@@ -147,13 +141,7 @@ pub(crate) async fn context_put(
     storage
         .call(move |conn| {
             let tx = conn.transaction()?;
-            let previous: Option<String> = tx
-                .query_row(
-                    "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
-                    params![session.to_string(), key],
-                    |row| row.get(0),
-                )
-                .optional()?;
+            let previous = stored_value(&tx, session, &key)?;
             tx.execute(
                 "INSERT INTO session_context (session_id, key, value, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
@@ -176,13 +164,7 @@ pub(crate) async fn context_delete(
     storage
         .call(move |conn| {
             let tx = conn.transaction()?;
-            let previous: Option<String> = tx
-                .query_row(
-                    "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
-                    params![session.to_string(), key],
-                    |row| row.get(0),
-                )
-                .optional()?;
+            let previous = stored_value(&tx, session, &key)?;
             tx.execute(
                 "DELETE FROM session_context WHERE session_id = ?1 AND key = ?2",
                 params![session.to_string(), key],
@@ -191,4 +173,18 @@ pub(crate) async fn context_delete(
             Ok(previous.map(|p| serde_json::from_str(&p)).transpose()?)
         })
         .await
+}
+
+/// The JSON text stored under `key`, if any.
+fn stored_value(
+    conn: &rusqlite::Connection,
+    session: Uuid,
+    key: &str,
+) -> Result<Option<String>, rusqlite::Error> {
+    conn.query_row(
+        "SELECT value FROM session_context WHERE session_id = ?1 AND key = ?2",
+        params![session.to_string(), key],
+        |row| row.get(0),
+    )
+    .optional()
 }
