@@ -81,7 +81,7 @@ async fn status_of(registry: &SessionRegistry, id: uuid::Uuid) -> SessionStatus 
 #[tokio::test]
 async fn create_starts_agents_in_a_created_directory_and_the_session_becomes_active() {
     let world = World::new();
-    let (registry, _storage) = world.start().await;
+    let (registry, storage) = world.start().await;
     let mut events = registry.subscribe();
     let work = format!("{}/nested/project", world.work());
     let view = registry
@@ -130,6 +130,14 @@ async fn create_starts_agents_in_a_created_directory_and_the_session_becomes_act
         registry.get(id).await,
         Err(SessionError::NotFound(_))
     ));
+    registry.shutdown().await;
+    drop(registry);
+    storage.close().await.unwrap();
+    let (registry, _storage) = world.start().await;
+    assert!(
+        registry.list().await.unwrap().is_empty(),
+        "a purge is for good"
+    );
     registry.shutdown().await;
 }
 

@@ -113,7 +113,11 @@ impl Actor for SessionActor {
         // A requested stop (server shutdown, retirement): the agents stop in reverse
         // dependency order, within their grace; the record stays as it is.
         state.stop_agents().await;
-        state.persist().await;
+        // A terminated (or purged) session was stored when it ended; writing it again here
+        // could bring a purged row back.
+        if state.dirty && !state.record.status.is_terminal() {
+            state.persist().await;
+        }
         Ok(())
     }
 
@@ -294,9 +298,12 @@ impl SessionState {
         if let Some(group) = self.group.take() {
             if let Ok(statuses) = group.statuses().await {
                 for agent in statuses {
-                    self.record
-                        .agent_restarts
-                        .insert(agent.name.clone(), agent.restarts);
+                    if self.record.agent_restarts.get(&agent.name) != Some(&agent.restarts) {
+                        self.record
+                            .agent_restarts
+                            .insert(agent.name.clone(), agent.restarts);
+                        self.dirty = true;
+                    }
                 }
             }
             if let Err(err) = group.shutdown().await {

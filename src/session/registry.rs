@@ -515,14 +515,18 @@ impl RegistryState {
 
     async fn retire(&mut self, record: SessionRecord, purge: bool) -> Result<(), SessionError> {
         let id = record.id;
+        // The actor goes first (its agents are already stopped), so nothing it does on the
+        // way out can write the record after a purge deleted it.
+        if let Some(actor) = self.sessions.get_mut(&id).and_then(|e| e.actor.take()) {
+            self.by_actor.remove(&actor.get_id());
+            if let Err(err) = actor.stop_and_wait(Some("terminated".into()), None).await {
+                tracing::warn!(session = %id, "stopping the session actor: {err}");
+            }
+        }
         if purge {
             store::delete(&self.deps.storage, id).await?;
         }
-        if let Some(mut entry) = self.sessions.remove(&id) {
-            if let Some(actor) = entry.actor.take() {
-                self.by_actor.remove(&actor.get_id());
-                actor.stop(Some("terminated".into()));
-            }
+        if let Some(entry) = self.sessions.remove(&id) {
             if !purge {
                 self.sessions.insert(
                     id,
