@@ -248,9 +248,14 @@ impl Actor for Registry {
             tracing::error!(session = %row.id, "stored session cannot be read, left as is: {}", row.reason);
         }
         state.report.unreadable = unreadable.len();
-        state.report.purged = state.purge_expired().await;
         for record in records {
             if state.expired(&record) {
+                if store::delete(&state.deps.storage, record.id)
+                    .await
+                    .unwrap_or(false)
+                {
+                    state.report.purged += 1;
+                }
                 continue;
             }
             state.restore(&myself, record).await;
@@ -546,32 +551,21 @@ impl RegistryState {
         Ok(())
     }
 
-    async fn purge_expired(&mut self) -> usize {
+    async fn purge_expired(&mut self) {
         let expired: Vec<Uuid> = self
             .sessions
             .values()
             .filter(|e| self.expired(&e.record))
             .map(|e| e.record.id)
             .collect();
-        // At start the records are not in the map yet: look at storage's too.
-        let stored: Vec<Uuid> = match store::load_all(&self.deps.storage).await {
-            Ok((records, _)) => records
-                .iter()
-                .filter(|r| self.expired(r))
-                .map(|r| r.id)
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        let mut purged = 0;
-        for id in expired.into_iter().chain(stored) {
-            if store::delete(&self.deps.storage, id).await.unwrap_or(false) {
-                purged += 1;
+        for id in expired {
+            if let Err(err) = store::delete(&self.deps.storage, id).await {
+                tracing::warn!(session = %id, "cannot purge the session: {err}");
+                continue;
             }
-            if self.sessions.remove(&id).is_some() {
-                let _ = self.events.send(SessionEvent::Purged(id));
-            }
+            self.sessions.remove(&id);
+            let _ = self.events.send(SessionEvent::Purged(id));
         }
-        purged
     }
 }
 
@@ -727,18 +721,17 @@ impl SessionRegistry {
                 return Err(refused(validation));
             }
             let target = path.clone();
-            tokio::task::spawn_blocking(move || std::fs::create_dir_all(target))
+            let created = tokio::task::spawn_blocking(move || std::fs::create_dir_all(target))
                 .await
-                .map_err(|e| SessionError::CreateDirectory {
+                .map_err(|e| e.to_string())
+                .and_then(|done| done.map_err(|e| e.to_string()));
+            if let Err(message) = created {
+                return Err(SessionError::CreateDirectory {
                     field: field.to_string(),
                     path: path.display().to_string(),
-                    message: e.to_string(),
-                })?
-                .map_err(|e| SessionError::CreateDirectory {
-                    field: field.to_string(),
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                    message,
+                });
+            }
         }
         let canonical =
             path.to_str()
@@ -813,12 +806,7 @@ impl SessionRegistry {
                 .map_err(|e| SessionError::from(e.within(&format!("agents[{i}]"))))?;
             }
         }
-        ractor::call!(actor, |reply| SessionMsg::Apply {
-            record: Box::new(next),
-            restart_agents,
-            reply
-        })
-        .map_err(|_| SessionError::Unavailable)?
+        apply(&actor, next, restart_agents).await
     }
 
     /// Moves a live session: validates `path` with the path policy (creating it when missing
@@ -838,12 +826,7 @@ impl SessionRegistry {
         let mut next = record;
         next.configuration.working_directory = directory;
         next.git = git_state(&next).await;
-        let view = ractor::call!(actor, |reply| SessionMsg::Apply {
-            record: Box::new(next),
-            restart_agents: true,
-            reply
-        })
-        .map_err(|_| SessionError::Unavailable)??;
+        let view = apply(&actor, next, true).await?;
         Ok((view, validation))
     }
 
@@ -1196,6 +1179,20 @@ impl SessionRegistry {
     {
         ractor::call!(self.actor, msg).map_err(|_| SessionError::Unavailable)
     }
+}
+
+/// Hands a session actor its new record (see `SessionMsg::Apply`).
+async fn apply(
+    actor: &ActorRef<SessionMsg>,
+    record: SessionRecord,
+    restart_agents: bool,
+) -> Result<SessionView, SessionError> {
+    ractor::call!(actor, |reply| SessionMsg::Apply {
+        record: Box::new(record),
+        restart_agents,
+        reply
+    })
+    .map_err(|_| SessionError::Unavailable)?
 }
 
 async fn view_of(actor: &ActorRef<SessionMsg>) -> Result<SessionView, SessionError> {
