@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use session_manager::config::{Overrides, Settings};
-use session_manager::session::{CreateSession, SessionConfig, SessionRegistry};
+use session_manager::session::{CreateSession, EventBus, SessionConfig, SessionRegistry};
 use session_manager::storage::Storage;
 
 fn settings(data: &Path) -> Settings {
@@ -37,6 +37,7 @@ async fn registry(data: &Path) -> (SessionRegistry, Storage) {
         Arc::new(settings),
         storage.clone(),
         "http://127.0.0.1:9".into(),
+        EventBus::new(0),
     )
     .await
     .expect("registry");

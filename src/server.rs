@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiContext, ServiceState, Services};
 use crate::config::Settings;
-use crate::session::{SessionError, SessionRegistry};
+use crate::session::{EventBus, SessionError, SessionRegistry};
 use crate::storage::{Storage, StorageError};
 
 /// How long requests still in flight at shutdown may take to finish before the server stops
@@ -76,6 +76,7 @@ impl App {
             std::sync::Arc::new(settings.clone()),
             storage.clone(),
             format!("http://{local_addr}"),
+            EventBus::new(0),
         )
         .await
         .map_err(ServerError::Sessions)?;

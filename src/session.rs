@@ -7,11 +7,14 @@
 //!   which turns its agents' states into the session's status;
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
 //!   [`SessionRegistry`], the typed handle every caller uses;
+//! - `bus.rs`: [`EventBus`], where every session, agent and context event is published in
+//!   one order, numbered for the audit trail;
 //! - `query.rs`: [`SessionQuery`] (the parameters of `GET /sessions`) and [`select`];
 //! - `snapshot.rs`: [`Snapshot`], [`export`] and [`parse_import`];
 //! - `error.rs`: [`SessionError`].
 
 mod actor;
+mod bus;
 mod error;
 mod model;
 mod query;
@@ -20,6 +23,7 @@ mod snapshot;
 mod store;
 
 pub use actor::{AgentOp, SessionView};
+pub use bus::{EventBus, Published};
 pub use error::SessionError;
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use session_manager::config::{Overrides, Settings};
 use session_manager::session::{
-    AgentOp, CloneSession, CreateSession, ImportSession, SessionConfig, SessionError, SessionEvent,
-    SessionRegistry, SessionStatus, UpdateSession,
+    AgentOp, CloneSession, CreateSession, EventBus, ImportSession, SessionConfig, SessionError,
+    SessionEvent, SessionRegistry, SessionStatus, UpdateSession,
 };
 use session_manager::storage::Storage;
 use session_manager::supervision::ChildState;
@@ -51,6 +51,7 @@ impl World {
             Arc::new(self.settings.clone()),
             storage.clone(),
             "http://127.0.0.1:9".into(),
+            EventBus::new(0),
         )
         .await
         .unwrap();
@@ -102,7 +103,15 @@ async fn create_starts_agents_in_a_created_directory_and_the_session_becomes_act
         "the missing directory is created"
     );
     let id = view.record.id;
-    assert!(matches!(events.recv().await.unwrap(), SessionEvent::Created(r) if r.id == id));
+    // Agent events may come first: the agents start before the registry announces the session.
+    loop {
+        let published = events.recv().await.unwrap();
+        if let SessionEvent::Created(r) = &published.event {
+            assert_eq!(r.id, id);
+            assert!(published.seq.is_some(), "lifecycle events are numbered");
+            break;
+        }
+    }
     until("active", || async {
         status_of(&registry, id).await == SessionStatus::Active
     })
@@ -334,8 +343,9 @@ async fn shared_context_is_durable_and_announced() {
         Some(json!({"step": 1}))
     );
     let changed = loop {
-        if let SessionEvent::ContextChanged { key, value, .. } = events.recv().await.unwrap() {
-            break (key, value);
+        if let SessionEvent::ContextChanged { key, value, .. } = &events.recv().await.unwrap().event
+        {
+            break (key.clone(), value.clone());
         }
     };
     assert_eq!(changed, ("plan".to_string(), Some(json!({"step": 1}))));

@@ -87,7 +87,7 @@ pub enum GroupHealth {
 }
 
 /// One agent as the group sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentStatus {
     /// Its name.
     pub name: String,

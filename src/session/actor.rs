@@ -14,6 +14,7 @@ use crate::agent::{
 use crate::config::Settings;
 use crate::storage::Storage;
 
+use super::bus::EventBus;
 use super::error::SessionError;
 use super::model::{now, SessionRecord, SessionStatus};
 use super::registry::RegistryMsg;
@@ -25,6 +26,7 @@ pub(crate) struct SessionDeps {
     pub(crate) settings: Arc<Settings>,
     pub(crate) storage: Storage,
     pub(crate) server_url: String,
+    pub(crate) bus: EventBus,
 }
 
 /// An agent operation.
@@ -265,15 +267,18 @@ impl SessionState {
             .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
         let mut events = group.subscribe();
         let me = myself.clone();
+        let bus = self.deps.bus.clone();
+        let session = self.record.id;
         self.forwarder = Some(tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(AgentEvent::State { .. }) => {
-                        if me.cast(SessionMsg::AgentsChanged).is_err() {
+                    Ok(event) => {
+                        let changed = matches!(event, AgentEvent::State { .. });
+                        bus.publish(super::registry::SessionEvent::Agent { session, event });
+                        if changed && me.cast(SessionMsg::AgentsChanged).is_err() {
                             return;
                         }
                     }
-                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         let _ = me.cast(SessionMsg::AgentsChanged);
                     }

@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::agent::{
-    resolve, resolve_agents, AgentConfig, AgentStatus, CommandOrigin, FieldError, LogLine,
+    resolve, resolve_agents, AgentConfig, AgentEvent, AgentStatus, CommandOrigin, FieldError,
+    LogLine,
 };
 use crate::config::Settings;
 use crate::paths::{PathPolicy, Validation};
@@ -27,6 +28,7 @@ use crate::storage::Storage;
 use crate::supervision::Strategy;
 
 use super::actor::{AgentOp, SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionView};
+use super::bus::{EventBus, Published};
 use super::error::SessionError;
 use super::model::{now, validate_tags, SessionConfig, SessionRecord, SessionStatus};
 use super::snapshot::{self, Snapshot};
@@ -145,13 +147,40 @@ pub struct UpdateSession {
     pub agents: Option<Vec<AgentConfig>>,
 }
 
-/// A change the registry announces.
+/// A change the server announces on its [`EventBus`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
-    /// A session was created or restored with this record.
+    /// A session was created with this record.
     Created(Box<SessionRecord>),
-    /// A session's record changed (status, activity).
+    /// A session was created as a clone of `source`.
+    Cloned {
+        /// The session it was cloned from.
+        source: Uuid,
+        /// The new session.
+        record: Box<SessionRecord>,
+    },
+    /// A session was created from an imported snapshot.
+    Imported(Box<SessionRecord>),
+    /// A session's record changed (status, activity, an update).
     Updated(Box<SessionRecord>),
+    /// A session moved to another working directory (its agents were restarted there).
+    Navigated(Box<SessionRecord>),
+    /// A client activated, deactivated or restarted an agent.
+    AgentCommand {
+        /// The session.
+        session: Uuid,
+        /// What was asked.
+        op: AgentOp,
+        /// The agent as it is afterwards.
+        agent: Box<AgentStatus>,
+    },
+    /// An agent of a session changed state, wrote a line, exited or raised an alert.
+    Agent {
+        /// The session.
+        session: Uuid,
+        /// What happened.
+        event: AgentEvent,
+    },
     /// A session was terminated.
     Terminated(Box<SessionRecord>),
     /// A terminated session was deleted.
@@ -185,6 +214,7 @@ pub struct RestoreReport {
 pub(crate) enum RegistryMsg {
     Insert {
         record: Box<SessionRecord>,
+        arrival: Arrival,
         reply: RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>,
     },
     Lookup {
@@ -203,6 +233,14 @@ pub(crate) enum RegistryMsg {
     Report(RpcReplyPort<RestoreReport>),
 }
 
+/// How a new session came to be, for the event that announces it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arrival {
+    Created,
+    Cloned { source: Uuid },
+    Imported,
+}
+
 struct Entry {
     record: SessionRecord,
     actor: Option<ActorRef<SessionMsg>>,
@@ -213,7 +251,6 @@ struct Registry;
 
 struct RegistryState {
     deps: SessionDeps,
-    events: broadcast::Sender<SessionEvent>,
     sessions: BTreeMap<Uuid, Entry>,
     by_actor: HashMap<ActorId, Uuid>,
     stopping: bool,
@@ -222,7 +259,6 @@ struct RegistryState {
 
 struct RegistryArgs {
     deps: SessionDeps,
-    events: broadcast::Sender<SessionEvent>,
 }
 
 impl Actor for Registry {
@@ -237,7 +273,6 @@ impl Actor for Registry {
     ) -> Result<RegistryState, ActorProcessingErr> {
         let mut state = RegistryState {
             deps: args.deps,
-            events: args.events,
             sessions: BTreeMap::new(),
             by_actor: HashMap::new(),
             stopping: false,
@@ -277,8 +312,12 @@ impl Actor for Registry {
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RegistryMsg::Insert { record, reply } => {
-                let _ = reply.send(state.insert(&myself, *record).await);
+            RegistryMsg::Insert {
+                record,
+                arrival,
+                reply,
+            } => {
+                let _ = reply.send(state.insert(&myself, *record, arrival).await);
             }
             RegistryMsg::Lookup { id, reply } => {
                 let found = state
@@ -300,7 +339,7 @@ impl Actor for Registry {
             RegistryMsg::Updated(record) => {
                 if let Some(entry) = state.sessions.get_mut(&record.id) {
                     entry.record = (*record).clone();
-                    let _ = state.events.send(SessionEvent::Updated(record));
+                    state.deps.bus.publish(SessionEvent::Updated(record));
                 }
             }
             RegistryMsg::Purge => {
@@ -493,6 +532,7 @@ impl RegistryState {
         &mut self,
         myself: &ActorRef<RegistryMsg>,
         record: SessionRecord,
+        arrival: Arrival,
     ) -> Result<ActorRef<SessionMsg>, SessionError> {
         let max = self.deps.settings.sessions.max_sessions;
         if self.live() >= max as usize {
@@ -507,7 +547,12 @@ impl RegistryState {
         store::save(&self.deps.storage, &record).await?;
         match self.spawn(myself, record.clone()).await {
             Ok(actor) => {
-                let _ = self.events.send(SessionEvent::Created(Box::new(record)));
+                let record = Box::new(record);
+                self.deps.bus.publish(match arrival {
+                    Arrival::Created => SessionEvent::Created(record),
+                    Arrival::Cloned { source } => SessionEvent::Cloned { source, record },
+                    Arrival::Imported => SessionEvent::Imported(record),
+                });
                 Ok(actor)
             }
             Err(err) => {
@@ -543,7 +588,7 @@ impl RegistryState {
                 );
             }
         }
-        let _ = self.events.send(if purge {
+        self.deps.bus.publish(if purge {
             SessionEvent::Purged(id)
         } else {
             SessionEvent::Terminated(Box::new(record))
@@ -564,7 +609,7 @@ impl RegistryState {
                 continue;
             }
             self.sessions.remove(&id);
-            let _ = self.events.send(SessionEvent::Purged(id));
+            self.deps.bus.publish(SessionEvent::Purged(id));
         }
     }
 }
@@ -575,7 +620,6 @@ pub struct SessionRegistry {
     actor: ActorRef<RegistryMsg>,
     deps: SessionDeps,
     paths: PathPolicy,
-    events: broadcast::Sender<SessionEvent>,
 }
 
 impl std::fmt::Debug for SessionRegistry {
@@ -588,22 +632,20 @@ impl SessionRegistry {
     /// Starts the registry: restores every stored session that is not terminated (starting
     /// its enabled agents), puts those whose directory vanished in `error`, and purges
     /// terminated sessions past their retention. `server_url` is what agents get as
-    /// `SESSION_MANAGER_URL`.
+    /// `SESSION_MANAGER_URL`; every event goes to `bus`.
     pub async fn start(
         settings: Arc<Settings>,
         storage: Storage,
         server_url: String,
+        bus: EventBus,
     ) -> Result<SessionRegistry, SessionError> {
-        let (events, _) = broadcast::channel(4096);
         let deps = SessionDeps {
             settings: settings.clone(),
             storage,
             server_url,
+            bus,
         };
-        let args = RegistryArgs {
-            deps: deps.clone(),
-            events: events.clone(),
-        };
+        let args = RegistryArgs { deps: deps.clone() };
         let (actor, _) = Actor::spawn(None, Registry, args)
             .await
             .map_err(|e| SessionError::AgentsFailed(format!("cannot start the registry: {e}")))?;
@@ -611,14 +653,18 @@ impl SessionRegistry {
             actor,
             deps,
             paths: PathPolicy::from_settings(&settings.paths),
-            events,
         };
         Ok(registry)
     }
 
-    /// Every session event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
-        self.events.subscribe()
+    /// Every event from now on (a shortcut for the bus's own `subscribe`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.deps.bus.subscribe()
+    }
+
+    /// The event bus this registry publishes on.
+    pub fn bus(&self) -> &EventBus {
+        &self.deps.bus
     }
 
     /// Creates a session: checks the configuration (fields, agents, the custom-command
@@ -642,7 +688,8 @@ impl SessionRegistry {
             )
             .await?;
         request.configuration.working_directory = directory;
-        self.insert_new(request, CommandOrigin::Api).await
+        self.insert_new(request, CommandOrigin::Api, Arrival::Created)
+            .await
     }
 
     /// Checks and stores a new session whose directory was admitted, and starts it.
@@ -650,8 +697,10 @@ impl SessionRegistry {
         &self,
         request: CreateSession,
         origin: CommandOrigin,
+        arrival: Arrival,
     ) -> Result<SessionView, SessionError> {
-        self.insert_with_id(Uuid::new_v4(), request, origin).await
+        self.insert_with_id(Uuid::new_v4(), request, origin, arrival)
+            .await
     }
 
     async fn insert_with_id(
@@ -659,6 +708,7 @@ impl SessionRegistry {
         id: Uuid,
         request: CreateSession,
         origin: CommandOrigin,
+        arrival: Arrival,
     ) -> Result<SessionView, SessionError> {
         let CreateSession {
             configuration,
@@ -689,6 +739,7 @@ impl SessionRegistry {
         let actor = self
             .call(|reply| RegistryMsg::Insert {
                 record: Box::new(record),
+                arrival,
                 reply,
             })
             .await??;
@@ -827,6 +878,9 @@ impl SessionRegistry {
         next.configuration.working_directory = directory;
         next.git = git_state(&next).await;
         let view = apply(&actor, next, true).await?;
+        self.deps
+            .bus
+            .publish(SessionEvent::Navigated(Box::new(view.record.clone())));
         Ok((view, validation))
     }
 
@@ -923,7 +977,12 @@ impl SessionRegistry {
         create.tags = source.tags.clone();
         create.strategy = source.strategy;
         // The agents were accepted with the source; the clone does not ask again.
-        self.insert_new(create, CommandOrigin::Trusted).await
+        self.insert_new(
+            create,
+            CommandOrigin::Trusted,
+            Arrival::Cloned { source: id },
+        )
+        .await
     }
 
     /// Exports a session as a self-contained, versioned snapshot: configuration, context
@@ -995,7 +1054,9 @@ impl SessionRegistry {
         } else {
             Uuid::new_v4()
         };
-        let view = self.insert_with_id(id, create, CommandOrigin::Api).await?;
+        let view = self
+            .insert_with_id(id, create, CommandOrigin::Api, Arrival::Imported)
+            .await?;
         for (key, value) in &snapshot.context.shared {
             store::context_put(&self.deps.storage, id, key.clone(), value.clone()).await?;
         }
@@ -1056,12 +1117,18 @@ impl SessionRegistry {
         op: AgentOp,
     ) -> Result<AgentStatus, SessionError> {
         let (_, actor) = self.live(id).await?;
-        ractor::call!(actor, |reply| SessionMsg::Agent {
+        let agent = ractor::call!(actor, |reply| SessionMsg::Agent {
             op,
             name: name.to_string(),
             reply
         })
-        .map_err(|_| SessionError::Unavailable)?
+        .map_err(|_| SessionError::Unavailable)??;
+        self.deps.bus.publish(SessionEvent::AgentCommand {
+            session: id,
+            op,
+            agent: Box::new(agent.clone()),
+        });
+        Ok(agent)
     }
 
     /// The last `tail` lines of an agent's output.
@@ -1114,7 +1181,7 @@ impl SessionRegistry {
         }
         let previous =
             store::context_put(&self.deps.storage, id, key.to_string(), value.clone()).await?;
-        let _ = self.events.send(SessionEvent::ContextChanged {
+        self.deps.bus.publish(SessionEvent::ContextChanged {
             session: id,
             key: key.to_string(),
             value: Some(value),
@@ -1128,7 +1195,7 @@ impl SessionRegistry {
         validate_context_key(key)?;
         let previous = store::context_delete(&self.deps.storage, id, key.to_string()).await?;
         if previous.is_some() {
-            let _ = self.events.send(SessionEvent::ContextChanged {
+            self.deps.bus.publish(SessionEvent::ContextChanged {
                 session: id,
                 key: key.to_string(),
                 value: None,
