@@ -140,6 +140,8 @@ pub struct Settings {
     pub monitor: MonitorSettings,
     /// Extra rules for the working-directory path policy.
     pub paths: PathSettings,
+    /// The event log and its WebSocket listeners.
+    pub events: EventSettings,
 }
 
 /// `[server]`: the network surface, which is also the security boundary.
@@ -368,6 +370,17 @@ pub struct PathSettings {
     pub allowed_roots: Vec<PathBuf>,
 }
 
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Days a numbered event stays in the log (and can be replayed with `since`).
+    pub retention_days: u32,
+    /// Messages a WebSocket client may have waiting to be written before it counts as too
+    /// slow and is disconnected.
+    pub websocket_queue: usize,
+}
+
 impl Settings {
     /// Loads the settings from every source (see the module documentation) and validates them,
     /// so the rest of the server can trust every value.
@@ -443,6 +456,18 @@ impl Settings {
         self.validate_agents()?;
         self.validate_logs()?;
         self.validate_monitor()?;
+        in_range(
+            self.events.retention_days,
+            1,
+            36_500,
+            "events.retention_days",
+        )?;
+        in_range(
+            self.events.websocket_queue,
+            1,
+            1_000_000,
+            "events.websocket_queue",
+        )?;
         for (name, list) in [
             ("restricted", &self.paths.restricted),
             ("allowed_roots", &self.paths.allowed_roots),
@@ -1042,6 +1067,21 @@ mod tests {
         assert_eq!(thresholds.response_time_ms, 5000);
         assert!(settings.paths.restricted.is_empty());
         assert!(settings.paths.allowed_roots.is_empty());
+    }
+
+    #[test]
+    fn event_settings_have_documented_defaults_and_ranges() {
+        let settings = load_env(&[]).unwrap();
+        assert_eq!(settings.events.retention_days, 7);
+        assert_eq!(settings.events.websocket_queue, 1024);
+        invalid_key(
+            load_file("[events]\nretention_days = 0\n"),
+            "events.retention_days",
+        );
+        invalid_key(
+            load_file("[events]\nwebsocket_queue = 0\n"),
+            "events.websocket_queue",
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
 //!   [`SessionRegistry`], the typed handle every caller uses;
 //! - `bus.rs`: [`EventBus`], where every session, agent and context event is published in
-//!   one order, numbered for the audit trail;
+//!   one order, numbered for the audit trail and, when opened on storage, kept in the
+//!   event log without the publisher waiting;
 //! - `query.rs`: [`SessionQuery`] (the parameters of `GET /sessions`) and [`select`];
 //! - `snapshot.rs`: [`Snapshot`], [`export`] and [`parse_import`];
 //! - `error.rs`: [`SessionError`].
@@ -23,7 +24,7 @@ mod snapshot;
 mod store;
 
 pub use actor::{AgentOp, SessionView};
-pub use bus::{EventBus, Published};
+pub use bus::{Encoder, EventBus, LogError, Published};
 pub use error::SessionError;
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,

@@ -3,6 +3,8 @@
 //! Its `seq` is what WebSocket and HTTP clients resume from (`since`), so it is strictly
 //! increasing and never reused, even after old events are pruned.
 
+use std::sync::Arc;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
@@ -45,6 +47,13 @@ impl Storage {
         self.call(move |conn| append(conn, event)).await
     }
 
+    /// Stores events whose `seq` the caller already assigned (the event bus numbers events
+    /// as it publishes them), in one transaction: all of them or none. A `seq` already in the
+    /// log is refused. The slice is shared so that a caller can retry the same batch.
+    pub async fn insert_events(&self, events: Arc<[StoredEvent]>) -> Result<(), StorageError> {
+        self.call(move |conn| insert(conn, &events)).await
+    }
+
     /// Returns up to `limit` events with a seq above `since_seq`, oldest first, optionally of
     /// one session only: the page a reconnecting client needs to catch up.
     pub async fn events_since(
@@ -71,15 +80,7 @@ impl Storage {
 }
 
 fn append(conn: &Connection, event: NewEvent) -> Result<StoredEvent, StorageError> {
-    if !event.at.is_finite() {
-        return Err(StorageError::InvalidData(format!(
-            "event time must be a finite number of seconds, got {}",
-            event.at
-        )));
-    }
-    if event.kind.is_empty() {
-        return Err(StorageError::InvalidData("event kind is empty".to_owned()));
-    }
+    check(event.at, &event.kind)?;
     let payload = serde_json::to_string(&event.payload)?;
     // One statement outside any transaction: SQLite commits (and, with synchronous=FULL,
     // syncs) it before `execute` returns, which is what makes the acknowledgement durable.
@@ -97,6 +98,42 @@ fn append(conn: &Connection, event: NewEvent) -> Result<StoredEvent, StorageErro
         session_id: event.session_id,
         payload: event.payload,
     })
+}
+
+fn insert(conn: &mut Connection, events: &[StoredEvent]) -> Result<(), StorageError> {
+    let tx = conn.transaction()?;
+    {
+        let mut statement = tx.prepare_cached(
+            "INSERT INTO events (seq, at, kind, session_id, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for event in events {
+            check(event.at, &event.kind)?;
+            let payload = serde_json::to_string(&event.payload)?;
+            // An explicit seq above the AUTOINCREMENT counter raises it, so `latest_seq`
+            // follows the bus's numbering across restarts and prunes.
+            statement.execute(params![
+                event.seq,
+                event.at,
+                event.kind,
+                event.session_id,
+                payload
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn check(at: f64, kind: &str) -> Result<(), StorageError> {
+    if !at.is_finite() {
+        return Err(StorageError::InvalidData(format!(
+            "event time must be a finite number of seconds, got {at}"
+        )));
+    }
+    if kind.is_empty() {
+        return Err(StorageError::InvalidData("event kind is empty".to_owned()));
+    }
+    Ok(())
 }
 
 /// A row as SQLite returns it, before its payload is parsed (which can fail in a way a
@@ -258,6 +295,51 @@ mod tests {
         let kept = append(&conn, event("edge", None, 20.0)).unwrap();
         assert_eq!(prune_before(&conn, 20.0).unwrap(), 1);
         assert_eq!(since(&conn, 0, None, 10).unwrap(), vec![kept]);
+    }
+
+    fn numbered(seq: i64, kind: &str, at: f64) -> StoredEvent {
+        StoredEvent {
+            seq,
+            at,
+            kind: kind.to_owned(),
+            session_id: None,
+            payload: json!({"n": seq}),
+        }
+    }
+
+    #[test]
+    fn inserted_events_keep_their_seq_and_raise_the_counter() {
+        let mut conn = db();
+        let batch = [numbered(5, "a", 1.0), numbered(6, "b", 2.0)];
+        insert(&mut conn, &batch).unwrap();
+        assert_eq!(since(&conn, 0, None, 10).unwrap(), batch.to_vec());
+        assert_eq!(latest_seq(&conn).unwrap(), 6);
+        // Pruned away, the numbering still goes on above them.
+        assert_eq!(prune_before(&conn, 100.0).unwrap(), 2);
+        assert_eq!(latest_seq(&conn).unwrap(), 6);
+        assert_eq!(append(&conn, event("c", None, 3.0)).unwrap().seq, 7);
+    }
+
+    #[test]
+    fn a_batch_with_a_taken_seq_stores_nothing() {
+        let mut conn = db();
+        insert(&mut conn, &[numbered(1, "a", 1.0)]).unwrap();
+        let err = insert(
+            &mut conn,
+            &[numbered(2, "b", 2.0), numbered(1, "again", 3.0)],
+        );
+        assert!(matches!(err, Err(StorageError::Sqlite(_))), "{err:?}");
+        assert!(conn.is_autocommit());
+        let kinds: Vec<String> = since(&conn, 0, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["a"]);
+        assert!(matches!(
+            insert(&mut conn, &[numbered(3, "", 1.0)]),
+            Err(StorageError::InvalidData(_))
+        ));
     }
 
     #[test]
