@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -37,6 +38,9 @@ pub enum ServerError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database")]
     Storage(#[source] StorageError),
+    /// The event log could not be read.
+    #[error("cannot open the event log")]
+    Events(#[source] StorageError),
     /// The stored sessions could not be loaded.
     #[error("cannot restore the sessions")]
     Sessions(#[source] SessionError),
@@ -50,6 +54,7 @@ pub struct App {
     context: ApiContext,
     services: Services,
     storage: Storage,
+    bus: EventBus,
     sessions: SessionRegistry,
 }
 
@@ -71,24 +76,30 @@ impl App {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        // Before the sessions: restoring them publishes events, numbered after the log's.
+        let retention = Duration::from_secs(u64::from(settings.events.retention_days) * 86_400);
+        let bus = EventBus::open(storage.clone(), api::encode_event, retention)
+            .await
+            .map_err(ServerError::Events)?;
         // Restored sessions start their agents now, told where the server really listens.
         let sessions = SessionRegistry::start(
-            std::sync::Arc::new(settings.clone()),
+            Arc::new(settings.clone()),
             storage.clone(),
             format!("http://{local_addr}"),
-            EventBus::new(0),
+            bus.clone(),
         )
         .await
         .map_err(ServerError::Sessions)?;
         services.set("sessions", ServiceState::Running);
         services.set("api", ServiceState::Running);
-        let context = ApiContext::new(&settings.server, services.clone());
+        let context = ApiContext::new(settings, services.clone(), sessions.clone());
         Ok(App {
             listener,
             local_addr,
             context,
             services,
             storage,
+            bus,
             sessions,
         })
     }
@@ -98,23 +109,33 @@ impl App {
         &self.sessions
     }
 
+    /// What the routes share (e.g. the WebSocket client count), for callers that watch a
+    /// running server.
+    pub fn context(&self) -> ApiContext {
+        self.context.clone()
+    }
+
     /// The address actually bound, with the port the OS chose when `server.port` is 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting connections, lets requests in
-    /// flight finish (for at most ten seconds, so a stuck client cannot hold the process),
-    /// and closes the database after its last queued write.
+    /// Serves until `shutdown` resolves, then stops accepting connections, closes the
+    /// WebSocket connections, lets requests in flight finish (for at most ten seconds, so a
+    /// stuck client cannot hold the process), stops the sessions' agents, stores every
+    /// event published so far, and closes the database after its last queued write.
     pub async fn run_until<F>(self, shutdown: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let (draining, drain_started) = oneshot::channel();
         let services = self.services.clone();
+        let context = self.context.clone();
         let signal = async move {
             shutdown.await;
             services.set("api", ServiceState::Stopping);
+            // Upgraded connections are not part of the drain; they are told to go.
+            context.close_websockets();
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             // The receiver is gone only if the server already stopped on its own.
             draining.send(()).ok();
@@ -138,6 +159,8 @@ impl App {
         // sessions stay as they are in storage and are restored by the next start.
         self.services.set("sessions", ServiceState::Stopping);
         self.sessions.shutdown().await;
+        // The agents' last transitions included: nothing published is lost.
+        self.bus.close().await;
         self.services.set("storage", ServiceState::Stopping);
         if let Err(error) = self.storage.close().await {
             tracing::error!(%error, "closing the database failed");
