@@ -520,16 +520,16 @@ impl Client<'_> {
     /// has not delivered, oldest first, then raises the floor past them. Returns how many.
     async fn replay(&mut self, since: u64) -> Result<usize, Ending> {
         let bus = self.live.sessions.bus();
-        let one_session = match &self.filter.sessions {
-            Some(only) if only.len() == 1 => only.first().copied(),
-            _ => None,
-        };
         // Everything up to here is in the log once the first read returns.
         let target = bus.last_seq();
         let mut after = since;
+        // The highest seq the pages covered; not `since`, which is the client's word.
+        let mut covered = 0;
         let mut sent = 0;
         loop {
-            let page = match bus.read(after, one_session, REPLAY_PAGE).await {
+            // Every session's: the filter also passes server-wide events, which belong to
+            // none, so a read by session would miss them.
+            let page = match bus.read(after, None, REPLAY_PAGE).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "replaying the event log");
@@ -542,6 +542,7 @@ impl Client<'_> {
                 let wire = WireEvent::from_stored(stored);
                 let Some(seq) = wire.seq else { continue };
                 after = after.max(seq);
+                covered = covered.max(seq);
                 if !self.filter.wants(wire.topic(), wire.session_id)
                     || self.delivered.contains(&seq)
                 {
@@ -555,7 +556,7 @@ impl Client<'_> {
                 break;
             }
         }
-        self.floor = self.floor.max(after).max(target);
+        self.floor = self.floor.max(covered).max(target);
         Ok(sent)
     }
 
