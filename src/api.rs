@@ -4,30 +4,40 @@
 //! through the single mapping in `errors`, so clients always get the envelope with a stable
 //! `error_code`, never warp's plain-text rejections.
 
+mod body;
 mod dto;
 mod envelope;
 mod errors;
 mod events;
 mod guards;
 mod health;
+mod openapi;
+mod sessions;
+mod system;
 mod ws;
 
 pub(crate) use events::encode as encode_event;
 pub use health::{ServiceState, Services};
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
+use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use errors::ApiError;
+use sessions::{reply, Answer, Parsed};
 
 use crate::config::Settings;
-use crate::session::SessionRegistry;
+use crate::paths::PathPolicy;
+use crate::session::{AgentOp, SessionRegistry};
 
 /// What the routes need from the server that builds them; cloned into every request.
 #[derive(Debug, Clone)]
@@ -36,6 +46,7 @@ pub struct ApiContext {
     services: Services,
     max_body_bytes: u64,
     sessions: SessionRegistry,
+    paths: PathPolicy,
     /// WebSocket connections: the fan-out of the event bus, the client count.
     live: ws::Live,
     /// Set at shutdown: every WebSocket connection closes (1001).
@@ -46,7 +57,7 @@ impl ApiContext {
     /// Captures the start time (for `uptime_seconds`) and the settings the routes enforce,
     /// and starts the WebSocket fan-out from `sessions`' event bus (so it must run inside
     /// the tokio runtime); `services` is shared with whoever reports the state of each
-    /// subsystem.
+    /// subsystem, and `sessions` is what the session routes drive.
     pub fn new(settings: &Settings, services: Services, sessions: SessionRegistry) -> ApiContext {
         let (closing, closing_rx) = watch::channel(false);
         let live = ws::Live::start(
@@ -58,6 +69,7 @@ impl ApiContext {
             started_at: Instant::now(),
             services,
             max_body_bytes: settings.server.max_body_bytes,
+            paths: sessions.paths().clone(),
             sessions,
             live,
             closing: Arc::new(closing),
@@ -88,6 +100,17 @@ pub fn routes(
         .or(warp::path!("health").and(other_methods("GET, HEAD")))
         .unify();
 
+    let metrics = warp::path!("metrics")
+        .and(get_or_head())
+        .and(with_context(ctx.clone()))
+        .then(system::prometheus)
+        .or(warp::path!("metrics").and(other_methods("GET, HEAD")))
+        .unify();
+    let openapi = warp::path!("openapi.json")
+        .and(get_or_head())
+        .then(openapi::document)
+        .or(warp::path!("openapi.json").and(other_methods("GET, HEAD")))
+        .unify();
     let websocket = warp::path!("ws" / "sessions")
         .and(warp::ws())
         .and(with_context(ctx.clone()))
@@ -101,16 +124,18 @@ pub fn routes(
         .or(warp::path!("ws" / "sessions").and(not_an_upgrade()))
         .unify();
 
-    let events = warp::path!("api" / "claude" / "events")
-        .and(get_or_head())
-        .and(warp::query::<Vec<(String, String)>>())
-        .and(with_context(ctx.clone()))
-        .then(|params, ctx: ApiContext| events::list(params, ctx.sessions.bus().clone()))
-        .or(warp::path!("api" / "claude" / "events").and(other_methods("GET, HEAD")))
-        .unify();
-
     guards::body_limit(ctx.max_body_bytes)
-        .and(health.or(websocket).unify().or(events).unify())
+        .and(
+            health
+                .or(metrics)
+                .unify()
+                .or(openapi)
+                .unify()
+                .or(websocket)
+                .unify()
+                .or(warp::path("api").and(warp::path("claude")).and(claude(ctx)))
+                .unify(),
+        )
         .recover(errors::recover)
         .unify()
         .with(warp::log::custom(|info| {
@@ -122,6 +147,290 @@ pub fn routes(
                 "request"
             );
         }))
+}
+
+/// Every route under `/api/claude`.
+fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
+    let c = move || with_context(ctx.clone());
+
+    // /sessions
+    let sessions_root = warp::path!("sessions")
+        .and(warp::post())
+        .and(c())
+        .and(json_body::<Map<String, Value>>(c()))
+        .then(|ctx, body| answer(sessions::create(ctx, body)))
+        .or(warp::path!("sessions")
+            .and(get_or_head())
+            .and(c())
+            .and(body::query())
+            .then(|ctx, params| answer(sessions::list(ctx, params))))
+        .unify()
+        .or(warp::path!("sessions").and(other_methods("GET, HEAD, POST")))
+        .unify()
+        .boxed();
+    let import = warp::path!("sessions" / "import")
+        .and(warp::post())
+        .and(c())
+        .and(json_body(c()))
+        .then(|ctx, body| answer(sessions::import(ctx, body)))
+        .or(warp::path!("sessions" / "import").and(other_methods("POST")))
+        .unify()
+        .boxed();
+    let session = warp::path!("sessions" / String)
+        .and(get_or_head())
+        .and(c())
+        .then(|id, ctx| answer(sessions::get(ctx, id)))
+        .or(warp::path!("sessions" / String)
+            .and(warp::put())
+            .and(c())
+            .and(json_body(c()))
+            .then(|id, ctx, body| answer(sessions::update(ctx, id, body))))
+        .unify()
+        .or(warp::path!("sessions" / String)
+            .and(warp::delete())
+            .and(c())
+            .and(body::query())
+            .then(|id, ctx, params| answer(sessions::delete(ctx, id, params))))
+        .unify()
+        .or(warp::path!("sessions" / String)
+            .and(other_methods("GET, HEAD, PUT, DELETE"))
+            .map(|_, response| response))
+        .unify()
+        .boxed();
+    let navigate = post_json(c(), "navigate", sessions::navigate).boxed();
+    let clone = post_json(c(), "clone", sessions::clone).boxed();
+    let export = post_json(c(), "export", sessions::export).boxed();
+    let agents = get_of(c(), "agents", sessions::agents).boxed();
+    let status = get_of(c(), "status", sessions::status).boxed();
+    let metrics = warp::path!("sessions" / String / "metrics")
+        .and(get_or_head())
+        .and(c())
+        .and(body::query())
+        .then(|id, ctx, params| answer(sessions::metrics(ctx, id, params)))
+        .or(warp::path!("sessions" / String / "metrics")
+            .and(other_methods("GET, HEAD"))
+            .map(|_, response| response))
+        .unify()
+        .boxed();
+    let agent_ops = warp::path!("sessions" / String / "agents" / String / String)
+        .and(warp::post())
+        .and(c())
+        .then(|id: String, name: String, op: String, ctx| async move {
+            let op = match op.as_str() {
+                "activate" => AgentOp::Activate,
+                "deactivate" => AgentOp::Deactivate,
+                "restart" => AgentOp::Restart,
+                _ => return reply(Err(ApiError::NotFound)),
+            };
+            reply(sessions::agent_command(ctx, id, name, op).await)
+        })
+        .boxed();
+    let logs = warp::path!("sessions" / String / "agents" / String / "logs")
+        .and(get_or_head())
+        .and(c())
+        .and(body::query())
+        .then(|id, name, ctx, params| answer(sessions::logs(ctx, id, name, params)))
+        .boxed();
+    let agent_paths = warp::path!("sessions" / String / "agents" / String / String)
+        .map(|_: String, _: String, action: String| {
+            let allow = match action.as_str() {
+                "logs" => Some("GET, HEAD"),
+                "activate" | "deactivate" | "restart" => Some("POST"),
+                _ => None,
+            };
+            reply(Err(match allow {
+                Some(allow) => ApiError::MethodNotAllowed { allow: Some(allow) },
+                None => ApiError::NotFound,
+            }))
+        })
+        .boxed();
+    let context_all = get_of(c(), "context", sessions::context_all).boxed();
+    let context_key = warp::path!("sessions" / String / "context" / String)
+        .and(get_or_head())
+        .and(c())
+        .then(|id, key, ctx| answer(sessions::context_get(ctx, id, key)))
+        .or(warp::path!("sessions" / String / "context" / String)
+            .and(warp::put())
+            .and(c())
+            .and(json_body(c()))
+            .then(|id, key, ctx, body| answer(sessions::context_put(ctx, id, key, body))))
+        .unify()
+        .or(warp::path!("sessions" / String / "context" / String)
+            .and(warp::delete())
+            .and(c())
+            .then(|id, key, ctx| answer(sessions::context_delete(ctx, id, key))))
+        .unify()
+        .or(warp::path!("sessions" / String / "context" / String)
+            .and(other_methods("GET, HEAD, PUT, DELETE"))
+            .map(|_, _, response| response))
+        .unify()
+        .boxed();
+
+    // Server-wide.
+    let validate_path = warp::path!("validate-path")
+        .and(warp::post())
+        .and(c())
+        .and(json_body(c()))
+        .then(|ctx, body| answer(system::validate_path(ctx, body)))
+        .or(warp::path!("validate-path").and(other_methods("POST")))
+        .unify()
+        .boxed();
+    let validate_paths = warp::path!("validate-paths")
+        .and(warp::post())
+        .and(c())
+        .and(json_body(c()))
+        .then(|ctx, body| answer(system::validate_paths(ctx, body)))
+        .or(warp::path!("validate-paths").and(other_methods("POST")))
+        .unify()
+        .boxed();
+    let agent_types = warp::path!("agent-types")
+        .and(get_or_head())
+        .then(|| answer(system::agent_types()))
+        .or(warp::path!("agent-types").and(other_methods("GET, HEAD")))
+        .unify()
+        .boxed();
+    let analytics = warp::path!("analytics")
+        .and(get_or_head())
+        .and(c())
+        .then(|ctx| answer(system::analytics(ctx)))
+        .or(warp::path!("analytics").and(other_methods("GET, HEAD")))
+        .unify()
+        .boxed();
+    let events = warp::path!("events")
+        .and(get_or_head())
+        .and(c())
+        .and(body::query())
+        .then(|ctx, params| answer(events::list(ctx, params)))
+        .or(warp::path!("events").and(other_methods("GET, HEAD")))
+        .unify()
+        .boxed();
+    let system_status = warp::path!("system-status")
+        .and(get_or_head())
+        .and(c())
+        .then(|ctx| answer(system::system_status(ctx)))
+        .or(warp::path!("system-status").and(other_methods("GET, HEAD")))
+        .unify()
+        .boxed();
+
+    sessions_root
+        .or(import)
+        .unify()
+        .or(session)
+        .unify()
+        .or(navigate)
+        .unify()
+        .or(clone)
+        .unify()
+        .or(export)
+        .unify()
+        .or(agents)
+        .unify()
+        .or(status)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(agent_ops)
+        .unify()
+        .or(logs)
+        .unify()
+        .or(agent_paths)
+        .unify()
+        .or(context_all)
+        .unify()
+        .or(context_key)
+        .unify()
+        .or(validate_path)
+        .unify()
+        .or(validate_paths)
+        .unify()
+        .or(agent_types)
+        .unify()
+        .or(analytics)
+        .unify()
+        .or(system_status)
+        .unify()
+        .or(events)
+        .unify()
+        .boxed()
+}
+
+/// Runs a handler and turns its answer into the envelope.
+async fn answer(handler: impl Future<Output = Answer>) -> Response {
+    reply(handler.await)
+}
+
+/// A JSON body of type `T`, capped at the context's body limit.
+fn json_body<T: DeserializeOwned + Send + 'static>(
+    ctx: impl Filter<Extract = (ApiContext,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Parsed<T>,), Error = Rejection> + Clone {
+    ctx.and(warp::body::stream())
+        .and(warp::header::optional::<String>("content-type"))
+        .then(
+            |ctx: ApiContext, stream, content_type: Option<String>| async move {
+                body::read_json::<T, _, _>(content_type.as_deref(), stream, ctx.max_body_bytes)
+                    .await
+            },
+        )
+}
+
+/// `POST /sessions/{id}/{action}` with a JSON body.
+fn post_json<T, F, Fut>(
+    ctx: impl Filter<Extract = (ApiContext,), Error = Infallible> + Clone + Send + Sync + 'static,
+    action: &'static str,
+    handler: F,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+where
+    T: DeserializeOwned + Send + 'static,
+    F: Fn(ApiContext, String, Parsed<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send,
+{
+    let path = move || {
+        warp::path("sessions")
+            .and(warp::path::param::<String>())
+            .and(warp::path(action))
+            .and(warp::path::end())
+    };
+    path()
+        .and(warp::post())
+        .and(ctx.clone())
+        .and(json_body(ctx))
+        .then(move |id, ctx, body| {
+            let handler = handler.clone();
+            async move { reply(handler(ctx, id, body).await) }
+        })
+        .or(path()
+            .and(other_methods("POST"))
+            .map(|_, response| response))
+        .unify()
+}
+
+/// `GET /sessions/{id}/{what}`.
+fn get_of<F, Fut>(
+    ctx: impl Filter<Extract = (ApiContext,), Error = Infallible> + Clone + Send + Sync + 'static,
+    what: &'static str,
+    handler: F,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+where
+    F: Fn(ApiContext, String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send,
+{
+    let path = move || {
+        warp::path("sessions")
+            .and(warp::path::param::<String>())
+            .and(warp::path(what))
+            .and(warp::path::end())
+    };
+    path()
+        .and(get_or_head())
+        .and(ctx)
+        .then(move |id, ctx| {
+            let handler = handler.clone();
+            async move { reply(handler(ctx, id).await) }
+        })
+        .or(path()
+            .and(other_methods("GET, HEAD"))
+            .map(|_, response| response))
+        .unify()
 }
 
 /// GET, and HEAD with it (RFC 9110 §9.1: hyper sends HEAD responses without their body).

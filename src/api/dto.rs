@@ -1,5 +1,8 @@
 //! Wire shapes: the only types with wire-format serde attributes.
 
+pub(crate) mod requests;
+pub(crate) mod session;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;

@@ -17,6 +17,7 @@ use warp::ws::MissingConnectionUpgrade;
 use warp::Rejection;
 
 use super::envelope;
+use crate::session::SessionError;
 
 /// Everything the API can answer with instead of a payload. Messages reach clients, so they
 /// describe the request, never the server's internals.
@@ -50,6 +51,35 @@ pub(crate) enum ApiError {
     /// The body is not JSON.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// No session has this id.
+    #[error("{0}")]
+    SessionNotFound(String),
+    /// The session has no agent of this name.
+    #[error("{0}")]
+    AgentNotFound(String),
+    /// The session's shared context has no such key.
+    #[error("{0}")]
+    ContextKeyNotFound(String),
+    /// Refused for lack of permission, e.g. a custom command while they are disabled.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        field: Option<String>,
+    },
+    /// The request does not fit the current state (e.g. an operation on a terminated session).
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but semantically refused: a path the policy refuses, an unknown agent
+    /// type, a cycle, a limit reached, agents that cannot start.
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
+    /// The part of the server that would answer is gone (shutting down).
+    #[error("the server is shutting down")]
+    Unavailable,
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal server error")]
     Internal,
@@ -57,7 +87,60 @@ pub(crate) enum ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        let message = error.to_string();
+        let field = error.field().map(str::to_string);
+        let bad_value = error.is_bad_value();
+        match error {
+            SessionError::Invalid(_) if bad_value => ApiError::Validation { message, field },
+            SessionError::Invalid(_) => ApiError::Unprocessable {
+                code: "session_validation_error",
+                message,
+                details: field.map(|field| json!({ "field": field })),
+            },
+            SessionError::PathRefused { validation, .. } => ApiError::Unprocessable {
+                code: "path_refused",
+                message,
+                details: Some(json!({ "field": field, "validation": validation })),
+            },
+            SessionError::CreateDirectory { .. } => ApiError::Unprocessable {
+                code: "path_refused",
+                message,
+                details: Some(json!({ "field": field })),
+            },
+            SessionError::CustomCommandRefused { .. } => ApiError::Forbidden { message, field },
+            SessionError::TooManySessions { max } => ApiError::Unprocessable {
+                code: "session_limit_reached",
+                message,
+                details: Some(json!({ "field": "sessions.max_sessions", "limit": max })),
+            },
+            SessionError::NotFound(_) => ApiError::SessionNotFound(message),
+            SessionError::AgentNotFound(_) => ApiError::AgentNotFound(message),
+            SessionError::Conflict(_) => ApiError::Conflict(message),
+            SessionError::AgentsFailed(_) => ApiError::Unprocessable {
+                code: "agent_initialization_error",
+                message,
+                details: None,
+            },
+            SessionError::Storage(source) => {
+                tracing::error!(error = %source, "a session operation failed in storage");
+                ApiError::Internal
+            }
+            SessionError::Unavailable => ApiError::Unavailable,
+        }
+    }
+}
+
 impl ApiError {
+    /// A 400 about one field.
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -66,6 +149,13 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SessionNotFound(_)
+            | ApiError::AgentNotFound(_)
+            | ApiError::ContextKeyNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +169,13 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::LengthRequired => "length_required",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::SessionNotFound(_) => "session_not_found",
+            ApiError::AgentNotFound(_) => "agent_not_found",
+            ApiError::ContextKeyNotFound(_) => "context_key_not_found",
+            ApiError::Forbidden { .. } => "session_permission_error",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::Unavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
         }
     }
@@ -91,6 +188,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit: Some(limit) } => {
                 Some(json!({ "limit_bytes": limit }))
             }
+            ApiError::Forbidden {
+                field: Some(field), ..
+            } => Some(json!({ "field": field })),
+            ApiError::Unprocessable { details, .. } => details.clone(),
             _ => None,
         }
     }

@@ -7,17 +7,18 @@
 //! typed events change.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::http::StatusCode;
-use warp::reply::Response;
 
+use super::dto::session::{seconds, session_object, AgentObject};
 use super::envelope;
 use super::errors::ApiError;
-use crate::agent::{AgentAlert, AgentEvent, AgentStatus};
-use crate::session::{AgentOp, EventBus, Published, SessionEvent, SessionRecord};
+use super::sessions::{Answer, Parsed};
+use super::ApiContext;
+use crate::agent::{AgentAlert, AgentEvent};
+use crate::session::{AgentOp, Published, SessionEvent, SessionRecord};
 use crate::storage::{NewEvent, StoredEvent};
 
 /// Events `GET /events` returns when `limit` is not given.
@@ -38,7 +39,7 @@ pub(crate) struct EventsQuery {
 
 impl EventsQuery {
     /// Checks each parameter; an unknown one or a bad value is a 400 naming it.
-    pub(crate) fn parse(params: &[(String, String)]) -> Result<EventsQuery, ApiError> {
+    pub(crate) fn parse(params: &BTreeMap<String, String>) -> Result<EventsQuery, ApiError> {
         let bad = |field: &str, message: String| ApiError::Validation {
             message,
             field: Some(field.to_owned()),
@@ -92,21 +93,18 @@ impl EventsQuery {
 
 /// `GET /api/claude/events`: the stored log after `since`, oldest first. `last_seq` is where
 /// to resume: the last event returned when `has_more`, else the newest seq in the log.
-pub(crate) async fn list(params: Vec<(String, String)>, bus: EventBus) -> Response {
-    // Answered here, not rejected: a rejection would be weighed against the path's 405.
-    let query = match EventsQuery::parse(&params) {
-        Ok(query) => query,
-        Err(error) => return envelope::failure(&error),
-    };
+pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String>>) -> Answer {
+    let query = EventsQuery::parse(&params?)?;
+    let bus = ctx.sessions.bus();
     // Everything published up to here is read: the log is flushed before the read.
     let head = bus.last_seq();
-    let mut events = match bus.read(query.since, query.session, query.limit + 1).await {
-        Ok(events) => events,
-        Err(error) => {
+    let mut events = bus
+        .read(query.since, query.session, query.limit + 1)
+        .await
+        .map_err(|error| {
             tracing::error!(%error, "reading the event log");
-            return envelope::failure(&ApiError::Internal);
-        }
-    };
+            ApiError::Internal
+        })?;
     let has_more = events.len() > query.limit;
     events.truncate(query.limit);
     let last = events
@@ -121,14 +119,14 @@ pub(crate) async fn list(params: Vec<(String, String)>, bus: EventBus) -> Respon
         .into_iter()
         .map(|event| WireEvent::from_stored(event).record())
         .collect();
-    envelope::success(
+    Ok(envelope::success(
         StatusCode::OK,
         &json!({
             "events": events,
             "last_seq": last_seq,
             "has_more": has_more,
         }),
-    )
+    ))
 }
 
 /// What a client subscribes to; each event type belongs to one topic.
@@ -208,7 +206,7 @@ pub(crate) struct WireEvent {
 impl WireEvent {
     /// The wire form of a live event.
     pub(crate) fn of(published: &Published) -> WireEvent {
-        let (kind, session_id, data) = describe(&published.event, published.seq);
+        let (kind, session_id, data) = describe(published);
         WireEvent {
             kind: kind.to_owned(),
             timestamp: published.timestamp,
@@ -264,7 +262,7 @@ impl WireEvent {
 
 /// The bus's encoder: how a numbered event is written down in the log.
 pub(crate) fn encode(published: &Published) -> NewEvent {
-    let (kind, session_id, payload) = describe(&published.event, published.seq);
+    let (kind, session_id, payload) = describe(published);
     NewEvent {
         kind: kind.to_owned(),
         session_id: session_id.map(|id| id.to_string()),
@@ -274,15 +272,16 @@ pub(crate) fn encode(published: &Published) -> NewEvent {
 }
 
 /// An event's type, session and data.
-fn describe(event: &SessionEvent, seq: Option<u64>) -> (&'static str, Option<Uuid>, Value) {
-    match event {
-        SessionEvent::Created(record) => session("session_created", record),
-        SessionEvent::Imported(record) => session("session_imported", record),
-        SessionEvent::Updated(record) => session("session_updated", record),
-        SessionEvent::Navigated(record) => session("session_navigated", record),
-        SessionEvent::Terminated(record) => session("session_terminated", record),
+fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
+    let (seq, at) = (published.seq, published.timestamp);
+    match &published.event {
+        SessionEvent::Created(record) => session("session_created", record, at),
+        SessionEvent::Imported(record) => session("session_imported", record, at),
+        SessionEvent::Updated(record) => session("session_updated", record, at),
+        SessionEvent::Navigated(record) => session("session_navigated", record, at),
+        SessionEvent::Terminated(record) => session("session_terminated", record, at),
         SessionEvent::Cloned { source, record } => {
-            let (kind, id, mut data) = session("session_cloned", record);
+            let (kind, id, mut data) = session("session_cloned", record, at);
             if let Value::Object(object) = &mut data {
                 object.insert("source_session_id".into(), source.to_string().into());
             }
@@ -302,7 +301,7 @@ fn describe(event: &SessionEvent, seq: Option<u64>) -> (&'static str, Option<Uui
             let data = json!({
                 "agent_name": agent.name,
                 "status": status,
-                "agent": agent_object(agent),
+                "agent": AgentObject::new(agent),
             });
             (kind, Some(*session), data)
         }
@@ -326,8 +325,24 @@ fn describe(event: &SessionEvent, seq: Option<u64>) -> (&'static str, Option<Uui
     }
 }
 
-fn session(kind: &'static str, record: &SessionRecord) -> (&'static str, Option<Uuid>, Value) {
-    (kind, Some(record.id), session_object(record, &[]))
+/// The session object as of the event: a live session's `duration_seconds` runs to the
+/// event's time, not to whenever the mapping runs, so the log's copy (mapped by the writer)
+/// and the live one (mapped by the fan-out) are the same.
+fn session(
+    kind: &'static str,
+    record: &SessionRecord,
+    at: f64,
+) -> (&'static str, Option<Uuid>, Value) {
+    let mut object = session_object(record, &[]);
+    if record.terminated_at.is_none() {
+        if let Some(metrics) = object.get_mut("metrics").and_then(Value::as_object_mut) {
+            metrics.insert(
+                "duration_seconds".into(),
+                (at - record.created_at).max(0.0).into(),
+            );
+        }
+    }
+    (kind, Some(record.id), object)
 }
 
 fn agent_event(event: &AgentEvent, seq: Option<u64>) -> (&'static str, Value) {
@@ -386,50 +401,14 @@ fn alert_object(alert: &AgentAlert, seq: Option<u64>) -> Value {
     })
 }
 
-/// The session's main fields, until the route's full session object lands in `dto`.
-pub(crate) fn session_object(record: &SessionRecord, agents: &[AgentStatus]) -> Value {
-    let statuses: BTreeMap<&str, &str> = agents
-        .iter()
-        .map(|a| (a.name.as_str(), a.state.as_str()))
-        .collect();
-    json!({
-        "id": record.id.to_string(),
-        "name": record.configuration.name,
-        "status": record.status.as_str(),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "working_directory": record.configuration.working_directory,
-        "tags": record.tags,
-        "agent_statuses": statuses,
-    })
-}
-
-/// An agent's live state, until the route's agent object lands in `dto`.
-fn agent_object(agent: &AgentStatus) -> Value {
-    json!({
-        "name": agent.name,
-        "agent_type": agent.agent_type.as_str(),
-        "status": agent.state.as_str(),
-        "active": agent.active,
-        "pid": agent.live.pid,
-        "restart_count": agent.restarts,
-        "last_error": agent.live.last_error,
-    })
-}
-
-fn seconds(at: SystemTime) -> f64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::SystemTime;
 
     use super::*;
     use crate::agent::ProcessExit;
-    use crate::agent::{AgentLive, AgentType, AlertKind, LogLine, Severity, Stream};
+    use crate::agent::{AgentLive, AgentStatus, AgentType, AlertKind, LogLine, Severity, Stream};
     use crate::session::SessionConfig;
     use crate::supervision::ChildState;
 
@@ -631,6 +610,10 @@ mod tests {
         assert_eq!(created["name"], "demo");
         assert_eq!(created["status"], "active");
         assert_eq!(created["working_directory"], "/tmp/demo");
+        assert_eq!(
+            created["metrics"]["duration_seconds"], 90.5,
+            "as of the event (published at 100.5, created at 10)"
+        );
         assert_eq!(data(5)["source_session_id"], Uuid::from_u128(2).to_string());
         assert_eq!(
             data(6),
@@ -712,11 +695,10 @@ mod tests {
     }
 
     fn query(text: &str) -> Result<EventsQuery, ApiError> {
-        let params: Vec<(String, String)> = pairs(text);
-        EventsQuery::parse(&params)
+        EventsQuery::parse(&pairs(text))
     }
 
-    fn pairs(text: &str) -> Vec<(String, String)> {
+    fn pairs(text: &str) -> BTreeMap<String, String> {
         text.split('&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| {

@@ -473,7 +473,7 @@ impl Client<'_> {
                     "type": "session_status",
                     "timestamp": now(),
                     "session_id": id.to_string(),
-                    "data": super::events::session_object(&view.record, &view.agents),
+                    "data": super::dto::session::session_object(&view.record, &view.agents),
                 }))
             }
             Request::Subscribe {
@@ -612,10 +612,7 @@ impl Client<'_> {
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    super::dto::session::seconds(std::time::SystemTime::now())
 }
 
 #[cfg(test)]

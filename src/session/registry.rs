@@ -746,6 +746,28 @@ impl SessionRegistry {
         view_of(&actor).await
     }
 
+    /// Validates a path with the server's policy, without side effects unless
+    /// `create_if_missing`: then a missing directory the policy allows is created (with its
+    /// parents) and validated again. A refused path is an answer (`valid: false`), not an
+    /// error; only a failed creation is.
+    pub async fn validate_path(
+        &self,
+        raw: &str,
+        create_if_missing: bool,
+    ) -> Result<Validation, SessionError> {
+        let validation = self.paths.validate(raw).await;
+        if !create_if_missing || !validation.valid || validation.exists {
+            return Ok(validation);
+        }
+        let (directory, _) = self.admit_directory(raw, "path", true).await?;
+        Ok(self.paths.validate(&directory).await)
+    }
+
+    /// The path policy sessions are held to.
+    pub fn paths(&self) -> &PathPolicy {
+        &self.paths
+    }
+
     /// Validates a directory with the path policy and creates it when missing and allowed;
     /// returns its canonical form.
     async fn admit_directory(

@@ -1,0 +1,253 @@
+//! The session object on the wire: the original's `to_dict` (`configuration`, `context`,
+//! `metrics`, `validation`, …) with ours added (`agents`, `tags`, `strategy`, `git`). Built
+//! from a [`SessionRecord`] and its agents' live state; nothing here reads the world.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::agent::{AgentConfig, AgentStatus};
+use crate::paths::Validation;
+use crate::session::{SessionRecord, SessionView};
+use crate::supervision::ChildState;
+
+/// Unix seconds, the API's time format.
+pub(crate) fn seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A session as every route returns it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionObject<'a> {
+    id: String,
+    name: &'a str,
+    status: &'static str,
+    created_at: f64,
+    updated_at: f64,
+    configuration: Configuration<'a>,
+    context: Context<'a>,
+    metrics: Metrics<'a>,
+    /// The working directory's validation; `null` where it was not computed (events).
+    validation: Option<&'a Validation>,
+    error_message: Option<&'a str>,
+    // Ours.
+    description: &'a str,
+    working_directory: &'a str,
+    last_activity: f64,
+    terminated_at: Option<f64>,
+    tags: &'a [String],
+    strategy: &'static str,
+    git: Option<&'a Value>,
+    agents: Vec<AgentObject<'a>>,
+    agent_statuses: BTreeMap<&'a str, &'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Configuration<'a> {
+    session_id: String,
+    name: &'a str,
+    description: &'a str,
+    working_directory: &'a str,
+    git_enabled: bool,
+    auto_save: bool,
+    save_interval_seconds: u64,
+    max_memory_mb: u64,
+    max_agents: u32,
+    agents: &'a [AgentConfig],
+    environment_variables: &'a BTreeMap<String, String>,
+    custom_settings: &'a Value,
+}
+
+#[derive(Debug, Serialize)]
+struct Context<'a> {
+    session_id: String,
+    current_directory: &'a str,
+    git_branch: Option<&'a str>,
+    git_commit: Option<&'a str>,
+    /// Agents whose process (or logical state) is running now.
+    active_agents: Vec<&'a str>,
+    environment_state: &'a BTreeMap<String, String>,
+    user_preferences: &'a Value,
+    last_activity: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Metrics<'a> {
+    session_id: String,
+    start_time: f64,
+    end_time: Option<f64>,
+    duration_seconds: f64,
+    /// Counted from Claude Code hook events.
+    commands_executed: u64,
+    files_modified: u64,
+    errors_encountered: u64,
+    /// Resident memory of every agent's process tree, summed, at the last sample.
+    memory_usage_mb: f64,
+    /// Not sampled per session yet (the monitor fills it); `null` rather than a made-up 0.
+    cpu_usage_percent: Option<f64>,
+    agent_activations: &'a BTreeMap<String, u64>,
+    performance_metrics: Value,
+}
+
+/// One agent's live state.
+#[derive(Debug, Serialize)]
+pub(crate) struct AgentObject<'a> {
+    name: &'a str,
+    agent_type: &'static str,
+    status: &'static str,
+    /// Whether it is wanted up (false once deactivated).
+    active: bool,
+    has_process: bool,
+    pid: Option<u32>,
+    restart_count: u64,
+    started_at: Option<f64>,
+    /// When it entered `status`.
+    since: f64,
+    last_exit: Option<LastExit>,
+    last_error: Option<&'a str>,
+    memory_mb: Option<f64>,
+    /// Not sampled per agent yet (the monitor fills it).
+    cpu_percent: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastExit {
+    code: Option<i32>,
+    signal: Option<i32>,
+    at: f64,
+}
+
+impl<'a> AgentObject<'a> {
+    pub(crate) fn new(agent: &'a AgentStatus) -> Self {
+        AgentObject {
+            name: &agent.name,
+            agent_type: agent.agent_type.as_str(),
+            status: agent.state.as_str(),
+            active: agent.active,
+            has_process: agent.has_process,
+            pid: agent.live.pid,
+            restart_count: agent.restarts,
+            started_at: agent.live.started_at.map(seconds),
+            since: seconds(agent.since),
+            last_exit: agent.live.last_exit.map(|exit| LastExit {
+                code: exit.code,
+                signal: exit.signal,
+                at: seconds(exit.at),
+            }),
+            last_error: agent.live.last_error.as_deref(),
+            memory_mb: agent.live.memory_mb,
+            cpu_percent: None,
+        }
+    }
+}
+
+impl<'a> SessionObject<'a> {
+    /// The object for `record` with its agents' live state and, when computed, the
+    /// validation of its working directory.
+    pub(crate) fn new(
+        record: &'a SessionRecord,
+        agents: &'a [AgentStatus],
+        validation: Option<&'a Validation>,
+    ) -> Self {
+        let config = &record.configuration;
+        let id = record.id.to_string();
+        let git_field = |key: &str| {
+            record
+                .git
+                .as_ref()
+                .and_then(|git| git.get(key))
+                .and_then(Value::as_str)
+        };
+        let end = record.terminated_at;
+        SessionObject {
+            id: id.clone(),
+            name: &config.name,
+            status: record.status.as_str(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            configuration: Configuration {
+                session_id: id.clone(),
+                name: &config.name,
+                description: &config.description,
+                working_directory: &config.working_directory,
+                git_enabled: config.git_enabled,
+                auto_save: config.auto_save,
+                save_interval_seconds: config.save_interval_seconds,
+                max_memory_mb: config.max_memory_mb,
+                max_agents: config.max_agents,
+                agents: &config.agents,
+                environment_variables: &config.environment_variables,
+                custom_settings: &config.custom_settings,
+            },
+            context: Context {
+                session_id: id.clone(),
+                current_directory: &config.working_directory,
+                git_branch: git_field("branch"),
+                git_commit: git_field("head_commit"),
+                active_agents: running(agents).collect(),
+                environment_state: &config.environment_variables,
+                user_preferences: &config.custom_settings,
+                last_activity: record.last_activity,
+            },
+            metrics: Metrics {
+                session_id: id,
+                start_time: record.created_at,
+                end_time: end,
+                duration_seconds: (end.unwrap_or_else(|| seconds(SystemTime::now()))
+                    - record.created_at)
+                    .max(0.0),
+                commands_executed: 0,
+                files_modified: 0,
+                errors_encountered: 0,
+                memory_usage_mb: agents
+                    .iter()
+                    .filter_map(|a| a.live.memory_mb)
+                    .fold(0.0, |sum, mb| sum + mb),
+                cpu_usage_percent: None,
+                agent_activations: &record.agent_activations,
+                performance_metrics: json!({ "agent_restarts": record.agent_restarts }),
+            },
+            validation,
+            error_message: record.error_message.as_deref(),
+            description: &config.description,
+            working_directory: &config.working_directory,
+            last_activity: record.last_activity,
+            terminated_at: record.terminated_at,
+            tags: &record.tags,
+            strategy: record.strategy.as_str(),
+            git: record.git.as_ref(),
+            agents: agents.iter().map(AgentObject::new).collect(),
+            agent_statuses: statuses(agents),
+        }
+    }
+
+    /// The object of a [`SessionView`].
+    pub(crate) fn of(view: &'a SessionView, validation: Option<&'a Validation>) -> Self {
+        SessionObject::new(&view.record, &view.agents, validation)
+    }
+}
+
+/// The names of the agents running now.
+pub(crate) fn running(agents: &[AgentStatus]) -> impl Iterator<Item = &str> {
+    agents
+        .iter()
+        .filter(|a| a.state == ChildState::Running)
+        .map(|a| a.name.as_str())
+}
+
+/// `{name: state}` of every agent.
+pub(crate) fn statuses(agents: &[AgentStatus]) -> BTreeMap<&str, &'static str> {
+    agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.state.as_str()))
+        .collect()
+}
+
+/// The session object as a JSON value, for events (no validation: `null`).
+pub(crate) fn session_object(record: &SessionRecord, agents: &[AgentStatus]) -> Value {
+    serde_json::to_value(SessionObject::new(record, agents, None)).unwrap_or(Value::Null)
+}

@@ -1,0 +1,519 @@
+//! The session routes under `/api/claude/sessions`: each handler parses, calls one
+//! [`SessionRegistry`](crate::session::SessionRegistry) method and shapes the answer.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::agent::{AgentStatus, LogLine, RING_LINES};
+use crate::paths::Validation;
+use crate::session::{select, AgentOp, SessionQuery, SessionView, Snapshot};
+use crate::supervision::ChildState;
+
+use super::dto::requests::{
+    self, CloneBody, ContextPutBody, ExportBody, ImportBody, NavigateBody, UpdateBody,
+};
+use super::dto::session::{running, seconds, statuses, AgentObject, SessionObject};
+use super::envelope;
+use super::errors::ApiError;
+use super::ApiContext;
+
+/// A handler's outcome: a payload with its status, or an error for the envelope.
+pub(crate) type Answer = Result<Response, ApiError>;
+
+/// A body or query as read: once a route's path and method matched, a malformed request is
+/// the handler's to answer (400, 413, 415), not a rejection another route could mask.
+pub(crate) type Parsed<T> = Result<T, ApiError>;
+
+/// Turns an answer into a response.
+pub(crate) fn reply(answer: Answer) -> Response {
+    answer.unwrap_or_else(|error| envelope::failure(&error))
+}
+
+fn ok<T: Serialize>(payload: &T) -> Answer {
+    Ok(envelope::success(StatusCode::OK, payload))
+}
+
+/// A path segment as a session id; anything else names no session.
+pub(crate) fn session_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::SessionNotFound(format!("session {raw} not found (session ids are UUIDs)"))
+    })
+}
+
+#[derive(Serialize)]
+struct SessionPayload<'a> {
+    session: SessionObject<'a>,
+}
+
+#[derive(Serialize)]
+struct SessionWithValidation<'a> {
+    session: SessionObject<'a>,
+    validation: &'a Validation,
+}
+
+/// `{session}` with a fresh validation of its working directory.
+async fn session_answer(ctx: &ApiContext, view: &SessionView, status: StatusCode) -> Answer {
+    let validation = ctx
+        .paths
+        .validate(&view.record.configuration.working_directory)
+        .await;
+    Ok(envelope::success(
+        status,
+        &SessionPayload {
+            session: SessionObject::of(view, Some(&validation)),
+        },
+    ))
+}
+
+/// `POST /sessions`.
+pub(crate) async fn create(ctx: ApiContext, body: Parsed<Map<String, Value>>) -> Answer {
+    let body = body?;
+    let request = requests::create_session(body)?;
+    let view = ctx.sessions.create(request).await?;
+    session_answer(&ctx, &view, StatusCode::CREATED).await
+}
+
+#[derive(Serialize)]
+struct ListPayload<'a> {
+    sessions: Vec<SessionObject<'a>>,
+    total: usize,
+    limit: usize,
+    offset: usize,
+    filter: &'a BTreeMap<String, String>,
+}
+
+/// `GET /sessions`: every filter of `SessionQuery`; `total` counts all matches.
+pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String>>) -> Answer {
+    let params = params?;
+    let query = SessionQuery::parse(&params).map_err(crate::session::SessionError::from)?;
+    let records = ctx.sessions.list().await?;
+    let page = select(records.iter(), &query);
+    // Each session's live agents, and its directory's validation (one batch: a repository
+    // shared by several sessions is read once).
+    let views = futures::future::join_all(page.items.iter().map(|record| async {
+        match ctx.sessions.get(record.id).await {
+            Ok(view) => view,
+            // Purged between the list and now: shown as listed, without agents.
+            Err(_) => SessionView {
+                record: (*record).clone(),
+                agents: Vec::new(),
+            },
+        }
+    }))
+    .await;
+    let validations = ctx
+        .paths
+        .validate_many(
+            views
+                .iter()
+                .map(|v| v.record.configuration.working_directory.clone())
+                .collect(),
+        )
+        .await
+        .validations;
+    ok(&ListPayload {
+        sessions: views
+            .iter()
+            .zip(&validations)
+            .map(|(view, validation)| SessionObject::of(view, Some(validation)))
+            .collect(),
+        total: page.total,
+        limit: query.limit,
+        offset: query.offset,
+        filter: &params,
+    })
+}
+
+#[derive(Serialize)]
+struct GetPayload<'a> {
+    session: SessionObject<'a>,
+    monitoring: Value,
+    agent_statuses: BTreeMap<&'a str, &'static str>,
+}
+
+/// `GET /sessions/{id}`.
+pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
+    let view = ctx.sessions.get(session_id(&id)?).await?;
+    let validation = ctx
+        .paths
+        .validate(&view.record.configuration.working_directory)
+        .await;
+    ok(&GetPayload {
+        session: SessionObject::of(&view, Some(&validation)),
+        monitoring: summary(&view, 1.0),
+        agent_statuses: statuses(&view.agents),
+    })
+}
+
+/// `PUT /sessions/{id}`.
+pub(crate) async fn update(ctx: ApiContext, id: String, body: Parsed<UpdateBody>) -> Answer {
+    let body = body?;
+    let view = ctx.sessions.update(session_id(&id)?, body.into()).await?;
+    session_answer(&ctx, &view, StatusCode::OK).await
+}
+
+/// `DELETE /sessions/{id}[?purge=true]`.
+pub(crate) async fn delete(
+    ctx: ApiContext,
+    id: String,
+    params: Parsed<BTreeMap<String, String>>,
+) -> Answer {
+    let params = params?;
+    let mut purge = false;
+    for (name, value) in &params {
+        match name.as_str() {
+            "purge" => purge = flag("purge", value)?,
+            other => return Err(unknown_parameter(other)),
+        }
+    }
+    let record = ctx.sessions.terminate(session_id(&id)?, purge).await?;
+    let view = SessionView {
+        record,
+        agents: Vec::new(),
+    };
+    ok(&SessionPayload {
+        session: SessionObject::of(&view, None),
+    })
+}
+
+/// `POST /sessions/{id}/navigate`.
+pub(crate) async fn navigate(ctx: ApiContext, id: String, body: Parsed<NavigateBody>) -> Answer {
+    let body = body?;
+    let (view, validation) = ctx
+        .sessions
+        .navigate(
+            session_id(&id)?,
+            &body.path,
+            body.create_if_missing.unwrap_or(true),
+        )
+        .await?;
+    ok(&SessionWithValidation {
+        session: SessionObject::of(&view, Some(&validation)),
+        validation: &validation,
+    })
+}
+
+/// `POST /sessions/{id}/clone`.
+pub(crate) async fn clone(ctx: ApiContext, id: String, body: Parsed<CloneBody>) -> Answer {
+    let body = body?;
+    let request = body.try_into()?;
+    let view = ctx
+        .sessions
+        .clone_session(session_id(&id)?, request)
+        .await?;
+    session_answer(&ctx, &view, StatusCode::CREATED).await
+}
+
+#[derive(Serialize)]
+struct ExportPayload<'a> {
+    snapshot: &'a Snapshot,
+}
+
+/// `POST /sessions/{id}/export`.
+pub(crate) async fn export(ctx: ApiContext, id: String, body: Parsed<ExportBody>) -> Answer {
+    let body = body?;
+    let snapshot = ctx
+        .sessions
+        .export(session_id(&id)?, body.include_metrics)
+        .await?;
+    ok(&ExportPayload {
+        snapshot: &snapshot,
+    })
+}
+
+/// `POST /sessions/import`.
+pub(crate) async fn import(ctx: ApiContext, body: Parsed<ImportBody>) -> Answer {
+    let body = body?;
+    let view = ctx.sessions.import(body.try_into()?).await?;
+    session_answer(&ctx, &view, StatusCode::CREATED).await
+}
+
+#[derive(Serialize)]
+struct AgentsPayload<'a> {
+    session_id: String,
+    configured_agents: Vec<&'a str>,
+    active_agents: Vec<&'a str>,
+    agent_statuses: BTreeMap<&'a str, &'static str>,
+    agents: Vec<AgentObject<'a>>,
+}
+
+/// `GET /sessions/{id}/agents`.
+pub(crate) async fn agents(ctx: ApiContext, id: String) -> Answer {
+    let view = ctx.sessions.get(session_id(&id)?).await?;
+    ok(&AgentsPayload {
+        session_id: view.record.id.to_string(),
+        configured_agents: view
+            .record
+            .configuration
+            .agents
+            .iter()
+            .map(|agent| agent.name.as_str())
+            .collect(),
+        active_agents: running(&view.agents).collect(),
+        agent_statuses: statuses(&view.agents),
+        agents: view.agents.iter().map(AgentObject::new).collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct AgentCommandPayload<'a> {
+    session_id: String,
+    agent_name: &'a str,
+    status: &'static str,
+    agent: AgentObject<'a>,
+}
+
+/// `POST /sessions/{id}/agents/{name}/{activate|deactivate|restart}`.
+pub(crate) async fn agent_command(
+    ctx: ApiContext,
+    id: String,
+    name: String,
+    op: AgentOp,
+) -> Answer {
+    let id = session_id(&id)?;
+    let agent = ctx.sessions.agent(id, &name, op).await?;
+    let status = match op {
+        AgentOp::Activate => "activated",
+        AgentOp::Deactivate => "deactivated",
+        AgentOp::Restart => "restarted",
+    };
+    ok(&AgentCommandPayload {
+        session_id: id.to_string(),
+        agent_name: &agent.name,
+        status,
+        agent: AgentObject::new(&agent),
+    })
+}
+
+#[derive(Serialize)]
+struct LogsPayload<'a> {
+    session_id: String,
+    agent_name: &'a str,
+    tail: usize,
+    lines: &'a [LogLine],
+}
+
+/// `GET /sessions/{id}/agents/{name}/logs?tail=N` (default 100, at most the ring's size).
+pub(crate) async fn logs(
+    ctx: ApiContext,
+    id: String,
+    name: String,
+    params: Parsed<BTreeMap<String, String>>,
+) -> Answer {
+    let params = params?;
+    let mut tail = 100;
+    for (key, value) in &params {
+        match key.as_str() {
+            "tail" => tail = bounded("tail", value, 1, RING_LINES as u64)? as usize,
+            other => return Err(unknown_parameter(other)),
+        }
+    }
+    let id = session_id(&id)?;
+    let lines = ctx.sessions.logs(id, &name, tail).await?;
+    ok(&LogsPayload {
+        session_id: id.to_string(),
+        agent_name: &name,
+        tail,
+        lines: &lines,
+    })
+}
+
+/// `GET /sessions/{id}/metrics?hours=N`.
+pub(crate) async fn metrics(
+    ctx: ApiContext,
+    id: String,
+    params: Parsed<BTreeMap<String, String>>,
+) -> Answer {
+    let params = params?;
+    let mut hours = 1.0;
+    for (key, value) in &params {
+        match key.as_str() {
+            "hours" => hours = hours_param(value)?,
+            other => return Err(unknown_parameter(other)),
+        }
+    }
+    let view = ctx.sessions.get(session_id(&id)?).await?;
+    ok(&json!({
+        "session_id": view.record.id,
+        // Sampled history arrives with the monitor; until then there are no stored points.
+        "metrics": [],
+        "summary": summary(&view, hours),
+        "hours": hours,
+    }))
+}
+
+/// The metrics summary of a session from what is known now: its age, its agents' live
+/// memory and restart counts. Keys of the original, ours added.
+fn summary(view: &SessionView, hours: f64) -> Value {
+    let record = &view.record;
+    let end = record
+        .terminated_at
+        .unwrap_or_else(|| seconds(std::time::SystemTime::now()));
+    let memory = view
+        .agents
+        .iter()
+        .filter_map(|a| a.live.memory_mb)
+        .fold(0.0, |sum, mb| sum + mb);
+    let restarts: u64 = view.agents.iter().map(|a| a.restarts).sum();
+    let failed = view
+        .agents
+        .iter()
+        .filter(|a| a.state == ChildState::Failed)
+        .count();
+    let memory_peak = view
+        .agents
+        .iter()
+        .filter_map(|a| a.live.memory_mb)
+        .fold(None, |peak: Option<f64>, m| {
+            Some(peak.map_or(m, |p| p.max(m)))
+        });
+    json!({
+        "session_id": record.id,
+        "status": record.status.as_str(),
+        "duration_hours": ((end - record.created_at) / 3600.0).max(0.0),
+        "hours": hours,
+        "total_data_points": 0,
+        "latest_metrics": {
+            "timestamp": seconds(std::time::SystemTime::now()),
+            "memory_usage_mb": memory,
+            "cpu_usage_percent": null,
+            "agents_running": running(&view.agents).count(),
+            "agents_total": view.agents.len(),
+        },
+        "averages_last_hour": null,
+        "peak_memory_mb": memory_peak,
+        "peak_agent_memory_mb": memory_peak,
+        "agent_restarts": restarts,
+        "errors": failed,
+    })
+}
+
+/// `GET /sessions/{id}/status`.
+pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
+    let view = ctx.sessions.get(session_id(&id)?).await?;
+    let record = &view.record;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for agent in &view.agents {
+        *counts.entry(agent.state.as_str()).or_default() += 1;
+    }
+    ok(&json!({
+        "session_id": record.id,
+        "status": record.status.as_str(),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "last_activity": record.last_activity,
+        "working_directory": record.configuration.working_directory,
+        "error_message": record.error_message,
+        "active_agents": running(&view.agents).collect::<Vec<_>>(),
+        "agent_statuses": statuses(&view.agents),
+        "agent_counts": counts,
+        "metrics": summary(&view, 1.0),
+        "alerts": failed_alerts(&view.agents),
+    }))
+}
+
+/// The alerts that are open now: every failed agent (the monitor adds resource alerts).
+fn failed_alerts(agents: &[AgentStatus]) -> Vec<Value> {
+    agents
+        .iter()
+        .filter(|a| a.state == ChildState::Failed)
+        .map(|a| {
+            json!({
+                "kind": "agent_failed",
+                "agent": a.name,
+                "severity": if a.agent_type == crate::agent::AgentType::Orchestrator { "critical" } else { "high" },
+                "message": a.live.last_error.clone().unwrap_or_else(|| format!("agent {} failed", a.name)),
+                "since": seconds(a.since),
+            })
+        })
+        .collect()
+}
+
+/// `GET /sessions/{id}/context`.
+pub(crate) async fn context_all(ctx: ApiContext, id: String) -> Answer {
+    let id = session_id(&id)?;
+    let entries = ctx.sessions.context(id).await?;
+    let context: Map<String, Value> = entries.into_iter().collect();
+    ok(&json!({ "session_id": id, "context": context }))
+}
+
+/// `GET /sessions/{id}/context/{key}`: 404 `context_key_not_found` when unset.
+pub(crate) async fn context_get(ctx: ApiContext, id: String, key: String) -> Answer {
+    let id = session_id(&id)?;
+    match ctx.sessions.context_get(id, &key).await? {
+        Some(value) => ok(&json!({ "session_id": id, "key": key, "value": value })),
+        None => Err(ApiError::ContextKeyNotFound(format!(
+            "session {id} has no context key `{key}`"
+        ))),
+    }
+}
+
+/// `PUT /sessions/{id}/context/{key}` with `{"value": …}`.
+pub(crate) async fn context_put(
+    ctx: ApiContext,
+    id: String,
+    key: String,
+    body: Parsed<ContextPutBody>,
+) -> Answer {
+    let body = body?;
+    let id = session_id(&id)?;
+    let previous = ctx
+        .sessions
+        .context_put(id, &key, body.value.clone())
+        .await?;
+    ok(&json!({ "session_id": id, "key": key, "value": body.value, "previous": previous }))
+}
+
+/// `DELETE /sessions/{id}/context/{key}`.
+pub(crate) async fn context_delete(ctx: ApiContext, id: String, key: String) -> Answer {
+    let id = session_id(&id)?;
+    match ctx.sessions.context_delete(id, &key).await? {
+        Some(previous) => ok(&json!({ "session_id": id, "key": key, "previous": previous })),
+        None => Err(ApiError::ContextKeyNotFound(format!(
+            "session {id} has no context key `{key}`"
+        ))),
+    }
+}
+
+pub(crate) fn unknown_parameter(name: &str) -> ApiError {
+    ApiError::invalid(name, format!("unknown query parameter `{name}`"))
+}
+
+pub(crate) fn flag(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::invalid(
+            name,
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+pub(crate) fn bounded(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ApiError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                name,
+                format!("{name} must be an integer from {min} to {max}"),
+            )
+        })
+}
+
+fn hours_param(value: &str) -> Result<f64, ApiError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|h| h.is_finite() && *h > 0.0 && *h <= 24.0 * 366.0)
+        .ok_or_else(|| {
+            ApiError::invalid("hours", "hours must be a number above 0 and at most 8784")
+        })
+}
