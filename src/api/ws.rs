@@ -423,7 +423,13 @@ impl Client<'_> {
         let sessions = self.live.sessions.list().await.unwrap_or_default();
         let active = sessions
             .iter()
-            .filter(|record| record.status == SessionStatus::Active)
+            // As `/analytics` counts them: sessions whose agents are up or coming up.
+            .filter(|record| {
+                matches!(
+                    record.status,
+                    SessionStatus::Initializing | SessionStatus::Active | SessionStatus::Degraded
+                )
+            })
             .count();
         self.push(json!({
             "type": "connected",
