@@ -307,6 +307,13 @@ async fn session_and_agent_events_arrive_with_their_seq() {
             .all(|m| !m["type"].as_str().unwrap().starts_with("agent_")),
         "{before:?}"
     );
+
+    // A new connection's greeting counts the session.
+    let mut late = server.connect().await;
+    let greeting = recv(&mut late).await;
+    assert_eq!(greeting["session_count"], 1);
+    assert_eq!(greeting["active_sessions"], 1);
+    assert!(greeting["last_seq"].as_u64().unwrap() >= changed["seq"].as_u64().unwrap());
     server.stop().await;
 }
 
