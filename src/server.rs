@@ -81,7 +81,7 @@ impl App {
         .map_err(ServerError::Sessions)?;
         services.set("sessions", ServiceState::Running);
         services.set("api", ServiceState::Running);
-        let context = ApiContext::new(&settings.server, services.clone());
+        let context = ApiContext::new(&settings.server, local_addr, services.clone());
         Ok(App {
             listener,
             local_addr,

@@ -7,6 +7,7 @@ use std::error::Error as _;
 
 use serde_json::{json, Value};
 use warp::body::BodyDeserializeError;
+use warp::http::header::{HeaderName, HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use warp::http::StatusCode;
 use warp::reject::{
     InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge,
@@ -50,6 +51,28 @@ pub(crate) enum ApiError {
     /// The body is not JSON.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// A token is configured and the request carries none, or another one. The message
+    /// never repeats what was sent.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// The `Host` names no host of this server (DNS rebinding).
+    #[error("this server does not answer to the requested host")]
+    ForbiddenHost,
+    /// The `Origin` is neither loopback nor in `server.allowed_origins` (a cross-site page).
+    #[error("requests from this origin are not allowed")]
+    ForbiddenOrigin,
+    /// The client is over `server.rate_limit_per_second` and its burst.
+    #[error("too many requests; retry later")]
+    RateLimited {
+        /// Whole seconds until a request would pass, at least 1.
+        retry_after_seconds: u64,
+    },
+    /// The server is draining before it stops; a new request has to go elsewhere or later.
+    #[error("the server is shutting down")]
+    ShuttingDown {
+        /// Whole seconds after which a restarted server may answer.
+        retry_after_seconds: u64,
+    },
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal server error")]
     Internal,
@@ -66,6 +89,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ForbiddenHost | ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +106,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::LengthRequired => "length_required",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::ForbiddenHost => "forbidden_host",
+            ApiError::ForbiddenOrigin => "forbidden_origin",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::ShuttingDown { .. } => "shutting_down",
             ApiError::Internal => "internal_error",
         }
     }
@@ -91,7 +123,33 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit: Some(limit) } => {
                 Some(json!({ "limit_bytes": limit }))
             }
+            ApiError::RateLimited {
+                retry_after_seconds,
+            }
+            | ApiError::ShuttingDown {
+                retry_after_seconds,
+            } => Some(json!({ "retry_after_seconds": retry_after_seconds })),
             _ => None,
+        }
+    }
+
+    /// Headers the status calls for: `Allow` with a 405 (RFC 9110 §15.5.6),
+    /// `WWW-Authenticate` with a 401 (§11.6.1), `Retry-After` with a 429 or 503 (§10.2.3).
+    pub(crate) fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        match self {
+            ApiError::MethodNotAllowed { allow: Some(allow) } => {
+                vec![(ALLOW, HeaderValue::from_static(allow))]
+            }
+            ApiError::Unauthorized => {
+                vec![(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))]
+            }
+            ApiError::RateLimited {
+                retry_after_seconds,
+            }
+            | ApiError::ShuttingDown {
+                retry_after_seconds,
+            } => vec![(RETRY_AFTER, HeaderValue::from(*retry_after_seconds))],
+            _ => Vec::new(),
         }
     }
 
