@@ -82,7 +82,12 @@ impl App {
         .map_err(ServerError::Sessions)?;
         services.set("sessions", ServiceState::Running);
         services.set("api", ServiceState::Running);
-        let context = ApiContext::new(&settings.server, services.clone(), sessions.clone());
+        let context = ApiContext::new(
+            &settings.server,
+            local_addr,
+            services.clone(),
+            sessions.clone(),
+        );
         Ok(App {
             listener,
             local_addr,
