@@ -198,6 +198,7 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
     let navigate = post_json(c(), "navigate", sessions::navigate).boxed();
     let clone = post_json(c(), "clone", sessions::clone).boxed();
     let export = post_json(c(), "export", sessions::export).boxed();
+    let hook_events = post_json(c(), "events", sessions::hook_event).boxed();
     let agents = get_of(c(), "agents", sessions::agents).boxed();
     let status = get_of(c(), "status", sessions::status).boxed();
     let metrics = warp::path!("sessions" / String / "metrics")
@@ -312,6 +313,8 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .or(clone)
         .unify()
         .or(export)
+        .unify()
+        .or(hook_events)
         .unify()
         .or(agents)
         .unify()
