@@ -821,3 +821,29 @@ async fn paths_types_analytics_status_metrics_and_openapi() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_while_it_streams_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::start(&[("SESSION_MANAGER_SERVER__MAX_BODY_BYTES", "1024")]);
+    let mut stream = tokio::net::TcpStream::connect(&app.address).await.unwrap();
+    let head = format!(
+        "POST /api/claude/sessions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.address
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No Content-Length: only the reader can stop it. 64 chunks of 512 bytes = 32 KiB.
+    let chunk = format!("200\r\n{}\r\n", "x".repeat(512));
+    for _ in 0..64 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server answered and closed early: what we want
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("\"payload_too_large\""), "{response}");
+    assert!(app.healthy().await);
+}
