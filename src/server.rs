@@ -92,7 +92,7 @@ impl App {
         .map_err(ServerError::Sessions)?;
         services.set("sessions", ServiceState::Running);
         services.set("api", ServiceState::Running);
-        let context = ApiContext::new(settings, services.clone(), sessions.clone());
+        let context = ApiContext::new(settings, local_addr, services.clone(), sessions.clone());
         Ok(App {
             listener,
             local_addr,

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use warp::http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use warp::http::header::{HeaderValue, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -41,11 +41,7 @@ pub(crate) fn failure(error: &ApiError) -> Response {
     match serde_json::to_vec(&envelope) {
         Ok(body) => {
             let mut response = json(error.status(), body);
-            if let ApiError::MethodNotAllowed { allow: Some(allow) } = error {
-                response
-                    .headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allow));
-            }
+            response.headers_mut().extend(error.headers());
             response
         }
         Err(serialize_error) => {

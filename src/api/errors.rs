@@ -7,6 +7,7 @@ use std::error::Error as _;
 
 use serde_json::{json, Value};
 use warp::body::BodyDeserializeError;
+use warp::http::header::{HeaderName, HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use warp::http::StatusCode;
 use warp::reject::{
     InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge,
@@ -77,9 +78,28 @@ pub(crate) enum ApiError {
         message: String,
         details: Option<Value>,
     },
-    /// The part of the server that would answer is gone (shutting down).
+    /// A token is configured and the request carries none, or another one. The message
+    /// never repeats what was sent.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// The `Host` names no host of this server (DNS rebinding).
+    #[error("this server does not answer to the requested host")]
+    ForbiddenHost,
+    /// The `Origin` is neither loopback nor in `server.allowed_origins` (a cross-site page).
+    #[error("requests from this origin are not allowed")]
+    ForbiddenOrigin,
+    /// The client is over `server.rate_limit_per_second` and its burst.
+    #[error("too many requests; retry later")]
+    RateLimited {
+        /// Whole seconds until a request would pass, at least 1.
+        retry_after_seconds: u64,
+    },
+    /// The server is draining before it stops; a new request has to go elsewhere or later.
     #[error("the server is shutting down")]
-    Unavailable,
+    ShuttingDown {
+        /// Whole seconds after which a restarted server may answer.
+        retry_after_seconds: u64,
+    },
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal server error")]
     Internal,
@@ -127,7 +147,9 @@ impl From<SessionError> for ApiError {
                 tracing::error!(error = %source, "a session operation failed in storage");
                 ApiError::Internal
             }
-            SessionError::Unavailable => ApiError::Unavailable,
+            SessionError::Unavailable => ApiError::ShuttingDown {
+                retry_after_seconds: 10,
+            },
         }
     }
 }
@@ -155,7 +177,10 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ForbiddenHost | ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -175,7 +200,11 @@ impl ApiError {
             ApiError::Forbidden { .. } => "session_permission_error",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable { code, .. } => code,
-            ApiError::Unavailable => "service_unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::ForbiddenHost => "forbidden_host",
+            ApiError::ForbiddenOrigin => "forbidden_origin",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::ShuttingDown { .. } => "shutting_down",
             ApiError::Internal => "internal_error",
         }
     }
@@ -192,7 +221,33 @@ impl ApiError {
                 field: Some(field), ..
             } => Some(json!({ "field": field })),
             ApiError::Unprocessable { details, .. } => details.clone(),
+            ApiError::RateLimited {
+                retry_after_seconds,
+            }
+            | ApiError::ShuttingDown {
+                retry_after_seconds,
+            } => Some(json!({ "retry_after_seconds": retry_after_seconds })),
             _ => None,
+        }
+    }
+
+    /// Headers the status calls for: `Allow` with a 405 (RFC 9110 §15.5.6),
+    /// `WWW-Authenticate` with a 401 (§11.6.1), `Retry-After` with a 429 or 503 (§10.2.3).
+    pub(crate) fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        match self {
+            ApiError::MethodNotAllowed { allow: Some(allow) } => {
+                vec![(ALLOW, HeaderValue::from_static(allow))]
+            }
+            ApiError::Unauthorized => {
+                vec![(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))]
+            }
+            ApiError::RateLimited {
+                retry_after_seconds,
+            }
+            | ApiError::ShuttingDown {
+                retry_after_seconds,
+            } => vec![(RETRY_AFTER, HeaderValue::from(*retry_after_seconds))],
+            _ => Vec::new(),
         }
     }
 

@@ -305,6 +305,15 @@ fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
             });
             (kind, Some(*session), data)
         }
+        SessionEvent::Hook {
+            session,
+            name,
+            payload,
+        } => (
+            "session_hook",
+            Some(*session),
+            json!({ "hook_event_name": name, "payload": payload }),
+        ),
         SessionEvent::Agent { session, event } => {
             let (kind, data) = agent_event(event, seq);
             (kind, Some(*session), data)
@@ -561,6 +570,15 @@ mod tests {
                 "context_changed",
                 Some(id),
             ),
+            (
+                SessionEvent::Hook {
+                    session: id,
+                    name: "PostToolUse".into(),
+                    payload: json!({"tool_name": "Edit"}),
+                },
+                "session_hook",
+                Some(id),
+            ),
         ]
     }
 
@@ -640,6 +658,10 @@ mod tests {
         assert_eq!(
             data(13),
             json!({"key": "k", "value": {"v": 1}, "deleted": false})
+        );
+        assert_eq!(
+            data(14),
+            json!({"hook_event_name": "PostToolUse", "payload": {"tool_name": "Edit"}})
         );
         let deleted = SessionEvent::ContextChanged {
             session: Uuid::nil(),

@@ -36,6 +36,15 @@ impl Services {
             .insert(name.into(), state);
     }
 
+    /// The state of `name` right now, if it is registered.
+    pub fn state(&self, name: &str) -> Option<ServiceState> {
+        self.states
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .copied()
+    }
+
     /// The states right now, by name.
     pub fn snapshot(&self) -> BTreeMap<String, ServiceState> {
         self.states

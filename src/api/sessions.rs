@@ -517,3 +517,46 @@ fn hours_param(value: &str) -> Result<f64, ApiError> {
             ApiError::invalid("hours", "hours must be a number above 0 and at most 8784")
         })
 }
+
+/// Longest `hook_event_name` accepted.
+const MAX_HOOK_NAME_CHARS: usize = 128;
+
+/// `POST /sessions/{id}/events`: a Claude Code hook payload, extra fields tolerated (Claude
+/// Code sends more than we read); `hook_event_name` is required. 202: it is announced on the
+/// event bus, and counted by the monitor.
+pub(crate) async fn hook_event(
+    ctx: ApiContext,
+    id: String,
+    body: Parsed<Map<String, Value>>,
+) -> Answer {
+    let body = body?;
+    let id = session_id(&id)?;
+    let name = match body.get("hook_event_name") {
+        Some(Value::String(name))
+            if !name.is_empty() && name.chars().count() <= MAX_HOOK_NAME_CHARS =>
+        {
+            name.clone()
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "hook_event_name",
+                format!(
+                    "hook_event_name must be a string of 1 to {MAX_HOOK_NAME_CHARS} characters"
+                ),
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "hook_event_name",
+                "hook_event_name is required",
+            ))
+        }
+    };
+    ctx.sessions
+        .hook_event(id, name.clone(), Value::Object(body))
+        .await?;
+    Ok(envelope::success(
+        StatusCode::ACCEPTED,
+        &json!({ "accepted": true, "session_id": id, "hook_event_name": name }),
+    ))
+}

@@ -174,6 +174,15 @@ pub enum SessionEvent {
         /// The agent as it is afterwards.
         agent: Box<AgentStatus>,
     },
+    /// Claude Code reported a hook event (PreToolUse, PostToolUse, Stop, …) for a session.
+    Hook {
+        /// The session.
+        session: Uuid,
+        /// `hook_event_name` of the payload.
+        name: String,
+        /// The payload as Claude Code sent it.
+        payload: Value,
+    },
     /// An agent of a session changed state, wrote a line, exited or raised an alert.
     Agent {
         /// The session.
@@ -761,6 +770,23 @@ impl SessionRegistry {
         }
         let (directory, _) = self.admit_directory(raw, "path", true).await?;
         Ok(self.paths.validate(&directory).await)
+    }
+
+    /// Takes a Claude Code hook event for a session (any status) and announces it; the
+    /// monitor counts commands, files, errors and response times from these.
+    pub async fn hook_event(
+        &self,
+        id: Uuid,
+        name: String,
+        payload: Value,
+    ) -> Result<(), SessionError> {
+        self.lookup(id).await?;
+        self.deps.bus.publish(SessionEvent::Hook {
+            session: id,
+            name,
+            payload,
+        });
+        Ok(())
     }
 
     /// The path policy sessions are held to.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that run real agent processes.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod app;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

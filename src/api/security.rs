@@ -1,0 +1,277 @@
+//! The guards between the socket and the routes, and what they add to every response.
+//!
+//! In order: the per-client rate limit (429), the `Host` and `Origin` checks against DNS
+//! rebinding and cross-site requests (403), the CORS preflight (204, no token needed), then
+//! the bearer token (401). `api::routes` composes them with the shutdown and body guards
+//! around the whole route tree, so a route added there is guarded without doing anything.
+//! [`decorate`] wraps the result: CORS headers for an allowed origin, `Vary: Origin`, and
+//! the `bearer` subprotocol selected on a WebSocket upgrade that offered it.
+
+mod origin;
+mod rate;
+mod token;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use futures::future::ready;
+use warp::http::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ORIGIN,
+    SEC_WEBSOCKET_PROTOCOL, VARY,
+};
+use warp::http::uri::Authority;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use self::origin::{OriginPolicy, OriginVerdict};
+use self::rate::RateLimit;
+use self::token::ExpectedToken;
+use super::errors::ApiError;
+use crate::config::ServerSettings;
+
+/// The one path a client may read without the token: it tells nothing but liveness.
+const HEALTH_PATH: &str = "/health";
+/// What a preflight allows, and for how many seconds a browser may cache the answer.
+const CORS_METHODS: &str = "GET, POST, PUT, DELETE";
+const CORS_HEADERS: &str = "authorization, content-type";
+const CORS_MAX_AGE_SECONDS: &str = "600";
+/// Response headers a cross-origin script may read besides the safelisted ones.
+const CORS_EXPOSED: &str = "retry-after, www-authenticate";
+
+/// The security settings of one server, built once and shared by every request.
+pub(crate) struct Security {
+    token: Option<ExpectedToken>,
+    origins: OriginPolicy,
+    rate_limit: Option<RateLimit>,
+}
+
+impl std::fmt::Debug for Security {
+    /// The token's digest stays out of logs too: it would allow an offline guess.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("origins", &self.origins)
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
+}
+
+impl Security {
+    /// `bound` is the address the listener got: a valid `Host` for requests.
+    pub(crate) fn new(server: &ServerSettings, bound: SocketAddr) -> Security {
+        let token = server.token.expose();
+        Security {
+            token: (!token.is_empty()).then(|| ExpectedToken::new(token)),
+            origins: OriginPolicy::new(&server.allowed_origins, bound),
+            rate_limit: RateLimit::new(server.rate_limit_per_second, server.rate_limit_burst),
+        }
+    }
+
+    fn limit(&self, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        match &self.rate_limit {
+            Some(limit) => limit.check(peer).map_err(|wait| ApiError::RateLimited {
+                retry_after_seconds: rate::retry_after_seconds(wait),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_host(&self, host: &SeenHost) -> Result<(), ApiError> {
+        let allowed = match host {
+            SeenHost::Absent => true,
+            SeenHost::Named(authority) => self.origins.allows_host(authority),
+            SeenHost::Malformed => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::ForbiddenHost)
+        }
+    }
+
+    fn check_origin(&self, origin: Option<&HeaderValue>) -> Result<(), ApiError> {
+        match self.origin_verdict(origin) {
+            OriginVerdict::Absent | OriginVerdict::Allowed => Ok(()),
+            OriginVerdict::Refused => Err(ApiError::ForbiddenOrigin),
+        }
+    }
+
+    fn origin_verdict(&self, origin: Option<&HeaderValue>) -> OriginVerdict {
+        match origin.map(HeaderValue::to_str) {
+            None => OriginVerdict::Absent,
+            Some(Ok(text)) => self.origins.check_origin(Some(text)),
+            Some(Err(_)) => OriginVerdict::Refused,
+        }
+    }
+
+    /// Lets the request through when no token is configured, when it is `GET`/`HEAD
+    /// /health`, or when it carries the token.
+    fn authenticate(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
+        let Some(expected) = &self.token else {
+            return Ok(());
+        };
+        let health = path == HEALTH_PATH && (method == Method::GET || method == Method::HEAD);
+        if health || expected.admits(headers) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// The `Host` of a request (header or absolute URI) as warp reads it.
+enum SeenHost {
+    /// None at all (HTTP/1.0, some scripts): not a browser, so not a rebinding page.
+    Absent,
+    Named(Authority),
+    /// Unparsable, or the header and the URI disagree.
+    Malformed,
+}
+
+fn seen_host() -> impl Filter<Extract = (SeenHost,), Error = std::convert::Infallible> + Clone {
+    warp::host::optional()
+        .map(|authority: Option<Authority>| authority.map_or(SeenHost::Absent, SeenHost::Named))
+        .or_else(|_| ready(Ok::<_, std::convert::Infallible>((SeenHost::Malformed,))))
+}
+
+/// A header's raw value, if present; never rejects.
+fn raw_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = std::convert::Infallible> + Clone {
+    warp::header::value(name)
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+/// Rate limit, then `Host`, then `Origin`: the checks that hold for every request,
+/// preflights and `/health` included.
+pub(crate) fn screen(
+    security: Arc<Security>,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and(seen_host())
+        .and(raw_header("origin"))
+        .and_then(
+            move |peer: Option<SocketAddr>, host: SeenHost, origin: Option<HeaderValue>| {
+                let verdict = security
+                    .limit(peer.map(|addr| addr.ip()))
+                    .and_then(|()| security.check_host(&host))
+                    .and_then(|()| security.check_origin(origin.as_ref()));
+                ready(verdict.map_err(warp::reject::custom))
+            },
+        )
+        .untuple_one()
+}
+
+/// Answers a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+/// with 204 and what cross-origin requests may use; any other request passes on to the next
+/// branch. Placed after [`screen`], so the origin is already known to be allowed; before
+/// [`authenticate`], since browsers never send credentials on a preflight.
+pub(crate) fn preflight() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::method()
+        .and(raw_header("origin"))
+        .and(raw_header("access-control-request-method"))
+        .and_then(
+            |method: Method, origin: Option<HeaderValue>, requested: Option<HeaderValue>| {
+                let is_preflight =
+                    method == Method::OPTIONS && origin.is_some() && requested.is_some();
+                // not_found is what any route answers a request that is not its own, and it
+                // never wins over another branch's rejection.
+                ready(if is_preflight {
+                    Ok(preflight_response())
+                } else {
+                    Err(warp::reject::not_found())
+                })
+            },
+        )
+}
+
+fn preflight_response() -> Response {
+    let mut response = Response::default();
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(CORS_METHODS),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_HEADERS),
+    );
+    headers.insert(
+        ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(CORS_MAX_AGE_SECONDS),
+    );
+    response
+}
+
+/// The bearer token, when one is configured (see [`token`] for where it may be carried).
+pub(crate) fn authenticate(
+    security: Arc<Security>,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and_then(
+            move |method: Method, path: warp::path::FullPath, headers: HeaderMap| {
+                let verdict = security.authenticate(&method, path.as_str(), &headers);
+                ready(verdict.map_err(warp::reject::custom))
+            },
+        )
+        .untuple_one()
+}
+
+/// Wraps the finished route tree (errors already envelopes): every response gets
+/// `Vary: Origin`; one to an allowed origin gets `Access-Control-Allow-Origin` naming it; a
+/// 101 to a client that offered the `bearer` subprotocol selects it, as browsers drop a
+/// WebSocket whose offered subprotocols were all ignored.
+pub(crate) fn decorate<F>(
+    security: Arc<Security>,
+    inner: F,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone
+where
+    F: Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send,
+{
+    warp::header::headers_cloned().and(inner).map(
+        move |request: HeaderMap, mut response: Response| {
+            add_cors(&security, &request, &mut response);
+            select_bearer_protocol(&request, &mut response);
+            response
+        },
+    )
+}
+
+fn add_cors(security: &Security, request: &HeaderMap, response: &mut Response) {
+    let origin = request.get(ORIGIN);
+    let headers = response.headers_mut();
+    headers.append(VARY, HeaderValue::from_static("origin"));
+    if let Some(origin) = origin {
+        if security.origin_verdict(Some(origin)) == OriginVerdict::Allowed {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            headers.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(CORS_EXPOSED),
+            );
+        }
+    }
+}
+
+fn select_bearer_protocol(request: &HeaderMap, response: &mut Response) {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && !response.headers().contains_key(SEC_WEBSOCKET_PROTOCOL)
+        && token::offers_bearer_protocol(request)
+    {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(token::BEARER_PROTOCOL),
+        );
+    }
+}

@@ -1,0 +1,849 @@
+//! The REST contract of DESIGN.md ("HTTP contract") through the real binary: every route's
+//! status codes and key names, the seed's own examples, and the error paths.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use common::app::App;
+use common::{fake, PATIENCE};
+
+/// The seed README's session configuration, word for word but for the directory.
+fn seed_configuration(dir: &str) -> Value {
+    json!({
+        "name": "Session Name",
+        "working_directory": dir,
+        "description": "Session description",
+        "git_enabled": true,
+        "auto_save": true,
+        "save_interval_seconds": 60,
+        "max_memory_mb": 2048,
+        "max_agents": 10,
+        "agents": [
+            {
+                "agent_type": "BACKEND",
+                "name": "backend-services",
+                "enabled": true,
+                "priority": 2,
+                "max_memory_mb": 512,
+                "timeout_seconds": 300,
+                "retry_attempts": 3
+            }
+        ],
+        "environment_variables": {
+            "NODE_ENV": "development"
+        }
+    })
+}
+
+fn keys(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn assert_has(value: &Value, wanted: &[&str]) {
+    let have = keys(value);
+    for key in wanted {
+        assert!(have.contains(key), "missing `{key}` in {value}");
+    }
+}
+
+async fn create(app: &App, body: Value) -> String {
+    let (status, body) = app.post("/api/claude/sessions", &body).await;
+    assert_eq!(status, 201, "{body}");
+    body["session"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_status(app: &App, id: &str, wanted: &str) -> Value {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, body) = app.get(&format!("/api/claude/sessions/{id}")).await;
+        if body["session"]["status"] == wanted {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {wanted}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error_code"], code, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        !message.is_empty() && !message.contains("panicked"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_seed_configuration_creates_a_session_with_the_original_shape_and_ours() {
+    let app = App::start(&[]);
+    let dir = app.dir("project");
+    let (status, body) = app
+        .post("/api/claude/sessions", &seed_configuration(&dir))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // The seed's example reads result['session']['id'].
+    let session = &body["session"];
+    assert_eq!(session, &body["data"]["session"]);
+    assert_has(
+        session,
+        &[
+            "id",
+            "name",
+            "status",
+            "created_at",
+            "updated_at",
+            "configuration",
+            "context",
+            "metrics",
+            "validation",
+            "error_message",
+            "agents",
+            "tags",
+            "strategy",
+            "git",
+        ],
+    );
+    assert_has(
+        &session["configuration"],
+        &[
+            "session_id",
+            "name",
+            "description",
+            "working_directory",
+            "git_enabled",
+            "auto_save",
+            "save_interval_seconds",
+            "max_memory_mb",
+            "max_agents",
+            "agents",
+            "environment_variables",
+            "custom_settings",
+        ],
+    );
+    assert_has(
+        &session["context"],
+        &[
+            "session_id",
+            "current_directory",
+            "git_branch",
+            "git_commit",
+            "active_agents",
+            "environment_state",
+            "user_preferences",
+            "last_activity",
+        ],
+    );
+    assert_has(
+        &session["metrics"],
+        &[
+            "session_id",
+            "start_time",
+            "end_time",
+            "duration_seconds",
+            "commands_executed",
+            "files_modified",
+            "errors_encountered",
+            "memory_usage_mb",
+            "cpu_usage_percent",
+            "agent_activations",
+            "performance_metrics",
+        ],
+    );
+    assert_has(
+        &session["validation"],
+        &[
+            "path",
+            "exists",
+            "readable",
+            "writable",
+            "is_git_repo",
+            "permissions",
+            "validation_errors",
+            "valid",
+            "is_directory",
+            "warnings",
+            "checks",
+            "disk_free_bytes",
+            "git",
+        ],
+    );
+    assert!(std::path::Path::new(&dir).is_dir(), "created when missing");
+    assert_eq!(
+        session["configuration"]["environment_variables"]["NODE_ENV"],
+        "development"
+    );
+    assert_eq!(session["strategy"], "one_for_one");
+    let id = session["id"].as_str().unwrap();
+    let body = wait_status(&app, id, "active").await;
+    assert_has(&body, &["session", "monitoring", "agent_statuses"]);
+    assert_eq!(body["agent_statuses"]["backend-services"], "running");
+    let agent = &body["session"]["agents"][0];
+    assert_has(
+        agent,
+        &[
+            "name",
+            "agent_type",
+            "status",
+            "pid",
+            "restart_count",
+            "started_at",
+            "last_exit",
+            "last_error",
+            "memory_mb",
+            "cpu_percent",
+        ],
+    );
+    assert_eq!(agent["agent_type"], "BACKEND");
+    assert_eq!(
+        body["session"]["context"]["active_agents"],
+        json!(["backend-services"])
+    );
+    // The third seed example: metrics with a summary.
+    let (status, body) = app
+        .get(&format!("/api/claude/sessions/{id}/metrics?hours=1"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_has(&body, &["session_id", "metrics", "summary", "hours"]);
+    assert_has(
+        &body["summary"],
+        &[
+            "session_id",
+            "status",
+            "duration_hours",
+            "total_data_points",
+            "latest_metrics",
+        ],
+    );
+    assert!(body["summary"]["duration_hours"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test]
+async fn list_filters_sorts_pages_and_counts_every_match() {
+    let app = App::start(&[]);
+    for (name, tag) in [("alpha", "red"), ("beta", "red"), ("gamma", "blue")] {
+        create(
+            &app,
+            json!({"name": name, "working_directory": app.dir(name), "tags": [tag], "git_enabled": false}),
+        )
+        .await;
+    }
+    let (status, body) = app
+        .get("/api/claude/sessions?tag=red&sort=-name&limit=1")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_has(&body, &["sessions", "total", "limit", "offset", "filter"]);
+    assert_eq!(body["total"], 2, "total counts all matches, not the page");
+    assert_eq!(body["limit"], 1);
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(body["sessions"][0]["name"], "beta");
+    assert_eq!(
+        body["filter"],
+        json!({"tag": "red", "sort": "-name", "limit": "1"})
+    );
+    let (_, body) = app.get("/api/claude/sessions?name_pattern=g*").await;
+    assert_eq!(body["total"], 1);
+    let (_, body) = app.get("/api/claude/sessions").await;
+    assert_eq!(body["total"], 3);
+    assert_eq!(body["limit"], 100);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("status=sleeping", "status"),
+        ("colour=red", "colour"),
+        ("limit=1&limit=2", "limit"),
+    ] {
+        let (status, body) = app.get(&format!("/api/claude/sessions?{query}")).await;
+        assert_error(status, &body, 400, "session_validation_error");
+        assert_eq!(body["details"]["field"], field, "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn update_navigate_clone_export_import_and_delete() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "work", "working_directory": app.dir("a"), "agents": [{"agent_type": "orchestrator"}]}),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+
+    let (status, body) = app
+        .put(&base, &json!({"description": "changed", "tags": ["x"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session"]["configuration"]["description"], "changed");
+    assert_eq!(body["session"]["tags"], json!(["x"]));
+    let (status, body) = app.put(&base, &json!({"working_directory": "/tmp"})).await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "working_directory");
+
+    // The seed's second example, and a refused path that changes nothing.
+    let target = app.dir("b");
+    let (status, body) = app
+        .post(
+            &format!("{base}/navigate"),
+            &json!({"path": target, "validate_permissions": true, "update_git_state": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["session"]["configuration"]["working_directory"],
+        target
+    );
+    assert_eq!(body["validation"]["valid"], true);
+    let (status, body) = app
+        .post(&format!("{base}/navigate"), &json!({"path": "/etc"}))
+        .await;
+    assert_error(status, &body, 422, "path_refused");
+    assert_eq!(body["details"]["field"], "path");
+    assert_eq!(body["details"]["validation"]["valid"], false);
+    let (_, body) = app.get(&base).await;
+    assert_eq!(
+        body["session"]["configuration"]["working_directory"],
+        target
+    );
+    let (status, body) = app.post(&format!("{base}/navigate"), &json!({})).await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "path");
+
+    let (status, body) = app
+        .post(
+            &format!("{base}/clone"),
+            &json!({"new_name": "copy", "copy_agents": false}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_ne!(body["session"]["id"], json!(id));
+    assert_eq!(body["session"]["configuration"]["agents"], json!([]));
+    let (status, body) = app
+        .post(&format!("{base}/clone"), &json!({"name": "copy 2"}))
+        .await;
+    assert_eq!(status, 201, "`name` is accepted for new_name: {body}");
+    let (status, body) = app.post(&format!("{base}/clone"), &json!({})).await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "new_name");
+
+    app.put(
+        &format!("{base}/context/plan"),
+        &json!({"value": {"step": 1}}),
+    )
+    .await;
+    let (status, body) = app.post(&format!("{base}/export"), &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let snapshot = body["snapshot"].clone();
+    assert_has(
+        &snapshot,
+        &[
+            "format_version",
+            "session_id",
+            "timestamp",
+            "configuration",
+            "context",
+            "metrics",
+            "agent_states",
+            "file_system_state",
+            "git_state",
+        ],
+    );
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions/import",
+            &json!({"session_data": snapshot}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let imported = body["session"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(imported, id);
+    let (_, body) = app
+        .get(&format!("/api/claude/sessions/{imported}/context/plan"))
+        .await;
+    assert_eq!(body["value"], json!({"step": 1}), "shared context travels");
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions/import",
+            &json!({"session_data": {"format_version": 2}}),
+        )
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "session_data.format_version");
+    let (status, body) = app.post("/api/claude/sessions/import", &json!({})).await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "session_data");
+
+    let (status, body) = app.delete(&base).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session"]["status"], "terminated");
+    let (status, body) = app
+        .post(
+            &format!("{base}/agents/master-orchestrator/restart"),
+            &json!({}),
+        )
+        .await;
+    assert_error(status, &body, 409, "conflict");
+    let (status, body) = app.delete(&format!("{base}?purge=true")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.get(&base).await;
+    assert_error(status, &body, 404, "session_not_found");
+}
+
+#[tokio::test]
+async fn agents_can_be_driven_and_their_output_read() {
+    let app = App::start(&[("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true")]);
+    let id = create(
+        &app,
+        json!({
+            "name": "procs",
+            "working_directory": app.dir("p"),
+            "agents": [{"agent_type": "BACKEND", "command": fake(&["--lines", "3", "--sleep-forever"])}],
+        }),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    wait_status(&app, &id, "active").await;
+    let (status, body) = app.get(&format!("{base}/agents")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_has(
+        &body,
+        &[
+            "session_id",
+            "configured_agents",
+            "active_agents",
+            "agent_statuses",
+            "agents",
+        ],
+    );
+    assert_eq!(body["configured_agents"], json!(["backend-services"]));
+    let pid = body["agents"][0]["pid"]
+        .as_u64()
+        .expect("a process agent has a pid");
+    assert!(common::alive(pid as u32));
+
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let lines = loop {
+        let (status, body) = app
+            .get(&format!("{base}/agents/backend-services/logs?tail=2"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if body["lines"].as_array().unwrap().len() == 2 {
+            break body["lines"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no output: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_has(&lines[0], &["stream", "line", "timestamp"]);
+
+    for (op, word) in [
+        ("deactivate", "deactivated"),
+        ("activate", "activated"),
+        ("restart", "restarted"),
+    ] {
+        let (status, body) = app
+            .post(&format!("{base}/agents/backend-services/{op}"), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{op}: {body}");
+        assert_eq!(body["agent_name"], "backend-services");
+        assert_eq!(body["status"], word);
+        assert_has(&body["agent"], &["name", "status", "pid", "restart_count"]);
+    }
+    let (status, body) = app
+        .post(&format!("{base}/agents/ghost/restart"), &json!({}))
+        .await;
+    assert_error(status, &body, 404, "agent_not_found");
+    let (status, body) = app
+        .post(
+            &format!("{base}/agents/backend-services/explode"),
+            &json!({}),
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = app
+        .get(&format!("{base}/agents/backend-services/logs?tail=0"))
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    let (status, body) = app.get(&format!("{base}/status")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_has(
+        &body,
+        &[
+            "session_id",
+            "status",
+            "created_at",
+            "updated_at",
+            "working_directory",
+            "active_agents",
+            "agent_statuses",
+            "metrics",
+            "alerts",
+        ],
+    );
+    let (status, body) = app.delete(&base).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !common::alive(pid as u32),
+        "terminate stops the agent's process"
+    );
+}
+
+#[tokio::test]
+async fn refusals_have_their_status_code_and_name_the_field() {
+    let app = App::start(&[("SESSION_MANAGER_SESSIONS__MAX_SESSIONS", "1")]);
+    let sessions = "/api/claude/sessions";
+    let dir = app.dir("x");
+
+    let (status, body) = app
+        .post_raw(sessions, "application/json", b"{\"name\": \n 1,".to_vec())
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert!(body["error"].as_str().unwrap().contains("line 2"), "{body}");
+    let (status, body) = app.post_raw(sessions, "text/plain", b"{}".to_vec()).await;
+    assert_error(status, &body, 415, "unsupported_media_type");
+    let (status, body) = app
+        .post_raw(sessions, "application/json", vec![0xff, 0xfe, b'{'])
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    let huge = json!({"name": "x".repeat(2 << 20), "working_directory": dir});
+    let (status, body) = app.post(sessions, &huge).await;
+    assert_error(status, &body, 413, "payload_too_large");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (status, body) = app
+        .post_raw(sessions, "application/json", deep.into_bytes())
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+
+    for (request, status_code, code, field) in [
+        (
+            json!({"working_directory": dir}),
+            400,
+            "session_validation_error",
+            "name",
+        ),
+        (
+            json!({"name": "n", "working_directory": dir, "colour": 1}),
+            400,
+            "session_validation_error",
+            "colour",
+        ),
+        (
+            json!({"name": "n", "working_directory": dir, "agents": [{"agent_type": "WIZARD"}]}),
+            422,
+            "session_validation_error",
+            "agents[0].agent_type",
+        ),
+        (
+            json!({"name": "n", "working_directory": dir, "agents": [{"agent_type": "api", "priority": 101}]}),
+            400,
+            "session_validation_error",
+            "agents[0].priority",
+        ),
+        (
+            json!({"name": "n", "working_directory": dir, "agents": [{"agent_type": "api", "command": ["/bin/true"]}]}),
+            403,
+            "session_permission_error",
+            "agents[0].command",
+        ),
+        (
+            json!({"name": "n", "working_directory": "/etc/app"}),
+            422,
+            "path_refused",
+            "working_directory",
+        ),
+        (
+            json!({"name": "n", "working_directory": "../relative"}),
+            422,
+            "path_refused",
+            "working_directory",
+        ),
+        (
+            json!({"name": "n", "working_directory": dir, "strategy": "all_at_once"}),
+            400,
+            "session_validation_error",
+            "strategy",
+        ),
+        (
+            json!({"name": "n", "working_directory": dir, "agents": [
+            {"agent_type": "api", "name": "a", "depends_on": ["b"]},
+            {"agent_type": "api", "name": "b", "depends_on": ["a"]}]}),
+            422,
+            "session_validation_error",
+            "agents",
+        ),
+    ] {
+        let (status, body) = app.post(sessions, &request).await;
+        assert_error(status, &body, status_code, code);
+        let named = body["details"]["field"].as_str().unwrap_or_default();
+        assert!(named.starts_with(field), "{field} expected: {body}");
+    }
+    create(&app, json!({"name": "only", "working_directory": dir})).await;
+    let (status, body) = app
+        .post(
+            sessions,
+            &json!({"name": "second", "working_directory": dir}),
+        )
+        .await;
+    assert_error(status, &body, 422, "session_limit_reached");
+
+    let (status, body) = app.get("/api/claude/sessions/not-a-uuid").await;
+    assert_error(status, &body, 404, "session_not_found");
+    let (status, body) = app
+        .get("/api/claude/sessions/00000000-0000-4000-8000-000000000000")
+        .await;
+    assert_error(status, &body, 404, "session_not_found");
+    let response = app
+        .client
+        .patch(app.url("/api/claude/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+    let (status, body) = common::app::answer(response).await;
+    assert_error(status, &body, 405, "method_not_allowed");
+    let (status, body) = app.get("/api/claude/nothing-here").await;
+    assert_error(status, &body, 404, "not_found");
+    assert!(app.healthy().await, "no request took the server down");
+}
+
+#[tokio::test]
+async fn context_and_hook_events() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "c", "working_directory": app.dir("c")}),
+    )
+    .await;
+    let key = format!("/api/claude/sessions/{id}/context/plan");
+    let (status, body) = app.get(&key).await;
+    assert_error(status, &body, 404, "context_key_not_found");
+    let (status, body) = app.put(&key, &json!({"value": [1, "two"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["previous"], Value::Null);
+    let (_, body) = app.get(&key).await;
+    assert_eq!(body["value"], json!([1, "two"]));
+    let (_, body) = app.get(&format!("/api/claude/sessions/{id}/context")).await;
+    assert_eq!(body["context"]["plan"], json!([1, "two"]));
+    let (status, body) = app.put(&key, &json!({"valeu": 1})).await;
+    assert_error(status, &body, 400, "session_validation_error");
+    let (status, body) = app.delete(&key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["previous"], json!([1, "two"]));
+
+    let hook = json!({
+        "hook_event_name": "PreToolUse", "session_id": "claude-123", "tool_name": "Bash",
+        "tool_input": {"command": "ls"}, "transcript_path": "/tmp/t.jsonl", "cwd": "/tmp"
+    });
+    let (status, body) = app
+        .post(&format!("/api/claude/sessions/{id}/events"), &hook)
+        .await;
+    assert_eq!(status, 202, "extra fields are tolerated here: {body}");
+    assert_eq!(body["hook_event_name"], "PreToolUse");
+    let (status, body) = app
+        .post(
+            &format!("/api/claude/sessions/{id}/events"),
+            &json!({"tool_name": "Bash"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "hook_event_name");
+}
+
+#[tokio::test]
+async fn paths_types_analytics_status_metrics_and_openapi() {
+    let app = App::start(&[]);
+    let (status, body) = app
+        .post("/api/claude/validate-path", &json!({"path": "/etc"}))
+        .await;
+    assert_eq!(status, 200, "a refused path is an answer: {body}");
+    assert_has(&body, &["validation", "suggestions"]);
+    assert_eq!(body["validation"]["valid"], false);
+    assert!(!body["validation"]["validation_errors"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(!body["suggestions"].as_array().unwrap().is_empty());
+    let missing = app.dir("new/deep");
+    let (_, body) = app
+        .post("/api/claude/validate-path", &json!({"path": missing}))
+        .await;
+    assert_eq!(body["validation"]["exists"], false);
+    assert!(
+        !std::path::Path::new(&missing).exists(),
+        "no side effect by default"
+    );
+    let (_, body) = app
+        .post(
+            "/api/claude/validate-path",
+            &json!({"path": missing, "create_if_missing": true}),
+        )
+        .await;
+    assert_eq!(body["validation"]["exists"], true);
+    assert!(std::path::Path::new(&missing).is_dir());
+    let (status, body) = app
+        .post(
+            "/api/claude/validate-paths",
+            &json!({"paths": ["/tmp", "/etc"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["validations"]["/etc"]["valid"], false);
+    assert_eq!(body["summary"]["valid"], 1);
+    assert_eq!(body["summary"]["invalid"], 1);
+    let (status, body) = app
+        .post("/api/claude/validate-paths", &json!({"paths": []}))
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+
+    let (status, body) = app.get("/api/claude/agent-types").await;
+    assert_eq!(status, 200);
+    let types = body["agent_types"].as_object().unwrap();
+    assert_eq!(types.len(), 12);
+    assert_has(
+        &types["master-orchestrator"],
+        &[
+            "type",
+            "description",
+            "capabilities",
+            "priority",
+            "memory_min",
+            "memory_max",
+            "depends_on",
+        ],
+    );
+    assert_eq!(
+        types["backend-services"]["depends_on"],
+        json!(["ORCHESTRATOR"])
+    );
+
+    create(&app, json!({"name": "a", "working_directory": app.dir("a"), "agents": [{"agent_type": "QUALITY"}]})).await;
+    let (status, body) = app.get("/api/claude/analytics").await;
+    assert_eq!(status, 200);
+    assert_has(
+        &body["analytics"],
+        &[
+            "total_sessions",
+            "active_sessions",
+            "status_distribution",
+            "average_duration_seconds",
+            "most_used_agents",
+            "last_updated",
+        ],
+    );
+    assert_eq!(body["analytics"]["total_sessions"], 1);
+    let (status, body) = app.get("/api/claude/system-status").await;
+    assert_eq!(status, 200);
+    assert_has(
+        &body["system_status"],
+        &[
+            "timestamp",
+            "uptime_seconds",
+            "sessions",
+            "monitoring",
+            "agents",
+        ],
+    );
+    assert_has(
+        &body["system_status"]["monitoring"],
+        &["active", "monitored_sessions", "websocket_clients"],
+    );
+    assert_eq!(body["system_status"]["agents"]["available_types"], 12);
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE session_manager_sessions gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("session_manager_sessions{status=\"active\"}"),
+        "{text}"
+    );
+
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/ws/sessions",
+        "/api/claude/events",
+        "/api/claude/sessions",
+        "/api/claude/sessions/import",
+        "/api/claude/sessions/{id}",
+        "/api/claude/sessions/{id}/navigate",
+        "/api/claude/sessions/{id}/clone",
+        "/api/claude/sessions/{id}/export",
+        "/api/claude/sessions/{id}/agents",
+        "/api/claude/sessions/{id}/agents/{name}/activate",
+        "/api/claude/sessions/{id}/agents/{name}/deactivate",
+        "/api/claude/sessions/{id}/agents/{name}/restart",
+        "/api/claude/sessions/{id}/agents/{name}/logs",
+        "/api/claude/sessions/{id}/metrics",
+        "/api/claude/sessions/{id}/status",
+        "/api/claude/sessions/{id}/context",
+        "/api/claude/sessions/{id}/context/{key}",
+        "/api/claude/sessions/{id}/events",
+        "/api/claude/analytics",
+        "/api/claude/validate-path",
+        "/api/claude/validate-paths",
+        "/api/claude/agent-types",
+        "/api/claude/system-status",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is not in /openapi.json"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_while_it_streams_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::start(&[("SESSION_MANAGER_SERVER__MAX_BODY_BYTES", "1024")]);
+    let mut stream = tokio::net::TcpStream::connect(&app.address).await.unwrap();
+    let head = format!(
+        "POST /api/claude/sessions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.address
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No Content-Length: only the reader can stop it. 64 chunks of 512 bytes = 32 KiB.
+    let chunk = format!("200\r\n{}\r\n", "x".repeat(512));
+    for _ in 0..64 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server answered and closed early: what we want
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("\"payload_too_large\""), "{response}");
+    assert!(app.healthy().await);
+}
