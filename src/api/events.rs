@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::http::StatusCode;
 
-use super::dto::session::{seconds, session_object, AgentObject};
+use super::dto::session::{seconds, session_object_at, AgentObject};
 use super::envelope;
 use super::errors::ApiError;
 use super::sessions::{Answer, Parsed};
@@ -342,16 +342,7 @@ fn session(
     record: &SessionRecord,
     at: f64,
 ) -> (&'static str, Option<Uuid>, Value) {
-    let mut object = session_object(record, &[]);
-    if record.terminated_at.is_none() {
-        if let Some(metrics) = object.get_mut("metrics").and_then(Value::as_object_mut) {
-            metrics.insert(
-                "duration_seconds".into(),
-                (at - record.created_at).max(0.0).into(),
-            );
-        }
-    }
-    (kind, Some(record.id), object)
+    (kind, Some(record.id), session_object_at(record, &[], at))
 }
 
 fn agent_event(event: &AgentEvent, seq: Option<u64>) -> (&'static str, Value) {

@@ -479,7 +479,12 @@ impl Client<'_> {
                     "type": "session_status",
                     "timestamp": now(),
                     "session_id": id.to_string(),
-                    "data": super::dto::session::session_object(&view.record, &view.agents),
+                    "data": serde_json::to_value(super::dto::session::SessionObject::new(
+                        &view.record,
+                        &view.agents,
+                        None,
+                    ))
+                    .unwrap_or(Value::Null),
                 }))
             }
             Request::Subscribe {

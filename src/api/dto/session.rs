@@ -153,6 +153,16 @@ impl<'a> SessionObject<'a> {
         agents: &'a [AgentStatus],
         validation: Option<&'a Validation>,
     ) -> Self {
+        Self::as_of(record, agents, validation, seconds(SystemTime::now()))
+    }
+
+    /// The object as of Unix time `now` (a live session's duration runs to it).
+    fn as_of(
+        record: &'a SessionRecord,
+        agents: &'a [AgentStatus],
+        validation: Option<&'a Validation>,
+        now: f64,
+    ) -> Self {
         let config = &record.configuration;
         let id = record.id.to_string();
         let git_field = |key: &str| {
@@ -197,9 +207,7 @@ impl<'a> SessionObject<'a> {
                 session_id: id,
                 start_time: record.created_at,
                 end_time: end,
-                duration_seconds: (end.unwrap_or_else(|| seconds(SystemTime::now()))
-                    - record.created_at)
-                    .max(0.0),
+                duration_seconds: (end.unwrap_or(now) - record.created_at).max(0.0),
                 commands_executed: 0,
                 files_modified: 0,
                 errors_encountered: 0,
@@ -247,7 +255,8 @@ pub(crate) fn statuses(agents: &[AgentStatus]) -> BTreeMap<&str, &'static str> {
         .collect()
 }
 
-/// The session object as a JSON value, for events (no validation: `null`).
-pub(crate) fn session_object(record: &SessionRecord, agents: &[AgentStatus]) -> Value {
-    serde_json::to_value(SessionObject::new(record, agents, None)).unwrap_or(Value::Null)
+/// The session object as a JSON value as of Unix time `at`, for events (no validation:
+/// `null`), so a replayed event equals the live one.
+pub(crate) fn session_object_at(record: &SessionRecord, agents: &[AgentStatus], at: f64) -> Value {
+    serde_json::to_value(SessionObject::as_of(record, agents, None, at)).unwrap_or(Value::Null)
 }
