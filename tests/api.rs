@@ -515,9 +515,17 @@ async fn refusals_have_their_status_code_and_name_the_field() {
         .post_raw(sessions, "application/json", vec![0xff, 0xfe, b'{'])
         .await;
     assert_error(status, &body, 400, "session_validation_error");
-    let huge = json!({"name": "x".repeat(2 << 20), "working_directory": dir});
-    let (status, body) = app.post(sessions, &huge).await;
-    assert_error(status, &body, 413, "payload_too_large");
+    // Announced as 2 MiB: refused from the header, before the body is read (over a raw
+    // socket, since a client still writing the body may see the early answer as a reset).
+    let response = raw_exchange(
+        &app,
+        "POST /api/claude/sessions HTTP/1.1\r\nContent-Type: application/json\r\n\
+         Content-Length: 2097152\r\n",
+        &[b"{\"name\": \"xxxx"],
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("\"payload_too_large\""), "{response}");
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let (status, body) = app
         .post_raw(sessions, "application/json", deep.into_bytes())
@@ -824,26 +832,37 @@ async fn paths_types_analytics_status_metrics_and_openapi() {
 
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_is_refused_while_it_streams_in() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = App::start(&[("SESSION_MANAGER_SERVER__MAX_BODY_BYTES", "1024")]);
-    let mut stream = tokio::net::TcpStream::connect(&app.address).await.unwrap();
-    let head = format!(
-        "POST /api/claude/sessions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        app.address
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
     // No Content-Length: only the reader can stop it. 64 chunks of 512 bytes = 32 KiB.
     let chunk = format!("200\r\n{}\r\n", "x".repeat(512));
-    for _ in 0..64 {
-        if stream.write_all(chunk.as_bytes()).await.is_err() {
-            break; // the server answered and closed early: what we want
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n").await;
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
+    let mut chunks = vec![chunk.as_bytes(); 64];
+    chunks.push(b"0\r\n\r\n");
+    let response = raw_exchange(
+        &app,
+        "POST /api/claude/sessions HTTP/1.1\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n",
+        &chunks,
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.contains("\"payload_too_large\""), "{response}");
     assert!(app.healthy().await);
+}
+
+/// Sends `head` (request line and headers, without Host and the blank line) and then the
+/// `body` pieces over a raw socket, stopping at the first write the server refuses (it may
+/// answer early and close); returns everything the server sent.
+async fn raw_exchange(app: &App, head: &str, body: &[&[u8]]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&app.address).await.unwrap();
+    let head = format!("{head}Host: {}\r\nConnection: close\r\n\r\n", app.address);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in body {
+        if stream.write_all(piece).await.is_err() {
+            break;
+        }
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
