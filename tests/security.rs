@@ -326,13 +326,19 @@ fn a_websocket_upgrade_takes_the_token_from_the_header_or_the_subprotocol() {
     let header = format!("Authorization: Bearer {TOKEN}");
     let protocol = format!("Sec-WebSocket-Protocol: bearer, {TOKEN}");
     // Past the guards, a path no route answers: only a 404 shows the token was accepted.
-    // (The 101 itself and the selected `bearer` protocol are tested in `api::tests`
-    // against a WebSocket route behind the same guards.)
     for line in [&header, &protocol] {
         let response = raw(&app, &upgrade_request("/ws/none", &[line]));
         assert_eq!(response.status, 404, "{line}");
         assert_eq!(response.json()["error_code"], "not_found");
     }
+    // The real WebSocket route opens with either; offered `bearer` is selected, as browsers
+    // require.
+    let response = raw(&app, &upgrade_request("/ws/sessions", &[&header]));
+    assert_eq!(response.status, 101);
+    assert_eq!(response.header("sec-websocket-protocol"), None);
+    let response = raw(&app, &upgrade_request("/ws/sessions", &[&protocol]));
+    assert_eq!(response.status, 101);
+    assert_eq!(response.header("sec-websocket-protocol"), Some("bearer"));
 
     for extra in [
         vec![],
