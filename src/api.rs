@@ -621,7 +621,7 @@ mod tests {
         // Host before the token: a foreign host is refused whatever it carries.
         assert_eq!(
             error_code(evil_host(), &ctx).await,
-            (StatusCode::FORBIDDEN, "forbidden_host".to_owned())
+            (StatusCode::FORBIDDEN, "session_permission_error".to_owned())
         );
         // The rate limit before Host: the bucket (1) is empty now.
         assert_eq!(
@@ -637,7 +637,7 @@ mod tests {
             .header("origin", "https://evil.example");
         assert_eq!(
             error_code(evil_origin, &ctx).await,
-            (StatusCode::FORBIDDEN, "forbidden_origin".to_owned())
+            (StatusCode::FORBIDDEN, "session_permission_error".to_owned())
         );
         // The token before the body limit and the routes.
         let big = warp::test::request()

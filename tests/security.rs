@@ -361,7 +361,8 @@ fn a_websocket_upgrade_takes_the_token_from_the_header_or_the_subprotocol() {
         &upgrade_request("/ws/sessions", &[&protocol, "Origin: https://evil.example"]),
     );
     assert_eq!(response.status, 403);
-    assert_eq!(response.json()["error_code"], "forbidden_origin");
+    assert_eq!(response.json()["error_code"], "session_permission_error");
+    assert_eq!(response.json()["details"]["field"], "Origin");
 }
 
 #[test]
@@ -388,7 +389,10 @@ async fn a_foreign_host_gets_403() {
         // /health too: rebinding must not even learn that the server is alive.
         for path in ["/health", UNROUTED] {
             let response = app.get(path, &[("host", host)]).await;
-            assert_refused(response, 403, "forbidden_host").await;
+            assert_eq!(
+                assert_refused(response, 403, "session_permission_error").await["details"]["field"],
+                "Host"
+            );
         }
     }
     for host in ["localhost:1234", "127.0.0.1", "[::1]:8082", "app.example"] {
@@ -402,7 +406,8 @@ async fn a_foreign_host_gets_403() {
     ] {
         let response = raw(&app, request);
         assert_eq!(response.status, 403, "{request}");
-        assert_eq!(response.json()["error_code"], "forbidden_host");
+        assert_eq!(response.json()["error_code"], "session_permission_error");
+        assert_eq!(response.json()["details"]["field"], "Host");
     }
     // No Host at all is no browser, so no rebinding page.
     let response = raw(&app, "GET /health HTTP/1.0\r\n\r\n");
@@ -415,7 +420,10 @@ async fn a_foreign_host_gets_403() {
             &[("host", "evil.example"), ("authorization", &bearer)],
         )
         .await;
-    assert_refused(response, 403, "forbidden_host").await;
+    assert_eq!(
+        assert_refused(response, 403, "session_permission_error").await["details"]["field"],
+        "Host"
+    );
 }
 
 #[tokio::test]
@@ -429,7 +437,10 @@ async fn a_foreign_origin_gets_403_without_cors_headers() {
     ] {
         let response = app.get("/health", &[("origin", origin)]).await;
         assert_eq!(header(&response, "access-control-allow-origin"), None);
-        assert_refused(response, 403, "forbidden_origin").await;
+        assert_eq!(
+            assert_refused(response, 403, "session_permission_error").await["details"]["field"],
+            "Origin"
+        );
     }
 }
 
@@ -495,7 +506,10 @@ async fn a_preflight_is_answered_without_the_token() {
 
     let response = preflight(&app, "https://evil.example").await;
     assert_eq!(header(&response, "access-control-allow-origin"), None);
-    assert_refused(response, 403, "forbidden_origin").await;
+    assert_eq!(
+        assert_refused(response, 403, "session_permission_error").await["details"]["field"],
+        "Origin"
+    );
 
     // An OPTIONS that is not a preflight is an ordinary request.
     let response = app.send("OPTIONS", "/health", &[]).await;

@@ -201,8 +201,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
-            ApiError::ForbiddenHost => "forbidden_host",
-            ApiError::ForbiddenOrigin => "forbidden_origin",
+            // DESIGN.md's one code for a 403; `details.field` says which header.
+            ApiError::ForbiddenHost | ApiError::ForbiddenOrigin => "session_permission_error",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ShuttingDown { .. } => "shutting_down",
             ApiError::Internal => "internal_error",
@@ -221,6 +221,8 @@ impl ApiError {
                 field: Some(field), ..
             } => Some(json!({ "field": field })),
             ApiError::Unprocessable { details, .. } => details.clone(),
+            ApiError::ForbiddenHost => Some(json!({ "field": "Host" })),
+            ApiError::ForbiddenOrigin => Some(json!({ "field": "Origin" })),
             ApiError::RateLimited {
                 retry_after_seconds,
             }
