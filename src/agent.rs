@@ -32,3 +32,5 @@ pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{health, AgentContext, AgentError, AgentGroup, AgentStatus, GroupHealth};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
 pub use process::ProcessExit;
+
+pub(crate) use memory::tree as process_tree;

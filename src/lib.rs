@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 mod logfile;
+pub mod monitor;
 pub mod paths;
 pub mod server;
 pub mod session;

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::http::StatusCode;
 
+use super::dto::monitor;
 use super::dto::session::{seconds, session_object_at, AgentObject};
 use super::envelope;
 use super::errors::ApiError;
@@ -317,6 +318,15 @@ fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
         SessionEvent::Agent { session, event } => {
             let (kind, data) = agent_event(event, seq);
             (kind, Some(*session), data)
+        }
+        SessionEvent::Alert(alert) => ("alert", alert.session, monitor::alert(alert, None)),
+        SessionEvent::AlertResolved(alert) => (
+            "alert_resolved",
+            alert.session,
+            monitor::alert(alert, Some(at)),
+        ),
+        SessionEvent::Metrics(sample) => {
+            ("metrics", Some(sample.session_id), monitor::point(sample))
         }
         SessionEvent::ContextChanged {
             session,

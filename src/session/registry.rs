@@ -23,6 +23,7 @@ use crate::agent::{
     LogLine,
 };
 use crate::config::Settings;
+use crate::monitor::{ResourceAlert, SessionSample};
 use crate::paths::{PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
@@ -192,6 +193,12 @@ pub enum SessionEvent {
     },
     /// A session was terminated.
     Terminated(Box<SessionRecord>),
+    /// The monitor raised a resource alert (a session's, or the host's).
+    Alert(Box<ResourceAlert>),
+    /// A resource alert is over; `value` is the one that resolved it.
+    AlertResolved(Box<ResourceAlert>),
+    /// The monitor sampled a session. Not kept in the log, like output lines.
+    Metrics(Arc<SessionSample>),
     /// A terminated session was deleted.
     Purged(Uuid),
     /// A shared-context key was set (`value: Some`) or deleted (`None`).
