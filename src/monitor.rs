@@ -195,7 +195,7 @@ impl Monitor {
             .map_err(|e| MonitorError::Spawn(e.to_string()))?;
         let args = Args {
             interval: Duration::from_secs(settings.monitor.interval_seconds.max(1)),
-            retention: Duration::from_secs(settings.monitor.retention_hours * 3600),
+            retention: Duration::from_secs(settings.monitor.retention_hours.saturating_mul(3600)),
             thresholds: settings.monitor.thresholds.clone(),
             registry,
             shared: Arc::clone(&shared),
