@@ -12,6 +12,7 @@
 //! Readers (the API) never wait on a tick: the latest samples and the open alerts are kept in
 //! a shared snapshot that [`Monitor`] reads; history is read from storage.
 
+mod archive;
 mod sample;
 mod store;
 mod threshold;
@@ -196,6 +197,7 @@ impl Monitor {
         let args = Args {
             interval: Duration::from_secs(settings.monitor.interval_seconds.max(1)),
             retention: Duration::from_secs(settings.monitor.retention_hours.saturating_mul(3600)),
+            archive_dir: settings.metrics_dir(),
             thresholds: settings.monitor.thresholds.clone(),
             registry,
             shared: Arc::clone(&shared),
@@ -336,6 +338,7 @@ pub enum MonitorMsg {
 struct Args {
     interval: Duration,
     retention: Duration,
+    archive_dir: PathBuf,
     thresholds: Thresholds,
     registry: SessionRegistry,
     shared: Arc<Shared>,
@@ -464,10 +467,16 @@ impl MonitorState {
         {
             self.last_prune = Some(Instant::now());
             let before = at - self.args.retention.as_secs_f64();
-            match store::prune_before(&self.args.shared.storage, before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "monitor samples past retention pruned"),
-                Err(error) => tracing::warn!(%error, "pruning monitor samples failed"),
+            let storage = &self.args.shared.storage;
+            match archive::archive_and_prune(storage, &self.args.archive_dir, before).await {
+                Ok(pruned) if pruned.deleted == 0 => {}
+                Ok(pruned) => tracing::info!(
+                    deleted = pruned.deleted,
+                    archived_minutes = pruned.lines,
+                    file = ?pruned.file,
+                    "monitor samples past retention archived and pruned"
+                ),
+                Err(error) => tracing::warn!(%error, "archiving or pruning monitor samples failed"),
             }
         }
     }
