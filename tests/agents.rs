@@ -730,8 +730,13 @@ async fn an_agent_inherits_no_descriptor_besides_its_stdio() {
     let stray = unsafe { libc::dup(2) };
     assert!(stray > 2);
     let world = World::new();
+    // Running once it printed READY: past the program's own start-up, during which the
+    // C library may briefly hold a descriptor of its own (glibc reads /proc/self/maps).
     let (group, mut events) = world
-        .start(json!([{"agent_type": "api", "command": fake(&[])}]))
+        .start(
+            json!([{"agent_type": "api", "command": fake(&["--ready-after-ms", "1"]),
+                        "ready_pattern": "READY"}]),
+        )
         .await;
     entered(
         &mut events,
