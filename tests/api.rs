@@ -973,3 +973,67 @@ async fn the_hook_command_forwards_a_claude_code_payload() {
         assert!(stderr.starts_with("error: "), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn path_segments_are_decoded_and_races_with_a_purge_answer_404_or_409() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "r", "working_directory": app.dir("r")}),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    let (status, body) = app
+        .put(
+            &format!("{base}/context/a%2Fb%20%C3%A9"),
+            &json!({"value": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["key"], "a/b é", "the key is what the client encoded");
+    let (_, body) = app.get(&format!("{base}/context")).await;
+    assert_eq!(body["context"], json!({"a/b é": 1}));
+    let (status, body) = app
+        .put(&format!("{base}/context/%00"), &json!({"value": 1}))
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    let (status, body) = app
+        .put(&format!("{base}/context/%FF"), &json!({"value": 1}))
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "key");
+    let (status, body) = app
+        .post_raw(
+            "/api/claude/sessions",
+            "application/json",
+            br#"{"name": "a", "name": "b", "working_directory": "/tmp"}"#.to_vec(),
+        )
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+
+    // Requests racing a purge: each answers 200, 404 or 409 — never 500 or 503.
+    let requests = (0..24).map(|i| {
+        let app = &app;
+        let base = base.clone();
+        async move {
+            match i % 4 {
+                0 => app.delete(&format!("{base}?purge=true")).await,
+                1 => {
+                    app.put(&format!("{base}/context/k{i}"), &json!({"value": i}))
+                        .await
+                }
+                2 => app.get(&base).await,
+                _ => {
+                    app.put(&base, &json!({"description": format!("d{i}")}))
+                        .await
+                }
+            }
+        }
+    });
+    for (status, body) in futures::future::join_all(requests).await {
+        assert!([200, 404, 409].contains(&status), "{status}: {body}");
+    }
+    let (status, _) = app.get(&base).await;
+    assert_eq!(status, 404);
+    assert!(app.healthy().await);
+}

@@ -752,7 +752,7 @@ impl SessionRegistry {
                 reply,
             })
             .await??;
-        view_of(&actor).await
+        view_of(&actor, id).await
     }
 
     /// Validates a path with the server's policy, without side effects unless
@@ -1106,7 +1106,12 @@ impl SessionRegistry {
             .insert_with_id(id, create, CommandOrigin::Api, Arrival::Imported)
             .await?;
         for (key, value) in &snapshot.context.shared {
-            store::context_put(&self.deps.storage, id, key.clone(), value.clone()).await?;
+            if let store::ContextPut::NoSession =
+                store::context_put(&self.deps.storage, id, key.clone(), value.clone()).await?
+            {
+                // Purged between its creation and here: nothing left to fill.
+                return Err(SessionError::Ended(id));
+            }
         }
         Ok(view)
     }
@@ -1115,7 +1120,7 @@ impl SessionRegistry {
     pub async fn get(&self, id: Uuid) -> Result<SessionView, SessionError> {
         let (record, actor) = self.lookup(id).await?;
         match actor {
-            Some(actor) => view_of(&actor).await,
+            Some(actor) => view_of(&actor, id).await,
             None => Ok(SessionView {
                 record,
                 agents: Vec::new(),
@@ -1136,7 +1141,7 @@ impl SessionRegistry {
         let (record, actor) = self.lookup(id).await?;
         let record = match actor {
             Some(actor) => ractor::call!(actor, SessionMsg::Terminate)
-                .map_err(|_| SessionError::Unavailable)??,
+                .map_err(|_| SessionError::Ended(id))??,
             None => {
                 let mut record = record;
                 if record.status != SessionStatus::Terminated {
@@ -1170,7 +1175,7 @@ impl SessionRegistry {
             name: name.to_string(),
             reply
         })
-        .map_err(|_| SessionError::Unavailable)??;
+        .map_err(|_| SessionError::Ended(id))??;
         self.deps.bus.publish(SessionEvent::AgentCommand {
             session: id,
             op,
@@ -1192,7 +1197,7 @@ impl SessionRegistry {
             tail,
             reply
         })
-        .map_err(|_| SessionError::Unavailable)?
+        .map_err(|_| SessionError::Ended(id))?
     }
 
     /// Every shared-context key and value of a session.
@@ -1228,7 +1233,11 @@ impl SessionRegistry {
             .into());
         }
         let previous =
-            store::context_put(&self.deps.storage, id, key.to_string(), value.clone()).await?;
+            match store::context_put(&self.deps.storage, id, key.to_string(), value.clone()).await?
+            {
+                store::ContextPut::Stored { previous } => previous,
+                store::ContextPut::NoSession => return Err(SessionError::NotFound(id)),
+            };
         self.deps.bus.publish(SessionEvent::ContextChanged {
             session: id,
             key: key.to_string(),
@@ -1302,16 +1311,18 @@ async fn apply(
     record: SessionRecord,
     restart_agents: bool,
 ) -> Result<SessionView, SessionError> {
+    let id = record.id;
     ractor::call!(actor, |reply| SessionMsg::Apply {
         record: Box::new(record),
         restart_agents,
         reply
     })
-    .map_err(|_| SessionError::Unavailable)?
+    .map_err(|_| SessionError::Ended(id))?
 }
 
-async fn view_of(actor: &ActorRef<SessionMsg>) -> Result<SessionView, SessionError> {
-    ractor::call!(actor, SessionMsg::View).map_err(|_| SessionError::Unavailable)
+/// A live session's view; a session actor gone meanwhile means the session ended.
+async fn view_of(actor: &ActorRef<SessionMsg>, id: Uuid) -> Result<SessionView, SessionError> {
+    ractor::call!(actor, SessionMsg::View).map_err(|_| SessionError::Ended(id))
 }
 
 /// The git state of the record's directory, when `git_enabled` (errors are logged, not

@@ -136,23 +136,39 @@ pub(crate) async fn context_put(
     session: Uuid,
     key: String,
     value: Value,
-) -> Result<Option<Value>, StorageError> {
+) -> Result<ContextPut, StorageError> {
     let json = serde_json::to_string(&value)?;
     storage
         .call(move |conn| {
             let tx = conn.transaction()?;
             let previous = stored_value(&tx, session, &key)?;
-            tx.execute(
+            // Only while the session's row exists: a purge may have deleted it since the
+            // caller looked, and a value must not outlive (or fail against) its session.
+            let written = tx.execute(
                 "INSERT INTO session_context (session_id, key, value, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1)
                  ON CONFLICT (session_id, key) DO UPDATE SET
                      value = excluded.value, updated_at = excluded.updated_at",
                 params![session.to_string(), key, json, now()],
             )?;
             tx.commit()?;
-            Ok(previous.map(|p| serde_json::from_str(&p)).transpose()?)
+            if written == 0 {
+                return Ok(ContextPut::NoSession);
+            }
+            Ok(ContextPut::Stored {
+                previous: previous.map(|p| serde_json::from_str(&p)).transpose()?,
+            })
         })
         .await
+}
+
+/// What a context write did.
+#[derive(Debug)]
+pub(crate) enum ContextPut {
+    /// Stored; the value it replaced, if any.
+    Stored { previous: Option<Value> },
+    /// The session's row is gone (purged meanwhile); nothing was written.
+    NoSession,
 }
 
 /// Deletes a context value; returns it.
