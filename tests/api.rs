@@ -1037,3 +1037,39 @@ async fn path_segments_are_decoded_and_races_with_a_purge_answer_404_or_409() {
     assert_eq!(status, 404);
     assert!(app.healthy().await);
 }
+
+#[tokio::test]
+async fn concurrent_updates_and_navigates_never_undo_each_other() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "race", "working_directory": app.dir("m0"), "agents": [{"agent_type": "orchestrator"}]}),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    for round in 0..8 {
+        let target = app.dir(&format!("m{}", round % 2 + 1));
+        let description = format!("d{round}");
+        let navigate = format!("{base}/navigate");
+        let (navigate_body, update_body) =
+            (json!({"path": target}), json!({"description": description}));
+        let (navigated, updated) = tokio::join!(
+            app.post(&navigate, &navigate_body),
+            app.put(&base, &update_body),
+        );
+        assert_eq!(navigated.0, 200, "{}", navigated.1);
+        assert_eq!(updated.0, 200, "{}", updated.1);
+        let (_, body) = app.get(&base).await;
+        let config = &body["session"]["configuration"];
+        assert_eq!(
+            config["description"],
+            json!(description),
+            "round {round}: the update was lost"
+        );
+        assert_eq!(
+            config["working_directory"],
+            json!(target),
+            "round {round}: the move was lost"
+        );
+    }
+}

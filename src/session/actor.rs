@@ -40,6 +40,11 @@ pub enum AgentOp {
     Restart,
 }
 
+/// A change to a session's record, made by the session actor on its current record;
+/// returns whether the agents must be restarted from the changed record.
+pub(crate) type RecordChange =
+    Box<dyn FnOnce(&mut SessionRecord) -> Result<bool, SessionError> + Send>;
+
 /// A session and its agents' live state.
 #[derive(Debug, Clone)]
 pub struct SessionView {
@@ -62,11 +67,12 @@ pub(crate) enum SessionMsg {
         reply: RpcReplyPort<Result<Vec<LogLine>, SessionError>>,
     },
     Terminate(RpcReplyPort<Result<SessionRecord, SessionError>>),
-    /// Replaces the record (an update or a navigate); with `restart_agents`, the agents are
-    /// stopped and started again from the new record. On failure the session stays as it was.
+    /// Changes the record (an update or a navigate): `change` runs on a copy of the record
+    /// as it is now — in the actor, so two changes never overwrite each other — and says
+    /// whether the agents must be stopped and started again from the result. On failure
+    /// the session stays as it was.
     Apply {
-        record: Box<SessionRecord>,
-        restart_agents: bool,
+        change: RecordChange,
         reply: RpcReplyPort<Result<SessionView, SessionError>>,
     },
     /// An agent changed state: recompute the status.
@@ -180,12 +186,13 @@ impl Actor for SessionActor {
             SessionMsg::Terminate(reply) => {
                 let _ = reply.send(state.terminate().await);
             }
-            SessionMsg::Apply {
-                record,
-                restart_agents,
-                reply,
-            } => {
-                let _ = reply.send(state.apply(&_myself, *record, restart_agents).await);
+            SessionMsg::Apply { change, reply } => {
+                let mut next = state.record.clone();
+                let applied = match change(&mut next) {
+                    Ok(restart_agents) => state.apply(&_myself, next, restart_agents).await,
+                    Err(err) => Err(err),
+                };
+                let _ = reply.send(applied);
             }
             SessionMsg::Checkpoint => {
                 if let Some(group) = &state.group {

@@ -27,7 +27,9 @@ use crate::paths::{PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
 
-use super::actor::{AgentOp, SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionView};
+use super::actor::{
+    AgentOp, RecordChange, SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionView,
+};
 use super::bus::{EventBus, Published};
 use super::error::SessionError;
 use super::model::{now, validate_tags, SessionConfig, SessionRecord, SessionStatus};
@@ -854,58 +856,61 @@ impl SessionRegistry {
         id: Uuid,
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
-        let (record, actor) = self.live(id).await?;
-        let mut next = record.clone();
-        let config = &mut next.configuration;
-        let mut restart_agents = false;
-        if let Some(name) = update.name {
-            config.name = name;
+        let (_, actor) = self.live(id).await?;
+        if let Some(tags) = &update.tags {
+            validate_tags(tags)?;
         }
-        if let Some(description) = update.description {
-            config.description = description;
-        }
-        if let Some(auto_save) = update.auto_save {
-            config.auto_save = auto_save;
-        }
-        if let Some(seconds) = update.save_interval_seconds {
-            config.save_interval_seconds = seconds;
-        }
-        if let Some(mb) = update.max_memory_mb {
-            config.max_memory_mb = mb;
-        }
-        if let Some(max) = update.max_agents {
-            config.max_agents = max;
-        }
-        if let Some(custom) = update.custom_settings {
-            config.custom_settings = custom;
-        }
-        if let Some(environment) = update.environment_variables {
-            restart_agents |= environment != config.environment_variables;
-            config.environment_variables = environment;
-        }
-        if let Some(agents) = update.agents {
-            restart_agents |= agents != config.agents;
-            config.agents = agents;
-        }
-        if let Some(tags) = update.tags {
-            validate_tags(&tags)?;
-            next.tags = tags;
-        }
-        next.configuration.validate()?;
-        let agents = &next.configuration.agents;
-        resolve_agents(agents, &self.deps.settings.agents, CommandOrigin::Trusted)?;
-        for (i, agent) in agents.iter().enumerate() {
-            if !record.configuration.agents.contains(agent) {
-                resolve(
-                    agent,
-                    agents,
-                    &self.deps.settings.agents,
-                    CommandOrigin::Api,
-                )
-                .map_err(|e| SessionError::from(e.within(&format!("agents[{i}]"))))?;
+        let settings = self.deps.settings.clone();
+        // Applied by the session actor to its record as it is then, so a concurrent update
+        // or navigate is never undone by this one.
+        let change: RecordChange = Box::new(move |next: &mut SessionRecord| {
+            let before = next.configuration.agents.clone();
+            let config = &mut next.configuration;
+            let mut restart_agents = false;
+            if let Some(name) = update.name {
+                config.name = name;
             }
-        }
-        apply(&actor, next, restart_agents).await
+            if let Some(description) = update.description {
+                config.description = description;
+            }
+            if let Some(auto_save) = update.auto_save {
+                config.auto_save = auto_save;
+            }
+            if let Some(seconds) = update.save_interval_seconds {
+                config.save_interval_seconds = seconds;
+            }
+            if let Some(mb) = update.max_memory_mb {
+                config.max_memory_mb = mb;
+            }
+            if let Some(max) = update.max_agents {
+                config.max_agents = max;
+            }
+            if let Some(custom) = update.custom_settings {
+                config.custom_settings = custom;
+            }
+            if let Some(environment) = update.environment_variables {
+                restart_agents |= environment != config.environment_variables;
+                config.environment_variables = environment;
+            }
+            if let Some(agents) = update.agents {
+                restart_agents |= agents != config.agents;
+                config.agents = agents;
+            }
+            if let Some(tags) = update.tags {
+                next.tags = tags;
+            }
+            next.configuration.validate()?;
+            let agents = &next.configuration.agents;
+            resolve_agents(agents, &settings.agents, CommandOrigin::Trusted)?;
+            for (i, agent) in agents.iter().enumerate() {
+                if !before.contains(agent) {
+                    resolve(agent, agents, &settings.agents, CommandOrigin::Api)
+                        .map_err(|e| SessionError::from(e.within(&format!("agents[{i}]"))))?;
+                }
+            }
+            Ok(restart_agents)
+        });
+        apply(&actor, id, change).await
     }
 
     /// Moves a live session: validates `path` with the path policy (creating it when missing
@@ -922,10 +927,16 @@ impl SessionRegistry {
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
-        let mut next = record;
-        next.configuration.working_directory = directory;
-        next.git = git_state(&next).await;
-        let view = apply(&actor, next, true).await?;
+        let mut moved = record;
+        moved.configuration.working_directory = directory;
+        let git = git_state(&moved).await;
+        let directory = moved.configuration.working_directory;
+        let change: RecordChange = Box::new(move |next: &mut SessionRecord| {
+            next.configuration.working_directory = directory;
+            next.git = git;
+            Ok(true)
+        });
+        let view = apply(&actor, id, change).await?;
         self.deps
             .bus
             .publish(SessionEvent::Navigated(Box::new(view.record.clone())));
@@ -1308,16 +1319,11 @@ impl SessionRegistry {
 /// Hands a session actor its new record (see `SessionMsg::Apply`).
 async fn apply(
     actor: &ActorRef<SessionMsg>,
-    record: SessionRecord,
-    restart_agents: bool,
+    id: Uuid,
+    change: RecordChange,
 ) -> Result<SessionView, SessionError> {
-    let id = record.id;
-    ractor::call!(actor, |reply| SessionMsg::Apply {
-        record: Box::new(record),
-        restart_agents,
-        reply
-    })
-    .map_err(|_| SessionError::Ended(id))?
+    ractor::call!(actor, |reply| SessionMsg::Apply { change, reply })
+        .map_err(|_| SessionError::Ended(id))?
 }
 
 /// A live session's view; a session actor gone meanwhile means the session ended.
