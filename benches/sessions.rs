@@ -12,7 +12,8 @@
 //! The restore is measured in a child process (this binary with `SESSIONS_BENCH_PROBE`), so
 //! its RSS is the restore's alone. `SESSIONS_BENCH_DIR=DIR` keeps the stored sessions in
 //! `DIR` and reuses them on the next run (seeding 20,000 sessions takes a while); delete it
-//! after a change of the stored format.
+//! after a change of the stored format. `SESSIONS_BENCH_ONLY=create` (or `restore`) runs one
+//! half, e.g. under a profiler.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,20 +195,13 @@ fn main() {
     let work = root.join("work");
     std::fs::create_dir_all(&work).expect("work dir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-
-    let data = temp.path().join("create");
-    let seconds = runtime.block_on(async {
-        let (registry, storage) = registry(&data).await;
-        let started = Instant::now();
-        create_many(&registry, &work, 1000, &twelve_agents()).await;
-        let seconds = started.elapsed().as_secs_f64();
-        registry.shutdown().await;
-        drop(registry);
-        storage.close().await.expect("close");
-        seconds
-    });
-    println!("create 1,000 sessions x 12 logical agents through the registry: {seconds:.2} s (target < 5 s)");
-
+    let only = std::env::var("SESSIONS_BENCH_ONLY").unwrap_or_default();
+    if only != "restore" {
+        create_bench(&runtime, temp.path(), &work);
+    }
+    if only == "create" {
+        return;
+    }
     for (label, agents) in [
         ("12 logical agents", twelve_agents()),
         ("no agents", json!([])),
@@ -220,4 +214,19 @@ fn main() {
             r.restored, r.returned, r.ready, r.rss
         );
     }
+}
+
+fn create_bench(runtime: &tokio::runtime::Runtime, root: &Path, work: &Path) {
+    let data = root.join("create");
+    let seconds = runtime.block_on(async {
+        let (registry, storage) = registry(&data).await;
+        let started = Instant::now();
+        create_many(&registry, work, 1000, &twelve_agents()).await;
+        let seconds = started.elapsed().as_secs_f64();
+        registry.shutdown().await;
+        drop(registry);
+        storage.close().await.expect("close");
+        seconds
+    });
+    println!("create 1,000 sessions x 12 logical agents through the registry: {seconds:.2} s (target < 5 s)");
 }
