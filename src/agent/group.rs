@@ -171,7 +171,7 @@ impl AgentGroup {
             let name: Arc<str> = Arc::from(agent.name.as_str());
             let shared = Arc::new(AgentShared {
                 name: name.clone(),
-                log: Arc::new(OutputLog::open(
+                log: Arc::new(OutputLog::new(
                     context.log_dir.join(format!("{name}.log")),
                     rotation,
                 )),

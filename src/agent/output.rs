@@ -67,11 +67,26 @@ pub struct LogLine {
 
 /// Where an agent's lines go besides its caller: the ring and the file. Shared by every
 /// incarnation of the agent, so a restart keeps the history.
+///
+/// Nothing is allocated or opened before the first line: a logical agent never writes one,
+/// and a server restoring thousands of sessions must not create a file per agent (nor hold
+/// its descriptor) up front.
 #[derive(Debug)]
 pub(crate) struct OutputLog {
     ring: Mutex<VecDeque<LogLine>>,
-    file: Mutex<Option<RotatingFile>>,
+    file: Mutex<LogFile>,
     path: PathBuf,
+}
+
+/// The agent's log file, opened at the first line.
+#[derive(Debug)]
+enum LogFile {
+    /// Not opened yet.
+    Closed(Rotation),
+    /// Being written.
+    Open(RotatingFile),
+    /// Could not be opened or written: file output is off for this agent.
+    Off,
 }
 
 /// Size and count of an agent's rotated log files.
@@ -82,22 +97,30 @@ pub(crate) struct Rotation {
 }
 
 impl OutputLog {
-    /// Opens (appends to) the agent's file. A file that cannot be opened is logged and
-    /// skipped: the ring buffer and the events still work.
-    pub(crate) fn open(path: PathBuf, rotation: Rotation) -> OutputLog {
-        let file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| RotatingFile::open(path.clone(), rotation.max_bytes, rotation.keep))
-            .map_err(
-                |err| tracing::warn!(path = %path.display(), "cannot open agent log file: {err}"),
-            )
-            .ok();
+    /// The log of an agent whose file is `path` (appended to, its directory created, at the
+    /// first line).
+    pub(crate) fn new(path: PathBuf, rotation: Rotation) -> OutputLog {
         OutputLog {
-            ring: Mutex::new(VecDeque::with_capacity(64)),
-            file: Mutex::new(file),
+            ring: Mutex::new(VecDeque::new()),
+            file: Mutex::new(LogFile::Closed(rotation)),
             path,
         }
+    }
+
+    /// Opens the file for the first line. A file that cannot be opened is logged and
+    /// skipped: the ring buffer and the events still work.
+    fn open(&self, rotation: Rotation) -> LogFile {
+        let path = &self.path;
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| RotatingFile::open(path.clone(), rotation.max_bytes, rotation.keep))
+            .map_or_else(
+                |err| {
+                    tracing::warn!(path = %path.display(), "cannot open agent log file: {err}");
+                    LogFile::Off
+                },
+                LogFile::Open,
+            )
     }
 
     /// Keeps one line in the ring and the file.
@@ -110,7 +133,10 @@ impl OutputLog {
             ring.push_back(line.clone());
         }
         let mut file = lock(&self.file);
-        if let Some(writer) = file.as_mut() {
+        if let LogFile::Closed(rotation) = *file {
+            *file = self.open(rotation);
+        }
+        if let LogFile::Open(writer) = &mut *file {
             let written = writeln!(
                 writer,
                 "{:.3} {} {}",
@@ -120,7 +146,7 @@ impl OutputLog {
             );
             if let Err(err) = written {
                 tracing::warn!(path = %self.path.display(), "agent log file disabled after a write error: {err}");
-                *file = None;
+                *file = LogFile::Off;
             }
         }
     }
@@ -145,7 +171,7 @@ impl OutputLog {
 
     /// Flushes the file.
     pub(crate) fn flush(&self) {
-        if let Some(writer) = lock(&self.file).as_mut() {
+        if let LogFile::Open(writer) = &mut *lock(&self.file) {
             let _ = writer.flush();
         }
     }
@@ -211,7 +237,7 @@ mod tests {
     use super::*;
 
     fn log(dir: &tempfile::TempDir) -> Arc<OutputLog> {
-        Arc::new(OutputLog::open(
+        Arc::new(OutputLog::new(
             dir.path().join("s").join("a.log"),
             Rotation {
                 max_bytes: 1 << 20,
@@ -237,6 +263,17 @@ mod tests {
         let file = std::fs::read_to_string(dir.path().join("s/a.log")).unwrap();
         assert_eq!(file.lines().count(), 4);
         assert!(file.lines().all(|l| l.contains(" stdout ")), "{file}");
+    }
+
+    #[test]
+    fn nothing_is_created_before_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(&dir);
+        assert!(log.tail(10).is_empty());
+        log.flush();
+        assert!(!dir.path().join("s").exists(), "no directory, no file yet");
+        log.note("first".into());
+        assert!(dir.path().join("s/a.log").is_file());
     }
 
     #[tokio::test]
