@@ -2,14 +2,15 @@
 //! supervisor starts the agents in dependency order and restarts them), derives the session's
 //! status from its agents' real states, and persists every change before it answers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use crate::agent::{
-    resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus, CommandOrigin, GroupHealth,
-    LogLine,
+    resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus, CommandOrigin, EventSink,
+    GroupHealth, LogLine,
 };
 use crate::config::Settings;
 use crate::storage::Storage;
@@ -88,7 +89,8 @@ pub(crate) struct SessionState {
     deps: SessionDeps,
     registry: ActorRef<RegistryMsg>,
     group: Option<AgentGroup>,
-    forwarder: Option<JoinHandle<()>>,
+    /// Set by the agents' event sink when a state changed and `AgentsChanged` is on its way.
+    recompute: Arc<AtomicBool>,
     checkpoints: Option<JoinHandle<()>>,
     /// The record changed since it was last stored.
     dirty: bool,
@@ -96,9 +98,6 @@ pub(crate) struct SessionState {
 
 impl Drop for SessionState {
     fn drop(&mut self) {
-        if let Some(forwarder) = &self.forwarder {
-            forwarder.abort();
-        }
         if let Some(checkpoints) = &self.checkpoints {
             checkpoints.abort();
         }
@@ -142,7 +141,7 @@ impl Actor for SessionActor {
             deps,
             registry,
             group: None,
-            forwarder: None,
+            recompute: Arc::new(AtomicBool::new(false)),
             checkpoints: None,
             dirty: false,
         };
@@ -208,6 +207,8 @@ impl Actor for SessionActor {
                 }
             }
             SessionMsg::AgentsChanged => {
+                // Changes from here on ask again; this look covers the ones before.
+                state.recompute.store(false, Ordering::Release);
                 if !state.record.status.is_terminal() {
                     let status = status_of(state).await;
                     state.set_status(status).await;
@@ -262,30 +263,22 @@ impl SessionState {
         context.environment = self.record.configuration.environment_variables.clone();
         context.server_url = self.deps.server_url.clone();
         context.strategy = self.record.strategy;
-        let group = AgentGroup::build(context, agents)
-            .await
-            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
-        let mut events = group.subscribe();
+        // Every agent event goes straight onto the bus; a state change asks this actor to
+        // recompute the status, once for a burst of them (the flag is cleared when it does).
         let me = myself.clone();
         let bus = self.deps.bus.clone();
         let session = self.record.id;
-        self.forwarder = Some(tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        let changed = matches!(event, AgentEvent::State { .. });
-                        bus.publish(super::registry::SessionEvent::Agent { session, event });
-                        if changed && me.cast(SessionMsg::AgentsChanged).is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = me.cast(SessionMsg::AgentsChanged);
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
+        let recompute = self.recompute.clone();
+        let sink: EventSink = Arc::new(move |event: AgentEvent| {
+            let changed = matches!(event, AgentEvent::State { .. });
+            bus.publish(super::registry::SessionEvent::Agent { session, event });
+            if changed && !recompute.swap(true, Ordering::AcqRel) {
+                let _ = me.cast(SessionMsg::AgentsChanged);
             }
-        }));
+        });
+        let group = AgentGroup::build_with_sink(context, agents, sink)
+            .await
+            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
         group
             .supervisor()
             .start_all()
@@ -297,9 +290,6 @@ impl SessionState {
 
     /// Stops every agent in reverse dependency order, keeping their restart counts.
     async fn stop_agents(&mut self) {
-        if let Some(forwarder) = self.forwarder.take() {
-            forwarder.abort();
-        }
         if let Some(group) = self.group.take() {
             if let Ok(statuses) = group.statuses().await {
                 for agent in statuses {
