@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use crate::agent::{
@@ -38,6 +39,9 @@ use super::store;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Rebuilds of one session's actor after which it is left in `error`.
 const MAX_REBUILDS: u32 = 3;
+/// Sessions a start restores at the same time: enough to keep every core busy, few enough
+/// that the records and futures in flight stay small.
+const RESTORE_AT_ONCE: usize = 64;
 /// Longest shared-context key, in characters.
 pub const MAX_CONTEXT_KEY_CHARS: usize = 256;
 /// Largest shared-context value, serialized, in bytes.
@@ -219,7 +223,7 @@ pub(crate) enum RegistryMsg {
     },
     Lookup {
         id: Uuid,
-        reply: RpcReplyPort<Option<(SessionRecord, Option<ActorRef<SessionMsg>>)>>,
+        reply: RpcReplyPort<Option<Found>>,
     },
     List(RpcReplyPort<Vec<SessionRecord>>),
     Retire {
@@ -227,11 +231,18 @@ pub(crate) enum RegistryMsg {
         purge: bool,
         reply: RpcReplyPort<Result<(), SessionError>>,
     },
-    Updated(Box<SessionRecord>),
+    /// A session actor's record changed: the registry keeps it (shared) and announces it.
+    Updated(Arc<SessionRecord>),
     Purge,
     StopAll(RpcReplyPort<()>),
     Report(RpcReplyPort<RestoreReport>),
 }
+
+/// A session as the registry has it: its record and, while it is live, its actor.
+type Found = (Arc<SessionRecord>, Option<ActorRef<SessionMsg>>);
+
+/// A started session: its actor and the record its start left.
+type StartedSession = (ActorRef<SessionMsg>, Arc<SessionRecord>);
 
 /// How a new session came to be, for the event that announces it.
 #[derive(Debug, Clone, Copy)]
@@ -242,9 +253,21 @@ pub(crate) enum Arrival {
 }
 
 struct Entry {
-    record: SessionRecord,
+    /// Shared with the session's actor (see `SessionState::record`).
+    record: Arc<SessionRecord>,
     actor: Option<ActorRef<SessionMsg>>,
     rebuilds: u32,
+}
+
+impl Entry {
+    /// A session without an actor (terminated, or in error).
+    fn idle(record: SessionRecord, rebuilds: u32) -> Entry {
+        Entry {
+            record: Arc::new(record),
+            actor: None,
+            rebuilds,
+        }
+    }
 }
 
 struct Registry;
@@ -283,6 +306,7 @@ impl Actor for Registry {
             tracing::error!(session = %row.id, "stored session cannot be read, left as is: {}", row.reason);
         }
         state.report.unreadable = unreadable.len();
+        let mut live = Vec::new();
         for record in records {
             if state.expired(&record) {
                 if store::delete(&state.deps.storage, record.id)
@@ -293,8 +317,11 @@ impl Actor for Registry {
                 }
                 continue;
             }
-            state.restore(&myself, record).await;
+            if let Some(record) = state.triage(record).await {
+                live.push(record);
+            }
         }
+        state.restore(&myself, live).await;
         myself.send_interval(PURGE_EVERY, || RegistryMsg::Purge);
         tracing::info!(
             restored = state.report.restored,
@@ -327,7 +354,8 @@ impl Actor for Registry {
                 let _ = reply.send(found);
             }
             RegistryMsg::List(reply) => {
-                let _ = reply.send(state.sessions.values().map(|e| e.record.clone()).collect());
+                let records = state.sessions.values();
+                let _ = reply.send(records.map(|e| SessionRecord::clone(&e.record)).collect());
             }
             RegistryMsg::Retire {
                 record,
@@ -338,8 +366,9 @@ impl Actor for Registry {
             }
             RegistryMsg::Updated(record) => {
                 if let Some(entry) = state.sessions.get_mut(&record.id) {
-                    entry.record = (*record).clone();
-                    state.deps.bus.publish(SessionEvent::Updated(record));
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    entry.record = record;
+                    state.deps.bus.publish(event);
                 }
             }
             RegistryMsg::Purge => {
@@ -396,18 +425,25 @@ impl Actor for Registry {
         entry.rebuilds += 1;
         tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
         if entry.rebuilds > MAX_REBUILDS {
-            let mut record = entry.record.clone();
+            let record = Arc::make_mut(&mut entry.record);
             record.status = SessionStatus::Error;
             record.error_message =
                 Some(format!("the session failed {MAX_REBUILDS} times: {reason}"));
             record.updated_at = now();
-            entry.record = record.clone();
+            let record = entry.record.clone();
             state.save(&record).await;
+            state
+                .deps
+                .bus
+                .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                    &record,
+                ))));
             return Ok(());
         }
-        let record = entry.record.clone();
-        if let Err(err) = state.spawn(&myself, record).await {
-            tracing::error!(session = %id, "cannot rebuild the session: {err}");
+        let record = SessionRecord::clone(&entry.record);
+        match start_session(&state.deps, &myself, record).await {
+            Ok((actor, record)) => state.adopt(actor, record),
+            Err(err) => tracing::error!(session = %id, "cannot rebuild the session: {err}"),
         }
         Ok(())
     }
@@ -435,7 +471,10 @@ impl RegistryState {
         }
     }
 
-    async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, mut record: SessionRecord) {
+    /// Sorts a stored session out at start: a terminated one is kept as it is (one caught
+    /// terminating is finished), one whose directory vanished is put in `error`; a live one
+    /// is returned, to be started.
+    async fn triage(&mut self, mut record: SessionRecord) -> Option<SessionRecord> {
         let id = record.id;
         if record.status == SessionStatus::Terminated || record.status == SessionStatus::Terminating
         {
@@ -446,15 +485,8 @@ impl RegistryState {
                 self.save(&record).await;
             }
             self.report.terminated += 1;
-            self.sessions.insert(
-                id,
-                Entry {
-                    record,
-                    actor: None,
-                    rebuilds: 0,
-                },
-            );
-            return;
+            self.sessions.insert(id, Entry::idle(record, 0));
+            return None;
         }
         if !Path::new(&record.configuration.working_directory).is_dir() {
             record.status = SessionStatus::Error;
@@ -465,67 +497,62 @@ impl RegistryState {
             record.updated_at = now();
             self.save(&record).await;
             self.report.errored += 1;
-            self.sessions.insert(
-                id,
-                Entry {
-                    record,
-                    actor: None,
-                    rebuilds: 0,
-                },
-            );
-            return;
+            self.sessions.insert(id, Entry::idle(record, 0));
+            return None;
         }
-        record.status = SessionStatus::Initializing;
-        match self.spawn(myself, record.clone()).await {
-            Ok(_) => self.report.restored += 1,
-            Err(err) => {
-                record.status = SessionStatus::Error;
-                record.error_message = Some(err.to_string());
-                self.save(&record).await;
-                self.report.errored += 1;
-                self.sessions.insert(
-                    id,
-                    Entry {
-                        record,
-                        actor: None,
-                        rebuilds: 0,
-                    },
-                );
+        Some(record)
+    }
+
+    /// Starts the live sessions found at start, [`RESTORE_AT_ONCE`] at a time, each on a task
+    /// of its own so every core works; one that cannot start is put in `error`.
+    async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, records: Vec<SessionRecord>) {
+        let deps = self.deps.clone();
+        let mut starts = futures::stream::iter(records)
+            .map(|mut record| {
+                record.status = SessionStatus::Initializing;
+                // Kept to put the session in `error` if its start fails.
+                let fallback = record.clone();
+                let start = tokio::spawn(start_session_owned(deps.clone(), myself.clone(), record));
+                async move { (fallback, start.await) }
+            })
+            .buffer_unordered(RESTORE_AT_ONCE);
+        while let Some((mut record, started)) = starts.next().await {
+            let started =
+                started.unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
+            match started {
+                Ok((actor, started)) => {
+                    if started.status != record.status {
+                        self.deps.bus.publish(SessionEvent::Updated(Box::new(
+                            SessionRecord::clone(&started),
+                        )));
+                    }
+                    self.adopt(actor, started);
+                    self.report.restored += 1;
+                }
+                Err(err) => {
+                    record.status = SessionStatus::Error;
+                    record.error_message = Some(err.to_string());
+                    self.save(&record).await;
+                    self.report.errored += 1;
+                    self.sessions.insert(record.id, Entry::idle(record, 0));
+                }
             }
         }
     }
 
-    /// Spawns the session's actor (which starts its agents) and records it.
-    async fn spawn(
-        &mut self,
-        myself: &ActorRef<RegistryMsg>,
-        record: SessionRecord,
-    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+    /// Records a started session actor and the record its start left.
+    fn adopt(&mut self, actor: ActorRef<SessionMsg>, record: Arc<SessionRecord>) {
         let id = record.id;
-        let args = SessionArgs {
-            record: record.clone(),
-            deps: self.deps.clone(),
-            registry: myself.clone(),
-        };
-        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell())
-            .await
-            .map_err(|err| match err {
-                ractor::SpawnErr::StartupFailed(reason) => {
-                    SessionError::AgentsFailed(reason.to_string())
-                }
-                other => SessionError::AgentsFailed(other.to_string()),
-            })?;
         self.by_actor.insert(actor.get_id(), id);
         let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
         self.sessions.insert(
             id,
             Entry {
                 record,
-                actor: Some(actor.clone()),
+                actor: Some(actor),
                 rebuilds,
             },
         );
-        Ok(actor)
     }
 
     async fn insert(
@@ -545,19 +572,32 @@ impl RegistryState {
             )));
         }
         store::save(&self.deps.storage, &record).await?;
-        match self.spawn(myself, record.clone()).await {
-            Ok(actor) => {
-                let record = Box::new(record);
+        let id = record.id;
+        let initial = Box::new(record.clone());
+        match start_session(&self.deps, myself, record).await {
+            Ok((actor, started)) => {
+                let changed = started.status != initial.status;
                 self.deps.bus.publish(match arrival {
-                    Arrival::Created => SessionEvent::Created(record),
-                    Arrival::Cloned { source } => SessionEvent::Cloned { source, record },
-                    Arrival::Imported => SessionEvent::Imported(record),
+                    Arrival::Created => SessionEvent::Created(initial),
+                    Arrival::Cloned { source } => SessionEvent::Cloned {
+                        source,
+                        record: initial,
+                    },
+                    Arrival::Imported => SessionEvent::Imported(initial),
                 });
+                if changed {
+                    self.deps
+                        .bus
+                        .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                            &started,
+                        ))));
+                }
+                self.adopt(actor.clone(), started);
                 Ok(actor)
             }
             Err(err) => {
                 // Nothing of a refused session is kept.
-                let _ = store::delete(&self.deps.storage, record.id).await;
+                let _ = store::delete(&self.deps.storage, id).await;
                 Err(err)
             }
         }
@@ -578,14 +618,8 @@ impl RegistryState {
         }
         if let Some(entry) = self.sessions.remove(&id) {
             if !purge {
-                self.sessions.insert(
-                    id,
-                    Entry {
-                        record: record.clone(),
-                        actor: None,
-                        rebuilds: entry.rebuilds,
-                    },
-                );
+                self.sessions
+                    .insert(id, Entry::idle(record.clone(), entry.rebuilds));
             }
         }
         self.deps.bus.publish(if purge {
@@ -612,6 +646,43 @@ impl RegistryState {
             self.deps.bus.publish(SessionEvent::Purged(id));
         }
     }
+}
+
+/// Spawns a session's actor, linked to the registry, which starts its agents; returns the
+/// actor and the record as its start left it (status derived from the agents).
+async fn start_session(
+    deps: &SessionDeps,
+    registry: &ActorRef<RegistryMsg>,
+    record: SessionRecord,
+) -> Result<StartedSession, SessionError> {
+    let (started, on_start) = oneshot::channel();
+    let args = SessionArgs {
+        record,
+        deps: deps.clone(),
+        registry: registry.clone(),
+        started,
+    };
+    let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.get_cell())
+        .await
+        .map_err(|err| match err {
+            ractor::SpawnErr::StartupFailed(reason) => {
+                SessionError::AgentsFailed(reason.to_string())
+            }
+            other => SessionError::AgentsFailed(other.to_string()),
+        })?;
+    let record = on_start.await.map_err(|_| {
+        SessionError::AgentsFailed("the session actor did not report its start".into())
+    })?;
+    Ok((actor, record))
+}
+
+/// [`start_session`] for a task of its own.
+async fn start_session_owned(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    record: SessionRecord,
+) -> Result<StartedSession, SessionError> {
+    start_session(&deps, &registry, record).await
 }
 
 /// The handle to the session registry: every session operation, typed.
@@ -807,7 +878,7 @@ impl SessionRegistry {
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
         let (record, actor) = self.live(id).await?;
-        let mut next = record.clone();
+        let mut next = SessionRecord::clone(&record);
         let config = &mut next.configuration;
         let mut restart_agents = false;
         if let Some(name) = update.name {
@@ -874,7 +945,7 @@ impl SessionRegistry {
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
-        let mut next = record;
+        let mut next = SessionRecord::clone(&record);
         next.configuration.working_directory = directory;
         next.git = git_state(&next).await;
         let view = apply(&actor, next, true).await?;
@@ -1069,7 +1140,7 @@ impl SessionRegistry {
         match actor {
             Some(actor) => view_of(&actor).await,
             None => Ok(SessionView {
-                record,
+                record: SessionRecord::clone(&record),
                 agents: Vec::new(),
             }),
         }
@@ -1090,7 +1161,7 @@ impl SessionRegistry {
             Some(actor) => ractor::call!(actor, SessionMsg::Terminate)
                 .map_err(|_| SessionError::Unavailable)??,
             None => {
-                let mut record = record;
+                let mut record = SessionRecord::clone(&record);
                 if record.status != SessionStatus::Terminated {
                     record.status = SessionStatus::Terminated;
                     record.terminated_at = Some(now());
@@ -1218,17 +1289,17 @@ impl SessionRegistry {
         self.call(RegistryMsg::Report).await
     }
 
-    async fn lookup(
-        &self,
-        id: Uuid,
-    ) -> Result<(SessionRecord, Option<ActorRef<SessionMsg>>), SessionError> {
+    async fn lookup(&self, id: Uuid) -> Result<Found, SessionError> {
         self.call(|reply| RegistryMsg::Lookup { id, reply })
             .await?
             .ok_or(SessionError::NotFound(id))
     }
 
     /// A live session's record and actor; a terminated (or errored) one is a conflict.
-    async fn live(&self, id: Uuid) -> Result<(SessionRecord, ActorRef<SessionMsg>), SessionError> {
+    async fn live(
+        &self,
+        id: Uuid,
+    ) -> Result<(Arc<SessionRecord>, ActorRef<SessionMsg>), SessionError> {
         let (record, actor) = self.lookup(id).await?;
         match actor {
             Some(actor) => Ok((record, actor)),
