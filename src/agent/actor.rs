@@ -63,7 +63,7 @@ pub struct AgentLive {
 #[derive(Debug)]
 pub(crate) struct AgentShared {
     pub(crate) name: Arc<str>,
-    pub(crate) log: Arc<OutputLog>,
+    pub(crate) log: OutputLog,
     pub(crate) live: Mutex<AgentLive>,
     pub(crate) events: Arc<AgentEvents>,
 }
@@ -205,7 +205,7 @@ impl Actor for AgentActor {
         // the group is gone, so the last lines a process printed are never lost.
         let out = shared.clone();
         tokio::spawn(async move {
-            pump(stdout, Stream::Stdout, out.log.clone(), |line| {
+            pump(stdout, Stream::Stdout, &out.log, |line| {
                 if let (Some(pattern), true) = (&pattern, ready.is_some()) {
                     if pattern.is_match(&line.line) {
                         if let Some(ready) = ready.take() {
@@ -222,7 +222,7 @@ impl Actor for AgentActor {
         });
         let err = shared.clone();
         tokio::spawn(async move {
-            pump(stderr, Stream::Stderr, err.log.clone(), |line| {
+            pump(stderr, Stream::Stderr, &err.log, |line| {
                 err.publish(AgentEvent::Log {
                     agent: err.name.clone(),
                     line: line.clone(),

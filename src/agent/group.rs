@@ -9,7 +9,7 @@
 //! broadcast channel created by the first [`AgentGroup::subscribe`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -236,23 +236,27 @@ impl AgentGroup {
             max_bytes: context.log_max_bytes,
             keep: context.log_keep_files,
         };
+        let log_dir: Arc<Path> = Arc::from(context.log_dir.as_path());
+        // One allocation per name: the table, the child spec and every dependency on it
+        // share it.
+        let names: BTreeMap<&str, Arc<str>> = agents
+            .iter()
+            .map(|a| (a.name.as_str(), Arc::from(a.name.as_str())))
+            .collect();
         let mut table = BTreeMap::new();
         let mut specs = Vec::with_capacity(agents.len());
-        for agent in agents {
-            let name: Arc<str> = Arc::from(agent.name.as_str());
+        for agent in &agents {
+            let name = names[agent.name.as_str()].clone();
             let shared = Arc::new(AgentShared {
                 name: name.clone(),
-                log: Arc::new(OutputLog::new(
-                    context.log_dir.join(format!("{name}.log")),
-                    rotation,
-                )),
+                log: OutputLog::new(log_dir.clone(), name.clone(), rotation),
                 live: Default::default(),
                 events: events.clone(),
             });
             let spec = match &agent.command {
                 Some(command) => {
                     let launch = Arc::new(Launch {
-                        env: environment(&context, &agent),
+                        env: environment(&context, agent),
                         command: command.clone(),
                         ready_pattern: agent.ready_pattern.clone(),
                         cwd: context.working_dir.clone(),
@@ -274,11 +278,20 @@ impl AgentGroup {
                 ),
             };
             specs.push(
-                spec.depends_on(agent.depends_on.iter().map(String::as_str))
-                    .policy(agent.policy)
-                    .enabled(agent.enabled)
-                    .start_timeout(agent.start_timeout)
-                    .shutdown(agent.stop_grace + STOP_MARGIN),
+                spec.depends_on(
+                    agent
+                        .depends_on
+                        .iter()
+                        .map(|d| match names.get(d.as_str()) {
+                            Some(name) => name.clone(),
+                            // Resolved agents name only agents of the group; the graph refuses others.
+                            None => Arc::from(d.as_str()),
+                        }),
+                )
+                .policy(agent.policy)
+                .enabled(agent.enabled)
+                .start_timeout(agent.start_timeout)
+                .shutdown(agent.stop_grace + STOP_MARGIN),
             );
             table.insert(
                 name,

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -68,14 +68,17 @@ pub struct LogLine {
 /// Where an agent's lines go besides its caller: the ring and the file. Shared by every
 /// incarnation of the agent, so a restart keeps the history.
 ///
-/// Nothing is allocated or opened before the first line: a logical agent never writes one,
-/// and a server restoring thousands of sessions must not create a file per agent (nor hold
-/// its descriptor) up front.
+/// Nothing is allocated or opened before the first line (the file's path included): a
+/// logical agent never writes one, and a server restoring thousands of sessions must not
+/// create a file per agent (nor hold its descriptor) up front.
 #[derive(Debug)]
 pub(crate) struct OutputLog {
     ring: Mutex<VecDeque<LogLine>>,
     file: Mutex<LogFile>,
-    path: PathBuf,
+    /// The directory of the session's logs, shared by its agents.
+    dir: Arc<Path>,
+    /// The agent's name: its file is `<dir>/<name>.log`.
+    name: Arc<str>,
 }
 
 /// The agent's log file, opened at the first line.
@@ -84,7 +87,7 @@ enum LogFile {
     /// Not opened yet.
     Closed(Rotation),
     /// Being written.
-    Open(RotatingFile),
+    Open(Box<RotatingFile>),
     /// Could not be opened or written: file output is off for this agent.
     Off,
 }
@@ -97,29 +100,33 @@ pub(crate) struct Rotation {
 }
 
 impl OutputLog {
-    /// The log of an agent whose file is `path` (appended to, its directory created, at the
-    /// first line).
-    pub(crate) fn new(path: PathBuf, rotation: Rotation) -> OutputLog {
+    /// The log of agent `name`, whose file is `<dir>/<name>.log` (appended to, the
+    /// directory created, at the first line).
+    pub(crate) fn new(dir: Arc<Path>, name: Arc<str>, rotation: Rotation) -> OutputLog {
         OutputLog {
             ring: Mutex::new(VecDeque::new()),
             file: Mutex::new(LogFile::Closed(rotation)),
-            path,
+            dir,
+            name,
         }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.name))
     }
 
     /// Opens the file for the first line. A file that cannot be opened is logged and
     /// skipped: the ring buffer and the events still work.
     fn open(&self, rotation: Rotation) -> LogFile {
-        let path = &self.path;
-        path.parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+        let path = self.path();
+        std::fs::create_dir_all(&self.dir)
             .and_then(|()| RotatingFile::open(path.clone(), rotation.max_bytes, rotation.keep))
             .map_or_else(
                 |err| {
                     tracing::warn!(path = %path.display(), "cannot open agent log file: {err}");
                     LogFile::Off
                 },
-                LogFile::Open,
+                |file| LogFile::Open(Box::new(file)),
             )
     }
 
@@ -145,7 +152,7 @@ impl OutputLog {
                 line.line
             );
             if let Err(err) = written {
-                tracing::warn!(path = %self.path.display(), "agent log file disabled after a write error: {err}");
+                tracing::warn!(path = %self.path().display(), "agent log file disabled after a write error: {err}");
                 *file = LogFile::Off;
             }
         }
@@ -185,7 +192,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Reads `pipe` to its end, handing every line to `each` (after recording it in `log`).
-pub(crate) async fn pump<R, F>(pipe: R, stream: Stream, log: Arc<OutputLog>, mut each: F)
+pub(crate) async fn pump<R, F>(pipe: R, stream: Stream, log: &OutputLog, mut each: F)
 where
     R: AsyncRead + Unpin,
     F: FnMut(&LogLine),
@@ -206,11 +213,11 @@ where
         pending.extend_from_slice(&chunk[..take]);
         reader.consume(take);
         if complete && pending.last() == Some(&b'\n') || pending.len() == MAX_LINE_BYTES {
-            emit(&mut pending, stream, &log, &mut each);
+            emit(&mut pending, stream, log, &mut each);
         }
     }
     if !pending.is_empty() {
-        emit(&mut pending, stream, &log, &mut each);
+        emit(&mut pending, stream, log, &mut each);
     }
     log.flush();
 }
@@ -238,7 +245,8 @@ mod tests {
 
     fn log(dir: &tempfile::TempDir) -> Arc<OutputLog> {
         Arc::new(OutputLog::new(
-            dir.path().join("s").join("a.log"),
+            Arc::from(dir.path().join("s")),
+            Arc::from("a"),
             Rotation {
                 max_bytes: 1 << 20,
                 keep: 1,
@@ -248,7 +256,7 @@ mod tests {
 
     async fn lines_of(input: &[u8], log: Arc<OutputLog>) -> Vec<String> {
         let mut seen = Vec::new();
-        pump(input, Stream::Stdout, log, |l| seen.push(l.line.clone())).await;
+        pump(input, Stream::Stdout, &log, |l| seen.push(l.line.clone())).await;
         seen
     }
 

@@ -217,7 +217,8 @@ impl SessionState {
                     if let Ok(statuses) = group.statuses().await {
                         for agent in statuses {
                             let known = state.record.agent_restarts.get(&agent.name);
-                            if known != Some(&agent.restarts) {
+                            // Absent means none: an agent that never restarted costs nothing.
+                            if known.copied().unwrap_or(0) != agent.restarts {
                                 state
                                     .edit()
                                     .agent_restarts
@@ -318,7 +319,8 @@ impl SessionState {
         if let Some(group) = self.group.take() {
             if let Ok(statuses) = group.statuses().await {
                 for agent in statuses {
-                    if self.record.agent_restarts.get(&agent.name) != Some(&agent.restarts) {
+                    let known = self.record.agent_restarts.get(&agent.name);
+                    if known.copied().unwrap_or(0) != agent.restarts {
                         self.edit()
                             .agent_restarts
                             .insert(agent.name.clone(), agent.restarts);
