@@ -510,6 +510,8 @@ impl RegistryState {
         let mut starts = futures::stream::iter(records)
             .map(|mut record| {
                 record.status = SessionStatus::Initializing;
+                // Earlier versions stored a count for every agent, zeros included.
+                record.agent_restarts.retain(|_, restarts| *restarts > 0);
                 // Kept to put the session in `error` if its start fails.
                 let fallback = record.clone();
                 let start = tokio::spawn(start_session_owned(deps.clone(), myself.clone(), record));

@@ -173,7 +173,8 @@ struct Child {
     /// The current incarnation has no actor ([`Started::without_actor`]): it stops at once.
     actorless: bool,
     history: RestartHistory,
-    last_exit: Option<(Exit, SystemTime)>,
+    /// Boxed: most children never exit, and a supervisor per session keeps many of them.
+    last_exit: Option<Box<(Exit, SystemTime)>>,
     after_stop: AfterStop,
     /// Why the current incarnation is being taken down, when the supervisor decided it
     /// (readiness failed or timed out): its exit is reported as this failure.
@@ -493,7 +494,7 @@ impl SupervisorState {
             since: c.since,
             wanted: c.wanted,
             restarts: c.history.total(),
-            last_exit: c.last_exit.clone(),
+            last_exit: c.last_exit.as_deref().cloned(),
             layer: self.graph.layer_of(i),
             depends_on: c.spec.depends_on.clone(),
             actor: c.cell.clone(),
@@ -534,6 +535,8 @@ impl SupervisorState {
                 break;
             }
         }
+        // Drained: give its memory back rather than keep it for every idle supervisor.
+        self.wake.shrink_to_fit();
         if self.is_settled() && !self.settle_waiters.is_empty() {
             let infos = self.infos();
             for waiter in self.settle_waiters.drain(..) {
@@ -768,7 +771,7 @@ impl SupervisorState {
         let now = Instant::now();
         let child = &mut self.children[i];
         child.history.mark_down();
-        child.last_exit = Some((exit.clone(), SystemTime::now()));
+        child.last_exit = Some(Box::new((exit.clone(), SystemTime::now())));
         let reason = exit.reason().map(str::to_string);
         if !child.wanted || self.stop_all.is_some() || self.escalated.is_some() {
             self.transition(i, ChildState::Stopped, reason, None);
