@@ -43,6 +43,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server until SIGINT or SIGTERM (the default).
     Serve,
+    /// Forward a Claude Code hook payload read on stdin to the server (for
+    /// `.claude/settings.json`); the session is `CLAUDE_SESSION_ID` or the payload's.
+    Hook,
 }
 
 impl Cli {
@@ -71,6 +74,12 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn hook_is_a_subcommand() {
+        let cli = Cli::try_parse_from(["session-manager", "hook"]).unwrap();
+        assert_eq!(cli.subcommand(), Command::Hook);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod hook;
 mod logfile;
 pub mod monitor;
 pub mod paths;

@@ -22,6 +22,37 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.subcommand() {
         Command::Serve => serve(&cli).await,
+        Command::Hook => hook(&cli),
+    }
+}
+
+/// `session-manager hook`: exit 0 when the server took the event, 1 otherwise — never 2,
+/// which Claude Code reads as "block this tool call".
+fn hook(cli: &Cli) -> ExitCode {
+    let settings = match Settings::load(&cli.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
+    let mut payload = Vec::new();
+    let limit = session_manager::hook::MAX_PAYLOAD_BYTES as u64 + 1;
+    if let Err(error) = std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin().lock(), limit),
+        &mut payload,
+    ) {
+        return fail(&error, ExitCode::FAILURE);
+    }
+    let session_env = std::env::var("CLAUDE_SESSION_ID").ok();
+    let target = session_manager::hook::Target {
+        server_url: std::env::var("SESSION_MANAGER_URL").unwrap_or_else(|_| {
+            format!("http://{}:{}", settings.server.bind, settings.server.port)
+        }),
+        token: Some(settings.server.token.expose().to_owned()).filter(|t| !t.is_empty()),
+    };
+    let sent = session_manager::hook::prepare(&payload, session_env.as_deref())
+        .and_then(|(session, body)| session_manager::hook::send(&target, session, &body));
+    match sent {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => fail(&error, ExitCode::FAILURE),
     }
 }
 

@@ -247,6 +247,11 @@ async fn a_logical_agent_is_running_without_a_process() {
     assert!(!agent.has_process);
     assert_eq!(agent.live.pid, None);
     assert_eq!(group.health().await.unwrap(), GroupHealth::Active);
+    // It never writes a line, so it has no log file (nor a directory for one).
+    assert!(!world.file("data/logs/test-session").exists());
+    group.restart("technical-documentation").await.unwrap();
+    entered(&mut events, "technical-documentation", ChildState::Stopping).await;
+    entered(&mut events, "technical-documentation", ChildState::Running).await;
     group.shutdown().await.unwrap();
 }
 
@@ -730,8 +735,13 @@ async fn an_agent_inherits_no_descriptor_besides_its_stdio() {
     let stray = unsafe { libc::dup(2) };
     assert!(stray > 2);
     let world = World::new();
+    // Running once it printed READY: past the program's own start-up, during which the
+    // C library may briefly hold a descriptor of its own (glibc reads /proc/self/maps).
     let (group, mut events) = world
-        .start(json!([{"agent_type": "api", "command": fake(&[])}]))
+        .start(
+            json!([{"agent_type": "api", "command": fake(&["--ready-after-ms", "1"]),
+                        "ready_pattern": "READY"}]),
+        )
         .await;
     entered(
         &mut events,

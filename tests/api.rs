@@ -866,3 +866,210 @@ async fn raw_exchange(app: &App, head: &str, body: &[&[u8]]) -> String {
     let _ = stream.read_to_end(&mut response).await;
     String::from_utf8_lossy(&response).into_owned()
 }
+
+/// Runs `session-manager hook` with `payload` on stdin; returns its exit code and stderr.
+fn run_hook(payload: &str, envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_session-manager"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("SESSION_MANAGER_") || name == "CLAUDE_SESSION_ID" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .arg("hook")
+        .env("HOME", home.path())
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_hook_command_forwards_a_claude_code_payload() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "h", "working_directory": app.dir("h")}),
+    )
+    .await;
+    let url = app.url("");
+    let payload = r#"{"hook_event_name": "PostToolUse", "session_id": "claude-own-id",
+        "tool_name": "Write", "tool_input": {"file_path": "/tmp/x"}, "tool_response": {}}"#;
+    let (code, stderr) = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), id.clone());
+        move || {
+            run_hook(
+                payload,
+                &[("SESSION_MANAGER_URL", &url), ("CLAUDE_SESSION_ID", &id)],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let (status, body) = app
+        .get(&format!(
+            "/api/claude/events?since=0&session_id={id}&limit=1000"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let hook = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "session_hook")
+        .unwrap_or_else(|| panic!("no session_hook event: {body}"));
+    assert_eq!(hook["data"]["hook_event_name"], "PostToolUse");
+
+    // Failures are reported and exit 1 — never 2, which would block Claude Code's tool call.
+    let unknown = "6f1c9a1e-0000-4000-8000-00000000abcd";
+    for (payload, envs) in [
+        (
+            payload,
+            vec![
+                ("SESSION_MANAGER_URL", url.clone()),
+                ("CLAUDE_SESSION_ID", unknown.to_string()),
+            ],
+        ),
+        (payload, vec![("SESSION_MANAGER_URL", url.clone())]),
+        (
+            "not json",
+            vec![
+                ("SESSION_MANAGER_URL", url.clone()),
+                ("CLAUDE_SESSION_ID", id.clone()),
+            ],
+        ),
+        (
+            payload,
+            vec![
+                ("SESSION_MANAGER_URL", "http://127.0.0.1:9".to_string()),
+                ("CLAUDE_SESSION_ID", id.clone()),
+            ],
+        ),
+    ] {
+        let (code, stderr) = tokio::task::spawn_blocking(move || {
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            run_hook(payload, &envs)
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn path_segments_are_decoded_and_races_with_a_purge_answer_404_or_409() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "r", "working_directory": app.dir("r")}),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    let (status, body) = app
+        .put(
+            &format!("{base}/context/a%2Fb%20%C3%A9"),
+            &json!({"value": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["key"], "a/b é", "the key is what the client encoded");
+    let (_, body) = app.get(&format!("{base}/context")).await;
+    assert_eq!(body["context"], json!({"a/b é": 1}));
+    let (status, body) = app
+        .put(&format!("{base}/context/%00"), &json!({"value": 1}))
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    let (status, body) = app
+        .put(&format!("{base}/context/%FF"), &json!({"value": 1}))
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+    assert_eq!(body["details"]["field"], "key");
+    let (status, body) = app
+        .post_raw(
+            "/api/claude/sessions",
+            "application/json",
+            br#"{"name": "a", "name": "b", "working_directory": "/tmp"}"#.to_vec(),
+        )
+        .await;
+    assert_error(status, &body, 400, "session_validation_error");
+
+    // Requests racing a purge: each answers 200, 404 or 409 — never 500 or 503.
+    let requests = (0..24).map(|i| {
+        let app = &app;
+        let base = base.clone();
+        async move {
+            match i % 4 {
+                0 => app.delete(&format!("{base}?purge=true")).await,
+                1 => {
+                    app.put(&format!("{base}/context/k{i}"), &json!({"value": i}))
+                        .await
+                }
+                2 => app.get(&base).await,
+                _ => {
+                    app.put(&base, &json!({"description": format!("d{i}")}))
+                        .await
+                }
+            }
+        }
+    });
+    for (status, body) in futures::future::join_all(requests).await {
+        assert!([200, 404, 409].contains(&status), "{status}: {body}");
+    }
+    let (status, _) = app.get(&base).await;
+    assert_eq!(status, 404);
+    assert!(app.healthy().await);
+}
+
+#[tokio::test]
+async fn concurrent_updates_and_navigates_never_undo_each_other() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "race", "working_directory": app.dir("m0"), "agents": [{"agent_type": "orchestrator"}]}),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    for round in 0..8 {
+        let target = app.dir(&format!("m{}", round % 2 + 1));
+        let description = format!("d{round}");
+        let navigate = format!("{base}/navigate");
+        let (navigate_body, update_body) =
+            (json!({"path": target}), json!({"description": description}));
+        let (navigated, updated) = tokio::join!(
+            app.post(&navigate, &navigate_body),
+            app.put(&base, &update_body),
+        );
+        assert_eq!(navigated.0, 200, "{}", navigated.1);
+        assert_eq!(updated.0, 200, "{}", updated.1);
+        let (_, body) = app.get(&base).await;
+        let config = &body["session"]["configuration"];
+        assert_eq!(
+            config["description"],
+            json!(description),
+            "round {round}: the update was lost"
+        );
+        assert_eq!(
+            config["working_directory"],
+            json!(target),
+            "round {round}: the move was lost"
+        );
+    }
+}

@@ -3,25 +3,22 @@
 //! limit and the 503 of a draining server. Each test starts its own server on port 0 with a
 //! temporary data directory, HOME and config file, and kills it on drop.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
-use tempfile::TempDir;
 
-/// Generous: a cold debug binary on a loaded 2-core machine.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use common::app::App;
+
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-const LISTENING_PREFIX: &str = "session-manager listening on http://";
 
 const TOKEN: &str = "s3cret-integration-token";
 /// The same length as [`TOKEN`], one byte different.
@@ -35,84 +32,26 @@ fn secured() -> String {
     format!("token = \"{TOKEN}\"\nallowed_origins = [\"{ALLOWED_ORIGIN}\"]\n")
 }
 
-/// Kills the child when dropped, so a failing test never leaves a server behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
 /// A server started on port 0 with `[server]` settings from a temporary config file.
 struct TestApp {
-    child: KillOnDrop,
+    app: App,
     addr: SocketAddr,
-    client: reqwest::Client,
-    _dirs: [TempDir; 3],
 }
 
 fn spawn_app(server_settings: &str) -> TestApp {
-    let home = TempDir::new().unwrap();
-    let data_dir = TempDir::new().unwrap();
-    let config_dir = TempDir::new().unwrap();
-    let config = config_dir.path().join("config.toml");
-    std::fs::write(&config, format!("[server]\n{server_settings}")).unwrap();
-
-    let mut command = command(home.path());
-    command
-        .args(["--port", "0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = KillOnDrop(command.spawn().unwrap());
-    let stdout = child.0.stdout.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = sender.send(line);
-    });
-    let line = receiver
-        .recv_timeout(START_TIMEOUT)
-        .expect("the server did not print its listening line in time");
-    let addr = line
-        .strip_prefix(LISTENING_PREFIX)
-        .and_then(|rest| rest.trim_end().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line on stdout: {line:?}"));
-    TestApp {
-        child,
-        addr,
-        client: reqwest::Client::new(),
-        _dirs: [home, data_dir, config_dir],
-    }
-}
-
-/// The real binary with its own HOME and no `SESSION_MANAGER_*` variable from outside.
-fn command(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
-            command.env_remove(name);
-        }
-    }
-    command.env("HOME", home);
-    command
+    let app = App::with_config(&format!("[server]\n{server_settings}"));
+    let addr = app.address.parse().unwrap();
+    TestApp { app, addr }
 }
 
 impl TestApp {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.app.url(path)
     }
 
     async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, self.url(path));
+        let mut request = self.app.client.request(method, self.url(path));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -124,19 +63,13 @@ impl TestApp {
     }
 
     fn signal(&mut self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.child.0.id()).unwrap());
-        kill(pid, signal).unwrap();
+        self.app.signal(signal);
     }
 
     fn wait_for_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the server did not exit in time");
-            thread::sleep(POLL_INTERVAL);
-        }
+        self.app
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("the server did not exit in time")
     }
 
     /// A connection with bounded reads, for requests reqwest would not send as written.

@@ -106,6 +106,9 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(described)?;
+    // Valid JSON, but a key given twice would silently mean its last value.
+    let mut again = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, Unique>(&mut again).map_err(described)?;
     deserializer.end().map_err(|e| malformed(&e))?;
     Ok(value)
 }
@@ -151,6 +154,62 @@ fn described(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         };
     }
     ApiError::Validation { message, field }
+}
+
+/// Any JSON value, refusing an object that names a key twice (at any depth).
+struct Unique;
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{key}`"
+                )));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
 }
 
 /// The field a "missing field `x`" error names.
@@ -219,6 +278,11 @@ mod tests {
         );
         let (field, _) = field_of(r#"{"name": "a", "items": [{}]}"#);
         assert_eq!(field.as_deref(), Some("items[0].size"));
+        let (field, message) = field_of(r#"{"name": "a", "name": "b"}"#);
+        assert!(message.contains("duplicate"), "{message}");
+        assert_eq!(field, None);
+        assert!(parse::<serde_json::Value>(br#"{"a": {"b": 1, "b": 2}}"#).is_err());
+        assert!(parse::<serde_json::Value>(br#"[{"b": 1}, {"b": 2}]"#).is_ok());
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl From<SessionError> for ApiError {
             },
             SessionError::NotFound(_) => ApiError::SessionNotFound(message),
             SessionError::AgentNotFound(_) => ApiError::AgentNotFound(message),
-            SessionError::Conflict(_) => ApiError::Conflict(message),
+            SessionError::Conflict(_) | SessionError::Ended(_) => ApiError::Conflict(message),
             SessionError::AgentsFailed(_) => ApiError::Unprocessable {
                 code: "agent_initialization_error",
                 message,

@@ -40,9 +40,19 @@ fn ok<T: Serialize>(payload: &T) -> Answer {
     Ok(envelope::success(StatusCode::OK, payload))
 }
 
+/// A path segment as the client meant it: percent-decoded (`a%2Fb` is the key `a/b`,
+/// `%C3%A9` is `é`); bytes that decode to no UTF-8 text are refused, naming `field`.
+pub(crate) fn segment(raw: &str, field: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| ApiError::invalid(field, format!("{field} is not UTF-8 once percent-decoded")))
+}
+
 /// A path segment as a session id; anything else names no session.
 pub(crate) fn session_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| {
+    let raw = segment(raw, "id")?;
+    Uuid::parse_str(&raw).map_err(|_| {
         ApiError::SessionNotFound(format!("session {raw} not found (session ids are UUIDs)"))
     })
 }
@@ -288,6 +298,7 @@ pub(crate) async fn agent_command(
     op: AgentOp,
 ) -> Answer {
     let id = session_id(&id)?;
+    let name = segment(&name, "name")?;
     let agent = ctx.sessions.agent(id, &name, op).await?;
     let status = match op {
         AgentOp::Activate => "activated",
@@ -326,6 +337,7 @@ pub(crate) async fn logs(
         }
     }
     let id = session_id(&id)?;
+    let name = segment(&name, "name")?;
     let lines = ctx.sessions.logs(id, &name, tail).await?;
     ok(&LogsPayload {
         session_id: id.to_string(),
@@ -493,6 +505,7 @@ pub(crate) async fn context_all(ctx: ApiContext, id: String) -> Answer {
 /// `GET /sessions/{id}/context/{key}`: 404 `context_key_not_found` when unset.
 pub(crate) async fn context_get(ctx: ApiContext, id: String, key: String) -> Answer {
     let id = session_id(&id)?;
+    let key = segment(&key, "key")?;
     match ctx.sessions.context_get(id, &key).await? {
         Some(value) => ok(&json!({ "session_id": id, "key": key, "value": value })),
         None => Err(ApiError::ContextKeyNotFound(format!(
@@ -510,6 +523,7 @@ pub(crate) async fn context_put(
 ) -> Answer {
     let body = body?;
     let id = session_id(&id)?;
+    let key = segment(&key, "key")?;
     let previous = ctx
         .sessions
         .context_put(id, &key, body.value.clone())
@@ -520,6 +534,7 @@ pub(crate) async fn context_put(
 /// `DELETE /sessions/{id}/context/{key}`.
 pub(crate) async fn context_delete(ctx: ApiContext, id: String, key: String) -> Answer {
     let id = session_id(&id)?;
+    let key = segment(&key, "key")?;
     match ctx.sessions.context_delete(id, &key).await? {
         Some(previous) => ok(&json!({ "session_id": id, "key": key, "previous": previous })),
         None => Err(ApiError::ContextKeyNotFound(format!(

@@ -55,6 +55,9 @@ pub enum SessionError {
     /// terminated session.
     #[error("{0}")]
     Conflict(String),
+    /// The session ended (terminated or purged) while the request was on its way (409).
+    #[error("session {0} ended while the request was being handled (terminated or purged)")]
+    Ended(Uuid),
     /// The session's agents could not be started (422 `agent_initialization_error`).
     #[error("agents cannot start: {0}")]
     AgentsFailed(String),

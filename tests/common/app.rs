@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,13 +32,28 @@ pub struct App {
 impl App {
     /// Starts the binary with these `SESSION_MANAGER_*` settings.
     pub fn start(envs: &[(&str, &str)]) -> App {
+        App::start_with(None, envs)
+    }
+
+    /// Starts the binary with `config` (TOML) as its `--config` file.
+    pub fn with_config(config: &str) -> App {
+        App::start_with(Some(config), &[])
+    }
+
+    fn start_with(config: Option<&str>, envs: &[(&str, &str)]) -> App {
         let home = TempDir::new().unwrap();
         let data_dir = TempDir::new().unwrap();
+        let work = TempDir::new().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
                 command.env_remove(name);
             }
+        }
+        if let Some(config) = config {
+            let file = work.path().join("config.toml");
+            std::fs::write(&file, config).unwrap();
+            command.arg("--config").arg(file);
         }
         command
             .env("HOME", home.path())
@@ -68,7 +83,7 @@ impl App {
             address: address.to_owned(),
             child,
             data_dir,
-            work: TempDir::new().unwrap(),
+            work,
             _home: home,
             client: reqwest::Client::new(),
         }
@@ -135,21 +150,30 @@ impl App {
         self.get("/health").await.0 == 200
     }
 
-    /// SIGTERM, then waits (bounded) for it to exit; the agents stop with it.
-    pub fn stop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Waits (at most `timeout`) for the server to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        None
+    }
+
+    /// SIGTERM, then waits (bounded) for it to exit; the agents stop with it.
+    pub fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        if self.wait_exit(Duration::from_secs(20)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 
     /// The data directory's path.
