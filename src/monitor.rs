@@ -11,6 +11,10 @@
 //!
 //! Readers (the API) never wait on a tick: the latest samples and the open alerts are kept in
 //! a shared snapshot that [`Monitor`] reads; history is read from storage.
+//!
+//! The actor runs under a [`crate::supervision`] supervisor (permanent, with backoff): if a
+//! tick panics or the actor is killed, a fresh one takes over the same shared state — open
+//! alerts and the lines' hysteresis included — so nothing is raised twice or left open.
 
 mod archive;
 mod sample;
@@ -23,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,7 +35,10 @@ use crate::agent::Severity;
 use crate::config::{Settings, Thresholds};
 use crate::session::{SessionEvent, SessionRegistry};
 use crate::storage::{Storage, StorageError};
-use crate::supervision::ChildState;
+use crate::supervision::{
+    Backoff, ChildSpec, ChildState, Intensity, Restart, RestartPolicy, SupervisorConfig,
+    SupervisorHandle,
+};
 
 pub use sample::{AgentSample, HostSample};
 pub use threshold::{severity, step, Hysteresis, LineState, Transition};
@@ -43,6 +50,8 @@ use store::Batch;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Most points a history answer holds; longer histories are thinned evenly.
 pub const MAX_POINTS: usize = 3600;
+/// The sampling actor's id under its supervisor.
+const CHILD: &str = "monitor";
 
 /// One session at one instant: the sum of its agents' process trees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,12 +150,23 @@ struct Latest {
 struct Shared {
     storage: Storage,
     latest: Mutex<Latest>,
+    /// Each watched value's line; kept here, not in the actor, so a respawned actor goes on
+    /// with the open alerts and the counts of samples over the line.
+    lines: Mutex<HashMap<(Option<Uuid>, Resource), Line>>,
     sinks: Mutex<Vec<Arc<dyn AlertSink>>>,
+    /// The sampling actor now running, if one is.
+    actor: Mutex<Option<ActorCell>>,
+    /// Sampling actors started so far (1 + respawns).
+    starts: Mutex<u64>,
 }
 
 impl Shared {
     fn latest(&self) -> MutexGuard<'_, Latest> {
         self.latest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lines(&self) -> MutexGuard<'_, HashMap<(Option<Uuid>, Resource), Line>> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sinks(&self) -> Vec<Arc<dyn AlertSink>> {
@@ -157,7 +177,7 @@ impl Shared {
 /// The monitor's handle; cloning shares it.
 #[derive(Clone)]
 pub struct Monitor {
-    actor: ActorRef<MonitorMsg>,
+    supervisor: SupervisorHandle,
     shared: Arc<Shared>,
 }
 
@@ -186,7 +206,10 @@ impl Monitor {
         let shared = Arc::new(Shared {
             storage,
             latest: Mutex::new(Latest::default()),
+            lines: Mutex::new(HashMap::new()),
             sinks: Mutex::new(Vec::new()),
+            actor: Mutex::new(None),
+            starts: Mutex::new(0),
         });
         let (notices, queue) = mpsc::channel();
         let for_sinks = Arc::clone(&shared);
@@ -203,10 +226,52 @@ impl Monitor {
             shared: Arc::clone(&shared),
             notices,
         };
-        let (actor, _) = Actor::spawn(None, MonitorActor, args)
+        // Restarted whatever the exit (a panicking tick, a kill), after 0, 1, 2, … 30 s; ten
+        // restarts in a minute mean a broken monitor, left down and logged by the supervisor.
+        let policy = RestartPolicy {
+            restart: Restart::Permanent,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(30),
+                multiplier: 2.0,
+                reset_after: Duration::from_secs(60),
+            },
+            intensity: Intensity {
+                max_restarts: 10,
+                window: Duration::from_secs(60),
+            },
+            escalate: false,
+        };
+        let child = ChildSpec::actor(CHILD, move || (MonitorActor, args.clone())).policy(policy);
+        let spawn = |e: crate::supervision::SupervisionError| MonitorError::Spawn(e.to_string());
+        let (supervisor, _) = SupervisorHandle::spawn(SupervisorConfig::default(), vec![child])
             .await
-            .map_err(|e| MonitorError::Spawn(e.to_string()))?;
-        Ok(Monitor { actor, shared })
+            .map_err(spawn)?;
+        supervisor.start_all().await.map_err(spawn)?;
+        supervisor.settled().await.map_err(spawn)?;
+        Ok(Monitor { supervisor, shared })
+    }
+
+    /// Whether the sampling actor is running now, and how many times it was restarted.
+    pub async fn status(&self) -> MonitorStatus {
+        let restarts = self.shared.starts.lock().map_or(0, |n| n.saturating_sub(1));
+        let running = match self.supervisor.children().await {
+            Ok(children) => children
+                .iter()
+                .any(|c| &*c.id == CHILD && c.state == ChildState::Running),
+            Err(_) => false,
+        };
+        MonitorStatus { running, restarts }
+    }
+
+    /// The sampling actor now running, e.g. to watch it (or, in a test, to kill it and see a
+    /// new one take over). A new one has another cell.
+    pub fn actor(&self) -> Option<ActorCell> {
+        self.shared
+            .actor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Registers a sink for every alert raised or resolved from now on.
@@ -258,8 +323,17 @@ impl Monitor {
 
     /// Stops sampling and waits until the actor is gone (its last tick finished).
     pub async fn stop(&self) {
-        let _ = self.actor.stop_and_wait(None, None).await;
+        let _ = self.supervisor.shutdown().await;
     }
+}
+
+/// The sampling actor as its supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonitorStatus {
+    /// Whether it is running (false while a restart is pending, or after it gave up).
+    pub running: bool,
+    /// Restarts after a crash or a kill since the server started.
+    pub restarts: u64,
 }
 
 /// Summary figures of a history.
@@ -335,6 +409,7 @@ pub enum MonitorMsg {
     Tick,
 }
 
+#[derive(Clone)]
 struct Args {
     interval: Duration,
     retention: Duration,
@@ -353,7 +428,6 @@ struct Line {
 struct MonitorState {
     args: Args,
     sampler: Arc<Mutex<Sampler>>,
-    lines: HashMap<(Option<Uuid>, Resource), Line>,
     last_prune: Option<Instant>,
 }
 
@@ -369,10 +443,18 @@ impl Actor for MonitorActor {
     ) -> Result<MonitorState, ActorProcessingErr> {
         let sampler = tokio::task::spawn_blocking(Sampler::new).await?;
         myself.send_after(args.interval, || MonitorMsg::Tick);
+        *args.shared.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(myself.get_cell());
+        let starts = {
+            let mut starts = args.shared.starts.lock().unwrap_or_else(|p| p.into_inner());
+            *starts += 1;
+            *starts
+        };
+        if starts > 1 {
+            tracing::warn!(restarts = starts - 1, "the monitor was restarted");
+        }
         Ok(MonitorState {
             args,
             sampler: Arc::new(Mutex::new(sampler)),
-            lines: HashMap::new(),
             last_prune: None,
         })
     }
@@ -536,8 +618,10 @@ impl MonitorState {
                 values.push((id, Resource::Disk, disk, t.disk_percent));
             }
         }
+        let shared = Arc::clone(&self.args.shared);
+        let mut lines = shared.lines();
         for &(session, resource, value, threshold) in &values {
-            let line = self.lines.entry((session, resource)).or_insert(Line {
+            let line = lines.entry((session, resource)).or_insert(Line {
                 state: LineState::default(),
                 alert: None,
             });
@@ -566,8 +650,7 @@ impl MonitorState {
             }
         }
         // A session that is gone (terminated, purged) has nothing left to alert about.
-        let gone: Vec<_> = self
-            .lines
+        let gone: Vec<_> = lines
             .keys()
             .filter(|(s, r)| !values.iter().any(|v| v.0 == *s && v.1 == *r))
             .copied()
@@ -575,7 +658,7 @@ impl MonitorState {
         for key in gone {
             if let Some(Line {
                 alert: Some(alert), ..
-            }) = self.lines.remove(&key)
+            }) = lines.remove(&key)
             {
                 self.resolve(alert);
             }

@@ -2,7 +2,8 @@
 //! one sample a second) and a real agent process (`examples/fake_agent`): stored points and
 //! the session's live CPU and memory, a session memory alert raised once, seen on the
 //! WebSocket `alerts` topic, in `…/status` and by a library sink, then resolved when the
-//! agent stops — while a sink that panics on every call is registered before it.
+//! agent stops — while a sink that panics on every call is registered before it. The
+//! sampling actor, killed, is replaced and goes on with the alert it had open.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use session_manager::config::{Overrides, Settings};
-use session_manager::monitor::{AlertSink, Monitor, ResourceAlert};
+use session_manager::monitor::{AlertSink, Monitor, Resource, ResourceAlert};
 use session_manager::server::App;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -259,6 +260,134 @@ async fn samples_alerts_and_sinks_for_a_session_with_a_process_agent() {
             .any(|a| a["id"] == alert_id.as_str()),
         "{status}"
     );
+
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Starts the server in process with `settings`; returns it, its address and how to stop it.
+async fn serve(
+    settings: &Settings,
+) -> (
+    Monitor,
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let app = App::build(settings).await.unwrap();
+    let addr = app.local_addr();
+    let monitor = app.monitor().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    (monitor, addr, stop, server)
+}
+
+fn settings_in(data: &std::path::Path) -> Settings {
+    let mut settings = Settings::load(&Overrides {
+        data_dir: Some(data.to_path_buf()),
+        port: Some(0),
+        ..Overrides::default()
+    })
+    .unwrap();
+    settings.monitor.interval_seconds = 1;
+    settings.agents.allow_custom_commands = true;
+    settings
+}
+
+/// Every `alert` / `alert_resolved` message about the host received within `window`.
+async fn host_alerts(client: &mut Client, window: Duration) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + window;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        client.next(),
+    )
+    .await
+    {
+        let Message::Text(text) = frame else { continue };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if (message["type"] == "alert" || message["type"] == "alert_resolved")
+            && message["data"]["scope"] == "host"
+        {
+            seen.push(message);
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_monitor_is_replaced_and_keeps_its_open_alerts() {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = settings_in(data.path());
+    // Any host memory use is over a 0 % line: one host alert, open for as long as we look.
+    settings.monitor.thresholds.memory_percent = 0.0;
+    let (monitor, addr, stop, server) = serve(&settings).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/sessions"))
+        .await
+        .unwrap();
+    let alert_id = eventually("the host memory alert", async || {
+        monitor
+            .open_alerts(None)
+            .into_iter()
+            .find(|a| a.resource == Resource::Memory)
+            .map(|a| a.id)
+    })
+    .await;
+    let before = monitor.status().await;
+    assert!(before.running);
+    assert_eq!(before.restarts, 0);
+
+    let first = monitor.actor().expect("a sampling actor runs");
+    first.kill();
+    let after = eventually("a new sampling actor", async || {
+        let status = monitor.status().await;
+        let now = monitor.actor()?;
+        (status.running && status.restarts == 1 && now.get_id() != first.get_id()).then_some(now)
+    })
+    .await;
+    assert_ne!(after.get_id(), first.get_id());
+    let ticks = monitor.ticks();
+    eventually("ticks after the restart", async || {
+        (monitor.ticks() >= ticks + 3).then_some(())
+    })
+    .await;
+
+    // The same alert is still the open one, and nothing about the host was raised again
+    // or resolved meanwhile (the new actor took the lines over).
+    let open: Vec<_> = monitor
+        .open_alerts(None)
+        .iter()
+        .filter(|a| a.resource == Resource::Memory)
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(open, [alert_id]);
+    let seen = host_alerts(&mut ws, Duration::from_millis(2500)).await;
+    // (The host's CPU may cross its line on a busy machine: only memory is looked at.)
+    let memory: Vec<_> = seen
+        .iter()
+        .filter(|m| m["data"]["kind"] == "memory_usage")
+        .collect();
+    assert!(
+        memory
+            .iter()
+            .all(|m| m["type"] == "alert" && m["data"]["id"] == alert_id.to_string()),
+        "{memory:?}"
+    );
+    let (code, status) = request(
+        reqwest::Method::GET,
+        format!("http://{addr}/api/claude/system-status"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let monitoring = &status["system_status"]["monitoring"];
+    assert_eq!(monitoring["active"], true, "{monitoring}");
+    assert_eq!(monitoring["restarts"], 1, "{monitoring}");
 
     let _ = stop.send(());
     tokio::time::timeout(PATIENCE, server)

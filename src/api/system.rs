@@ -287,6 +287,7 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         fields.insert("cpu_percent".into(), sample.cpu_percent.into());
         fields.insert("sampled_at".into(), sample.at.into());
     }
+    let sampler = ctx.monitor.status().await;
     let host_alerts: Vec<Value> = ctx
         .monitor
         .open_alerts(None)
@@ -302,7 +303,8 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
                 "version": env!("CARGO_PKG_VERSION"),
                 "sessions": analytics_of(&census),
                 "monitoring": {
-                    "active": true,
+                    "active": sampler.running,
+                    "restarts": sampler.restarts,
                     "monitored_sessions": monitored,
                     "websocket_clients": ctx.websocket_clients(),
                     "samples_taken": ctx.monitor.ticks(),
