@@ -9,6 +9,11 @@
 //! also go to the [`AlertSink`]s an embedding service registers, on a thread of their own:
 //! a sink that panics or blocks never stops sampling.
 //!
+//! Claude Code's hook events reach the monitor on the bus: a task of its own counts them
+//! (`activity`: commands, files, errors, tool response times), stores the counts per hour, and
+//! keeps the sliding windows the `error_rate` and `response_time` lines watch. Each tick also
+//! adds to the hourly trends (`trend`) that analytics shows and judges anomalies against.
+//!
 //! Readers (the API) never wait on a tick: the latest samples and the open alerts are kept in
 //! a shared snapshot that [`Monitor`] reads; history is read from storage.
 //!
@@ -16,12 +21,15 @@
 //! tick panics or the actor is killed, a fresh one takes over the same shared state — open
 //! alerts and the lines' hysteresis included — so nothing is raised twice or left open.
 
+mod activity;
 mod archive;
+mod logs;
 mod sample;
 mod store;
 mod threshold;
+mod trend;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -33,15 +41,20 @@ use uuid::Uuid;
 
 use crate::agent::Severity;
 use crate::config::{Settings, Thresholds};
-use crate::session::{SessionEvent, SessionRegistry};
+use crate::session::{Published, SessionEvent, SessionRegistry};
 use crate::storage::{Storage, StorageError};
 use crate::supervision::{
     Backoff, ChildSpec, ChildState, Intensity, Restart, RestartPolicy, SupervisorConfig,
     SupervisorHandle,
 };
 
+pub use activity::{Activity, ERROR_WINDOW_SECONDS, RESPONSE_WINDOW_SECONDS};
 pub use sample::{AgentSample, HostSample};
 pub use threshold::{severity, step, Hysteresis, LineState, Transition};
+pub use trend::{anomaly, hour_of, Anomaly, Hour, MIN_HISTORY, TREND_HOURS};
+
+use activity::{Delta, Ledger};
+use trend::Trends;
 
 use sample::{disk_percent, Sampler};
 use store::Batch;
@@ -89,6 +102,10 @@ pub enum Resource {
     Memory,
     /// Use of a working directory's file system.
     Disk,
+    /// A session's errors in the last hour: failed tool uses (hooks) and agent restarts.
+    ErrorRate,
+    /// A session's mean tool response time over the last five minutes (hooks), ms.
+    ResponseTime,
 }
 
 impl Resource {
@@ -98,6 +115,8 @@ impl Resource {
             Resource::Cpu => "cpu_usage",
             Resource::Memory => "memory_usage",
             Resource::Disk => "disk_usage",
+            Resource::ErrorRate => "error_rate",
+            Resource::ResponseTime => "response_time",
         }
     }
 }
@@ -158,6 +177,12 @@ struct Shared {
     actor: Mutex<Option<ActorCell>>,
     /// Sampling actors started so far (1 + respawns).
     starts: Mutex<u64>,
+    /// What the hook events counted, and their recent errors and response times.
+    ledger: Mutex<Ledger>,
+    /// Hourly means of the samples.
+    trends: Mutex<Trends>,
+    /// The lines.
+    thresholds: Thresholds,
 }
 
 impl Shared {
@@ -167,6 +192,14 @@ impl Shared {
 
     fn lines(&self) -> MutexGuard<'_, HashMap<(Option<Uuid>, Resource), Line>> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn trends(&self) -> MutexGuard<'_, Trends> {
+        self.trends.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sinks(&self) -> Vec<Arc<dyn AlertSink>> {
@@ -179,6 +212,7 @@ impl Shared {
 pub struct Monitor {
     supervisor: SupervisorHandle,
     shared: Arc<Shared>,
+    hooks: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -210,7 +244,28 @@ impl Monitor {
             sinks: Mutex::new(Vec::new()),
             actor: Mutex::new(None),
             starts: Mutex::new(0),
+            ledger: Mutex::new(Ledger::default()),
+            trends: Mutex::new(Trends::default()),
+            thresholds: settings.monitor.thresholds.clone(),
         });
+        // Subscribed before the stored counts are read: nothing counted is missed or doubled
+        // (only this task writes them).
+        let hook_events = registry.bus().subscribe();
+        let stored = store::activity_totals(&shared.storage)
+            .await
+            .map_err(|e| MonitorError::Spawn(format!("reading the hook counts: {e}")))?;
+        {
+            let mut ledger = shared.ledger();
+            for (session, totals) in stored {
+                ledger.restore(session, totals);
+            }
+        }
+        let since = now() - (TREND_HOURS as f64) * 3600.0;
+        match store::trend_hours(&shared.storage, since).await {
+            Ok(hours) => *shared.trends() = Trends::seeded(hours),
+            Err(error) => tracing::warn!(%error, "the trends start empty"),
+        }
+        let hooks = tokio::spawn(count_hooks(hook_events, Arc::clone(&shared))).abort_handle();
         let (notices, queue) = mpsc::channel();
         let for_sinks = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -221,6 +276,10 @@ impl Monitor {
             interval: Duration::from_secs(settings.monitor.interval_seconds.max(1)),
             retention: Duration::from_secs(settings.monitor.retention_hours.saturating_mul(3600)),
             archive_dir: settings.metrics_dir(),
+            log_dir: settings.log_dir(),
+            log_retention: Duration::from_secs(
+                u64::from(settings.logs.retention_days).saturating_mul(86_400),
+            ),
             thresholds: settings.monitor.thresholds.clone(),
             registry,
             shared: Arc::clone(&shared),
@@ -249,7 +308,11 @@ impl Monitor {
             .map_err(spawn)?;
         supervisor.start_all().await.map_err(spawn)?;
         supervisor.settled().await.map_err(spawn)?;
-        Ok(Monitor { supervisor, shared })
+        Ok(Monitor {
+            supervisor,
+            shared,
+            hooks,
+        })
     }
 
     /// Whether the sampling actor is running now, and how many times it was restarted.
@@ -312,6 +375,16 @@ impl Monitor {
         alerts
     }
 
+    /// The lines alerts are raised at (`monitor.thresholds`).
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.shared.thresholds
+    }
+
+    /// Open alerts of the host and of every session.
+    pub fn open_alert_count(&self) -> usize {
+        self.shared.latest().alerts.len()
+    }
+
     /// A session's stored samples taken at or after `since` (Unix seconds), oldest first.
     pub async fn history(
         &self,
@@ -321,9 +394,71 @@ impl Monitor {
         store::session_history(&self.shared.storage, session, since).await
     }
 
-    /// Stops sampling and waits until the actor is gone (its last tick finished).
+    /// Stops sampling and waits until the actor is gone (its last tick finished); stops
+    /// counting hook events.
     pub async fn stop(&self) {
         let _ = self.supervisor.shutdown().await;
+        self.hooks.abort();
+    }
+
+    /// What the hook events of a session counted.
+    pub fn activity(&self, session: Uuid) -> Activity {
+        self.shared.ledger().totals(session)
+    }
+
+    /// A session's errors in the last hour: failed tool uses and agent restarts.
+    pub fn error_rate(&self, session: Uuid) -> f64 {
+        self.shared.ledger().error_rate(session, now())
+    }
+
+    /// Every session's counts, the hourly trends of the last [`TREND_HOURS`] hours, the most
+    /// used tools, commands and files, and the anomalies of the current hour.
+    pub async fn analytics(&self) -> Result<Analytics, StorageError> {
+        let at = now();
+        let current = hour_of(at);
+        let first = current - (TREND_HOURS as i64 - 1) * 3600;
+        let storage = &self.shared.storage;
+        let by_hour = store::activity_by_hour(storage, first).await?;
+        let sampled: Vec<Hour> = self.shared.trends().hours().copied().collect();
+        let start = by_hour
+            .iter()
+            .map(|(h, _)| *h)
+            .chain(sampled.iter().map(|h| h.hour))
+            .filter(|h| *h >= first)
+            .min()
+            .unwrap_or(current);
+        let hours: Vec<TrendHour> = (0..)
+            .map(|i| start + i * 3600)
+            .take_while(|h| *h <= current)
+            .map(|hour| {
+                let sample = sampled.iter().find(|h| h.hour == hour && h.ticks > 0);
+                let mean = |f: fn(&Hour) -> f64| sample.map(|h| h.mean(f(h)));
+                TrendHour {
+                    hour,
+                    host_cpu_percent: mean(|h| h.host_cpu_percent),
+                    host_memory_percent: mean(|h| h.host_memory_percent),
+                    agents_cpu_percent: mean(|h| h.agents_cpu_percent),
+                    agents_memory_mb: mean(|h| h.agents_memory_mb),
+                    activity: by_hour
+                        .iter()
+                        .find(|(h, _)| *h == hour)
+                        .map(|(_, a)| *a)
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let most_used_tools = store::most_used(storage, "tool", 10).await?;
+        let most_used_commands = store::most_used(storage, "command", 10).await?;
+        let most_used_files = store::most_used(storage, "file", 10).await?;
+        let activity = self.shared.ledger().sum();
+        Ok(Analytics {
+            activity,
+            anomalies: anomalies(&hours),
+            hours,
+            most_used_tools,
+            most_used_commands,
+            most_used_files,
+        })
     }
 }
 
@@ -334,6 +469,73 @@ pub struct MonitorStatus {
     pub running: bool,
     /// Restarts after a crash or a kill since the server started.
     pub restarts: u64,
+}
+
+/// What `GET /analytics` shows of the monitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analytics {
+    /// Every session's hook counts, summed.
+    pub activity: Activity,
+    /// The last [`TREND_HOURS`] hours that have data, up to the current one, oldest first.
+    pub hours: Vec<TrendHour>,
+    /// Values of the current hour beyond the mean ± 3σ of the earlier hours.
+    pub anomalies: Vec<(&'static str, Anomaly)>,
+    /// The ten tools most used, with their uses.
+    pub most_used_tools: Vec<(String, u64)>,
+    /// The ten command words most run.
+    pub most_used_commands: Vec<(String, u64)>,
+    /// The ten files most often created, modified or deleted.
+    pub most_used_files: Vec<(String, u64)>,
+}
+
+/// One hour of the trends: means of the samples (`None` when the monitor took none) and
+/// the hook counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendHour {
+    /// Unix seconds of its start.
+    pub hour: i64,
+    /// Host CPU, mean.
+    pub host_cpu_percent: Option<f64>,
+    /// Host memory, mean.
+    pub host_memory_percent: Option<f64>,
+    /// Every agent's CPU summed, mean over the ticks.
+    pub agents_cpu_percent: Option<f64>,
+    /// Every agent's memory summed, MiB, mean over the ticks.
+    pub agents_memory_mb: Option<f64>,
+    /// Hook counts.
+    pub activity: Activity,
+}
+
+/// The anomalies of the last hour: means in both directions; counts only upwards, since the
+/// current hour is not over and can only be low for that reason.
+fn anomalies(hours: &[TrendHour]) -> Vec<(&'static str, Anomaly)> {
+    type Series = (&'static str, bool, fn(&TrendHour) -> Option<f64>);
+    let series: [Series; 8] = [
+        ("host_cpu_percent", true, |h| h.host_cpu_percent),
+        ("host_memory_percent", true, |h| h.host_memory_percent),
+        ("agents_cpu_percent", true, |h| h.agents_cpu_percent),
+        ("agents_memory_mb", true, |h| h.agents_memory_mb),
+        ("tool_uses", false, |h| Some(h.activity.tool_uses as f64)),
+        ("commands_executed", false, |h| {
+            Some(h.activity.commands_executed as f64)
+        }),
+        ("errors", false, |h| Some(h.activity.errors as f64)),
+        ("average_response_time_ms", true, |h| {
+            h.activity.average_response_ms()
+        }),
+    ];
+    let Some(last) = hours.last() else {
+        return Vec::new();
+    };
+    series
+        .iter()
+        .filter_map(|&(name, both_ways, value)| {
+            value(last)?;
+            let values: Vec<f64> = hours.iter().filter_map(value).collect();
+            let found = anomaly(&values)?;
+            (found.high || both_ways).then_some((name, found))
+        })
+        .collect()
 }
 
 /// Summary figures of a history.
@@ -400,6 +602,55 @@ fn notify(shared: &Shared, queue: &mpsc::Receiver<Notice>) {
     }
 }
 
+/// Counts every hook event published on the bus into the ledger and storage; forgets a
+/// purged session. Ends when the bus closes (or the monitor stops it).
+async fn count_hooks(
+    mut events: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    shared: Arc<Shared>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let published = match events.recv().await {
+            Ok(published) => published,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "the monitor fell behind the bus; hook events may be uncounted"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        match &published.event {
+            SessionEvent::Hook {
+                session,
+                name,
+                payload,
+            } => {
+                let at = published.timestamp;
+                let delta: Delta = shared
+                    .ledger()
+                    .record(*session, name, payload, at, |path| path.exists());
+                if delta.activity.is_empty() {
+                    continue;
+                }
+                if let Err(error) =
+                    store::add_activity(&shared.storage, *session, hour_of(at), delta).await
+                {
+                    tracing::warn!(%error, "hook counts not stored");
+                }
+            }
+            SessionEvent::Purged(session) => {
+                shared.ledger().forget(*session);
+                if let Err(error) = store::forget_activity(&shared.storage, *session).await {
+                    tracing::warn!(%error, "hook counts of a purged session not deleted");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 struct MonitorActor;
 
 /// The monitor's messages.
@@ -414,6 +665,8 @@ struct Args {
     interval: Duration,
     retention: Duration,
     archive_dir: PathBuf,
+    log_dir: PathBuf,
+    log_retention: Duration,
     thresholds: Thresholds,
     registry: SessionRegistry,
     shared: Arc<Shared>,
@@ -493,6 +746,10 @@ impl MonitorState {
     async fn tick(&mut self) {
         let at = now();
         let targets = self.targets().await;
+        let live: Option<HashSet<String>> = targets
+            .as_ref()
+            .map(|t| t.iter().map(|t| t.id.to_string()).collect());
+        let targets = targets.unwrap_or_default();
         let sampler = Arc::clone(&self.sampler);
         let sampled = tokio::task::spawn_blocking(move || {
             let mut sampler = sampler.lock().unwrap_or_else(|p| p.into_inner());
@@ -521,6 +778,20 @@ impl MonitorState {
                 return;
             }
         };
+        {
+            let mut ledger = self.args.shared.ledger();
+            for s in &sessions {
+                ledger.note_restarts(s.session_id, s.restarts, at);
+            }
+        }
+        self.args.shared.trends().add(
+            at,
+            (host.cpu_percent, host.memory_percent),
+            (
+                sessions.iter().map(|s| s.cpu_percent).sum(),
+                sessions.iter().map(|s| s.memory_mb).sum(),
+            ),
+        );
         self.check(&host, &sessions, at);
         let sessions: Vec<Arc<SessionSample>> = sessions.into_iter().map(Arc::new).collect();
         let bus = self.args.registry.bus();
@@ -560,17 +831,38 @@ impl MonitorState {
                 ),
                 Err(error) => tracing::warn!(%error, "archiving or pruning monitor samples failed"),
             }
+            // Without the list of live sessions, no log can be told to be unused.
+            if let Some(live) = live {
+                let dir = self.args.log_dir.clone();
+                let before = std::time::SystemTime::now()
+                    .checked_sub(self.args.log_retention)
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let pruned =
+                    tokio::task::spawn_blocking(move || logs::prune_logs(&dir, before, &live))
+                        .await;
+                match pruned {
+                    Ok(Ok(pruned)) if pruned == logs::PrunedLogs::default() => {}
+                    Ok(Ok(pruned)) => tracing::info!(
+                        files = pruned.files,
+                        dirs = pruned.dirs,
+                        "log files past logs.retention_days deleted"
+                    ),
+                    Ok(Err(error)) => tracing::warn!(%error, "pruning old log files failed"),
+                    Err(error) => tracing::warn!(%error, "pruning old log files failed"),
+                }
+            }
         }
     }
 
-    /// The live sessions and their agents' processes, through the registry's handle.
-    async fn targets(&self) -> Vec<Target> {
+    /// The live sessions and their agents' processes, through the registry's handle;
+    /// `None` when the sessions cannot be listed.
+    async fn targets(&self) -> Option<Vec<Target>> {
         let registry = &self.args.registry;
         let records = match registry.list().await {
             Ok(records) => records,
             Err(error) => {
                 tracing::warn!(%error, "the monitor cannot list the sessions");
-                return Vec::new();
+                return None;
             }
         };
         let mut targets = Vec::new();
@@ -593,7 +885,7 @@ impl MonitorState {
                 errors: count(agents.iter().filter(|a| a.state == ChildState::Failed)),
             });
         }
-        targets
+        Some(targets)
     }
 
     /// Feeds every watched value to its line; publishes and remembers what changed.
@@ -608,9 +900,22 @@ impl MonitorState {
                 t.memory_percent,
             ),
         ];
+        let mut ledger = self.args.shared.ledger();
         for s in sessions {
             let id = Some(s.session_id);
             values.push((id, Resource::Cpu, s.cpu_percent, t.cpu_percent));
+            values.push((
+                id,
+                Resource::ErrorRate,
+                ledger.error_rate(s.session_id, at),
+                t.error_rate_per_hour,
+            ));
+            values.push((
+                id,
+                Resource::ResponseTime,
+                ledger.response_ms(s.session_id, at),
+                t.response_time_ms as f64,
+            ));
             if let Some(memory) = s.memory_percent {
                 values.push((id, Resource::Memory, memory, t.memory_percent));
             }
@@ -618,6 +923,7 @@ impl MonitorState {
                 values.push((id, Resource::Disk, disk, t.disk_percent));
             }
         }
+        drop(ledger);
         let shared = Arc::clone(&self.args.shared);
         let mut lines = shared.lines();
         for &(session, resource, value, threshold) in &values {
@@ -723,6 +1029,17 @@ fn message(session: Option<Uuid>, resource: Resource, value: f64, threshold: f64
         (Some(id), Resource::Cpu) => format!("session {id} CPU"),
         (Some(id), Resource::Memory) => format!("session {id} memory (of max_memory_mb)"),
         (Some(id), Resource::Disk) => format!("session {id} working directory disk"),
+        (None, Resource::ErrorRate | Resource::ResponseTime) => "the host".to_owned(),
+        (Some(id), Resource::ErrorRate) => {
+            return format!(
+                "session {id} had {value:.0} errors in the last hour, over {threshold} per hour"
+            )
+        }
+        (Some(id), Resource::ResponseTime) => {
+            return format!(
+                "session {id} tool response time at {value:.0} ms (5-minute mean) is over {threshold} ms"
+            )
+        }
     };
     format!("{what} at {value:.1} % is over {threshold} %")
 }

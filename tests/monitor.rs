@@ -3,7 +3,9 @@
 //! the session's live CPU and memory, a session memory alert raised once, seen on the
 //! WebSocket `alerts` topic, in `…/status` and by a library sink, then resolved when the
 //! agent stops — while a sink that panics on every call is registered before it. The
-//! sampling actor, killed, is replaced and goes on with the alert it had open.
+//! sampling actor, killed, is replaced and goes on with the alert it had open. Claude Code
+//! hook events posted to the server change the session's counts, `/analytics` and
+//! `/metrics`, raise the error-rate and response-time alerts, and survive a restart.
 
 mod common;
 
@@ -389,6 +391,232 @@ async fn a_killed_monitor_is_replaced_and_keeps_its_open_alerts() {
     assert_eq!(monitoring["active"], true, "{monitoring}");
     assert_eq!(monitoring["restarts"], 1, "{monitoring}");
 
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The `analytics` object.
+async fn analytics(addr: SocketAddr) -> Value {
+    let (code, body) = request(
+        reqwest::Method::GET,
+        format!("http://{addr}/api/claude/analytics"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    body["analytics"].clone()
+}
+
+async fn hook(addr: SocketAddr, id: &str, payload: Value) {
+    let (code, body) = request(
+        reqwest::Method::POST,
+        format!("http://{addr}/api/claude/sessions/{id}/events"),
+        Some(payload),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_events_change_counts_analytics_and_raise_alerts() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut settings = settings_in(data.path());
+    // Any error is over the line; so is any measured response time.
+    settings.monitor.thresholds.error_rate_per_hour = 0.0;
+    settings.monitor.thresholds.response_time_ms = 1;
+    let (_monitor, addr, stop, server) = serve(&settings).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/sessions"))
+        .await
+        .unwrap();
+    let (status, created) = request(
+        reqwest::Method::POST,
+        format!("http://{addr}/api/claude/sessions"),
+        Some(json!({
+            "name": "hooked",
+            "working_directory": work.path(),
+            "agents": [{"agent_type": "BACKEND"}],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["session"]["id"].as_str().unwrap().to_owned();
+    let before = analytics(addr).await;
+    assert_eq!(before["activity"]["commands_executed"], 0, "{before}");
+    // The original's keys are kept.
+    for key in [
+        "total_sessions",
+        "active_sessions",
+        "status_distribution",
+        "average_duration_seconds",
+        "most_used_agents",
+        "last_updated",
+    ] {
+        assert!(before.get(key).is_some(), "{key} missing: {before}");
+    }
+
+    let new_file = work.path().join("new.rs");
+    let tool = |event: &str, name: &str, use_id: &str, input: Value, response: Value| {
+        json!({
+            "hook_event_name": event,
+            "session_id": "claude-code-own-id",
+            "tool_name": name,
+            "tool_use_id": use_id,
+            "tool_input": input,
+            "tool_response": response,
+        })
+    };
+    let rm = json!({"command": "rm -f old.txt tmp.log"});
+    hook(
+        addr,
+        &id,
+        tool("PreToolUse", "Bash", "t1", rm.clone(), json!(null)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hook(
+        addr,
+        &id,
+        tool("PostToolUse", "Bash", "t1", rm, json!({"stdout": ""})),
+    )
+    .await;
+    let write = json!({"file_path": new_file, "content": "fn main() {}"});
+    hook(
+        addr,
+        &id,
+        tool("PreToolUse", "Write", "t2", write.clone(), json!(null)),
+    )
+    .await;
+    hook(
+        addr,
+        &id,
+        tool("PostToolUse", "Write", "t2", write, json!({})),
+    )
+    .await;
+    let edit = json!({"file_path": new_file, "old_string": "a", "new_string": "b"});
+    hook(
+        addr,
+        &id,
+        tool("PostToolUse", "Edit", "t3", edit, json!({})),
+    )
+    .await;
+    let failing = json!({"command": "cargo test"});
+    hook(
+        addr,
+        &id,
+        tool(
+            "PostToolUse",
+            "Bash",
+            "t4",
+            failing,
+            json!({"error": "exit 101"}),
+        ),
+    )
+    .await;
+    hook(addr, &id, json!({"hook_event_name": "Stop"})).await;
+
+    let counted = eventually("the hook events counted in /analytics", async || {
+        let now = analytics(addr).await;
+        // The totals are counted in memory first, the hours once stored.
+        let hours = now["trends"]["hours"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let stored = hours
+            .last()
+            .is_some_and(|h| h["activity"]["tool_uses"] == 4);
+        (now["activity"]["tool_uses"] == 4 && stored).then_some(now)
+    })
+    .await;
+    let activity = &counted["activity"];
+    assert_eq!(activity["commands_executed"], 2, "{activity}");
+    assert_eq!(activity["files_created"], 1, "{activity}");
+    assert_eq!(activity["files_modified"], 1, "{activity}");
+    assert_eq!(activity["files_deleted"], 2, "{activity}");
+    assert_eq!(activity["errors"], 1, "{activity}");
+    // Two pairs of PreToolUse and PostToolUse: t1 50 ms apart or more, t2 at once.
+    assert!(activity["max_response_time_ms"].as_f64().unwrap() >= 50.0);
+    assert!(activity["average_response_time_ms"].as_f64().unwrap() >= 25.0);
+    let commands = counted["most_used_commands"].as_array().unwrap();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c["command"] == "cargo" && c["uses"] == 1)
+            && commands.iter().any(|c| c["command"] == "rm"),
+        "{commands:?}"
+    );
+    assert_eq!(
+        counted["most_used_files"][0]["path"],
+        new_file.to_str().unwrap()
+    );
+    assert_eq!(counted["most_used_files"][0]["uses"], 2);
+    let this_hour = counted["trends"]["hours"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert_eq!(this_hour["activity"]["tool_uses"], 4, "{this_hour}");
+    assert!(counted["error_rates"]["errors_last_hour"].as_f64().unwrap() >= 1.0);
+    assert!(counted["anomalies"].is_array());
+    assert!(counted["resources"]["agents"]["memory_mb"].is_number());
+
+    // The session's own counts.
+    let (_, got) = request(
+        reqwest::Method::GET,
+        format!("http://{addr}/api/claude/sessions/{id}"),
+        None,
+    )
+    .await;
+    let metrics = &got["session"]["metrics"];
+    assert_eq!(metrics["commands_executed"], 2, "{metrics}");
+    assert_eq!(metrics["files_modified"], 1);
+    assert_eq!(metrics["files_created"], 1);
+    assert_eq!(metrics["errors_encountered"], 1);
+
+    // The lines: an error over 0 per hour, a response time over 1 ms.
+    for kind in ["error_rate", "response_time"] {
+        let raised = next_event(&mut ws, "alert", &id, |d| d["kind"] == kind).await;
+        assert_eq!(raised["data"]["severity"], "critical", "{raised}");
+    }
+    let (_, status) = request(
+        reqwest::Method::GET,
+        format!("http://{addr}/api/claude/sessions/{id}/status"),
+        None,
+    )
+    .await;
+    assert_eq!(status["health"], "critical", "{status}");
+    assert!(status["metrics"]["errors_last_hour"].as_f64().unwrap() >= 1.0);
+
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "session_manager_commands_executed_total 2",
+        "session_manager_files_total{change=\"created\"} 1",
+        "session_manager_files_total{change=\"deleted\"} 2",
+        "session_manager_tool_errors_total 1",
+        "session_manager_tool_response_seconds_count 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The counts are stored: a restarted server has them.
+    let (_monitor, addr, stop, server) = serve(&settings).await;
+    let again = analytics(addr).await;
+    assert_eq!(again["activity"]["commands_executed"], 2, "{again}");
+    assert_eq!(again["activity"]["files_deleted"], 2, "{again}");
     let _ = stop.send(());
     tokio::time::timeout(PATIENCE, server)
         .await

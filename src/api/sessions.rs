@@ -78,7 +78,9 @@ async fn session_answer(ctx: &ApiContext, view: &SessionView, status: StatusCode
     Ok(envelope::success(
         status,
         &SessionPayload {
-            session: SessionObject::of(view, Some(&validation)).with_sample(sample.as_deref()),
+            session: SessionObject::of(view, Some(&validation))
+                .with_sample(sample.as_deref())
+                .with_activity(&ctx.monitor.activity(view.record.id)),
         },
     ))
 }
@@ -139,7 +141,9 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
             .zip(&validations)
             .zip(&samples)
             .map(|((view, validation), sample)| {
-                SessionObject::of(view, Some(validation)).with_sample(sample.as_deref())
+                SessionObject::of(view, Some(validation))
+                    .with_sample(sample.as_deref())
+                    .with_activity(&ctx.monitor.activity(view.record.id))
             })
             .collect(),
         total: page.total,
@@ -166,7 +170,9 @@ pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
     let sample = ctx.monitor.latest(view.record.id);
     let history = history(&ctx, &view, 1.0).await?;
     ok(&GetPayload {
-        session: SessionObject::of(&view, Some(&validation)).with_sample(sample.as_deref()),
+        session: SessionObject::of(&view, Some(&validation))
+            .with_sample(sample.as_deref())
+            .with_activity(&ctx.monitor.activity(view.record.id)),
         monitoring: summary(&ctx, &view, 1.0, &history),
         agent_statuses: statuses(&view.agents),
     })
@@ -441,6 +447,8 @@ fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSa
             .reduce(f64::max),
         "agent_restarts": restarts,
         "errors": failed,
+        "errors_last_hour": ctx.monitor.error_rate(record.id),
+        "activity": monitor::activity(&ctx.monitor.activity(record.id)),
         "open_alerts": ctx.monitor.open_alerts(Some(record.id)).len(),
     })
 }
@@ -456,6 +464,7 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
             .iter()
             .map(|alert| monitor::alert(alert, None)),
     );
+    let health = health(&alerts);
     let record = &view.record;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for agent in &view.agents {
@@ -472,9 +481,22 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
         "active_agents": running(&view.agents).collect::<Vec<_>>(),
         "agent_statuses": statuses(&view.agents),
         "agent_counts": counts,
+        "health": health,
         "metrics": summary(&ctx, &view, 1.0, &points),
         "alerts": alerts,
     }))
+}
+
+/// `critical` with a critical alert open, `degraded` with any other alert (a failed agent
+/// is one), else `healthy`.
+fn health(alerts: &[Value]) -> &'static str {
+    if alerts.iter().any(|a| a["severity"] == "critical") {
+        "critical"
+    } else if alerts.is_empty() {
+        "healthy"
+    } else {
+        "degraded"
+    }
 }
 
 /// Every failed agent, as an open alert (the monitor's resource alerts are added to them).

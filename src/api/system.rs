@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use uuid::Uuid;
 use warp::http::header::{HeaderValue, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::agent::{AgentStatus, AgentType};
+use crate::monitor::{Analytics, SessionSample, TREND_HOURS};
 use crate::paths::{CheckCode, Validation};
 use crate::session::{SessionRecord, SessionStatus, SessionView};
 use crate::supervision::ChildState;
@@ -261,12 +264,142 @@ fn analytics_of(census: &Census) -> Value {
     })
 }
 
+/// What the monitor adds to the census: hook counts, error rates, resources, trends and
+/// anomalies.
+struct Observed {
+    analytics: Analytics,
+    /// Errors in the last hour of each live session.
+    errors_last_hour: Vec<(Uuid, f64)>,
+    /// Latest samples of the live sessions.
+    samples: Vec<Arc<SessionSample>>,
+}
+
+async fn observe(ctx: &ApiContext, views: &[SessionView]) -> Result<Observed, ApiError> {
+    let analytics = ctx.monitor.analytics().await.map_err(|error| {
+        tracing::error!(%error, "reading the hook counts failed");
+        ApiError::Internal
+    })?;
+    let live = views.iter().filter(|v| !v.record.status.is_terminal());
+    let (mut errors_last_hour, mut samples) = (Vec::new(), Vec::new());
+    for view in live {
+        errors_last_hour.push((view.record.id, ctx.monitor.error_rate(view.record.id)));
+        samples.extend(ctx.monitor.latest(view.record.id));
+    }
+    Ok(Observed {
+        analytics,
+        errors_last_hour,
+        samples,
+    })
+}
+
+fn named(list: &[(String, u64)], key: &str) -> Vec<Value> {
+    list.iter()
+        .map(|(name, uses)| json!({ key: name, "uses": uses }))
+        .collect()
+}
+
+/// The analytics keys the monitor adds.
+fn observed_of(ctx: &ApiContext, observed: &Observed) -> Map<String, Value> {
+    let a = &observed.analytics;
+    let threshold = ctx.monitor.thresholds().error_rate_per_hour;
+    let errors: f64 = observed.errors_last_hour.iter().map(|(_, n)| n).sum();
+    let over: Vec<String> = observed
+        .errors_last_hour
+        .iter()
+        .filter(|(_, n)| *n > threshold)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    let host = ctx.monitor.host();
+    let agents = observed.samples.iter().flat_map(|s| s.agents.iter());
+    let resources = json!({
+        "host": host.map(|h| json!({
+            "cpu_percent": h.cpu_percent,
+            "memory_percent": h.memory_percent,
+            "memory_used_mb": h.memory_used_mb,
+            "memory_total_mb": h.memory_total_mb,
+            "load_average": h.load_average,
+        })),
+        "agents": {
+            "cpu_percent": observed.samples.iter().map(|s| s.cpu_percent).sum::<f64>(),
+            "memory_mb": observed.samples.iter().map(|s| s.memory_mb).sum::<f64>(),
+            "processes": agents.clone().map(|a| a.processes).sum::<usize>(),
+            "threads": agents.clone().map(|a| a.threads).sum::<u64>(),
+            "open_files": agents.map(|a| a.open_files.unwrap_or(0)).sum::<u64>(),
+        },
+        "sampled_sessions": observed.samples.len(),
+    });
+    let hours: Vec<Value> = a
+        .hours
+        .iter()
+        .map(|h| {
+            json!({
+                "hour": h.hour,
+                "host_cpu_percent": h.host_cpu_percent,
+                "host_memory_percent": h.host_memory_percent,
+                "agents_cpu_percent": h.agents_cpu_percent,
+                "agents_memory_mb": h.agents_memory_mb,
+                "activity": monitor::activity(&h.activity),
+            })
+        })
+        .collect();
+    let anomalies: Vec<Value> = a
+        .anomalies
+        .iter()
+        .map(|(metric, found)| {
+            json!({
+                "metric": metric,
+                "value": found.value,
+                "mean": found.mean,
+                "stddev": found.stddev,
+                "direction": if found.high { "high" } else { "low" },
+            })
+        })
+        .collect();
+    let mut fields = Map::new();
+    fields.insert("activity".into(), monitor::activity(&a.activity));
+    fields.insert(
+        "most_used_tools".into(),
+        named(&a.most_used_tools, "tool").into(),
+    );
+    fields.insert(
+        "most_used_commands".into(),
+        named(&a.most_used_commands, "command").into(),
+    );
+    fields.insert(
+        "most_used_files".into(),
+        named(&a.most_used_files, "path").into(),
+    );
+    fields.insert(
+        "error_rates".into(),
+        json!({
+            "errors_last_hour": errors,
+            "threshold_per_hour": threshold,
+            "sessions_over_threshold": over,
+            "tool_error_ratio": (a.activity.tool_uses > 0)
+                .then(|| a.activity.errors as f64 / a.activity.tool_uses as f64),
+        }),
+    );
+    fields.insert("resources".into(), resources);
+    fields.insert(
+        "trends".into(),
+        json!({ "hours": hours, "window_hours": TREND_HOURS }),
+    );
+    fields.insert("anomalies".into(), anomalies.into());
+    fields.insert("open_alerts".into(), ctx.monitor.open_alert_count().into());
+    fields
+}
+
 /// `GET /analytics`.
 pub(crate) async fn analytics(ctx: ApiContext) -> Answer {
-    let (census, _) = census(&ctx).await?;
+    let (census, views) = census(&ctx).await?;
+    let observed = observe(&ctx, &views).await?;
+    let mut analytics = analytics_of(&census);
+    if let Value::Object(fields) = &mut analytics {
+        fields.extend(observed_of(&ctx, &observed));
+    }
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({ "analytics": analytics_of(&census) }),
+        &json!({ "analytics": analytics }),
     ))
 }
 
@@ -356,8 +489,12 @@ fn host() -> Value {
 
 /// `GET /metrics`: Prometheus text exposition (version 0.0.4).
 pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
-    let (census, _) = match census(&ctx).await {
+    let (census, views) = match census(&ctx).await {
         Ok(found) => found,
+        Err(error) => return envelope::failure(&error),
+    };
+    let observed = match observe(&ctx, &views).await {
+        Ok(observed) => observed,
         Err(error) => return envelope::failure(&error),
     };
     let mut text = String::new();
@@ -418,6 +555,7 @@ pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
         "Connected WebSocket clients.",
         &[(None, ctx.websocket_clients() as f64)],
     );
+    observed_metrics(&mut text, &ctx, &census, &observed);
     let mut response = Response::new(text.into());
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -425,6 +563,109 @@ pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// The monitor's counters and gauges: the same figures `/analytics` shows.
+fn observed_metrics(text: &mut String, ctx: &ApiContext, census: &Census, observed: &Observed) {
+    let a = &observed.analytics.activity;
+    counter(
+        text,
+        "session_manager_agent_activations_total",
+        "Agent activations, every session.",
+        census.activations.values().sum::<u64>() as f64,
+    );
+    counter(
+        text,
+        "session_manager_tool_uses_total",
+        "Tool uses reported by Claude Code hooks (PostToolUse).",
+        a.tool_uses as f64,
+    );
+    counter(
+        text,
+        "session_manager_commands_executed_total",
+        "Bash tool uses reported by Claude Code hooks.",
+        a.commands_executed as f64,
+    );
+    let files = [
+        (Some(("change", "created")), a.files_created as f64),
+        (Some(("change", "modified")), a.files_modified as f64),
+        (Some(("change", "deleted")), a.files_deleted as f64),
+    ];
+    let _ = writeln!(
+        text,
+        "# HELP session_manager_files_total Files changed by tool uses reported by Claude Code hooks.\n# TYPE session_manager_files_total counter"
+    );
+    samples_of(text, "session_manager_files_total", &files);
+    counter(
+        text,
+        "session_manager_tool_errors_total",
+        "Tool uses that failed, reported by Claude Code hooks.",
+        a.errors as f64,
+    );
+    let _ = writeln!(
+        text,
+        "# HELP session_manager_tool_response_seconds Time from PreToolUse to PostToolUse.\n# TYPE session_manager_tool_response_seconds summary"
+    );
+    samples_of(
+        text,
+        "session_manager_tool_response_seconds_sum",
+        &[(None, a.response_ms_total / 1000.0)],
+    );
+    samples_of(
+        text,
+        "session_manager_tool_response_seconds_count",
+        &[(None, a.responses as f64)],
+    );
+    gauge(
+        text,
+        "session_manager_errors_last_hour",
+        "Failed tool uses and agent restarts of the live sessions in the last hour.",
+        &[(None, observed.errors_last_hour.iter().map(|(_, n)| n).sum())],
+    );
+    if let Some(host) = ctx.monitor.host() {
+        gauge(
+            text,
+            "session_manager_host_cpu_percent",
+            "Host CPU use, all CPUs, at the last sample.",
+            &[(None, host.cpu_percent)],
+        );
+        gauge(
+            text,
+            "session_manager_host_memory_percent",
+            "Host memory use at the last sample.",
+            &[(None, host.memory_percent)],
+        );
+    }
+    gauge(
+        text,
+        "session_manager_agent_cpu_percent",
+        "CPU of every agent's process tree at the last sample (100 = one core).",
+        &[(None, observed.samples.iter().map(|s| s.cpu_percent).sum())],
+    );
+    gauge(
+        text,
+        "session_manager_alerts_open",
+        "Resource alerts open (host and sessions).",
+        &[(None, ctx.monitor.open_alert_count() as f64)],
+    );
+    counter(
+        text,
+        "session_manager_monitor_samples_total",
+        "Monitor ticks since the server started.",
+        ctx.monitor.ticks() as f64,
+    );
+    let anomalies: Vec<_> = observed
+        .analytics
+        .anomalies
+        .iter()
+        .map(|(metric, _)| (Some(("metric", *metric)), 1.0))
+        .collect();
+    gauge(
+        text,
+        "session_manager_anomaly",
+        "1 for each value of the current hour beyond the mean ± 3σ of the earlier hours.",
+        &anomalies,
+    );
 }
 
 fn gauge(text: &mut String, name: &str, help: &str, samples: &[(Option<(&str, &str)>, f64)]) {

@@ -1,5 +1,9 @@
 //! The `metrics` table (schema v3): one row per session per sample, and one per host sample
 //! (`session_id` NULL). Every tick is one transaction through [`Storage::call`].
+//!
+//! The hook tables (schema v4): `hook_activity`, one row per session per hour of what its
+//! hook events counted (totals are sums of its rows, trends group them by hour), and
+//! `hook_names`, how often each tool, command word and file was used per session.
 
 use std::sync::Arc;
 
@@ -8,7 +12,9 @@ use uuid::Uuid;
 
 use crate::storage::{Storage, StorageError};
 
+use super::activity::{Activity, Delta};
 use super::sample::HostSample;
+use super::trend::Hour;
 use super::SessionSample;
 
 /// What one tick stores.
@@ -123,6 +129,191 @@ pub(crate) async fn prune_before(storage: &Storage, at: f64) -> Result<usize, St
         .await
 }
 
+/// Adds one hook event's counts to its session's hour, and its names to the most-used lists.
+pub(crate) async fn add_activity(
+    storage: &Storage,
+    session: Uuid,
+    hour: i64,
+    delta: Delta,
+) -> Result<(), StorageError> {
+    storage
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let a = &delta.activity;
+                tx.prepare_cached(
+                    "INSERT INTO hook_activity (session_id, hour, tool_uses, commands_executed,
+                        files_created, files_modified, files_deleted, errors, responses,
+                        response_ms_total, response_ms_max)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (session_id, hour) DO UPDATE SET
+                        tool_uses = tool_uses + excluded.tool_uses,
+                        commands_executed = commands_executed + excluded.commands_executed,
+                        files_created = files_created + excluded.files_created,
+                        files_modified = files_modified + excluded.files_modified,
+                        files_deleted = files_deleted + excluded.files_deleted,
+                        errors = errors + excluded.errors,
+                        responses = responses + excluded.responses,
+                        response_ms_total = response_ms_total + excluded.response_ms_total,
+                        response_ms_max = max(response_ms_max, excluded.response_ms_max)",
+                )?
+                .execute(params![
+                    session.to_string(),
+                    hour,
+                    int(a.tool_uses),
+                    int(a.commands_executed),
+                    int(a.files_created),
+                    int(a.files_modified),
+                    int(a.files_deleted),
+                    int(a.errors),
+                    int(a.responses),
+                    a.response_ms_total,
+                    a.response_ms_max,
+                ])?;
+                let mut name = tx.prepare_cached(
+                    "INSERT INTO hook_names (session_id, kind, name, uses) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT (session_id, kind, name) DO UPDATE SET uses = uses + 1",
+                )?;
+                let names = delta
+                    .tool
+                    .iter()
+                    .map(|t| ("tool", t))
+                    .chain(delta.commands.iter().map(|c| ("command", c)))
+                    .chain(delta.files.iter().map(|f| ("file", f)));
+                for (kind, value) in names {
+                    name.execute(params![session.to_string(), kind, value])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+}
+
+/// Every session's hook totals.
+pub(crate) async fn activity_totals(
+    storage: &Storage,
+) -> Result<Vec<(Uuid, Activity)>, StorageError> {
+    storage
+        .call(|conn| {
+            let mut select = conn.prepare_cached(&format!(
+                "SELECT session_id, {ACTIVITY_SUMS} FROM hook_activity GROUP BY session_id"
+            ))?;
+            let rows =
+                select.query_map([], |row| Ok((row.get::<_, String>(0)?, activity(row, 1)?)))?;
+            let mut totals = Vec::new();
+            for row in rows {
+                let (id, activity) = row?;
+                if let Ok(id) = id.parse() {
+                    totals.push((id, activity));
+                }
+            }
+            Ok(totals)
+        })
+        .await
+}
+
+const ACTIVITY_SUMS: &str = "sum(tool_uses), sum(commands_executed), sum(files_created),
+    sum(files_modified), sum(files_deleted), sum(errors), sum(responses),
+    sum(response_ms_total), max(response_ms_max)";
+
+fn activity(row: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Activity> {
+    let n = |i: usize| {
+        row.get::<_, Option<i64>>(from + i)
+            .map(|n| count(n.unwrap_or(0)))
+    };
+    Ok(Activity {
+        tool_uses: n(0)?,
+        commands_executed: n(1)?,
+        files_created: n(2)?,
+        files_modified: n(3)?,
+        files_deleted: n(4)?,
+        errors: n(5)?,
+        responses: n(6)?,
+        response_ms_total: row.get::<_, Option<f64>>(from + 7)?.unwrap_or(0.0),
+        response_ms_max: row.get::<_, Option<f64>>(from + 8)?.unwrap_or(0.0),
+    })
+}
+
+/// Every session's hook counts per hour from `since` (Unix seconds), oldest first.
+pub(crate) async fn activity_by_hour(
+    storage: &Storage,
+    since: i64,
+) -> Result<Vec<(i64, Activity)>, StorageError> {
+    storage
+        .call(move |conn| {
+            let mut select = conn.prepare_cached(&format!(
+                "SELECT hour, {ACTIVITY_SUMS} FROM hook_activity WHERE hour >= ?1
+                 GROUP BY hour ORDER BY hour"
+            ))?;
+            let rows = select.query_map([since], |row| Ok((row.get(0)?, activity(row, 1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+}
+
+/// The `limit` most used names of `kind` (`tool`, `command`, `file`) over every session.
+pub(crate) async fn most_used(
+    storage: &Storage,
+    kind: &'static str,
+    limit: usize,
+) -> Result<Vec<(String, u64)>, StorageError> {
+    storage
+        .call(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT name, sum(uses) AS n FROM hook_names WHERE kind = ?1
+                 GROUP BY name ORDER BY n DESC, name LIMIT ?2",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = select.query_map(params![kind, limit], |row| {
+                Ok((row.get(0)?, count(row.get(1)?)))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+}
+
+/// Deletes a purged session's hook counts.
+pub(crate) async fn forget_activity(storage: &Storage, session: Uuid) -> Result<(), StorageError> {
+    storage
+        .call(move |conn| {
+            let id = session.to_string();
+            conn.execute("DELETE FROM hook_activity WHERE session_id = ?1", [&id])?;
+            conn.execute("DELETE FROM hook_names WHERE session_id = ?1", [&id])?;
+            Ok(())
+        })
+        .await
+}
+
+/// The stored samples from `since` as trend hours: host means and the sum of every
+/// session's agents per tick, each summed over the hour's ticks.
+pub(crate) async fn trend_hours(storage: &Storage, since: f64) -> Result<Vec<Hour>, StorageError> {
+    storage
+        .call(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT CAST(at / 3600 AS INTEGER) * 3600 AS hour,
+                        sum(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END),
+                        sum(CASE WHEN session_id IS NULL THEN cpu_percent ELSE 0 END),
+                        sum(CASE WHEN session_id IS NULL THEN memory_percent ELSE 0 END),
+                        sum(CASE WHEN session_id IS NULL THEN 0 ELSE cpu_percent END),
+                        sum(CASE WHEN session_id IS NULL THEN 0 ELSE memory_mb END)
+                 FROM metrics WHERE at >= ?1 GROUP BY hour ORDER BY hour",
+            )?;
+            let rows = select.query_map([since], |row| {
+                Ok(Hour {
+                    hour: row.get(0)?,
+                    ticks: count(row.get(1)?),
+                    host_cpu_percent: row.get(2)?,
+                    host_memory_percent: row.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+                    agents_cpu_percent: row.get(4)?,
+                    agents_memory_mb: row.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +379,94 @@ mod tests {
             [200.0, 300.0]
         );
         assert!(session_history(&storage, b, 0.0).await.unwrap().is_empty());
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn hook_activity_adds_up_per_session_and_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let delta = |commands: u64, ms: f64, file: &str| Delta {
+            activity: Activity {
+                tool_uses: 1,
+                commands_executed: commands,
+                responses: 1,
+                response_ms_total: ms,
+                response_ms_max: ms,
+                ..Activity::default()
+            },
+            tool: Some("Bash".into()),
+            commands: vec!["cargo".into()],
+            files: vec![file.into()],
+        };
+        add_activity(&storage, a, 3600, delta(1, 100.0, "x"))
+            .await
+            .unwrap();
+        add_activity(&storage, a, 3600, delta(1, 300.0, "x"))
+            .await
+            .unwrap();
+        add_activity(&storage, a, 7200, delta(0, 50.0, "y"))
+            .await
+            .unwrap();
+        add_activity(&storage, b, 7200, delta(1, 10.0, "x"))
+            .await
+            .unwrap();
+        let mut totals = activity_totals(&storage).await.unwrap();
+        totals.sort_by_key(|(id, _)| *id != a);
+        assert_eq!(totals[0].0, a);
+        let ta = totals[0].1;
+        assert_eq!(
+            (ta.tool_uses, ta.commands_executed, ta.responses),
+            (3, 2, 3)
+        );
+        assert_eq!((ta.response_ms_total, ta.response_ms_max), (450.0, 300.0));
+        let hours = activity_by_hour(&storage, 7200).await.unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].0, hours[0].1.tool_uses), (7200, 2));
+        assert_eq!(
+            most_used(&storage, "file", 10).await.unwrap(),
+            [("x".to_owned(), 3), ("y".to_owned(), 1)]
+        );
+        assert_eq!(
+            most_used(&storage, "command", 1).await.unwrap(),
+            [("cargo".to_owned(), 4)]
+        );
+        forget_activity(&storage, a).await.unwrap();
+        let left = activity_totals(&storage).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, b);
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn trend_hours_split_host_and_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        for at in [3600.0, 3700.0] {
+            let host = HostSample {
+                at,
+                cpu_percent: 10.0,
+                memory_used_mb: 1.0,
+                memory_total_mb: 2.0,
+                memory_percent: 50.0,
+                load_average: [0.0; 3],
+            };
+            let batch = Batch {
+                host: Some(host),
+                sessions: vec![sample(Uuid::new_v4(), at), sample(Uuid::new_v4(), at)],
+            };
+            insert(&storage, batch).await.unwrap();
+        }
+        let hours = trend_hours(&storage, 0.0).await.unwrap();
+        assert_eq!(hours.len(), 1);
+        let h = hours[0];
+        assert_eq!((h.hour, h.ticks), (3600, 2));
+        assert_eq!(h.mean(h.host_cpu_percent), 10.0);
+        assert_eq!(h.mean(h.host_memory_percent), 50.0);
+        // Two sessions of 1.5 % and 10 MiB per tick.
+        assert_eq!(h.mean(h.agents_cpu_percent), 3.0);
+        assert_eq!(h.mean(h.agents_memory_mb), 20.0);
         storage.close().await.unwrap();
     }
 }

@@ -68,6 +68,30 @@ const MIGRATION_LIST: &[M<'static>] = &[
         CREATE INDEX metrics_session_at ON metrics (session_id, at);
         CREATE INDEX metrics_at ON metrics (at);",
     ),
+    M::up(
+        "CREATE TABLE hook_activity (
+            session_id        TEXT NOT NULL,
+            hour              INTEGER NOT NULL,  -- unix seconds of the hour's start
+            tool_uses         INTEGER NOT NULL,
+            commands_executed INTEGER NOT NULL,
+            files_created     INTEGER NOT NULL,
+            files_modified    INTEGER NOT NULL,
+            files_deleted     INTEGER NOT NULL,
+            errors            INTEGER NOT NULL,
+            responses         INTEGER NOT NULL,
+            response_ms_total REAL NOT NULL,
+            response_ms_max   REAL NOT NULL,
+            PRIMARY KEY (session_id, hour)
+        );
+        CREATE INDEX hook_activity_hour ON hook_activity (hour);
+        CREATE TABLE hook_names (
+            session_id TEXT NOT NULL,
+            kind       TEXT NOT NULL,            -- tool, command or file
+            name       TEXT NOT NULL,
+            uses       INTEGER NOT NULL,
+            PRIMARY KEY (session_id, kind, name)
+        );",
+    ),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

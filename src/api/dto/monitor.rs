@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::monitor::{AgentSample, ResourceAlert, SessionSample};
+use crate::monitor::{Activity, AgentSample, ResourceAlert, SessionSample};
 
 /// One sample of a session.
 pub(crate) fn point(sample: &SessionSample) -> Value {
@@ -47,5 +47,19 @@ pub(crate) fn alert(alert: &ResourceAlert, resolved_at: Option<f64>) -> Value {
         "threshold": alert.threshold,
         "timestamp": alert.raised_at,
         "resolved_at": resolved_at,
+    })
+}
+
+/// What hook events counted (a session's, an hour's or everyone's).
+pub(crate) fn activity(a: &Activity) -> Value {
+    json!({
+        "tool_uses": a.tool_uses,
+        "commands_executed": a.commands_executed,
+        "files_created": a.files_created,
+        "files_modified": a.files_modified,
+        "files_deleted": a.files_deleted,
+        "errors": a.errors,
+        "average_response_time_ms": a.average_response_ms(),
+        "max_response_time_ms": (a.responses > 0).then_some(a.response_ms_max),
     })
 }

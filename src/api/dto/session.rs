@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::agent::{AgentConfig, AgentStatus};
-use crate::monitor::SessionSample;
+use crate::monitor::{Activity, SessionSample};
 use crate::paths::Validation;
 use crate::session::{SessionRecord, SessionView};
 use crate::supervision::ChildState;
@@ -82,10 +82,21 @@ struct Metrics<'a> {
     start_time: f64,
     end_time: Option<f64>,
     duration_seconds: f64,
-    /// Counted from Claude Code hook events.
+    /// Counted from Claude Code hook events (`Bash` tool uses).
     commands_executed: u64,
+    /// Files a `Write` (of an existing file), `Edit`, `MultiEdit` or `NotebookEdit` changed.
     files_modified: u64,
+    /// Tool uses that failed.
     errors_encountered: u64,
+    /// Ours: files a `Write` created.
+    files_created: u64,
+    /// Ours: files an `rm` / `unlink` / `git rm` of a command named.
+    files_deleted: u64,
+    /// Ours: tool uses finished.
+    tool_uses: u64,
+    /// Ours: mean and longest tool response time (`PreToolUse` → `PostToolUse`), ms.
+    average_response_time_ms: Option<f64>,
+    max_response_time_ms: Option<f64>,
     /// Resident memory of every agent's process tree, summed, at the last sample.
     memory_usage_mb: f64,
     /// CPU of every agent's process tree at the monitor's last sample (100 = one core);
@@ -148,6 +159,20 @@ impl<'a> AgentObject<'a> {
 }
 
 impl<'a> SessionObject<'a> {
+    /// The object with what the session's hook events counted.
+    pub(crate) fn with_activity(mut self, activity: &Activity) -> Self {
+        let m = &mut self.metrics;
+        m.commands_executed = activity.commands_executed;
+        m.files_modified = activity.files_modified;
+        m.errors_encountered = activity.errors;
+        m.files_created = activity.files_created;
+        m.files_deleted = activity.files_deleted;
+        m.tool_uses = activity.tool_uses;
+        m.average_response_time_ms = activity.average_response_ms();
+        m.max_response_time_ms = (activity.responses > 0).then_some(activity.response_ms_max);
+        self
+    }
+
     /// The object with the monitor's latest sample of the session: CPU and memory of the
     /// session and CPU of each agent sampled.
     pub(crate) fn with_sample(mut self, sample: Option<&SessionSample>) -> Self {
@@ -229,6 +254,11 @@ impl<'a> SessionObject<'a> {
                 commands_executed: 0,
                 files_modified: 0,
                 errors_encountered: 0,
+                files_created: 0,
+                files_deleted: 0,
+                tool_uses: 0,
+                average_response_time_ms: None,
+                max_response_time_ms: None,
                 memory_usage_mb: agents
                     .iter()
                     .filter_map(|a| a.live.memory_mb)
