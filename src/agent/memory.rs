@@ -29,27 +29,29 @@ pub(crate) fn tree_rss_bytes(root: u32) -> Option<u64> {
 /// `root` and its descendants (at most 4,096); `None` when `root` is gone. The monitor
 /// samples CPU of exactly these.
 pub(crate) fn tree(root: u32) -> Option<Vec<u32>> {
-    if !Path::new(&format!("/proc/{root}")).exists() {
-        return None;
-    }
-    let task_dir = format!("/proc/{root}/task");
-    let has_children_files = fs::read_dir(&task_dir)
-        .ok()?
-        .flatten()
-        .any(|task| task.path().join("children").exists());
-    if !has_children_files {
+    if !has_children_files() {
+        if !Path::new(&format!("/proc/{root}")).exists() {
+            return None;
+        }
         return Some(group_members(root));
     }
+    // A gone root has no task directory.
+    let root_tasks = fs::read_dir(format!("/proc/{root}/task")).ok()?;
     let mut seen = HashSet::from([root]);
     let mut pids = vec![root];
     let mut next = 0;
+    let mut tasks = Some(root_tasks);
     while next < pids.len() && pids.len() < MAX_PROCESSES {
         let pid = pids[next];
         next += 1;
-        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
+        let listing = match tasks.take() {
+            Some(listing) => listing,
+            None => match fs::read_dir(format!("/proc/{pid}/task")) {
+                Ok(listing) => listing,
+                Err(_) => continue,
+            },
         };
-        for task in tasks.flatten() {
+        for task in listing.flatten() {
             let Ok(children) = fs::read_to_string(task.path().join("children")) else {
                 continue;
             };
@@ -64,6 +66,16 @@ pub(crate) fn tree(root: u32) -> Option<Vec<u32>> {
         }
     }
     Some(pids)
+}
+
+/// Whether this kernel has `/proc/<pid>/task/<tid>/children` (`CONFIG_PROC_CHILDREN`);
+/// asked once.
+fn has_children_files() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let me = std::process::id();
+        Path::new(&format!("/proc/{me}/task/{me}/children")).exists()
+    })
 }
 
 /// The processes whose group is `pgid`, by a scan of `/proc`.
