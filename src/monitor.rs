@@ -61,6 +61,8 @@ use store::Batch;
 
 /// How often samples past `monitor.retention_hours` are deleted (and at the first tick).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Samples younger than this keep every tick; older ones are thinned to one per minute.
+const FULL_RESOLUTION: Duration = Duration::from_secs(3600);
 /// Most points a history answer holds; longer histories are thinned evenly.
 pub const MAX_POINTS: usize = 3600;
 /// The sampling actor's id under its supervisor.
@@ -682,6 +684,8 @@ struct MonitorState {
     args: Args,
     sampler: Arc<Mutex<Sampler>>,
     last_prune: Option<Instant>,
+    /// Samples before this (Unix seconds) are already one per minute.
+    thinned_until: f64,
 }
 
 impl Actor for MonitorActor {
@@ -709,6 +713,7 @@ impl Actor for MonitorActor {
             args,
             sampler: Arc::new(Mutex::new(sampler)),
             last_prune: None,
+            thinned_until: 0.0,
         })
     }
 
@@ -821,6 +826,19 @@ impl MonitorState {
             self.last_prune = Some(Instant::now());
             let before = at - self.args.retention.as_secs_f64();
             let storage = &self.args.shared.storage;
+            let until = ((at - FULL_RESOLUTION.as_secs_f64()) / 60.0).floor() * 60.0;
+            match store::downsample(storage, self.thinned_until, until).await {
+                Ok(deleted) => {
+                    self.thinned_until = until;
+                    if deleted > 0 {
+                        tracing::info!(
+                            deleted,
+                            "monitor samples older than an hour thinned to one a minute"
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "thinning old monitor samples failed"),
+            }
             match archive::archive_and_prune(storage, &self.args.archive_dir, before).await {
                 Ok(pruned) if pruned.deleted == 0 => {}
                 Ok(pruned) => tracing::info!(

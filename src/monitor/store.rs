@@ -129,6 +129,57 @@ pub(crate) async fn prune_before(storage: &Storage, at: f64) -> Result<usize, St
         .await
 }
 
+/// Thins the samples taken in `[from, until)` (both on minute boundaries) to one per session
+/// (or host) per minute: the minute's last sample is kept, with the minute's mean CPU and
+/// memory and its peak memory and disk percentages; the others are deleted. Returns how many
+/// were deleted. A minute already thinned is left as it is.
+pub(crate) async fn downsample(
+    storage: &Storage,
+    from: f64,
+    until: f64,
+) -> Result<usize, StorageError> {
+    storage
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS minute_means (
+                    keep INTEGER PRIMARY KEY, cpu REAL, memory REAL,
+                    memory_percent REAL, disk_percent REAL)",
+                [],
+            )?;
+            tx.execute("DELETE FROM temp.minute_means", [])?;
+            tx.execute(
+                "INSERT INTO temp.minute_means
+                 SELECT max(id), avg(cpu_percent), avg(memory_mb), max(memory_percent),
+                        max(disk_percent)
+                 FROM metrics WHERE at >= ?1 AND at < ?2
+                 GROUP BY session_id, CAST(at / 60 AS INTEGER) HAVING count(*) > 1",
+                params![from, until],
+            )?;
+            tx.execute(
+                "UPDATE metrics SET
+                    cpu_percent = (SELECT cpu FROM temp.minute_means WHERE keep = metrics.id),
+                    memory_mb = (SELECT memory FROM temp.minute_means WHERE keep = metrics.id),
+                    memory_percent = (SELECT memory_percent FROM temp.minute_means
+                                      WHERE keep = metrics.id),
+                    disk_percent = (SELECT disk_percent FROM temp.minute_means
+                                    WHERE keep = metrics.id)
+                 WHERE id IN (SELECT keep FROM temp.minute_means)",
+                [],
+            )?;
+            let deleted = tx.execute(
+                "DELETE FROM metrics WHERE at >= ?1 AND at < ?2 AND id NOT IN (
+                    SELECT max(id) FROM metrics WHERE at >= ?1 AND at < ?2
+                    GROUP BY session_id, CAST(at / 60 AS INTEGER))",
+                params![from, until],
+            )?;
+            tx.execute("DELETE FROM temp.minute_means", [])?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+}
+
 /// Adds one hook event's counts to its session's hour, and its names to the most-used lists.
 pub(crate) async fn add_activity(
     storage: &Storage,
@@ -379,6 +430,51 @@ mod tests {
             [200.0, 300.0]
         );
         assert!(session_history(&storage, b, 0.0).await.unwrap().is_empty());
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn downsampling_keeps_one_mean_sample_per_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let id = Uuid::new_v4();
+        let point = |at: f64, cpu: f64, memory: f64| {
+            let mut s = (*sample(id, at)).clone();
+            s.cpu_percent = cpu;
+            s.memory_mb = memory;
+            Arc::new(s)
+        };
+        // Minute 0: three samples; minute 60: one; minute 120 (outside the range): two.
+        let batch = Batch {
+            host: None,
+            sessions: vec![
+                point(0.0, 10.0, 100.0),
+                point(20.0, 20.0, 200.0),
+                point(40.0, 60.0, 600.0),
+                point(60.0, 5.0, 50.0),
+                point(120.0, 1.0, 1.0),
+                point(130.0, 3.0, 3.0),
+            ],
+        };
+        insert(&storage, batch).await.unwrap();
+        assert_eq!(downsample(&storage, 0.0, 120.0).await.unwrap(), 2);
+        let left = session_history(&storage, id, 0.0).await.unwrap();
+        let got: Vec<_> = left
+            .iter()
+            .map(|s| (s.at, s.cpu_percent, s.memory_mb))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (40.0, 30.0, 300.0),
+                (60.0, 5.0, 50.0),
+                (120.0, 1.0, 1.0),
+                (130.0, 3.0, 3.0)
+            ]
+        );
+        // Thinned minutes stay as they are.
+        assert_eq!(downsample(&storage, 0.0, 120.0).await.unwrap(), 0);
+        assert_eq!(session_history(&storage, id, 0.0).await.unwrap(), left);
         storage.close().await.unwrap();
     }
 
