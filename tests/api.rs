@@ -496,6 +496,12 @@ async fn agents_can_be_driven_and_their_output_read() {
         !common::alive(pid as u32),
         "terminate stops the agent's process"
     );
+    // The output is kept while the terminated session is; a purge deletes it too.
+    let logs = app.data().join("logs").join(&id);
+    assert!(logs.join("backend-services.log").exists());
+    let (status, body) = app.delete(&format!("{base}?purge=true")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!logs.exists(), "a purged session's logs are left behind");
 }
 
 #[tokio::test]
