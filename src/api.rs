@@ -119,7 +119,7 @@ pub fn routes(
         .unify();
     let openapi = warp::path!("openapi.json")
         .and(get_or_head())
-        .then(openapi::document)
+        .then(openapi::serve)
         .or(warp::path!("openapi.json").and(other_methods("GET, HEAD")))
         .unify();
     let websocket = warp::path!("ws" / "sessions")

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -55,13 +56,13 @@ pub(crate) fn session_id(raw: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-#[derive(Serialize)]
-struct SessionPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionPayload<'a> {
     session: SessionObject<'a>,
 }
 
-#[derive(Serialize)]
-struct SessionWithValidation<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionWithValidation<'a> {
     session: SessionObject<'a>,
     validation: &'a Validation,
 }
@@ -88,12 +89,13 @@ pub(crate) async fn create(ctx: ApiContext, body: Parsed<Map<String, Value>>) ->
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
-#[derive(Serialize)]
-struct ListPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ListPayload<'a> {
     sessions: Vec<SessionObject<'a>>,
     total: usize,
     limit: usize,
     offset: usize,
+    /// The query parameters as given.
     filter: &'a BTreeMap<String, String>,
 }
 
@@ -139,10 +141,10 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     })
 }
 
-#[derive(Serialize)]
-struct GetPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GetPayload<'a> {
     session: SessionObject<'a>,
-    monitoring: Value,
+    monitoring: Summary,
     agent_statuses: BTreeMap<&'a str, &'static str>,
 }
 
@@ -219,8 +221,8 @@ pub(crate) async fn clone(ctx: ApiContext, id: String, body: Parsed<CloneBody>) 
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
-#[derive(Serialize)]
-struct ExportPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ExportPayload<'a> {
     snapshot: &'a Snapshot,
 }
 
@@ -243,8 +245,8 @@ pub(crate) async fn import(ctx: ApiContext, body: Parsed<ImportBody>) -> Answer 
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
-#[derive(Serialize)]
-struct AgentsPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentsPayload<'a> {
     session_id: String,
     configured_agents: Vec<&'a str>,
     active_agents: Vec<&'a str>,
@@ -270,10 +272,11 @@ pub(crate) async fn agents(ctx: ApiContext, id: String) -> Answer {
     })
 }
 
-#[derive(Serialize)]
-struct AgentCommandPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentCommandPayload<'a> {
     session_id: String,
     agent_name: &'a str,
+    /// `activated`, `deactivated` or `restarted`.
     status: &'static str,
     agent: AgentObject<'a>,
 }
@@ -301,8 +304,8 @@ pub(crate) async fn agent_command(
     })
 }
 
-#[derive(Serialize)]
-struct LogsPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogsPayload<'a> {
     session_id: String,
     agent_name: &'a str,
     tail: usize,
@@ -350,18 +353,55 @@ pub(crate) async fn metrics(
         }
     }
     let view = ctx.sessions.get(session_id(&id)?).await?;
-    ok(&json!({
-        "session_id": view.record.id,
-        // Sampled history arrives with the monitor; until then there are no stored points.
-        "metrics": [],
-        "summary": summary(&view, hours),
-        "hours": hours,
-    }))
+    ok(&MetricsPayload {
+        session_id: view.record.id.to_string(),
+        metrics: Vec::new(),
+        summary: summary(&view, hours),
+        hours,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MetricsPayload {
+    session_id: String,
+    /// Sampled points; the monitor stores them, until then there are none.
+    metrics: Vec<Value>,
+    summary: Summary,
+    hours: f64,
+}
+
+/// A session's metrics summary: the original's keys, ours added.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Summary {
+    session_id: String,
+    #[schema(value_type = crate::session::SessionStatus)]
+    status: &'static str,
+    duration_hours: f64,
+    hours: f64,
+    total_data_points: u64,
+    latest_metrics: LatestMetrics,
+    /// Not sampled yet: null.
+    #[schema(value_type = Option<Object>)]
+    averages_last_hour: Option<Value>,
+    peak_memory_mb: Option<f64>,
+    peak_agent_memory_mb: Option<f64>,
+    agent_restarts: u64,
+    /// Agents in `failed`.
+    errors: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LatestMetrics {
+    timestamp: f64,
+    memory_usage_mb: f64,
+    cpu_usage_percent: Option<f64>,
+    agents_running: usize,
+    agents_total: usize,
 }
 
 /// The metrics summary of a session from what is known now: its age, its agents' live
 /// memory and restart counts. Keys of the original, ours added.
-fn summary(view: &SessionView, hours: f64) -> Value {
+fn summary(view: &SessionView, hours: f64) -> Summary {
     let record = &view.record;
     let end = record
         .terminated_at
@@ -384,25 +424,25 @@ fn summary(view: &SessionView, hours: f64) -> Value {
         .fold(None, |peak: Option<f64>, m| {
             Some(peak.map_or(m, |p| p.max(m)))
         });
-    json!({
-        "session_id": record.id,
-        "status": record.status.as_str(),
-        "duration_hours": ((end - record.created_at) / 3600.0).max(0.0),
-        "hours": hours,
-        "total_data_points": 0,
-        "latest_metrics": {
-            "timestamp": seconds(std::time::SystemTime::now()),
-            "memory_usage_mb": memory,
-            "cpu_usage_percent": null,
-            "agents_running": running(&view.agents).count(),
-            "agents_total": view.agents.len(),
+    Summary {
+        session_id: record.id.to_string(),
+        status: record.status.as_str(),
+        duration_hours: ((end - record.created_at) / 3600.0).max(0.0),
+        hours,
+        total_data_points: 0,
+        latest_metrics: LatestMetrics {
+            timestamp: seconds(std::time::SystemTime::now()),
+            memory_usage_mb: memory,
+            cpu_usage_percent: None,
+            agents_running: running(&view.agents).count(),
+            agents_total: view.agents.len(),
         },
-        "averages_last_hour": null,
-        "peak_memory_mb": memory_peak,
-        "peak_agent_memory_mb": memory_peak,
-        "agent_restarts": restarts,
-        "errors": failed,
-    })
+        averages_last_hour: None,
+        peak_memory_mb: memory_peak,
+        peak_agent_memory_mb: memory_peak,
+        agent_restarts: restarts,
+        errors: failed,
+    }
 }
 
 /// `GET /sessions/{id}/status`.
@@ -413,35 +453,71 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
     for agent in &view.agents {
         *counts.entry(agent.state.as_str()).or_default() += 1;
     }
-    ok(&json!({
-        "session_id": record.id,
-        "status": record.status.as_str(),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "last_activity": record.last_activity,
-        "working_directory": record.configuration.working_directory,
-        "error_message": record.error_message,
-        "active_agents": running(&view.agents).collect::<Vec<_>>(),
-        "agent_statuses": statuses(&view.agents),
-        "agent_counts": counts,
-        "metrics": summary(&view, 1.0),
-        "alerts": failed_alerts(&view.agents),
-    }))
+    ok(&StatusPayload {
+        session_id: record.id.to_string(),
+        status: record.status.as_str(),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        last_activity: record.last_activity,
+        working_directory: &record.configuration.working_directory,
+        error_message: record.error_message.as_deref(),
+        active_agents: running(&view.agents).collect(),
+        agent_statuses: statuses(&view.agents),
+        agent_counts: counts,
+        metrics: summary(&view, 1.0),
+        alerts: failed_alerts(&view.agents),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusPayload<'a> {
+    session_id: String,
+    #[schema(value_type = crate::session::SessionStatus)]
+    status: &'static str,
+    created_at: f64,
+    updated_at: f64,
+    last_activity: f64,
+    working_directory: &'a str,
+    error_message: Option<&'a str>,
+    active_agents: Vec<&'a str>,
+    agent_statuses: BTreeMap<&'a str, &'static str>,
+    /// Agents per state.
+    agent_counts: BTreeMap<&'a str, usize>,
+    metrics: Summary,
+    alerts: Vec<Alert>,
+}
+
+/// An open alert.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Alert {
+    /// `agent_failed`.
+    kind: &'static str,
+    agent: String,
+    /// `critical` for the orchestrator, else `high`.
+    severity: &'static str,
+    message: String,
+    since: f64,
 }
 
 /// The alerts that are open now: every failed agent (the monitor adds resource alerts).
-fn failed_alerts(agents: &[AgentStatus]) -> Vec<Value> {
+fn failed_alerts(agents: &[AgentStatus]) -> Vec<Alert> {
     agents
         .iter()
         .filter(|a| a.state == ChildState::Failed)
-        .map(|a| {
-            json!({
-                "kind": "agent_failed",
-                "agent": a.name,
-                "severity": if a.agent_type == crate::agent::AgentType::Orchestrator { "critical" } else { "high" },
-                "message": a.live.last_error.clone().unwrap_or_else(|| format!("agent {} failed", a.name)),
-                "since": seconds(a.since),
-            })
+        .map(|a| Alert {
+            kind: "agent_failed",
+            agent: a.name.clone(),
+            severity: if a.agent_type == crate::agent::AgentType::Orchestrator {
+                "critical"
+            } else {
+                "high"
+            },
+            message: a
+                .live
+                .last_error
+                .clone()
+                .unwrap_or_else(|| format!("agent {} failed", a.name)),
+            since: seconds(a.since),
         })
         .collect()
 }
@@ -451,7 +527,29 @@ pub(crate) async fn context_all(ctx: ApiContext, id: String) -> Answer {
     let id = session_id(&id)?;
     let entries = ctx.sessions.context(id).await?;
     let context: Map<String, Value> = entries.into_iter().collect();
-    ok(&json!({ "session_id": id, "context": context }))
+    ok(&ContextPayload {
+        session_id: id.to_string(),
+        context,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ContextPayload {
+    session_id: String,
+    /// Every key with its value.
+    #[schema(value_type = Object)]
+    context: Map<String, Value>,
+}
+
+/// One context key: `value` (get, put), `previous` (put, delete; null when it was unset).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ContextKeyPayload {
+    session_id: String,
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<Option<Value>>,
 }
 
 /// `GET /sessions/{id}/context/{key}`: 404 `context_key_not_found` when unset.
@@ -459,7 +557,12 @@ pub(crate) async fn context_get(ctx: ApiContext, id: String, key: String) -> Ans
     let id = session_id(&id)?;
     let key = segment(&key, "key")?;
     match ctx.sessions.context_get(id, &key).await? {
-        Some(value) => ok(&json!({ "session_id": id, "key": key, "value": value })),
+        Some(value) => ok(&ContextKeyPayload {
+            session_id: id.to_string(),
+            key,
+            value: Some(value),
+            previous: None,
+        }),
         None => Err(ApiError::ContextKeyNotFound(format!(
             "session {id} has no context key `{key}`"
         ))),
@@ -480,7 +583,12 @@ pub(crate) async fn context_put(
         .sessions
         .context_put(id, &key, body.value.clone())
         .await?;
-    ok(&json!({ "session_id": id, "key": key, "value": body.value, "previous": previous }))
+    ok(&ContextKeyPayload {
+        session_id: id.to_string(),
+        key,
+        value: Some(body.value),
+        previous: Some(previous),
+    })
 }
 
 /// `DELETE /sessions/{id}/context/{key}`.
@@ -488,7 +596,12 @@ pub(crate) async fn context_delete(ctx: ApiContext, id: String, key: String) -> 
     let id = session_id(&id)?;
     let key = segment(&key, "key")?;
     match ctx.sessions.context_delete(id, &key).await? {
-        Some(previous) => ok(&json!({ "session_id": id, "key": key, "previous": previous })),
+        Some(previous) => ok(&ContextKeyPayload {
+            session_id: id.to_string(),
+            key,
+            value: None,
+            previous: Some(Some(previous)),
+        }),
         None => Err(ApiError::ContextKeyNotFound(format!(
             "session {id} has no context key `{key}`"
         ))),
@@ -572,6 +685,17 @@ pub(crate) async fn hook_event(
         .await?;
     Ok(envelope::success(
         StatusCode::ACCEPTED,
-        &json!({ "accepted": true, "session_id": id, "hook_event_name": name }),
+        &HookAccepted {
+            accepted: true,
+            session_id: id.to_string(),
+            hook_event_name: name,
+        },
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HookAccepted {
+    accepted: bool,
+    session_id: String,
+    hook_event_name: String,
 }

@@ -28,7 +28,7 @@ pub const MAX_CUSTOM_SETTINGS_BYTES: usize = 64 * 1024;
 /// The seed's session configuration. Missing fields take the seed's defaults; unknown fields
 /// are refused. Ranges are checked by [`SessionConfig::validate`], so an error names the
 /// field and the accepted range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
     /// For people; 1–256 characters, no control characters.
@@ -211,7 +211,19 @@ pub(crate) fn validate_tags(tags: &[String]) -> Result<(), FieldError> {
 }
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     /// Recorded, nothing started yet.
