@@ -37,6 +37,17 @@ rate_limit_per_second = 0
 [paths]
 allowed_roots = ["$tmp/work"]
 EOF
+# Most invented working directories are refused (422 path_refused): give schemathesis some
+# inside the allowed root as well, so it gets past creation and on to the session routes.
+cat >"$tmp/schemathesis.toml" <<EOF
+[dictionaries.directories]
+values = ["$tmp/work/a", "$tmp/work/b/c", "$tmp/work/new", "$tmp/work"]
+
+[parameters]
+"body.working_directory" = { dictionary = "directories", probability = 0.6 }
+"body.new_working_directory" = { dictionary = "directories", probability = 0.6 }
+"body.path" = { dictionary = "directories", probability = 0.5 }
+EOF
 log="$tmp/stdout"
 cleanup() {
     if [ -n "${pid:-}" ]; then
@@ -59,7 +70,7 @@ url="$(sed -n 's/^session-manager listening on //p' "$log" | head -1)"
 # Bounded: a few minutes at most on 2 cores (the examples per operation, and a hard stop).
 status=0
 # shellcheck disable=SC2086
-timeout 600 "$venv/bin/schemathesis" run "$url/openapi.json" \
+timeout 600 "$venv/bin/schemathesis" --config-file "$tmp/schemathesis.toml" run "$url/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --header "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \

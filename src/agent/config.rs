@@ -107,16 +107,21 @@ pub struct Limits {
 struct AgentConfigInput {
     agent_type: AgentType,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     name: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
+    #[schema(maximum = 100)]
     priority: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_048_576)]
     max_memory_mb: Option<u64>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400)]
     timeout_seconds: Option<u64>,
     #[serde(default)]
+    #[schema(maximum = 100_000)]
     retry_attempts: Option<u32>,
     #[serde(default)]
     custom_config: Option<Value>,

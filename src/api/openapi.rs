@@ -211,11 +211,35 @@ impl Doc {
         if status == 201 && T::name() == "SessionPayload" {
             response = session_links(response);
         }
+        if id == "putContextKey" {
+            for operation in ["getContextKey", "deleteContextKey"] {
+                response = response.link(
+                    operation,
+                    LinkBuilder::new()
+                        .operation_id(operation)
+                        .parameter("id", "$response.body#/session_id")
+                        .parameter("key", "$response.body#/key")
+                        .build(),
+                );
+            }
+        }
         let (errors, body_errors): (Vec<u16>, &[u16]) = match body {
             Some(_) => (errors.to_vec(), &[400, 413, 415]),
             None => (errors.to_vec(), &[]),
         };
-        let errors: Vec<u16> = errors.iter().chain(body_errors).copied().collect();
+        // A route on one session: its id may name none (404) or a segment may not decode
+        // (400), and the session may be terminated or end under the request (409).
+        let session: &[u16] = if path.contains("{id}") {
+            &[400, 404, 409]
+        } else {
+            &[]
+        };
+        let errors: Vec<u16> = errors
+            .iter()
+            .chain(body_errors)
+            .chain(session)
+            .copied()
+            .collect();
         self.route(
             method,
             path,
@@ -318,11 +342,11 @@ impl Doc {
             "/api/claude/sessions",
             "listSessions",
             "sessions",
-            "List sessions; total counts every match, not only the page",
+            "List sessions; total counts every match, not only the page. Parameters valid alone but not together (created_before < created_after) are a 422",
             list_parameters(),
             None,
             200,
-            &[400],
+            &[400, 422],
         );
         let import = self.schema::<ImportBody>();
         self.json::<SessionPayload>(
@@ -804,6 +828,22 @@ fn session_links(mut response: ResponseBuilder) -> ResponseBuilder {
             LinkBuilder::new()
                 .operation_id(operation)
                 .parameter("id", "$response.body#/session/id")
+                .build(),
+        );
+    }
+    // The first agent, when the session has one.
+    for operation in [
+        "activateAgent",
+        "deactivateAgent",
+        "restartAgent",
+        "agentLogs",
+    ] {
+        response = response.link(
+            operation,
+            LinkBuilder::new()
+                .operation_id(operation)
+                .parameter("id", "$response.body#/session/id")
+                .parameter("name", "$response.body#/session/agents/0/name")
                 .build(),
         );
     }
