@@ -206,7 +206,13 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .and(c())
         .and(json_body(c()))
         .then(|ctx, body| answer(sessions::import(ctx, body)))
-        .or(warp::path!("sessions" / "import").and(other_methods("POST")))
+        // Answered here, not rejected: `sessions/{id}` also matches this path, and its 405
+        // (GET, PUT, DELETE) or its 404 (no session `import`) would win the merge.
+        .or(warp::path!("sessions" / "import").map(|| {
+            reply(Err(ApiError::MethodNotAllowed {
+                allow: Some("POST"),
+            }))
+        }))
         .unify()
         .boxed();
     let session = warp::path!("sessions" / String)

@@ -23,6 +23,8 @@ use super::{envelope, ApiContext};
 
 /// Most paths one `validate-paths` request may ask about.
 pub(crate) const MAX_PATHS: usize = 1000;
+// The OpenAPI schema of `ValidatePathsBody` states it as a literal.
+const _: () = assert!(MAX_PATHS == 1000, "update max_items of ValidatePathsBody");
 
 /// `GET /agent-types`: the 12 types keyed by their default agent name, as the original.
 pub(crate) async fn agent_types() -> Answer {
