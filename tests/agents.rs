@@ -247,6 +247,11 @@ async fn a_logical_agent_is_running_without_a_process() {
     assert!(!agent.has_process);
     assert_eq!(agent.live.pid, None);
     assert_eq!(group.health().await.unwrap(), GroupHealth::Active);
+    // It never writes a line, so it has no log file (nor a directory for one).
+    assert!(!world.file("data/logs/test-session").exists());
+    group.restart("technical-documentation").await.unwrap();
+    entered(&mut events, "technical-documentation", ChildState::Stopping).await;
+    entered(&mut events, "technical-documentation", ChildState::Running).await;
     group.shutdown().await.unwrap();
 }
 

@@ -2,19 +2,23 @@
 //! resolved agent (dependencies, restart policy, readiness deadline, stop grace), translates
 //! the supervisor's events into [`AgentEvent`]s (raising an alert when an agent fails), and
 //! answers for the agents' live state, output and health.
+//!
+//! A logical agent (no command) is a child without an actor ([`Started::without_actor`]):
+//! it holds state and its place in the dependency order, and costs no actor, task or file.
+//! Events go to the group's sink, if it has one, in the supervisor's own order, and to a
+//! broadcast channel created by the first [`AgentGroup::subscribe`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use ractor::Actor;
 use tokio::sync::{broadcast, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::supervision::{
-    BoxFuture, ChildSpec, ChildState, StartContext, StartError, Started, Strategy,
+    BoxFuture, ChildSpec, ChildState, ChildTransition, StartContext, StartError, Started, Strategy,
     SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, Worker,
 };
 
@@ -28,11 +32,58 @@ use super::output::{LogLine, OutputLog, Rotation};
 /// actor (whose drop then kills the process group).
 const STOP_MARGIN: Duration = Duration::from_secs(2);
 
-/// Events buffered per subscriber of a group, and by its supervisor for the group's own
-/// forwarder. tokio's broadcast allocates every slot up front, so this is paid per session
-/// (about 8 KB each); a subscriber that falls further behind is told it lagged (the session
-/// then re-reads the states, and the output's history is in `logs()`), never slows an agent.
+/// Events buffered per subscriber of a group. tokio's broadcast allocates every slot up
+/// front (about 8 KB here), so the channel exists only once somebody subscribed; a
+/// subscriber that falls further behind is told it lagged (the output's history is in
+/// `logs()`), never slows an agent.
 const EVENT_CAPACITY: usize = 64;
+
+/// Receives every event of a group as it happens, in order, on the thread that produced it
+/// (the supervisor's handler, an output pump): it must return at once, never block or wait.
+pub type EventSink = Arc<dyn Fn(AgentEvent) + Send + Sync>;
+
+/// Where a group's events go: its sink, and the broadcast channel once somebody subscribed.
+pub(crate) struct AgentEvents {
+    channel: OnceLock<broadcast::Sender<AgentEvent>>,
+    sink: Option<EventSink>,
+}
+
+impl std::fmt::Debug for AgentEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentEvents")
+            .field("subscribed", &self.channel.get().is_some())
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl AgentEvents {
+    fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.channel
+            .get_or_init(|| broadcast::channel(EVENT_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Whether anybody would see an event (so it is worth building).
+    fn heard(&self) -> bool {
+        self.sink.is_some() || self.channel.get().is_some()
+    }
+
+    pub(crate) fn publish(&self, event: AgentEvent) {
+        // No subscriber is fine; a lagging one misses events, it never slows an agent.
+        match (self.channel.get(), &self.sink) {
+            (Some(channel), Some(sink)) => {
+                sink(event.clone());
+                let _ = channel.send(event);
+            }
+            (Some(channel), None) => {
+                let _ = channel.send(event);
+            }
+            (None, Some(sink)) => sink(event),
+            (None, None) => {}
+        }
+    }
+}
 
 /// Where and how a group's agents run: what a session gives them.
 #[derive(Debug, Clone)]
@@ -129,8 +180,7 @@ struct Entry {
 pub struct AgentGroup {
     supervisor: SupervisorHandle,
     agents: Arc<BTreeMap<Arc<str>, Entry>>,
-    events: broadcast::Sender<AgentEvent>,
-    forwarder: JoinHandle<()>,
+    events: Arc<AgentEvents>,
     shut_down: bool,
 }
 
@@ -160,42 +210,84 @@ impl AgentGroup {
         context: AgentContext,
         agents: Vec<ResolvedAgent>,
     ) -> Result<AgentGroup, AgentError> {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Self::build_inner(context, agents, None).await
+    }
+
+    /// Builds the group without starting anything; every event goes to `sink` as it happens
+    /// (besides any subscriber), with no channel or task in between.
+    pub async fn build_with_sink(
+        context: AgentContext,
+        agents: Vec<ResolvedAgent>,
+        sink: EventSink,
+    ) -> Result<AgentGroup, AgentError> {
+        Self::build_inner(context, agents, Some(sink)).await
+    }
+
+    async fn build_inner(
+        context: AgentContext,
+        agents: Vec<ResolvedAgent>,
+        sink: Option<EventSink>,
+    ) -> Result<AgentGroup, AgentError> {
+        let events = Arc::new(AgentEvents {
+            channel: OnceLock::new(),
+            sink,
+        });
         let rotation = Rotation {
             max_bytes: context.log_max_bytes,
             keep: context.log_keep_files,
         };
+        let log_dir: Arc<Path> = Arc::from(context.log_dir.as_path());
+        // One allocation per name: the table, the child spec and every dependency on it
+        // share it.
+        let names: BTreeMap<&str, Arc<str>> = agents
+            .iter()
+            .map(|a| (a.name.as_str(), Arc::from(a.name.as_str())))
+            .collect();
         let mut table = BTreeMap::new();
         let mut specs = Vec::with_capacity(agents.len());
-        for agent in agents {
-            let name: Arc<str> = Arc::from(agent.name.as_str());
+        for agent in &agents {
+            let name = names[agent.name.as_str()].clone();
             let shared = Arc::new(AgentShared {
                 name: name.clone(),
-                log: Arc::new(OutputLog::open(
-                    context.log_dir.join(format!("{name}.log")),
-                    rotation,
-                )),
+                log: OutputLog::new(log_dir.clone(), name.clone(), rotation),
                 live: Default::default(),
                 events: events.clone(),
             });
-            let launch = Arc::new(Launch {
-                env: environment(&context, &agent),
-                command: agent.command.clone(),
-                ready_pattern: agent.ready_pattern.clone(),
-                cwd: context.working_dir.clone(),
-                limits: agent.limits,
-                max_memory_mb: agent.max_memory_mb,
-                grace: agent.stop_grace,
-            });
-            specs.push(
-                ChildSpec::new(
-                    name.clone(),
-                    AgentWorker {
+            let spec = match &agent.command {
+                Some(command) => {
+                    let launch = Arc::new(Launch {
+                        env: environment(&context, agent),
+                        command: command.clone(),
+                        ready_pattern: agent.ready_pattern.clone(),
+                        cwd: context.working_dir.clone(),
+                        limits: agent.limits,
+                        max_memory_mb: agent.max_memory_mb,
+                        grace: agent.stop_grace,
+                    });
+                    let worker = AgentWorker {
                         launch,
                         shared: shared.clone(),
+                    };
+                    ChildSpec::new(name.clone(), worker)
+                }
+                None => ChildSpec::new(
+                    name.clone(),
+                    LogicalWorker {
+                        shared: shared.clone(),
                     },
+                ),
+            };
+            specs.push(
+                spec.depends_on(
+                    agent
+                        .depends_on
+                        .iter()
+                        .map(|d| match names.get(d.as_str()) {
+                            Some(name) => name.clone(),
+                            // Resolved agents name only agents of the group; the graph refuses others.
+                            None => Arc::from(d.as_str()),
+                        }),
                 )
-                .depends_on(agent.depends_on.iter().map(String::as_str))
                 .policy(agent.policy)
                 .enabled(agent.enabled)
                 .start_timeout(agent.start_timeout)
@@ -210,22 +302,28 @@ impl AgentGroup {
                 },
             );
         }
+        let agents = Arc::new(table);
+        let observer = {
+            let agents = agents.clone();
+            let events = events.clone();
+            Arc::new(move |event: &SupervisorEvent| {
+                if let SupervisorEvent::Child(change) = event {
+                    if events.heard() {
+                        announce(change, &agents, &events);
+                    }
+                }
+            })
+        };
         let config = SupervisorConfig {
             strategy: context.strategy,
             event_capacity: EVENT_CAPACITY,
+            observer: Some(observer),
         };
         let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
-        let agents = Arc::new(table);
-        let forwarder = tokio::spawn(forward(
-            supervisor.subscribe(),
-            agents.clone(),
-            events.clone(),
-        ));
         Ok(AgentGroup {
             supervisor,
             agents,
             events,
-            forwarder,
             shut_down: false,
         })
     }
@@ -304,7 +402,6 @@ impl AgentGroup {
         self.shut_down = true;
         let stopped = self.supervisor.stop_all().await;
         let down = self.supervisor.shutdown().await;
-        self.forwarder.abort();
         stopped?;
         down?;
         Ok(())
@@ -324,7 +421,6 @@ impl Drop for AgentGroup {
             // process groups.
             self.supervisor.actor().kill();
         }
-        self.forwarder.abort();
     }
 }
 
@@ -352,53 +448,36 @@ pub fn health(statuses: &[AgentStatus]) -> GroupHealth {
     }
 }
 
-/// Turns supervisor events into agent events; a failed agent raises an alert.
-async fn forward(
-    mut supervisor: broadcast::Receiver<SupervisorEvent>,
-    agents: Arc<BTreeMap<Arc<str>, Entry>>,
-    events: broadcast::Sender<AgentEvent>,
-) {
-    loop {
-        let event = match supervisor.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!("agent event forwarder missed {missed} supervisor events");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let SupervisorEvent::Child(change) = event else {
-            continue;
-        };
-        let _ = events.send(AgentEvent::State {
+/// Turns a supervisor transition into an agent event; a failed agent raises an alert.
+fn announce(change: &ChildTransition, agents: &BTreeMap<Arc<str>, Entry>, events: &AgentEvents) {
+    events.publish(AgentEvent::State {
+        agent: change.child.clone(),
+        from: change.from,
+        to: change.to,
+        reason: change.reason.clone(),
+        restarts: change.restarts,
+        at: change.at,
+    });
+    if change.to == ChildState::Failed {
+        let orchestrator = agents
+            .get(&change.child)
+            .is_some_and(|e| e.agent_type == AgentType::Orchestrator);
+        events.publish(AgentEvent::Alert(AgentAlert {
             agent: change.child.clone(),
-            from: change.from,
-            to: change.to,
-            reason: change.reason.clone(),
-            restarts: change.restarts,
+            kind: AlertKind::Failed,
+            severity: if orchestrator {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            message: format!(
+                "agent {} failed after {} restarts: {}",
+                change.child,
+                change.restarts,
+                change.reason.as_deref().unwrap_or("no reason given")
+            ),
             at: change.at,
-        });
-        if change.to == ChildState::Failed {
-            let orchestrator = agents
-                .get(&change.child)
-                .is_some_and(|e| e.agent_type == AgentType::Orchestrator);
-            let _ = events.send(AgentEvent::Alert(AgentAlert {
-                agent: change.child.clone(),
-                kind: AlertKind::Failed,
-                severity: if orchestrator {
-                    Severity::Critical
-                } else {
-                    Severity::High
-                },
-                message: format!(
-                    "agent {} failed after {} restarts: {}",
-                    change.child,
-                    change.restarts,
-                    change.reason.as_deref().unwrap_or("no reason given")
-                ),
-                at: change.at,
-            }));
-        }
+        }));
     }
 }
 
@@ -428,7 +507,19 @@ fn environment(context: &AgentContext, agent: &ResolvedAgent) -> Vec<(String, St
     env.into_iter().collect()
 }
 
-/// Starts incarnations of one agent for the supervisor.
+/// Starts incarnations of a logical agent: nothing runs, so there is no actor.
+struct LogicalWorker {
+    shared: Arc<AgentShared>,
+}
+
+impl Worker for LogicalWorker {
+    fn start(&self, _ctx: StartContext) -> BoxFuture<Result<Started, StartError>> {
+        self.shared.live().started_at = Some(SystemTime::now());
+        Box::pin(std::future::ready(Ok(Started::without_actor())))
+    }
+}
+
+/// Starts incarnations of an agent with a command for the supervisor.
 struct AgentWorker {
     launch: Arc<Launch>,
     shared: Arc<AgentShared>,
@@ -441,7 +532,7 @@ impl Worker for AgentWorker {
         let spawned = spawn_process(&launch, &shared);
         Box::pin(async move {
             let spawned = spawned.map_err(StartError)?;
-            let waits = launch.command.is_some() && launch.ready_pattern.is_some();
+            let waits = launch.ready_pattern.is_some();
             let (ready, is_ready) = if waits {
                 let (tx, rx) = oneshot::channel();
                 (Some(tx), Some(rx))

@@ -11,10 +11,12 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::agent::{AgentStatus, LogLine, RING_LINES};
+use crate::monitor::{summarize, thin, SessionSample, MAX_POINTS};
 use crate::paths::Validation;
 use crate::session::{select, AgentOp, SessionQuery, SessionView, Snapshot};
 use crate::supervision::ChildState;
 
+use super::dto::monitor::{self, AlertObject, MetricsPoint};
 use super::dto::requests::{
     self, CloneBody, ContextPutBody, ExportBody, ImportBody, NavigateBody, UpdateBody,
 };
@@ -73,10 +75,11 @@ async fn session_answer(ctx: &ApiContext, view: &SessionView, status: StatusCode
         .paths
         .validate(&view.record.configuration.working_directory)
         .await;
+    let sample = ctx.monitor.latest(view.record.id);
     Ok(envelope::success(
         status,
         &SessionPayload {
-            session: SessionObject::of(view, Some(&validation)),
+            session: SessionObject::of(view, Some(&validation)).with_sample(sample.as_deref()),
         },
     ))
 }
@@ -128,11 +131,18 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
         )
         .await
         .validations;
+    let samples: Vec<_> = views
+        .iter()
+        .map(|v| ctx.monitor.latest(v.record.id))
+        .collect();
     ok(&ListPayload {
         sessions: views
             .iter()
             .zip(&validations)
-            .map(|(view, validation)| SessionObject::of(view, Some(validation)))
+            .zip(&samples)
+            .map(|((view, validation), sample)| {
+                SessionObject::of(view, Some(validation)).with_sample(sample.as_deref())
+            })
             .collect(),
         total: page.total,
         limit: query.limit,
@@ -155,9 +165,11 @@ pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
         .paths
         .validate(&view.record.configuration.working_directory)
         .await;
+    let sample = ctx.monitor.latest(view.record.id);
+    let history = history(&ctx, &view, 1.0).await?;
     ok(&GetPayload {
-        session: SessionObject::of(&view, Some(&validation)),
-        monitoring: summary(&view, 1.0),
+        session: SessionObject::of(&view, Some(&validation)).with_sample(sample.as_deref()),
+        monitoring: summary(&ctx, &view, 1.0, &history),
         agent_statuses: statuses(&view.agents),
     })
 }
@@ -353,10 +365,15 @@ pub(crate) async fn metrics(
         }
     }
     let view = ctx.sessions.get(session_id(&id)?).await?;
+    let points = history(&ctx, &view, hours).await?;
+    let summary = summary(&ctx, &view, hours, &points);
     ok(&MetricsPayload {
         session_id: view.record.id.to_string(),
-        metrics: Vec::new(),
-        summary: summary(&view, hours),
+        metrics: thin(points, MAX_POINTS)
+            .iter()
+            .map(monitor::point)
+            .collect(),
+        summary,
         hours,
     })
 }
@@ -364,8 +381,8 @@ pub(crate) async fn metrics(
 #[derive(Serialize, ToSchema)]
 pub(crate) struct MetricsPayload {
     session_id: String,
-    /// Sampled points; the monitor stores them, until then there are none.
-    metrics: Vec<Value>,
+    /// The monitor's samples over the window, oldest first, thinned to at most `MAX_POINTS`.
+    metrics: Vec<MetricsPoint>,
     summary: Summary,
     hours: f64,
 }
@@ -378,76 +395,131 @@ pub(crate) struct Summary {
     status: &'static str,
     duration_hours: f64,
     hours: f64,
-    total_data_points: u64,
+    /// Samples in the window.
+    total_data_points: usize,
     latest_metrics: LatestMetrics,
-    /// Not sampled yet: null.
-    #[schema(value_type = Option<Object>)]
-    averages_last_hour: Option<Value>,
+    /// Null without a sample in the last hour.
+    averages_last_hour: Option<Averages>,
+    peak_cpu_percent: Option<f64>,
     peak_memory_mb: Option<f64>,
     peak_agent_memory_mb: Option<f64>,
     agent_restarts: u64,
     /// Agents in `failed`.
     errors: usize,
+    /// The monitor's open alerts about this session.
+    open_alerts: usize,
 }
 
+/// The monitor's latest sample, or what the agents report before the first one.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct LatestMetrics {
+#[serde(untagged)]
+pub(crate) enum LatestMetrics {
+    Sampled(MetricsPoint),
+    Live(LiveMetrics),
+}
+
+/// A session's figures before the monitor sampled it.
+#[derive(Serialize, ToSchema)]
+// Only these keys: a sample (which has them all and more) must not match this shape too.
+#[serde(deny_unknown_fields)]
+pub(crate) struct LiveMetrics {
     timestamp: f64,
     memory_usage_mb: f64,
+    /// Null: not sampled yet.
     cpu_usage_percent: Option<f64>,
     agents_running: usize,
     agents_total: usize,
 }
 
-/// The metrics summary of a session from what is known now: its age, its agents' live
-/// memory and restart counts. Keys of the original, ours added.
-fn summary(view: &SessionView, hours: f64) -> Summary {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Averages {
+    cpu_usage_percent: Option<f64>,
+    memory_usage_mb: Option<f64>,
+    data_points: usize,
+}
+
+/// The monitor's stored samples of a session over the last `hours`.
+async fn history(
+    ctx: &ApiContext,
+    view: &SessionView,
+    hours: f64,
+) -> Result<Vec<SessionSample>, ApiError> {
+    let since = seconds(std::time::SystemTime::now()) - hours * 3600.0;
+    ctx.monitor
+        .history(view.record.id, since)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "reading the metrics history failed");
+            ApiError::Internal
+        })
+}
+
+/// The metrics summary of a session: its age, the monitor's samples over `hours`
+/// (`points`) and its latest one, its agents' restarts and failures. Keys of the original,
+/// ours added.
+fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSample]) -> Summary {
     let record = &view.record;
-    let end = record
-        .terminated_at
-        .unwrap_or_else(|| seconds(std::time::SystemTime::now()));
-    let memory = view
-        .agents
-        .iter()
-        .filter_map(|a| a.live.memory_mb)
-        .fold(0.0, |sum, mb| sum + mb);
+    let now = seconds(std::time::SystemTime::now());
+    let end = record.terminated_at.unwrap_or(now);
+    let latest = ctx.monitor.latest(record.id);
+    let figures = summarize(points, now);
     let restarts: u64 = view.agents.iter().map(|a| a.restarts).sum();
     let failed = view
         .agents
         .iter()
         .filter(|a| a.state == ChildState::Failed)
         .count();
-    let memory_peak = view
+    let live_memory = view
         .agents
         .iter()
         .filter_map(|a| a.live.memory_mb)
-        .fold(None, |peak: Option<f64>, m| {
-            Some(peak.map_or(m, |p| p.max(m)))
-        });
+        .fold(0.0, |sum, mb| sum + mb);
+    let latest_metrics = match latest.as_deref() {
+        Some(sample) => LatestMetrics::Sampled(monitor::point(sample)),
+        None => LatestMetrics::Live(LiveMetrics {
+            timestamp: now,
+            memory_usage_mb: live_memory,
+            cpu_usage_percent: None,
+            agents_running: running(&view.agents).count(),
+            agents_total: view.agents.len(),
+        }),
+    };
+    let averages = figures.points_last_hour.gt(&0).then(|| Averages {
+        cpu_usage_percent: figures.average_cpu_percent,
+        memory_usage_mb: figures.average_memory_mb,
+        data_points: figures.points_last_hour,
+    });
     Summary {
         session_id: record.id.to_string(),
         status: record.status.as_str(),
         duration_hours: ((end - record.created_at) / 3600.0).max(0.0),
         hours,
-        total_data_points: 0,
-        latest_metrics: LatestMetrics {
-            timestamp: seconds(std::time::SystemTime::now()),
-            memory_usage_mb: memory,
-            cpu_usage_percent: None,
-            agents_running: running(&view.agents).count(),
-            agents_total: view.agents.len(),
-        },
-        averages_last_hour: None,
-        peak_memory_mb: memory_peak,
-        peak_agent_memory_mb: memory_peak,
+        total_data_points: figures.total_data_points,
+        latest_metrics,
+        averages_last_hour: averages,
+        peak_cpu_percent: figures.peak_cpu_percent,
+        peak_memory_mb: figures.peak_memory_mb,
+        peak_agent_memory_mb: points
+            .iter()
+            .flat_map(|p| p.agents.iter().map(|a| a.memory_mb))
+            .reduce(f64::max),
         agent_restarts: restarts,
         errors: failed,
+        open_alerts: ctx.monitor.open_alerts(Some(record.id)).len(),
     }
 }
 
 /// `GET /sessions/{id}/status`.
 pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
     let view = ctx.sessions.get(session_id(&id)?).await?;
+    let points = history(&ctx, &view, 1.0).await?;
+    let mut alerts = failed_alerts(&view.agents);
+    alerts.extend(
+        ctx.monitor
+            .open_alerts(Some(view.record.id))
+            .iter()
+            .map(|alert| OpenAlert::Resource(monitor::alert(alert, None))),
+    );
     let record = &view.record;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for agent in &view.agents {
@@ -464,8 +536,8 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
         active_agents: running(&view.agents).collect(),
         agent_statuses: statuses(&view.agents),
         agent_counts: counts,
-        metrics: summary(&view, 1.0),
-        alerts: failed_alerts(&view.agents),
+        metrics: summary(&ctx, &view, 1.0, &points),
+        alerts,
     })
 }
 
@@ -484,12 +556,21 @@ pub(crate) struct StatusPayload<'a> {
     /// Agents per state.
     agent_counts: BTreeMap<&'a str, usize>,
     metrics: Summary,
-    alerts: Vec<Alert>,
+    /// Failed agents first, then the monitor's open resource alerts.
+    alerts: Vec<OpenAlert>,
 }
 
-/// An open alert.
+/// An open alert: a failed agent, or one of the monitor's resource alerts.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct Alert {
+#[serde(untagged)]
+pub(crate) enum OpenAlert {
+    Agent(AgentAlert),
+    Resource(AlertObject),
+}
+
+/// A failed agent as an alert.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentAlert {
     /// `agent_failed`.
     kind: &'static str,
     agent: String,
@@ -499,25 +580,27 @@ pub(crate) struct Alert {
     since: f64,
 }
 
-/// The alerts that are open now: every failed agent (the monitor adds resource alerts).
-fn failed_alerts(agents: &[AgentStatus]) -> Vec<Alert> {
+/// Every failed agent, as an open alert (the monitor's resource alerts are added to them).
+fn failed_alerts(agents: &[AgentStatus]) -> Vec<OpenAlert> {
     agents
         .iter()
         .filter(|a| a.state == ChildState::Failed)
-        .map(|a| Alert {
-            kind: "agent_failed",
-            agent: a.name.clone(),
-            severity: if a.agent_type == crate::agent::AgentType::Orchestrator {
-                "critical"
-            } else {
-                "high"
-            },
-            message: a
-                .live
-                .last_error
-                .clone()
-                .unwrap_or_else(|| format!("agent {} failed", a.name)),
-            since: seconds(a.since),
+        .map(|a| {
+            OpenAlert::Agent(AgentAlert {
+                kind: "agent_failed",
+                agent: a.name.clone(),
+                severity: if a.agent_type == crate::agent::AgentType::Orchestrator {
+                    "critical"
+                } else {
+                    "high"
+                },
+                message: a
+                    .live
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| format!("agent {} failed", a.name)),
+                since: seconds(a.since),
+            })
         })
         .collect()
 }

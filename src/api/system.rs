@@ -15,6 +15,7 @@ use crate::paths::{CheckCode, Validation};
 use crate::session::{SessionRecord, SessionStatus, SessionView};
 use crate::supervision::ChildState;
 
+use super::dto::monitor::{self, AlertObject};
 use super::dto::requests::{ValidatePathBody, ValidatePathsBody};
 use super::dto::session::seconds;
 use super::errors::ApiError;
@@ -355,6 +356,17 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         .iter()
         .filter(|v| !v.record.status.is_terminal())
         .count();
+    let mut host = host();
+    if let Some(sample) = ctx.monitor.host() {
+        host.cpu_percent = Some(sample.cpu_percent);
+        host.sampled_at = Some(sample.at);
+    }
+    let host_alerts: Vec<AlertObject> = ctx
+        .monitor
+        .open_alerts(None)
+        .iter()
+        .map(|alert| monitor::alert(alert, None))
+        .collect();
     Ok(envelope::success(
         StatusCode::OK,
         &SystemStatusPayload {
@@ -367,12 +379,14 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
                     active: true,
                     monitored_sessions: monitored,
                     websocket_clients: ctx.websocket_clients(),
+                    samples_taken: ctx.monitor.ticks(),
+                    host_alerts,
                 },
                 agents: AgentsSummary {
                     available_types: AgentType::ALL.len(),
                     active_agents: running,
                 },
-                host: host(),
+                host,
             },
         },
     ))
@@ -400,6 +414,10 @@ pub(crate) struct Monitoring {
     /// Sessions not terminated.
     monitored_sessions: usize,
     websocket_clients: usize,
+    /// Sampling rounds the monitor has run.
+    samples_taken: u64,
+    /// The monitor's open alerts about the host.
+    host_alerts: Vec<AlertObject>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -417,6 +435,12 @@ pub(crate) struct Host {
     memory_total_mb: Option<u64>,
     memory_available_mb: Option<u64>,
     memory_percent: Option<f64>,
+    /// The host's CPU at the monitor's last sample (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_percent: Option<f64>,
+    /// When that sample was taken, Unix seconds (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sampled_at: Option<f64>,
 }
 
 /// The host's load and memory, from `/proc` (Linux); `null` fields elsewhere.
@@ -450,6 +474,8 @@ fn host() -> Host {
         memory_total_mb: total.map(|k| k / 1024),
         memory_available_mb: available.map(|k| k / 1024),
         memory_percent: percent,
+        cpu_percent: None,
+        sampled_at: None,
     }
 }
 
