@@ -484,7 +484,7 @@ fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSa
             agents_total: view.agents.len(),
         }),
     };
-    let averages = figures.points_last_hour.gt(&0).then(|| Averages {
+    let averages = (figures.points_last_hour > 0).then_some(Averages {
         cpu_usage_percent: figures.average_cpu_percent,
         memory_usage_mb: figures.average_memory_mb,
         data_points: figures.points_last_hour,
