@@ -71,6 +71,10 @@ url="$(sed -n 's/^session-manager listening on //p' "$log" | head -1)"
 # One worker: with two, Python 3.11 failed inside hypothesis ("SystemError: AST constructor
 # recursion depth mismatch", ast.parse run from two threads at once).
 status=0
+report="$(realpath -m "${CARGO_TARGET_DIR:-target}/schemathesis-report")"
+venv="$(realpath "$venv")"
+# Run from the temp dir: schemathesis keeps a cache (.schemathesis/) in its working directory.
+cd "$tmp"
 # shellcheck disable=SC2086
 timeout 600 "$venv/bin/schemathesis" --config-file "$tmp/schemathesis.toml" run "$url/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
@@ -80,7 +84,7 @@ timeout 600 "$venv/bin/schemathesis" --config-file "$tmp/schemathesis.toml" run 
     --workers 1 \
     --request-timeout 30 \
     --suppress-health-check too_slow,filter_too_much \
-    --report junit --report-dir "${CARGO_TARGET_DIR:-target}/schemathesis-report" \
+    --report junit --report-dir "$report" \
     ${SCHEMATHESIS_ARGS:-} || status=$?
 
 if ! kill -0 "$pid" 2>/dev/null; then
