@@ -95,7 +95,7 @@ pub struct BatchValidation {
 }
 
 /// How many paths of a batch passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
     /// Paths given.
     pub total: usize,

@@ -25,18 +25,25 @@ pub(crate) struct SuccessEnvelope<'a, T> {
 }
 
 /// A failed response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Failure)]
 pub(crate) struct ErrorEnvelope<'a> {
+    /// Always false.
     pub(crate) success: bool,
+    /// Unix seconds.
     pub(crate) timestamp: f64,
+    /// What went wrong, for people.
     pub(crate) error: &'a str,
+    /// Stable snake_case code clients branch on (`session_validation_error`, `not_found`, …).
     pub(crate) error_code: &'static str,
+    /// e.g. `{"field": "agents[1].agent_type"}`, `{"retry_after_seconds": 1}`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub(crate) details: Option<Value>,
 }
 
 /// `GET /health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
     pub(crate) status: &'static str,
     pub(crate) version: &'static str,

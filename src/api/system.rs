@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 use warp::http::header::{HeaderValue, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -15,7 +15,7 @@ use crate::paths::{CheckCode, Validation};
 use crate::session::{SessionRecord, SessionStatus, SessionView};
 use crate::supervision::ChildState;
 
-use super::dto::monitor;
+use super::dto::monitor::{self, AlertObject};
 use super::dto::requests::{ValidatePathBody, ValidatePathsBody};
 use super::dto::session::seconds;
 use super::errors::ApiError;
@@ -24,36 +24,66 @@ use super::{envelope, ApiContext};
 
 /// Most paths one `validate-paths` request may ask about.
 pub(crate) const MAX_PATHS: usize = 1000;
+// The OpenAPI schema of `ValidatePathsBody` states it as a literal.
+const _: () = assert!(MAX_PATHS == 1000, "update max_items of ValidatePathsBody");
 
 /// `GET /agent-types`: the 12 types keyed by their default agent name, as the original.
 pub(crate) async fn agent_types() -> Answer {
-    let types: BTreeMap<&str, Value> = AgentType::ALL
+    let types: BTreeMap<&str, AgentTypeObject> = AgentType::ALL
         .iter()
         .map(|t| {
             let info = t.info();
             (
                 info.default_name,
-                json!({
-                    "type": t.as_str(),
-                    "name": info.default_name,
-                    "description": info.description,
-                    "capabilities": info.capabilities,
-                    "priority": info.priority,
-                    "memory_min": info.memory_min_mb,
-                    "memory_max": info.memory_max_mb,
-                    "depends_on": info.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
-                }),
+                AgentTypeObject {
+                    agent_type: t.as_str(),
+                    name: info.default_name,
+                    description: info.description,
+                    capabilities: info.capabilities,
+                    priority: info.priority,
+                    memory_min: info.memory_min_mb,
+                    memory_max: info.memory_max_mb,
+                    depends_on: info.depends_on.iter().map(|d| d.as_str()).collect(),
+                },
             )
         })
         .collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({ "agent_types": types, "count": types.len() }),
+        &AgentTypesPayload {
+            count: types.len(),
+            agent_types: types,
+        },
     ))
 }
 
-#[derive(Serialize)]
-struct ValidatePayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentTypesPayload {
+    /// Keyed by the type's default agent name.
+    agent_types: BTreeMap<&'static str, AgentTypeObject>,
+    count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentTypeObject {
+    #[serde(rename = "type")]
+    #[schema(value_type = AgentType)]
+    agent_type: &'static str,
+    name: &'static str,
+    description: &'static str,
+    capabilities: &'static [&'static str],
+    /// 0–100, lower matters more.
+    priority: u8,
+    /// MiB.
+    memory_min: u64,
+    /// MiB.
+    memory_max: u64,
+    #[schema(value_type = Vec<AgentType>)]
+    depends_on: Vec<&'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ValidatePathPayload<'a> {
     validation: &'a Validation,
     suggestions: Vec<&'static str>,
 }
@@ -67,7 +97,7 @@ pub(crate) async fn validate_path(ctx: ApiContext, body: Parsed<ValidatePathBody
         .await?;
     Ok(envelope::success(
         StatusCode::OK,
-        &ValidatePayload {
+        &ValidatePathPayload {
             suggestions: suggestions(&validation),
             validation: &validation,
         },
@@ -155,12 +185,21 @@ pub(crate) async fn validate_paths(ctx: ApiContext, body: Parsed<ValidatePathsBo
         .collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({
-            "validations": validations,
-            "results": batch.validations,
-            "summary": batch.summary,
-        }),
+        &ValidatePathsPayload {
+            validations,
+            results: &batch.validations,
+            summary: batch.summary,
+        },
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ValidatePathsPayload<'a> {
+    /// Keyed by the path as given (a path given twice appears once).
+    validations: BTreeMap<&'a str, &'a Validation>,
+    /// One per path given, in order.
+    results: &'a [Validation],
+    summary: crate::paths::BatchSummary,
 }
 
 /// Counts over every session and its live agents.
@@ -235,30 +274,63 @@ fn duration(record: &SessionRecord, now: f64) -> f64 {
     (record.terminated_at.unwrap_or(now) - record.created_at).max(0.0)
 }
 
-fn analytics_of(census: &Census) -> Value {
+/// Counts over every session, the original's keys and ours.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Analytics<'a> {
+    total_sessions: usize,
+    /// Sessions initializing, active or degraded.
+    active_sessions: usize,
+    /// Sessions per status, every status listed.
+    status_distribution: &'a BTreeMap<&'static str, usize>,
+    average_duration_seconds: f64,
+    /// The ten agents activated most, most first.
+    most_used_agents: Vec<MostUsed<'a>>,
+    last_updated: f64,
+    agents_by_type: &'a BTreeMap<&'static str, usize>,
+    agents_by_state: &'a BTreeMap<&'static str, usize>,
+    total_agent_restarts: u64,
+    total_agent_activations: u64,
+    agent_memory_mb: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MostUsed<'a> {
+    name: &'a str,
+    activations: u64,
+}
+
+fn analytics_of(census: &Census) -> Analytics<'_> {
     let mut most_used: Vec<(&String, &u64)> = census.activations.iter().collect();
     most_used.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let active = ["initializing", "active", "degraded"]
         .iter()
         .map(|s| census.by_status.get(s).copied().unwrap_or(0))
         .sum::<usize>();
-    json!({
-        "total_sessions": census.total,
-        "active_sessions": active,
-        "status_distribution": census.by_status,
-        "average_duration_seconds": census.average_duration_seconds,
-        "most_used_agents": most_used
+    Analytics {
+        total_sessions: census.total,
+        active_sessions: active,
+        status_distribution: &census.by_status,
+        average_duration_seconds: census.average_duration_seconds,
+        most_used_agents: most_used
             .iter()
             .take(10)
-            .map(|(name, count)| json!({ "name": name, "activations": count }))
-            .collect::<Vec<_>>(),
-        "last_updated": seconds(std::time::SystemTime::now()),
-        "agents_by_type": census.agents_by_type,
-        "agents_by_state": census.agents_by_state,
-        "total_agent_restarts": census.restarts,
-        "total_agent_activations": census.activations.values().sum::<u64>(),
-        "agent_memory_mb": census.memory_mb,
-    })
+            .map(|(name, count)| MostUsed {
+                name,
+                activations: **count,
+            })
+            .collect(),
+        last_updated: seconds(std::time::SystemTime::now()),
+        agents_by_type: &census.agents_by_type,
+        agents_by_state: &census.agents_by_state,
+        total_agent_restarts: census.restarts,
+        total_agent_activations: census.activations.values().sum::<u64>(),
+        agent_memory_mb: census.memory_mb,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AnalyticsPayload<'a> {
+    analytics: Analytics<'a>,
 }
 
 /// `GET /analytics`.
@@ -266,7 +338,9 @@ pub(crate) async fn analytics(ctx: ApiContext) -> Answer {
     let (census, _) = census(&ctx).await?;
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({ "analytics": analytics_of(&census) }),
+        &AnalyticsPayload {
+            analytics: analytics_of(&census),
+        },
     ))
 }
 
@@ -283,11 +357,11 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         .filter(|v| !v.record.status.is_terminal())
         .count();
     let mut host = host();
-    if let (Value::Object(fields), Some(sample)) = (&mut host, ctx.monitor.host()) {
-        fields.insert("cpu_percent".into(), sample.cpu_percent.into());
-        fields.insert("sampled_at".into(), sample.at.into());
+    if let Some(sample) = ctx.monitor.host() {
+        host.cpu_percent = Some(sample.cpu_percent);
+        host.sampled_at = Some(sample.at);
     }
-    let host_alerts: Vec<Value> = ctx
+    let host_alerts: Vec<AlertObject> = ctx
         .monitor
         .open_alerts(None)
         .iter()
@@ -295,31 +369,82 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         .collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({
-            "system_status": {
-                "timestamp": seconds(std::time::SystemTime::now()),
-                "uptime_seconds": ctx.started_at.elapsed().as_secs_f64(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "sessions": analytics_of(&census),
-                "monitoring": {
-                    "active": true,
-                    "monitored_sessions": monitored,
-                    "websocket_clients": ctx.websocket_clients(),
-                    "samples_taken": ctx.monitor.ticks(),
-                    "host_alerts": host_alerts,
+        &SystemStatusPayload {
+            system_status: SystemStatus {
+                timestamp: seconds(std::time::SystemTime::now()),
+                uptime_seconds: ctx.started_at.elapsed().as_secs_f64(),
+                version: env!("CARGO_PKG_VERSION"),
+                sessions: analytics_of(&census),
+                monitoring: Monitoring {
+                    active: true,
+                    monitored_sessions: monitored,
+                    websocket_clients: ctx.websocket_clients(),
+                    samples_taken: ctx.monitor.ticks(),
+                    host_alerts,
                 },
-                "agents": {
-                    "available_types": AgentType::ALL.len(),
-                    "active_agents": running,
+                agents: AgentsSummary {
+                    available_types: AgentType::ALL.len(),
+                    active_agents: running,
                 },
-                "host": host,
-            }
-        }),
+                host,
+            },
+        },
     ))
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SystemStatusPayload<'a> {
+    system_status: SystemStatus<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SystemStatus<'a> {
+    timestamp: f64,
+    uptime_seconds: f64,
+    version: &'static str,
+    sessions: Analytics<'a>,
+    monitoring: Monitoring,
+    agents: AgentsSummary,
+    host: Host,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Monitoring {
+    active: bool,
+    /// Sessions not terminated.
+    monitored_sessions: usize,
+    websocket_clients: usize,
+    /// Sampling rounds the monitor has run.
+    samples_taken: u64,
+    /// The monitor's open alerts about the host.
+    host_alerts: Vec<AlertObject>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentsSummary {
+    available_types: usize,
+    /// Agents running now.
+    active_agents: usize,
+}
+
+/// The host's load and memory (Linux `/proc`; null where unknown).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Host {
+    cpu_count: usize,
+    load_average: Option<Vec<f64>>,
+    memory_total_mb: Option<u64>,
+    memory_available_mb: Option<u64>,
+    memory_percent: Option<f64>,
+    /// The host's CPU at the monitor's last sample (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_percent: Option<f64>,
+    /// When that sample was taken, Unix seconds (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sampled_at: Option<f64>,
+}
+
 /// The host's load and memory, from `/proc` (Linux); `null` fields elsewhere.
-fn host() -> Value {
+fn host() -> Host {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load: Option<Vec<f64>> = std::fs::read_to_string("/proc/loadavg").ok().map(|text| {
         text.split_whitespace()
@@ -343,13 +468,15 @@ fn host() -> Value {
         }
         _ => None,
     };
-    json!({
-        "cpu_count": cpus,
-        "load_average": load,
-        "memory_total_mb": total.map(|k| k / 1024),
-        "memory_available_mb": available.map(|k| k / 1024),
-        "memory_percent": percent,
-    })
+    Host {
+        cpu_count: cpus,
+        load_average: load,
+        memory_total_mb: total.map(|k| k / 1024),
+        memory_available_mb: available.map(|k| k / 1024),
+        memory_percent: percent,
+        cpu_percent: None,
+        sampled_at: None,
+    }
 }
 
 /// `GET /metrics`: Prometheus text exposition (version 0.0.4).
