@@ -29,6 +29,10 @@ pub(crate) use config::{
     in_range, validate_backoff, validate_command, validate_environment_at, validate_name,
 };
 pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
-pub use group::{health, AgentContext, AgentError, AgentGroup, AgentStatus, GroupHealth};
+pub use group::{
+    health, AgentContext, AgentError, AgentGroup, AgentStatus, EventSink, GroupHealth,
+};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
 pub use process::ProcessExit;
+
+pub(crate) use memory::tree as process_tree;

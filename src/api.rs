@@ -39,6 +39,7 @@ use security::Security;
 use sessions::{reply, Answer, Parsed};
 
 use crate::config::Settings;
+use crate::monitor::Monitor;
 use crate::paths::PathPolicy;
 use crate::session::{AgentOp, SessionRegistry};
 
@@ -49,6 +50,8 @@ pub struct ApiContext {
     services: Services,
     max_body_bytes: u64,
     sessions: SessionRegistry,
+    /// The monitor's samples and open alerts.
+    monitor: Monitor,
     paths: PathPolicy,
     /// WebSocket connections: the fan-out of the event bus, the client count.
     live: ws::Live,
@@ -68,6 +71,7 @@ impl ApiContext {
         bound: SocketAddr,
         services: Services,
         sessions: SessionRegistry,
+        monitor: Monitor,
     ) -> ApiContext {
         let (closing, closing_rx) = watch::channel(false);
         let live = ws::Live::start(
@@ -81,6 +85,7 @@ impl ApiContext {
             max_body_bytes: settings.server.max_body_bytes,
             paths: sessions.paths().clone(),
             sessions,
+            monitor,
             live,
             closing: Arc::new(closing),
             security: Arc::new(Security::new(&settings.server, bound)),
@@ -542,14 +547,20 @@ mod tests {
             .unwrap();
         let sessions = SessionRegistry::start(
             Arc::new(settings.clone()),
-            storage,
+            storage.clone(),
             "http://127.0.0.1:9".into(),
             crate::session::EventBus::new(0),
         )
         .await
         .unwrap();
+        let monitor = Monitor::start(&settings, storage, sessions.clone())
+            .await
+            .unwrap();
         let bound = "127.0.0.1:8082".parse().unwrap();
-        (ApiContext::new(&settings, bound, services, sessions), dir)
+        (
+            ApiContext::new(&settings, bound, services, sessions, monitor),
+            dir,
+        )
     }
 
     /// A stand-in for the WebSocket route, behind the real guards.

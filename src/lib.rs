@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod hook;
 mod logfile;
+pub mod monitor;
 pub mod paths;
 pub mod server;
 pub mod session;

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiContext, ServiceState, Services};
 use crate::config::Settings;
+use crate::monitor::{Monitor, MonitorError};
 use crate::session::{EventBus, SessionError, SessionRegistry};
 use crate::storage::{Storage, StorageError};
 
@@ -44,6 +45,9 @@ pub enum ServerError {
     /// The stored sessions could not be loaded.
     #[error("cannot restore the sessions")]
     Sessions(#[source] SessionError),
+    /// The monitor could not start.
+    #[error("cannot start the monitor")]
+    Monitor(#[source] MonitorError),
 }
 
 /// A server that is listening but not yet serving.
@@ -56,6 +60,7 @@ pub struct App {
     storage: Storage,
     bus: EventBus,
     sessions: SessionRegistry,
+    monitor: Monitor,
 }
 
 impl App {
@@ -91,8 +96,18 @@ impl App {
         .await
         .map_err(ServerError::Sessions)?;
         services.set("sessions", ServiceState::Running);
+        let monitor = Monitor::start(settings, storage.clone(), sessions.clone())
+            .await
+            .map_err(ServerError::Monitor)?;
+        services.set("monitor", ServiceState::Running);
         services.set("api", ServiceState::Running);
-        let context = ApiContext::new(settings, local_addr, services.clone(), sessions.clone());
+        let context = ApiContext::new(
+            settings,
+            local_addr,
+            services.clone(),
+            sessions.clone(),
+            monitor.clone(),
+        );
         Ok(App {
             listener,
             local_addr,
@@ -101,7 +116,13 @@ impl App {
             storage,
             bus,
             sessions,
+            monitor,
         })
+    }
+
+    /// The monitor, for callers that register alert sinks or read samples without HTTP.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// The session registry, for callers that drive sessions without HTTP.
@@ -157,6 +178,9 @@ impl App {
         }
         // Every session's agents stop (reverse dependency order, within their grace); the
         // sessions stay as they are in storage and are restored by the next start.
+        // The monitor first: its last tick may still read the sessions and write storage.
+        self.services.set("monitor", ServiceState::Stopping);
+        self.monitor.stop().await;
         self.services.set("sessions", ServiceState::Stopping);
         self.sessions.shutdown().await;
         // The agents' last transitions included: nothing published is lost.

@@ -1541,3 +1541,117 @@ async fn operator_orders_on_group_members_are_all_answered() {
     assert_all(&sup, ChildState::Running).await;
     let _ = timeout(PATIENCE, sup.shutdown()).await;
 }
+
+/// A child without an actor of its own.
+fn placeholder(id: &'static str) -> ChildSpec {
+    ChildSpec::new(id, |_: StartContext| async {
+        Ok::<_, StartError>(Started::without_actor())
+    })
+}
+
+#[tokio::test]
+async fn children_without_an_actor_keep_their_place_in_the_order_and_stop_at_once() {
+    let j = journal();
+    // base (no actor) <- api (an actor) <- tag (no actor).
+    let children = vec![
+        placeholder("tag").depends_on(["api"]),
+        worker("api", &j).depends_on(["base"]),
+        placeholder("base"),
+    ];
+    let (sup, mut rx) = started(Strategy::OneForOne, children).await;
+    let infos = sup.children().await.unwrap();
+    assert!(
+        infos.iter().all(|c| c.state == ChildState::Running),
+        "{infos:?}"
+    );
+    let actors: Vec<bool> = infos.iter().map(|c| c.actor.is_some()).collect();
+    assert_eq!(actors, [false, true, false], "only api has an actor");
+
+    // Stopped at once, started again by name, restarted by hand.
+    timeout(PATIENCE, sup.stop_child("tag"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state_of(&sup, "tag").await, Some(ChildState::Stopped));
+    sup.start_child("tag").await.unwrap();
+    calm(&sup).await;
+    assert_eq!(state_of(&sup, "tag").await, Some(ChildState::Running));
+    sup.restart_child("base").await.unwrap();
+    until(&mut rx, "base", ChildState::Running).await;
+    calm(&sup).await;
+    assert_all(&sup, ChildState::Running).await;
+
+    // Stopped in reverse order: tag, then api (whose actor really stops), then base.
+    let mut order = Vec::new();
+    let mut seen = sup.subscribe();
+    timeout(PATIENCE, sup.stop_all()).await.unwrap().unwrap();
+    while let Ok(SupervisorEvent::Child(t)) = seen.try_recv() {
+        if t.to == ChildState::Stopped {
+            order.push(t.child.to_string());
+        }
+    }
+    assert_eq!(order, ["tag", "api", "base"]);
+    assert_eq!(entries(&j, "stop:"), ["api"]);
+    sup.remove_child("tag").await.unwrap();
+    assert_eq!(sup.children().await.unwrap().len(), 2);
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn a_group_restart_takes_children_without_an_actor_down_and_up_again() {
+    let j = journal();
+    // Two layers of children without an actor around the one that crashes: no exit will
+    // come from them to move the group restart on.
+    let children = vec![
+        placeholder("base"),
+        worker("w", &j),
+        placeholder("top").depends_on(["w", "base"]),
+    ];
+    let (sup, mut rx) = started(Strategy::OneForAll, children).await;
+    cmd(&actor_of(&sup, "w").await, Cmd::Fail);
+    until(&mut rx, "top", ChildState::Stopped).await;
+    until(&mut rx, "base", ChildState::Stopped).await;
+    until(&mut rx, "top", ChildState::Running).await;
+    calm(&sup).await;
+    assert_all(&sup, ChildState::Running).await;
+    assert_eq!(entries(&j, "start:"), ["w", "w"]);
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}
+
+#[tokio::test]
+async fn an_observer_sees_every_event_in_order_without_subscribing() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let config = SupervisorConfig {
+        observer: Some(Arc::new(move |event: &SupervisorEvent| {
+            if let SupervisorEvent::Child(t) = event {
+                log.lock().unwrap().push(format!("{} {}", t.child, t.to));
+            }
+        })),
+        ..SupervisorConfig::default()
+    };
+    let j = journal();
+    let (sup, _join) = SupervisorHandle::spawn(
+        config,
+        vec![worker("b", &j).depends_on(["a"]), placeholder("a")],
+    )
+    .await
+    .unwrap();
+    sup.start_all().await.unwrap();
+    calm(&sup).await;
+    sup.stop_all().await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "a starting",
+            "a running",
+            "b starting",
+            "b running",
+            "b stopping",
+            "b stopped",
+            "a stopping",
+            "a stopped"
+        ]
+    );
+    let _ = timeout(PATIENCE, sup.shutdown()).await;
+}

@@ -1,5 +1,6 @@
-//! The agent actor: one incarnation of one agent. A logical agent (no command) is just the
-//! actor; an agent with a command owns one OS process group for the actor's whole life.
+//! The agent actor: one incarnation of an agent with a command, owning one OS process group
+//! for the actor's whole life. (A logical agent, without a command, has no actor: see
+//! `group::LogicalWorker`.)
 //!
 //! The actor never reports `running` without a live process: it is spawned only after the
 //! process exists (a spawn error fails the start), its readiness waits for the process's
@@ -15,11 +16,12 @@ use std::time::{Duration, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use regex::Regex;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::config::Limits;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
+use super::group::AgentEvents;
 use super::memory;
 use super::output::{pump, OutputLog, Stream};
 use super::process::{self, Process, ProcessExit, ProcessSpec, Spawned};
@@ -32,7 +34,7 @@ const MIB: u64 = 1024 * 1024;
 /// Everything needed to start an incarnation; fixed for the agent's configuration.
 #[derive(Debug)]
 pub(crate) struct Launch {
-    pub(crate) command: Option<Vec<String>>,
+    pub(crate) command: Vec<String>,
     pub(crate) ready_pattern: Option<Regex>,
     /// The whole environment the agent adds (CLAUDE_*, session's, agent's).
     pub(crate) env: Vec<(String, String)>,
@@ -61,9 +63,9 @@ pub struct AgentLive {
 #[derive(Debug)]
 pub(crate) struct AgentShared {
     pub(crate) name: Arc<str>,
-    pub(crate) log: Arc<OutputLog>,
+    pub(crate) log: OutputLog,
     pub(crate) live: Mutex<AgentLive>,
-    pub(crate) events: broadcast::Sender<AgentEvent>,
+    pub(crate) events: Arc<AgentEvents>,
 }
 
 impl AgentShared {
@@ -72,8 +74,7 @@ impl AgentShared {
     }
 
     fn publish(&self, event: AgentEvent) {
-        // No subscriber is fine; a lagging one misses events, it never slows an agent.
-        let _ = self.events.send(event);
+        self.events.publish(event);
     }
 
     fn exited(&self, pid: u32, exit: ProcessExit) {
@@ -112,21 +113,16 @@ pub(crate) enum AgentMsg {
 pub(crate) struct AgentArgs {
     pub(crate) launch: Arc<Launch>,
     pub(crate) shared: Arc<AgentShared>,
-    pub(crate) spawned: Option<Spawned>,
+    pub(crate) spawned: Spawned,
     pub(crate) ready: Option<oneshot::Sender<()>>,
 }
 
-/// Spawns the process of an agent with a command (`None` for a logical agent).
+/// Spawns the agent's process.
 ///
 /// Called synchronously by the supervisor's worker, before the actor exists, so a restart's
 /// exec happens while the supervisor handles the exit, not several task hops later.
-pub(crate) fn spawn_process(
-    launch: &Launch,
-    shared: &AgentShared,
-) -> Result<Option<Spawned>, String> {
-    let Some(argv) = &launch.command else {
-        return Ok(None);
-    };
+pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spawned, String> {
+    let argv = &launch.command;
     let spawned = process::spawn(&ProcessSpec {
         argv,
         cwd: &launch.cwd,
@@ -151,7 +147,7 @@ pub(crate) fn spawn_process(
     shared
         .log
         .note(format!("started process {pid}: {}", argv.join(" ")));
-    Ok(Some(spawned))
+    Ok(spawned)
 }
 
 /// One incarnation's state.
@@ -197,10 +193,6 @@ impl Actor for AgentActor {
             process: None,
             tasks: Vec::new(),
         };
-        let Some(spawned) = spawned else {
-            shared.live().started_at = Some(SystemTime::now());
-            return Ok(state);
-        };
         let me = myself.clone();
         let (process, stdout, stderr) = spawned.watch(move |exit| {
             let _ = me.cast(AgentMsg::Exited(exit));
@@ -213,7 +205,7 @@ impl Actor for AgentActor {
         // the group is gone, so the last lines a process printed are never lost.
         let out = shared.clone();
         tokio::spawn(async move {
-            pump(stdout, Stream::Stdout, out.log.clone(), |line| {
+            pump(stdout, Stream::Stdout, &out.log, |line| {
                 if let (Some(pattern), true) = (&pattern, ready.is_some()) {
                     if pattern.is_match(&line.line) {
                         if let Some(ready) = ready.take() {
@@ -230,7 +222,7 @@ impl Actor for AgentActor {
         });
         let err = shared.clone();
         tokio::spawn(async move {
-            pump(stderr, Stream::Stderr, err.log.clone(), |line| {
+            pump(stderr, Stream::Stderr, &err.log, |line| {
                 err.publish(AgentEvent::Log {
                     agent: err.name.clone(),
                     line: line.clone(),

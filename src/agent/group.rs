@@ -2,20 +2,25 @@
 //! resolved agent (dependencies, restart policy, readiness deadline, stop grace), translates
 //! the supervisor's events into [`AgentEvent`]s (raising an alert when an agent fails), and
 //! answers for the agents' live state, output and health.
+//!
+//! A logical agent (no command) is a child without an actor ([`Started::without_actor`]):
+//! it holds state and its place in the dependency order, and costs no actor, task or file.
+//! Events go to the group's sink, if it has one, in the supervisor's own order, and to a
+//! broadcast channel created by the first [`AgentGroup::subscribe`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use ractor::Actor;
 use tokio::sync::{broadcast, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::supervision::{
-    BoxFuture, ChildSpec, ChildState, StartContext, StartError, Started, Strategy,
-    SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, Worker,
+    BoxFuture, ChildSpec, ChildState, ChildTransition, DependencyGraph, StartContext, StartError,
+    Started, Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    TakenChild, Takeover, Worker,
 };
 
 use super::actor::{spawn_process, AgentActor, AgentArgs, AgentLive, AgentShared, Launch};
@@ -28,11 +33,58 @@ use super::output::{LogLine, OutputLog, Rotation};
 /// actor (whose drop then kills the process group).
 const STOP_MARGIN: Duration = Duration::from_secs(2);
 
-/// Events buffered per subscriber of a group, and by its supervisor for the group's own
-/// forwarder. tokio's broadcast allocates every slot up front, so this is paid per session
-/// (about 8 KB each); a subscriber that falls further behind is told it lagged (the session
-/// then re-reads the states, and the output's history is in `logs()`), never slows an agent.
+/// Events buffered per subscriber of a group. tokio's broadcast allocates every slot up
+/// front (about 8 KB here), so the channel exists only once somebody subscribed; a
+/// subscriber that falls further behind is told it lagged (the output's history is in
+/// `logs()`), never slows an agent.
 const EVENT_CAPACITY: usize = 64;
+
+/// Receives every event of a group as it happens, in order, on the thread that produced it
+/// (the supervisor's handler, an output pump): it must return at once, never block or wait.
+pub type EventSink = Arc<dyn Fn(AgentEvent) + Send + Sync>;
+
+/// Where a group's events go: its sink, and the broadcast channel once somebody subscribed.
+pub(crate) struct AgentEvents {
+    channel: OnceLock<broadcast::Sender<AgentEvent>>,
+    sink: Option<EventSink>,
+}
+
+impl std::fmt::Debug for AgentEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentEvents")
+            .field("subscribed", &self.channel.get().is_some())
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl AgentEvents {
+    fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.channel
+            .get_or_init(|| broadcast::channel(EVENT_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Whether anybody would see an event (so it is worth building).
+    fn heard(&self) -> bool {
+        self.sink.is_some() || self.channel.get().is_some()
+    }
+
+    pub(crate) fn publish(&self, event: AgentEvent) {
+        // No subscriber is fine; a lagging one misses events, it never slows an agent.
+        match (self.channel.get(), &self.sink) {
+            (Some(channel), Some(sink)) => {
+                sink(event.clone());
+                let _ = channel.send(event);
+            }
+            (Some(channel), None) => {
+                let _ = channel.send(event);
+            }
+            (None, Some(sink)) => sink(event),
+            (None, None) => {}
+        }
+    }
+}
 
 /// Where and how a group's agents run: what a session gives them.
 #[derive(Debug, Clone)]
@@ -126,12 +178,89 @@ struct Entry {
 
 /// A running group of agents. Dropping it without [`AgentGroup::shutdown`] kills every
 /// agent's process group at once.
+///
+/// A group whose agents are all logical runs without a supervisor actor until it needs one:
+/// starting them is instant and cannot fail, so the group does it in line (the same
+/// transitions, in the same order, as a supervisor would publish) and spawns the supervisor,
+/// taking the children over as they stand, at the first order (activate, deactivate,
+/// restart, shutdown) or [`AgentGroup::supervisor`] call. A server restoring thousands of
+/// sessions of logical agents spares an actor each.
 pub struct AgentGroup {
-    supervisor: SupervisorHandle,
+    supervisor: tokio::sync::OnceCell<SupervisorHandle>,
+    /// The group as it runs before its supervisor exists (taken when it is spawned).
+    deferred: Mutex<Option<Deferred>>,
     agents: Arc<BTreeMap<Arc<str>, Entry>>,
-    events: broadcast::Sender<AgentEvent>,
-    forwarder: JoinHandle<()>,
+    events: Arc<AgentEvents>,
     shut_down: bool,
+}
+
+/// A group of logical agents without its supervisor yet.
+struct Deferred {
+    config: SupervisorConfig,
+    specs: Vec<ChildSpec>,
+    graph: DependencyGraph,
+    started: bool,
+    children: Vec<TakenChild>,
+}
+
+impl Deferred {
+    /// What the supervisor's `start_all` does for children that start without an actor:
+    /// every enabled child is wanted, and each one whose dependencies run starts, layer by
+    /// layer, lowest index first, publishing pending → starting → running.
+    fn start_all(&mut self, agents: &BTreeMap<Arc<str>, Entry>, events: &AgentEvents) {
+        self.started = true;
+        for (child, spec) in self.children.iter_mut().zip(&self.specs) {
+            child.wanted |= spec.is_enabled();
+        }
+        for layer in self.graph.layers() {
+            let mut layer = layer.clone();
+            layer.sort_unstable();
+            for i in layer {
+                let startable = self.children[i].wanted
+                    && !self.children[i].running
+                    && self
+                        .graph
+                        .depends_on(i)
+                        .iter()
+                        .all(|&d| self.children[d].running);
+                if !startable {
+                    continue;
+                }
+                let id = self.specs[i].id().clone();
+                if let Some(entry) = agents.get(&id) {
+                    entry.shared.live().started_at = Some(SystemTime::now());
+                }
+                for (from, to) in [
+                    (ChildState::Pending, ChildState::Starting),
+                    (ChildState::Starting, ChildState::Running),
+                ] {
+                    let at = SystemTime::now();
+                    self.children[i].since = at;
+                    if events.heard() {
+                        let change = ChildTransition {
+                            at,
+                            child: id.clone(),
+                            from,
+                            to,
+                            reason: None,
+                            restarts: 0,
+                            delay: None,
+                        };
+                        announce(&change, agents, events);
+                    }
+                }
+                self.children[i].running = true;
+            }
+        }
+    }
+
+    fn infos(&self) -> Vec<(Arc<str>, TakenChild)> {
+        self.specs
+            .iter()
+            .zip(&self.children)
+            .map(|(spec, child)| (spec.id().clone(), *child))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for AgentGroup {
@@ -151,7 +280,7 @@ impl AgentGroup {
         agents: Vec<ResolvedAgent>,
     ) -> Result<AgentGroup, AgentError> {
         let group = Self::build(context, agents).await?;
-        group.supervisor.start_all().await?;
+        group.start_all().await?;
         Ok(group)
     }
 
@@ -160,42 +289,84 @@ impl AgentGroup {
         context: AgentContext,
         agents: Vec<ResolvedAgent>,
     ) -> Result<AgentGroup, AgentError> {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Self::build_inner(context, agents, None).await
+    }
+
+    /// Builds the group without starting anything; every event goes to `sink` as it happens
+    /// (besides any subscriber), with no channel or task in between.
+    pub async fn build_with_sink(
+        context: AgentContext,
+        agents: Vec<ResolvedAgent>,
+        sink: EventSink,
+    ) -> Result<AgentGroup, AgentError> {
+        Self::build_inner(context, agents, Some(sink)).await
+    }
+
+    async fn build_inner(
+        context: AgentContext,
+        agents: Vec<ResolvedAgent>,
+        sink: Option<EventSink>,
+    ) -> Result<AgentGroup, AgentError> {
+        let events = Arc::new(AgentEvents {
+            channel: OnceLock::new(),
+            sink,
+        });
         let rotation = Rotation {
             max_bytes: context.log_max_bytes,
             keep: context.log_keep_files,
         };
+        let log_dir: Arc<Path> = Arc::from(context.log_dir.as_path());
+        // One allocation per name: the table, the child spec and every dependency on it
+        // share it.
+        let names: BTreeMap<&str, Arc<str>> = agents
+            .iter()
+            .map(|a| (a.name.as_str(), Arc::from(a.name.as_str())))
+            .collect();
         let mut table = BTreeMap::new();
         let mut specs = Vec::with_capacity(agents.len());
-        for agent in agents {
-            let name: Arc<str> = Arc::from(agent.name.as_str());
+        for agent in &agents {
+            let name = names[agent.name.as_str()].clone();
             let shared = Arc::new(AgentShared {
                 name: name.clone(),
-                log: Arc::new(OutputLog::open(
-                    context.log_dir.join(format!("{name}.log")),
-                    rotation,
-                )),
+                log: OutputLog::new(log_dir.clone(), name.clone(), rotation),
                 live: Default::default(),
                 events: events.clone(),
             });
-            let launch = Arc::new(Launch {
-                env: environment(&context, &agent),
-                command: agent.command.clone(),
-                ready_pattern: agent.ready_pattern.clone(),
-                cwd: context.working_dir.clone(),
-                limits: agent.limits,
-                max_memory_mb: agent.max_memory_mb,
-                grace: agent.stop_grace,
-            });
-            specs.push(
-                ChildSpec::new(
-                    name.clone(),
-                    AgentWorker {
+            let spec = match &agent.command {
+                Some(command) => {
+                    let launch = Arc::new(Launch {
+                        env: environment(&context, agent),
+                        command: command.clone(),
+                        ready_pattern: agent.ready_pattern.clone(),
+                        cwd: context.working_dir.clone(),
+                        limits: agent.limits,
+                        max_memory_mb: agent.max_memory_mb,
+                        grace: agent.stop_grace,
+                    });
+                    let worker = AgentWorker {
                         launch,
                         shared: shared.clone(),
+                    };
+                    ChildSpec::new(name.clone(), worker)
+                }
+                None => ChildSpec::new(
+                    name.clone(),
+                    LogicalWorker {
+                        shared: shared.clone(),
                     },
+                ),
+            };
+            specs.push(
+                spec.depends_on(
+                    agent
+                        .depends_on
+                        .iter()
+                        .map(|d| match names.get(d.as_str()) {
+                            Some(name) => name.clone(),
+                            // Resolved agents name only agents of the group; the graph refuses others.
+                            None => Arc::from(d.as_str()),
+                        }),
                 )
-                .depends_on(agent.depends_on.iter().map(String::as_str))
                 .policy(agent.policy)
                 .enabled(agent.enabled)
                 .start_timeout(agent.start_timeout)
@@ -210,24 +381,96 @@ impl AgentGroup {
                 },
             );
         }
+        let agents = Arc::new(table);
+        let observer = {
+            let agents = agents.clone();
+            let events = events.clone();
+            Arc::new(move |event: &SupervisorEvent| {
+                if let SupervisorEvent::Child(change) = event {
+                    if events.heard() {
+                        announce(change, &agents, &events);
+                    }
+                }
+            })
+        };
         let config = SupervisorConfig {
             strategy: context.strategy,
             event_capacity: EVENT_CAPACITY,
+            observer: Some(observer),
         };
-        let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
-        let agents = Arc::new(table);
-        let forwarder = tokio::spawn(forward(
-            supervisor.subscribe(),
-            agents.clone(),
-            events.clone(),
-        ));
-        Ok(AgentGroup {
-            supervisor,
+        let mut group = AgentGroup {
+            supervisor: tokio::sync::OnceCell::new(),
+            deferred: Mutex::new(None),
             agents,
             events,
-            forwarder,
             shut_down: false,
-        })
+        };
+        if group.agents.values().any(|entry| entry.has_process) {
+            let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
+            group.supervisor = tokio::sync::OnceCell::new_with(Some(supervisor));
+        } else {
+            // Checked now, as a spawn would: a cycle or an unknown dependency is refused.
+            let graph = DependencyGraph::build(
+                specs
+                    .iter()
+                    .map(|s| (&**s.id(), s.dependencies().iter().map(|d| &**d))),
+            )?;
+            let since = SystemTime::now();
+            let children = vec![
+                TakenChild {
+                    wanted: false,
+                    running: false,
+                    since,
+                };
+                specs.len()
+            ];
+            *group.deferred_mut() = Some(Deferred {
+                config,
+                specs,
+                graph,
+                started: false,
+                children,
+            });
+        }
+        Ok(group)
+    }
+
+    fn deferred_mut(&self) -> std::sync::MutexGuard<'_, Option<Deferred>> {
+        // A panic while holding it leaves plain data: carry on with it.
+        self.deferred.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The supervisor, spawned now if the group ran without one so far.
+    async fn supervision(&self) -> Result<&SupervisorHandle, AgentError> {
+        self.supervisor
+            .get_or_try_init(|| async {
+                let deferred = self.deferred_mut().take();
+                let Some(d) = deferred else {
+                    return Err(AgentError::Supervision(SupervisionError::Spawn(
+                        "the group's supervisor could not be spawned".into(),
+                    )));
+                };
+                let takeover = Takeover {
+                    started: d.started,
+                    children: d.children,
+                };
+                let (supervisor, _) =
+                    SupervisorHandle::spawn_taking_over(d.config, d.specs, takeover).await?;
+                Ok(supervisor)
+            })
+            .await
+    }
+
+    /// Starts every enabled agent, in dependency order; returns at once (subscribe, or call
+    /// [`AgentGroup::settled`], to follow the start).
+    pub async fn start_all(&self) -> Result<(), AgentError> {
+        if self.supervisor.get().is_none() {
+            if let Some(deferred) = self.deferred_mut().as_mut() {
+                deferred.start_all(&self.agents, &self.events);
+                return Ok(());
+            }
+        }
+        Ok(self.supervision().await?.start_all().await?)
     }
 
     /// Every agent event from now on.
@@ -235,25 +478,47 @@ impl AgentGroup {
         self.events.subscribe()
     }
 
-    /// The supervisor, for callers that want its own events or operations.
-    pub fn supervisor(&self) -> &SupervisorHandle {
-        &self.supervisor
+    /// The supervisor, for callers that want its own events or operations (spawned now,
+    /// taking the agents over as they stand, if the group ran without one so far).
+    pub async fn supervisor(&self) -> Result<&SupervisorHandle, AgentError> {
+        self.supervision().await
     }
 
     /// Every agent's state, in name order.
     pub async fn statuses(&self) -> Result<Vec<AgentStatus>, AgentError> {
-        let children = self.supervisor.children().await?;
+        let children: Vec<(Arc<str>, ChildState, SystemTime, bool, u64)> =
+            match self.deferred_view() {
+                Some(children) => children
+                    .into_iter()
+                    .map(|(id, c)| {
+                        let state = if c.running {
+                            ChildState::Running
+                        } else {
+                            ChildState::Pending
+                        };
+                        (id, state, c.since, c.wanted, 0)
+                    })
+                    .collect(),
+                None => self
+                    .supervision()
+                    .await?
+                    .children()
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.id, c.state, c.since, c.wanted, c.restarts))
+                    .collect(),
+            };
         let mut statuses: Vec<AgentStatus> = children
             .into_iter()
-            .filter_map(|child| {
-                let entry = self.agents.get(&child.id)?;
+            .filter_map(|(id, state, since, wanted, restarts)| {
+                let entry = self.agents.get(&id)?;
                 Some(AgentStatus {
-                    name: child.id.to_string(),
+                    name: id.to_string(),
                     agent_type: entry.agent_type,
-                    state: child.state,
-                    since: child.since,
-                    active: child.wanted,
-                    restarts: child.restarts,
+                    state,
+                    since,
+                    active: wanted,
+                    restarts,
                     live: entry.shared.live().clone(),
                     has_process: entry.has_process,
                 })
@@ -263,9 +528,20 @@ impl AgentGroup {
         Ok(statuses)
     }
 
+    /// The children as the group runs them while it has no supervisor.
+    fn deferred_view(&self) -> Option<Vec<(Arc<str>, TakenChild)>> {
+        if self.supervisor.get().is_some() {
+            return None;
+        }
+        self.deferred_mut().as_ref().map(Deferred::infos)
+    }
+
     /// Waits until no agent is starting, stopping or backing off, then returns the states.
     pub async fn settled(&self) -> Result<Vec<AgentStatus>, AgentError> {
-        self.supervisor.settled().await?;
+        // Logical agents without a supervisor start in line: nothing is ever in motion.
+        if self.deferred_view().is_none() {
+            self.supervision().await?.settled().await?;
+        }
         self.statuses().await
     }
 
@@ -277,20 +553,20 @@ impl AgentGroup {
     /// Starts an agent (and lets the supervisor restart it again).
     pub async fn activate(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
-        Ok(self.supervisor.start_child(name).await?)
+        Ok(self.supervision().await?.start_child(name).await?)
     }
 
     /// Stops an agent and keeps it down: no restart until it is activated.
     pub async fn deactivate(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
-        Ok(self.supervisor.stop_child(name).await?)
+        Ok(self.supervision().await?.stop_child(name).await?)
     }
 
     /// Stops and starts an agent again (a manual restart: it does not count against
     /// `retry_attempts`).
     pub async fn restart(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
-        Ok(self.supervisor.restart_child(name).await?)
+        Ok(self.supervision().await?.restart_child(name).await?)
     }
 
     /// The last `n` lines of an agent's output, oldest first.
@@ -302,9 +578,9 @@ impl AgentGroup {
     /// supervisor.
     pub async fn shutdown(mut self) -> Result<(), AgentError> {
         self.shut_down = true;
-        let stopped = self.supervisor.stop_all().await;
-        let down = self.supervisor.shutdown().await;
-        self.forwarder.abort();
+        let supervisor = self.supervision().await?;
+        let stopped = supervisor.stop_all().await;
+        let down = supervisor.shutdown().await;
         stopped?;
         down?;
         Ok(())
@@ -321,10 +597,11 @@ impl Drop for AgentGroup {
     fn drop(&mut self) {
         if !self.shut_down {
             // ractor kills the supervisor's linked agents; dropping their state kills the
-            // process groups.
-            self.supervisor.actor().kill();
+            // process groups. A group without a supervisor has no process to kill.
+            if let Some(supervisor) = self.supervisor.get() {
+                supervisor.actor().kill();
+            }
         }
-        self.forwarder.abort();
     }
 }
 
@@ -352,53 +629,36 @@ pub fn health(statuses: &[AgentStatus]) -> GroupHealth {
     }
 }
 
-/// Turns supervisor events into agent events; a failed agent raises an alert.
-async fn forward(
-    mut supervisor: broadcast::Receiver<SupervisorEvent>,
-    agents: Arc<BTreeMap<Arc<str>, Entry>>,
-    events: broadcast::Sender<AgentEvent>,
-) {
-    loop {
-        let event = match supervisor.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!("agent event forwarder missed {missed} supervisor events");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let SupervisorEvent::Child(change) = event else {
-            continue;
-        };
-        let _ = events.send(AgentEvent::State {
+/// Turns a supervisor transition into an agent event; a failed agent raises an alert.
+fn announce(change: &ChildTransition, agents: &BTreeMap<Arc<str>, Entry>, events: &AgentEvents) {
+    events.publish(AgentEvent::State {
+        agent: change.child.clone(),
+        from: change.from,
+        to: change.to,
+        reason: change.reason.clone(),
+        restarts: change.restarts,
+        at: change.at,
+    });
+    if change.to == ChildState::Failed {
+        let orchestrator = agents
+            .get(&change.child)
+            .is_some_and(|e| e.agent_type == AgentType::Orchestrator);
+        events.publish(AgentEvent::Alert(AgentAlert {
             agent: change.child.clone(),
-            from: change.from,
-            to: change.to,
-            reason: change.reason.clone(),
-            restarts: change.restarts,
+            kind: AlertKind::Failed,
+            severity: if orchestrator {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            message: format!(
+                "agent {} failed after {} restarts: {}",
+                change.child,
+                change.restarts,
+                change.reason.as_deref().unwrap_or("no reason given")
+            ),
             at: change.at,
-        });
-        if change.to == ChildState::Failed {
-            let orchestrator = agents
-                .get(&change.child)
-                .is_some_and(|e| e.agent_type == AgentType::Orchestrator);
-            let _ = events.send(AgentEvent::Alert(AgentAlert {
-                agent: change.child.clone(),
-                kind: AlertKind::Failed,
-                severity: if orchestrator {
-                    Severity::Critical
-                } else {
-                    Severity::High
-                },
-                message: format!(
-                    "agent {} failed after {} restarts: {}",
-                    change.child,
-                    change.restarts,
-                    change.reason.as_deref().unwrap_or("no reason given")
-                ),
-                at: change.at,
-            }));
-        }
+        }));
     }
 }
 
@@ -428,7 +688,19 @@ fn environment(context: &AgentContext, agent: &ResolvedAgent) -> Vec<(String, St
     env.into_iter().collect()
 }
 
-/// Starts incarnations of one agent for the supervisor.
+/// Starts incarnations of a logical agent: nothing runs, so there is no actor.
+struct LogicalWorker {
+    shared: Arc<AgentShared>,
+}
+
+impl Worker for LogicalWorker {
+    fn start(&self, _ctx: StartContext) -> BoxFuture<Result<Started, StartError>> {
+        self.shared.live().started_at = Some(SystemTime::now());
+        Box::pin(std::future::ready(Ok(Started::without_actor())))
+    }
+}
+
+/// Starts incarnations of an agent with a command for the supervisor.
 struct AgentWorker {
     launch: Arc<Launch>,
     shared: Arc<AgentShared>,
@@ -441,7 +713,7 @@ impl Worker for AgentWorker {
         let spawned = spawn_process(&launch, &shared);
         Box::pin(async move {
             let spawned = spawned.map_err(StartError)?;
-            let waits = launch.command.is_some() && launch.ready_pattern.is_some();
+            let waits = launch.ready_pattern.is_some();
             let (ready, is_ready) = if waits {
                 let (tx, rx) = oneshot::channel();
                 (Some(tx), Some(rx))

@@ -26,8 +26,9 @@ pub(crate) fn tree_rss_bytes(root: u32) -> Option<u64> {
     )
 }
 
-/// `root` and its descendants.
-fn tree(root: u32) -> Option<Vec<u32>> {
+/// `root` and its descendants (at most 4,096); `None` when `root` is gone. The monitor
+/// samples CPU of exactly these.
+pub(crate) fn tree(root: u32) -> Option<Vec<u32>> {
     if !Path::new(&format!("/proc/{root}")).exists() {
         return None;
     }

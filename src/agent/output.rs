@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -67,11 +67,29 @@ pub struct LogLine {
 
 /// Where an agent's lines go besides its caller: the ring and the file. Shared by every
 /// incarnation of the agent, so a restart keeps the history.
+///
+/// Nothing is allocated or opened before the first line (the file's path included): a
+/// logical agent never writes one, and a server restoring thousands of sessions must not
+/// create a file per agent (nor hold its descriptor) up front.
 #[derive(Debug)]
 pub(crate) struct OutputLog {
     ring: Mutex<VecDeque<LogLine>>,
-    file: Mutex<Option<RotatingFile>>,
-    path: PathBuf,
+    file: Mutex<LogFile>,
+    /// The directory of the session's logs, shared by its agents.
+    dir: Arc<Path>,
+    /// The agent's name: its file is `<dir>/<name>.log`.
+    name: Arc<str>,
+}
+
+/// The agent's log file, opened at the first line.
+#[derive(Debug)]
+enum LogFile {
+    /// Not opened yet.
+    Closed(Rotation),
+    /// Being written.
+    Open(Box<RotatingFile>),
+    /// Could not be opened or written: file output is off for this agent.
+    Off,
 }
 
 /// Size and count of an agent's rotated log files.
@@ -82,22 +100,34 @@ pub(crate) struct Rotation {
 }
 
 impl OutputLog {
-    /// Opens (appends to) the agent's file. A file that cannot be opened is logged and
-    /// skipped: the ring buffer and the events still work.
-    pub(crate) fn open(path: PathBuf, rotation: Rotation) -> OutputLog {
-        let file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| RotatingFile::open(path.clone(), rotation.max_bytes, rotation.keep))
-            .map_err(
-                |err| tracing::warn!(path = %path.display(), "cannot open agent log file: {err}"),
-            )
-            .ok();
+    /// The log of agent `name`, whose file is `<dir>/<name>.log` (appended to, the
+    /// directory created, at the first line).
+    pub(crate) fn new(dir: Arc<Path>, name: Arc<str>, rotation: Rotation) -> OutputLog {
         OutputLog {
-            ring: Mutex::new(VecDeque::with_capacity(64)),
-            file: Mutex::new(file),
-            path,
+            ring: Mutex::new(VecDeque::new()),
+            file: Mutex::new(LogFile::Closed(rotation)),
+            dir,
+            name,
         }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.name))
+    }
+
+    /// Opens the file for the first line. A file that cannot be opened is logged and
+    /// skipped: the ring buffer and the events still work.
+    fn open(&self, rotation: Rotation) -> LogFile {
+        let path = self.path();
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| RotatingFile::open(path.clone(), rotation.max_bytes, rotation.keep))
+            .map_or_else(
+                |err| {
+                    tracing::warn!(path = %path.display(), "cannot open agent log file: {err}");
+                    LogFile::Off
+                },
+                |file| LogFile::Open(Box::new(file)),
+            )
     }
 
     /// Keeps one line in the ring and the file.
@@ -110,7 +140,10 @@ impl OutputLog {
             ring.push_back(line.clone());
         }
         let mut file = lock(&self.file);
-        if let Some(writer) = file.as_mut() {
+        if let LogFile::Closed(rotation) = *file {
+            *file = self.open(rotation);
+        }
+        if let LogFile::Open(writer) = &mut *file {
             let written = writeln!(
                 writer,
                 "{:.3} {} {}",
@@ -119,8 +152,8 @@ impl OutputLog {
                 line.line
             );
             if let Err(err) = written {
-                tracing::warn!(path = %self.path.display(), "agent log file disabled after a write error: {err}");
-                *file = None;
+                tracing::warn!(path = %self.path().display(), "agent log file disabled after a write error: {err}");
+                *file = LogFile::Off;
             }
         }
     }
@@ -145,7 +178,7 @@ impl OutputLog {
 
     /// Flushes the file.
     pub(crate) fn flush(&self) {
-        if let Some(writer) = lock(&self.file).as_mut() {
+        if let LogFile::Open(writer) = &mut *lock(&self.file) {
             let _ = writer.flush();
         }
     }
@@ -159,7 +192,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Reads `pipe` to its end, handing every line to `each` (after recording it in `log`).
-pub(crate) async fn pump<R, F>(pipe: R, stream: Stream, log: Arc<OutputLog>, mut each: F)
+pub(crate) async fn pump<R, F>(pipe: R, stream: Stream, log: &OutputLog, mut each: F)
 where
     R: AsyncRead + Unpin,
     F: FnMut(&LogLine),
@@ -180,11 +213,11 @@ where
         pending.extend_from_slice(&chunk[..take]);
         reader.consume(take);
         if complete && pending.last() == Some(&b'\n') || pending.len() == MAX_LINE_BYTES {
-            emit(&mut pending, stream, &log, &mut each);
+            emit(&mut pending, stream, log, &mut each);
         }
     }
     if !pending.is_empty() {
-        emit(&mut pending, stream, &log, &mut each);
+        emit(&mut pending, stream, log, &mut each);
     }
     log.flush();
 }
@@ -211,8 +244,9 @@ mod tests {
     use super::*;
 
     fn log(dir: &tempfile::TempDir) -> Arc<OutputLog> {
-        Arc::new(OutputLog::open(
-            dir.path().join("s").join("a.log"),
+        Arc::new(OutputLog::new(
+            Arc::from(dir.path().join("s")),
+            Arc::from("a"),
             Rotation {
                 max_bytes: 1 << 20,
                 keep: 1,
@@ -222,7 +256,7 @@ mod tests {
 
     async fn lines_of(input: &[u8], log: Arc<OutputLog>) -> Vec<String> {
         let mut seen = Vec::new();
-        pump(input, Stream::Stdout, log, |l| seen.push(l.line.clone())).await;
+        pump(input, Stream::Stdout, &log, |l| seen.push(l.line.clone())).await;
         seen
     }
 
@@ -237,6 +271,17 @@ mod tests {
         let file = std::fs::read_to_string(dir.path().join("s/a.log")).unwrap();
         assert_eq!(file.lines().count(), 4);
         assert!(file.lines().all(|l| l.contains(" stdout ")), "{file}");
+    }
+
+    #[test]
+    fn nothing_is_created_before_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(&dir);
+        assert!(log.tail(10).is_empty());
+        log.flush();
+        assert!(!dir.path().join("s").exists(), "no directory, no file yet");
+        log.note("first".into());
+        assert!(dir.path().join("s/a.log").is_file());
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Wire shapes: the only types with wire-format serde attributes.
 
+pub(crate) mod monitor;
 pub(crate) mod requests;
 pub(crate) mod session;
 

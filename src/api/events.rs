@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::http::StatusCode;
 
+use super::dto::monitor;
 use super::dto::session::{seconds, session_object_at, AgentObject};
 use super::envelope;
 use super::errors::ApiError;
@@ -317,6 +318,15 @@ fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
         SessionEvent::Agent { session, event } => {
             let (kind, data) = agent_event(event, seq);
             (kind, Some(*session), data)
+        }
+        SessionEvent::Alert(alert) => ("alert", alert.session, monitor::alert(alert, None)),
+        SessionEvent::AlertResolved(alert) => (
+            "alert_resolved",
+            alert.session,
+            monitor::alert(alert, Some(at)),
+        ),
+        SessionEvent::Metrics(sample) => {
+            ("metrics", Some(sample.session_id), monitor::point(sample))
         }
         SessionEvent::ContextChanged {
             session,
@@ -686,6 +696,69 @@ mod tests {
             message["data"],
             json!({"agent": "a", "stream": "stderr", "line": "oops", "at": 3.0})
         );
+    }
+
+    #[test]
+    fn monitor_events_map_to_alert_alert_resolved_and_metrics() {
+        use crate::monitor::{Resource, ResourceAlert, SessionSample};
+        let id = Uuid::from_u128(1);
+        let alert = ResourceAlert {
+            id: Uuid::from_u128(9),
+            session: Some(id),
+            resource: Resource::Memory,
+            severity: Severity::High,
+            message: "over".into(),
+            value: 110.0,
+            threshold: 85.0,
+            raised_at: 99.0,
+        };
+        let raised = WireEvent::of(&published(
+            Some(3),
+            SessionEvent::Alert(Box::new(alert.clone())),
+        ));
+        assert_eq!(
+            (raised.kind.as_str(), raised.session_id, raised.topic()),
+            ("alert", Some(id), Some(Topic::Alerts))
+        );
+        assert_eq!(
+            raised.message()["data"],
+            json!({"id": Uuid::from_u128(9), "kind": "memory_usage", "scope": "session",
+                   "session_id": id, "severity": "high", "message": "over", "value": 110.0,
+                   "threshold": 85.0, "timestamp": 99.0, "resolved_at": null})
+        );
+        let host = ResourceAlert {
+            session: None,
+            ..alert
+        };
+        let resolved = WireEvent::of(&published(
+            Some(4),
+            SessionEvent::AlertResolved(Box::new(host)),
+        ));
+        assert_eq!(
+            (resolved.kind.as_str(), resolved.session_id),
+            ("alert_resolved", None)
+        );
+        assert_eq!(resolved.message()["data"]["scope"], "host");
+        assert_eq!(resolved.message()["data"]["resolved_at"], 100.5);
+        let sample = SessionSample {
+            session_id: id,
+            at: 100.0,
+            cpu_percent: 12.5,
+            memory_mb: 64.0,
+            memory_percent: Some(50.0),
+            disk_percent: None,
+            agents_running: 1,
+            agents_total: 1,
+            restarts: 0,
+            errors: 0,
+            agents: Vec::new(),
+        };
+        let metrics = WireEvent::of(&published(None, SessionEvent::Metrics(Arc::new(sample))));
+        assert_eq!(
+            (metrics.kind.as_str(), metrics.topic()),
+            ("metrics", Some(Topic::Metrics))
+        );
+        assert_eq!(metrics.message()["data"]["cpu_usage_percent"], 12.5);
     }
 
     #[test]

@@ -10,10 +10,12 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::agent::{AgentStatus, LogLine, RING_LINES};
+use crate::monitor::{summarize, thin, SessionSample, MAX_POINTS};
 use crate::paths::Validation;
 use crate::session::{select, AgentOp, SessionQuery, SessionView, Snapshot};
 use crate::supervision::ChildState;
 
+use super::dto::monitor;
 use super::dto::requests::{
     self, CloneBody, ContextPutBody, ExportBody, ImportBody, NavigateBody, UpdateBody,
 };
@@ -72,10 +74,11 @@ async fn session_answer(ctx: &ApiContext, view: &SessionView, status: StatusCode
         .paths
         .validate(&view.record.configuration.working_directory)
         .await;
+    let sample = ctx.monitor.latest(view.record.id);
     Ok(envelope::success(
         status,
         &SessionPayload {
-            session: SessionObject::of(view, Some(&validation)),
+            session: SessionObject::of(view, Some(&validation)).with_sample(sample.as_deref()),
         },
     ))
 }
@@ -126,11 +129,18 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
         )
         .await
         .validations;
+    let samples: Vec<_> = views
+        .iter()
+        .map(|v| ctx.monitor.latest(v.record.id))
+        .collect();
     ok(&ListPayload {
         sessions: views
             .iter()
             .zip(&validations)
-            .map(|(view, validation)| SessionObject::of(view, Some(validation)))
+            .zip(&samples)
+            .map(|((view, validation), sample)| {
+                SessionObject::of(view, Some(validation)).with_sample(sample.as_deref())
+            })
             .collect(),
         total: page.total,
         limit: query.limit,
@@ -153,9 +163,11 @@ pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
         .paths
         .validate(&view.record.configuration.working_directory)
         .await;
+    let sample = ctx.monitor.latest(view.record.id);
+    let history = history(&ctx, &view, 1.0).await?;
     ok(&GetPayload {
-        session: SessionObject::of(&view, Some(&validation)),
-        monitoring: summary(&view, 1.0),
+        session: SessionObject::of(&view, Some(&validation)).with_sample(sample.as_deref()),
+        monitoring: summary(&ctx, &view, 1.0, &history),
         agent_statuses: statuses(&view.agents),
     })
 }
@@ -350,64 +362,100 @@ pub(crate) async fn metrics(
         }
     }
     let view = ctx.sessions.get(session_id(&id)?).await?;
+    let points = history(&ctx, &view, hours).await?;
+    let summary = summary(&ctx, &view, hours, &points);
     ok(&json!({
         "session_id": view.record.id,
-        // Sampled history arrives with the monitor; until then there are no stored points.
-        "metrics": [],
-        "summary": summary(&view, hours),
+        "metrics": thin(points, MAX_POINTS).iter().map(monitor::point).collect::<Vec<_>>(),
+        "summary": summary,
         "hours": hours,
     }))
 }
 
-/// The metrics summary of a session from what is known now: its age, its agents' live
-/// memory and restart counts. Keys of the original, ours added.
-fn summary(view: &SessionView, hours: f64) -> Value {
+/// The monitor's stored samples of a session over the last `hours`.
+async fn history(
+    ctx: &ApiContext,
+    view: &SessionView,
+    hours: f64,
+) -> Result<Vec<SessionSample>, ApiError> {
+    let since = seconds(std::time::SystemTime::now()) - hours * 3600.0;
+    ctx.monitor
+        .history(view.record.id, since)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "reading the metrics history failed");
+            ApiError::Internal
+        })
+}
+
+/// The metrics summary of a session: its age, the monitor's samples over `hours`
+/// (`points`) and its latest one, its agents' restarts and failures. Keys of the original,
+/// ours added.
+fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSample]) -> Value {
     let record = &view.record;
-    let end = record
-        .terminated_at
-        .unwrap_or_else(|| seconds(std::time::SystemTime::now()));
-    let memory = view
-        .agents
-        .iter()
-        .filter_map(|a| a.live.memory_mb)
-        .fold(0.0, |sum, mb| sum + mb);
+    let now = seconds(std::time::SystemTime::now());
+    let end = record.terminated_at.unwrap_or(now);
+    let latest = ctx.monitor.latest(record.id);
+    let figures = summarize(points, now);
     let restarts: u64 = view.agents.iter().map(|a| a.restarts).sum();
     let failed = view
         .agents
         .iter()
         .filter(|a| a.state == ChildState::Failed)
         .count();
-    let memory_peak = view
+    let live_memory = view
         .agents
         .iter()
         .filter_map(|a| a.live.memory_mb)
-        .fold(None, |peak: Option<f64>, m| {
-            Some(peak.map_or(m, |p| p.max(m)))
-        });
+        .fold(0.0, |sum, mb| sum + mb);
+    let latest_metrics = match latest.as_deref() {
+        Some(sample) => monitor::point(sample),
+        None => json!({
+            "timestamp": now,
+            "memory_usage_mb": live_memory,
+            "cpu_usage_percent": null,
+            "agents_running": running(&view.agents).count(),
+            "agents_total": view.agents.len(),
+        }),
+    };
+    let averages = figures.points_last_hour.gt(&0).then(|| {
+        json!({
+            "cpu_usage_percent": figures.average_cpu_percent,
+            "memory_usage_mb": figures.average_memory_mb,
+            "data_points": figures.points_last_hour,
+        })
+    });
     json!({
         "session_id": record.id,
         "status": record.status.as_str(),
         "duration_hours": ((end - record.created_at) / 3600.0).max(0.0),
         "hours": hours,
-        "total_data_points": 0,
-        "latest_metrics": {
-            "timestamp": seconds(std::time::SystemTime::now()),
-            "memory_usage_mb": memory,
-            "cpu_usage_percent": null,
-            "agents_running": running(&view.agents).count(),
-            "agents_total": view.agents.len(),
-        },
-        "averages_last_hour": null,
-        "peak_memory_mb": memory_peak,
-        "peak_agent_memory_mb": memory_peak,
+        "total_data_points": figures.total_data_points,
+        "latest_metrics": latest_metrics,
+        "averages_last_hour": averages,
+        "peak_cpu_percent": figures.peak_cpu_percent,
+        "peak_memory_mb": figures.peak_memory_mb,
+        "peak_agent_memory_mb": points
+            .iter()
+            .flat_map(|p| p.agents.iter().map(|a| a.memory_mb))
+            .reduce(f64::max),
         "agent_restarts": restarts,
         "errors": failed,
+        "open_alerts": ctx.monitor.open_alerts(Some(record.id)).len(),
     })
 }
 
 /// `GET /sessions/{id}/status`.
 pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
     let view = ctx.sessions.get(session_id(&id)?).await?;
+    let points = history(&ctx, &view, 1.0).await?;
+    let mut alerts = failed_alerts(&view.agents);
+    alerts.extend(
+        ctx.monitor
+            .open_alerts(Some(view.record.id))
+            .iter()
+            .map(|alert| monitor::alert(alert, None)),
+    );
     let record = &view.record;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for agent in &view.agents {
@@ -424,12 +472,12 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
         "active_agents": running(&view.agents).collect::<Vec<_>>(),
         "agent_statuses": statuses(&view.agents),
         "agent_counts": counts,
-        "metrics": summary(&view, 1.0),
-        "alerts": failed_alerts(&view.agents),
+        "metrics": summary(&ctx, &view, 1.0, &points),
+        "alerts": alerts,
     }))
 }
 
-/// The alerts that are open now: every failed agent (the monitor adds resource alerts).
+/// Every failed agent, as an open alert (the monitor's resource alerts are added to them).
 fn failed_alerts(agents: &[AgentStatus]) -> Vec<Value> {
     agents
         .iter()

@@ -15,6 +15,7 @@ use crate::paths::{CheckCode, Validation};
 use crate::session::{SessionRecord, SessionStatus, SessionView};
 use crate::supervision::ChildState;
 
+use super::dto::monitor;
 use super::dto::requests::{ValidatePathBody, ValidatePathsBody};
 use super::dto::session::seconds;
 use super::errors::ApiError;
@@ -281,6 +282,17 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         .iter()
         .filter(|v| !v.record.status.is_terminal())
         .count();
+    let mut host = host();
+    if let (Value::Object(fields), Some(sample)) = (&mut host, ctx.monitor.host()) {
+        fields.insert("cpu_percent".into(), sample.cpu_percent.into());
+        fields.insert("sampled_at".into(), sample.at.into());
+    }
+    let host_alerts: Vec<Value> = ctx
+        .monitor
+        .open_alerts(None)
+        .iter()
+        .map(|alert| monitor::alert(alert, None))
+        .collect();
     Ok(envelope::success(
         StatusCode::OK,
         &json!({
@@ -293,12 +305,14 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
                     "active": true,
                     "monitored_sessions": monitored,
                     "websocket_clients": ctx.websocket_clients(),
+                    "samples_taken": ctx.monitor.ticks(),
+                    "host_alerts": host_alerts,
                 },
                 "agents": {
                     "available_types": AgentType::ALL.len(),
                     "active_agents": running,
                 },
-                "host": host(),
+                "host": host,
             }
         }),
     ))

@@ -2,14 +2,16 @@
 //! supervisor starts the agents in dependency order and restarts them), derives the session's
 //! status from its agents' real states, and persists every change before it answers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::agent::{
-    resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus, CommandOrigin, GroupHealth,
-    LogLine,
+    resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus, CommandOrigin, EventSink,
+    GroupHealth, LogLine,
 };
 use crate::config::Settings;
 use crate::storage::Storage;
@@ -87,14 +89,20 @@ pub(crate) struct SessionArgs {
     pub(crate) record: SessionRecord,
     pub(crate) deps: SessionDeps,
     pub(crate) registry: ActorRef<RegistryMsg>,
+    /// Gets the record as the start left it (its status derived from the agents): the
+    /// registry keeps that one, shared, instead of a copy of its own and a message later.
+    pub(crate) started: oneshot::Sender<Arc<SessionRecord>>,
 }
 
 pub(crate) struct SessionState {
-    record: SessionRecord,
+    /// Shared with the registry until the next change, which copies it (`edit`) and hands
+    /// the registry the new one (`announce`): one copy per idle session, not two.
+    record: Arc<SessionRecord>,
     deps: SessionDeps,
     registry: ActorRef<RegistryMsg>,
     group: Option<AgentGroup>,
-    forwarder: Option<JoinHandle<()>>,
+    /// Set by the agents' event sink when a state changed and `AgentsChanged` is on its way.
+    recompute: Arc<AtomicBool>,
     checkpoints: Option<JoinHandle<()>>,
     /// The record changed since it was last stored.
     dirty: bool,
@@ -102,9 +110,6 @@ pub(crate) struct SessionState {
 
 impl Drop for SessionState {
     fn drop(&mut self) {
-        if let Some(forwarder) = &self.forwarder {
-            forwarder.abort();
-        }
         if let Some(checkpoints) = &self.checkpoints {
             checkpoints.abort();
         }
@@ -112,20 +117,26 @@ impl Drop for SessionState {
     }
 }
 
+// `handle` and `post_stop` box their work: ractor keeps the actor's message loop — with
+// these futures inline — for the actor's whole life, and an update's or a stop's future is
+// kilobytes, paid by every idle session otherwise.
 impl Actor for SessionActor {
     async fn post_stop(
         &self,
         _myself: ActorRef<SessionMsg>,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        // A requested stop (server shutdown, retirement): the agents stop in reverse
-        // dependency order, within their grace; the record stays as it is.
-        state.stop_agents().await;
-        // A terminated (or purged) session was stored when it ended; writing it again here
-        // could bring a purged row back.
-        if state.dirty && !state.record.status.is_terminal() {
-            state.persist().await;
-        }
+        Box::pin(async {
+            // A requested stop (server shutdown, retirement): the agents stop in reverse
+            // dependency order, within their grace; the record stays as it is.
+            state.stop_agents().await;
+            // A terminated (or purged) session was stored when it ended; writing it again
+            // here could bring a purged row back.
+            if state.dirty && !state.record.status.is_terminal() {
+                state.persist().await;
+            }
+        })
+        .await;
         Ok(())
     }
 
@@ -142,13 +153,14 @@ impl Actor for SessionActor {
             record,
             deps,
             registry,
+            started,
         } = args;
         let mut state = SessionState {
-            record,
+            record: Arc::new(record),
             deps,
             registry,
             group: None,
-            forwarder: None,
+            recompute: Arc::new(AtomicBool::new(false)),
             checkpoints: None,
             dirty: false,
         };
@@ -157,16 +169,29 @@ impl Actor for SessionActor {
             .launch_agents(&myself)
             .await
             .map_err(|e| e.to_string())?;
-        state.set_status(status_of(&state).await).await;
+        // The registry learns this status from `started`, not from an announcement.
+        let status = status_of(&state).await;
+        if state.note_status(status) {
+            state.dirty = true;
+        }
+        let _ = started.send(state.record.clone());
         Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<SessionMsg>,
+        myself: ActorRef<SessionMsg>,
         msg: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
+        Box::pin(state.handle(myself, msg)).await;
+        Ok(())
+    }
+}
+
+impl SessionState {
+    async fn handle(&mut self, myself: ActorRef<SessionMsg>, msg: SessionMsg) {
+        let state = self;
         match msg {
             SessionMsg::View(reply) => {
                 let _ = reply.send(state.view().await);
@@ -187,9 +212,9 @@ impl Actor for SessionActor {
                 let _ = reply.send(state.terminate().await);
             }
             SessionMsg::Apply { change, reply } => {
-                let mut next = state.record.clone();
+                let mut next = SessionRecord::clone(&state.record);
                 let applied = match change(&mut next) {
-                    Ok(restart_agents) => state.apply(&_myself, next, restart_agents).await,
+                    Ok(restart_agents) => state.apply(&myself, next, restart_agents).await,
                     Err(err) => Err(err),
                 };
                 let _ = reply.send(applied);
@@ -199,9 +224,10 @@ impl Actor for SessionActor {
                     if let Ok(statuses) = group.statuses().await {
                         for agent in statuses {
                             let known = state.record.agent_restarts.get(&agent.name);
-                            if known != Some(&agent.restarts) {
+                            // Absent means none: an agent that never restarted costs nothing.
+                            if known.copied().unwrap_or(0) != agent.restarts {
                                 state
-                                    .record
+                                    .edit()
                                     .agent_restarts
                                     .insert(agent.name, agent.restarts);
                                 state.dirty = true;
@@ -215,13 +241,14 @@ impl Actor for SessionActor {
                 }
             }
             SessionMsg::AgentsChanged => {
+                // Changes from here on ask again; this look covers the ones before.
+                state.recompute.store(false, Ordering::Release);
                 if !state.record.status.is_terminal() {
                     let status = status_of(state).await;
                     state.set_status(status).await;
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -269,32 +296,23 @@ impl SessionState {
         context.environment = self.record.configuration.environment_variables.clone();
         context.server_url = self.deps.server_url.clone();
         context.strategy = self.record.strategy;
-        let group = AgentGroup::build(context, agents)
-            .await
-            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
-        let mut events = group.subscribe();
+        // Every agent event goes straight onto the bus; a state change asks this actor to
+        // recompute the status, once for a burst of them (the flag is cleared when it does).
         let me = myself.clone();
         let bus = self.deps.bus.clone();
         let session = self.record.id;
-        self.forwarder = Some(tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        let changed = matches!(event, AgentEvent::State { .. });
-                        bus.publish(super::registry::SessionEvent::Agent { session, event });
-                        if changed && me.cast(SessionMsg::AgentsChanged).is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = me.cast(SessionMsg::AgentsChanged);
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
+        let recompute = self.recompute.clone();
+        let sink: EventSink = Arc::new(move |event: AgentEvent| {
+            let changed = matches!(event, AgentEvent::State { .. });
+            bus.publish(super::registry::SessionEvent::Agent { session, event });
+            if changed && !recompute.swap(true, Ordering::AcqRel) {
+                let _ = me.cast(SessionMsg::AgentsChanged);
             }
-        }));
+        });
+        let group = AgentGroup::build_with_sink(context, agents, sink)
+            .await
+            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
         group
-            .supervisor()
             .start_all()
             .await
             .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
@@ -304,14 +322,12 @@ impl SessionState {
 
     /// Stops every agent in reverse dependency order, keeping their restart counts.
     async fn stop_agents(&mut self) {
-        if let Some(forwarder) = self.forwarder.take() {
-            forwarder.abort();
-        }
         if let Some(group) = self.group.take() {
             if let Ok(statuses) = group.statuses().await {
                 for agent in statuses {
-                    if self.record.agent_restarts.get(&agent.name) != Some(&agent.restarts) {
-                        self.record
+                    let known = self.record.agent_restarts.get(&agent.name);
+                    if known.copied().unwrap_or(0) != agent.restarts {
+                        self.edit()
                             .agent_restarts
                             .insert(agent.name.clone(), agent.restarts);
                         self.dirty = true;
@@ -337,28 +353,29 @@ impl SessionState {
             )));
         }
         if restart_agents {
-            let previous = std::mem::replace(&mut self.record, record);
+            let previous = std::mem::replace(&mut self.record, Arc::new(record));
             self.stop_agents().await;
             if let Err(err) = self.launch_agents(myself).await {
                 // Stay where it was: the old record, its agents started again.
                 self.stop_agents().await;
-                let restarts = std::mem::take(&mut self.record.agent_restarts);
+                let restarts = std::mem::take(&mut self.edit().agent_restarts);
                 self.record = previous;
-                self.record.agent_restarts.extend(restarts);
+                self.edit().agent_restarts.extend(restarts);
                 if let Err(again) = self.launch_agents(myself).await {
                     tracing::error!(session = %self.record.id, "cannot start the previous agents again: {again}");
                 }
                 return Err(err);
             }
         } else {
-            let restarts = std::mem::take(&mut self.record.agent_restarts);
-            self.record = record;
-            self.record.agent_restarts = restarts;
+            let restarts = std::mem::take(&mut self.edit().agent_restarts);
+            self.record = Arc::new(record);
+            self.edit().agent_restarts = restarts;
         }
         self.schedule_checkpoints(myself);
         let at = now();
-        self.record.updated_at = at;
-        self.record.last_activity = at;
+        let record = self.edit();
+        record.updated_at = at;
+        record.last_activity = at;
         let status = status_of(self).await;
         if status == self.record.status {
             self.persist().await;
@@ -374,17 +391,8 @@ impl SessionState {
     /// stored with the next checkpoint (and at stop) instead of costing a synchronous write
     /// per agent transition.
     async fn set_status(&mut self, status: SessionStatus) {
-        if self.record.status == status {
+        if !self.note_status(status) {
             return;
-        }
-        self.record.status = status;
-        let at = now();
-        self.record.updated_at = at;
-        self.record.last_activity = at;
-        if status == SessionStatus::Error && self.record.error_message.is_none() {
-            self.record.error_message = Some("the ORCHESTRATOR agent failed".to_string());
-        } else if status != SessionStatus::Error {
-            self.record.error_message = None;
         }
         if status.is_terminal() {
             self.persist().await;
@@ -394,11 +402,35 @@ impl SessionState {
         }
     }
 
+    /// Puts a new status (and its error message, or none) in the record; false when it was
+    /// the status already.
+    fn note_status(&mut self, status: SessionStatus) -> bool {
+        if self.record.status == status {
+            return false;
+        }
+        let at = now();
+        let record = self.edit();
+        record.status = status;
+        record.updated_at = at;
+        record.last_activity = at;
+        if status == SessionStatus::Error && record.error_message.is_none() {
+            record.error_message = Some("the ORCHESTRATOR agent failed".to_string());
+        } else if status != SessionStatus::Error {
+            record.error_message = None;
+        }
+        true
+    }
+
+    /// The record, to change: a copy of it if the registry still shares it.
+    fn edit(&mut self) -> &mut SessionRecord {
+        Arc::make_mut(&mut self.record)
+    }
+
     /// Tells the registry (and so listeners) the record as it is now.
     fn announce(&self) {
         let _ = self
             .registry
-            .cast(RegistryMsg::Updated(Box::new(self.record.clone())));
+            .cast(RegistryMsg::Updated(self.record.clone()));
     }
 
     async fn persist(&mut self) {
@@ -415,7 +447,7 @@ impl SessionState {
             None => Vec::new(),
         };
         SessionView {
-            record: self.record.clone(),
+            record: SessionRecord::clone(&self.record),
             agents,
         }
     }
@@ -441,8 +473,8 @@ impl SessionState {
             other => SessionError::Conflict(other.to_string()),
         })?;
         if op != AgentOp::Deactivate {
-            *self
-                .record
+            // The field, not `edit()`: `group` borrows another field of `self`.
+            *Arc::make_mut(&mut self.record)
                 .agent_activations
                 .entry(name.to_string())
                 .or_default() += 1;
@@ -453,19 +485,19 @@ impl SessionState {
             .ok()
             .and_then(|all| all.into_iter().find(|a| a.name == name))
             .ok_or_else(|| SessionError::AgentNotFound(name.to_string()));
-        self.record.last_activity = now();
+        self.edit().last_activity = now();
         self.persist().await;
         agent
     }
 
     async fn terminate(&mut self) -> Result<SessionRecord, SessionError> {
         if self.record.status == SessionStatus::Terminated {
-            return Ok(self.record.clone());
+            return Ok(SessionRecord::clone(&self.record));
         }
         self.set_status(SessionStatus::Terminating).await;
         self.stop_agents().await;
-        self.record.terminated_at = Some(now());
+        self.edit().terminated_at = Some(now());
         self.set_status(SessionStatus::Terminated).await;
-        Ok(self.record.clone())
+        Ok(SessionRecord::clone(&self.record))
     }
 }

@@ -253,7 +253,7 @@ fn is_kept(event: &SessionEvent) -> bool {
         SessionEvent::Agent {
             event: AgentEvent::Log { .. },
             ..
-        }
+        } | SessionEvent::Metrics(_)
     )
 }
 

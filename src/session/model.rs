@@ -315,7 +315,7 @@ pub struct SessionRecord {
     /// Why it is in `error`, for people.
     #[serde(default)]
     pub error_message: Option<String>,
-    /// Restarts per agent, as last checkpointed.
+    /// Restarts per agent, as last checkpointed; an agent that never restarted is absent.
     #[serde(default)]
     pub agent_restarts: BTreeMap<String, u64>,
     /// Activations per agent (starts, manual or not), as the original counted them.

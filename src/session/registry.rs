@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use crate::agent::{
@@ -23,6 +24,7 @@ use crate::agent::{
     LogLine,
 };
 use crate::config::Settings;
+use crate::monitor::{ResourceAlert, SessionSample};
 use crate::paths::{PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
@@ -40,6 +42,9 @@ use super::store;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Rebuilds of one session's actor after which it is left in `error`.
 const MAX_REBUILDS: u32 = 3;
+/// Sessions a start restores at the same time: enough to keep every core busy, few enough
+/// that the records and futures in flight stay small.
+const RESTORE_AT_ONCE: usize = 64;
 /// Longest shared-context key, in characters.
 pub const MAX_CONTEXT_KEY_CHARS: usize = 256;
 /// Largest shared-context value, serialized, in bytes.
@@ -194,6 +199,12 @@ pub enum SessionEvent {
     },
     /// A session was terminated.
     Terminated(Box<SessionRecord>),
+    /// The monitor raised a resource alert (a session's, or the host's).
+    Alert(Box<ResourceAlert>),
+    /// A resource alert is over; `value` is the one that resolved it.
+    AlertResolved(Box<ResourceAlert>),
+    /// The monitor sampled a session. Not kept in the log, like output lines.
+    Metrics(Arc<SessionSample>),
     /// A terminated session was deleted.
     Purged(Uuid),
     /// A shared-context key was set (`value: Some`) or deleted (`None`).
@@ -230,7 +241,7 @@ pub(crate) enum RegistryMsg {
     },
     Lookup {
         id: Uuid,
-        reply: RpcReplyPort<Option<(SessionRecord, Option<ActorRef<SessionMsg>>)>>,
+        reply: RpcReplyPort<Option<Found>>,
     },
     List(RpcReplyPort<Vec<SessionRecord>>),
     Retire {
@@ -238,11 +249,18 @@ pub(crate) enum RegistryMsg {
         purge: bool,
         reply: RpcReplyPort<Result<(), SessionError>>,
     },
-    Updated(Box<SessionRecord>),
+    /// A session actor's record changed: the registry keeps it (shared) and announces it.
+    Updated(Arc<SessionRecord>),
     Purge,
     StopAll(RpcReplyPort<()>),
     Report(RpcReplyPort<RestoreReport>),
 }
+
+/// A session as the registry has it: its record and, while it is live, its actor.
+type Found = (Arc<SessionRecord>, Option<ActorRef<SessionMsg>>);
+
+/// A started session: its actor and the record its start left.
+type StartedSession = (ActorRef<SessionMsg>, Arc<SessionRecord>);
 
 /// How a new session came to be, for the event that announces it.
 #[derive(Debug, Clone, Copy)]
@@ -253,9 +271,21 @@ pub(crate) enum Arrival {
 }
 
 struct Entry {
-    record: SessionRecord,
+    /// Shared with the session's actor (see `SessionState::record`).
+    record: Arc<SessionRecord>,
     actor: Option<ActorRef<SessionMsg>>,
     rebuilds: u32,
+}
+
+impl Entry {
+    /// A session without an actor (terminated, or in error).
+    fn idle(record: SessionRecord, rebuilds: u32) -> Entry {
+        Entry {
+            record: Arc::new(record),
+            actor: None,
+            rebuilds,
+        }
+    }
 }
 
 struct Registry;
@@ -294,6 +324,7 @@ impl Actor for Registry {
             tracing::error!(session = %row.id, "stored session cannot be read, left as is: {}", row.reason);
         }
         state.report.unreadable = unreadable.len();
+        let mut live = Vec::new();
         for record in records {
             if state.expired(&record) {
                 if store::delete(&state.deps.storage, record.id)
@@ -304,8 +335,11 @@ impl Actor for Registry {
                 }
                 continue;
             }
-            state.restore(&myself, record).await;
+            if let Some(record) = state.triage(record).await {
+                live.push(record);
+            }
         }
+        state.restore(&myself, live).await;
         myself.send_interval(PURGE_EVERY, || RegistryMsg::Purge);
         tracing::info!(
             restored = state.report.restored,
@@ -338,7 +372,8 @@ impl Actor for Registry {
                 let _ = reply.send(found);
             }
             RegistryMsg::List(reply) => {
-                let _ = reply.send(state.sessions.values().map(|e| e.record.clone()).collect());
+                let records = state.sessions.values();
+                let _ = reply.send(records.map(|e| SessionRecord::clone(&e.record)).collect());
             }
             RegistryMsg::Retire {
                 record,
@@ -349,8 +384,9 @@ impl Actor for Registry {
             }
             RegistryMsg::Updated(record) => {
                 if let Some(entry) = state.sessions.get_mut(&record.id) {
-                    entry.record = (*record).clone();
-                    state.deps.bus.publish(SessionEvent::Updated(record));
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    entry.record = record;
+                    state.deps.bus.publish(event);
                 }
             }
             RegistryMsg::Purge => {
@@ -405,26 +441,55 @@ impl Actor for Registry {
         }
         // A session actor died on its own: rebuild it from its record, a few times.
         entry.rebuilds += 1;
-        tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
-        if entry.rebuilds > MAX_REBUILDS {
-            let mut record = entry.record.clone();
-            record.status = SessionStatus::Error;
-            record.error_message =
-                Some(format!("the session failed {MAX_REBUILDS} times: {reason}"));
-            record.updated_at = now();
-            entry.record = record.clone();
-            state.save(&record).await;
+        let deaths = entry.rebuilds;
+        if deaths > MAX_REBUILDS {
+            tracing::error!(session = %id, "session actor died ({reason}) again; leaving it in error");
+            let message = format!(
+                "the session actor died {deaths} times (rebuilt {MAX_REBUILDS} times): {reason}"
+            );
+            state.fail(id, message).await;
             return Ok(());
         }
-        let record = entry.record.clone();
-        if let Err(err) = state.spawn(&myself, record).await {
-            tracing::error!(session = %id, "cannot rebuild the session: {err}");
+        tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
+        let before = entry.record.status;
+        let record = SessionRecord::clone(&entry.record);
+        match start_session(&state.deps, &myself, record).await {
+            Ok((actor, record)) => {
+                if record.status != before {
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    state.deps.bus.publish(event);
+                }
+                state.adopt(actor, record);
+            }
+            Err(err) => {
+                tracing::error!(session = %id, "cannot rebuild the session: {err}");
+                // No actor, so no agents: never left looking active.
+                state
+                    .fail(id, format!("the session could not be rebuilt: {err}"))
+                    .await;
+            }
         }
         Ok(())
     }
 }
 
 impl RegistryState {
+    /// Puts a session that has no actor any more in `error` with `message`: stored and
+    /// announced.
+    async fn fail(&mut self, id: Uuid, message: String) {
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let record = Arc::make_mut(&mut entry.record);
+        record.status = SessionStatus::Error;
+        record.error_message = Some(message);
+        record.updated_at = now();
+        let record = entry.record.clone();
+        self.save(&record).await;
+        let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+        self.deps.bus.publish(event);
+    }
+
     fn live(&self) -> usize {
         self.sessions
             .values()
@@ -446,7 +511,10 @@ impl RegistryState {
         }
     }
 
-    async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, mut record: SessionRecord) {
+    /// Sorts a stored session out at start: a terminated one is kept as it is (one caught
+    /// terminating is finished), one whose directory vanished is put in `error`; a live one
+    /// is returned, to be started.
+    async fn triage(&mut self, mut record: SessionRecord) -> Option<SessionRecord> {
         let id = record.id;
         if record.status == SessionStatus::Terminated || record.status == SessionStatus::Terminating
         {
@@ -457,15 +525,8 @@ impl RegistryState {
                 self.save(&record).await;
             }
             self.report.terminated += 1;
-            self.sessions.insert(
-                id,
-                Entry {
-                    record,
-                    actor: None,
-                    rebuilds: 0,
-                },
-            );
-            return;
+            self.sessions.insert(id, Entry::idle(record, 0));
+            return None;
         }
         if !Path::new(&record.configuration.working_directory).is_dir() {
             record.status = SessionStatus::Error;
@@ -476,67 +537,64 @@ impl RegistryState {
             record.updated_at = now();
             self.save(&record).await;
             self.report.errored += 1;
-            self.sessions.insert(
-                id,
-                Entry {
-                    record,
-                    actor: None,
-                    rebuilds: 0,
-                },
-            );
-            return;
+            self.sessions.insert(id, Entry::idle(record, 0));
+            return None;
         }
-        record.status = SessionStatus::Initializing;
-        match self.spawn(myself, record.clone()).await {
-            Ok(_) => self.report.restored += 1,
-            Err(err) => {
-                record.status = SessionStatus::Error;
-                record.error_message = Some(err.to_string());
-                self.save(&record).await;
-                self.report.errored += 1;
-                self.sessions.insert(
-                    id,
-                    Entry {
-                        record,
-                        actor: None,
-                        rebuilds: 0,
-                    },
-                );
+        Some(record)
+    }
+
+    /// Starts the live sessions found at start, [`RESTORE_AT_ONCE`] at a time, each on a task
+    /// of its own so every core works; one that cannot start is put in `error`.
+    async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, records: Vec<SessionRecord>) {
+        let deps = self.deps.clone();
+        let mut starts = futures::stream::iter(records)
+            .map(|mut record| {
+                record.status = SessionStatus::Initializing;
+                // Earlier versions stored a count for every agent, zeros included.
+                record.agent_restarts.retain(|_, restarts| *restarts > 0);
+                // Kept to put the session in `error` if its start fails.
+                let fallback = record.clone();
+                let start = tokio::spawn(start_session_owned(deps.clone(), myself.clone(), record));
+                async move { (fallback, start.await) }
+            })
+            .buffer_unordered(RESTORE_AT_ONCE);
+        while let Some((mut record, started)) = starts.next().await {
+            let started =
+                started.unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
+            match started {
+                Ok((actor, started)) => {
+                    if started.status != record.status {
+                        self.deps.bus.publish(SessionEvent::Updated(Box::new(
+                            SessionRecord::clone(&started),
+                        )));
+                    }
+                    self.adopt(actor, started);
+                    self.report.restored += 1;
+                }
+                Err(err) => {
+                    record.status = SessionStatus::Error;
+                    record.error_message = Some(err.to_string());
+                    self.save(&record).await;
+                    self.report.errored += 1;
+                    self.sessions.insert(record.id, Entry::idle(record, 0));
+                }
             }
         }
     }
 
-    /// Spawns the session's actor (which starts its agents) and records it.
-    async fn spawn(
-        &mut self,
-        myself: &ActorRef<RegistryMsg>,
-        record: SessionRecord,
-    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+    /// Records a started session actor and the record its start left.
+    fn adopt(&mut self, actor: ActorRef<SessionMsg>, record: Arc<SessionRecord>) {
         let id = record.id;
-        let args = SessionArgs {
-            record: record.clone(),
-            deps: self.deps.clone(),
-            registry: myself.clone(),
-        };
-        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell())
-            .await
-            .map_err(|err| match err {
-                ractor::SpawnErr::StartupFailed(reason) => {
-                    SessionError::AgentsFailed(reason.to_string())
-                }
-                other => SessionError::AgentsFailed(other.to_string()),
-            })?;
         self.by_actor.insert(actor.get_id(), id);
         let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
         self.sessions.insert(
             id,
             Entry {
                 record,
-                actor: Some(actor.clone()),
+                actor: Some(actor),
                 rebuilds,
             },
         );
-        Ok(actor)
     }
 
     async fn insert(
@@ -556,19 +614,32 @@ impl RegistryState {
             )));
         }
         store::save(&self.deps.storage, &record).await?;
-        match self.spawn(myself, record.clone()).await {
-            Ok(actor) => {
-                let record = Box::new(record);
+        let id = record.id;
+        let initial = Box::new(record.clone());
+        match start_session(&self.deps, myself, record).await {
+            Ok((actor, started)) => {
+                let changed = started.status != initial.status;
                 self.deps.bus.publish(match arrival {
-                    Arrival::Created => SessionEvent::Created(record),
-                    Arrival::Cloned { source } => SessionEvent::Cloned { source, record },
-                    Arrival::Imported => SessionEvent::Imported(record),
+                    Arrival::Created => SessionEvent::Created(initial),
+                    Arrival::Cloned { source } => SessionEvent::Cloned {
+                        source,
+                        record: initial,
+                    },
+                    Arrival::Imported => SessionEvent::Imported(initial),
                 });
+                if changed {
+                    self.deps
+                        .bus
+                        .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                            &started,
+                        ))));
+                }
+                self.adopt(actor.clone(), started);
                 Ok(actor)
             }
             Err(err) => {
                 // Nothing of a refused session is kept.
-                let _ = store::delete(&self.deps.storage, record.id).await;
+                let _ = store::delete(&self.deps.storage, id).await;
                 Err(err)
             }
         }
@@ -589,14 +660,8 @@ impl RegistryState {
         }
         if let Some(entry) = self.sessions.remove(&id) {
             if !purge {
-                self.sessions.insert(
-                    id,
-                    Entry {
-                        record: record.clone(),
-                        actor: None,
-                        rebuilds: entry.rebuilds,
-                    },
-                );
+                self.sessions
+                    .insert(id, Entry::idle(record.clone(), entry.rebuilds));
             }
         }
         self.deps.bus.publish(if purge {
@@ -623,6 +688,43 @@ impl RegistryState {
             self.deps.bus.publish(SessionEvent::Purged(id));
         }
     }
+}
+
+/// Spawns a session's actor, linked to the registry, which starts its agents; returns the
+/// actor and the record as its start left it (status derived from the agents).
+async fn start_session(
+    deps: &SessionDeps,
+    registry: &ActorRef<RegistryMsg>,
+    record: SessionRecord,
+) -> Result<StartedSession, SessionError> {
+    let (started, on_start) = oneshot::channel();
+    let args = SessionArgs {
+        record,
+        deps: deps.clone(),
+        registry: registry.clone(),
+        started,
+    };
+    let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.get_cell())
+        .await
+        .map_err(|err| match err {
+            ractor::SpawnErr::StartupFailed(reason) => {
+                SessionError::AgentsFailed(reason.to_string())
+            }
+            other => SessionError::AgentsFailed(other.to_string()),
+        })?;
+    let record = on_start.await.map_err(|_| {
+        SessionError::AgentsFailed("the session actor did not report its start".into())
+    })?;
+    Ok((actor, record))
+}
+
+/// [`start_session`] for a task of its own.
+async fn start_session_owned(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    record: SessionRecord,
+) -> Result<StartedSession, SessionError> {
+    start_session(&deps, &registry, record).await
 }
 
 /// The handle to the session registry: every session operation, typed.
@@ -927,7 +1029,7 @@ impl SessionRegistry {
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
-        let mut moved = record;
+        let mut moved = SessionRecord::clone(&record);
         moved.configuration.working_directory = directory;
         let git = git_state(&moved).await;
         let directory = moved.configuration.working_directory;
@@ -1133,7 +1235,7 @@ impl SessionRegistry {
         match actor {
             Some(actor) => view_of(&actor, id).await,
             None => Ok(SessionView {
-                record,
+                record: SessionRecord::clone(&record),
                 agents: Vec::new(),
             }),
         }
@@ -1154,7 +1256,7 @@ impl SessionRegistry {
             Some(actor) => ractor::call!(actor, SessionMsg::Terminate)
                 .map_err(|_| SessionError::Ended(id))??,
             None => {
-                let mut record = record;
+                let mut record = SessionRecord::clone(&record);
                 if record.status != SessionStatus::Terminated {
                     record.status = SessionStatus::Terminated;
                     record.terminated_at = Some(now());
@@ -1286,17 +1388,17 @@ impl SessionRegistry {
         self.call(RegistryMsg::Report).await
     }
 
-    async fn lookup(
-        &self,
-        id: Uuid,
-    ) -> Result<(SessionRecord, Option<ActorRef<SessionMsg>>), SessionError> {
+    async fn lookup(&self, id: Uuid) -> Result<Found, SessionError> {
         self.call(|reply| RegistryMsg::Lookup { id, reply })
             .await?
             .ok_or(SessionError::NotFound(id))
     }
 
     /// A live session's record and actor; a terminated (or errored) one is a conflict.
-    async fn live(&self, id: Uuid) -> Result<(SessionRecord, ActorRef<SessionMsg>), SessionError> {
+    async fn live(
+        &self,
+        id: Uuid,
+    ) -> Result<(Arc<SessionRecord>, ActorRef<SessionMsg>), SessionError> {
         let (record, actor) = self.lookup(id).await?;
         match actor {
             Some(actor) => Ok((record, actor)),
@@ -1357,4 +1459,122 @@ fn validate_context_key(key: &str) -> Result<(), SessionError> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    async fn until<F, Fut>(what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The session's actor, once it is another than `not`.
+    async fn actor_other_than(
+        registry: &SessionRegistry,
+        id: Uuid,
+        not: Option<ActorId>,
+    ) -> ActorRef<SessionMsg> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok((_, Some(actor))) = registry.lookup(id).await {
+                if Some(actor.get_id()) != not {
+                    return actor;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for a new actor"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_actor_that_dies_is_rebuilt_then_left_in_error_after_too_many_deaths() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::load(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        })
+        .unwrap();
+        let storage = Storage::open(&settings.db_path()).await.unwrap();
+        let registry = SessionRegistry::start(
+            Arc::new(settings),
+            storage.clone(),
+            "http://127.0.0.1:9".into(),
+            EventBus::new(0),
+        )
+        .await
+        .unwrap();
+        let config: SessionConfig = serde_json::from_value(json!({
+            "name": "fragile",
+            "working_directory": dir.path().join("work").to_string_lossy(),
+            "git_enabled": false,
+            "agents": [{"agent_type": "ORCHESTRATOR"}, {"agent_type": "BACKEND"}],
+        }))
+        .unwrap();
+        let created = registry.create(CreateSession::new(config)).await.unwrap();
+        let id = created.record.id;
+
+        let mut actor = actor_other_than(&registry, id, None).await;
+        for _ in 0..MAX_REBUILDS {
+            // Killed: no post_stop, as after a panic.
+            actor.kill();
+            actor = actor_other_than(&registry, id, Some(actor.get_id())).await;
+            until(
+                "the rebuilt session active with its agents running",
+                || async {
+                    let view = registry.get(id).await.unwrap();
+                    view.record.status == SessionStatus::Active
+                        && view.agents.len() == 2
+                        && view
+                            .agents
+                            .iter()
+                            .all(|a| a.state == crate::supervision::ChildState::Running)
+                },
+            )
+            .await;
+            let view = registry.get(id).await.unwrap();
+            assert_eq!(view.record.configuration, created.record.configuration);
+            assert_eq!(view.record.created_at, created.record.created_at);
+            assert_eq!(view.record.error_message, None);
+        }
+
+        // One death more than it is rebuilt for.
+        actor.kill();
+        until("the session in error", || async {
+            registry.get(id).await.unwrap().record.status == SessionStatus::Error
+        })
+        .await;
+        let (record, actor) = registry.lookup(id).await.unwrap();
+        assert!(actor.is_none(), "no actor is left running it");
+        let message = record.error_message.clone().unwrap_or_default();
+        assert!(
+            message.contains(&format!("died {} times", MAX_REBUILDS + 1))
+                && message.contains("killed"),
+            "{message}"
+        );
+        // Stored so: a restart does not bring it back as if nothing happened.
+        let (stored, _) = store::load_all(&storage).await.unwrap();
+        let stored = stored.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(stored.status, SessionStatus::Error);
+        assert_eq!(stored.error_message.as_deref(), Some(message.as_str()));
+        registry.shutdown().await;
+    }
 }

@@ -14,7 +14,15 @@ use super::model::{now, SessionRecord};
 /// Inserts or replaces a session's row.
 pub(crate) async fn save(storage: &Storage, record: &SessionRecord) -> Result<(), StorageError> {
     let json = serde_json::to_string(record)?;
-    let record = record.clone();
+    // The columns beside the JSON, not a copy of the whole record.
+    let (id, name, status, directory) = (
+        record.id.to_string(),
+        record.configuration.name.clone(),
+        record.status.as_str(),
+        record.configuration.working_directory.clone(),
+    );
+    let (created_at, updated_at, terminated_at) =
+        (record.created_at, record.updated_at, record.terminated_at);
     storage
         .call(move |conn| {
             conn.execute(
@@ -27,13 +35,13 @@ pub(crate) async fn save(storage: &Storage, record: &SessionRecord) -> Result<()
                      updated_at = excluded.updated_at, terminated_at = excluded.terminated_at,
                      record = excluded.record",
                 params![
-                    record.id.to_string(),
-                    record.configuration.name,
-                    record.status.as_str(),
-                    record.configuration.working_directory,
-                    record.created_at,
-                    record.updated_at,
-                    record.terminated_at,
+                    id,
+                    name,
+                    status,
+                    directory,
+                    created_at,
+                    updated_at,
+                    terminated_at,
                     json,
                 ],
             )?;
@@ -71,8 +79,9 @@ pub(crate) async fn load_all(
 ) -> Result<(Vec<SessionRecord>, Vec<Unreadable>), StorageError> {
     storage
         .call(|conn| {
-            let mut statement =
-                conn.prepare("SELECT id, record FROM sessions ORDER BY created_at, id")?;
+            // Sorted here, not by SQLite: without an index on created_at it sorts whole rows
+            // (records included), spilling to temporary files once there are thousands.
+            let mut statement = conn.prepare("SELECT id, record FROM sessions")?;
             let rows = statement.query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
             })?;
@@ -88,6 +97,9 @@ pub(crate) async fn load_all(
                     }),
                 }
             }
+            records.sort_by(|a: &SessionRecord, b| {
+                a.created_at.total_cmp(&b.created_at).then(a.id.cmp(&b.id))
+            });
             Ok((records, unreadable))
         })
         .await

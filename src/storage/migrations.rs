@@ -47,6 +47,27 @@ const MIGRATION_LIST: &[M<'static>] = &[
             PRIMARY KEY (session_id, key)
         );",
     ),
+    // v3: the monitor's samples. `session_id` NULL is the host. The columns the summary
+    // reads stand alone; `detail` holds the rest as JSON (each agent's tree for a session;
+    // memory totals and load average for the host).
+    M::up(
+        "CREATE TABLE metrics (
+            id             INTEGER PRIMARY KEY,
+            session_id     TEXT NULL,
+            at             REAL NOT NULL,    -- unix seconds
+            cpu_percent    REAL NOT NULL,
+            memory_mb      REAL NOT NULL,
+            memory_percent REAL NULL,
+            disk_percent   REAL NULL,
+            agents_running INTEGER NOT NULL,
+            agents_total   INTEGER NOT NULL,
+            restarts       INTEGER NOT NULL,
+            errors         INTEGER NOT NULL,
+            detail         TEXT NOT NULL     -- JSON
+        );
+        CREATE INDEX metrics_session_at ON metrics (session_id, at);
+        CREATE INDEX metrics_at ON metrics (at);",
+    ),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

@@ -11,9 +11,9 @@ pub struct DependencyGraph {
     /// Layer of each child, by index in the input.
     layer: Vec<usize>,
     /// Indices of each child's dependencies.
-    depends_on: Vec<Vec<usize>>,
+    depends_on: Lists,
     /// Indices of the children that depend on each child.
-    dependents: Vec<Vec<usize>>,
+    dependents: Lists,
     /// Children per layer, in input order inside a layer.
     layers: Vec<Vec<usize>>,
     /// Position of each child in the start order (layer by layer, input order inside).
@@ -93,8 +93,8 @@ impl DependencyGraph {
         }
         Ok(DependencyGraph {
             layer,
-            depends_on,
-            dependents,
+            depends_on: Lists::new(&depends_on),
+            dependents: Lists::new(&dependents),
             layers,
             position,
         })
@@ -122,12 +122,12 @@ impl DependencyGraph {
 
     /// Direct dependencies of child `i`.
     pub fn depends_on(&self, i: usize) -> &[usize] {
-        &self.depends_on[i]
+        self.depends_on.get(i)
     }
 
     /// Children that directly depend on child `i`.
     pub fn dependents(&self, i: usize) -> &[usize] {
-        &self.dependents[i]
+        self.dependents.get(i)
     }
 
     /// Position of child `i` in the start order.
@@ -138,6 +138,32 @@ impl DependencyGraph {
     /// All children in start order.
     pub fn start_order(&self) -> impl Iterator<Item = usize> + '_ {
         self.layers.iter().flatten().copied()
+    }
+}
+
+/// One list of child indices per child, kept in two vectors rather than one per child: a
+/// server holds a graph per session, thousands of them.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    /// Where each child's list ends in `items`; it starts where the previous one ends.
+    ends: Vec<usize>,
+    items: Vec<usize>,
+}
+
+impl Lists {
+    fn new(lists: &[Vec<usize>]) -> Lists {
+        let mut ends = Vec::with_capacity(lists.len());
+        let mut items = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        for list in lists {
+            items.extend_from_slice(list);
+            ends.push(items.len());
+        }
+        Lists { ends, items }
+    }
+
+    fn get(&self, i: usize) -> &[usize] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.items[start..self.ends[i]]
     }
 }
 

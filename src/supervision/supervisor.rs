@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,14 +31,23 @@ const KILLED: &str = "killed";
 /// memory is dropped (only a worker that links extra actors to the supervisor can cause it).
 const MAX_EARLY_EXITS: usize = 4096;
 
+/// Called with every event a supervisor publishes, in order, inside the supervisor's own
+/// handler: it must return at once (a channel send, a counter), never block or wait.
+pub type Observer = Arc<dyn Fn(&SupervisorEvent) + Send + Sync>;
+
 /// How a supervisor behaves as a whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct SupervisorConfig {
     /// Which siblings are restarted with a crashed child.
     pub strategy: Strategy,
     /// Events buffered per subscriber; a subscriber that falls further behind loses the
     /// oldest ones (it is told so by the broadcast channel), never the supervisor's time.
+    /// The channel is allocated (every slot at once) by the first `subscribe`, so a
+    /// supervisor nobody subscribes to pays nothing for it.
     pub event_capacity: usize,
+    /// Sees every event as it happens, without a channel or a task of its own: what an
+    /// embedder that keeps many supervisors uses instead of subscribing to each.
+    pub observer: Option<Observer>,
 }
 
 impl Default for SupervisorConfig {
@@ -45,6 +55,56 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             strategy: Strategy::OneForOne,
             event_capacity: 1024,
+            observer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SupervisorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorConfig")
+            .field("strategy", &self.strategy)
+            .field("event_capacity", &self.event_capacity)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+/// Where a supervisor's events go: the observer, if any, and the broadcast channel once
+/// somebody subscribed. Shared by the actor and its handles.
+struct Events {
+    capacity: usize,
+    channel: OnceLock<broadcast::Sender<SupervisorEvent>>,
+    observer: Option<Observer>,
+}
+
+impl Events {
+    fn new(config: &SupervisorConfig) -> Arc<Events> {
+        Arc::new(Events {
+            capacity: config.event_capacity.max(1),
+            channel: OnceLock::new(),
+            observer: config.observer.clone(),
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.channel
+            .get_or_init(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    /// Whether anybody would see an event (so it is worth building).
+    fn heard(&self) -> bool {
+        self.observer.is_some() || self.channel.get().is_some()
+    }
+
+    fn publish(&self, event: SupervisorEvent) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+        if let Some(channel) = self.channel.get() {
+            // Nobody listening is fine: the event is informative, not a command.
+            let _ = channel.send(event);
         }
     }
 }
@@ -53,9 +113,9 @@ impl Default for SupervisorConfig {
 #[derive(Debug, Default)]
 pub struct Supervisor;
 
-/// A worker's spawn outcome: the actor and whether it still has to become ready, or why the
-/// spawn failed.
-type SpawnReport = Result<(ActorCell, bool), String>;
+/// A worker's spawn outcome: the actor (none for a child without one) and whether it still
+/// has to become ready, or why the spawn failed.
+type SpawnReport = Result<(Option<ActorCell>, bool), String>;
 /// What a started child still has to do before it counts as running.
 type Readiness = BoxFuture<Result<(), String>>;
 
@@ -110,8 +170,11 @@ struct Child {
     wanted: bool,
     generation: u64,
     cell: Option<ActorCell>,
+    /// The current incarnation has no actor ([`Started::without_actor`]): it stops at once.
+    actorless: bool,
     history: RestartHistory,
-    last_exit: Option<(Exit, SystemTime)>,
+    /// Boxed: most children never exit, and a supervisor per session keeps many of them.
+    last_exit: Option<Box<(Exit, SystemTime)>>,
     after_stop: AfterStop,
     /// Why the current incarnation is being taken down, when the supervisor decided it
     /// (readiness failed or timed out): its exit is reported as this failure.
@@ -128,6 +191,7 @@ impl Child {
             wanted: false,
             generation: 0,
             cell: None,
+            actorless: false,
             history: RestartHistory::new(),
             last_exit: None,
             after_stop: AfterStop::Stay,
@@ -213,7 +277,7 @@ pub struct SupervisorState {
     started: bool,
     escalated: Option<String>,
     next_generation: u64,
-    events: broadcast::Sender<SupervisorEvent>,
+    events: Arc<Events>,
 }
 
 /// Start-up arguments of the supervisor actor.
@@ -222,7 +286,30 @@ pub struct SupervisorArgs {
     children: Vec<ChildSpec>,
     /// Built (and so checked) by the handle before spawning, for a typed error.
     graph: DependencyGraph,
-    events: broadcast::Sender<SupervisorEvent>,
+    events: Arc<Events>,
+    takeover: Option<Takeover>,
+}
+
+/// How the children of a group stand when a supervisor takes it over from a caller that
+/// ran it without one (see [`SupervisorHandle::spawn_taking_over`]).
+#[derive(Debug, Clone, Default)]
+pub struct Takeover {
+    /// Whether `start_all` was called: children added later start at once.
+    pub started: bool,
+    /// One per child, in the order of the specs.
+    pub children: Vec<TakenChild>,
+}
+
+/// One child of a [`Takeover`].
+#[derive(Debug, Clone, Copy)]
+pub struct TakenChild {
+    /// Whether it is wanted up.
+    pub wanted: bool,
+    /// Whether it is running (it must be a child whose worker starts without an actor);
+    /// otherwise it is pending.
+    pub running: bool,
+    /// Since when it has been in that state.
+    pub since: SystemTime,
 }
 
 fn build_graph(specs: &[&ChildSpec]) -> Result<DependencyGraph, SupervisionError> {
@@ -262,8 +349,27 @@ impl SupervisorState {
             next_generation: 0,
             events: args.events,
         };
+        if let Some(takeover) = args.takeover {
+            state.take_over(takeover);
+        }
         state.reindex();
         state
+    }
+
+    /// Puts the children as a [`Takeover`] says, without publishing anything: they already
+    /// went through their transitions under whoever ran them. `reindex` follows.
+    fn take_over(&mut self, takeover: Takeover) {
+        self.started = takeover.started;
+        let now = Instant::now();
+        for (child, taken) in self.children.iter_mut().zip(takeover.children) {
+            child.wanted = taken.wanted;
+            child.since = taken.since;
+            if taken.running {
+                child.state = ChildState::Running;
+                child.actorless = true;
+                child.history.mark_running(now);
+            }
+        }
     }
 
     /// Recomputes every index and counter from the children; O(n), used when the set of
@@ -390,9 +496,11 @@ impl SupervisorState {
             c.state = to;
             c.since = now;
         });
+        if !self.events.heard() {
+            return;
+        }
         let child = &self.children[i];
-        // Nobody listening is fine: the event is informative, not a command.
-        let _ = self.events.send(SupervisorEvent::Child(ChildTransition {
+        self.events.publish(SupervisorEvent::Child(ChildTransition {
             at: now,
             child: child.spec.id.clone(),
             from,
@@ -428,7 +536,7 @@ impl SupervisorState {
             since: c.since,
             wanted: c.wanted,
             restarts: c.history.total(),
-            last_exit: c.last_exit.clone(),
+            last_exit: c.last_exit.as_deref().cloned(),
             layer: self.graph.layer_of(i),
             depends_on: c.spec.depends_on.clone(),
             actor: c.cell.clone(),
@@ -469,6 +577,8 @@ impl SupervisorState {
                 break;
             }
         }
+        // Drained: give its memory back rather than keep it for every idle supervisor.
+        self.wake.shrink_to_fit();
         if self.is_settled() && !self.settle_waiters.is_empty() {
             let infos = self.infos();
             for waiter in self.settle_waiters.drain(..) {
@@ -505,6 +615,7 @@ impl SupervisorState {
         let generation = self.generation();
         self.children[i].generation = generation;
         self.children[i].failure = None;
+        self.children[i].actorless = false;
         self.transition(i, ChildState::Starting, None, None);
         let child = &self.children[i];
         let ctx = StartContext {
@@ -578,7 +689,7 @@ impl SupervisorState {
             .filter(|&i| self.children[i].generation == generation);
         let Some(i) = current else {
             // A superseded incarnation: it must not live on unsupervised.
-            if let Ok((cell, _)) = result {
+            if let Ok((Some(cell), _)) = result {
                 if self.early_exits.remove(&cell.get_id()).is_none() {
                     self.discarded.insert(cell.get_id());
                     cell.stop(Some(STOP_REASON.to_string()));
@@ -594,7 +705,16 @@ impl SupervisorState {
                     self.on_exit(myself, i, Exit::Abnormal(format!("start failed: {reason}")));
                 }
             }
-            Ok((cell, awaits_ready)) => {
+            Ok((None, _)) => {
+                // Nothing runs: the child is up (or, asked to stop meanwhile, down) at once.
+                self.children[i].actorless = true;
+                if self.children[i].state == ChildState::Stopping {
+                    self.finish_stop(myself, i);
+                } else {
+                    self.mark_running(i);
+                }
+            }
+            Ok((Some(cell), awaits_ready)) => {
                 let actor = cell.get_id();
                 self.children[i].cell = Some(cell.clone());
                 if let Some(exit) = self.early_exits.remove(&actor) {
@@ -693,7 +813,7 @@ impl SupervisorState {
         let now = Instant::now();
         let child = &mut self.children[i];
         child.history.mark_down();
-        child.last_exit = Some((exit.clone(), SystemTime::now()));
+        child.last_exit = Some(Box::new((exit.clone(), SystemTime::now())));
         let reason = exit.reason().map(str::to_string);
         if !child.wanted || self.stop_all.is_some() || self.escalated.is_some() {
             self.transition(i, ChildState::Stopped, reason, None);
@@ -731,7 +851,7 @@ impl SupervisorState {
             Decision::Escalate => {
                 let why = reason.unwrap_or_else(|| "normal exit".to_string());
                 self.transition(i, ChildState::Failed, Some(why.clone()), None);
-                let _ = self.events.send(SupervisorEvent::Escalated {
+                self.events.publish(SupervisorEvent::Escalated {
                     at: SystemTime::now(),
                     child: self.children[i].spec.id.clone(),
                     reason: why.clone(),
@@ -809,36 +929,40 @@ impl SupervisorState {
     /// Stops the group's members top layer first; once all are down, wants them up again
     /// and lets the crashed children's backoff begin.
     fn advance_group(&mut self, myself: &ActorRef<SupervisorMsg>) {
-        let Some(group) = &self.group else { return };
-        let members: Vec<usize> = group
-            .members
-            .iter()
-            .filter_map(|id| self.index.get(id).copied())
-            .collect();
-        if members
-            .iter()
-            .any(|&j| self.children[j].state == ChildState::Stopping)
-        {
-            return;
-        }
-        let up: Vec<usize> = members
-            .iter()
-            .copied()
-            .filter(|&j| {
-                matches!(
-                    self.children[j].state,
-                    ChildState::Starting | ChildState::Running
-                )
-            })
-            .collect();
-        if let Some(top) = up.iter().map(|&j| self.graph.layer_of(j)).max() {
+        let members: Vec<usize> = loop {
+            let Some(group) = &self.group else { return };
+            let members: Vec<usize> = group
+                .members
+                .iter()
+                .filter_map(|id| self.index.get(id).copied())
+                .collect();
+            if members
+                .iter()
+                .any(|&j| self.children[j].state == ChildState::Stopping)
+            {
+                return;
+            }
+            let up: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&j| {
+                    matches!(
+                        self.children[j].state,
+                        ChildState::Starting | ChildState::Running
+                    )
+                })
+                .collect();
+            let Some(top) = up.iter().map(|&j| self.graph.layer_of(j)).max() else {
+                break members;
+            };
             for j in up {
                 if self.graph.layer_of(j) == top {
                     self.stop_child(myself, j);
                 }
             }
-            return;
-        }
+            // Children without an actor are down already: look at the next layer now, as
+            // no exit will come to call back here.
+        };
         let Some(group) = self.group.take() else {
             return;
         };
@@ -892,6 +1016,9 @@ impl SupervisorState {
                 self.transition(i, ChildState::Stopping, None, None);
                 if self.children[i].cell.is_some() {
                     self.send_stop(myself, i);
+                } else if self.children[i].actorless {
+                    // Nothing to wait for.
+                    self.finish_stop(myself, i);
                 }
                 // Otherwise the spawn is in flight; `on_spawned` stops it on arrival.
             }
@@ -928,6 +1055,7 @@ impl SupervisorState {
     /// Child `i` is gone after a stop: restart, remove or leave it, as planned.
     fn finish_stop(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
         self.children[i].cell = None;
+        self.children[i].actorless = false;
         self.children[i].history.mark_down();
         match std::mem::replace(&mut self.children[i].after_stop, AfterStop::Stay) {
             AfterStop::Restart if self.children[i].wanted && self.stop_all.is_none() => {
@@ -1339,7 +1467,7 @@ fn human(d: Duration) -> String {
 #[derive(Clone)]
 pub struct SupervisorHandle {
     actor: ActorRef<SupervisorMsg>,
-    events: broadcast::Sender<SupervisorEvent>,
+    events: Arc<Events>,
 }
 
 impl std::fmt::Debug for SupervisorHandle {
@@ -1357,7 +1485,20 @@ impl SupervisorHandle {
         config: SupervisorConfig,
         children: Vec<ChildSpec>,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
-        Self::spawn_with(config, children, None).await
+        Self::spawn_with(config, children, None, None).await
+    }
+
+    /// Spawns a supervisor that takes over children someone ran without one: each is
+    /// running or pending, wanted or not, as `takeover` says, and no transition is
+    /// published for getting there. Only children whose workers start without an actor
+    /// ([`Started::without_actor`](crate::supervision::Started::without_actor)) may be
+    /// running: nothing is started for them.
+    pub async fn spawn_taking_over(
+        config: SupervisorConfig,
+        children: Vec<ChildSpec>,
+        takeover: Takeover,
+    ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
+        Self::spawn_with(config, children, None, Some(takeover)).await
     }
 
     /// Spawns a supervisor linked to `parent`, which hears of its escalation or failure.
@@ -1366,22 +1507,24 @@ impl SupervisorHandle {
         children: Vec<ChildSpec>,
         parent: ActorCell,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
-        Self::spawn_with(config, children, Some(parent)).await
+        Self::spawn_with(config, children, Some(parent), None).await
     }
 
     async fn spawn_with(
         config: SupervisorConfig,
         children: Vec<ChildSpec>,
         parent: Option<ActorCell>,
+        takeover: Option<Takeover>,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
         // Checked here so the caller gets the typed error, not a spawn failure string.
         let graph = build_graph(&children.iter().collect::<Vec<_>>())?;
-        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let events = Events::new(&config);
         let args = SupervisorArgs {
             config,
             children,
             graph,
             events: events.clone(),
+            takeover,
         };
         let spawned = match parent {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::agent::{AgentConfig, AgentStatus};
+use crate::monitor::SessionSample;
 use crate::paths::Validation;
 use crate::session::{SessionRecord, SessionView};
 use crate::supervision::ChildState;
@@ -87,7 +88,8 @@ struct Metrics<'a> {
     errors_encountered: u64,
     /// Resident memory of every agent's process tree, summed, at the last sample.
     memory_usage_mb: f64,
-    /// Not sampled per session yet (the monitor fills it); `null` rather than a made-up 0.
+    /// CPU of every agent's process tree at the monitor's last sample (100 = one core);
+    /// `null` before the first sample rather than a made-up 0.
     cpu_usage_percent: Option<f64>,
     agent_activations: &'a BTreeMap<String, u64>,
     performance_metrics: Value,
@@ -110,7 +112,7 @@ pub(crate) struct AgentObject<'a> {
     last_exit: Option<LastExit>,
     last_error: Option<&'a str>,
     memory_mb: Option<f64>,
-    /// Not sampled per agent yet (the monitor fills it).
+    /// CPU of its process tree at the monitor's last sample; `null` without a process.
     cpu_percent: Option<f64>,
 }
 
@@ -146,6 +148,22 @@ impl<'a> AgentObject<'a> {
 }
 
 impl<'a> SessionObject<'a> {
+    /// The object with the monitor's latest sample of the session: CPU and memory of the
+    /// session and CPU of each agent sampled.
+    pub(crate) fn with_sample(mut self, sample: Option<&SessionSample>) -> Self {
+        let Some(sample) = sample else {
+            return self;
+        };
+        self.metrics.cpu_usage_percent = Some(sample.cpu_percent);
+        self.metrics.memory_usage_mb = sample.memory_mb;
+        for agent in &mut self.agents {
+            if let Some(sampled) = sample.agents.iter().find(|a| a.name == agent.name) {
+                agent.cpu_percent = Some(sampled.cpu_percent);
+            }
+        }
+        self
+    }
+
     /// The object for `record` with its agents' live state and, when computed, the
     /// validation of its working directory.
     pub(crate) fn new(
