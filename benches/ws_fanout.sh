@@ -3,9 +3,10 @@
 # event timed from its publication to its arrival at each client (examples/ws_fanout.rs).
 #   1. sessions: EVENTS (20) sessions created and purged; every `sessions` event measured.
 #   2. alerts: a session whose BACKEND agent (examples/fake_agent, allocating 64 MiB) is over
-#      its max_memory_mb of 16 raises an alert at each memory sample and is restarted, for
-#      ALERT_SECONDS (15); with the monitor, its host memory threshold is set to 1 % as well, so
-#      the monitor's own alerts join in. Every `alert` and `alert_resolved` measured.
+#      its max_memory_mb of 16 raises an alert (`memory_limit`) at each of its memory samples
+#      and is restarted, for ALERT_SECONDS (15); the monitor's memory threshold is 1 %, so
+#      the monitor's own alerts (`memory_usage` of the session or the host) join in. Every
+#      `alert` and `alert_resolved` published after all clients subscribed is measured.
 # Usage: benches/ws_fanout.sh   (CLIENTS, EVENTS, ALERT_SECONDS; SERVER: a session-manager
 #   binary to measure instead of this checkout's release build; BUILD=0: use the binaries
 #   as built)

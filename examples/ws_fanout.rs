@@ -140,6 +140,13 @@ struct Head {
     timestamp: f64,
     seq: Option<u64>,
     session_id: Option<String>,
+    data: Option<DataHead>,
+}
+
+/// An alert's `kind` (`memory_limit` from an agent, `memory_usage` … from the monitor).
+#[derive(Deserialize)]
+struct DataHead {
+    kind: Option<String>,
 }
 
 /// Every receipt of one event.
@@ -363,8 +370,12 @@ async fn read(mut socket: Socket, receipts: Receipts, from: f64) {
             continue;
         }
         let mut receipts = receipts.lock().unwrap_or_else(|e| e.into_inner());
+        let kind = match head.data.and_then(|data| data.kind) {
+            Some(detail) => format!("{}/{detail}", head.kind),
+            None => head.kind,
+        };
         let event = receipts.entry(seq).or_insert_with(|| Event {
-            kind: head.kind,
+            kind,
             session_id: head.session_id,
             published: head.timestamp,
             received: Vec::new(),
