@@ -1176,3 +1176,90 @@ async fn concurrent_updates_and_navigates_never_undo_each_other() {
         );
     }
 }
+
+/// `examples/api_client.rs`, the Rust counterpart of the original's API client example, against
+/// the real server with a token: it visits every route and the WebSocket, every step passes,
+/// and it leaves nothing behind — no session, no temporary directory.
+#[tokio::test]
+async fn the_api_client_example_visits_every_route_and_cleans_up() {
+    const TOKEN: &str = "api-client-example-token";
+    let app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
+    let run = tokio::process::Command::new(common::example("api_client"))
+        .env("SESSION_MANAGER_URL", app.url(""))
+        .env("SESSION_MANAGER_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PATIENCE * 6, run)
+        .await
+        .expect("the example did not finish")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    for step in [
+        "ok    200 GET /health ",
+        "ok    200 GET /openapi.json ",
+        "ok    200 GET /api/claude/agent-types ",
+        "ok    200 POST /api/claude/validate-path ",
+        "ok    200 POST /api/claude/validate-paths ",
+        "ok    201 POST /api/claude/sessions ",
+        "ok    200 GET /api/claude/sessions?tag=api-client",
+        "ok    200 PUT /api/claude/sessions/",
+        "/navigate ",
+        "/agents ",
+        "/agents/backend-services/deactivate ",
+        "/agents/backend-services/activate ",
+        "/agents/backend-services/restart ",
+        "/agents/backend-services/logs?tail=20 ",
+        "/metrics?hours=1 ",
+        "/status ",
+        "ok    200 PUT /api/claude/sessions/",
+        "/context/plan ",
+        "/context ",
+        "ok    202 POST /api/claude/sessions/",
+        "ok    201 POST /api/claude/sessions/import ",
+        "/clone ",
+        "/export ",
+        "ok    200 GET /api/claude/analytics ",
+        "ok    200 GET /api/claude/system-status ",
+        "ok    200 GET /metrics ",
+        "?purge=true ",
+        "ok    404 GET /api/claude/sessions/",
+        "ok    200 GET /api/claude/events?since=",
+        "ok    101 GET ws://",
+        "ok    ws    subscribe ",
+        "ok    ws    ping ",
+        "ok    ws    subscribe_session ",
+        "ok    ws    session_purged ",
+        "ws ←  session_created ",
+        "all steps passed",
+    ] {
+        assert!(stdout.contains(step), "no `{step}` in:\n{stdout}");
+    }
+    // Three sessions (the tour's, its clone, the import), each purged.
+    assert_eq!(
+        stdout.matches("ok    ws    session_purged ").count(),
+        3,
+        "{stdout}"
+    );
+
+    let workdir = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("workdir "))
+        .expect("the example names its directory");
+    assert!(
+        !std::path::Path::new(workdir).exists(),
+        "{workdir} was left behind"
+    );
+    let response = app
+        .client
+        .get(app.url("/api/claude/sessions"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::app::answer(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 0, "sessions were left behind: {body}");
+}

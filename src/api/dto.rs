@@ -11,17 +11,15 @@ use serde_json::Value;
 
 use super::health::ServiceState;
 
-/// A successful response: the payload's keys at the top level (where the original clients
-/// read them) and the same payload under `data` (the original's documented format). A payload
-/// must therefore be a struct and must not use the envelope's own key names.
+/// The first keys of a successful response. The envelope goes on with `data` (the payload,
+/// the original's documented format) and the payload's keys again at the top level (where
+/// the original clients read them); `envelope::success` writes those from one serialization
+/// of the payload, which must therefore be a JSON object not using these key names.
 #[derive(Debug, Serialize)]
-pub(crate) struct SuccessEnvelope<'a, T> {
+pub(crate) struct SuccessHead<'a> {
     pub(crate) success: bool,
     pub(crate) timestamp: f64,
     pub(crate) error: Option<&'a str>,
-    pub(crate) data: &'a T,
-    #[serde(flatten)]
-    pub(crate) payload: &'a T,
 }
 
 /// A failed response.
