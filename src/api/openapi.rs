@@ -2,7 +2,7 @@
 //! request) from the wire types themselves — every payload, request body and the failure
 //! envelope derives `utoipa::ToSchema`, so the document cannot drift from what the handlers
 //! serialize. This file holds the route table: each route with its parameters, request body,
-//! success payload and the error statuses it can answer. `tests/api.rs` checks that every
+//! success payload and the error statuses it can answer. `tests/api/main.rs` checks that every
 //! route of `api::routes` is here and answers as described; `scripts/schemathesis.sh`
 //! checks real responses against the document.
 

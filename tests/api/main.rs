@@ -1,7 +1,12 @@
 //! The REST contract of DESIGN.md ("HTTP contract") through the real binary: every route's
-//! status codes and key names, the seed's own examples, and the error paths.
+//! status codes and key names, the seed's own examples, and the error paths. One test binary
+//! for the whole front end: the security guards (`security`) and the WebSocket and event
+//! log (`websocket`) are modules of it.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod security;
+mod websocket;
 
 use std::collections::BTreeSet;
 
