@@ -11,7 +11,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::agent::{AgentStatus, LogLine, RING_LINES};
-use crate::monitor::{summarize, thin, SessionSample, MAX_POINTS};
+use crate::monitor::{summarize, thin, SessionSample, Summary as Figures, MAX_POINTS};
 use crate::paths::Validation;
 use crate::session::{select, AgentOp, SessionQuery, SessionView, Snapshot};
 use crate::supervision::ChildState;
@@ -166,10 +166,10 @@ pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
         .validate(&view.record.configuration.working_directory)
         .await;
     let sample = ctx.monitor.latest(view.record.id);
-    let history = history(&ctx, &view, 1.0).await?;
+    let figures = figures(&ctx, &view, 1.0).await?;
     ok(&GetPayload {
         session: SessionObject::of(&view, Some(&validation)).with_sample(sample.as_deref()),
-        monitoring: summary(&ctx, &view, 1.0, &history),
+        monitoring: summary(&ctx, &view, 1.0, figures),
         agent_statuses: statuses(&view.agents),
     })
 }
@@ -366,7 +366,8 @@ pub(crate) async fn metrics(
     }
     let view = ctx.sessions.get(session_id(&id)?).await?;
     let points = history(&ctx, &view, hours).await?;
-    let summary = summary(&ctx, &view, hours, &points);
+    let now = seconds(std::time::SystemTime::now());
+    let summary = summary(&ctx, &view, hours, summarize(&points, now));
     ok(&MetricsPayload {
         session_id: view.record.id.to_string(),
         metrics: thin(points, MAX_POINTS)
@@ -454,15 +455,27 @@ async fn history(
         })
 }
 
-/// The metrics summary of a session: its age, the monitor's samples over `hours`
-/// (`points`) and its latest one, its agents' restarts and failures. Keys of the original,
+/// The summary figures of a session's stored samples over the last `hours`, computed by
+/// the database (the routes that only show the summary never read the samples out).
+async fn figures(ctx: &ApiContext, view: &SessionView, hours: f64) -> Result<Figures, ApiError> {
+    let now = seconds(std::time::SystemTime::now());
+    ctx.monitor
+        .summary(view.record.id, now - hours * 3600.0, now)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "reading the metrics summary failed");
+            ApiError::Internal
+        })
+}
+
+/// The metrics summary of a session: its age, the figures of the monitor's samples over
+/// `hours` and its latest one, its agents' restarts and failures. Keys of the original,
 /// ours added.
-fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSample]) -> Summary {
+fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, figures: Figures) -> Summary {
     let record = &view.record;
     let now = seconds(std::time::SystemTime::now());
     let end = record.terminated_at.unwrap_or(now);
     let latest = ctx.monitor.latest(record.id);
-    let figures = summarize(points, now);
     let restarts: u64 = view.agents.iter().map(|a| a.restarts).sum();
     let failed = view
         .agents
@@ -499,10 +512,7 @@ fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSa
         averages_last_hour: averages,
         peak_cpu_percent: figures.peak_cpu_percent,
         peak_memory_mb: figures.peak_memory_mb,
-        peak_agent_memory_mb: points
-            .iter()
-            .flat_map(|p| p.agents.iter().map(|a| a.memory_mb))
-            .reduce(f64::max),
+        peak_agent_memory_mb: figures.peak_agent_memory_mb,
         agent_restarts: restarts,
         errors: failed,
         open_alerts: ctx.monitor.open_alerts(Some(record.id)).len(),
@@ -512,7 +522,7 @@ fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSa
 /// `GET /sessions/{id}/status`.
 pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
     let view = ctx.sessions.get(session_id(&id)?).await?;
-    let points = history(&ctx, &view, 1.0).await?;
+    let figures = figures(&ctx, &view, 1.0).await?;
     let mut alerts = failed_alerts(&view.agents);
     alerts.extend(
         ctx.monitor
@@ -536,7 +546,7 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
         active_agents: running(&view.agents).collect(),
         agent_statuses: statuses(&view.agents),
         agent_counts: counts,
-        metrics: summary(&ctx, &view, 1.0, &points),
+        metrics: summary(&ctx, &view, 1.0, figures),
         alerts,
     })
 }
