@@ -191,7 +191,7 @@ async fn agent_loop(
         }),
     )
     .await;
-    group.supervisor().start_all().await.expect("start");
+    group.start_all().await.expect("start");
     // Polled from the stamp file, not followed through events: a subscriber woken on every
     // transition would compete for the CPU with the restarts it measures.
     let expected = usize::try_from(restarts).unwrap_or(usize::MAX);
@@ -229,7 +229,7 @@ async fn stop_latency(program: &Path, dir: &Path, rounds: u64) -> (Vec<f64>, Vec
     let mut ours = Vec::new();
     for round in 0..rounds {
         if round == 0 {
-            group.supervisor().start_all().await.expect("start");
+            group.start_all().await.expect("start");
         } else {
             group.activate("backend-services").await.expect("activate");
         }

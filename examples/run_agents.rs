@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-    group.supervisor().start_all().await?;
+    group.start_all().await?;
     for agent in group.settled().await? {
         if let Some(pid) = agent.live.pid {
             println!("pid {} {pid}", agent.name);

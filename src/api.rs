@@ -124,7 +124,7 @@ pub fn routes(
         .unify();
     let openapi = warp::path!("openapi.json")
         .and(get_or_head())
-        .then(openapi::document)
+        .then(openapi::serve)
         .or(warp::path!("openapi.json").and(other_methods("GET, HEAD")))
         .unify();
     let websocket = warp::path!("ws" / "sessions")
@@ -211,7 +211,13 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .and(c())
         .and(json_body(c()))
         .then(|ctx, body| answer(sessions::import(ctx, body)))
-        .or(warp::path!("sessions" / "import").and(other_methods("POST")))
+        // Answered here, not rejected: `sessions/{id}` also matches this path, and its 405
+        // (GET, PUT, DELETE) or its 404 (no session `import`) would win the merge.
+        .or(warp::path!("sessions" / "import").map(|| {
+            reply(Err(ApiError::MethodNotAllowed {
+                allow: Some("POST"),
+            }))
+        }))
         .unify()
         .boxed();
     let session = warp::path!("sessions" / String)

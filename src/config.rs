@@ -282,7 +282,7 @@ pub(crate) fn restart_word<'de, D: Deserializer<'de>>(
 
 /// Exponential backoff between restarts; missing fields take the documented defaults. Also
 /// the `backoff` of an agent's configuration, hence `Serialize`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackoffSettings {
     /// Delay before the second restart (the first is immediate), in milliseconds.

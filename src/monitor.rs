@@ -396,6 +396,18 @@ impl Monitor {
         store::session_history(&self.shared.storage, session, since).await
     }
 
+    /// The [`summarize`] figures of a session's stored samples taken at or after `since`
+    /// (Unix seconds) as of `now`, computed by the database: no sample is read out, so a
+    /// session with hours of history costs one indexed aggregate, not thousands of rows.
+    pub async fn summary(
+        &self,
+        session: Uuid,
+        since: f64,
+        now: f64,
+    ) -> Result<Summary, StorageError> {
+        store::session_summary(&self.shared.storage, session, since, now).await
+    }
+
     /// Stops sampling and waits until the actor is gone (its last tick finished); stops
     /// counting hook events.
     pub async fn stop(&self) {
@@ -555,6 +567,8 @@ pub struct Summary {
     pub peak_cpu_percent: Option<f64>,
     /// Highest memory.
     pub peak_memory_mb: Option<f64>,
+    /// Highest memory of a single agent process tree.
+    pub peak_agent_memory_mb: Option<f64>,
 }
 
 /// Sums up `points` as of `now` (Unix seconds).
@@ -571,6 +585,10 @@ pub fn summarize(points: &[SessionSample], now: f64) -> Summary {
         points_last_hour: hour.len(),
         peak_cpu_percent: peak(|p| p.cpu_percent),
         peak_memory_mb: peak(|p| p.memory_mb),
+        peak_agent_memory_mb: points
+            .iter()
+            .flat_map(|p| p.agents.iter().map(|a| a.memory_mb))
+            .reduce(f64::max),
     }
 }
 

@@ -25,6 +25,7 @@
 pub mod check;
 pub mod error;
 pub mod git;
+mod in_flight;
 pub mod policy;
 pub mod validate;
 pub mod worktree;
@@ -83,6 +84,7 @@ struct Inner {
     rules: Rules,
     home: Option<String>,
     disk: DiskThresholds,
+    in_flight: in_flight::InFlight,
 }
 
 /// The outcome of [`PathPolicy::validate_many`].
@@ -95,7 +97,7 @@ pub struct BatchValidation {
 }
 
 /// How many paths of a batch passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
     /// Paths given.
     pub total: usize,
@@ -165,6 +167,7 @@ impl PathPolicy {
                 rules,
                 home,
                 disk: options.disk,
+                in_flight: in_flight::InFlight::default(),
             }),
         }
     }
@@ -174,9 +177,29 @@ impl PathPolicy {
         &self.inner.rules
     }
 
-    /// Validates one path without blocking the runtime.
+    /// Validates one path without blocking the runtime. The answer is always read after
+    /// this call began; callers asking for the same path at the same time share one reading
+    /// (see `in_flight`), so a burst of requests for one session reads its directory and
+    /// repository once per round, not once per request.
     pub async fn validate(&self, raw: &str) -> Validation {
-        self.validate_sharing(raw, Arc::default()).await
+        let shared = self
+            .inner
+            .in_flight
+            .join(raw, |sender| {
+                let rounds = Rounds {
+                    policy: self.clone(),
+                    raw: raw.to_owned(),
+                    sender,
+                    over: false,
+                };
+                // Dropped unstarted (shutdown), the rounds forget the path (`Rounds::drop`).
+                drop(tokio::task::spawn_blocking(move || rounds.run()));
+            })
+            .await;
+        match shared {
+            Some(validation) => Validation::clone(&validation),
+            None => incomplete(raw, "it was interrupted"),
+        }
     }
 
     /// [`validate`](PathPolicy::validate) with the repositories already described in the
@@ -186,13 +209,7 @@ impl PathPolicy {
         let text = raw.to_owned();
         match tokio::task::spawn_blocking(move || policy.validate_in(&git, &text)).await {
             Ok(validation) => validation,
-            Err(error) => Validation::refused(
-                raw,
-                vec![Check::error(
-                    CheckCode::ValidationIncomplete,
-                    format!("the validation of `{raw}` did not finish: {error}"),
-                )],
-            ),
+            Err(error) => incomplete(raw, &error.to_string()),
         }
     }
 
@@ -235,9 +252,95 @@ impl PathPolicy {
     }
 }
 
+/// The rounds of validation of one path (see `in_flight`), run on the blocking pool.
+struct Rounds {
+    policy: PathPolicy,
+    raw: String,
+    sender: tokio::sync::watch::Sender<(u64, Option<Arc<Validation>>)>,
+    /// The rounds ended as `in_flight` asked.
+    over: bool,
+}
+
+impl Rounds {
+    fn run(mut self) {
+        let in_flight = &self.policy.inner.in_flight;
+        let mut round = 1;
+        loop {
+            let validation = self.policy.validate_blocking(&self.raw);
+            if !in_flight.finished(&self.raw, round, validation, &self.sender) {
+                self.over = true;
+                return;
+            }
+            round += 1;
+        }
+    }
+}
+
+impl Drop for Rounds {
+    /// A panic, or a task dropped before it ran: the waiting callers get `None` (the sender
+    /// goes after this), and the path is forgotten so the next caller starts afresh.
+    fn drop(&mut self) {
+        if !self.over {
+            self.policy.inner.in_flight.forget(&self.raw);
+        }
+    }
+}
+
+/// The answer when a validation could not finish.
+fn incomplete(raw: &str, why: &str) -> Validation {
+    Validation::refused(
+        raw,
+        vec![Check::error(
+            CheckCode::ValidationIncomplete,
+            format!("the validation of `{raw}` did not finish: {why}"),
+        )],
+    )
+}
+
 /// The canonical form of an existing root, when it differs from how it was written.
 fn resolved(root: &str) -> Option<String> {
     let canonical = std::fs::canonicalize(root).ok()?;
     let canonical = canonical.to_str()?;
     (canonical != root).then(|| canonical.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> PathPolicy {
+        PathPolicy::new(PolicyOptions {
+            home: None,
+            ..PolicyOptions::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_validation_is_read_after_it_was_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later");
+        let raw = path.to_str().unwrap();
+        let policy = policy();
+        assert!(!policy.validate(raw).await.exists);
+        std::fs::create_dir(&path).unwrap();
+        assert!(policy.validate(raw).await.exists, "no stale answer");
+        std::fs::remove_dir(&path).unwrap();
+        assert!(!policy.validate(raw).await.exists);
+        assert_eq!(policy.inner.in_flight.len(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_validations_of_a_path_share_rounds_and_are_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().to_str().unwrap().to_owned();
+        let policy = policy();
+        // Free space may change between readings; what the path is may not.
+        let seen = |v: Validation| (v.path, v.valid, v.exists, v.is_directory, v.permissions);
+        let alone = seen(policy.validate_blocking(&raw));
+        let answers = futures::future::join_all((0..64).map(|_| policy.validate(&raw))).await;
+        for answer in answers {
+            assert_eq!(seen(answer), alone);
+        }
+        assert_eq!(policy.inner.in_flight.len(), 0);
+    }
 }

@@ -46,7 +46,9 @@ pub use policy::{
     UnknownWord,
 };
 pub use spec::{BoxFuture, ChildSpec, StartContext, StartError, Started, Worker};
-pub use supervisor::{Observer, Supervisor, SupervisorConfig, SupervisorHandle, SupervisorMsg};
+pub use supervisor::{
+    Observer, Supervisor, SupervisorConfig, SupervisorHandle, SupervisorMsg, TakenChild, Takeover,
+};
 
 /// A child's id, unique under its supervisor. Shared, because every event carries it.
 pub type ChildId = Arc<str>;

@@ -65,7 +65,7 @@ impl World {
             .await
             .unwrap();
         let events = group.subscribe();
-        group.supervisor().start_all().await.unwrap();
+        group.start_all().await.unwrap();
         (group, events)
     }
 }
@@ -713,7 +713,7 @@ async fn an_empty_argv_fails_the_start_instead_of_panicking() {
     agents[0].command = Some(vec![]);
     let group = AgentGroup::build(world.context(), agents).await.unwrap();
     let mut events = group.subscribe();
-    group.supervisor().start_all().await.unwrap();
+    group.start_all().await.unwrap();
     let reason = entered(
         &mut events,
         "api-integration-specialist",
@@ -764,4 +764,102 @@ async fn an_agent_inherits_no_descriptor_besides_its_stdio() {
     // SAFETY: closing the descriptor dup'ed above.
     unsafe { libc::close(stray) };
     assert_eq!(fds, ["0", "1", "2"], "stray descriptor {stray}");
+}
+
+/// The transitions a group published so far, as (agent, from, to).
+fn drained(events: &mut broadcast::Receiver<AgentEvent>) -> Vec<(String, ChildState, ChildState)> {
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let AgentEvent::State {
+            agent, from, to, ..
+        } = event
+        {
+            seen.push((agent.to_string(), from, to));
+        }
+    }
+    seen
+}
+
+/// What a group shows of its agents: (name, state, wanted up).
+async fn shown(group: &AgentGroup) -> Vec<(String, ChildState, bool)> {
+    let statuses = group.settled().await.unwrap();
+    statuses
+        .into_iter()
+        .map(|s| (s.name, s.state, s.active))
+        .collect()
+}
+
+#[tokio::test]
+async fn logical_agents_run_without_a_supervisor_exactly_as_under_one_until_it_takes_over() {
+    let world = World::new();
+    let agents = json!([
+        {"agent_type": "DOCUMENTATION", "name": "e", "depends_on": ["a", "b"]},
+        {"agent_type": "DOCUMENTATION", "name": "b", "depends_on": ["a"]},
+        {"agent_type": "DOCUMENTATION", "name": "a"},
+        {"agent_type": "DOCUMENTATION", "name": "c", "enabled": false},
+        {"agent_type": "DOCUMENTATION", "name": "d", "depends_on": ["c"]},
+        {"agent_type": "DOCUMENTATION", "name": "f"},
+    ]);
+    // The same agents twice: run by the group in line, and by a supervisor from the start.
+    let mut runs = Vec::new();
+    for supervised_from_the_start in [false, true] {
+        let group = AgentGroup::build(world.context(), world.resolve(agents.clone()).unwrap())
+            .await
+            .unwrap();
+        let mut events = group.subscribe();
+        if supervised_from_the_start {
+            group.supervisor().await.unwrap().start_all().await.unwrap();
+        } else {
+            group.start_all().await.unwrap();
+        }
+        let started = shown(&group).await;
+        let start_events = drained(&mut events);
+        // Orders after the start: the first one makes the in-line group spawn its
+        // supervisor, which must take every agent over as it stands.
+        group.deactivate("b").await.unwrap();
+        let after_deactivate = shown(&group).await;
+        group.activate("c").await.unwrap();
+        group.activate("b").await.unwrap();
+        group.restart("a").await.unwrap();
+        let after_orders = shown(&group).await;
+        let order_events = drained(&mut events);
+        group.shutdown().await.unwrap();
+        runs.push((
+            started,
+            start_events,
+            after_deactivate,
+            after_orders,
+            order_events,
+            drained(&mut events),
+        ));
+    }
+    let (inline, supervised) = (&runs[0], &runs[1]);
+    assert_eq!(inline.0, supervised.0, "states after the start");
+    assert_eq!(inline.1, supervised.1, "transitions of the start");
+    assert_eq!(inline.2, supervised.2, "states after a deactivate");
+    assert_eq!(inline.3, supervised.3, "states after the orders");
+    assert_eq!(inline.4, supervised.4, "transitions of the orders");
+    assert_eq!(inline.5, supervised.5, "transitions of the shutdown");
+    // And what that is: dependencies first, a disabled agent and its dependent pending.
+    use ChildState::*;
+    let names = |list: &[(String, ChildState, ChildState)], to: ChildState| {
+        list.iter()
+            .filter(|(_, _, t)| *t == to)
+            .map(|(n, _, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&inline.1, Running), ["a", "f", "b", "e"]);
+    assert_eq!(
+        inline.0,
+        [
+            ("a".to_string(), Running, true),
+            ("b".to_string(), Running, true),
+            ("c".to_string(), Pending, false),
+            ("d".to_string(), Pending, true),
+            ("e".to_string(), Running, true),
+            ("f".to_string(), Running, true),
+        ]
+    );
+    assert!(inline.2.contains(&("b".to_string(), Stopped, false)));
+    assert!(inline.3.iter().all(|(_, state, _)| *state == Running));
 }

@@ -87,7 +87,7 @@ pub struct AgentConfig {
 }
 
 /// Resource limits (`setrlimit` and `nice`) for an agent's process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Virtual address space, in MiB (`RLIMIT_AS`; 1–134217728).
@@ -101,21 +101,27 @@ pub struct Limits {
 }
 
 /// The shape clients send: everything but the type optional, nothing unknown.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AgentConfig)]
 struct AgentConfigInput {
     agent_type: AgentType,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     name: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
+    #[schema(maximum = 100)]
     priority: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_048_576)]
     max_memory_mb: Option<u64>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400)]
     timeout_seconds: Option<u64>,
     #[serde(default)]
+    #[schema(maximum = 100_000)]
     retry_attempts: Option<u32>,
     #[serde(default)]
     custom_config: Option<Value>,
@@ -130,9 +136,43 @@ struct AgentConfigInput {
     #[serde(default)]
     depends_on: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::config::restart_word")]
+    #[schema(schema_with = restart_schema)]
     restart: Option<Restart>,
     #[serde(default)]
     backoff: Option<BackoffSettings>,
+}
+
+/// The OpenAPI schema of an agent configuration is the shape clients send (every key but
+/// `agent_type` optional, nothing unknown); what the server writes back has every key set.
+impl utoipa::PartialSchema for AgentConfig {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <AgentConfigInput as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for AgentConfig {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <AgentConfigInput as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+/// `restart`: a restart word or null.
+fn restart_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([
+            Value::from("permanent"),
+            Value::from("transient"),
+            Value::from("temporary"),
+            Value::Null,
+        ]))
+        .build()
 }
 
 impl From<AgentConfigInput> for AgentConfig {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use ractor::Actor;
@@ -18,8 +18,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::config::Settings;
 use crate::supervision::{
-    BoxFuture, ChildSpec, ChildState, ChildTransition, StartContext, StartError, Started, Strategy,
-    SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, Worker,
+    BoxFuture, ChildSpec, ChildState, ChildTransition, DependencyGraph, StartContext, StartError,
+    Started, Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    TakenChild, Takeover, Worker,
 };
 
 use super::actor::{spawn_process, AgentActor, AgentArgs, AgentLive, AgentShared, Launch};
@@ -177,11 +178,89 @@ struct Entry {
 
 /// A running group of agents. Dropping it without [`AgentGroup::shutdown`] kills every
 /// agent's process group at once.
+///
+/// A group whose agents are all logical runs without a supervisor actor until it needs one:
+/// starting them is instant and cannot fail, so the group does it in line (the same
+/// transitions, in the same order, as a supervisor would publish) and spawns the supervisor,
+/// taking the children over as they stand, at the first order (activate, deactivate,
+/// restart, shutdown) or [`AgentGroup::supervisor`] call. A server restoring thousands of
+/// sessions of logical agents spares an actor each.
 pub struct AgentGroup {
-    supervisor: SupervisorHandle,
+    supervisor: tokio::sync::OnceCell<SupervisorHandle>,
+    /// The group as it runs before its supervisor exists (taken when it is spawned).
+    deferred: Mutex<Option<Deferred>>,
     agents: Arc<BTreeMap<Arc<str>, Entry>>,
     events: Arc<AgentEvents>,
     shut_down: bool,
+}
+
+/// A group of logical agents without its supervisor yet.
+struct Deferred {
+    config: SupervisorConfig,
+    specs: Vec<ChildSpec>,
+    graph: DependencyGraph,
+    started: bool,
+    children: Vec<TakenChild>,
+}
+
+impl Deferred {
+    /// What the supervisor's `start_all` does for children that start without an actor:
+    /// every enabled child is wanted, and each one whose dependencies run starts, layer by
+    /// layer, lowest index first, publishing pending → starting → running.
+    fn start_all(&mut self, agents: &BTreeMap<Arc<str>, Entry>, events: &AgentEvents) {
+        self.started = true;
+        for (child, spec) in self.children.iter_mut().zip(&self.specs) {
+            child.wanted |= spec.is_enabled();
+        }
+        for layer in self.graph.layers() {
+            let mut layer = layer.clone();
+            layer.sort_unstable();
+            for i in layer {
+                let startable = self.children[i].wanted
+                    && !self.children[i].running
+                    && self
+                        .graph
+                        .depends_on(i)
+                        .iter()
+                        .all(|&d| self.children[d].running);
+                if !startable {
+                    continue;
+                }
+                let id = self.specs[i].id().clone();
+                if let Some(entry) = agents.get(&id) {
+                    entry.shared.live().started_at = Some(SystemTime::now());
+                }
+                for (from, to) in [
+                    (ChildState::Pending, ChildState::Starting),
+                    (ChildState::Starting, ChildState::Running),
+                ] {
+                    let at = SystemTime::now();
+                    self.children[i].since = at;
+                    if events.heard() {
+                        let change = ChildTransition {
+                            at,
+                            child: id.clone(),
+                            from,
+                            to,
+                            reason: None,
+                            restarts: 0,
+                            delay: None,
+                        };
+                        announce(&change, agents, events);
+                    }
+                }
+                self.children[i].running = true;
+            }
+        }
+    }
+
+    fn infos(&self) -> Vec<(Arc<str>, TakenChild)> {
+        self.specs
+            .iter()
+            .zip(&self.children)
+            .map(|(spec, child)| (spec.id().clone(), *child))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for AgentGroup {
@@ -201,7 +280,7 @@ impl AgentGroup {
         agents: Vec<ResolvedAgent>,
     ) -> Result<AgentGroup, AgentError> {
         let group = Self::build(context, agents).await?;
-        group.supervisor.start_all().await?;
+        group.start_all().await?;
         Ok(group)
     }
 
@@ -319,13 +398,79 @@ impl AgentGroup {
             event_capacity: EVENT_CAPACITY,
             observer: Some(observer),
         };
-        let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
-        Ok(AgentGroup {
-            supervisor,
+        let mut group = AgentGroup {
+            supervisor: tokio::sync::OnceCell::new(),
+            deferred: Mutex::new(None),
             agents,
             events,
             shut_down: false,
-        })
+        };
+        if group.agents.values().any(|entry| entry.has_process) {
+            let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
+            group.supervisor = tokio::sync::OnceCell::new_with(Some(supervisor));
+        } else {
+            // Checked now, as a spawn would: a cycle or an unknown dependency is refused.
+            let graph = DependencyGraph::build(
+                specs
+                    .iter()
+                    .map(|s| (&**s.id(), s.dependencies().iter().map(|d| &**d))),
+            )?;
+            let since = SystemTime::now();
+            let children = vec![
+                TakenChild {
+                    wanted: false,
+                    running: false,
+                    since,
+                };
+                specs.len()
+            ];
+            *group.deferred_mut() = Some(Deferred {
+                config,
+                specs,
+                graph,
+                started: false,
+                children,
+            });
+        }
+        Ok(group)
+    }
+
+    fn deferred_mut(&self) -> std::sync::MutexGuard<'_, Option<Deferred>> {
+        // A panic while holding it leaves plain data: carry on with it.
+        self.deferred.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The supervisor, spawned now if the group ran without one so far.
+    async fn supervision(&self) -> Result<&SupervisorHandle, AgentError> {
+        self.supervisor
+            .get_or_try_init(|| async {
+                let deferred = self.deferred_mut().take();
+                let Some(d) = deferred else {
+                    return Err(AgentError::Supervision(SupervisionError::Spawn(
+                        "the group's supervisor could not be spawned".into(),
+                    )));
+                };
+                let takeover = Takeover {
+                    started: d.started,
+                    children: d.children,
+                };
+                let (supervisor, _) =
+                    SupervisorHandle::spawn_taking_over(d.config, d.specs, takeover).await?;
+                Ok(supervisor)
+            })
+            .await
+    }
+
+    /// Starts every enabled agent, in dependency order; returns at once (subscribe, or call
+    /// [`AgentGroup::settled`], to follow the start).
+    pub async fn start_all(&self) -> Result<(), AgentError> {
+        if self.supervisor.get().is_none() {
+            if let Some(deferred) = self.deferred_mut().as_mut() {
+                deferred.start_all(&self.agents, &self.events);
+                return Ok(());
+            }
+        }
+        Ok(self.supervision().await?.start_all().await?)
     }
 
     /// Every agent event from now on.
@@ -333,25 +478,47 @@ impl AgentGroup {
         self.events.subscribe()
     }
 
-    /// The supervisor, for callers that want its own events or operations.
-    pub fn supervisor(&self) -> &SupervisorHandle {
-        &self.supervisor
+    /// The supervisor, for callers that want its own events or operations (spawned now,
+    /// taking the agents over as they stand, if the group ran without one so far).
+    pub async fn supervisor(&self) -> Result<&SupervisorHandle, AgentError> {
+        self.supervision().await
     }
 
     /// Every agent's state, in name order.
     pub async fn statuses(&self) -> Result<Vec<AgentStatus>, AgentError> {
-        let children = self.supervisor.children().await?;
+        let children: Vec<(Arc<str>, ChildState, SystemTime, bool, u64)> =
+            match self.deferred_view() {
+                Some(children) => children
+                    .into_iter()
+                    .map(|(id, c)| {
+                        let state = if c.running {
+                            ChildState::Running
+                        } else {
+                            ChildState::Pending
+                        };
+                        (id, state, c.since, c.wanted, 0)
+                    })
+                    .collect(),
+                None => self
+                    .supervision()
+                    .await?
+                    .children()
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.id, c.state, c.since, c.wanted, c.restarts))
+                    .collect(),
+            };
         let mut statuses: Vec<AgentStatus> = children
             .into_iter()
-            .filter_map(|child| {
-                let entry = self.agents.get(&child.id)?;
+            .filter_map(|(id, state, since, wanted, restarts)| {
+                let entry = self.agents.get(&id)?;
                 Some(AgentStatus {
-                    name: child.id.to_string(),
+                    name: id.to_string(),
                     agent_type: entry.agent_type,
-                    state: child.state,
-                    since: child.since,
-                    active: child.wanted,
-                    restarts: child.restarts,
+                    state,
+                    since,
+                    active: wanted,
+                    restarts,
                     live: entry.shared.live().clone(),
                     has_process: entry.has_process,
                 })
@@ -361,9 +528,20 @@ impl AgentGroup {
         Ok(statuses)
     }
 
+    /// The children as the group runs them while it has no supervisor.
+    fn deferred_view(&self) -> Option<Vec<(Arc<str>, TakenChild)>> {
+        if self.supervisor.get().is_some() {
+            return None;
+        }
+        self.deferred_mut().as_ref().map(Deferred::infos)
+    }
+
     /// Waits until no agent is starting, stopping or backing off, then returns the states.
     pub async fn settled(&self) -> Result<Vec<AgentStatus>, AgentError> {
-        self.supervisor.settled().await?;
+        // Logical agents without a supervisor start in line: nothing is ever in motion.
+        if self.deferred_view().is_none() {
+            self.supervision().await?.settled().await?;
+        }
         self.statuses().await
     }
 
@@ -375,20 +553,20 @@ impl AgentGroup {
     /// Starts an agent (and lets the supervisor restart it again).
     pub async fn activate(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
-        Ok(self.supervisor.start_child(name).await?)
+        Ok(self.supervision().await?.start_child(name).await?)
     }
 
     /// Stops an agent and keeps it down: no restart until it is activated.
     pub async fn deactivate(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
-        Ok(self.supervisor.stop_child(name).await?)
+        Ok(self.supervision().await?.stop_child(name).await?)
     }
 
     /// Stops and starts an agent again (a manual restart: it does not count against
     /// `retry_attempts`).
     pub async fn restart(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
-        Ok(self.supervisor.restart_child(name).await?)
+        Ok(self.supervision().await?.restart_child(name).await?)
     }
 
     /// The last `n` lines of an agent's output, oldest first.
@@ -400,8 +578,9 @@ impl AgentGroup {
     /// supervisor.
     pub async fn shutdown(mut self) -> Result<(), AgentError> {
         self.shut_down = true;
-        let stopped = self.supervisor.stop_all().await;
-        let down = self.supervisor.shutdown().await;
+        let supervisor = self.supervision().await?;
+        let stopped = supervisor.stop_all().await;
+        let down = supervisor.shutdown().await;
         stopped?;
         down?;
         Ok(())
@@ -418,8 +597,10 @@ impl Drop for AgentGroup {
     fn drop(&mut self) {
         if !self.shut_down {
             // ractor kills the supervisor's linked agents; dropping their state kills the
-            // process groups.
-            self.supervisor.actor().kill();
+            // process groups. A group without a supervisor has no process to kill.
+            if let Some(supervisor) = self.supervisor.get() {
+                supervisor.actor().kill();
+            }
         }
     }
 }

@@ -11,32 +11,37 @@ use serde_json::Value;
 
 use super::health::ServiceState;
 
-/// A successful response: the payload's keys at the top level (where the original clients
-/// read them) and the same payload under `data` (the original's documented format). A payload
-/// must therefore be a struct and must not use the envelope's own key names.
+/// The first keys of a successful response. The envelope goes on with `data` (the payload,
+/// the original's documented format) and the payload's keys again at the top level (where
+/// the original clients read them); `envelope::success` writes those from one serialization
+/// of the payload, which must therefore be a JSON object not using these key names.
 #[derive(Debug, Serialize)]
-pub(crate) struct SuccessEnvelope<'a, T> {
+pub(crate) struct SuccessHead<'a> {
     pub(crate) success: bool,
     pub(crate) timestamp: f64,
     pub(crate) error: Option<&'a str>,
-    pub(crate) data: &'a T,
-    #[serde(flatten)]
-    pub(crate) payload: &'a T,
 }
 
 /// A failed response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Failure)]
 pub(crate) struct ErrorEnvelope<'a> {
+    /// Always false.
     pub(crate) success: bool,
+    /// Unix seconds.
     pub(crate) timestamp: f64,
+    /// What went wrong, for people.
     pub(crate) error: &'a str,
+    /// Stable snake_case code clients branch on (`session_validation_error`, `not_found`, …).
     pub(crate) error_code: &'static str,
+    /// e.g. `{"field": "agents[1].agent_type"}`, `{"retry_after_seconds": 1}`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub(crate) details: Option<Value>,
 }
 
 /// `GET /health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
     pub(crate) status: &'static str,
     pub(crate) version: &'static str,

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
 
@@ -116,17 +118,14 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     } else {
         last.unwrap_or(0).max(head)
     };
-    let events: Vec<Value> = events
-        .into_iter()
-        .map(|event| WireEvent::from_stored(event).record())
-        .collect();
+    let events: Vec<WireEvent> = events.into_iter().map(WireEvent::from_stored).collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({
-            "events": events,
-            "last_seq": last_seq,
-            "has_more": has_more,
-        }),
+        &EventsPage {
+            events: events.iter().map(WireEvent::record).collect(),
+            last_seq,
+            has_more,
+        },
     ))
 }
 
@@ -250,15 +249,42 @@ impl WireEvent {
 
     /// An entry of `GET /events`: `{seq, type, timestamp, session_id, data}`, every key
     /// present (`session_id` null for a server-wide event).
-    pub(crate) fn record(&self) -> Value {
-        json!({
-            "seq": self.seq,
-            "type": self.kind,
-            "timestamp": self.timestamp,
-            "session_id": self.session_id.map(|id| id.to_string()),
-            "data": self.data,
-        })
+    pub(crate) fn record(&self) -> EventRecord<'_> {
+        EventRecord {
+            seq: self.seq,
+            kind: &self.kind,
+            timestamp: self.timestamp,
+            session_id: self.session_id.map(|id| id.to_string()),
+            data: &self.data,
+        }
     }
+}
+
+/// An entry of `GET /events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventRecord<'a> {
+    /// Its place in the log.
+    seq: Option<u64>,
+    /// `session_created`, `agent_status`, `context_changed`, `alert`, …
+    #[serde(rename = "type")]
+    kind: &'a str,
+    /// Unix seconds at which it was published.
+    timestamp: f64,
+    /// The session it is about; null for a server-wide event.
+    session_id: Option<String>,
+    /// The event's own fields (by type).
+    #[schema(value_type = Object)]
+    data: &'a Value,
+}
+
+/// `GET /events`: a page of the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventsPage<'a> {
+    events: Vec<EventRecord<'a>>,
+    /// Where to resume (`since`).
+    last_seq: u64,
+    /// More events follow `last_seq`.
+    has_more: bool,
 }
 
 /// The bus's encoder: how a numbered event is written down in the log.
@@ -319,15 +345,21 @@ fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
             let (kind, data) = agent_event(event, seq);
             (kind, Some(*session), data)
         }
-        SessionEvent::Alert(alert) => ("alert", alert.session, monitor::alert(alert, None)),
+        SessionEvent::Alert(alert) => (
+            "alert",
+            alert.session,
+            to_value(monitor::alert(alert, None)),
+        ),
         SessionEvent::AlertResolved(alert) => (
             "alert_resolved",
             alert.session,
-            monitor::alert(alert, Some(at)),
+            to_value(monitor::alert(alert, Some(at))),
         ),
-        SessionEvent::Metrics(sample) => {
-            ("metrics", Some(sample.session_id), monitor::point(sample))
-        }
+        SessionEvent::Metrics(sample) => (
+            "metrics",
+            Some(sample.session_id),
+            to_value(monitor::point(sample)),
+        ),
         SessionEvent::ContextChanged {
             session,
             key,
@@ -342,6 +374,11 @@ fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
             }),
         ),
     }
+}
+
+/// A typed payload as the event's `data` (these serialize to JSON objects, never fail).
+fn to_value(payload: impl Serialize) -> Value {
+    serde_json::to_value(payload).unwrap_or(Value::Null)
 }
 
 /// The session object as of the event: a live session's `duration_seconds` runs to the
@@ -845,7 +882,7 @@ mod tests {
             data: json!({}),
         };
         assert_eq!(
-            wire.record(),
+            serde_json::to_value(wire.record()).unwrap(),
             json!({"seq": 3, "type": "alert", "timestamp": 1.0, "session_id": null, "data": {}})
         );
         assert!(wire.message().get("session_id").is_none());

@@ -4,18 +4,19 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::agent::{AgentStatus, LogLine, RING_LINES};
-use crate::monitor::{summarize, thin, SessionSample, MAX_POINTS};
+use crate::monitor::{summarize, thin, SessionSample, Summary as Figures, MAX_POINTS};
 use crate::paths::Validation;
 use crate::session::{select, AgentOp, SessionQuery, SessionView, Snapshot};
 use crate::supervision::ChildState;
 
-use super::dto::monitor;
+use super::dto::monitor::{self, ActivityObject, AlertObject, MetricsPoint};
 use super::dto::requests::{
     self, CloneBody, ContextPutBody, ExportBody, ImportBody, NavigateBody, UpdateBody,
 };
@@ -57,13 +58,13 @@ pub(crate) fn session_id(raw: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-#[derive(Serialize)]
-struct SessionPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionPayload<'a> {
     session: SessionObject<'a>,
 }
 
-#[derive(Serialize)]
-struct SessionWithValidation<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionWithValidation<'a> {
     session: SessionObject<'a>,
     validation: &'a Validation,
 }
@@ -93,12 +94,13 @@ pub(crate) async fn create(ctx: ApiContext, body: Parsed<Map<String, Value>>) ->
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
-#[derive(Serialize)]
-struct ListPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ListPayload<'a> {
     sessions: Vec<SessionObject<'a>>,
     total: usize,
     limit: usize,
     offset: usize,
+    /// The query parameters as given.
     filter: &'a BTreeMap<String, String>,
 }
 
@@ -153,10 +155,10 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     })
 }
 
-#[derive(Serialize)]
-struct GetPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GetPayload<'a> {
     session: SessionObject<'a>,
-    monitoring: Value,
+    monitoring: Summary,
     agent_statuses: BTreeMap<&'a str, &'static str>,
 }
 
@@ -168,12 +170,12 @@ pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
         .validate(&view.record.configuration.working_directory)
         .await;
     let sample = ctx.monitor.latest(view.record.id);
-    let history = history(&ctx, &view, 1.0).await?;
+    let figures = figures(&ctx, &view, 1.0).await?;
     ok(&GetPayload {
         session: SessionObject::of(&view, Some(&validation))
             .with_sample(sample.as_deref())
             .with_activity(&ctx.monitor.activity(view.record.id)),
-        monitoring: summary(&ctx, &view, 1.0, &history),
+        monitoring: summary(&ctx, &view, 1.0, figures),
         agent_statuses: statuses(&view.agents),
     })
 }
@@ -237,8 +239,8 @@ pub(crate) async fn clone(ctx: ApiContext, id: String, body: Parsed<CloneBody>) 
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
-#[derive(Serialize)]
-struct ExportPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ExportPayload<'a> {
     snapshot: &'a Snapshot,
 }
 
@@ -261,8 +263,8 @@ pub(crate) async fn import(ctx: ApiContext, body: Parsed<ImportBody>) -> Answer 
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
-#[derive(Serialize)]
-struct AgentsPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentsPayload<'a> {
     session_id: String,
     configured_agents: Vec<&'a str>,
     active_agents: Vec<&'a str>,
@@ -288,10 +290,11 @@ pub(crate) async fn agents(ctx: ApiContext, id: String) -> Answer {
     })
 }
 
-#[derive(Serialize)]
-struct AgentCommandPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentCommandPayload<'a> {
     session_id: String,
     agent_name: &'a str,
+    /// `activated`, `deactivated` or `restarted`.
     status: &'static str,
     agent: AgentObject<'a>,
 }
@@ -319,8 +322,8 @@ pub(crate) async fn agent_command(
     })
 }
 
-#[derive(Serialize)]
-struct LogsPayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogsPayload<'a> {
     session_id: String,
     agent_name: &'a str,
     tail: usize,
@@ -369,13 +372,82 @@ pub(crate) async fn metrics(
     }
     let view = ctx.sessions.get(session_id(&id)?).await?;
     let points = history(&ctx, &view, hours).await?;
-    let summary = summary(&ctx, &view, hours, &points);
-    ok(&json!({
-        "session_id": view.record.id,
-        "metrics": thin(points, MAX_POINTS).iter().map(monitor::point).collect::<Vec<_>>(),
-        "summary": summary,
-        "hours": hours,
-    }))
+    let now = seconds(std::time::SystemTime::now());
+    let summary = summary(&ctx, &view, hours, summarize(&points, now));
+    ok(&MetricsPayload {
+        session_id: view.record.id.to_string(),
+        metrics: thin(points, MAX_POINTS)
+            .iter()
+            .map(monitor::point)
+            .collect(),
+        summary,
+        hours,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MetricsPayload {
+    session_id: String,
+    /// The monitor's samples over the window, oldest first, thinned to at most `MAX_POINTS`.
+    metrics: Vec<MetricsPoint>,
+    summary: Summary,
+    hours: f64,
+}
+
+/// A session's metrics summary: the original's keys, ours added.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Summary {
+    session_id: String,
+    #[schema(value_type = crate::session::SessionStatus)]
+    status: &'static str,
+    duration_hours: f64,
+    hours: f64,
+    /// Samples in the window.
+    total_data_points: usize,
+    latest_metrics: LatestMetrics,
+    /// Null without a sample in the last hour.
+    averages_last_hour: Option<Averages>,
+    peak_cpu_percent: Option<f64>,
+    peak_memory_mb: Option<f64>,
+    peak_agent_memory_mb: Option<f64>,
+    agent_restarts: u64,
+    /// Agents in `failed`.
+    errors: usize,
+    /// Failed tool uses (hooks) and agent restarts in the last hour: the `error_rate` line's
+    /// value.
+    errors_last_hour: f64,
+    /// What the session's hook events counted.
+    activity: ActivityObject,
+    /// The monitor's open alerts about this session.
+    open_alerts: usize,
+}
+
+/// The monitor's latest sample, or what the agents report before the first one.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum LatestMetrics {
+    Sampled(MetricsPoint),
+    Live(LiveMetrics),
+}
+
+/// A session's figures before the monitor sampled it.
+#[derive(Serialize, ToSchema)]
+// Only these keys: a sample (which has them all and more) must not match this shape too.
+#[serde(deny_unknown_fields)]
+pub(crate) struct LiveMetrics {
+    timestamp: f64,
+    memory_usage_mb: f64,
+    /// Null: not sampled yet.
+    cpu_usage_percent: Option<f64>,
+    agents_running: usize,
+    agents_total: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Averages {
+    cpu_usage_percent: Option<f64>,
+    memory_usage_mb: Option<f64>,
+    data_points: usize,
 }
 
 /// The monitor's stored samples of a session over the last `hours`.
@@ -394,15 +466,27 @@ async fn history(
         })
 }
 
-/// The metrics summary of a session: its age, the monitor's samples over `hours`
-/// (`points`) and its latest one, its agents' restarts and failures. Keys of the original,
+/// The summary figures of a session's stored samples over the last `hours`, computed by
+/// the database (the routes that only show the summary never read the samples out).
+async fn figures(ctx: &ApiContext, view: &SessionView, hours: f64) -> Result<Figures, ApiError> {
+    let now = seconds(std::time::SystemTime::now());
+    ctx.monitor
+        .summary(view.record.id, now - hours * 3600.0, now)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "reading the metrics summary failed");
+            ApiError::Internal
+        })
+}
+
+/// The metrics summary of a session: its age, the figures of the monitor's samples over
+/// `hours` and its latest one, its agents' restarts and failures. Keys of the original,
 /// ours added.
-fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSample]) -> Value {
+fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, figures: Figures) -> Summary {
     let record = &view.record;
     let now = seconds(std::time::SystemTime::now());
     let end = record.terminated_at.unwrap_or(now);
     let latest = ctx.monitor.latest(record.id);
-    let figures = summarize(points, now);
     let restarts: u64 = view.agents.iter().map(|a| a.restarts).sum();
     let failed = view
         .agents
@@ -415,54 +499,49 @@ fn summary(ctx: &ApiContext, view: &SessionView, hours: f64, points: &[SessionSa
         .filter_map(|a| a.live.memory_mb)
         .fold(0.0, |sum, mb| sum + mb);
     let latest_metrics = match latest.as_deref() {
-        Some(sample) => monitor::point(sample),
-        None => json!({
-            "timestamp": now,
-            "memory_usage_mb": live_memory,
-            "cpu_usage_percent": null,
-            "agents_running": running(&view.agents).count(),
-            "agents_total": view.agents.len(),
+        Some(sample) => LatestMetrics::Sampled(monitor::point(sample)),
+        None => LatestMetrics::Live(LiveMetrics {
+            timestamp: now,
+            memory_usage_mb: live_memory,
+            cpu_usage_percent: None,
+            agents_running: running(&view.agents).count(),
+            agents_total: view.agents.len(),
         }),
     };
-    let averages = figures.points_last_hour.gt(&0).then(|| {
-        json!({
-            "cpu_usage_percent": figures.average_cpu_percent,
-            "memory_usage_mb": figures.average_memory_mb,
-            "data_points": figures.points_last_hour,
-        })
+    let averages = (figures.points_last_hour > 0).then_some(Averages {
+        cpu_usage_percent: figures.average_cpu_percent,
+        memory_usage_mb: figures.average_memory_mb,
+        data_points: figures.points_last_hour,
     });
-    json!({
-        "session_id": record.id,
-        "status": record.status.as_str(),
-        "duration_hours": ((end - record.created_at) / 3600.0).max(0.0),
-        "hours": hours,
-        "total_data_points": figures.total_data_points,
-        "latest_metrics": latest_metrics,
-        "averages_last_hour": averages,
-        "peak_cpu_percent": figures.peak_cpu_percent,
-        "peak_memory_mb": figures.peak_memory_mb,
-        "peak_agent_memory_mb": points
-            .iter()
-            .flat_map(|p| p.agents.iter().map(|a| a.memory_mb))
-            .reduce(f64::max),
-        "agent_restarts": restarts,
-        "errors": failed,
-        "errors_last_hour": ctx.monitor.error_rate(record.id),
-        "activity": monitor::activity(&ctx.monitor.activity(record.id)),
-        "open_alerts": ctx.monitor.open_alerts(Some(record.id)).len(),
-    })
+    Summary {
+        session_id: record.id.to_string(),
+        status: record.status.as_str(),
+        duration_hours: ((end - record.created_at) / 3600.0).max(0.0),
+        hours,
+        total_data_points: figures.total_data_points,
+        latest_metrics,
+        averages_last_hour: averages,
+        peak_cpu_percent: figures.peak_cpu_percent,
+        peak_memory_mb: figures.peak_memory_mb,
+        peak_agent_memory_mb: figures.peak_agent_memory_mb,
+        agent_restarts: restarts,
+        errors: failed,
+        errors_last_hour: ctx.monitor.error_rate(record.id),
+        activity: monitor::activity(&ctx.monitor.activity(record.id)),
+        open_alerts: ctx.monitor.open_alerts(Some(record.id)).len(),
+    }
 }
 
 /// `GET /sessions/{id}/status`.
 pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
     let view = ctx.sessions.get(session_id(&id)?).await?;
-    let points = history(&ctx, &view, 1.0).await?;
+    let figures = figures(&ctx, &view, 1.0).await?;
     let mut alerts = failed_alerts(&view.agents);
     alerts.extend(
         ctx.monitor
             .open_alerts(Some(view.record.id))
             .iter()
-            .map(|alert| monitor::alert(alert, None)),
+            .map(|alert| OpenAlert::Resource(monitor::alert(alert, None))),
     );
     let health = health(&alerts);
     let record = &view.record;
@@ -470,27 +549,78 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
     for agent in &view.agents {
         *counts.entry(agent.state.as_str()).or_default() += 1;
     }
-    ok(&json!({
-        "session_id": record.id,
-        "status": record.status.as_str(),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "last_activity": record.last_activity,
-        "working_directory": record.configuration.working_directory,
-        "error_message": record.error_message,
-        "active_agents": running(&view.agents).collect::<Vec<_>>(),
-        "agent_statuses": statuses(&view.agents),
-        "agent_counts": counts,
-        "health": health,
-        "metrics": summary(&ctx, &view, 1.0, &points),
-        "alerts": alerts,
-    }))
+    ok(&StatusPayload {
+        session_id: record.id.to_string(),
+        status: record.status.as_str(),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        last_activity: record.last_activity,
+        working_directory: &record.configuration.working_directory,
+        error_message: record.error_message.as_deref(),
+        active_agents: running(&view.agents).collect(),
+        agent_statuses: statuses(&view.agents),
+        agent_counts: counts,
+        health,
+        metrics: summary(&ctx, &view, 1.0, figures),
+        alerts,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusPayload<'a> {
+    session_id: String,
+    #[schema(value_type = crate::session::SessionStatus)]
+    status: &'static str,
+    created_at: f64,
+    updated_at: f64,
+    last_activity: f64,
+    working_directory: &'a str,
+    error_message: Option<&'a str>,
+    active_agents: Vec<&'a str>,
+    agent_statuses: BTreeMap<&'a str, &'static str>,
+    /// Agents per state.
+    agent_counts: BTreeMap<&'a str, usize>,
+    /// `critical` with a critical alert open, `degraded` with any other (a failed agent is
+    /// one), else `healthy`.
+    health: &'static str,
+    metrics: Summary,
+    /// Failed agents first, then the monitor's open resource alerts.
+    alerts: Vec<OpenAlert>,
+}
+
+/// An open alert: a failed agent, or one of the monitor's resource alerts.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum OpenAlert {
+    Agent(AgentAlert),
+    Resource(AlertObject),
+}
+
+impl OpenAlert {
+    fn severity(&self) -> &'static str {
+        match self {
+            OpenAlert::Agent(alert) => alert.severity,
+            OpenAlert::Resource(alert) => alert.severity(),
+        }
+    }
+}
+
+/// A failed agent as an alert.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentAlert {
+    /// `agent_failed`.
+    kind: &'static str,
+    agent: String,
+    /// `critical` for the orchestrator, else `high`.
+    severity: &'static str,
+    message: String,
+    since: f64,
 }
 
 /// `critical` with a critical alert open, `degraded` with any other alert (a failed agent
 /// is one), else `healthy`.
-fn health(alerts: &[Value]) -> &'static str {
-    if alerts.iter().any(|a| a["severity"] == "critical") {
+fn health(alerts: &[OpenAlert]) -> &'static str {
+    if alerts.iter().any(|a| a.severity() == "critical") {
         "critical"
     } else if alerts.is_empty() {
         "healthy"
@@ -500,17 +630,25 @@ fn health(alerts: &[Value]) -> &'static str {
 }
 
 /// Every failed agent, as an open alert (the monitor's resource alerts are added to them).
-fn failed_alerts(agents: &[AgentStatus]) -> Vec<Value> {
+fn failed_alerts(agents: &[AgentStatus]) -> Vec<OpenAlert> {
     agents
         .iter()
         .filter(|a| a.state == ChildState::Failed)
         .map(|a| {
-            json!({
-                "kind": "agent_failed",
-                "agent": a.name,
-                "severity": if a.agent_type == crate::agent::AgentType::Orchestrator { "critical" } else { "high" },
-                "message": a.live.last_error.clone().unwrap_or_else(|| format!("agent {} failed", a.name)),
-                "since": seconds(a.since),
+            OpenAlert::Agent(AgentAlert {
+                kind: "agent_failed",
+                agent: a.name.clone(),
+                severity: if a.agent_type == crate::agent::AgentType::Orchestrator {
+                    "critical"
+                } else {
+                    "high"
+                },
+                message: a
+                    .live
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| format!("agent {} failed", a.name)),
+                since: seconds(a.since),
             })
         })
         .collect()
@@ -521,7 +659,29 @@ pub(crate) async fn context_all(ctx: ApiContext, id: String) -> Answer {
     let id = session_id(&id)?;
     let entries = ctx.sessions.context(id).await?;
     let context: Map<String, Value> = entries.into_iter().collect();
-    ok(&json!({ "session_id": id, "context": context }))
+    ok(&ContextPayload {
+        session_id: id.to_string(),
+        context,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ContextPayload {
+    session_id: String,
+    /// Every key with its value.
+    #[schema(value_type = Object)]
+    context: Map<String, Value>,
+}
+
+/// One context key: `value` (get, put), `previous` (put, delete; null when it was unset).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ContextKeyPayload {
+    session_id: String,
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<Option<Value>>,
 }
 
 /// `GET /sessions/{id}/context/{key}`: 404 `context_key_not_found` when unset.
@@ -529,7 +689,12 @@ pub(crate) async fn context_get(ctx: ApiContext, id: String, key: String) -> Ans
     let id = session_id(&id)?;
     let key = segment(&key, "key")?;
     match ctx.sessions.context_get(id, &key).await? {
-        Some(value) => ok(&json!({ "session_id": id, "key": key, "value": value })),
+        Some(value) => ok(&ContextKeyPayload {
+            session_id: id.to_string(),
+            key,
+            value: Some(value),
+            previous: None,
+        }),
         None => Err(ApiError::ContextKeyNotFound(format!(
             "session {id} has no context key `{key}`"
         ))),
@@ -550,7 +715,12 @@ pub(crate) async fn context_put(
         .sessions
         .context_put(id, &key, body.value.clone())
         .await?;
-    ok(&json!({ "session_id": id, "key": key, "value": body.value, "previous": previous }))
+    ok(&ContextKeyPayload {
+        session_id: id.to_string(),
+        key,
+        value: Some(body.value),
+        previous: Some(previous),
+    })
 }
 
 /// `DELETE /sessions/{id}/context/{key}`.
@@ -558,7 +728,12 @@ pub(crate) async fn context_delete(ctx: ApiContext, id: String, key: String) -> 
     let id = session_id(&id)?;
     let key = segment(&key, "key")?;
     match ctx.sessions.context_delete(id, &key).await? {
-        Some(previous) => ok(&json!({ "session_id": id, "key": key, "previous": previous })),
+        Some(previous) => ok(&ContextKeyPayload {
+            session_id: id.to_string(),
+            key,
+            value: None,
+            previous: Some(Some(previous)),
+        }),
         None => Err(ApiError::ContextKeyNotFound(format!(
             "session {id} has no context key `{key}`"
         ))),
@@ -642,6 +817,17 @@ pub(crate) async fn hook_event(
         .await?;
     Ok(envelope::success(
         StatusCode::ACCEPTED,
-        &json!({ "accepted": true, "session_id": id, "hook_event_name": name }),
+        &HookAccepted {
+            accepted: true,
+            session_id: id.to_string(),
+            hook_event_name: name,
+        },
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HookAccepted {
+    accepted: bool,
+    session_id: String,
+    hook_event_name: String,
 }

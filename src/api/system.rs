@@ -5,20 +5,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::header::{HeaderValue, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::agent::{AgentStatus, AgentType};
-use crate::monitor::{Analytics, SessionSample, TREND_HOURS};
+use crate::monitor::{Analytics as Observations, SessionSample, TREND_HOURS};
 use crate::paths::{CheckCode, Validation};
 use crate::session::{SessionRecord, SessionStatus, SessionView};
 use crate::supervision::ChildState;
 
-use super::dto::monitor;
+use super::dto::monitor::{self, ActivityObject, AlertObject};
 use super::dto::requests::{ValidatePathBody, ValidatePathsBody};
 use super::dto::session::seconds;
 use super::errors::ApiError;
@@ -27,36 +27,66 @@ use super::{envelope, ApiContext};
 
 /// Most paths one `validate-paths` request may ask about.
 pub(crate) const MAX_PATHS: usize = 1000;
+// The OpenAPI schema of `ValidatePathsBody` states it as a literal.
+const _: () = assert!(MAX_PATHS == 1000, "update max_items of ValidatePathsBody");
 
 /// `GET /agent-types`: the 12 types keyed by their default agent name, as the original.
 pub(crate) async fn agent_types() -> Answer {
-    let types: BTreeMap<&str, Value> = AgentType::ALL
+    let types: BTreeMap<&str, AgentTypeObject> = AgentType::ALL
         .iter()
         .map(|t| {
             let info = t.info();
             (
                 info.default_name,
-                json!({
-                    "type": t.as_str(),
-                    "name": info.default_name,
-                    "description": info.description,
-                    "capabilities": info.capabilities,
-                    "priority": info.priority,
-                    "memory_min": info.memory_min_mb,
-                    "memory_max": info.memory_max_mb,
-                    "depends_on": info.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
-                }),
+                AgentTypeObject {
+                    agent_type: t.as_str(),
+                    name: info.default_name,
+                    description: info.description,
+                    capabilities: info.capabilities,
+                    priority: info.priority,
+                    memory_min: info.memory_min_mb,
+                    memory_max: info.memory_max_mb,
+                    depends_on: info.depends_on.iter().map(|d| d.as_str()).collect(),
+                },
             )
         })
         .collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({ "agent_types": types, "count": types.len() }),
+        &AgentTypesPayload {
+            count: types.len(),
+            agent_types: types,
+        },
     ))
 }
 
-#[derive(Serialize)]
-struct ValidatePayload<'a> {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentTypesPayload {
+    /// Keyed by the type's default agent name.
+    agent_types: BTreeMap<&'static str, AgentTypeObject>,
+    count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentTypeObject {
+    #[serde(rename = "type")]
+    #[schema(value_type = AgentType)]
+    agent_type: &'static str,
+    name: &'static str,
+    description: &'static str,
+    capabilities: &'static [&'static str],
+    /// 0–100, lower matters more.
+    priority: u8,
+    /// MiB.
+    memory_min: u64,
+    /// MiB.
+    memory_max: u64,
+    #[schema(value_type = Vec<AgentType>)]
+    depends_on: Vec<&'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ValidatePathPayload<'a> {
     validation: &'a Validation,
     suggestions: Vec<&'static str>,
 }
@@ -70,7 +100,7 @@ pub(crate) async fn validate_path(ctx: ApiContext, body: Parsed<ValidatePathBody
         .await?;
     Ok(envelope::success(
         StatusCode::OK,
-        &ValidatePayload {
+        &ValidatePathPayload {
             suggestions: suggestions(&validation),
             validation: &validation,
         },
@@ -158,12 +188,21 @@ pub(crate) async fn validate_paths(ctx: ApiContext, body: Parsed<ValidatePathsBo
         .collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({
-            "validations": validations,
-            "results": batch.validations,
-            "summary": batch.summary,
-        }),
+        &ValidatePathsPayload {
+            validations,
+            results: &batch.validations,
+            summary: batch.summary,
+        },
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ValidatePathsPayload<'a> {
+    /// Keyed by the path as given (a path given twice appears once).
+    validations: BTreeMap<&'a str, &'a Validation>,
+    /// One per path given, in order.
+    results: &'a [Validation],
+    summary: crate::paths::BatchSummary,
 }
 
 /// Counts over every session and its live agents.
@@ -238,36 +277,69 @@ fn duration(record: &SessionRecord, now: f64) -> f64 {
     (record.terminated_at.unwrap_or(now) - record.created_at).max(0.0)
 }
 
-fn analytics_of(census: &Census) -> Value {
+/// Counts over every session, the original's keys and ours.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Analytics<'a> {
+    total_sessions: usize,
+    /// Sessions initializing, active or degraded.
+    active_sessions: usize,
+    /// Sessions per status, every status listed.
+    status_distribution: &'a BTreeMap<&'static str, usize>,
+    average_duration_seconds: f64,
+    /// The ten agents activated most, most first.
+    most_used_agents: Vec<MostUsed<'a>>,
+    last_updated: f64,
+    agents_by_type: &'a BTreeMap<&'static str, usize>,
+    agents_by_state: &'a BTreeMap<&'static str, usize>,
+    total_agent_restarts: u64,
+    total_agent_activations: u64,
+    agent_memory_mb: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MostUsed<'a> {
+    name: &'a str,
+    activations: u64,
+}
+
+fn analytics_of(census: &Census) -> Analytics<'_> {
     let mut most_used: Vec<(&String, &u64)> = census.activations.iter().collect();
     most_used.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let active = ["initializing", "active", "degraded"]
         .iter()
         .map(|s| census.by_status.get(s).copied().unwrap_or(0))
         .sum::<usize>();
-    json!({
-        "total_sessions": census.total,
-        "active_sessions": active,
-        "status_distribution": census.by_status,
-        "average_duration_seconds": census.average_duration_seconds,
-        "most_used_agents": most_used
+    Analytics {
+        total_sessions: census.total,
+        active_sessions: active,
+        status_distribution: &census.by_status,
+        average_duration_seconds: census.average_duration_seconds,
+        most_used_agents: most_used
             .iter()
             .take(10)
-            .map(|(name, count)| json!({ "name": name, "activations": count }))
-            .collect::<Vec<_>>(),
-        "last_updated": seconds(std::time::SystemTime::now()),
-        "agents_by_type": census.agents_by_type,
-        "agents_by_state": census.agents_by_state,
-        "total_agent_restarts": census.restarts,
-        "total_agent_activations": census.activations.values().sum::<u64>(),
-        "agent_memory_mb": census.memory_mb,
-    })
+            .map(|(name, count)| MostUsed {
+                name,
+                activations: **count,
+            })
+            .collect(),
+        last_updated: seconds(std::time::SystemTime::now()),
+        agents_by_type: &census.agents_by_type,
+        agents_by_state: &census.agents_by_state,
+        total_agent_restarts: census.restarts,
+        total_agent_activations: census.activations.values().sum::<u64>(),
+        agent_memory_mb: census.memory_mb,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AnalyticsPayload<'a> {
+    analytics: FullAnalytics<'a>,
 }
 
 /// What the monitor adds to the census: hook counts, error rates, resources, trends and
 /// anomalies.
 struct Observed {
-    analytics: Analytics,
+    analytics: Observations,
     /// Errors in the last hour of each live session.
     errors_last_hour: Vec<(Uuid, f64)>,
     /// Latest samples of the live sessions.
@@ -292,14 +364,133 @@ async fn observe(ctx: &ApiContext, views: &[SessionView]) -> Result<Observed, Ap
     })
 }
 
-fn named(list: &[(String, u64)], key: &str) -> Vec<Value> {
+/// `GET /analytics`' object: the census, and what the monitor observed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FullAnalytics<'a> {
+    #[serde(flatten)]
+    census: Analytics<'a>,
+    #[serde(flatten)]
+    observed: ObservedAnalytics,
+}
+
+/// What the monitor adds to the analytics (ours).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ObservedAnalytics {
+    /// Every session's hook counts.
+    activity: ActivityObject,
+    /// The ten tools used most.
+    most_used_tools: Vec<ToolUses>,
+    /// The ten command words run most (first word of each simple command).
+    most_used_commands: Vec<CommandUses>,
+    /// The ten files created, modified or deleted most often.
+    most_used_files: Vec<FileUses>,
+    error_rates: ErrorRates,
+    resources: Resources,
+    trends: Trends,
+    /// Values of the current hour beyond the mean ± 3σ of the earlier hours.
+    anomalies: Vec<AnomalyObject>,
+    /// The monitor's open alerts, host and sessions.
+    open_alerts: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ToolUses {
+    tool: String,
+    uses: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CommandUses {
+    command: String,
+    uses: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FileUses {
+    path: String,
+    uses: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorRates {
+    /// Failed tool uses and agent restarts of the live sessions in the last hour.
+    errors_last_hour: f64,
+    /// `monitor.thresholds.error_rate_per_hour`.
+    threshold_per_hour: f64,
+    /// Live sessions over it.
+    sessions_over_threshold: Vec<String>,
+    /// Failed tool uses per tool use; null before the first.
+    tool_error_ratio: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Resources {
+    /// Null before the first sample.
+    host: Option<HostResources>,
+    agents: AgentResources,
+    /// Live sessions with a sample.
+    sampled_sessions: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HostResources {
+    cpu_percent: f64,
+    memory_percent: f64,
+    memory_used_mb: f64,
+    memory_total_mb: f64,
+    /// 1, 5 and 15 minutes.
+    load_average: Vec<f64>,
+}
+
+/// Every live agent's process tree, summed, at the last sample.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentResources {
+    /// 100 = one core.
+    cpu_percent: f64,
+    memory_mb: f64,
+    processes: usize,
+    threads: u64,
+    open_files: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Trends {
+    /// From the first hour with data (at most `window_hours` ago) to the current one.
+    hours: Vec<TrendHourObject>,
+    window_hours: usize,
+}
+
+/// One hour: means of the samples (null without any) and the hook counts.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TrendHourObject {
+    /// Unix seconds of its start.
+    hour: i64,
+    host_cpu_percent: Option<f64>,
+    host_memory_percent: Option<f64>,
+    agents_cpu_percent: Option<f64>,
+    agents_memory_mb: Option<f64>,
+    activity: ActivityObject,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AnomalyObject {
+    /// The trend: `host_cpu_percent`, `agents_memory_mb`, `errors`, …
+    metric: &'static str,
+    value: f64,
+    mean: f64,
+    stddev: f64,
+    /// `high` or `low`.
+    direction: &'static str,
+}
+
+fn uses<T>(list: &[(String, u64)], make: fn(String, u64) -> T) -> Vec<T> {
     list.iter()
-        .map(|(name, uses)| json!({ key: name, "uses": uses }))
+        .map(|(name, n)| make(name.clone(), *n))
         .collect()
 }
 
 /// The analytics keys the monitor adds.
-fn observed_of(ctx: &ApiContext, observed: &Observed) -> Map<String, Value> {
+fn observed_of(ctx: &ApiContext, observed: &Observed) -> ObservedAnalytics {
     let a = &observed.analytics;
     let threshold = ctx.monitor.thresholds().error_rate_per_hour;
     let errors: f64 = observed.errors_last_hour.iter().map(|(_, n)| n).sum();
@@ -309,97 +500,81 @@ fn observed_of(ctx: &ApiContext, observed: &Observed) -> Map<String, Value> {
         .filter(|(_, n)| *n > threshold)
         .map(|(id, _)| id.to_string())
         .collect();
-    let host = ctx.monitor.host();
     let agents = observed.samples.iter().flat_map(|s| s.agents.iter());
-    let resources = json!({
-        "host": host.map(|h| json!({
-            "cpu_percent": h.cpu_percent,
-            "memory_percent": h.memory_percent,
-            "memory_used_mb": h.memory_used_mb,
-            "memory_total_mb": h.memory_total_mb,
-            "load_average": h.load_average,
-        })),
-        "agents": {
-            "cpu_percent": observed.samples.iter().map(|s| s.cpu_percent).sum::<f64>(),
-            "memory_mb": observed.samples.iter().map(|s| s.memory_mb).sum::<f64>(),
-            "processes": agents.clone().map(|a| a.processes).sum::<usize>(),
-            "threads": agents.clone().map(|a| a.threads).sum::<u64>(),
-            "open_files": agents.map(|a| a.open_files.unwrap_or(0)).sum::<u64>(),
-        },
-        "sampled_sessions": observed.samples.len(),
-    });
-    let hours: Vec<Value> = a
-        .hours
-        .iter()
-        .map(|h| {
-            json!({
-                "hour": h.hour,
-                "host_cpu_percent": h.host_cpu_percent,
-                "host_memory_percent": h.host_memory_percent,
-                "agents_cpu_percent": h.agents_cpu_percent,
-                "agents_memory_mb": h.agents_memory_mb,
-                "activity": monitor::activity(&h.activity),
-            })
-        })
-        .collect();
-    let anomalies: Vec<Value> = a
-        .anomalies
-        .iter()
-        .map(|(metric, found)| {
-            json!({
-                "metric": metric,
-                "value": found.value,
-                "mean": found.mean,
-                "stddev": found.stddev,
-                "direction": if found.high { "high" } else { "low" },
-            })
-        })
-        .collect();
-    let mut fields = Map::new();
-    fields.insert("activity".into(), monitor::activity(&a.activity));
-    fields.insert(
-        "most_used_tools".into(),
-        named(&a.most_used_tools, "tool").into(),
-    );
-    fields.insert(
-        "most_used_commands".into(),
-        named(&a.most_used_commands, "command").into(),
-    );
-    fields.insert(
-        "most_used_files".into(),
-        named(&a.most_used_files, "path").into(),
-    );
-    fields.insert(
-        "error_rates".into(),
-        json!({
-            "errors_last_hour": errors,
-            "threshold_per_hour": threshold,
-            "sessions_over_threshold": over,
-            "tool_error_ratio": (a.activity.tool_uses > 0)
-                .then(|| a.activity.errors as f64 / a.activity.tool_uses as f64),
+    ObservedAnalytics {
+        activity: monitor::activity(&a.activity),
+        most_used_tools: uses(&a.most_used_tools, |tool, uses| ToolUses { tool, uses }),
+        most_used_commands: uses(&a.most_used_commands, |command, uses| CommandUses {
+            command,
+            uses,
         }),
-    );
-    fields.insert("resources".into(), resources);
-    fields.insert(
-        "trends".into(),
-        json!({ "hours": hours, "window_hours": TREND_HOURS }),
-    );
-    fields.insert("anomalies".into(), anomalies.into());
-    fields.insert("open_alerts".into(), ctx.monitor.open_alert_count().into());
-    fields
+        most_used_files: uses(&a.most_used_files, |path, uses| FileUses { path, uses }),
+        error_rates: ErrorRates {
+            errors_last_hour: errors,
+            threshold_per_hour: threshold,
+            sessions_over_threshold: over,
+            tool_error_ratio: (a.activity.tool_uses > 0)
+                .then(|| a.activity.errors as f64 / a.activity.tool_uses as f64),
+        },
+        resources: Resources {
+            host: ctx.monitor.host().map(|h| HostResources {
+                cpu_percent: h.cpu_percent,
+                memory_percent: h.memory_percent,
+                memory_used_mb: h.memory_used_mb,
+                memory_total_mb: h.memory_total_mb,
+                load_average: h.load_average.to_vec(),
+            }),
+            agents: AgentResources {
+                cpu_percent: observed.samples.iter().map(|s| s.cpu_percent).sum(),
+                memory_mb: observed.samples.iter().map(|s| s.memory_mb).sum(),
+                processes: agents.clone().map(|a| a.processes).sum(),
+                threads: agents.clone().map(|a| a.threads).sum(),
+                open_files: agents.map(|a| a.open_files.unwrap_or(0)).sum(),
+            },
+            sampled_sessions: observed.samples.len(),
+        },
+        trends: Trends {
+            hours: a
+                .hours
+                .iter()
+                .map(|h| TrendHourObject {
+                    hour: h.hour,
+                    host_cpu_percent: h.host_cpu_percent,
+                    host_memory_percent: h.host_memory_percent,
+                    agents_cpu_percent: h.agents_cpu_percent,
+                    agents_memory_mb: h.agents_memory_mb,
+                    activity: monitor::activity(&h.activity),
+                })
+                .collect(),
+            window_hours: TREND_HOURS,
+        },
+        anomalies: a
+            .anomalies
+            .iter()
+            .map(|(metric, found)| AnomalyObject {
+                metric,
+                value: found.value,
+                mean: found.mean,
+                stddev: found.stddev,
+                direction: if found.high { "high" } else { "low" },
+            })
+            .collect(),
+        open_alerts: ctx.monitor.open_alert_count(),
+    }
 }
 
 /// `GET /analytics`.
 pub(crate) async fn analytics(ctx: ApiContext) -> Answer {
     let (census, views) = census(&ctx).await?;
     let observed = observe(&ctx, &views).await?;
-    let mut analytics = analytics_of(&census);
-    if let Value::Object(fields) = &mut analytics {
-        fields.extend(observed_of(&ctx, &observed));
-    }
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({ "analytics": analytics }),
+        &AnalyticsPayload {
+            analytics: FullAnalytics {
+                census: analytics_of(&census),
+                observed: observed_of(&ctx, &observed),
+            },
+        },
     ))
 }
 
@@ -416,12 +591,12 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         .filter(|v| !v.record.status.is_terminal())
         .count();
     let mut host = host();
-    if let (Value::Object(fields), Some(sample)) = (&mut host, ctx.monitor.host()) {
-        fields.insert("cpu_percent".into(), sample.cpu_percent.into());
-        fields.insert("sampled_at".into(), sample.at.into());
+    if let Some(sample) = ctx.monitor.host() {
+        host.cpu_percent = Some(sample.cpu_percent);
+        host.sampled_at = Some(sample.at);
     }
     let sampler = ctx.monitor.status().await;
-    let host_alerts: Vec<Value> = ctx
+    let host_alerts: Vec<AlertObject> = ctx
         .monitor
         .open_alerts(None)
         .iter()
@@ -429,32 +604,87 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
         .collect();
     Ok(envelope::success(
         StatusCode::OK,
-        &json!({
-            "system_status": {
-                "timestamp": seconds(std::time::SystemTime::now()),
-                "uptime_seconds": ctx.started_at.elapsed().as_secs_f64(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "sessions": analytics_of(&census),
-                "monitoring": {
-                    "active": sampler.running,
-                    "restarts": sampler.restarts,
-                    "monitored_sessions": monitored,
-                    "websocket_clients": ctx.websocket_clients(),
-                    "samples_taken": ctx.monitor.ticks(),
-                    "host_alerts": host_alerts,
+        &SystemStatusPayload {
+            system_status: SystemStatus {
+                timestamp: seconds(std::time::SystemTime::now()),
+                uptime_seconds: ctx.started_at.elapsed().as_secs_f64(),
+                version: env!("CARGO_PKG_VERSION"),
+                sessions: analytics_of(&census),
+                monitoring: Monitoring {
+                    active: sampler.running,
+                    restarts: sampler.restarts,
+                    monitored_sessions: monitored,
+                    websocket_clients: ctx.websocket_clients(),
+                    samples_taken: ctx.monitor.ticks(),
+                    host_alerts,
                 },
-                "agents": {
-                    "available_types": AgentType::ALL.len(),
-                    "active_agents": running,
+                agents: AgentsSummary {
+                    available_types: AgentType::ALL.len(),
+                    active_agents: running,
                 },
-                "host": host,
-            }
-        }),
+                host,
+            },
+        },
     ))
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SystemStatusPayload<'a> {
+    system_status: SystemStatus<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SystemStatus<'a> {
+    timestamp: f64,
+    uptime_seconds: f64,
+    version: &'static str,
+    sessions: Analytics<'a>,
+    monitoring: Monitoring,
+    agents: AgentsSummary,
+    host: Host,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Monitoring {
+    /// Whether the sampling actor is running (false while a restart is pending, or after its
+    /// supervisor gave up).
+    active: bool,
+    /// Restarts of the sampling actor after a crash or a kill.
+    restarts: u64,
+    /// Sessions not terminated.
+    monitored_sessions: usize,
+    websocket_clients: usize,
+    /// Sampling rounds the monitor has run.
+    samples_taken: u64,
+    /// The monitor's open alerts about the host.
+    host_alerts: Vec<AlertObject>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentsSummary {
+    available_types: usize,
+    /// Agents running now.
+    active_agents: usize,
+}
+
+/// The host's load and memory (Linux `/proc`; null where unknown).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Host {
+    cpu_count: usize,
+    load_average: Option<Vec<f64>>,
+    memory_total_mb: Option<u64>,
+    memory_available_mb: Option<u64>,
+    memory_percent: Option<f64>,
+    /// The host's CPU at the monitor's last sample (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_percent: Option<f64>,
+    /// When that sample was taken, Unix seconds (absent before the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sampled_at: Option<f64>,
+}
+
 /// The host's load and memory, from `/proc` (Linux); `null` fields elsewhere.
-fn host() -> Value {
+fn host() -> Host {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load: Option<Vec<f64>> = std::fs::read_to_string("/proc/loadavg").ok().map(|text| {
         text.split_whitespace()
@@ -478,13 +708,15 @@ fn host() -> Value {
         }
         _ => None,
     };
-    json!({
-        "cpu_count": cpus,
-        "load_average": load,
-        "memory_total_mb": total.map(|k| k / 1024),
-        "memory_available_mb": available.map(|k| k / 1024),
-        "memory_percent": percent,
-    })
+    Host {
+        cpu_count: cpus,
+        load_average: load,
+        memory_total_mb: total.map(|k| k / 1024),
+        memory_available_mb: available.map(|k| k / 1024),
+        memory_percent: percent,
+        cpu_percent: None,
+        sampled_at: None,
+    }
 }
 
 /// `GET /metrics`: Prometheus text exposition (version 0.0.4).

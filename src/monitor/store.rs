@@ -113,6 +113,49 @@ pub(crate) async fn session_history(
         .await
 }
 
+/// [`super::summarize`] of a session's samples taken at or after `since`, as of `now`,
+/// aggregated by SQLite over the `(session_id, at)` index.
+pub(crate) async fn session_summary(
+    storage: &Storage,
+    id: Uuid,
+    since: f64,
+    now: f64,
+) -> Result<super::Summary, StorageError> {
+    storage
+        .call(move |conn| {
+            let hour = now - 3600.0;
+            let id = id.to_string();
+            let mut figures = conn.prepare_cached(
+                "SELECT COUNT(*),
+                        COUNT(CASE WHEN at >= ?3 THEN 1 END),
+                        AVG(CASE WHEN at >= ?3 THEN cpu_percent END),
+                        AVG(CASE WHEN at >= ?3 THEN memory_mb END),
+                        MAX(cpu_percent), MAX(memory_mb)
+                 FROM metrics WHERE session_id = ?1 AND at >= ?2",
+            )?;
+            let mut summary = figures.query_row(params![id, since, hour], |row| {
+                Ok(super::Summary {
+                    total_data_points: count(row.get(0)?) as usize,
+                    points_last_hour: count(row.get(1)?) as usize,
+                    average_cpu_percent: row.get(2)?,
+                    average_memory_mb: row.get(3)?,
+                    peak_cpu_percent: row.get(4)?,
+                    peak_memory_mb: row.get(5)?,
+                    peak_agent_memory_mb: None,
+                })
+            })?;
+            let mut agent_peak = conn.prepare_cached(
+                "SELECT MAX(json_extract(agent.value, '$.memory_mb'))
+                 FROM metrics, json_each(metrics.detail) AS agent
+                 WHERE metrics.session_id = ?1 AND metrics.at >= ?2",
+            )?;
+            summary.peak_agent_memory_mb =
+                agent_peak.query_row(params![id, since], |row| row.get(0))?;
+            Ok(summary)
+        })
+        .await
+}
+
 /// A count as SQLite stores it (a signed 64-bit integer).
 fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -563,6 +606,61 @@ mod tests {
         // Two sessions of 1.5 % and 10 MiB per tick.
         assert_eq!(h.mean(h.agents_cpu_percent), 3.0);
         assert_eq!(h.mean(h.agents_memory_mb), 20.0);
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_database_summary_is_the_summary_of_the_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let agent = |name: &str, memory_mb: f64| super::super::sample::AgentSample {
+            name: name.into(),
+            pid: 1,
+            processes: 1,
+            cpu_percent: 0.0,
+            memory_mb,
+            threads: 1,
+            open_files: None,
+        };
+        // Two hours of samples, most outside the last hour, with varying figures.
+        let now = 10_000.0;
+        let mut kept = Vec::new();
+        for n in 0..40 {
+            let mut s = (*sample(a, now - 7200.0 + f64::from(n) * 180.0)).clone();
+            s.cpu_percent = f64::from(n % 7) * 3.5;
+            s.memory_mb = 100.0 + f64::from(n % 5) * 11.0;
+            s.agents = vec![agent("x", f64::from(n)), agent("y", 30.0)];
+            kept.push(s.clone());
+            let batch = Batch {
+                host: None,
+                sessions: vec![Arc::new(s), sample(b, now)],
+            };
+            insert(&storage, batch).await.unwrap();
+        }
+        for since in [0.0, now - 3600.0, now - 600.0, now + 1.0] {
+            let points: Vec<SessionSample> =
+                kept.iter().filter(|p| p.at >= since).cloned().collect();
+            let wanted = super::super::summarize(&points, now);
+            let got = session_summary(&storage, a, since, now).await.unwrap();
+            assert_eq!(got.total_data_points, wanted.total_data_points, "{since}");
+            assert_eq!(got.points_last_hour, wanted.points_last_hour, "{since}");
+            assert_eq!(got.peak_cpu_percent, wanted.peak_cpu_percent, "{since}");
+            assert_eq!(got.peak_memory_mb, wanted.peak_memory_mb, "{since}");
+            assert_eq!(
+                got.peak_agent_memory_mb, wanted.peak_agent_memory_mb,
+                "{since}"
+            );
+            for (g, w) in [
+                (got.average_cpu_percent, wanted.average_cpu_percent),
+                (got.average_memory_mb, wanted.average_memory_mb),
+            ] {
+                match (g, w) {
+                    (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{since}: {g} vs {w}"),
+                    (g, w) => assert_eq!(g, w, "{since}"),
+                }
+            }
+        }
         storage.close().await.unwrap();
     }
 }

@@ -163,11 +163,13 @@ impl CheckCode {
 }
 
 /// One finding: `{code, level, message}` on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Check {
     /// What was found; stable.
+    #[schema(value_type = String)]
     pub code: CheckCode,
     /// How much it weighs.
+    #[schema(value_type = String, pattern = "^(error|warning)$")]
     pub level: Level,
     /// For people; names the paths involved. Not stable: match on `code`.
     pub message: String,

@@ -15,11 +15,13 @@ use serde::Serialize;
 use super::error::PathError;
 
 /// A repository as seen from a directory in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GitState {
     /// The top of the work tree; the repository itself when bare.
+    #[schema(value_type = String)]
     pub root: PathBuf,
     /// The git directory (`.git`, or `.git/worktrees/NAME` for a linked worktree).
+    #[schema(value_type = String)]
     pub git_dir: PathBuf,
     /// A bare repository: no work tree, so no counts.
     pub bare: bool,
@@ -44,6 +46,7 @@ pub struct GitState {
     /// Commits on the upstream and not on the branch; `None` without an upstream.
     pub behind: Option<usize>,
     /// The linked worktrees of the repository (their paths).
+    #[schema(value_type = Vec<String>)]
     pub worktrees: Vec<PathBuf>,
 }
 

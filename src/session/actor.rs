@@ -313,7 +313,6 @@ impl SessionState {
             .await
             .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
         group
-            .supervisor()
             .start_all()
             .await
             .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;

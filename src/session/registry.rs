@@ -331,6 +331,7 @@ impl Actor for Registry {
                     .await
                     .unwrap_or(false)
                 {
+                    remove_agent_logs(&state.deps, record.id).await;
                     state.report.purged += 1;
                 }
                 continue;
@@ -657,6 +658,7 @@ impl RegistryState {
         }
         if purge {
             store::delete(&self.deps.storage, id).await?;
+            remove_agent_logs(&self.deps, id).await;
         }
         if let Some(entry) = self.sessions.remove(&id) {
             if !purge {
@@ -684,8 +686,22 @@ impl RegistryState {
                 tracing::warn!(session = %id, "cannot purge the session: {err}");
                 continue;
             }
+            remove_agent_logs(&self.deps, id).await;
             self.sessions.remove(&id);
             self.deps.bus.publish(SessionEvent::Purged(id));
+        }
+    }
+}
+
+/// Deletes a purged session's agent output logs (`<data_dir>/logs/<id>`): nothing of it is
+/// left behind. A failure is logged; the purge stands.
+async fn remove_agent_logs(deps: &SessionDeps, id: Uuid) {
+    let dir = deps.settings.log_dir().join(id.to_string());
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::warn!(session = %id, "cannot delete the agents' logs {}: {err}", dir.display());
         }
     }
 }

@@ -170,6 +170,16 @@ impl ChildSpec {
         &self.id
     }
 
+    /// The children it depends on.
+    pub fn dependencies(&self) -> &[ChildId] {
+        &self.depends_on
+    }
+
+    /// Whether `start_all` starts it.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Children that must be running before this one starts.
     pub fn depends_on<I, S>(mut self, ids: I) -> Self
     where

@@ -287,6 +287,29 @@ pub struct SupervisorArgs {
     /// Built (and so checked) by the handle before spawning, for a typed error.
     graph: DependencyGraph,
     events: Arc<Events>,
+    takeover: Option<Takeover>,
+}
+
+/// How the children of a group stand when a supervisor takes it over from a caller that
+/// ran it without one (see [`SupervisorHandle::spawn_taking_over`]).
+#[derive(Debug, Clone, Default)]
+pub struct Takeover {
+    /// Whether `start_all` was called: children added later start at once.
+    pub started: bool,
+    /// One per child, in the order of the specs.
+    pub children: Vec<TakenChild>,
+}
+
+/// One child of a [`Takeover`].
+#[derive(Debug, Clone, Copy)]
+pub struct TakenChild {
+    /// Whether it is wanted up.
+    pub wanted: bool,
+    /// Whether it is running (it must be a child whose worker starts without an actor);
+    /// otherwise it is pending.
+    pub running: bool,
+    /// Since when it has been in that state.
+    pub since: SystemTime,
 }
 
 fn build_graph(specs: &[&ChildSpec]) -> Result<DependencyGraph, SupervisionError> {
@@ -326,8 +349,27 @@ impl SupervisorState {
             next_generation: 0,
             events: args.events,
         };
+        if let Some(takeover) = args.takeover {
+            state.take_over(takeover);
+        }
         state.reindex();
         state
+    }
+
+    /// Puts the children as a [`Takeover`] says, without publishing anything: they already
+    /// went through their transitions under whoever ran them. `reindex` follows.
+    fn take_over(&mut self, takeover: Takeover) {
+        self.started = takeover.started;
+        let now = Instant::now();
+        for (child, taken) in self.children.iter_mut().zip(takeover.children) {
+            child.wanted = taken.wanted;
+            child.since = taken.since;
+            if taken.running {
+                child.state = ChildState::Running;
+                child.actorless = true;
+                child.history.mark_running(now);
+            }
+        }
     }
 
     /// Recomputes every index and counter from the children; O(n), used when the set of
@@ -1443,7 +1485,20 @@ impl SupervisorHandle {
         config: SupervisorConfig,
         children: Vec<ChildSpec>,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
-        Self::spawn_with(config, children, None).await
+        Self::spawn_with(config, children, None, None).await
+    }
+
+    /// Spawns a supervisor that takes over children someone ran without one: each is
+    /// running or pending, wanted or not, as `takeover` says, and no transition is
+    /// published for getting there. Only children whose workers start without an actor
+    /// ([`Started::without_actor`](crate::supervision::Started::without_actor)) may be
+    /// running: nothing is started for them.
+    pub async fn spawn_taking_over(
+        config: SupervisorConfig,
+        children: Vec<ChildSpec>,
+        takeover: Takeover,
+    ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
+        Self::spawn_with(config, children, None, Some(takeover)).await
     }
 
     /// Spawns a supervisor linked to `parent`, which hears of its escalation or failure.
@@ -1452,13 +1507,14 @@ impl SupervisorHandle {
         children: Vec<ChildSpec>,
         parent: ActorCell,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
-        Self::spawn_with(config, children, Some(parent)).await
+        Self::spawn_with(config, children, Some(parent), None).await
     }
 
     async fn spawn_with(
         config: SupervisorConfig,
         children: Vec<ChildSpec>,
         parent: Option<ActorCell>,
+        takeover: Option<Takeover>,
     ) -> Result<(Self, JoinHandle<()>), SupervisionError> {
         // Checked here so the caller gets the typed error, not a spawn failure string.
         let graph = build_graph(&children.iter().collect::<Vec<_>>())?;
@@ -1468,6 +1524,7 @@ impl SupervisorHandle {
             children,
             graph,
             events: events.clone(),
+            takeover,
         };
         let spawned = match parent {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,

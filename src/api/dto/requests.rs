@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::agent::AgentConfig;
 use crate::session::{CloneSession, CreateSession, ImportSession, SessionConfig, UpdateSession};
@@ -57,7 +58,7 @@ fn from_map<T: serde::de::DeserializeOwned>(body: Map<String, Value>) -> Result<
 }
 
 /// `PUT /sessions/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateBody {
     name: Option<String>,
@@ -90,7 +91,7 @@ impl From<UpdateBody> for UpdateSession {
 }
 
 /// `POST /sessions/{id}/navigate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NavigateBody {
     pub(crate) path: String,
@@ -106,7 +107,7 @@ pub(crate) struct NavigateBody {
 }
 
 /// `POST /sessions/{id}/clone`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CloneBody {
     new_name: Option<String>,
@@ -118,7 +119,7 @@ pub(crate) struct CloneBody {
     git_worktree: Option<WorktreeBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WorktreeBody {
     branch: String,
@@ -142,7 +143,7 @@ impl TryFrom<CloneBody> for CloneSession {
 }
 
 /// `POST /sessions/{id}/export`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportBody {
     #[serde(default)]
@@ -150,9 +151,11 @@ pub(crate) struct ExportBody {
 }
 
 /// `POST /sessions/import`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportBody {
+    /// A snapshot as `export` wrote it (required).
+    #[schema(value_type = crate::session::Snapshot)]
     session_data: Option<Value>,
     /// The original's flag: a session with the snapshot's id is replaced. Not supported:
     /// `true` is refused rather than ignored (use `keep_id` after terminating it).
@@ -191,7 +194,7 @@ impl TryFrom<ImportBody> for ImportSession {
 }
 
 /// `POST /validate-path`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ValidatePathBody {
     pub(crate) path: String,
@@ -201,14 +204,16 @@ pub(crate) struct ValidatePathBody {
 }
 
 /// `POST /validate-paths`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ValidatePathsBody {
+    /// 1 to `system::MAX_PATHS` paths.
+    #[schema(min_items = 1, max_items = 1000)]
     pub(crate) paths: Vec<String>,
 }
 
 /// `PUT /sessions/{id}/context/{key}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ContextPutBody {
     pub(crate) value: Value,

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::agent::{AgentConfig, AgentStatus};
 use crate::monitor::{Activity, SessionSample};
@@ -22,10 +23,11 @@ pub(crate) fn seconds(at: SystemTime) -> f64 {
 }
 
 /// A session as every route returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SessionObject<'a> {
     id: String,
     name: &'a str,
+    #[schema(value_type = crate::session::SessionStatus)]
     status: &'static str,
     created_at: f64,
     updated_at: f64,
@@ -42,12 +44,14 @@ pub(crate) struct SessionObject<'a> {
     terminated_at: Option<f64>,
     tags: &'a [String],
     strategy: &'static str,
+    /// The git state of the working directory when `git_enabled` and it is a repository.
+    #[schema(value_type = Option<crate::paths::GitState>)]
     git: Option<&'a Value>,
     agents: Vec<AgentObject<'a>>,
     agent_statuses: BTreeMap<&'a str, &'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Configuration<'a> {
     session_id: String,
     name: &'a str,
@@ -63,7 +67,7 @@ struct Configuration<'a> {
     custom_settings: &'a Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Context<'a> {
     session_id: String,
     current_directory: &'a str,
@@ -76,7 +80,7 @@ struct Context<'a> {
     last_activity: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Metrics<'a> {
     session_id: String,
     start_time: f64,
@@ -103,13 +107,15 @@ struct Metrics<'a> {
     /// `null` before the first sample rather than a made-up 0.
     cpu_usage_percent: Option<f64>,
     agent_activations: &'a BTreeMap<String, u64>,
+    /// `{"agent_restarts": {name: count}}`.
     performance_metrics: Value,
 }
 
 /// One agent's live state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AgentObject<'a> {
     name: &'a str,
+    #[schema(value_type = crate::agent::AgentType)]
     agent_type: &'static str,
     status: &'static str,
     /// Whether it is wanted up (false once deactivated).
@@ -127,7 +133,7 @@ pub(crate) struct AgentObject<'a> {
     cpu_percent: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct LastExit {
     code: Option<i32>,
     signal: Option<i32>,

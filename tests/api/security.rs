@@ -3,7 +3,7 @@
 //! limit and the 503 of a draining server. Each test starts its own server on port 0 with a
 //! temporary data directory, HOME and config file, and kills it on drop.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -561,6 +561,10 @@ async fn a_slow_client_is_dropped_while_another_keeps_receiving() {
     let mut settings = settings(&dir.path().join("data"));
     settings.events.websocket_queue = 2;
     let server = spawn_app(&settings).await;
+    // Created before the clients connect: a session's start publishes a burst of agent
+    // events in one go, more than the two-message queue of this test holds.
+    let id = server.create(dir.path(), "flood").await;
+    server.settle().await;
 
     // The slow client reads its greeting, then nothing; a small receive buffer keeps the
     // kernel from absorbing much of what the server sends it.
@@ -581,7 +585,6 @@ async fn a_slow_client_is_dropped_while_another_keeps_receiving() {
     })
     .await;
 
-    let id = server.create(dir.path(), "flood").await;
     let big = "x".repeat(200_000);
     let sessions = server.sessions.clone();
     let flood = tokio::spawn(async move {

@@ -1,7 +1,12 @@
 //! The REST contract of DESIGN.md ("HTTP contract") through the real binary: every route's
-//! status codes and key names, the seed's own examples, and the error paths.
+//! status codes and key names, the seed's own examples, and the error paths. One test binary
+//! for the whole front end: the security guards (`security`) and the WebSocket and event
+//! log (`websocket`) are modules of it.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod security;
+mod websocket;
 
 use std::collections::BTreeSet;
 
@@ -496,6 +501,12 @@ async fn agents_can_be_driven_and_their_output_read() {
         !common::alive(pid as u32),
         "terminate stops the agent's process"
     );
+    // The output is kept while the terminated session is; a purge deletes it too.
+    let logs = app.data().join("logs").join(&id);
+    assert!(logs.join("backend-services.log").exists());
+    let (status, body) = app.delete(&format!("{base}?purge=true")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!logs.exists(), "a purged session's logs are left behind");
 }
 
 #[tokio::test]
@@ -795,38 +806,135 @@ async fn paths_types_analytics_status_metrics_and_openapi() {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in [
-        "/health",
-        "/metrics",
-        "/openapi.json",
-        "/ws/sessions",
-        "/api/claude/events",
-        "/api/claude/sessions",
-        "/api/claude/sessions/import",
-        "/api/claude/sessions/{id}",
-        "/api/claude/sessions/{id}/navigate",
-        "/api/claude/sessions/{id}/clone",
-        "/api/claude/sessions/{id}/export",
-        "/api/claude/sessions/{id}/agents",
+    assert_openapi_matches_the_router(&app, &doc).await;
+}
+
+/// Every route of the router, with its methods (GET implies HEAD).
+const ROUTES: &[(&str, &[&str])] = &[
+    ("/health", &["get"]),
+    ("/metrics", &["get"]),
+    ("/openapi.json", &["get"]),
+    ("/ws/sessions", &["get"]),
+    ("/api/claude/events", &["get"]),
+    ("/api/claude/sessions", &["get", "post"]),
+    ("/api/claude/sessions/import", &["post"]),
+    ("/api/claude/sessions/{id}", &["delete", "get", "put"]),
+    ("/api/claude/sessions/{id}/navigate", &["post"]),
+    ("/api/claude/sessions/{id}/clone", &["post"]),
+    ("/api/claude/sessions/{id}/export", &["post"]),
+    ("/api/claude/sessions/{id}/events", &["post"]),
+    ("/api/claude/sessions/{id}/agents", &["get"]),
+    (
         "/api/claude/sessions/{id}/agents/{name}/activate",
+        &["post"],
+    ),
+    (
         "/api/claude/sessions/{id}/agents/{name}/deactivate",
-        "/api/claude/sessions/{id}/agents/{name}/restart",
-        "/api/claude/sessions/{id}/agents/{name}/logs",
-        "/api/claude/sessions/{id}/metrics",
-        "/api/claude/sessions/{id}/status",
-        "/api/claude/sessions/{id}/context",
+        &["post"],
+    ),
+    ("/api/claude/sessions/{id}/agents/{name}/restart", &["post"]),
+    ("/api/claude/sessions/{id}/agents/{name}/logs", &["get"]),
+    ("/api/claude/sessions/{id}/metrics", &["get"]),
+    ("/api/claude/sessions/{id}/status", &["get"]),
+    ("/api/claude/sessions/{id}/context", &["get"]),
+    (
         "/api/claude/sessions/{id}/context/{key}",
-        "/api/claude/sessions/{id}/events",
-        "/api/claude/analytics",
-        "/api/claude/validate-path",
-        "/api/claude/validate-paths",
-        "/api/claude/agent-types",
-        "/api/claude/system-status",
-    ] {
-        assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} is not in /openapi.json"
-        );
+        &["delete", "get", "put"],
+    ),
+    ("/api/claude/analytics", &["get"]),
+    ("/api/claude/validate-path", &["post"]),
+    ("/api/claude/validate-paths", &["post"]),
+    ("/api/claude/agent-types", &["get"]),
+    ("/api/claude/system-status", &["get"]),
+];
+
+/// The document lists exactly the routes above with exactly their methods, every operation
+/// has a success response, the errors of the guards and a schema for each JSON answer; and
+/// the router agrees: each documented operation is routed (its answer is a status the
+/// document lists, never the router's own `not_found`), and each path answers any other
+/// method with a 405 whose `Allow` names exactly the documented ones.
+async fn assert_openapi_matches_the_router(app: &App, doc: &Value) {
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = ROUTES.iter().map(|(path, _)| *path).collect();
+    assert_eq!(documented, expected, "the documented paths");
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
+    for (path, methods) in ROUTES {
+        let item = paths[*path].as_object().unwrap();
+        let listed: BTreeSet<&str> = item.keys().map(String::as_str).collect();
+        let wanted: BTreeSet<&str> = methods.iter().copied().collect();
+        assert_eq!(listed, wanted, "methods of {path}");
+        let concrete = path
+            .replace("{id}", "6f1c1a52-3f5e-4b7e-9d43-0f0e6a4f2b11")
+            .replace("{name}", "some-agent")
+            .replace("{key}", "some-key");
+        for method in *methods {
+            let operation = &item[*method];
+            assert!(operation["operationId"].is_string(), "{method} {path}");
+            let responses = operation["responses"].as_object().unwrap();
+            for status in ["403", "429", "500", "503"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lacks {status}"
+                );
+            }
+            assert_eq!(
+                responses.contains_key("401"),
+                *path != "/health",
+                "{method} {path}: 401 on every route but /health"
+            );
+            for (status, response) in responses {
+                // Every $ref resolves.
+                let text = response.to_string();
+                for name in text.split("#/components/schemas/").skip(1) {
+                    let name = name.split('"').next().unwrap();
+                    assert!(
+                        schemas.contains_key(name),
+                        "{method} {path} {status}: {name}"
+                    );
+                }
+            }
+            let request = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
+            let request = if operation.get("requestBody").is_some() {
+                request.json(&json!({}))
+            } else {
+                request
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert!(
+                responses.contains_key(&status.to_string()),
+                "{method} {concrete} answered {status}, not documented: {text}"
+            );
+            if status == 404 {
+                let body: Value = serde_json::from_str(&text).unwrap();
+                assert_ne!(
+                    body["error_code"], "not_found",
+                    "{method} {concrete} is not routed"
+                );
+            }
+        }
+        // Any other method: 405 naming exactly the documented ones.
+        let response = app
+            .client
+            .request(reqwest::Method::PATCH, app.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 405, "PATCH {concrete}");
+        let allow: BTreeSet<String> = response.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(", ")
+            .map(str::to_lowercase)
+            .filter(|m| m != "head")
+            .collect();
+        let documented: BTreeSet<String> = methods.iter().map(|m| m.to_string()).collect();
+        assert_eq!(allow, documented, "Allow of {path}");
     }
 }
 
@@ -1072,4 +1180,91 @@ async fn concurrent_updates_and_navigates_never_undo_each_other() {
             "round {round}: the move was lost"
         );
     }
+}
+
+/// `examples/api_client.rs`, the Rust counterpart of the original's API client example, against
+/// the real server with a token: it visits every route and the WebSocket, every step passes,
+/// and it leaves nothing behind — no session, no temporary directory.
+#[tokio::test]
+async fn the_api_client_example_visits_every_route_and_cleans_up() {
+    const TOKEN: &str = "api-client-example-token";
+    let app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
+    let run = tokio::process::Command::new(common::example("api_client"))
+        .env("SESSION_MANAGER_URL", app.url(""))
+        .env("SESSION_MANAGER_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PATIENCE * 6, run)
+        .await
+        .expect("the example did not finish")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    for step in [
+        "ok    200 GET /health ",
+        "ok    200 GET /openapi.json ",
+        "ok    200 GET /api/claude/agent-types ",
+        "ok    200 POST /api/claude/validate-path ",
+        "ok    200 POST /api/claude/validate-paths ",
+        "ok    201 POST /api/claude/sessions ",
+        "ok    200 GET /api/claude/sessions?tag=api-client",
+        "ok    200 PUT /api/claude/sessions/",
+        "/navigate ",
+        "/agents ",
+        "/agents/backend-services/deactivate ",
+        "/agents/backend-services/activate ",
+        "/agents/backend-services/restart ",
+        "/agents/backend-services/logs?tail=20 ",
+        "/metrics?hours=1 ",
+        "/status ",
+        "ok    200 PUT /api/claude/sessions/",
+        "/context/plan ",
+        "/context ",
+        "ok    202 POST /api/claude/sessions/",
+        "ok    201 POST /api/claude/sessions/import ",
+        "/clone ",
+        "/export ",
+        "ok    200 GET /api/claude/analytics ",
+        "ok    200 GET /api/claude/system-status ",
+        "ok    200 GET /metrics ",
+        "?purge=true ",
+        "ok    404 GET /api/claude/sessions/",
+        "ok    200 GET /api/claude/events?since=",
+        "ok    101 GET ws://",
+        "ok    ws    subscribe ",
+        "ok    ws    ping ",
+        "ok    ws    subscribe_session ",
+        "ok    ws    session_purged ",
+        "ws ←  session_created ",
+        "all steps passed",
+    ] {
+        assert!(stdout.contains(step), "no `{step}` in:\n{stdout}");
+    }
+    // Three sessions (the tour's, its clone, the import), each purged.
+    assert_eq!(
+        stdout.matches("ok    ws    session_purged ").count(),
+        3,
+        "{stdout}"
+    );
+
+    let workdir = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("workdir "))
+        .expect("the example names its directory");
+    assert!(
+        !std::path::Path::new(workdir).exists(),
+        "{workdir} was left behind"
+    );
+    let response = app
+        .client
+        .get(app.url("/api/claude/sessions"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::app::answer(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 0, "sessions were left behind: {body}");
 }
