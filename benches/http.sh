@@ -9,7 +9,9 @@
 #   ROUNDS (3), GIT=1 (the session works in a git repository, as Claude Code sessions do:
 #   each GET then reads the repository's state), TOKEN (run the server with this bearer
 #   token and send it), SERVER (a session-manager binary to measure instead of this
-#   checkout's release build: before/after comparisons), BUILD=0 (use the binaries as built).
+#   checkout's release build: before/after comparisons), BUILD=0 (use the binaries as built),
+#   HISTORY=N (N monitor samples of the session stored first, one per second back from now:
+#   3600 is an hour of history at the default interval; needs sqlite3).
 # The server runs with its default configuration but for the rate limit, raised so that the
 # limiter still runs on every request but never refuses the load; any non-2xx answer fails
 # the bench.
@@ -21,6 +23,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 GIT="${GIT:-0}"
 TOKEN="${TOKEN:-}"
+HISTORY="${HISTORY:-0}"
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is missing (apt-get install jq)" >&2; exit 2; }
 
@@ -72,6 +75,17 @@ id="$(curl -sf "${auth[@]}" "$ours/api/claude/sessions" -H 'content-type: applic
          \"agents\": [{\"agent_type\": \"ORCHESTRATOR\"}, {\"agent_type\": \"BACKEND\"}]}" \
     | jq -r .session.id)"
 path="/api/claude/sessions/$id"
+if [ "$HISTORY" -gt 0 ]; then
+    # HISTORY monitor samples of this session, one a second back from now, as the monitor
+    # stores them (two agents in each sample's detail): the GET's summary covers them.
+    sqlite3 "$tmp/data/sessions/session_manager.db" "
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $HISTORY)
+        INSERT INTO metrics (session_id, at, cpu_percent, memory_mb, memory_percent,
+            disk_percent, agents_running, agents_total, restarts, errors, detail)
+        SELECT '$id', (julianday('now') - 2440587.5) * 86400.0 - i, i % 50, 100 + i % 30, 1.5, 40.0, 2, 2, 0, 0,
+            '[{\"name\":\"master-orchestrator\",\"pid\":1,\"processes\":1,\"cpu_percent\":1.0,\"memory_mb\":50.0,\"threads\":4,\"open_files\":12},{\"name\":\"backend-services\",\"pid\":2,\"processes\":3,\"cpu_percent\":2.0,\"memory_mb\":60.0,\"threads\":8,\"open_files\":20}]'
+        FROM n;"
+fi
 curl -sf "${auth[@]}" "$ours$path" >"$tmp/body.json"
 
 "$target/examples/bare_warp" "$tmp/body.json" >"$tmp/bare.out" 2>/dev/null &

@@ -32,6 +32,7 @@ mod trend;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -185,9 +186,32 @@ struct Shared {
     trends: Mutex<Trends>,
     /// The lines.
     thresholds: Thresholds,
+    /// Bumped each time the stored samples changed (a tick stored, old ones thinned or
+    /// pruned): what a cached summary is tagged with.
+    stored: AtomicU64,
+    /// Summaries computed since the samples last changed, by session and window.
+    summaries: Mutex<SummaryCache>,
+}
+
+/// Summaries of the stored samples as of one value of `Shared::stored`: the samples only
+/// change when the monitor writes, so until then a summary is what the database would say
+/// again (its window's start moves on meanwhile by less than one sampling interval).
+#[derive(Default)]
+struct SummaryCache {
+    stored: u64,
+    entries: HashMap<(Uuid, u64), Summary>,
 }
 
 impl Shared {
+    /// The stored samples changed: summaries computed before are out of date.
+    fn samples_changed(&self) {
+        self.stored.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn summaries(&self) -> MutexGuard<'_, SummaryCache> {
+        self.summaries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn latest(&self) -> MutexGuard<'_, Latest> {
         self.latest.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -249,6 +273,8 @@ impl Monitor {
             ledger: Mutex::new(Ledger::default()),
             trends: Mutex::new(Trends::default()),
             thresholds: settings.monitor.thresholds.clone(),
+            stored: AtomicU64::new(0),
+            summaries: Mutex::new(SummaryCache::default()),
         });
         // Subscribed before the stored counts are read: nothing counted is missed or doubled
         // (only this task writes them).
@@ -396,16 +422,35 @@ impl Monitor {
         store::session_history(&self.shared.storage, session, since).await
     }
 
-    /// The [`summarize`] figures of a session's stored samples taken at or after `since`
-    /// (Unix seconds) as of `now`, computed by the database: no sample is read out, so a
-    /// session with hours of history costs one indexed aggregate, not thousands of rows.
-    pub async fn summary(
-        &self,
-        session: Uuid,
-        since: f64,
-        now: f64,
-    ) -> Result<Summary, StorageError> {
-        store::session_summary(&self.shared.storage, session, since, now).await
+    /// The [`summarize`] figures of a session's stored samples of the last `hours`,
+    /// computed by the database (no sample is read out) once per change of the stored
+    /// samples: however many clients poll a session, it costs one aggregate per sampling
+    /// interval, not one per request.
+    pub async fn summary(&self, session: Uuid, hours: f64) -> Result<Summary, StorageError> {
+        let key = (session, hours.to_bits());
+        let stored = self.shared.stored.load(Ordering::Acquire);
+        {
+            let cache = self.shared.summaries();
+            if cache.stored == stored {
+                if let Some(summary) = cache.entries.get(&key) {
+                    return Ok(summary.clone());
+                }
+            }
+        }
+        let now = now();
+        let summary =
+            store::session_summary(&self.shared.storage, session, now - hours * 3600.0, now)
+                .await?;
+        let mut cache = self.shared.summaries();
+        if cache.stored < stored {
+            // Summaries of older samples: none is worth keeping.
+            cache.stored = stored;
+            cache.entries.clear();
+        }
+        if cache.stored == stored {
+            cache.entries.insert(key, summary.clone());
+        }
+        Ok(summary)
     }
 
     /// Stops sampling and waits until the actor is gone (its last tick finished); stops
@@ -837,6 +882,7 @@ impl MonitorState {
         if let Err(error) = store::insert(&self.args.shared.storage, batch).await {
             tracing::warn!(%error, "monitor samples not stored");
         }
+        self.args.shared.samples_changed();
         if self
             .last_prune
             .is_none_or(|last| last.elapsed() >= PRUNE_EVERY)
@@ -867,6 +913,7 @@ impl MonitorState {
                 ),
                 Err(error) => tracing::warn!(%error, "archiving or pruning monitor samples failed"),
             }
+            self.args.shared.samples_changed();
             // Without the list of live sessions, no log can be told to be unused.
             if let Some(live) = live {
                 let dir = self.args.log_dir.clone();

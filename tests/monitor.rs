@@ -623,3 +623,51 @@ async fn hook_events_change_counts_analytics_and_raise_alerts() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_of_a_polled_session_follows_every_stored_tick() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (monitor, addr, stop, server) = serve(&settings_in(data.path())).await;
+    let (status, created) = request(
+        reqwest::Method::POST,
+        format!("http://{addr}/api/claude/sessions"),
+        Some(json!({
+            "name": "polled",
+            "working_directory": work.path(),
+            "agents": [{"agent_type": "BACKEND", "command": fake(&["--sleep-forever"])}],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["session"]["id"].as_str().unwrap().to_string();
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    // Polled far more often than the monitor samples (once a second): the summary, kept
+    // between writes, must still count each stored tick as soon as it is stored.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while seen.len() < 3 {
+        let (status, body) = request(
+            reqwest::Method::GET,
+            format!("http://{addr}/api/claude/sessions/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let points = body["monitoring"]["total_data_points"].as_u64().unwrap();
+        if seen.last() != Some(&points) {
+            seen.push(points);
+        }
+        assert!(Instant::now() < deadline, "the summary stopped at {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    // What the route shows is what the database says now.
+    let direct = monitor.summary(uuid, 1.0).await.unwrap();
+    assert!(direct.total_data_points as u64 >= *seen.last().unwrap());
+    stop.send(()).unwrap();
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .unwrap()
+        .unwrap();
+}

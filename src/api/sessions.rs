@@ -469,9 +469,8 @@ async fn history(
 /// The summary figures of a session's stored samples over the last `hours`, computed by
 /// the database (the routes that only show the summary never read the samples out).
 async fn figures(ctx: &ApiContext, view: &SessionView, hours: f64) -> Result<Figures, ApiError> {
-    let now = seconds(std::time::SystemTime::now());
     ctx.monitor
-        .summary(view.record.id, now - hours * 3600.0, now)
+        .summary(view.record.id, hours)
         .await
         .map_err(|error| {
             tracing::error!(%error, "reading the metrics summary failed");
