@@ -542,15 +542,7 @@ impl Doc {
             vec![
                 id_param(),
                 name_param(),
-                query(
-                    "tail",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(1))
-                        .maximum(Some(RING_LINES as f64))
-                        .into(),
-                    "Lines (default 100)",
-                ),
+                query("tail", integer(1, Some(RING_LINES)), "Lines (default 100)"),
             ],
             None,
             200,
@@ -615,10 +607,7 @@ impl Doc {
             vec![
                 query(
                     "since",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(0))
-                        .into(),
+                    integer(0, None),
                     "Only events with a higher seq (default 0)",
                 ),
                 query(
@@ -633,11 +622,7 @@ impl Doc {
                 ),
                 query(
                     "limit",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(1))
-                        .maximum(Some(MAX_LIMIT as f64))
-                        .into(),
+                    integer(1, Some(MAX_LIMIT)),
                     "Page size (default 100)",
                 ),
             ],
@@ -882,6 +867,15 @@ fn key_param() -> utoipa::openapi::path::Parameter {
     )
 }
 
+/// An integer schema from `min`, up to `max` when there is one.
+fn integer(min: u64, max: Option<usize>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min))
+        .maximum(max.map(|m| m as f64))
+        .into()
+}
+
 fn query(name: &str, schema: RefOr<Schema>, description: &str) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name(name)
@@ -939,20 +933,9 @@ fn list_parameters() -> Vec<utoipa::openapi::path::Parameter> {
         ),
         query(
             "limit",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(crate::session::MAX_LIMIT as f64))
-                .into(),
+            integer(1, Some(crate::session::MAX_LIMIT)),
             "Page size",
         ),
-        query(
-            "offset",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .into(),
-            "Sessions skipped",
-        ),
+        query("offset", integer(0, None), "Sessions skipped"),
     ]
 }
