@@ -199,7 +199,9 @@ struct Shared {
 #[derive(Default)]
 struct SummaryCache {
     stored: u64,
-    entries: HashMap<(Uuid, u64), Summary>,
+    /// One cell per session and window: the first request after a change computes it,
+    /// the others wait for that one (a burst of polls makes one query, not one each).
+    entries: HashMap<(Uuid, u64), Arc<tokio::sync::OnceCell<Summary>>>,
 }
 
 impl Shared {
@@ -429,28 +431,28 @@ impl Monitor {
     pub async fn summary(&self, session: Uuid, hours: f64) -> Result<Summary, StorageError> {
         let key = (session, hours.to_bits());
         let stored = self.shared.stored.load(Ordering::Acquire);
-        {
-            let cache = self.shared.summaries();
-            if cache.stored == stored {
-                if let Some(summary) = cache.entries.get(&key) {
-                    return Ok(summary.clone());
-                }
+        let cell = {
+            let mut cache = self.shared.summaries();
+            if cache.stored < stored {
+                // Summaries of older samples: none is worth keeping.
+                cache.stored = stored;
+                cache.entries.clear();
             }
-        }
-        let now = now();
-        let summary =
-            store::session_summary(&self.shared.storage, session, now - hours * 3600.0, now)
-                .await?;
-        let mut cache = self.shared.summaries();
-        if cache.stored < stored {
-            // Summaries of older samples: none is worth keeping.
-            cache.stored = stored;
-            cache.entries.clear();
-        }
-        if cache.stored == stored {
-            cache.entries.insert(key, summary.clone());
-        }
-        Ok(summary)
+            if cache.stored == stored {
+                cache.entries.entry(key).or_default().clone()
+            } else {
+                // Newer samples were summarized meanwhile: this one is computed alone.
+                Arc::default()
+            }
+        };
+        let summary = cell
+            .get_or_try_init(|| async {
+                let now = now();
+                store::session_summary(&self.shared.storage, session, now - hours * 3600.0, now)
+                    .await
+            })
+            .await?;
+        Ok(summary.clone())
     }
 
     /// Stops sampling and waits until the actor is gone (its last tick finished); stops
