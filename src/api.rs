@@ -4,6 +4,7 @@
 //! through the single mapping in `errors`, so clients always get the envelope with a stable
 //! `error_code`, never warp's plain-text rejections.
 
+mod answers;
 mod body;
 mod dto;
 mod envelope;
@@ -43,9 +44,14 @@ use crate::monitor::Monitor;
 use crate::paths::PathPolicy;
 use crate::session::{AgentOp, SessionRegistry};
 
-/// What the routes need from the server that builds them; cloned into every request.
+/// What the routes need from the server that builds them; cloned into every request (one
+/// reference count: the routes' filters are cloned for each request too).
 #[derive(Debug, Clone)]
-pub struct ApiContext {
+pub struct ApiContext(Arc<Context>);
+
+/// The shared part of an [`ApiContext`]: what it dereferences to.
+#[derive(Debug)]
+pub struct Context {
     started_at: Instant,
     services: Services,
     max_body_bytes: u64,
@@ -58,6 +64,8 @@ pub struct ApiContext {
     /// Set at shutdown: every WebSocket connection closes (1001).
     closing: Arc<watch::Sender<bool>>,
     security: Arc<Security>,
+    /// Answers of `GET /sessions/{id}` kept until their session changes.
+    answers: answers::Answers,
 }
 
 impl ApiContext {
@@ -79,7 +87,7 @@ impl ApiContext {
             settings.events.websocket_queue,
             closing_rx,
         );
-        ApiContext {
+        ApiContext(Arc::new(Context {
             started_at: Instant::now(),
             services,
             max_body_bytes: settings.server.max_body_bytes,
@@ -89,7 +97,8 @@ impl ApiContext {
             live,
             closing: Arc::new(closing),
             security: Arc::new(Security::new(&settings.server, bound)),
-        }
+            answers: answers::Answers::default(),
+        }))
     }
 
     /// WebSocket clients connected now (`websocket_clients` of `/system-status`).
@@ -101,6 +110,14 @@ impl ApiContext {
     /// still being upgraded: the graceful drain does not wait for upgraded connections.
     pub fn close_websockets(&self) {
         self.closing.send_replace(true);
+    }
+}
+
+impl std::ops::Deref for ApiContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.0
     }
 }
 
@@ -131,28 +148,33 @@ pub fn routes(
         .and(warp::ws())
         .and(with_context(ctx.clone()))
         .map(|upgrade: warp::ws::Ws, ctx: ApiContext| {
+            let live = ctx.live.clone();
             upgrade
                 .max_message_size(ws::MAX_CLIENT_MESSAGE)
                 .max_frame_size(ws::MAX_CLIENT_MESSAGE)
-                .on_upgrade(move |socket| ws::serve(socket, ctx.live))
+                .on_upgrade(move |socket| ws::serve(socket, live))
                 .into_response()
         })
         .or(warp::path!("ws" / "sessions").and(not_an_upgrade()))
         .unify();
 
     // Every route goes into this tree (`.or(...).unify()`, each answering a `Response`), and
-    // so behind every guard below; none needs to check anything itself.
-    let tree = health
+    // so behind every guard below; none needs to check anything itself. The paths are
+    // disjoint, so the order only saves work: the API's routes, the busiest, come first.
+    let tree = warp::path("api")
+        .and(warp::path("claude"))
+        .and(claude(ctx.clone()))
+        .or(health)
+        .unify()
         .or(metrics)
         .unify()
         .or(openapi)
         .unify()
         .or(websocket)
         .unify()
-        .or(warp::path("api")
-            .and(warp::path("claude"))
-            .and(claude(ctx.clone())))
-        .unify();
+        // Boxed: warp clones the routes for every request, and a boxed tree is one reference
+        // count instead of every filter and context in it.
+        .boxed();
 
     guarded(&ctx, tree).with(warp::log::custom(|info| {
         tracing::debug!(
@@ -167,7 +189,8 @@ pub fn routes(
 
 /// The guard chain around the route tree, in this order: rate limit → Host/Origin →
 /// (a CORS preflight is answered here) → bearer token → shutdown → body limit → routes.
-/// Each guard refuses with an `ApiError`; one `recover` turns any refusal into the envelope,
+/// Each guard refuses with an `ApiError` (the preflight with its own rejection); one
+/// `recover` turns any refusal into the envelope (the preflight into its 204),
 /// and `security::decorate` adds the CORS and WebSocket headers to whatever comes out.
 fn guarded<T>(
     ctx: &ApiContext,
@@ -176,12 +199,10 @@ fn guarded<T>(
 where
     T: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
 {
-    let admitted = security::authenticate(ctx.security.clone())
+    let answered = security::admit(ctx.security.clone())
         .and(guards::not_draining(ctx.services.clone()))
         .and(guards::body_limit(ctx.max_body_bytes))
-        .and(tree);
-    let answered = security::screen(ctx.security.clone())
-        .and(security::preflight().or(admitted).unify())
+        .and(tree)
         .recover(errors::recover)
         .unify();
     security::decorate(ctx.security.clone(), answered)

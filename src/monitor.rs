@@ -189,6 +189,9 @@ struct Shared {
     /// Bumped each time the stored samples changed (a tick stored, old ones thinned or
     /// pruned): what a cached summary is tagged with.
     stored: AtomicU64,
+    /// Bumped after anything a session's answer shows from here changed (its latest sample,
+    /// hook counts, restarts noted, alerts, stored samples): see [`Monitor::version`].
+    changes: AtomicU64,
     /// Summaries computed since the samples last changed, by session and window.
     summaries: Mutex<SummaryCache>,
 }
@@ -208,6 +211,12 @@ impl Shared {
     /// The stored samples changed: summaries computed before are out of date.
     fn samples_changed(&self) {
         self.stored.fetch_add(1, Ordering::AcqRel);
+        self.changed();
+    }
+
+    /// Something [`Monitor::version`] covers changed; called after the change is made.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     fn summaries(&self) -> MutexGuard<'_, SummaryCache> {
@@ -276,6 +285,7 @@ impl Monitor {
             trends: Mutex::new(Trends::default()),
             thresholds: settings.monitor.thresholds.clone(),
             stored: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             summaries: Mutex::new(SummaryCache::default()),
         });
         // Subscribed before the stored counts are read: nothing counted is missed or doubled
@@ -460,6 +470,14 @@ impl Monitor {
     pub async fn stop(&self) {
         let _ = self.supervisor.shutdown().await;
         self.hooks.abort();
+    }
+
+    /// A counter bumped after every change of what the monitor says about sessions: their
+    /// latest samples, hook counts and errors, alerts, stored samples. Read it before reading
+    /// those: an answer built from them is current as long as the counter has not moved
+    /// (figures that depend on the clock, such as a window's start, aside).
+    pub fn version(&self) -> u64 {
+        self.shared.changes.load(Ordering::Acquire)
     }
 
     /// What the hook events of a session counted.
@@ -698,6 +716,7 @@ async fn count_hooks(
                 let delta: Delta = shared
                     .ledger()
                     .record(*session, name, payload, at, |path| path.exists());
+                shared.changed();
                 if delta.activity.is_empty() {
                     continue;
                 }
@@ -709,6 +728,7 @@ async fn count_hooks(
             }
             SessionEvent::Purged(session) => {
                 shared.ledger().forget(*session);
+                shared.changed();
                 if let Err(error) = store::forget_activity(&shared.storage, *session).await {
                     tracing::warn!(%error, "hook counts of a purged session not deleted");
                 }
@@ -854,6 +874,7 @@ impl MonitorState {
                 ledger.note_restarts(s.session_id, s.restarts, at);
             }
         }
+        self.args.shared.changed();
         self.args.shared.trends().add(
             at,
             (host.cpu_percent, host.memory_percent),
@@ -877,6 +898,7 @@ impl MonitorState {
                 .collect();
             latest.ticks += 1;
         }
+        self.args.shared.changed();
         let batch = Batch {
             host: Some(host),
             sessions,
@@ -1063,6 +1085,7 @@ impl MonitorState {
             .latest()
             .alerts
             .insert(alert.id, alert.clone());
+        self.args.shared.changed();
         self.args
             .registry
             .bus()
@@ -1073,6 +1096,7 @@ impl MonitorState {
     fn resolve(&self, alert: ResourceAlert) {
         tracing::info!(id = %alert.id, kind = alert.resource.as_str(), "alert resolved");
         self.args.shared.latest().alerts.remove(&alert.id);
+        self.args.shared.changed();
         self.args
             .registry
             .bus()

@@ -13,8 +13,8 @@ use super::errors::ApiError;
 /// A success envelope around `payload`, which must serialize as a JSON object:
 /// `{"success":true,"timestamp":…,"error":null,"data":PAYLOAD,<PAYLOAD's keys>}`.
 pub(crate) fn success<T: Serialize>(status: StatusCode, payload: &T) -> Response {
-    match success_body(payload, unix_now()) {
-        Ok(body) => json(status, body),
+    match payload_bytes(payload) {
+        Ok(data) => success_of(status, &data),
         Err(error) => {
             tracing::error!(%error, "cannot serialize a response payload");
             failure(&ApiError::Internal)
@@ -22,19 +22,35 @@ pub(crate) fn success<T: Serialize>(status: StatusCode, payload: &T) -> Response
     }
 }
 
+/// A success envelope around a payload serialized before by [`payload_bytes`] (kept
+/// between requests: only the envelope's `timestamp` is new).
+pub(crate) fn success_of(status: StatusCode, data: &[u8]) -> Response {
+    match wrap(data, unix_now()) {
+        Ok(body) => json(status, body),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a response envelope");
+            failure(&ApiError::Internal)
+        }
+    }
+}
+
+/// `payload` as the JSON object an envelope carries; an error if it is not an object.
+pub(crate) fn payload_bytes<T: Serialize>(payload: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let data = serde_json::to_vec(payload)?;
+    if data.starts_with(b"{") && data.ends_with(b"}") {
+        Ok(data)
+    } else {
+        Err(serde::ser::Error::custom(
+            "a response payload must be a JSON object",
+        ))
+    }
+}
+
 /// The payload is serialized once and its bytes written twice, as `data` and (without the
 /// opening brace) as the rest of the envelope: the largest answers (a session, a list) cost
-/// one serialization instead of two.
-fn success_body<T: Serialize>(payload: &T, timestamp: f64) -> Result<Vec<u8>, serde_json::Error> {
-    let data = serde_json::to_vec(payload)?;
-    let members = match data.strip_prefix(b"{") {
-        Some(members) if members.ends_with(b"}") => members,
-        _ => {
-            return Err(serde::ser::Error::custom(
-                "a response payload must be a JSON object",
-            ))
-        }
-    };
+/// one serialization instead of two. `data` is a JSON object ([`payload_bytes`]).
+fn wrap(data: &[u8], timestamp: f64) -> Result<Vec<u8>, serde_json::Error> {
+    let members = data.get(1..).unwrap_or_default();
     let mut body = Vec::with_capacity(2 * data.len() + 80);
     serde_json::to_writer(
         &mut body,
@@ -47,12 +63,17 @@ fn success_body<T: Serialize>(payload: &T, timestamp: f64) -> Result<Vec<u8>, se
     // The head's closing brace: the envelope goes on.
     body.pop();
     body.extend_from_slice(br#","data":"#);
-    body.extend_from_slice(&data);
+    body.extend_from_slice(data);
     if members != b"}" {
         body.push(b',');
     }
     body.extend_from_slice(members);
     Ok(body)
+}
+
+#[cfg(test)]
+fn success_body<T: Serialize>(payload: &T, timestamp: f64) -> Result<Vec<u8>, serde_json::Error> {
+    wrap(&payload_bytes(payload)?, timestamp)
 }
 
 /// The failure envelope for `error`, with its status.

@@ -311,6 +311,9 @@ impl ApiError {
 
 /// The `recover` handler of the whole API: every rejection becomes a failure envelope.
 pub(crate) async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    if rejection.find::<super::security::Preflight>().is_some() {
+        return Ok(super::security::preflight_response());
+    }
     let error = ApiError::from_rejection(&rejection);
     if error == ApiError::Internal {
         tracing::error!(?rejection, "unhandled rejection");

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use futures::future::ready;
 use warp::http::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ORIGIN,
-    SEC_WEBSOCKET_PROTOCOL, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, SEC_WEBSOCKET_PROTOCOL, VARY,
 };
 use warp::http::uri::Authority;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -141,60 +141,58 @@ fn seen_host() -> impl Filter<Extract = (SeenHost,), Error = std::convert::Infal
         .or_else(|_| ready(Ok::<_, std::convert::Infallible>((SeenHost::Malformed,))))
 }
 
-/// A header's raw value, if present; never rejects.
-fn raw_header(
-    name: &'static str,
-) -> impl Filter<Extract = (Option<HeaderValue>,), Error = std::convert::Infallible> + Clone {
-    warp::header::value(name)
-        .map(Some)
-        .or(warp::any().map(|| None))
-        .unify()
-}
+/// A CORS preflight, answered by [`preflight_response`] where rejections become responses
+/// (`errors::recover`): it takes no route and needs no token.
+#[derive(Debug)]
+pub(crate) struct Preflight;
 
-/// Rate limit, then `Host`, then `Origin`: the checks that hold for every request,
-/// preflights and `/health` included.
-pub(crate) fn screen(
+impl warp::reject::Reject for Preflight {}
+
+/// Every guard of this module over one read of the request, in order: the rate limit, the
+/// `Host`, the `Origin` (these hold for every request, preflights and `/health` included);
+/// then a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) is
+/// refused with [`Preflight`], to be answered 204 — the origin is already known to be
+/// allowed, and browsers never send credentials on a preflight; then the bearer token.
+pub(crate) fn admit(
     security: Arc<Security>,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::addr::remote()
         .and(seen_host())
-        .and(raw_header("origin"))
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
         .and_then(
-            move |peer: Option<SocketAddr>, host: SeenHost, origin: Option<HeaderValue>| {
+            move |peer: Option<SocketAddr>,
+                  host: SeenHost,
+                  method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap| {
+                let origin = headers.get(ORIGIN);
                 let verdict = security
                     .limit(peer.map(|addr| addr.ip()))
                     .and_then(|()| security.check_host(&host))
-                    .and_then(|()| security.check_origin(origin.as_ref()));
-                ready(verdict.map_err(warp::reject::custom))
+                    .and_then(|()| security.check_origin(origin))
+                    .map_err(warp::reject::custom)
+                    .and_then(|()| {
+                        let is_preflight = method == Method::OPTIONS
+                            && origin.is_some()
+                            && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+                        if is_preflight {
+                            Err(warp::reject::custom(Preflight))
+                        } else {
+                            security
+                                .authenticate(&method, path.as_str(), &headers)
+                                .map_err(warp::reject::custom)
+                        }
+                    });
+                ready(verdict)
             },
         )
         .untuple_one()
 }
 
-/// Answers a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
-/// with 204 and what cross-origin requests may use; any other request passes on to the next
-/// branch. Placed after [`screen`], so the origin is already known to be allowed; before
-/// [`authenticate`], since browsers never send credentials on a preflight.
-pub(crate) fn preflight() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::method()
-        .and(raw_header("origin"))
-        .and(raw_header("access-control-request-method"))
-        .and_then(
-            |method: Method, origin: Option<HeaderValue>, requested: Option<HeaderValue>| {
-                let is_preflight =
-                    method == Method::OPTIONS && origin.is_some() && requested.is_some();
-                // not_found is what any route answers a request that is not its own, and it
-                // never wins over another branch's rejection.
-                ready(if is_preflight {
-                    Ok(preflight_response())
-                } else {
-                    Err(warp::reject::not_found())
-                })
-            },
-        )
-}
-
-fn preflight_response() -> Response {
+/// The answer to a CORS preflight: 204 with what cross-origin requests may use.
+pub(crate) fn preflight_response() -> Response {
     let mut response = Response::default();
     *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();
@@ -211,22 +209,6 @@ fn preflight_response() -> Response {
         HeaderValue::from_static(CORS_MAX_AGE_SECONDS),
     );
     response
-}
-
-/// The bearer token, when one is configured (see [`token`] for where it may be carried).
-pub(crate) fn authenticate(
-    security: Arc<Security>,
-) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::header::headers_cloned())
-        .and_then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap| {
-                let verdict = security.authenticate(&method, path.as_str(), &headers);
-                ready(verdict.map_err(warp::reject::custom))
-            },
-        )
-        .untuple_one()
 }
 
 /// Wraps the finished route tree (errors already envelopes): every response gets

@@ -163,21 +163,35 @@ pub(crate) struct GetPayload<'a> {
 }
 
 /// `GET /sessions/{id}`.
+/// The answer is kept until the session changes (see `answers`): read first, the versions
+/// tag what is built after them.
 pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
-    let view = ctx.sessions.get(session_id(&id)?).await?;
+    let id = session_id(&id)?;
+    let version = (ctx.sessions.bus().changes(id), ctx.monitor.version());
+    if let Some(data) = ctx.answers.fresh(id, version) {
+        return Ok(envelope::success_of(StatusCode::OK, &data));
+    }
+    let view = ctx.sessions.get(id).await?;
     let validation = ctx
         .paths
         .validate(&view.record.configuration.working_directory)
         .await;
-    let sample = ctx.monitor.latest(view.record.id);
+    let sample = ctx.monitor.latest(id);
     let figures = figures(&ctx, &view, 1.0).await?;
-    ok(&GetPayload {
+    let data = envelope::payload_bytes(&GetPayload {
         session: SessionObject::of(&view, Some(&validation))
             .with_sample(sample.as_deref())
-            .with_activity(&ctx.monitor.activity(view.record.id)),
+            .with_activity(&ctx.monitor.activity(id)),
         monitoring: summary(&ctx, &view, 1.0, figures),
         agent_statuses: statuses(&view.agents),
     })
+    .map_err(|error| {
+        tracing::error!(%error, "cannot serialize a session");
+        ApiError::Internal
+    })?;
+    let data = bytes::Bytes::from(data);
+    ctx.answers.keep(id, version, data.clone());
+    Ok(envelope::success_of(StatusCode::OK, &data))
 }
 
 /// `PUT /sessions/{id}`.

@@ -428,6 +428,8 @@ impl SessionState {
 
     /// Tells the registry (and so listeners) the record as it is now.
     fn announce(&self) {
+        // Counted now: whoever reads the session after this actor answers sees it changed.
+        self.deps.bus.touch(self.record.id);
         let _ = self
             .registry
             .cast(RegistryMsg::Updated(self.record.clone()));

@@ -14,6 +14,7 @@
 //! far is stored before reading, so a reader never sees a gap between the log and the live
 //! stream.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -86,6 +87,36 @@ struct State {
     last_seq: u64,
     /// Where numbered events go to be stored; `None` without a log or once closed.
     pending: Option<mpsc::UnboundedSender<Arc<Published>>>,
+    /// Changes of sessions (see [`EventBus::changes`]).
+    changes: Changes,
+}
+
+/// Each change of a session (a numbered event about it, or a touch) takes the next stamp;
+/// a session's version is the stamp of its last change. A purged session's entry goes with
+/// it and moves `floor`, the version of every session without one, past every stamp given:
+/// no version is ever seen again once the session changed.
+#[derive(Debug, Default)]
+struct Changes {
+    stamp: u64,
+    floor: u64,
+    last: HashMap<Uuid, u64>,
+}
+
+impl Changes {
+    fn note(&mut self, session: Uuid) {
+        self.stamp += 1;
+        self.last.insert(session, self.stamp);
+    }
+
+    fn forget(&mut self, session: Uuid) {
+        self.stamp += 1;
+        self.last.remove(&session);
+        self.floor = self.stamp;
+    }
+
+    fn of(&self, session: Uuid) -> u64 {
+        self.last.get(&session).copied().unwrap_or(self.floor)
+    }
 }
 
 /// The stored side of a bus opened on storage.
@@ -136,7 +167,11 @@ impl EventBus {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         EventBus {
             inner: Arc::new(Inner {
-                state: Mutex::new(State { last_seq, pending }),
+                state: Mutex::new(State {
+                    last_seq,
+                    pending,
+                    changes: Changes::default(),
+                }),
                 live,
                 log,
             }),
@@ -153,12 +188,33 @@ impl EventBus {
         self.state().last_seq
     }
 
+    /// A session's version: it moves with every numbered event about the session and every
+    /// [`EventBus::touch`], and never comes back to a value it had. Read it before reading
+    /// the session: what was read is current as long as the version has not moved.
+    pub fn changes(&self, session: Uuid) -> u64 {
+        self.state().changes.of(session)
+    }
+
+    /// Counts a change of `session` now, for one announced later: a session actor changes its
+    /// record before the registry publishes the change.
+    pub fn touch(&self, session: Uuid) {
+        self.state().changes.note(session);
+    }
+
     /// Stamps `event` and hands it to the log (when kept) and to every subscriber; returns it
     /// as published. Never waits on storage or on a subscriber.
     pub fn publish(&self, event: SessionEvent) -> Arc<Published> {
         let mut state = self.state();
         let seq = if is_kept(&event) {
             state.last_seq += 1;
+            match &event {
+                SessionEvent::Purged(session) => state.changes.forget(*session),
+                event => {
+                    if let Some(session) = event.session() {
+                        state.changes.note(session);
+                    }
+                }
+            }
             Some(state.last_seq)
         } else {
             None
@@ -407,6 +463,43 @@ mod tests {
         assert_eq!(bus.last_seq(), 43);
         let seen: Vec<_> = (0..3).map(|_| rx.try_recv().unwrap().seq).collect();
         assert_eq!(seen, [Some(42), None, Some(43)]);
+    }
+
+    #[test]
+    fn a_session_version_moves_with_its_events_and_touches_and_never_comes_back() {
+        let bus = EventBus::new(0);
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let hook = |session| SessionEvent::Hook {
+            session,
+            name: "Stop".into(),
+            payload: json!({}),
+        };
+        let mut seen = vec![bus.changes(a)];
+        bus.publish(hook(a));
+        seen.push(bus.changes(a));
+        let b_before = bus.changes(b);
+        bus.touch(a);
+        seen.push(bus.changes(a));
+        assert_eq!(bus.changes(b), b_before, "another session's change");
+        let quiet = bus.changes(a);
+        bus.publish(log_line());
+        let mut line_of_a = log_line();
+        if let SessionEvent::Agent { session, .. } = &mut line_of_a {
+            *session = a;
+        }
+        bus.publish(line_of_a);
+        assert_eq!(bus.changes(a), quiet, "output lines change nothing");
+        bus.publish(purged(1));
+        seen.push(bus.changes(a));
+        bus.publish(hook(a));
+        seen.push(bus.changes(a));
+        let distinct: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), seen.len(), "a version came back: {seen:?}");
+        assert_ne!(
+            bus.changes(b),
+            b_before,
+            "a purge moves the sessions never changed"
+        );
     }
 
     #[tokio::test]

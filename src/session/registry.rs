@@ -218,6 +218,27 @@ pub enum SessionEvent {
     },
 }
 
+impl SessionEvent {
+    /// The session the event is about; `None` for an alert of the host.
+    pub fn session(&self) -> Option<Uuid> {
+        match self {
+            SessionEvent::Created(record)
+            | SessionEvent::Imported(record)
+            | SessionEvent::Updated(record)
+            | SessionEvent::Navigated(record)
+            | SessionEvent::Terminated(record)
+            | SessionEvent::Cloned { record, .. } => Some(record.id),
+            SessionEvent::AgentCommand { session, .. }
+            | SessionEvent::Hook { session, .. }
+            | SessionEvent::Agent { session, .. }
+            | SessionEvent::ContextChanged { session, .. }
+            | SessionEvent::Purged(session) => Some(*session),
+            SessionEvent::Alert(alert) | SessionEvent::AlertResolved(alert) => alert.session,
+            SessionEvent::Metrics(sample) => Some(sample.session_id),
+        }
+    }
+}
+
 /// What a start restored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreReport {

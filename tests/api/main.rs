@@ -1268,3 +1268,60 @@ async fn the_api_client_example_visits_every_route_and_cleans_up() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["total"], 0, "sessions were left behind: {body}");
 }
+
+/// `GET /sessions/{id}` answers are kept between the session's changes (`api/answers.rs`):
+/// whatever a client changed shows in its very next read, the envelope is new each time, and
+/// a purged session is gone at once.
+#[tokio::test]
+async fn a_kept_session_answer_never_hides_a_change() {
+    let app = App::start(&[("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true")]);
+    let id = create(
+        &app,
+        json!({
+            "name": "kept",
+            "working_directory": app.dir("kept"),
+            "agents": [{"agent_type": "BACKEND", "command": fake(&["--sleep-forever"])}],
+        }),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    wait_status(&app, &id, "active").await;
+
+    let (_, first) = app.get(&base).await;
+    let (_, second) = app.get(&base).await;
+    assert!(
+        second["timestamp"].as_f64() > first["timestamp"].as_f64(),
+        "each answer has its own timestamp: {first} {second}"
+    );
+    assert_eq!(second["data"]["session"], second["session"]);
+
+    for round in 0..40 {
+        let description = format!("round {round}");
+        let (status, body) = app.put(&base, &json!({"description": description})).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, body) = app.get(&base).await;
+        assert_eq!(
+            body["session"]["configuration"]["description"],
+            json!(description),
+            "round {round}: an answer from before the update"
+        );
+        assert_eq!(body["data"]["session"], body["session"]);
+    }
+
+    for op in ["deactivate", "activate", "deactivate"] {
+        let (status, done) = app
+            .post(&format!("{base}/agents/backend-services/{op}"), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{op}: {done}");
+        let (_, body) = app.get(&base).await;
+        assert_eq!(
+            body["agent_statuses"]["backend-services"], done["agent"]["status"],
+            "after {op}: {body}"
+        );
+    }
+
+    let (status, body) = app.delete(&format!("{base}?purge=true")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.get(&base).await;
+    assert_error(status, &body, 404, "session_not_found");
+}
