@@ -45,7 +45,10 @@ pub use policy::{
     decide, Backoff, Decision, Exit, Intensity, Restart, RestartHistory, RestartPolicy, Strategy,
     UnknownWord,
 };
-pub use spec::{BoxFuture, ChildSpec, StartContext, StartError, Started, Worker};
+pub use spec::{
+    BoxFuture, ChildSpec, StartContext, StartError, Started, StopSignal, TaskContext, TaskResult,
+    Worker,
+};
 pub use supervisor::{
     Observer, Supervisor, SupervisorConfig, SupervisorHandle, SupervisorMsg, TakenChild, Takeover,
 };
