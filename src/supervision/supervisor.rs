@@ -193,6 +193,8 @@ struct Child {
     actorless: bool,
     /// The current incarnation's task ([`Started::task`]), until its end is reported.
     task: Option<TaskRun>,
+    /// The kill timer of a stop in progress, cancelled once the incarnation is gone.
+    kill_timer: Option<KillTimer>,
     history: RestartHistory,
     /// Boxed: most children never exit, and a supervisor per session keeps many of them.
     last_exit: Option<Box<(Exit, SystemTime)>>,
@@ -214,6 +216,7 @@ impl Child {
             cell: None,
             actorless: false,
             task: None,
+            kill_timer: None,
             history: RestartHistory::new(),
             last_exit: None,
             after_stop: AfterStop::Stay,
@@ -250,6 +253,17 @@ struct TaskRun {
 impl Drop for TaskRun {
     fn drop(&mut self) {
         self.abort.abort();
+    }
+}
+
+/// The timer that kills a stopping incarnation after its grace. Dropping it cancels it: a
+/// stop of 100,000 children would otherwise leave as many sleeping timer tasks behind for
+/// the whole grace.
+struct KillTimer(AbortHandle);
+
+impl Drop for KillTimer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -980,6 +994,8 @@ impl SupervisorState {
     fn on_exit(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize, exit: Exit) {
         let now = Instant::now();
         let child = &mut self.children[i];
+        // The incarnation is gone: a kill timer armed for it (its readiness failed) is moot.
+        child.kill_timer = None;
         child.history.mark_down();
         child.last_exit = Some(Box::new((exit.clone(), SystemTime::now())));
         let reason = exit.reason().map(str::to_string);
@@ -1217,15 +1233,17 @@ impl SupervisorState {
         } else {
             false
         };
-        if signalled {
+        // A second stop of the same incarnation keeps the first one's deadline.
+        if signalled && child.kill_timer.is_none() {
             let id = child.spec.id.clone();
             let generation = child.generation;
-            myself.send_after(child.spec.shutdown, move || {
+            let timer = myself.send_after(child.spec.shutdown, move || {
                 SupervisorMsg(Msg::StopTimeout {
                     child: id,
                     generation,
                 })
             });
+            self.children[i].kill_timer = Some(KillTimer(timer.abort_handle()));
         }
     }
 
@@ -1234,6 +1252,7 @@ impl SupervisorState {
         self.children[i].cell = None;
         self.children[i].actorless = false;
         self.children[i].task = None;
+        self.children[i].kill_timer = None;
         self.children[i].history.mark_down();
         match std::mem::replace(&mut self.children[i].after_stop, AfterStop::Stay) {
             AfterStop::Restart if self.children[i].wanted && self.stop_all.is_none() => {
