@@ -2037,3 +2037,50 @@ async fn a_supervisor_that_dies_takes_its_tasks_with_it() {
     .await
     .expect("the task outlived its supervisor");
 }
+
+#[tokio::test]
+async fn a_worker_that_prepares_before_its_task_runs_is_supervised_the_same() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    // The worker awaits something first (so its start goes through the supervisor's
+    // mailbox), then hands over a task that fails on its first run only.
+    let spec = ChildSpec::new("prepared", move |ctx: StartContext| {
+        let runs = counted.clone();
+        async move {
+            tokio::task::yield_now().await;
+            let stop = session_manager::supervision::StopSignal::new();
+            let first = ctx.restarts == 0;
+            let signal = stop.clone();
+            Ok::<_, StartError>(Started::task(stop, async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                if first {
+                    return Err("first run fails".to_string());
+                }
+                signal.stopped().await;
+                Ok(())
+            }))
+        }
+    })
+    .backoff(fast_backoff());
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![spec])
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    match wait_for(&mut rx, "backoff", |e| {
+        entered(e, "prepared", ChildState::Backoff)
+    })
+    .await
+    {
+        SupervisorEvent::Child(t) => assert_eq!(t.reason.as_deref(), Some("first run fails")),
+        other => panic!("{other:?}"),
+    }
+    until(&mut rx, "prepared", ChildState::Running).await;
+    timeout(PATIENCE, sup.stop_child("prepared"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(state_of(&sup, "prepared").await, Some(ChildState::Stopped));
+    sup.shutdown().await.unwrap();
+}

@@ -384,3 +384,26 @@ impl ChildSpec {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StopSignal;
+
+    #[tokio::test]
+    async fn a_stop_reaches_every_clone_whether_it_waits_already_or_later() {
+        let signal = StopSignal::new();
+        assert!(!signal.is_stopped());
+        let waiting = tokio::spawn({
+            let signal = signal.clone();
+            async move { signal.stopped().await }
+        });
+        // Let the waiter register before the stop.
+        tokio::task::yield_now().await;
+        signal.stop();
+        signal.stop(); // a second request changes nothing
+        waiting.await.unwrap();
+        let late = signal.clone();
+        assert!(late.is_stopped());
+        late.stopped().await; // already stopped: completes at once
+    }
+}
