@@ -420,8 +420,9 @@ pub struct Takeover {
 pub struct TakenChild {
     /// Whether it is wanted up.
     pub wanted: bool,
-    /// Whether it is running (it must be a child whose worker starts without an actor);
-    /// otherwise it is pending.
+    /// Whether it is running (it must be a child whose worker starts without an actor — not
+    /// an actor or a task child, which would have nothing running to adopt); otherwise it is
+    /// pending.
     pub running: bool,
     /// Since when it has been in that state.
     pub since: SystemTime,
