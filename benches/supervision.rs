@@ -1,14 +1,20 @@
 //! Supervision benchmarks (criterion; figures go in README's Performance section).
 //!
-//! - `restart/in_process_child`: a supervised in-process child crashes (its handler returns an
-//!   error) until the supervisor reports it running again, seen by an event subscriber.
+//! - `restart/in_process_child`: a supervised in-process actor child crashes (its handler
+//!   returns an error) until the supervisor reports it running again, seen by an event
+//!   subscriber.
+//! - `restart/task_child`: the same for a task child (`ChildSpec::task`) whose future returns
+//!   an error.
 //! - `baseline/ractor_spawn_linked`: a bare ractor `spawn_linked` + stop, the floor any
 //!   supervisor built on ractor pays per restart; measured in the same run for comparison.
-//! - `start/100k_children`: 100,000 in-process children in 100 dependency layers, started in
-//!   order under one supervisor until all are running. Peak RSS is printed once.
+//! - `start/100k_children`: 100,000 in-process actor children in 100 dependency layers,
+//!   started in order under one supervisor until all are running.
+//! - `start/100k_task_children`: the same with task children.
 //!
-//! Before criterion runs, the restart latency is also sampled 20,000 times and printed as
-//! percentiles, since criterion reports means of batches rather than a p50.
+//! Before criterion runs, the restart latencies are also sampled 20,000 times each and
+//! printed as percentiles, since criterion reports means of batches rather than a p50; and
+//! each 100,000-children start (and 100,000 bare ractor actors) runs once in a fresh process
+//! of its own, which prints its cold start time and its RSS.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,9 +23,10 @@ use criterion::{criterion_group, Criterion};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use session_manager::supervision::{
     Backoff, ChildSpec, ChildState, Intensity, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    TaskContext,
 };
 use tokio::runtime::Runtime;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 /// When the child last crashed, stamped by the child itself just before it fails.
 type CrashStamp = Arc<Mutex<Option<SystemTime>>>;
@@ -61,12 +68,37 @@ fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// A supervisor with one crash-on-message child that may restart without limit and without
+/// Which kind of in-process child a benchmark supervises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A ractor actor (`ChildSpec::actor`).
+    Actor,
+    /// A tokio task (`ChildSpec::task`).
+    Task,
+}
+
+/// A supervisor with one crash-on-command child that may restart without limit and without
 /// delay: the benchmark measures the restart path, not the backoff.
-async fn crashy_supervisor() -> Restarter {
+async fn crashy_supervisor(kind: Kind) -> Restarter {
     let stamp = CrashStamp::default();
     let child_stamp = stamp.clone();
-    let spec = ChildSpec::actor("crashy", move || (Crashy(child_stamp.clone()), ()))
+    let crash = Arc::new(Notify::new());
+    let spec = match kind {
+        Kind::Actor => ChildSpec::actor("crashy", move || (Crashy(child_stamp.clone()), ())),
+        Kind::Task => {
+            let crash = crash.clone();
+            // Waits for the command, stamps the time and fails.
+            ChildSpec::task("crashy", move |_: TaskContext| {
+                let (crash, stamp) = (crash.clone(), child_stamp.clone());
+                async move {
+                    crash.notified().await;
+                    *stamp.lock().expect("stamp lock") = Some(SystemTime::now());
+                    Err("crash".to_string())
+                }
+            })
+        }
+    };
+    let spec = spec
         .intensity(Intensity {
             max_restarts: u32::MAX,
             window: Duration::from_millis(1),
@@ -82,13 +114,22 @@ async fn crashy_supervisor() -> Restarter {
     let mut events = sup.subscribe();
     sup.start_all().await.expect("start");
     wait_running(&mut events).await;
-    Restarter { sup, events, stamp }
+    Restarter {
+        sup,
+        events,
+        stamp,
+        kind,
+        crash,
+    }
 }
 
 struct Restarter {
     sup: SupervisorHandle,
     events: broadcast::Receiver<SupervisorEvent>,
     stamp: CrashStamp,
+    kind: Kind,
+    /// The task child's crash command (a permit, so it waits for a task not polled yet).
+    crash: Arc<Notify>,
 }
 
 /// Waits for the next transition to running and returns when the supervisor made it.
@@ -113,10 +154,20 @@ struct Timing {
 
 /// Crashes the child once and times its return.
 async fn one_restart(r: &mut Restarter) -> Timing {
-    let child = r.sup.children().await.expect("children").remove(0);
-    let actor: ActorRef<()> = child.actor.expect("running child has an actor").into();
-    let t0 = Instant::now();
-    actor.cast(()).expect("cast");
+    let t0 = match r.kind {
+        Kind::Actor => {
+            let child = r.sup.children().await.expect("children").remove(0);
+            let actor: ActorRef<()> = child.actor.expect("running child has an actor").into();
+            let t0 = Instant::now();
+            actor.cast(()).expect("cast");
+            t0
+        }
+        Kind::Task => {
+            let t0 = Instant::now();
+            r.crash.notify_one();
+            t0
+        }
+    };
     let running_at = wait_running(&mut r.events).await;
     let observed = t0.elapsed();
     let crashed_at = r
@@ -131,9 +182,10 @@ async fn one_restart(r: &mut Restarter) -> Timing {
     }
 }
 
-fn restart_percentiles(rt: &Runtime) {
-    let samples = rt.block_on(async {
-        let mut r = crashy_supervisor().await;
+/// 20,000 restarts after 1,000 of warm-up.
+fn restart_samples(rt: &Runtime, kind: Kind) -> Vec<Timing> {
+    rt.block_on(async {
+        let mut r = crashy_supervisor(kind).await;
         for _ in 0..1_000 {
             one_restart(&mut r).await;
         }
@@ -143,7 +195,12 @@ fn restart_percentiles(rt: &Runtime) {
         }
         r.sup.shutdown().await.expect("shutdown");
         samples
-    });
+    })
+}
+
+fn restart_percentiles(rt: &Runtime) {
+    let samples = restart_samples(rt, Kind::Actor);
+    let task_samples = restart_samples(rt, Kind::Task);
     let baseline = rt.block_on(async {
         let (parent, _) = Actor::spawn(None, Idle, ()).await.expect("parent");
         let mut samples = Vec::with_capacity(20_000);
@@ -167,6 +224,14 @@ fn restart_percentiles(rt: &Runtime) {
         "restart, crash command sent -> subscriber sees running",
         samples.iter().map(|t| t.observed).collect(),
     );
+    print_percentiles(
+        "task child restart, crash -> running again",
+        task_samples.iter().map(|t| t.crash_to_running).collect(),
+    );
+    print_percentiles(
+        "task child restart, crash command sent -> subscriber sees running",
+        task_samples.iter().map(|t| t.observed).collect(),
+    );
     print_percentiles("baseline: ractor spawn_linked", baseline);
 }
 
@@ -186,11 +251,19 @@ const CHILDREN: usize = 100_000;
 const LAYERS: usize = 100;
 
 /// 100 layers of 1,000; each child depends on one child of the layer below.
-fn wide_tree() -> Vec<ChildSpec> {
+fn wide_tree(kind: Kind) -> Vec<ChildSpec> {
     let per_layer = CHILDREN / LAYERS;
     (0..CHILDREN)
         .map(|i| {
-            let spec = ChildSpec::actor(format!("c{i}"), || (Idle, ()));
+            let id = format!("c{i}");
+            let spec = match kind {
+                Kind::Actor => ChildSpec::actor(id, || (Idle, ())),
+                // Idle until asked to stop.
+                Kind::Task => ChildSpec::task(id, |ctx: TaskContext| async move {
+                    ctx.stop.stopped().await;
+                    Ok(())
+                }),
+            };
             if i < per_layer {
                 spec
             } else {
@@ -201,8 +274,8 @@ fn wide_tree() -> Vec<ChildSpec> {
 }
 
 /// Starts the tree, returns the time from `start_all` until every child was running.
-async fn start_tree() -> (SupervisorHandle, Duration) {
-    let (sup, _) = SupervisorHandle::spawn(SupervisorConfig::default(), wide_tree())
+async fn start_tree(kind: Kind) -> (SupervisorHandle, Duration) {
+    let (sup, _) = SupervisorHandle::spawn(SupervisorConfig::default(), wide_tree(kind))
         .await
         .expect("spawn supervisor");
     let t0 = Instant::now();
@@ -223,17 +296,21 @@ fn rss_mb(field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn tree_once(rt: &Runtime) {
+fn tree_once(rt: &Runtime, kind: Kind) {
     let before = rss_mb("VmRSS:");
     let (elapsed, during) = rt.block_on(async {
-        let (sup, elapsed) = start_tree().await;
+        let (sup, elapsed) = start_tree(kind).await;
         let during = rss_mb("VmRSS:");
         sup.shutdown().await.expect("shutdown");
         (elapsed, during)
     });
+    let kind = match kind {
+        Kind::Actor => "actor",
+        Kind::Task => "task",
+    };
     println!(
-        "{CHILDREN} children in {LAYERS} layers: all running after {:.0} ms; RSS {:.0} MB with them \
-         running (process before: {:.0} MB, peak {:.0} MB)",
+        "{CHILDREN} {kind} children in {LAYERS} layers: all running after {:.0} ms; RSS {:.0} MB \
+         with them running (process before: {:.0} MB, peak {:.0} MB)",
         elapsed.as_secs_f64() * 1e3,
         during,
         before,
@@ -243,22 +320,29 @@ fn tree_once(rt: &Runtime) {
 
 fn benches(c: &mut Criterion) {
     let rt = runtime();
-    let restarter = Arc::new(tokio::sync::Mutex::new(rt.block_on(crashy_supervisor())));
-    c.bench_function("restart/in_process_child", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let restarter = restarter.clone();
-            async move {
-                let mut r = restarter.lock().await;
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += one_restart(&mut r).await.crash_to_running;
+    for (name, kind) in [
+        ("restart/in_process_child", Kind::Actor),
+        ("restart/task_child", Kind::Task),
+    ] {
+        let restarter = Arc::new(tokio::sync::Mutex::new(
+            rt.block_on(crashy_supervisor(kind)),
+        ));
+        c.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let restarter = restarter.clone();
+                async move {
+                    let mut r = restarter.lock().await;
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += one_restart(&mut r).await.crash_to_running;
+                    }
+                    total
                 }
-                total
-            }
-        })
-    });
-    rt.block_on(async { restarter.lock().await.sup.shutdown().await })
-        .expect("shutdown");
+            })
+        });
+        rt.block_on(async { restarter.lock().await.sup.shutdown().await })
+            .expect("shutdown");
+    }
 
     c.bench_function("baseline/ractor_spawn_linked", |b| {
         b.to_async(&rt).iter_custom(|iters| async move {
@@ -282,17 +366,22 @@ fn benches(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(20));
-    group.bench_function("100k_children", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (sup, elapsed) = start_tree().await;
-                total += elapsed;
-                sup.shutdown().await.expect("shutdown");
-            }
-            total
-        })
-    });
+    for (name, kind) in [
+        ("100k_children", Kind::Actor),
+        ("100k_task_children", Kind::Task),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (sup, elapsed) = start_tree(kind).await;
+                    total += elapsed;
+                    sup.shutdown().await.expect("shutdown");
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 
@@ -353,13 +442,15 @@ fn probe(name: &str) {
 fn main() {
     let rt = runtime();
     match std::env::var(PROBE_VAR).as_deref() {
-        Ok("tree") => return tree_once(&rt),
+        Ok("tree") => return tree_once(&rt, Kind::Actor),
+        Ok("task_tree") => return tree_once(&rt, Kind::Task),
         Ok("bare") => return bare_once(&rt),
         _ => {}
     }
     restart_percentiles(&rt);
     drop(rt);
     probe("tree");
+    probe("task_tree");
     probe("bare");
     supervision();
     Criterion::default().configure_from_args().final_summary();

@@ -1,6 +1,8 @@
-//! Embedding the supervision core in your own service: two workers, one depending on the
-//! other, supervised with restarts and backoff. The example crashes the dependent worker
-//! three times, prints every state change, and exits by itself.
+//! Embedding the supervision core in your own service: two actor workers, one depending on
+//! the other, and a task child (a plain future, no actor) beside the dependent one,
+//! supervised with restarts and backoff. The example crashes the dependent worker three
+//! times, prints every state change, and exits by itself; the task stops cleanly on the
+//! supervisor's stop signal.
 //!
 //! Run it with `cargo run --example embed_supervisor`.
 
@@ -9,7 +11,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use session_manager::supervision::{
     Backoff, ChildSpec, ChildState, Intensity, Strategy, SupervisorConfig, SupervisorEvent,
-    SupervisorHandle,
+    SupervisorHandle, TaskContext,
 };
 
 /// A worker of yours: here it only knows how to crash on request.
@@ -58,6 +60,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_restarts: 5,
                 window: Duration::from_secs(60),
             }),
+        // In-process work that needs no mailbox: a task child, far lighter than an actor.
+        ChildSpec::task("flusher", |ctx: TaskContext| async move {
+            let mut flushes = 0u64;
+            loop {
+                tokio::select! {
+                    _ = ctx.stop.stopped() => {
+                        println!("  [flusher] stopping after {flushes} flushes");
+                        return Ok(());
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => flushes += 1,
+                }
+            }
+        })
+        .depends_on(["store"]),
     ];
     let config = SupervisorConfig {
         strategy: Strategy::OneForOne,

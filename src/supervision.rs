@@ -11,6 +11,12 @@
 //! restarts are scheduled with timers, never by sleeping in a handler, and children start in
 //! dependency layers and stop in reverse.
 //!
+//! A child is an actor ([`ChildSpec::actor`]: a ractor actor linked to the supervisor, for a
+//! child that needs a mailbox) or a task ([`ChildSpec::task`]: a future the supervisor spawns
+//! as a tokio task, asks to stop through a [`StopSignal`] and aborts after the grace — a few
+//! hundred bytes instead of an actor's kilobytes, for children counted in tens of thousands).
+//! Both are supervised the same way.
+//!
 //! ```no_run
 //! use session_manager::supervision::{ChildSpec, SupervisorConfig, SupervisorHandle};
 //! # use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -45,7 +51,10 @@ pub use policy::{
     decide, Backoff, Decision, Exit, Intensity, Restart, RestartHistory, RestartPolicy, Strategy,
     UnknownWord,
 };
-pub use spec::{BoxFuture, ChildSpec, StartContext, StartError, Started, Worker};
+pub use spec::{
+    BoxFuture, ChildSpec, StartContext, StartError, Started, StopSignal, TaskContext, TaskResult,
+    Worker,
+};
 pub use supervisor::{
     Observer, Supervisor, SupervisorConfig, SupervisorHandle, SupervisorMsg, TakenChild, Takeover,
 };

@@ -7,20 +7,26 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::FutureExt;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::event::{ChildInfo, ChildState, ChildTransition, SupervisorEvent};
 use super::graph::DependencyGraph;
 use super::policy::{decide, Decision, Exit, RestartHistory, Strategy};
-use super::spec::{BoxFuture, ChildSpec, StartContext, StartError, Started};
+use super::spec::{
+    BoxFuture, ChildSpec, StartContext, StartError, Started, StopSignal, TaskResult, TaskStart,
+};
 use super::{ChildId, SupervisionError};
 
 /// Reason given to a child the supervisor stops on purpose.
@@ -113,9 +119,16 @@ impl Events {
 #[derive(Debug, Default)]
 pub struct Supervisor;
 
-/// A worker's spawn outcome: the actor (none for a child without one) and whether it still
-/// has to become ready, or why the spawn failed.
-type SpawnReport = Result<(Option<ActorCell>, bool), String>;
+/// A worker's spawn outcome, or why the spawn failed.
+type SpawnReport = Result<Spawn, String>;
+
+/// What a worker started: an actor, a task still to spawn, or neither (a child without an
+/// actor), and whether it still has to become ready.
+struct Spawn {
+    cell: Option<ActorCell>,
+    task: Option<TaskStart>,
+    awaits_ready: bool,
+}
 /// What a started child still has to do before it counts as running.
 type Readiness = BoxFuture<Result<(), String>>;
 
@@ -150,6 +163,12 @@ enum Msg {
         child: ChildId,
         generation: u64,
     },
+    /// The task of a task child ended (or was aborted), sent by the task itself.
+    TaskExited {
+        child: ChildId,
+        generation: u64,
+        exit: Exit,
+    },
 }
 
 /// What happens to a stopping child once it is gone.
@@ -172,6 +191,10 @@ struct Child {
     cell: Option<ActorCell>,
     /// The current incarnation has no actor ([`Started::without_actor`]): it stops at once.
     actorless: bool,
+    /// The current incarnation's task ([`Started::task`]), until its end is reported.
+    task: Option<TaskRun>,
+    /// The kill timer of a stop in progress, cancelled once the incarnation is gone.
+    kill_timer: Option<KillTimer>,
     history: RestartHistory,
     /// Boxed: most children never exit, and a supervisor per session keeps many of them.
     last_exit: Option<Box<(Exit, SystemTime)>>,
@@ -192,6 +215,8 @@ impl Child {
             generation: 0,
             cell: None,
             actorless: false,
+            task: None,
+            kill_timer: None,
             history: RestartHistory::new(),
             last_exit: None,
             after_stop: AfterStop::Stay,
@@ -214,6 +239,96 @@ impl Child {
     /// Wanted up but not started yet.
     fn waiting(&self) -> bool {
         self.wanted && self.state == ChildState::Pending
+    }
+}
+
+/// A running task child's incarnation, as the supervisor holds it. Dropping it aborts the
+/// task, so a task never outlives its supervisor's state (ractor runs no `post_stop` for a
+/// supervisor that panicked or was killed); once the task has ended the abort does nothing.
+struct TaskRun {
+    stop: StopSignal,
+    abort: AbortHandle,
+}
+
+impl Drop for TaskRun {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}
+
+/// The timer that kills a stopping incarnation after its grace. Dropping it cancels it: a
+/// stop of 100,000 children would otherwise leave as many sleeping timer tasks behind for
+/// the whole grace.
+struct KillTimer(AbortHandle);
+
+impl Drop for KillTimer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Rides inside a task child's task and tells the supervisor how the task ended when it is
+/// dropped: after the future returned or panicked (`exit` set), or when the task was aborted
+/// mid-flight (`exit` unset: killed). A report to a supervisor that is gone is lost.
+struct TaskReport {
+    supervisor: ActorRef<SupervisorMsg>,
+    child: ChildId,
+    generation: u64,
+    exit: Option<Exit>,
+}
+
+impl Drop for TaskReport {
+    fn drop(&mut self) {
+        let exit = self
+            .exit
+            .take()
+            .unwrap_or_else(|| Exit::Abnormal(KILLED.to_string()));
+        let _ = self.supervisor.cast(SupervisorMsg(Msg::TaskExited {
+            child: self.child.clone(),
+            generation: self.generation,
+            exit,
+        }));
+    }
+}
+
+/// One incarnation of a task child as spawned: its future, with panics caught, and the
+/// report of its end. Fields drop in order, so the future — and all it holds — is gone
+/// before the report leaves: a supervisor that hears of the end knows the work has stopped.
+struct TaskRunner {
+    run: futures::future::CatchUnwind<AssertUnwindSafe<BoxFuture<TaskResult>>>,
+    report: TaskReport,
+}
+
+impl TaskRunner {
+    fn new(run: BoxFuture<TaskResult>, report: TaskReport) -> Self {
+        TaskRunner {
+            run: AssertUnwindSafe(run).catch_unwind(),
+            report,
+        }
+    }
+}
+
+impl Future for TaskRunner {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let exit = match std::task::ready!(self.run.poll_unpin(cx)) {
+            Ok(Ok(())) => Exit::Normal,
+            Ok(Err(reason)) => Exit::Abnormal(reason),
+            Err(panic) => Exit::Abnormal(format!("panicked: {}", panic_message(&*panic))),
+        };
+        self.report.exit = Some(exit);
+        Poll::Ready(())
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        message
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message
+    } else {
+        "(no message)"
     }
 }
 
@@ -305,8 +420,9 @@ pub struct Takeover {
 pub struct TakenChild {
     /// Whether it is wanted up.
     pub wanted: bool,
-    /// Whether it is running (it must be a child whose worker starts without an actor);
-    /// otherwise it is pending.
+    /// Whether it is running (it must be a child whose worker starts without an actor — not
+    /// an actor or a task child, which would have nothing running to adopt); otherwise it is
+    /// pending.
     pub running: bool,
     /// Since when it has been in that state.
     pub since: SystemTime,
@@ -688,8 +804,12 @@ impl SupervisorState {
             .copied()
             .filter(|&i| self.children[i].generation == generation);
         let Some(i) = current else {
-            // A superseded incarnation: it must not live on unsupervised.
-            if let Ok((Some(cell), _)) = result {
+            // A superseded incarnation: it must not live on unsupervised. (A task of one is
+            // simply never spawned.)
+            if let Ok(Spawn {
+                cell: Some(cell), ..
+            }) = result
+            {
                 if self.early_exits.remove(&cell.get_id()).is_none() {
                     self.discarded.insert(cell.get_id());
                     cell.stop(Some(STOP_REASON.to_string()));
@@ -705,7 +825,36 @@ impl SupervisorState {
                     self.on_exit(myself, i, Exit::Abnormal(format!("start failed: {reason}")));
                 }
             }
-            Ok((None, _)) => {
+            Ok(Spawn {
+                cell: None,
+                task: Some(task),
+                awaits_ready,
+            }) => {
+                if self.children[i].state == ChildState::Stopping {
+                    // Asked to stop before it ran: it never will.
+                    self.finish_stop(myself, i);
+                    return;
+                }
+                let report = TaskReport {
+                    supervisor: myself.clone(),
+                    child: self.children[i].spec.id.clone(),
+                    generation,
+                    exit: None,
+                };
+                let abort = tokio::spawn(TaskRunner::new(task.run, report)).abort_handle();
+                self.children[i].task = Some(TaskRun {
+                    stop: task.stop,
+                    abort,
+                });
+                if !awaits_ready {
+                    self.mark_running(i);
+                }
+            }
+            Ok(Spawn {
+                cell: None,
+                task: None,
+                ..
+            }) => {
                 // Nothing runs: the child is up (or, asked to stop meanwhile, down) at once.
                 self.children[i].actorless = true;
                 if self.children[i].state == ChildState::Stopping {
@@ -714,7 +863,11 @@ impl SupervisorState {
                     self.mark_running(i);
                 }
             }
-            Ok((Some(cell), awaits_ready)) => {
+            Ok(Spawn {
+                cell: Some(cell),
+                awaits_ready,
+                ..
+            }) => {
                 let actor = cell.get_id();
                 self.children[i].cell = Some(cell.clone());
                 if let Some(exit) = self.early_exits.remove(&actor) {
@@ -750,7 +903,8 @@ impl SupervisorState {
         }
         // Stopped while its spawn was in flight, and the spawn never finished (cut off at
         // the deadline): there is nothing left to wait for.
-        if child.state == ChildState::Stopping && child.cell.is_none() && result.is_err() {
+        let nothing_runs = child.cell.is_none() && child.task.is_none();
+        if child.state == ChildState::Stopping && nothing_runs && result.is_err() {
             self.finish_stop(myself, i);
             return;
         }
@@ -760,7 +914,7 @@ impl SupervisorState {
         match result {
             Ok(()) => self.mark_running(i),
             // The spawn itself never finished (timed out): nothing to stop, judge it now.
-            Err(reason) if self.children[i].cell.is_none() => {
+            Err(reason) if nothing_runs => {
                 self.on_exit(myself, i, Exit::Abnormal(reason));
             }
             Err(reason) => {
@@ -808,10 +962,41 @@ impl SupervisorState {
         }
     }
 
+    /// The task of a task child ended; `generation` says which incarnation it was.
+    fn on_task_exit(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: &str,
+        generation: u64,
+        exit: Exit,
+    ) {
+        let Some(&i) = self.index.get(id) else { return };
+        let child = &mut self.children[i];
+        if child.generation != generation || child.task.is_none() {
+            return;
+        }
+        child.task = None;
+        match child.state {
+            ChildState::Stopping => self.finish_stop(myself, i),
+            ChildState::Starting | ChildState::Running => {
+                let exit = match child.failure.take() {
+                    Some(failure) => Exit::Abnormal(failure),
+                    None => exit,
+                };
+                self.on_exit(myself, i, exit);
+            }
+            other => {
+                tracing::warn!(child = %child.spec.id, state = %other, "end of a task that was not up")
+            }
+        }
+    }
+
     /// Judges an unplanned exit of child `i` and acts on the decision.
     fn on_exit(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize, exit: Exit) {
         let now = Instant::now();
         let child = &mut self.children[i];
+        // The incarnation is gone: a kill timer armed for it (its readiness failed) is moot.
+        child.kill_timer = None;
         child.history.mark_down();
         child.last_exit = Some(Box::new((exit.clone(), SystemTime::now())));
         let reason = exit.reason().map(str::to_string);
@@ -1014,7 +1199,7 @@ impl SupervisorState {
         match self.children[i].state {
             ChildState::Running | ChildState::Starting => {
                 self.transition(i, ChildState::Stopping, None, None);
-                if self.children[i].cell.is_some() {
+                if self.children[i].cell.is_some() || self.children[i].task.is_some() {
                     self.send_stop(myself, i);
                 } else if self.children[i].actorless {
                     // Nothing to wait for.
@@ -1036,19 +1221,30 @@ impl SupervisorState {
         }
     }
 
-    /// Sends the stop signal to the current incarnation and arms the kill timer.
+    /// Sends the stop signal to the current incarnation (its actor, or its task) and arms
+    /// the kill timer.
     fn send_stop(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
         let child = &self.children[i];
-        if let Some(cell) = &child.cell {
+        let signalled = if let Some(cell) = &child.cell {
             cell.stop(Some(STOP_REASON.to_string()));
+            true
+        } else if let Some(task) = &child.task {
+            task.stop.stop();
+            true
+        } else {
+            false
+        };
+        // A second stop of the same incarnation keeps the first one's deadline.
+        if signalled && child.kill_timer.is_none() {
             let id = child.spec.id.clone();
             let generation = child.generation;
-            myself.send_after(child.spec.shutdown, move || {
+            let timer = myself.send_after(child.spec.shutdown, move || {
                 SupervisorMsg(Msg::StopTimeout {
                     child: id,
                     generation,
                 })
             });
+            self.children[i].kill_timer = Some(KillTimer(timer.abort_handle()));
         }
     }
 
@@ -1056,6 +1252,8 @@ impl SupervisorState {
     fn finish_stop(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) {
         self.children[i].cell = None;
         self.children[i].actorless = false;
+        self.children[i].task = None;
+        self.children[i].kill_timer = None;
         self.children[i].history.mark_down();
         match std::mem::replace(&mut self.children[i].after_stop, AfterStop::Stay) {
             AfterStop::Restart if self.children[i].wanted && self.stop_all.is_none() => {
@@ -1386,6 +1584,11 @@ impl Actor for Supervisor {
                 generation,
                 result,
             } => state.on_ready(&myself, &child, generation, result),
+            Msg::TaskExited {
+                child,
+                generation,
+                exit,
+            } => state.on_task_exit(&myself, &child, generation, exit),
             Msg::BackoffElapsed { child, generation } => {
                 if let Some(&i) = state.index.get(&child) {
                     let c = &state.children[i];
@@ -1397,11 +1600,16 @@ impl Actor for Supervisor {
             Msg::StopTimeout { child, generation } => {
                 if let Some(&i) = state.index.get(&child) {
                     // The incarnation that was told to stop is still there: kill it. (It may
-                    // still be `Starting` when its readiness failed.)
+                    // still be `Starting` when its readiness failed.) An aborted task reports
+                    // its end like any other, once it is dropped.
                     let c = &state.children[i];
-                    if let (true, Some(cell)) = (c.generation == generation, &c.cell) {
+                    if c.generation == generation && (c.cell.is_some() || c.task.is_some()) {
                         tracing::warn!(child = %c.spec.id, "did not stop within {}; killing it", human(c.spec.shutdown));
-                        cell.kill();
+                        if let Some(cell) = &c.cell {
+                            cell.kill();
+                        } else if let Some(task) = &c.task {
+                            task.abort.abort();
+                        }
                     }
                 }
             }
@@ -1446,7 +1654,14 @@ fn escalation_result(state: &SupervisorState) -> Result<(), ActorProcessingErr> 
 /// Splits a worker's result into the spawn report and the readiness future, if any.
 fn split_started(result: Result<Started, StartError>) -> (SpawnReport, Option<Readiness>) {
     match result {
-        Ok(started) => (Ok((started.cell, started.ready.is_some())), started.ready),
+        Ok(started) => {
+            let spawn = Spawn {
+                cell: started.cell,
+                task: started.task,
+                awaits_ready: started.ready.is_some(),
+            };
+            (Ok(spawn), started.ready)
+        }
         Err(e) => (Err(e.to_string()), None),
     }
 }
