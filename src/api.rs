@@ -27,9 +27,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::ready;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use uuid::Uuid;
 use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::reply::Response;
@@ -161,9 +163,26 @@ pub fn routes(
     // Every route goes into this tree (`.or(...).unify()`, each answering a `Response`), and
     // so behind every guard below; none needs to check anything itself. The paths are
     // disjoint, so the order only saves work: the API's routes, the busiest, come first.
-    let tree = warp::path("api")
-        .and(warp::path("claude"))
-        .and(claude(ctx.clone()))
+    // `GET /sessions/{id}` of a session id as such, the route polled most, is matched before
+    // the rest: the tree's boxed groups each allocate their future on every request they
+    // see. Any other method or segment (`import`, a percent-encoded id) gets `not_found`
+    // here, which never wins over the answer of the route below that takes it.
+    let session = warp::path!("api" / "claude" / "sessions" / Uuid)
+        .and(warp::method())
+        .and_then(|id: Uuid, method: Method| {
+            ready(if method == Method::GET || method == Method::HEAD {
+                Ok(id)
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+        .and(with_context(ctx.clone()))
+        .then(|id, ctx| answer(sessions::get_session(ctx, id)));
+    let tree = session
+        .or(warp::path("api")
+            .and(warp::path("claude"))
+            .and(claude(ctx.clone())))
+        .unify()
         .or(health)
         .unify()
         .or(metrics)

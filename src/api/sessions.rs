@@ -52,6 +52,10 @@ pub(crate) fn segment(raw: &str, field: &str) -> Result<String, ApiError> {
 
 /// A path segment as a session id; anything else names no session.
 pub(crate) fn session_id(raw: &str) -> Result<Uuid, ApiError> {
+    if let Ok(id) = Uuid::parse_str(raw) {
+        // Nothing percent-encoded in a UUID's text: no decoding to do.
+        return Ok(id);
+    }
     let raw = segment(raw, "id")?;
     Uuid::parse_str(&raw).map_err(|_| {
         ApiError::SessionNotFound(format!("session {raw} not found (session ids are UUIDs)"))
@@ -163,10 +167,13 @@ pub(crate) struct GetPayload<'a> {
 }
 
 /// `GET /sessions/{id}`.
-/// The answer is kept until the session changes (see `answers`): read first, the versions
-/// tag what is built after them.
 pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
-    let id = session_id(&id)?;
+    get_session(ctx, session_id(&id)?).await
+}
+
+/// `GET /sessions/{id}` of an id already parsed. The answer is kept until the session
+/// changes (see `answers`): read first, the versions tag what is built after them.
+pub(crate) async fn get_session(ctx: ApiContext, id: Uuid) -> Answer {
     let version = (ctx.sessions.bus().changes(id), ctx.monitor.version());
     if let Some(data) = ctx.answers.fresh(id, version) {
         return Ok(envelope::success_of(StatusCode::OK, &data));
