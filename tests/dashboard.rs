@@ -7,8 +7,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::app::App;
 
@@ -48,30 +49,51 @@ fn require_browser() {
     );
 }
 
-/// Runs the browser script in `mode`; panics with its output unless it passed.
-fn run_browser(mode: &str, url: &str, arg: &str) {
+/// Runs the browser script in `mode`; panics with its output unless it passed. When the
+/// script prints `RESTART`, the server is restarted on the same port and the script told so
+/// (a line on its stdin).
+fn run_browser(mode: &str, app: &mut App, arg: &str) {
     require_browser();
-    let output = Command::new("node")
+    let mut child = Command::new("node")
         .arg(browser_dir().join("dashboard.mjs"))
-        .args([mode, url, arg])
+        .args([mode, &app.url("/"), arg])
         .arg(artifacts())
         .env("CHROMIUM", chromium())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        println!("{line}");
+        if line == "RESTART" {
+            app.restart();
+            writeln!(stdin, "restarted").unwrap();
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let stderr = errors.join().unwrap();
     assert!(
-        output.status.success() && stdout.lines().any(|line| line == "PASS"),
-        "browser test `{mode}` failed ({}):\n{stdout}\n{stderr}\n(screenshot in {})",
-        output.status,
+        status.success() && stdout.lines().any(|line| line == "PASS"),
+        "browser test `{mode}` failed ({status}):\n{stdout}\n{stderr}\n(screenshot in {})",
         artifacts().display()
     );
 }
 
 #[test]
-fn the_dashboard_shows_a_restart_and_an_alert_live() {
-    let app = App::start(&[
+fn the_dashboard_shows_a_restart_and_an_alert_live_and_reconnects() {
+    let mut app = App::start(&[
         ("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true"),
         // Any agent restart after a crash is over the line: the kill below raises an alert.
         (
@@ -79,13 +101,14 @@ fn the_dashboard_shows_a_restart_and_an_alert_live() {
             "0",
         ),
     ]);
-    run_browser("open", &app.url("/"), &app.work.path().to_string_lossy());
+    let work = app.work.path().to_string_lossy().into_owned();
+    run_browser("open", &mut app, &work);
 }
 
 #[test]
 fn the_dashboard_asks_for_the_token_once_and_keeps_it_for_the_tab() {
-    let app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
-    run_browser("token", &app.url("/"), TOKEN);
+    let mut app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
+    run_browser("token", &mut app, TOKEN);
 }
 
 #[tokio::test]

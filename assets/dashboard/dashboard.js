@@ -223,12 +223,14 @@ const page = {
   id: null,
   session: null,
   alerts: new Map(),
+  sampled: new Map(), // agent name -> its latest monitor sample
   charts: null,
   logAgent: null,
 
   async open(id) {
     this.id = id;
     this.alerts.clear();
+    this.sampled.clear();
     $("#alerts").replaceChildren();
     $("#log").replaceChildren();
     $("#s-error").textContent = "";
@@ -241,7 +243,10 @@ const page = {
       ]);
       for (const alert of status.alerts || []) if (alert.id) this.alerts.set(alert.id, alert);
       this.renderAlerts();
-      this.drawCharts(metrics.metrics || []);
+      const points = metrics.metrics || [];
+      for (const agent of (points.length ? points[points.length - 1].agents : null) || []) this.sampled.set(agent.name, agent);
+      this.render();
+      this.drawCharts(points);
       await this.loadLog();
     } catch (error) {
       $("#s-error").textContent = error.message;
@@ -269,6 +274,9 @@ const page = {
     body.replaceChildren();
     for (const agent of s.agents) {
       const limit = limits[agent.name];
+      // The session object has an agent's memory only when it watches a limit; the monitor's
+      // last sample has it always.
+      const sampled = this.sampled.get(agent.name) || {};
       const button = (label, op) => el("button", {
         type: "button", "data-op": op, text: label,
         onclick: () => this.command(agent.name, op),
@@ -279,8 +287,8 @@ const page = {
         el("td", { class: "state" }, statusBadge(agent.status)),
         el("td", { class: "restarts", text: String(agent.restart_count) }),
         el("td", { class: "pid", text: agent.pid ?? "–" }),
-        el("td", { class: "memory", text: `${fmt(agent.memory_mb)} / ${limit ? limit : "∞"}` }),
-        el("td", { class: "cpu", text: fmt(agent.cpu_percent) }),
+        el("td", { class: "memory", text: `${fmt(agent.memory_mb ?? sampled.memory_mb)} / ${limit ? limit : "∞"}` }),
+        el("td", { class: "cpu", text: fmt(agent.cpu_percent ?? sampled.cpu_percent) }),
         el("td", {}, button("Start", "activate"), " ", button("Stop", "deactivate"), " ", button("Restart", "restart"))));
     }
     const select = $("#log-agent");
@@ -376,6 +384,7 @@ const page = {
     }
     // Live per-agent CPU and memory in the table.
     for (const agent of point.agents || []) {
+      this.sampled.set(agent.name, agent);
       const row = $(`#agents tr[data-agent="${CSS.escape(agent.name)}"]`);
       if (!row) continue;
       const limit = $(".memory", row).textContent.split(" / ")[1];

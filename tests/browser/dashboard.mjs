@@ -23,7 +23,11 @@ const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-s
 const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
 const problems = [];
 page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+// While the server restarts, failed connections and its 503s are expected.
+let restarting = false;
+const RESTART_NOISE = /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|status of 503/;
 page.on("console", (message) => {
+  if (restarting && RESTART_NOISE.test(message.text())) return;
   // The first request without the token is answered 401, which Chromium logs.
   if (message.type() === "error" && !(mode === "token" && /status of 401/.test(message.text()))) problems.push(`console error: ${message.text()}`);
 });
@@ -38,6 +42,15 @@ async function until(predicate, arg, what) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+// Resolves at the next line on stdin (tests/dashboard.rs answers RESTART with one).
+function waitForLine() {
+  return new Promise((resolve, reject) => {
+    process.stdin.once("data", () => { process.stdin.pause(); process.stdin.unref(); resolve(); });
+    process.stdin.once("end", () => reject(new Error("stdin closed before the restart was done")));
+    process.stdin.resume();
+  });
 }
 
 async function api(path, token) {
@@ -80,7 +93,8 @@ async function openMode(work) {
 
   // The monitor counts restarts from its first sample of the session on: wait for the
   // agent's first live CPU figure (a `metrics` event) before the kill.
-  await until(() => /^\d/.test(document.querySelector('#agents tr[data-agent="worker"] .cpu').textContent), null, "a live metrics sample");
+  await until(() => /^\d/.test(document.querySelector('#agents tr[data-agent="worker"] .cpu').textContent)
+    && /^\d/.test(document.querySelector('#agents tr[data-agent="worker"] .memory').textContent), null, "a live metrics sample");
   step(`live metrics: cpu ${await row.locator(".cpu").textContent()} %, memory ${await row.locator(".memory").textContent()} MB`);
   process.kill(agent.pid, "SIGKILL");
   step(`killed pid ${agent.pid} from outside`);
@@ -106,6 +120,28 @@ async function openMode(work) {
 
   if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
   await page.screenshot({ path: join(artifacts, "dashboard-session.png"), fullPage: true });
+
+  // The server restarts (same port and data): the page sees the connection drop, reconnects
+  // by itself and shows the restored agent's new process.
+  const pidBefore = Number(await row.locator(".pid").textContent());
+  await page.evaluate(() => {
+    window.__states = [];
+    new MutationObserver(() => window.__states.push(document.querySelector("#live").dataset.state))
+      .observe(document.querySelector("#live"), { attributes: true });
+  });
+  restarting = true;
+  console.log("RESTART");
+  await waitForLine();
+  step("server restarted on the same port");
+  await until(() => window.__states.includes("closed") && document.querySelector("#live").dataset.state === "open", null, "the WebSocket to reconnect");
+  await until((old) => {
+    const row = document.querySelector('#agents tr[data-agent="worker"]');
+    const pid = row.querySelector(".pid").textContent;
+    return row.querySelector(".status").dataset.s === "running" && /^\d+$/.test(pid) && Number(pid) !== old;
+  }, pidBefore, "the restored agent's new pid");
+  restarting = false;
+  if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
+  step(`reconnected (${await page.evaluate(() => window.__states.join(" → "))}), agent running again with pid ${await row.locator(".pid").textContent()}`);
   await page.goto(`${url}#/`);
   await page.locator(`#sessions tr[data-id="${id}"]`).waitFor(WAIT);
   await page.screenshot({ path: join(artifacts, "dashboard-list.png"), fullPage: true });
