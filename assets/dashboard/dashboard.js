@@ -72,6 +72,7 @@ class LiveSocket {
     this.onState = onState;
     this.delay = 500;
     this.lastSeq = null;
+    this.logs = false;
     this.socket = null;
     this.timer = null;
     this.connect();
@@ -87,7 +88,9 @@ class LiveSocket {
     socket.onopen = () => {
       this.delay = 500;
       this.onState("open");
-      const subscribe = { type: "subscribe", topics: ["sessions", "agents", "alerts", "metrics", "logs"] };
+      const topics = ["sessions", "agents", "alerts", "metrics"];
+      if (this.logs) topics.push("logs");
+      const subscribe = { type: "subscribe", topics };
       if (this.lastSeq !== null) subscribe.since = this.lastSeq;
       socket.send(JSON.stringify(subscribe));
     };
@@ -104,6 +107,15 @@ class LiveSocket {
       this.timer = setTimeout(() => this.connect(), this.delay);
       this.delay = Math.min(this.delay * 2, 10000);
     };
+  }
+
+  // Agents' output lines only while a session page shows them (they are the busiest topic).
+  setLogs(wanted) {
+    if (this.logs === wanted) return;
+    this.logs = wanted;
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ type: wanted ? "subscribe" : "unsubscribe", topics: ["logs"] }));
+    }
   }
 
   // Reconnects now (a new token).
@@ -471,8 +483,14 @@ const live = {
       badge.dataset.state = state;
       badge.textContent = state === "open" ? "live" : state === "closed" ? "reconnecting" : "connecting";
     });
+    this.socket.setLogs(this.logs);
   },
   restart() { if (this.socket) this.socket.restart(); },
+  logs: false,
+  setLogs(wanted) {
+    this.logs = wanted;
+    if (this.socket) this.socket.setLogs(wanted);
+  },
 };
 
 // ---------------------------------------------------------------- routing and forms
@@ -481,6 +499,7 @@ function route() {
   const match = location.hash.match(/^#\/session\/([0-9a-f-]+)$/i);
   $("#list-view").hidden = Boolean(match);
   $("#session-view").hidden = !match;
+  live.setLogs(Boolean(match));
   if (match) page.open(match[1]);
   else { page.id = null; page.destroyCharts(); list.load(); }
 }

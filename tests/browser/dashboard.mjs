@@ -72,7 +72,7 @@ async function openMode(work) {
   await page.waitForSelector('#create-form .validation[data-valid="true"]', WAIT);
   step("live path validation answered");
   await form.locator("[name=agents]").fill(JSON.stringify([
-    { agent_type: "backend", name: "worker", command: ["sleep", "1000"] },
+    { agent_type: "backend", name: "worker", command: ["sh", "-c", "echo hello-from-worker; exec sleep 1000"] },
   ]));
   await form.locator("button[type=submit]").click();
   await page.waitForURL(/#\/session\/[0-9a-f-]+$/, WAIT);
@@ -108,6 +108,9 @@ async function openMode(work) {
     return row.querySelector(".status").dataset.s === "running" && /^\d+$/.test(pid) && Number(pid) !== old;
   }, agent.pid, "a new pid, running");
   step(`restart shown live: ${await row.locator(".restarts").textContent()} restarts, new pid ${await row.locator(".pid").textContent()}`);
+  // The second incarnation's output arrives in the log tail live.
+  await until(() => document.querySelector("#log").textContent.split("hello-from-worker").length > 2, null, "the restarted agent's output in the log tail");
+  step("the restarted agent's output appeared in the log tail");
 
   const toast = page.locator(".toast", { hasText: "errors in the last hour" });
   await toast.first().waitFor(WAIT);
