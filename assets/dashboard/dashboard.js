@@ -560,6 +560,8 @@ onSubmit($("#create-form"), async (data) => {
     create_if_missing: data.get("create_if_missing") === "on",
     agents,
   });
+  $("#create-form").reset();
+  $('#create-form .validation').textContent = "";
   location.hash = `#/session/${session.id}`;
 });
 
@@ -572,6 +574,7 @@ onSubmit($("#import-form"), async (data) => {
   const body = { session_data: snapshot.snapshot || snapshot };
   if (data.get("working_directory")) body.working_directory = data.get("working_directory");
   const { session } = await api("POST", "/sessions/import", body);
+  $("#import-form").reset();
   location.hash = `#/session/${session.id}`;
 });
 

@@ -145,6 +145,20 @@ async function openMode(work) {
   restarting = false;
   if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
   step(`reconnected (${await page.evaluate(() => window.__states.join(" → "))}), agent running again with pid ${await row.locator(".pid").textContent()}`);
+  // Export downloads the snapshot; importing that file makes a new session with its agent.
+  const [download] = await Promise.all([page.waitForEvent("download", WAIT), page.locator("#s-export").click()]);
+  const snapshotFile = join(artifacts, "exported-session.json");
+  await download.saveAs(snapshotFile);
+  step(`exported: ${download.suggestedFilename()}`);
+  await page.goto(`${url}#/`);
+  await page.locator(`#sessions tr[data-id="${id}"]`).waitFor(WAIT);
+  await page.locator("#import-form [name=file]").setInputFiles(snapshotFile);
+  await page.locator("#import-form [name=working_directory]").fill(join(work, "imported"));
+  await page.locator("#import-form button[type=submit]").click();
+  await until((old) => /#\/session\/[0-9a-f-]+$/.test(location.hash) && !location.hash.endsWith(old), id, "the imported session's page");
+  await page.locator('#agents tr[data-agent="worker"] .status[data-s=running]').waitFor(WAIT);
+  if (!(await page.locator("#s-dir").textContent()).endsWith("imported")) throw new Error("imported into the wrong directory");
+  step("imported the exported file: a new session, its agent running");
   await page.goto(`${url}#/`);
   await page.locator(`#sessions tr[data-id="${id}"]`).waitFor(WAIT);
   await page.screenshot({ path: join(artifacts, "dashboard-list.png"), fullPage: true });
