@@ -6,6 +6,7 @@
 
 mod answers;
 mod body;
+mod dashboard;
 mod dto;
 mod envelope;
 mod errors;
@@ -159,6 +160,26 @@ pub fn routes(
         })
         .or(warp::path!("ws" / "sessions").and(not_an_upgrade()))
         .unify();
+    // The dashboard: the page and its embedded assets (no data, so no token needed; see
+    // `security`). Not part of the API, so not in /openapi.json.
+    let dashboard = warp::path::end()
+        .and(get_or_head())
+        .and(warp::header::headers_cloned())
+        .map(|request: warp::http::HeaderMap| dashboard::index(&request))
+        .or(warp::path::end().and(other_methods("GET, HEAD")))
+        .unify()
+        .or(warp::path!("assets" / String)
+            .and(get_or_head())
+            .and(warp::header::headers_cloned())
+            .map(|name: String, request: warp::http::HeaderMap| {
+                dashboard::asset(&name, &request).unwrap_or_else(|| reply(Err(ApiError::NotFound)))
+            }))
+        .unify()
+        .or(warp::path!("assets" / String)
+            .and(other_methods("GET, HEAD"))
+            .map(|_, response| response))
+        .unify()
+        .boxed();
 
     // Every route goes into this tree (`.or(...).unify()`, each answering a `Response`), and
     // so behind every guard below; none needs to check anything itself. The paths are
@@ -190,6 +211,8 @@ pub fn routes(
         .or(openapi)
         .unify()
         .or(websocket)
+        .unify()
+        .or(dashboard)
         .unify()
         // Boxed: warp clones the routes for every request, and a boxed tree is one reference
         // count instead of every filter and context in it.

@@ -31,7 +31,7 @@ use self::token::ExpectedToken;
 use super::errors::ApiError;
 use crate::config::ServerSettings;
 
-/// The one path a client may read without the token: it tells nothing but liveness.
+/// The one API path a client may read without the token: it tells nothing but liveness.
 const HEALTH_PATH: &str = "/health";
 /// What a preflight allows, and for how many seconds a browser may cache the answer.
 const CORS_METHODS: &str = "GET, POST, PUT, DELETE";
@@ -91,10 +91,24 @@ impl Security {
         }
     }
 
-    fn check_origin(&self, origin: Option<&HeaderValue>) -> Result<(), ApiError> {
+    /// An allowed origin, or the origin of `host` itself (a page this server served: the
+    /// dashboard), or none.
+    fn check_origin(&self, origin: Option<&HeaderValue>, host: &SeenHost) -> Result<(), ApiError> {
         match self.origin_verdict(origin) {
             OriginVerdict::Absent | OriginVerdict::Allowed => Ok(()),
-            OriginVerdict::Refused => Err(ApiError::ForbiddenOrigin),
+            OriginVerdict::Refused => {
+                let same = match (origin.map(HeaderValue::to_str), host) {
+                    (Some(Ok(origin)), SeenHost::Named(host)) => {
+                        self.origins.is_same_origin(origin, host)
+                    }
+                    _ => false,
+                };
+                if same {
+                    Ok(())
+                } else {
+                    Err(ApiError::ForbiddenOrigin)
+                }
+            }
         }
     }
 
@@ -106,8 +120,9 @@ impl Security {
         }
     }
 
-    /// Lets the request through when no token is configured, when it is `GET`/`HEAD
-    /// /health`, or when it carries the token.
+    /// Lets the request through when no token is configured, when it is a `GET`/`HEAD` of
+    /// `/health` or of the dashboard's page and assets (static files, no data: a browser
+    /// loading a page cannot send the header), or when it carries the token.
     fn authenticate(
         &self,
         method: &Method,
@@ -117,8 +132,9 @@ impl Security {
         let Some(expected) = &self.token else {
             return Ok(());
         };
-        let health = path == HEALTH_PATH && (method == Method::GET || method == Method::HEAD);
-        if health || expected.admits(headers) {
+        let read = method == Method::GET || method == Method::HEAD;
+        let public = read && (path == HEALTH_PATH || super::dashboard::is_static(path));
+        if public || expected.admits(headers) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized)
@@ -171,7 +187,7 @@ pub(crate) fn admit(
                 let verdict = security
                     .limit(peer.map(|addr| addr.ip()))
                     .and_then(|()| security.check_host(&host))
-                    .and_then(|()| security.check_origin(origin))
+                    .and_then(|()| security.check_origin(origin, &host))
                     .map_err(warp::reject::custom)
                     .and_then(|()| {
                         let is_preflight = method == Method::OPTIONS
@@ -255,5 +271,76 @@ fn select_bearer_protocol(request: &HeaderMap, response: &mut Response) {
             SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(token::BEARER_PROTOCOL),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn security(bound: &str) -> Security {
+        let server: ServerSettings = serde_json::from_value(serde_json::json!({
+            "bind": "0.0.0.0", "port": 8082, "token": "t0k", "allowed_origins": [],
+            "max_body_bytes": 1024, "rate_limit_per_second": 0, "rate_limit_burst": 0,
+        }))
+        .unwrap();
+        Security::new(&server, bound.parse().unwrap())
+    }
+
+    fn named(host: &str) -> SeenHost {
+        SeenHost::Named(host.parse().unwrap())
+    }
+
+    #[test]
+    fn the_page_of_a_server_bound_elsewhere_may_call_it() {
+        let security = security("10.1.2.3:8082");
+        let own = HeaderValue::from_static("http://10.1.2.3:8082");
+        assert!(security
+            .check_origin(Some(&own), &named("10.1.2.3:8082"))
+            .is_ok());
+        // Another origin, or the same one sent to another host, is cross-site.
+        let other = HeaderValue::from_static("http://10.1.2.4:8082");
+        assert!(security
+            .check_origin(Some(&other), &named("10.1.2.3:8082"))
+            .is_err());
+        assert!(security
+            .check_origin(Some(&own), &SeenHost::Absent)
+            .is_err());
+        assert!(security
+            .check_origin(Some(&own), &SeenHost::Malformed)
+            .is_err());
+        assert!(security.check_origin(None, &SeenHost::Absent).is_ok());
+    }
+
+    #[test]
+    fn only_reads_of_the_page_and_its_assets_skip_the_token() {
+        let security = security("127.0.0.1:8082");
+        let none = HeaderMap::new();
+        for path in ["/", "/assets/dashboard.js", "/health"] {
+            assert!(
+                security.authenticate(&Method::GET, path, &none).is_ok(),
+                "{path}"
+            );
+            assert!(
+                security.authenticate(&Method::HEAD, path, &none).is_ok(),
+                "{path}"
+            );
+            assert!(
+                security.authenticate(&Method::POST, path, &none).is_err(),
+                "{path}"
+            );
+        }
+        for path in [
+            "/api/claude/sessions",
+            "/metrics",
+            "/ws/sessions",
+            "/openapi.json",
+            "/assetsx",
+        ] {
+            assert!(
+                security.authenticate(&Method::GET, path, &none).is_err(),
+                "{path}"
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! HOME, for tests that talk to it over HTTP. Killed when dropped; SIGTERM stops its agents.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -25,6 +25,9 @@ pub struct App {
     /// A scratch directory for working directories.
     pub work: TempDir,
     _home: TempDir,
+    /// Its `--config` file, if any, and its `SESSION_MANAGER_*` settings (for `restart`).
+    config: Option<PathBuf>,
+    envs: Vec<(String, String)>,
     /// A client without a timeout of its own.
     pub client: reqwest::Client,
 }
@@ -44,49 +47,42 @@ impl App {
         let home = TempDir::new().unwrap();
         let data_dir = TempDir::new().unwrap();
         let work = TempDir::new().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
-                command.env_remove(name);
-            }
-        }
-        if let Some(config) = config {
+        let config = config.map(|config| {
             let file = work.path().join("config.toml");
             std::fs::write(&file, config).unwrap();
-            command.arg("--config").arg(file);
-        }
-        command
-            .env("HOME", home.path())
-            .args(["--port", "0", "--data-dir"])
-            .arg(data_dir.path())
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
+            file
         });
-        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        let Some(address) = line
-            .strip_prefix(LISTENING_PREFIX)
-            .and_then(|rest| rest.strip_suffix('\n'))
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not announce itself: {line:?}");
-        };
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let (child, address) = spawn(home.path(), data_dir.path(), config.as_deref(), &envs, 0);
         App {
-            address: address.to_owned(),
+            address,
             child,
             data_dir,
             work,
             _home: home,
+            config,
+            envs,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same port, with the same data,
+    /// HOME, configuration and environment: what a client sees when the server restarts.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port: u16 = self.address.rsplit(':').next().unwrap().parse().unwrap();
+        let (child, address) = spawn(
+            self._home.path(),
+            self.data_dir.path(),
+            self.config.as_deref(),
+            &self.envs,
+            port,
+        );
+        assert_eq!(address, self.address, "restarted on another address");
+        self.child = child;
     }
 
     /// `http://host:port` + `path`.
@@ -188,6 +184,50 @@ impl Drop for App {
             self.stop();
         }
     }
+}
+
+/// Starts the binary on `port` (0: any) and waits for its `listening` line: (child, address).
+fn spawn(
+    home: &Path,
+    data_dir: &Path,
+    config: Option<&Path>,
+    envs: &[(String, String)],
+    port: u16,
+) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
+            command.env_remove(name);
+        }
+    }
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .env("HOME", home)
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(data_dir)
+        .envs(envs.iter().map(|(name, value)| (name, value)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_default();
+    let Some(address) = line
+        .strip_prefix(LISTENING_PREFIX)
+        .and_then(|rest| rest.strip_suffix('\n'))
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not announce itself: {line:?}");
+    };
+    (child, address.to_owned())
 }
 
 /// Status and JSON body; checks the envelope every JSON answer has.

@@ -143,6 +143,19 @@ impl OriginPolicy {
         })
     }
 
+    /// Whether `origin` is the origin of a page this server served under `host` (the
+    /// request's `Host`, already checked by [`OriginPolicy::allows_host`]): the dashboard's
+    /// own requests. Same host and port, the scheme's default port implied — whatever the
+    /// bind address, so a server bound to `10.1.2.3` accepts its own page's requests.
+    pub(crate) fn is_same_origin(&self, origin: &str, host: &Authority) -> bool {
+        let (Some(origin), Some(name)) = (Origin::parse(origin), HostName::parse(host.host()))
+        else {
+            return false;
+        };
+        let default_port = if origin.secure { 443 } else { 80 };
+        origin.host == name && origin.port == host.port_u16().unwrap_or(default_port)
+    }
+
     /// What to make of an `Origin` header (`None`: there is none, or it is not text).
     pub(crate) fn check_origin(&self, origin: Option<&str>) -> OriginVerdict {
         let Some(text) = origin else {
@@ -242,6 +255,24 @@ mod tests {
             );
         }
         assert_eq!(policy.check_origin(None), OriginVerdict::Absent);
+    }
+
+    #[test]
+    fn the_origin_of_the_host_asked_is_the_same_origin() {
+        let policy = policy(&[], "10.1.2.3:8082");
+        let host = |text: &str| -> Authority { text.parse().unwrap() };
+        assert!(policy.is_same_origin("http://10.1.2.3:8082", &host("10.1.2.3:8082")));
+        assert!(policy.is_same_origin("http://EXAMPLE.org", &host("example.org:80")));
+        assert!(policy.is_same_origin("https://example.org", &host("example.org")));
+        for (origin, asked) in [
+            ("http://10.1.2.3:8083", "10.1.2.3:8082"),
+            ("http://10.1.2.4:8082", "10.1.2.3:8082"),
+            ("http://example.org", "example.org:8082"),
+            ("http://evil.example", "example.org"),
+            ("null", "10.1.2.3:8082"),
+        ] {
+            assert!(!policy.is_same_origin(origin, &host(asked)), "{origin}");
+        }
     }
 
     #[test]

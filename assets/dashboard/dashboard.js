@@ -1,0 +1,608 @@
+// The session-manager dashboard: plain JavaScript over the server's own API and WebSocket.
+// No build step; served from the binary (src/api/dashboard.rs).
+"use strict";
+
+const API = "/api/claude";
+const TOKEN_KEY = "session-manager.token";
+const $ = (selector, root = document) => root.querySelector(selector);
+
+// ---------------------------------------------------------------- token and requests
+
+const auth = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY) || ""; },
+  set token(value) {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+  },
+  waiting: null,
+  // Resolves once the user gave a token (the dialog stays until then).
+  ask(message) {
+    if (this.waiting) return this.waiting;
+    const dialog = $("#token-dialog");
+    $("#token-error").textContent = message || "";
+    this.waiting = new Promise((resolve) => {
+      $("#token-form").onsubmit = (event) => {
+        event.preventDefault();
+        this.token = $("#token-input").value.trim();
+        $("#token-input").value = "";
+        dialog.close();
+        this.waiting = null;
+        resolve();
+      };
+    });
+    if (!dialog.open) dialog.showModal();
+    return this.waiting;
+  },
+};
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+// A request to the API; asks for the token (once) on a 401 and tries again.
+async function api(method, path, body) {
+  for (;;) {
+    const headers = {};
+    if (auth.token) headers.authorization = `Bearer ${auth.token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const response = await fetch(API + path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => null);
+    if (response.status === 401) {
+      await auth.ask(auth.token ? "That token was refused." : "");
+      live.restart();
+      continue;
+    }
+    live.start();
+    if (!response.ok || !data || data.success === false) throw new ApiError(response.status, data);
+    return data;
+  }
+}
+
+// ---------------------------------------------------------------- WebSocket
+
+// One WebSocket with reconnection (backoff 0.5 s doubling to 10 s) and resume by `seq`.
+class LiveSocket {
+  constructor(onMessage, onState) {
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.delay = 500;
+    this.lastSeq = null;
+    this.logs = false;
+    this.socket = null;
+    this.timer = null;
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/sessions`;
+    // The token goes as a subprotocol (`bearer, <token>`), never in the URL.
+    const socket = auth.token ? new WebSocket(url, ["bearer", auth.token]) : new WebSocket(url);
+    this.socket = socket;
+    this.onState("connecting");
+    socket.onopen = () => {
+      this.delay = 500;
+      this.onState("open");
+      const topics = ["sessions", "agents", "alerts", "metrics"];
+      if (this.logs) topics.push("logs");
+      const subscribe = { type: "subscribe", topics };
+      if (this.lastSeq !== null) subscribe.since = this.lastSeq;
+      socket.send(JSON.stringify(subscribe));
+    };
+    socket.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (typeof message.seq === "number") this.lastSeq = message.seq;
+      if (message.type === "connected" && this.lastSeq === null) this.lastSeq = message.last_seq;
+      this.onMessage(message, this);
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.onState("closed");
+      this.timer = setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 10000);
+    };
+  }
+
+  // Agents' output lines only while a session page shows them (they are the busiest topic).
+  setLogs(wanted) {
+    if (this.logs === wanted) return;
+    this.logs = wanted;
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ type: wanted ? "subscribe" : "unsubscribe", topics: ["logs"] }));
+    }
+  }
+
+  // Reconnects now (a new token).
+  restart() {
+    const old = this.socket;
+    this.socket = null;
+    if (old) old.close();
+    this.delay = 500;
+    this.connect();
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null) continue;
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+const fmt = (value, digits = 1) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));
+
+function statusBadge(status) {
+  return el("span", { class: "status", "data-s": status, text: status });
+}
+
+function toast(text, severity, kind) {
+  const node = el("div", { class: "toast", role: "status", "data-severity": severity || "", "data-kind": kind || "" , text });
+  $("#toasts").append(node);
+  setTimeout(() => node.remove(), 8000);
+}
+
+function showError(form, error) {
+  const target = form.querySelector(".error") || $("#s-error");
+  target.textContent = error ? error.message : "";
+}
+
+function debounce(fn, ms) {
+  let timer;
+  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+}
+
+function download(name, data) {
+  const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+// ---------------------------------------------------------------- sessions list
+
+const list = {
+  rows: new Map(), // session id -> row
+
+  async load() {
+    const params = new URLSearchParams({ sort: "-created_at", limit: "200" });
+    for (const [key, value] of new FormData($("#filters"))) if (value) params.set(key, value);
+    try {
+      const data = await api("GET", `/sessions?${params}`);
+      this.render(data.sessions);
+    } catch (error) {
+      $("#sessions-empty").hidden = false;
+      $("#sessions-empty").textContent = error.message;
+    }
+  },
+
+  render(sessions) {
+    const body = $("#sessions tbody");
+    body.replaceChildren();
+    this.rows.clear();
+    for (const s of sessions) {
+      const counts = {};
+      for (const state of Object.values(s.agent_statuses || {})) counts[state] = (counts[state] || 0) + 1;
+      const agents = Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(", ") || "none";
+      const row = el("tr", { "data-id": s.id },
+        el("td", {}, el("a", { href: `#/session/${s.id}`, text: s.name })),
+        el("td", {}, statusBadge(s.status)),
+        el("td", {}, el("code", { text: s.working_directory })),
+        el("td", { text: (s.context && s.context.git_branch) || "–" }),
+        el("td", { class: "agents", text: agents }),
+        el("td", { class: "cpu", text: fmt(s.metrics.cpu_usage_percent) }),
+        el("td", { class: "mem", text: fmt(s.metrics.memory_usage_mb) }));
+      this.rows.set(s.id, row);
+      body.append(row);
+    }
+    $("#sessions-empty").textContent = "No session matches.";
+    $("#sessions-empty").hidden = sessions.length > 0;
+  },
+
+  metrics(sessionId, point) {
+    const row = this.rows.get(sessionId);
+    if (!row) return;
+    $(".cpu", row).textContent = fmt(point.cpu_usage_percent);
+    $(".mem", row).textContent = fmt(point.memory_usage_mb);
+  },
+};
+const reloadList = debounce(() => list.load(), 250);
+
+// ---------------------------------------------------------------- one session
+
+const page = {
+  id: null,
+  session: null,
+  alerts: new Map(),
+  sampled: new Map(), // agent name -> its latest monitor sample
+  charts: null,
+  logAgent: null,
+
+  async open(id) {
+    this.id = id;
+    this.alerts.clear();
+    this.sampled.clear();
+    $("#alerts").replaceChildren();
+    $("#log").replaceChildren();
+    $("#s-error").textContent = "";
+    this.destroyCharts();
+    try {
+      await this.refresh();
+      const [status, metrics] = await Promise.all([
+        api("GET", `/sessions/${id}/status`),
+        api("GET", `/sessions/${id}/metrics?hours=1`),
+      ]);
+      for (const alert of status.alerts || []) if (alert.id) this.alerts.set(alert.id, alert);
+      this.renderAlerts();
+      const points = metrics.metrics || [];
+      for (const agent of (points.length ? points[points.length - 1].agents : null) || []) this.sampled.set(agent.name, agent);
+      this.render();
+      this.drawCharts(points);
+      await this.loadLog();
+    } catch (error) {
+      $("#s-error").textContent = error.message;
+    }
+  },
+
+  async refresh() {
+    const id = this.id;
+    const data = await api("GET", `/sessions/${id}`);
+    if (this.id !== id) return;
+    this.session = data.session;
+    this.render();
+  },
+
+  render() {
+    const s = this.session;
+    $("#s-name").textContent = s.name;
+    $("#s-status").textContent = s.status;
+    $("#s-status").dataset.s = s.status;
+    $("#s-dir").textContent = s.working_directory;
+    $("#s-branch").textContent = (s.context && s.context.git_branch) || "–";
+    const limits = {};
+    for (const a of s.configuration.agents || []) limits[a.name] = a.max_memory_mb;
+    const body = $("#agents tbody");
+    body.replaceChildren();
+    for (const agent of s.agents) {
+      const limit = limits[agent.name];
+      // The session object has an agent's memory only when it watches a limit; the monitor's
+      // last sample has it always.
+      const sampled = this.sampled.get(agent.name) || {};
+      const button = (label, op) => el("button", {
+        type: "button", "data-op": op, text: label,
+        onclick: () => this.command(agent.name, op),
+      });
+      body.append(el("tr", { "data-agent": agent.name },
+        el("td", { text: agent.name }),
+        el("td", { text: agent.agent_type }),
+        el("td", { class: "state" }, statusBadge(agent.status)),
+        el("td", { class: "restarts", text: String(agent.restart_count) }),
+        el("td", { class: "pid", text: agent.pid ?? "–" }),
+        el("td", { class: "memory", text: `${fmt(agent.memory_mb ?? sampled.memory_mb)} / ${limit ? limit : "∞"}` }),
+        el("td", { class: "cpu", text: fmt(agent.cpu_percent ?? sampled.cpu_percent) }),
+        el("td", {}, button("Start", "activate"), " ", button("Stop", "deactivate"), " ", button("Restart", "restart"))));
+    }
+    const select = $("#log-agent");
+    const names = s.agents.map((a) => a.name);
+    if ([...select.options].map((o) => o.value).join() !== names.join()) {
+      select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+      if (!names.includes(this.logAgent)) this.logAgent = names[0] || null;
+      select.value = this.logAgent || "";
+    }
+    this.drawGraph();
+  },
+
+  async command(name, op) {
+    try {
+      await api("POST", `/sessions/${this.id}/agents/${encodeURIComponent(name)}/${op}`);
+      await this.refresh();
+    } catch (error) {
+      $("#s-error").textContent = error.message;
+    }
+  },
+
+  // Layers: each agent one deeper than its deepest dependency (configured `depends_on`).
+  drawGraph() {
+    const graph = $("#graph");
+    graph.replaceChildren();
+    const config = this.session.configuration.agents || [];
+    const deps = {};
+    for (const a of config) deps[a.name] = (a.depends_on || []).filter((d) => config.some((c) => c.name === d));
+    const depth = {};
+    const layer = (name, seen = new Set()) => {
+      if (depth[name] !== undefined) return depth[name];
+      if (seen.has(name)) return 0;
+      seen.add(name);
+      depth[name] = Math.max(-1, ...deps[name].map((d) => layer(d, seen))) + 1;
+      return depth[name];
+    };
+    config.forEach((a) => layer(a.name));
+    const layers = [];
+    for (const a of config) (layers[depth[a.name]] ||= []).push(a.name);
+    const width = graph.clientWidth || 500;
+    const position = {};
+    layers.forEach((names, d) => names.forEach((name, i) => {
+      position[name] = { x: ((i + 1) * width) / (names.length + 1), y: 30 + d * 60 };
+    }));
+    graph.setAttribute("height", String(Math.max(80, layers.length * 60 + 20)));
+    const states = Object.fromEntries(this.session.agents.map((a) => [a.name, a.status]));
+    for (const [name, list] of Object.entries(deps)) for (const dep of list) {
+      const a = position[name], b = position[dep];
+      graph.append(svg("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, stroke: "#8c959f", "marker-end": "" }));
+    }
+    const colour = { running: "#1a7f37", failed: "#cf222e", backoff: "#9a6700", starting: "#9a6700" };
+    for (const [name, p] of Object.entries(position)) {
+      const group = svg("g", { "data-agent": name });
+      group.append(svg("circle", { cx: p.x, cy: p.y, r: 8, fill: colour[states[name]] || "#8c959f" }));
+      const label = svg("text", { x: p.x + 12, y: p.y + 4 });
+      label.textContent = `${name} (${states[name] || "?"})`;
+      group.append(label);
+      graph.append(group);
+    }
+  },
+
+  destroyCharts() {
+    if (this.charts) for (const chart of Object.values(this.charts)) chart.plot.destroy();
+    this.charts = null;
+  },
+
+  drawCharts(points) {
+    this.destroyCharts();
+    const make = (target, label, field, stroke) => {
+      const data = [points.map((p) => p.timestamp), points.map((p) => p[field] ?? null)];
+      const width = $(target).clientWidth || 400;
+      const plot = new uPlot({
+        width, height: 180,
+        series: [{}, { label, stroke, width: 1.5 }],
+        axes: [{}, { size: 50 }],
+        legend: { show: false },
+      }, data, $(target));
+      return { plot, data, field };
+    };
+    this.charts = {
+      cpu: make("#cpu-chart", "CPU %", "cpu_usage_percent", "#0969da"),
+      mem: make("#mem-chart", "Memory MB", "memory_usage_mb", "#8250df"),
+    };
+  },
+
+  metrics(point) {
+    if (!this.charts) return;
+    for (const chart of Object.values(this.charts)) {
+      chart.data[0].push(point.timestamp);
+      chart.data[1].push(point[chart.field] ?? null);
+      if (chart.data[0].length > 3600) { chart.data[0].shift(); chart.data[1].shift(); }
+      chart.plot.setData(chart.data);
+    }
+    // Live per-agent CPU and memory in the table.
+    for (const agent of point.agents || []) {
+      this.sampled.set(agent.name, agent);
+      const row = $(`#agents tr[data-agent="${CSS.escape(agent.name)}"]`);
+      if (!row) continue;
+      const limit = $(".memory", row).textContent.split(" / ")[1];
+      $(".memory", row).textContent = `${fmt(agent.memory_mb)} / ${limit}`;
+      $(".cpu", row).textContent = fmt(agent.cpu_percent);
+    }
+  },
+
+  renderAlerts() {
+    const target = $("#alerts");
+    target.replaceChildren(...[...this.alerts.values()].map((alert) =>
+      el("li", { "data-severity": alert.severity || "", "data-id": alert.id,
+        text: `${alert.severity || ""} ${alert.kind || ""}: ${alert.message || ""}` })));
+    if (!this.alerts.size) target.append(el("li", { class: "muted", text: "none" }));
+  },
+
+  async loadLog() {
+    const name = this.logAgent;
+    $("#log").replaceChildren();
+    if (!name) return;
+    const data = await api("GET", `/sessions/${this.id}/agents/${encodeURIComponent(name)}/logs?tail=200`);
+    for (const line of data.lines || []) this.appendLog(line.stream, line.line);
+  },
+
+  appendLog(stream, text) {
+    const log = $("#log");
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.append(el("span", { class: stream, text: `${text}\n` }));
+    while (log.childNodes.length > 1000) log.firstChild.remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  },
+};
+const refreshPage = debounce(() => page.id && page.refresh().catch(() => {}), 150);
+
+// ---------------------------------------------------------------- live events
+
+function onEvent(message) {
+  const sid = message.session_id;
+  const data = message.data || {};
+  switch (message.type) {
+    case "connected":
+      // (Re)connected: what happened meanwhile is replayed, but reload what is shown.
+      reloadList();
+      refreshPage();
+      break;
+    case "agent_status":
+    case "agent_exited":
+    case "agent_activated":
+    case "agent_deactivated":
+    case "agent_restarted":
+      reloadList();
+      if (sid === page.id) refreshPage();
+      break;
+    case "alert":
+      toast(`Alert (${data.severity}): ${data.message}`, data.severity, "alert");
+      if (sid === page.id && data.id) { page.alerts.set(data.id, data); page.renderAlerts(); }
+      break;
+    case "alert_resolved":
+      toast(`Resolved: ${data.message || data.kind}`, data.severity, "resolved");
+      if (page.alerts.delete(data.id)) page.renderAlerts();
+      break;
+    case "metrics":
+      list.metrics(sid, data);
+      if (sid === page.id) page.metrics(data);
+      break;
+    case "log":
+      if (sid === page.id && data.agent === page.logAgent) page.appendLog(data.stream, data.line);
+      break;
+    default:
+      if (message.type && message.type.startsWith("session_")) {
+        reloadList();
+        if (sid === page.id) refreshPage();
+      }
+  }
+}
+
+// Connected after the first answer of the API, so with the token when one is needed.
+const live = {
+  socket: null,
+  start() {
+    if (this.socket) return;
+    this.socket = new LiveSocket(onEvent, (state) => {
+      const badge = $("#live");
+      badge.dataset.state = state;
+      badge.textContent = state === "open" ? "live" : state === "closed" ? "reconnecting" : "connecting";
+    });
+    this.socket.setLogs(this.logs);
+  },
+  restart() { if (this.socket) this.socket.restart(); },
+  logs: false,
+  setLogs(wanted) {
+    this.logs = wanted;
+    if (this.socket) this.socket.setLogs(wanted);
+  },
+};
+
+// ---------------------------------------------------------------- routing and forms
+
+function route() {
+  const match = location.hash.match(/^#\/session\/([0-9a-f-]+)$/i);
+  $("#list-view").hidden = Boolean(match);
+  $("#session-view").hidden = !match;
+  live.setLogs(Boolean(match));
+  if (match) page.open(match[1]);
+  else { page.id = null; page.destroyCharts(); list.load(); }
+}
+window.addEventListener("hashchange", route);
+
+$("#filters").addEventListener("input", debounce(() => list.load(), 250));
+$("#filters").addEventListener("submit", (event) => event.preventDefault());
+$("#token-button").addEventListener("click", () => auth.ask("").then(() => { live.restart(); route(); }));
+$("#log-agent").addEventListener("change", (event) => {
+  page.logAgent = event.target.value;
+  page.loadLog().catch((error) => { $("#s-error").textContent = error.message; });
+});
+
+// Live path validation: what the server says of the path as it is typed.
+function validatePath(form, field) {
+  const input = form.elements[field];
+  const target = form.querySelector(`.validation[data-for="${field}"]`);
+  input.addEventListener("input", debounce(async () => {
+    const path = input.value.trim();
+    if (!path) { target.textContent = ""; delete target.dataset.valid; return; }
+    try {
+      const create = Boolean(form.elements.create_if_missing && form.elements.create_if_missing.checked);
+      const { validation } = await api("POST", "/validate-path", { path, create_if_missing: create });
+      if (input.value.trim() !== path) return;
+      target.dataset.valid = String(validation.valid);
+      const notes = [...(validation.validation_errors || []), ...(validation.warnings || [])];
+      target.textContent = validation.valid
+        ? `✓ ${validation.exists ? "exists" : "will be created"}${validation.is_git_repo ? ", git repository" : ""}${notes.length ? ` (${notes.join("; ")})` : ""}`
+        : `✗ ${notes.join("; ") || "refused"}`;
+    } catch (error) {
+      target.dataset.valid = "false";
+      target.textContent = `✗ ${error.message}`;
+    }
+  }, 200));
+}
+validatePath($("#create-form"), "working_directory");
+validatePath($("#navigate-form"), "path");
+
+function onSubmit(form, handler) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError(form, null);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try { await handler(new FormData(form)); } catch (error) { showError(form, error); }
+    finally { button.disabled = false; }
+  });
+}
+
+onSubmit($("#create-form"), async (data) => {
+  let agents;
+  try { agents = JSON.parse(data.get("agents") || "[]"); } catch (error) {
+    throw new Error(`agents: not JSON (${error.message})`);
+  }
+  const { session } = await api("POST", "/sessions", {
+    name: data.get("name"),
+    working_directory: data.get("working_directory"),
+    create_if_missing: data.get("create_if_missing") === "on",
+    agents,
+  });
+  $("#create-form").reset();
+  $('#create-form .validation').textContent = "";
+  location.hash = `#/session/${session.id}`;
+});
+
+onSubmit($("#import-form"), async (data) => {
+  const file = data.get("file");
+  let snapshot;
+  try { snapshot = JSON.parse(await file.text()); } catch (error) {
+    throw new Error(`${file.name}: not JSON (${error.message})`);
+  }
+  const body = { session_data: snapshot.snapshot || snapshot };
+  if (data.get("working_directory")) body.working_directory = data.get("working_directory");
+  const { session } = await api("POST", "/sessions/import", body);
+  $("#import-form").reset();
+  location.hash = `#/session/${session.id}`;
+});
+
+onSubmit($("#navigate-form"), async (data) => {
+  await api("POST", `/sessions/${page.id}/navigate`, {
+    path: data.get("path"), create_if_missing: data.get("create_if_missing") === "on",
+  });
+  await page.refresh();
+});
+
+onSubmit($("#clone-form"), async (data) => {
+  const body = { new_name: data.get("new_name"), copy_agents: data.get("copy_agents") === "on" };
+  if (data.get("new_working_directory")) body.new_working_directory = data.get("new_working_directory");
+  const { session } = await api("POST", `/sessions/${page.id}/clone`, body);
+  location.hash = `#/session/${session.id}`;
+});
+
+$("#s-export").addEventListener("click", async () => {
+  try {
+    const { snapshot } = await api("POST", `/sessions/${page.id}/export`, {});
+    download(`session-${page.session.name}-${page.id}.json`, snapshot);
+  } catch (error) { $("#s-error").textContent = error.message; }
+});
+
+$("#s-stop").addEventListener("click", async () => {
+  if (!confirm(`Terminate session "${page.session.name}" and stop its agents?`)) return;
+  try { await api("DELETE", `/sessions/${page.id}`); await page.refresh(); }
+  catch (error) { $("#s-error").textContent = error.message; }
+});
+
+route();

@@ -1,0 +1,183 @@
+//! The dashboard: a static page and its assets, embedded in the binary (no build step, no
+//! files to install). `GET /` is the page, `GET /assets/{name}` its scripts, styles and the
+//! vendored uPlot chart library. They hold no data: the page reads everything through the
+//! API and the WebSocket, with the token when the server has one, so `security` lets these
+//! GETs through without it (a browser cannot send a header when it loads a page).
+//!
+//! Each answer carries an `ETag` (a digest of the content) and `Cache-Control: no-cache`:
+//! a browser revalidates and gets a 304 while the binary is the same, and never keeps a
+//! stale script after an upgrade.
+
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+use warp::http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    X_CONTENT_TYPE_OPTIONS,
+};
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+
+/// The path prefix of the assets.
+pub(crate) const ASSETS_PREFIX: &str = "/assets/";
+
+/// The page may load only its own assets and talk only to its own server (fetch and
+/// WebSocket); nothing may frame it.
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                   style-src 'self'; script-src 'self'; frame-ancestors 'none'; \
+                   base-uri 'none'; form-action 'none'";
+
+/// One embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const INDEX: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("../../assets/dashboard/index.html"),
+};
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "dashboard.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/dashboard/dashboard.js"),
+    },
+    Asset {
+        name: "dashboard.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/dashboard/dashboard.css"),
+    },
+    Asset {
+        name: "uPlot.iife.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/uPlot.iife.min.js"),
+    },
+    Asset {
+        name: "uPlot.min.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/uPlot.min.css"),
+    },
+];
+
+/// Whether `path` is the page or an asset (served without the token on GET and HEAD).
+pub(crate) fn is_static(path: &str) -> bool {
+    path == "/" || path.starts_with(ASSETS_PREFIX)
+}
+
+/// `GET /`.
+pub(crate) fn index(request: &HeaderMap) -> Response {
+    serve(&INDEX, 0, request)
+}
+
+/// `GET /assets/{name}`; `None` for a name that is not embedded.
+pub(crate) fn asset(name: &str, request: &HeaderMap) -> Option<Response> {
+    let index = ASSETS.iter().position(|asset| asset.name == name)?;
+    Some(serve(&ASSETS[index], index + 1, request))
+}
+
+/// The strong `ETag` of each file (index 0 the page), computed once.
+fn etag(slot: usize, asset: &Asset) -> &'static HeaderValue {
+    static TAGS: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        std::iter::once(&INDEX)
+            .chain(ASSETS)
+            .map(|asset| {
+                let digest = Sha256::digest(asset.body);
+                let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+                HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header")
+            })
+            .collect()
+    });
+    debug_assert_eq!(
+        std::iter::once(&INDEX)
+            .chain(ASSETS)
+            .nth(slot)
+            .map(|a| a.name),
+        Some(asset.name)
+    );
+    &tags[slot]
+}
+
+fn serve(asset: &Asset, slot: usize, request: &HeaderMap) -> Response {
+    let tag = etag(slot, asset);
+    let fresh = request
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .any(|candidate| {
+            let candidate = candidate.trim();
+            candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == tag.as_bytes()
+        });
+    let mut response = if fresh {
+        let mut response = Response::default();
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(asset.body.into());
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(ETAG, tag.clone());
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if asset.content_type.starts_with("text/html") {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_the_page_names_is_embedded() {
+        let page = std::str::from_utf8(INDEX.body).unwrap();
+        let named: Vec<&str> = page
+            .split(ASSETS_PREFIX)
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert!(named.len() >= 4, "{named:?}");
+        for name in named {
+            assert!(
+                asset(name, &HeaderMap::new()).is_some(),
+                "{name} is not embedded"
+            );
+        }
+    }
+
+    #[test]
+    fn a_matching_etag_gets_a_304_and_another_the_file() {
+        let first = asset("dashboard.js", &HeaderMap::new()).unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(
+            first.headers()[CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        let tag = first.headers()[ETAG].clone();
+        let mut request = HeaderMap::new();
+        request.insert(IF_NONE_MATCH, tag.clone());
+        let again = asset("dashboard.js", &request).unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[ETAG], tag);
+
+        request.insert(IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert_eq!(
+            asset("dashboard.js", &request).unwrap().status(),
+            StatusCode::OK
+        );
+        // Each file has its own tag.
+        let css = asset("dashboard.css", &HeaderMap::new()).unwrap();
+        assert_ne!(css.headers()[ETAG], tag);
+        assert!(asset("nope.js", &HeaderMap::new()).is_none());
+    }
+}

@@ -1,0 +1,204 @@
+// The dashboard in headless Chromium, against a real server started by tests/dashboard.rs.
+//
+//   node tests/browser/dashboard.mjs open  <url> <work-dir> <artifacts-dir>
+//   node tests/browser/dashboard.mjs token <url> <token> <artifacts-dir>
+//
+// `open`: a server without a token, custom commands allowed, error-rate threshold 0. Load the
+// page, create a session with a process agent through the form, see it running, SIGKILL its
+// process from here and see the restart appear without a reload, see the alert toast, save a
+// screenshot. `token`: a server with a token; the page asks for it once, keeps it in
+// sessionStorage only, and then lists sessions and goes live.
+// Prints one line per step; any failure exits 1 with the reason (and a screenshot).
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [mode, url, arg, artifacts] = process.argv.slice(2);
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+// Bounds for waiting on the page; generous for a loaded 2-core machine, not asserted times.
+const WAIT = { timeout: 20000 };
+
+mkdirSync(artifacts, { recursive: true });
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+const problems = [];
+page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+// While the server restarts, failed connections and its 503s are expected.
+let restarting = false;
+const RESTART_NOISE = /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|status of 503/;
+page.on("console", (message) => {
+  if (restarting && RESTART_NOISE.test(message.text())) return;
+  // The first request without the token is answered 401, which Chromium logs.
+  if (message.type() === "error" && !(mode === "token" && /status of 401/.test(message.text()))) problems.push(`console error: ${message.text()}`);
+});
+const step = (text) => console.log(`ok ${text}`);
+
+// Polls `predicate(arg)` in the page until true (page.waitForFunction with an argument
+// evaluates a string, which the page's CSP rightly refuses).
+async function until(predicate, arg, what) {
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    if (await page.evaluate(predicate, arg)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+// Resolves at the next line on stdin (tests/dashboard.rs answers RESTART with one).
+function waitForLine() {
+  return new Promise((resolve, reject) => {
+    process.stdin.once("data", () => { process.stdin.pause(); process.stdin.unref(); resolve(); });
+    process.stdin.once("end", () => reject(new Error("stdin closed before the restart was done")));
+    process.stdin.resume();
+  });
+}
+
+async function api(path, token) {
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  const response = await fetch(new URL(`/api/claude${path}`, url), { headers });
+  return response.json();
+}
+
+async function openMode(work) {
+  await page.goto(url);
+  await page.waitForSelector("#live[data-state=open]", WAIT);
+  step("page loaded, WebSocket open");
+  // A marker that a reload would wipe: everything below must happen live.
+  await page.evaluate(() => { window.__noReload = true; });
+
+  const form = page.locator("#create-form");
+  await form.locator("[name=name]").fill("browser-session");
+  await form.locator("[name=working_directory]").fill(join(work, "project"));
+  await page.waitForSelector('#create-form .validation[data-valid="true"]', WAIT);
+  step("live path validation answered");
+  await form.locator("[name=agents]").fill(JSON.stringify([
+    { agent_type: "backend", name: "worker", command: ["sh", "-c", "echo hello-from-worker; exec sleep 1000"] },
+  ]));
+  await form.locator("button[type=submit]").click();
+  await page.waitForURL(/#\/session\/[0-9a-f-]+$/, WAIT);
+  const id = page.url().split("/").pop();
+  step(`session ${id} created through the form`);
+
+  const row = page.locator('#agents tr[data-agent="worker"]');
+  await row.locator(".state .status[data-s=running]").waitFor(WAIT);
+  await until(() => /^\d+$/.test(document.querySelector('#agents tr[data-agent="worker"] .pid').textContent), null, "a pid");
+  const shownPid = Number(await row.locator(".pid").textContent());
+  const { session } = await api(`/sessions/${id}`);
+  const agent = session.agents.find((a) => a.name === "worker");
+  if (agent.status !== "running" || agent.pid !== shownPid) {
+    throw new Error(`page shows pid ${shownPid}, the API ${agent.pid} (${agent.status})`);
+  }
+  const restartsBefore = Number(await row.locator(".restarts").textContent());
+  step(`agent running with pid ${shownPid}, ${restartsBefore} restarts`);
+
+  // The monitor counts restarts from its first sample of the session on: wait for the
+  // agent's first live CPU figure (a `metrics` event) before the kill.
+  await until(() => /^\d/.test(document.querySelector('#agents tr[data-agent="worker"] .cpu').textContent)
+    && /^\d/.test(document.querySelector('#agents tr[data-agent="worker"] .memory').textContent), null, "a live metrics sample");
+  step(`live metrics: cpu ${await row.locator(".cpu").textContent()} %, memory ${await row.locator(".memory").textContent()} MB`);
+  process.kill(agent.pid, "SIGKILL");
+  step(`killed pid ${agent.pid} from outside`);
+  await until((before) => {
+    const row = document.querySelector('#agents tr[data-agent="worker"]');
+    return Number(row.querySelector(".restarts").textContent) > before;
+  }, restartsBefore, "the restart count to rise");
+  await until((old) => {
+    const row = document.querySelector('#agents tr[data-agent="worker"]');
+    const pid = row.querySelector(".pid").textContent;
+    return row.querySelector(".status").dataset.s === "running" && /^\d+$/.test(pid) && Number(pid) !== old;
+  }, agent.pid, "a new pid, running");
+  step(`restart shown live: ${await row.locator(".restarts").textContent()} restarts, new pid ${await row.locator(".pid").textContent()}`);
+  // The second incarnation's output arrives in the log tail live.
+  await until(() => document.querySelector("#log").textContent.split("hello-from-worker").length > 2, null, "the restarted agent's output in the log tail");
+  step("the restarted agent's output appeared in the log tail");
+
+  const toast = page.locator(".toast", { hasText: "errors in the last hour" });
+  await toast.first().waitFor(WAIT);
+  step(`alert toast: ${await toast.first().textContent()}`);
+  await page.locator("#alerts li", { hasText: "error_rate" }).first().waitFor(WAIT);
+  step("alert listed among the open alerts");
+  await until(() => document.querySelectorAll("#cpu-chart canvas").length > 0, null, "the CPU chart");
+  await page.locator("#graph g[data-agent=worker]").waitFor(WAIT);
+  step("charts and dependency graph drawn");
+
+  if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
+  await page.screenshot({ path: join(artifacts, "dashboard-session.png"), fullPage: true });
+
+  // The server restarts (same port and data): the page sees the connection drop, reconnects
+  // by itself and shows the restored agent's new process.
+  const pidBefore = Number(await row.locator(".pid").textContent());
+  await page.evaluate(() => {
+    window.__states = [];
+    new MutationObserver(() => window.__states.push(document.querySelector("#live").dataset.state))
+      .observe(document.querySelector("#live"), { attributes: true });
+  });
+  restarting = true;
+  console.log("RESTART");
+  await waitForLine();
+  step("server restarted on the same port");
+  await until(() => window.__states.includes("closed") && document.querySelector("#live").dataset.state === "open", null, "the WebSocket to reconnect");
+  await until((old) => {
+    const row = document.querySelector('#agents tr[data-agent="worker"]');
+    const pid = row.querySelector(".pid").textContent;
+    return row.querySelector(".status").dataset.s === "running" && /^\d+$/.test(pid) && Number(pid) !== old;
+  }, pidBefore, "the restored agent's new pid");
+  restarting = false;
+  if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
+  step(`reconnected (${await page.evaluate(() => window.__states.join(" → "))}), agent running again with pid ${await row.locator(".pid").textContent()}`);
+  // Export downloads the snapshot; importing that file makes a new session with its agent.
+  const [download] = await Promise.all([page.waitForEvent("download", WAIT), page.locator("#s-export").click()]);
+  const snapshotFile = join(artifacts, "exported-session.json");
+  await download.saveAs(snapshotFile);
+  step(`exported: ${download.suggestedFilename()}`);
+  await page.goto(`${url}#/`);
+  await page.locator(`#sessions tr[data-id="${id}"]`).waitFor(WAIT);
+  await page.locator("#import-form [name=file]").setInputFiles(snapshotFile);
+  await page.locator("#import-form [name=working_directory]").fill(join(work, "imported"));
+  await page.locator("#import-form button[type=submit]").click();
+  await until((old) => /#\/session\/[0-9a-f-]+$/.test(location.hash) && !location.hash.endsWith(old), id, "the imported session's page");
+  await page.locator('#agents tr[data-agent="worker"] .status[data-s=running]').waitFor(WAIT);
+  if (!(await page.locator("#s-dir").textContent()).endsWith("imported")) throw new Error("imported into the wrong directory");
+  step("imported the exported file: a new session, its agent running");
+  await page.goto(`${url}#/`);
+  await page.locator(`#sessions tr[data-id="${id}"]`).waitFor(WAIT);
+  await page.screenshot({ path: join(artifacts, "dashboard-list.png"), fullPage: true });
+  step(`screenshots in ${artifacts}`);
+}
+
+async function tokenMode(token) {
+  await page.goto(url);
+  const dialog = page.locator("#token-dialog[open]");
+  await dialog.waitFor(WAIT);
+  step("the page asked for the token");
+  await page.locator("#token-input").fill(token);
+  await page.locator("#token-form button[type=submit]").click();
+  await page.waitForSelector("#live[data-state=open]", WAIT);
+  await page.locator("#sessions-empty:not([hidden])").waitFor(WAIT);
+  step("sessions listed and WebSocket open with the token");
+  const stored = await page.evaluate(() => sessionStorage.getItem("session-manager.token"));
+  if (stored !== token) throw new Error("the token is not in sessionStorage");
+  if (page.url().includes(token)) throw new Error("the token is in the URL");
+  const local = await page.evaluate(() => JSON.stringify(localStorage));
+  if (local.includes(token)) throw new Error("the token is in localStorage");
+  // Asked once: a reload of the tab keeps it.
+  await page.reload();
+  await page.waitForSelector("#live[data-state=open]", WAIT);
+  if (await page.locator("#token-dialog[open]").count()) throw new Error("asked again after a reload");
+  step("kept for the tab: not asked again after a reload");
+  await page.screenshot({ path: join(artifacts, "dashboard-token.png"), fullPage: true });
+}
+
+try {
+  if (mode === "open") await openMode(arg);
+  else if (mode === "token") await tokenMode(arg);
+  else throw new Error(`unknown mode ${mode}`);
+  if (problems.length) throw new Error(problems.join("\n"));
+  console.log("PASS");
+} catch (error) {
+  console.log(`FAIL ${error.message}`);
+  if (problems.length) console.log(problems.join("\n"));
+  await page.screenshot({ path: join(artifacts, `failure-${mode}.png`), fullPage: true }).catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
