@@ -24,7 +24,10 @@ pub struct App {
     pub data_dir: TempDir,
     /// A scratch directory for working directories.
     pub work: TempDir,
-    _home: TempDir,
+    home: TempDir,
+    /// What it was started with, for a restart on the same data directory.
+    config_file: Option<std::path::PathBuf>,
+    envs: Vec<(String, String)>,
     /// A client without a timeout of its own.
     pub client: reqwest::Client,
 }
@@ -44,49 +47,54 @@ impl App {
         let home = TempDir::new().unwrap();
         let data_dir = TempDir::new().unwrap();
         let work = TempDir::new().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
-                command.env_remove(name);
-            }
-        }
-        if let Some(config) = config {
+        let config_file = config.map(|config| {
             let file = work.path().join("config.toml");
             std::fs::write(&file, config).unwrap();
-            command.arg("--config").arg(file);
-        }
-        command
-            .env("HOME", home.path())
-            .args(["--port", "0", "--data-dir"])
-            .arg(data_dir.path())
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
+            file
         });
-        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        let Some(address) = line
-            .strip_prefix(LISTENING_PREFIX)
-            .and_then(|rest| rest.strip_suffix('\n'))
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not announce itself: {line:?}");
-        };
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, address) = spawn(home.path(), data_dir.path(), config_file.as_deref(), &envs);
         App {
-            address: address.to_owned(),
+            address,
             child,
             data_dir,
             work,
-            _home: home,
+            home,
+            config_file,
+            envs,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// SIGKILLs the server (no shutdown code runs) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data directory, HOME and settings, once it has
+    /// exited; it may listen on another port.
+    pub fn restart(&mut self) {
+        assert!(
+            matches!(self.child.try_wait(), Ok(Some(_))),
+            "restart of a running server"
+        );
+        let (child, address) = spawn(
+            self.home.path(),
+            self.data_dir.path(),
+            self.config_file.as_deref(),
+            &self.envs,
+        );
+        self.child = child;
+        self.address = address;
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://host:port` + `path`.
@@ -188,6 +196,49 @@ impl Drop for App {
             self.stop();
         }
     }
+}
+
+/// Starts the binary and waits for the line announcing its address.
+fn spawn(
+    home: &Path,
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    envs: &[(String, String)],
+) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_session-manager"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SESSION_MANAGER_") {
+            command.env_remove(name);
+        }
+    }
+    if let Some(file) = config_file {
+        command.arg("--config").arg(file);
+    }
+    command
+        .env("HOME", home)
+        .args(["--port", "0", "--data-dir"])
+        .arg(data_dir)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_default();
+    let Some(address) = line
+        .strip_prefix(LISTENING_PREFIX)
+        .and_then(|rest| rest.strip_suffix('\n'))
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not announce itself: {line:?}");
+    };
+    (child, address.to_owned())
 }
 
 /// Status and JSON body; checks the envelope every JSON answer has.

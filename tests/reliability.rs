@@ -1,0 +1,495 @@
+//! The promises a sceptical user would check first, against the real binary (issue 10):
+//! nothing acknowledged is lost when the server is killed at random points, and no agent
+//! process or grandchild outlives the server, however it ends.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use common::app::App;
+use common::{example, fake, PATIENCE};
+
+// --- /proc ------------------------------------------------------------------------------
+
+/// One process as /proc shows it; `start` (clock ticks after boot) tells a reused pid apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Proc {
+    pid: u32,
+    start: u64,
+}
+
+/// `(state, ppid, pgid, start)` of `pid`, read from /proc/<pid>/stat.
+fn stat(pid: u32) -> Option<(char, u32, u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+    // cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime.
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(1)?.parse().ok()?,
+        fields.get(2)?.parse().ok()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+/// Every process on the machine as `(pid, ppid, pgid, start)`, zombies left out.
+fn processes() -> Vec<(u32, u32, u32, u64)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (state, ppid, pgid, start) = stat(pid)?;
+            (state != 'Z').then_some((pid, ppid, pgid, start))
+        })
+        .collect()
+}
+
+/// Whether this very process (not a later one with its pid) still runs, zombies excluded.
+fn running(process: Proc) -> bool {
+    stat(process.pid).is_some_and(|(state, _, _, start)| state != 'Z' && start == process.start)
+}
+
+/// The members of the process groups led by `leaders` (agents and whatever they started)
+/// and every descendant of `root`, found through /proc.
+fn family(root: u32, leaders: &HashSet<u32>) -> BTreeSet<Proc> {
+    let all = processes();
+    let mut found: BTreeSet<Proc> = all
+        .iter()
+        .filter(|(_, _, pgid, _)| leaders.contains(pgid))
+        .map(|&(pid, _, _, start)| Proc { pid, start })
+        .collect();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for &(pid, ppid, _, start) in &all {
+            if ppid == parent && found.insert(Proc { pid, start }) {
+                parents.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// How many live processes are in the group led by `leader`.
+fn group_size(leader: u32) -> usize {
+    processes()
+        .iter()
+        .filter(|(_, _, pgid, _)| *pgid == leader)
+        .count()
+}
+
+/// Waits (bounded) until none of `watched` runs; a survivor is killed, so the test leaves
+/// nothing behind, and then reported.
+fn none_survive(watched: &BTreeSet<Proc>, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let survivors: Vec<Proc> = watched.iter().copied().filter(|&p| running(p)).collect();
+        if survivors.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            for p in &survivors {
+                // SAFETY: kill(2) of a process this test started (checked by start time).
+                unsafe { libc::kill(p.pid as libc::pid_t, libc::SIGKILL) };
+            }
+            panic!(
+                "{what}: {} of {} processes survived: {survivors:?}",
+                survivors.len(),
+                watched.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// --- No orphans -----------------------------------------------------------------------------
+
+/// Sessions × agents per session: 50 agents, each with a grandchild.
+const SESSIONS: usize = 10;
+const TYPES: [&str; 5] = ["ORCHESTRATOR", "BACKEND", "FRONTEND", "DATABASE", "API"];
+
+/// A server running 50 agents in 10 sessions, every agent with a grandchild in its group;
+/// every other agent (and its grandchild) ignores SIGTERM. Returns the agents' pids once all
+/// 100 processes run.
+async fn fifty_agents(app: &App) -> HashSet<u32> {
+    let mut ids = Vec::new();
+    for s in 0..SESSIONS {
+        let agents: Vec<Value> = TYPES
+            .iter()
+            .enumerate()
+            .map(|(a, agent_type)| {
+                let mut args = vec!["--fork-grandchild"];
+                if (s + a) % 2 == 0 {
+                    args.push("--ignore-sigterm");
+                }
+                json!({"agent_type": agent_type, "command": fake(&args)})
+            })
+            .collect();
+        let (status, body) = app
+            .post(
+                "/api/claude/sessions",
+                &json!({"name": format!("s{s}"), "working_directory": app.dir(&format!("s{s}")),
+                        "git_enabled": false, "agents": agents}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["session"]["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + PATIENCE * 3;
+    loop {
+        let mut pids = HashSet::new();
+        for id in &ids {
+            let (_, body) = app.get(&format!("/api/claude/sessions/{id}/agents")).await;
+            for agent in body["agents"].as_array().into_iter().flatten() {
+                if let Some(pid) = agent["pid"].as_u64() {
+                    pids.insert(pid as u32);
+                }
+            }
+        }
+        if pids.len() == SESSIONS * TYPES.len() && pids.iter().all(|&p| group_size(p) >= 2) {
+            return pids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} agents with their grandchild running",
+            pids.iter().filter(|&&p| group_size(p) >= 2).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The processes to watch: the agents' groups and the server's descendants (the watchdog is
+/// not one: it double-forks away, and leaves with the server).
+fn watched(app: &App, agents: &HashSet<u32>) -> BTreeSet<Proc> {
+    let family = family(app.pid(), agents);
+    assert!(
+        family.len() >= 2 * SESSIONS * TYPES.len(),
+        "{} processes",
+        family.len()
+    );
+    family
+}
+
+#[tokio::test]
+async fn sigkill_of_the_server_leaves_no_agent_or_grandchild_of_fifty() {
+    let mut app = App::start(&[("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true")]);
+    let agents = fifty_agents(&app).await;
+    let family = watched(&app, &agents);
+    app.kill();
+    none_survive(&family, "after SIGKILL of the server");
+}
+
+#[tokio::test]
+async fn sigterm_of_the_server_stops_every_agent_and_grandchild_of_fifty() {
+    let mut app = App::start(&[
+        ("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true"),
+        ("SESSION_MANAGER_AGENTS__STOP_GRACE_MS", "500"),
+    ]);
+    let agents = fifty_agents(&app).await;
+    let family = watched(&app, &agents);
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = app
+        .wait_exit(PATIENCE)
+        .expect("the server exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    none_survive(&family, "after SIGTERM of the server");
+}
+
+/// The server has no way to panic on request (that would be a bug); a panic is tested where a
+/// program can choose one: examples/run_agents.rs, the same agent layer under a library user,
+/// panics in `main` with 50 agents running (on SIGTERM, with `--panic-on-signal`).
+#[tokio::test]
+async fn a_panic_in_a_program_running_fifty_agents_leaves_none_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let agents: Vec<Value> = (0..SESSIONS * TYPES.len())
+        .map(|i| {
+            let mut args = vec!["--fork-grandchild"];
+            if i % 2 == 0 {
+                args.push("--ignore-sigterm");
+            }
+            json!({"agent_type": "BACKEND", "name": format!("agent-{i}"), "depends_on": [],
+                   "command": fake(&args)})
+        })
+        .collect();
+    let file = dir.path().join("agents.json");
+    std::fs::write(&file, Value::from(agents).to_string()).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut runner = std::process::Command::new(example("run_agents"))
+        .arg(&file)
+        .arg(&work)
+        .arg(dir.path().join("data"))
+        .arg("--panic-on-signal")
+        .env("HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(runner.stdout.take().unwrap()));
+    let mut pids = HashSet::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let ["pid", _, pid] = line.split(' ').collect::<Vec<_>>().as_slice() {
+            pids.insert(pid.parse::<u32>().unwrap());
+        }
+        if line == "settled" {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 50);
+    let deadline = Instant::now() + PATIENCE;
+    while !pids.iter().all(|&p| group_size(p) >= 2) {
+        assert!(Instant::now() < deadline, "grandchildren missing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let family = family(runner.id(), &pids);
+    assert!(family.len() >= 100, "{family:?}");
+    // SAFETY: signalling our own child; it panics on SIGTERM.
+    unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) };
+    let status = runner.wait().unwrap();
+    drop(lines);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut runner.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(101), "not a panic: {status:?} {stderr}");
+    assert!(stderr.contains("--panic-on-signal"), "{stderr}");
+    none_survive(&family, "after a panic of the runner");
+}
+
+// --- Durability under SIGKILL ---------------------------------------------------------------
+
+/// xorshift64: reproducible from the seed the test prints.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What the test knows of a session: its name and whether it was deleted (terminated).
+type Known = BTreeMap<String, (String, bool)>;
+
+/// A change sent whose answer never came: it may or may not have happened.
+#[derive(Debug, Clone)]
+enum Pending {
+    Create(String),
+    Rename {
+        id: String,
+        from: String,
+        to: String,
+    },
+    Delete(String),
+}
+
+/// Creates, renames and deletes sessions of its own until a request fails (the server was
+/// killed); applies only what was acknowledged with a 2xx.
+async fn worker(
+    address: String,
+    client: reqwest::Client,
+    mut known: Known,
+    mut rng: Rng,
+    tag: String,
+    work: String,
+) -> (Known, Option<Pending>) {
+    let base = format!("http://{address}/api/claude/sessions");
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let live: Vec<String> = known
+            .iter()
+            .filter(|(_, (_, gone))| !gone)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let roll = rng.below(10);
+        let (request, pending) = if live.len() < 3 || roll < 3 {
+            let name = format!("{tag}-{n}");
+            let body = json!({"name": name, "working_directory": format!("{work}/{tag}-{n}"),
+                              "git_enabled": false});
+            (client.post(&base).json(&body), Pending::Create(name))
+        } else {
+            let id = live[rng.below(live.len() as u64) as usize].clone();
+            if roll < 8 {
+                let to = format!("{tag}-{n}");
+                let from = known[&id].0.clone();
+                let request = client
+                    .put(format!("{base}/{id}"))
+                    .json(&json!({"name": to}));
+                (request, Pending::Rename { id, from, to })
+            } else {
+                let request = client.delete(format!("{base}/{id}"));
+                (request, Pending::Delete(id))
+            }
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(_) => return (known, Some(pending)),
+        };
+        let status = response.status();
+        let body: Value = match response.json().await {
+            Ok(body) => body,
+            // The answer was cut off: not acknowledged.
+            Err(_) => return (known, Some(pending)),
+        };
+        assert!(status.is_success(), "{pending:?}: {status} {body}");
+        match pending {
+            Pending::Create(name) => {
+                let id = body["session"]["id"].as_str().unwrap().to_owned();
+                known.insert(id, (name, false));
+            }
+            Pending::Rename { id, to, .. } => known.get_mut(&id).unwrap().0 = to,
+            Pending::Delete(id) => known.get_mut(&id).unwrap().1 = true,
+        }
+    }
+}
+
+/// Every session the server lists, as the test models them.
+async fn listed(app: &App) -> Known {
+    let mut all = Known::new();
+    loop {
+        let (status, body) = app
+            .get(&format!(
+                "/api/claude/sessions?limit=1000&offset={}",
+                all.len()
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["sessions"].as_array().unwrap();
+        for session in page {
+            all.insert(
+                session["id"].as_str().unwrap().to_owned(),
+                (
+                    session["name"].as_str().unwrap().to_owned(),
+                    session["status"] == "terminated",
+                ),
+            );
+        }
+        if page.is_empty() || all.len() as u64 >= body["total"].as_u64().unwrap() {
+            return all;
+        }
+    }
+}
+
+/// Checks what the server lists against what was acknowledged, allowing either outcome for a
+/// change that was never answered; returns the listed state, per worker.
+fn reconcile(
+    round: usize,
+    mut actual: Known,
+    outcomes: Vec<(Known, Option<Pending>)>,
+) -> Vec<Known> {
+    let mut next = Vec::new();
+    for (known, pending) in outcomes {
+        let mut mine = Known::new();
+        for (id, expected) in &known {
+            let got = actual
+                .remove(id)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged {id} {expected:?} lost"));
+            let allowed = match &pending {
+                Some(Pending::Rename { id: p, from, to }) if p == id => {
+                    got == (from.clone(), expected.1) || got == (to.clone(), expected.1)
+                }
+                Some(Pending::Delete(p)) if p == id => got.0 == expected.0,
+                _ => &got == expected,
+            };
+            assert!(
+                allowed,
+                "round {round}: {id} is {got:?}, acknowledged {expected:?}, pending {pending:?}"
+            );
+            mine.insert(id.clone(), got);
+        }
+        if let Some(Pending::Create(name)) = &pending {
+            let created: Vec<String> = actual
+                .iter()
+                .filter(|(_, (n, gone))| n == name && !gone)
+                .map(|(id, _)| id.clone())
+                .collect();
+            assert!(created.len() <= 1, "round {round}: {name} created twice");
+            for id in created {
+                let got = actual.remove(&id).unwrap();
+                mine.insert(id, got);
+            }
+        }
+        next.push(mine);
+    }
+    assert!(
+        actual.is_empty(),
+        "round {round}: sessions nobody created: {actual:?}"
+    );
+    next
+}
+
+/// `PRAGMA integrity_check` of the database in `data_dir`, while no server runs.
+fn integrity(data_dir: &Path) -> String {
+    let file = data_dir.join("sessions").join("session_manager.db");
+    let connection = rusqlite::Connection::open(&file).unwrap();
+    connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap()
+}
+
+const KILLS: usize = 20;
+const WORKERS: u64 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_change_survives_twenty_sigkills_and_nothing_else_appears() {
+    let seed = std::env::var("RELIABILITY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("RELIABILITY_SEED={seed}");
+    let mut rng = Rng(seed);
+    let mut app = App::start(&[]);
+    let mut models: Vec<Known> = vec![Known::new(); WORKERS as usize];
+    let mut sessions = 0usize;
+    let mut cut_off = 0usize;
+    for round in 0..KILLS {
+        let workers: Vec<_> = models
+            .drain(..)
+            .enumerate()
+            .map(|(w, known)| {
+                tokio::spawn(worker(
+                    app.address.clone(),
+                    app.client.clone(),
+                    known,
+                    Rng(rng.next() | 1),
+                    format!("r{round}w{w}"),
+                    app.dir("w"),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
+        app.kill();
+        let mut outcomes = Vec::new();
+        for handle in workers {
+            outcomes.push(handle.await.unwrap());
+        }
+        cut_off += outcomes.iter().filter(|(_, p)| p.is_some()).count();
+        assert_eq!(integrity(app.data()), "ok", "round {round}");
+        app.restart();
+        let actual = listed(&app).await;
+        sessions = actual.len();
+        models = reconcile(round, actual, outcomes);
+    }
+    eprintln!("{KILLS} kills, {sessions} sessions, {cut_off} requests cut off");
+    assert!(sessions > KILLS, "too little traffic: {sessions} sessions");
+    assert!(cut_off > 0, "no request was ever cut off by a kill");
+    app.stop();
+    assert_eq!(integrity(app.data()), "ok");
+}
