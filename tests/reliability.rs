@@ -493,3 +493,208 @@ async fn every_acknowledged_change_survives_twenty_sigkills_and_nothing_else_app
     app.stop();
     assert_eq!(integrity(app.data()), "ok");
 }
+
+// --- Soak -----------------------------------------------------------------------------------
+
+/// Server resources at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: f64,
+    rss_kb: f64,
+    fds: f64,
+}
+
+fn sample(pid: u32, started: Instant) -> Sample {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as f64;
+    Sample {
+        at: started.elapsed().as_secs_f64(),
+        rss_kb,
+        fds,
+    }
+}
+
+/// Least-squares slope of `value` over time, per minute.
+fn slope_per_minute(samples: &[Sample], value: impl Fn(&Sample) -> f64) -> f64 {
+    let n = samples.len() as f64;
+    let mean_t = samples.iter().map(|s| s.at).sum::<f64>() / n;
+    let mean_v = samples.iter().map(&value).sum::<f64>() / n;
+    let covariance: f64 = samples
+        .iter()
+        .map(|s| (s.at - mean_t) * (value(s) - mean_v))
+        .sum();
+    let variance: f64 = samples.iter().map(|s| (s.at - mean_t).powi(2)).sum();
+    60.0 * covariance / variance
+}
+
+/// The crash loopers' backoff: 100 ms doubling to 2 s.
+const BACKOFF_INITIAL_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 2000;
+
+/// The most restarts a backed-off agent can have made in `elapsed`: each waits its delay.
+fn most_restarts(elapsed: Duration) -> u64 {
+    let mut waited = 0u64;
+    let mut delay = BACKOFF_INITIAL_MS;
+    let mut restarts = 0;
+    while waited + delay <= elapsed.as_millis() as u64 {
+        waited += delay;
+        delay = (delay * 2).min(BACKOFF_MAX_MS);
+        restarts += 1;
+    }
+    restarts
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads numbered events off `socket` until told to stop; any disconnect is a failure.
+async fn collect_seqs(mut socket: Socket, mut stop: tokio::sync::watch::Receiver<u64>) -> Vec<u64> {
+    use futures::StreamExt;
+    let mut seqs = Vec::new();
+    loop {
+        tokio::select! {
+            message = socket.next() => {
+                let message = message.expect("the WebSocket closed").expect("WebSocket error");
+                if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if let Some(seq) = value["seq"].as_u64() {
+                        seqs.push(seq);
+                    }
+                }
+            }
+            _ = stop.changed() => {}
+        }
+        let wanted = *stop.borrow();
+        if wanted > 0 && seqs.last().is_some_and(|&last| last >= wanted) {
+            return seqs;
+        }
+    }
+}
+
+/// The highest seq in the event log.
+async fn last_seq(app: &App) -> u64 {
+    let mut since = 0;
+    loop {
+        let (status, body) = app
+            .get(&format!("/api/claude/events?since={since}&limit=1000"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        match body["events"].as_array().unwrap().last() {
+            Some(event) => since = event["seq"].as_u64().unwrap(),
+            None => return since,
+        }
+    }
+}
+
+/// 50 sessions × 5 process agents, every third agent crash-looping, for SOAK_SECONDS (30 by
+/// default; scripts/soak.sh runs 300 on a release build): the server's file descriptors stay
+/// flat, every crash loop is held to its backoff, and the WebSocket delivers every numbered
+/// event once, in order. Prints the RSS and descriptor slopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_fifty_sessions_with_crash_loops() {
+    use futures::SinkExt;
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let app = App::start(&[("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true")]);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/sessions", app.address))
+            .await
+            .unwrap();
+    let subscribe =
+        json!({"type": "subscribe", "topics": ["sessions", "agents", "alerts"], "since": 0});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            subscribe.to_string().into(),
+        ))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(0u64);
+    let collector = tokio::spawn(collect_seqs(socket, stopped));
+
+    let created = Instant::now();
+    let mut ids = Vec::new();
+    let mut crashing = 0;
+    for s in 0..50 {
+        let agents: Vec<Value> = TYPES
+            .iter()
+            .enumerate()
+            .map(|(a, agent_type)| {
+                if (s * TYPES.len() + a).is_multiple_of(3) {
+                    crashing += 1;
+                    json!({"agent_type": agent_type, "retry_attempts": 100_000,
+                           "command": fake(&["--exit-after-ms", "100", "--code", "3"]),
+                           "backoff": {"initial_ms": BACKOFF_INITIAL_MS, "max_ms": BACKOFF_MAX_MS,
+                                       "multiplier": 2.0, "reset_after_seconds": 60}})
+                } else {
+                    json!({"agent_type": agent_type, "command": fake(&[])})
+                }
+            })
+            .collect();
+        let (status, body) = app
+            .post(
+                "/api/claude/sessions",
+                &json!({"name": format!("soak{s}"), "working_directory": app.dir(&format!("soak{s}")),
+                        "git_enabled": false, "agents": agents}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["session"]["id"].as_str().unwrap().to_owned());
+    }
+
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        samples.push(sample(app.pid(), started));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // Backoff: no crash looper restarted faster than its delays allow, and each did loop.
+    let mut looped = 0;
+    for id in &ids {
+        let (_, body) = app.get(&format!("/api/claude/sessions/{id}/agents")).await;
+        let bound = most_restarts(created.elapsed()) + 1;
+        for agent in body["agents"].as_array().unwrap() {
+            let restarts = agent["restart_count"].as_u64().unwrap();
+            if restarts > 0 {
+                looped += 1;
+                assert!(restarts <= bound, "not backed off: {agent}, bound {bound}");
+            }
+        }
+    }
+    assert_eq!(looped, crashing, "every crash looper restarts");
+
+    // Every numbered event arrived, once, in order.
+    let last = last_seq(&app).await;
+    stop.send(last).unwrap();
+    let seqs = tokio::time::timeout(PATIENCE, collector)
+        .await
+        .expect("the WebSocket fell behind the log")
+        .unwrap();
+    let delivered: Vec<u64> = seqs.into_iter().take_while(|&s| s <= last).collect();
+    assert_eq!(delivered.len() as u64, last, "events lost or repeated");
+    assert!(delivered.iter().copied().eq(1..=last), "out of order");
+
+    // Descriptors flat: a leak of one per restart would add hundreds.
+    let third = samples.len() / 3;
+    let most = |part: &[Sample]| part.iter().map(|s| s.fds).fold(0.0, f64::max);
+    let (early, late) = (most(&samples[..third]), most(&samples[2 * third..]));
+    let rss_slope = slope_per_minute(&samples, |s| s.rss_kb);
+    let fd_slope = slope_per_minute(&samples, |s| s.fds);
+    eprintln!(
+        "soak {seconds} s, {crashing} crash loopers, {last} events: RSS {:.0} -> {:.0} kB \
+         (slope {rss_slope:.0} kB/min), fds max {early} early, {late} late \
+         (slope {fd_slope:.1}/min)",
+        samples[0].rss_kb,
+        samples.last().unwrap().rss_kb
+    );
+    assert!(late <= early + 100.0, "descriptors grow: {samples:?}");
+}
