@@ -688,10 +688,11 @@ async fn soak_fifty_sessions_with_crash_loops() {
     let most = |part: &[Sample]| part.iter().map(|s| s.fds).fold(0.0, f64::max);
     let (early, late) = (most(&samples[..third]), most(&samples[2 * third..]));
     let rss_slope = slope_per_minute(&samples, |s| s.rss_kb);
+    let rss_slope_late = slope_per_minute(&samples[samples.len() / 2..], |s| s.rss_kb);
     let fd_slope = slope_per_minute(&samples, |s| s.fds);
     eprintln!(
         "soak {seconds} s, {crashing} crash loopers, {last} events: RSS {:.0} -> {:.0} kB \
-         (slope {rss_slope:.0} kB/min), fds max {early} early, {late} late \
+         (slope {rss_slope:.0} kB/min, {rss_slope_late:.0} over the second half), fds max {early} early, {late} late \
          (slope {fd_slope:.1}/min)",
         samples[0].rss_kb,
         samples.last().unwrap().rss_kb
