@@ -7,7 +7,7 @@
 #   benches/restart_peers.sh [RESTARTS] [release|dev]      (default 30, release)
 #
 # Supervisors: a plain `sh` while loop; PM2 (npm, installed under the target dir,
-# --restart-delay 0); supervisord (PyPI, in a venv under the target dir, startsecs=0,
+# restart_delay 0, min_uptime 0); supervisord (PyPI, in a venv under the target dir, startsecs=0,
 # autorestart); session-manager itself (the real server, one session with one agent, backoff
 # 0 ms) driven over HTTP. Each program run lives RUN_MS (default 100) ms, then exits 1.
 # Prints median / p90 / max per supervisor. Needs node/npm and python3; nothing is asserted.
@@ -36,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-starts() { grep -c '^start' "$1" 2>/dev/null || true; }
+starts() { local n; n="$(grep -c '^start' "$1" 2>/dev/null)" || true; echo "${n:-0}"; }
 wait_starts() { # FILE COUNT
     local deadline=$((SECONDS + 120))
     while [ "$(starts "$1")" -lt "$2" ]; do
@@ -59,11 +59,18 @@ if [ ! -x "$work/pm2/node_modules/.bin/pm2" ]; then
 fi
 pm2="$work/pm2/node_modules/.bin/pm2"
 stamp="$scratch/pm2.stamp"
-PM2_HOME="$scratch/pm2home" "$pm2" start "$fake" --name fake --interpreter none \
-    --restart-delay 0 --no-pmx -- --stamp "$stamp" "${args[@]}" >/dev/null
+# min_uptime 0 and no restart limit: every quick exit is restarted at once, not counted as
+# an unstable start (PM2 stops a program after 15 of those by default).
+cat > "$scratch/pm2.json" <<JSON
+{"apps": [{"name": "fake", "script": "$fake", "interpreter": "none",
+           "args": ["--stamp", "$stamp", "--exit-after-ms", "$run_ms", "--code", "1"],
+           "autorestart": true, "restart_delay": 0, "min_uptime": 0,
+           "max_restarts": 1000000, "pmx": false}]}
+JSON
+PM2_HOME="$scratch/pm2home" "$pm2" start "$scratch/pm2.json" >/dev/null
 wait_starts "$stamp" $((restarts + 1))
 PM2_HOME="$scratch/pm2home" "$pm2" kill >/dev/null
-pm2_version="$("$pm2" --version 2>/dev/null | tail -1)"
+pm2_version="$(node -p "require('$work/pm2/node_modules/pm2/package.json').version")"
 
 # 3. supervisord.
 if [ ! -x "$work/venv/bin/supervisord" ]; then
