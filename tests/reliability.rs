@@ -7,6 +7,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -302,6 +304,7 @@ async fn worker(
     mut rng: Rng,
     tag: String,
     work: String,
+    acks: Arc<AtomicUsize>,
 ) -> (Known, Option<Pending>) {
     let base = format!("http://{address}/api/claude/sessions");
     let mut n = 0u64;
@@ -343,6 +346,7 @@ async fn worker(
             Err(_) => return (known, Some(pending)),
         };
         assert!(status.is_success(), "{pending:?}: {status} {body}");
+        acks.fetch_add(1, Ordering::SeqCst);
         match pending {
             Pending::Create(name) => {
                 let id = body["session"]["id"].as_str().unwrap().to_owned();
@@ -457,6 +461,7 @@ async fn every_acknowledged_change_survives_twenty_sigkills_and_nothing_else_app
     let mut rng = Rng(seed);
     let mut app = App::start(&[]);
     let mut models: Vec<Known> = vec![Known::new(); WORKERS as usize];
+    let acks = Arc::new(AtomicUsize::new(0));
     let mut sessions = 0usize;
     let mut cut_off = 0usize;
     for round in 0..KILLS {
@@ -471,10 +476,22 @@ async fn every_acknowledged_change_survives_twenty_sigkills_and_nothing_else_app
                     Rng(rng.next() | 1),
                     format!("r{round}w{w}"),
                     app.dir("w"),
+                    acks.clone(),
                 ))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(250))).await;
+        // Some traffic acknowledged in every round, however slow the machine, then a kill
+        // at a random point.
+        let before = acks.load(Ordering::SeqCst);
+        let deadline = Instant::now() + PATIENCE;
+        while acks.load(Ordering::SeqCst) == before {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no request answered"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(250))).await;
         app.kill();
         let mut outcomes = Vec::new();
         for handle in workers {
@@ -487,8 +504,9 @@ async fn every_acknowledged_change_survives_twenty_sigkills_and_nothing_else_app
         sessions = actual.len();
         models = reconcile(round, actual, outcomes);
     }
-    eprintln!("{KILLS} kills, {sessions} sessions, {cut_off} requests cut off");
-    assert!(sessions > KILLS, "too little traffic: {sessions} sessions");
+    let acks = acks.load(Ordering::SeqCst);
+    eprintln!("{KILLS} kills, {acks} changes acknowledged, {sessions} sessions, {cut_off} requests cut off");
+    assert!(acks >= KILLS, "every round had traffic: {acks}");
     assert!(cut_off > 0, "no request was ever cut off by a kill");
     app.stop();
     assert_eq!(integrity(app.data()), "ok");
