@@ -2,13 +2,14 @@
 //! the agent layer as a library user sees it.
 //!
 //! ```text
-//! cargo run --example run_agents -- AGENTS.json WORKING_DIR DATA_DIR
+//! cargo run --example run_agents -- AGENTS.json WORKING_DIR DATA_DIR [--panic-on-signal]
 //! ```
 //! `AGENTS.json` is a list of agent configurations, as in a session's `agents`. Commands are
 //! allowed (the file is the operator's own). Prints `pid <agent> <pid>` for every process
 //! start, `state <agent> <from> <to>`, `log <agent> <line>` and `alert <agent> <message>` as
 //! they happen, `settled` once the start is over; SIGINT or SIGTERM stops every agent in
-//! reverse dependency order and prints `stopped`.
+//! reverse dependency order and prints `stopped`. With `--panic-on-signal` the signal makes it
+//! panic in `main` instead (tests/reliability.rs: no agent outlives a panic).
 
 use std::path::PathBuf;
 
@@ -21,8 +22,16 @@ use tokio::signal::unix::{signal, SignalKind};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [file, working_dir, data_dir] = args.as_slice() else {
-        return Err("usage: run_agents AGENTS.json WORKING_DIR DATA_DIR".into());
+    let (file, working_dir, data_dir, panic_on_signal) = match args.as_slice() {
+        [file, working_dir, data_dir] => (file, working_dir, data_dir, false),
+        [file, working_dir, data_dir, flag] if flag == "--panic-on-signal" => {
+            (file, working_dir, data_dir, true)
+        }
+        _ => {
+            return Err(
+                "usage: run_agents AGENTS.json WORKING_DIR DATA_DIR [--panic-on-signal]".into(),
+            )
+        }
     };
     let settings = Settings::load(&Overrides {
         data_dir: Some(PathBuf::from(data_dir)),
@@ -59,6 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
+    }
+    if panic_on_signal {
+        panic!("asked to by --panic-on-signal");
     }
     group.shutdown().await?;
     println!("stopped");

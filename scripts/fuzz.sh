@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Fuzzes the path validator for a bounded time (default 60 s): `scripts/fuzz.sh [SECONDS]`.
+# Fuzzes for a bounded time each (default 60 s): `scripts/fuzz.sh [SECONDS] [TARGET...]`.
+# Targets (fuzz/fuzz_targets/): validate_path (the path validator), import_document (the
+# import snapshot), request_body (every route's JSON body); all three by default.
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); not part of
-# `cargo test`. A crash leaves its input under fuzz/artifacts/ and exits non-zero.
+# `cargo test`. A crash leaves its input under fuzz/artifacts/<target>/ and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
-cargo +nightly fuzz run validate_path -- -max_total_time="$seconds"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(validate_path import_document request_body)
+fi
+for target in "${targets[@]}"; do
+    echo "== $target, ${seconds} s"
+    cargo +nightly fuzz run "$target" -- -max_total_time="$seconds"
+done

@@ -11,6 +11,8 @@ mod dto;
 mod envelope;
 mod errors;
 mod events;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod guards;
 mod health;
 mod openapi;

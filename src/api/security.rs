@@ -18,7 +18,7 @@ use futures::future::ready;
 use warp::http::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, SEC_WEBSOCKET_PROTOCOL, VARY,
+    ACCESS_CONTROL_REQUEST_METHOD, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL, VARY,
 };
 use warp::http::uri::Authority;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -184,10 +184,24 @@ pub(crate) fn admit(
                   path: warp::path::FullPath,
                   headers: HeaderMap| {
                 let origin = headers.get(ORIGIN);
+                // Two Host lines (RFC 9112 §3.2) or two Origins: which one a proxy or the
+                // route would believe is anyone's guess, so neither is trusted.
+                let host = if headers.get_all(HOST).iter().nth(1).is_some() {
+                    SeenHost::Malformed
+                } else {
+                    host
+                };
+                let two_origins = headers.get_all(ORIGIN).iter().nth(1).is_some();
                 let verdict = security
                     .limit(peer.map(|addr| addr.ip()))
                     .and_then(|()| security.check_host(&host))
-                    .and_then(|()| security.check_origin(origin, &host))
+                    .and_then(|()| {
+                        if two_origins {
+                            Err(ApiError::ForbiddenOrigin)
+                        } else {
+                            security.check_origin(origin, &host)
+                        }
+                    })
                     .map_err(warp::reject::custom)
                     .and_then(|()| {
                         let is_preflight = method == Method::OPTIONS

@@ -515,3 +515,333 @@ fn a_request_read_while_draining_gets_503() {
     assert_eq!(body["error_code"], "shutting_down", "{body}");
     assert_eq!(app.wait_for_exit().code(), Some(0));
 }
+
+/// Sends `request` (any bytes) on a new connection and reads the response; a write cut short
+/// by the server's answer is not an error.
+fn raw_bytes(app: &TestApp, request: &[u8]) -> RawResponse {
+    let mut stream = app.connect();
+    let _ = stream.write_all(request);
+    read_response(&mut stream)
+}
+
+/// One hostile request and what it must get: the status, and the `error_code` of the
+/// envelope (`None` where hyper answers before any route runs: a bare status, no body).
+struct Hostile {
+    what: &'static str,
+    request: Vec<u8>,
+    status: u16,
+    code: Option<&'static str>,
+}
+
+/// A request line, the right Host and token, `extra` header lines, and a JSON `body`.
+fn post_json(path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// A GET with `headers` (each ending in CRLF) and nothing else.
+fn get_with(path: &str, headers: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\n{headers}\r\n").into_bytes()
+}
+
+fn hostile_requests() -> Vec<Hostile> {
+    let sessions = "/api/claude/sessions";
+    let host = "Host: 127.0.0.1\r\n";
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let ok = format!("{host}{auth}");
+    let row = |what, request, status, code| Hostile {
+        what,
+        request,
+        status,
+        code,
+    };
+    let deep = format!("{{\"name\": {}{}}}", "[".repeat(2000), "]".repeat(2000));
+    let mut chunked = format!(
+        "POST {sessions} HTTP/1.1\r\n{ok}Content-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let over_limit = vec![b' '; 1024 * 1024 + 100];
+    chunked.extend_from_slice(format!("{:x}\r\n", over_limit.len()).as_bytes());
+    chunked.extend_from_slice(&over_limit);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let flood: String = (0..200).map(|i| format!("X-Flood-{i}: y\r\n")).collect();
+    let big_header = format!("X-Big: {}\r\n", "a".repeat(500_000));
+    vec![
+        // Bodies.
+        row(
+            "body over max_body_bytes, by Content-Length",
+            format!(
+                "POST {sessions} HTTP/1.1\r\n{ok}Content-Type: application/json\r\n\
+                 Content-Length: 10000000000\r\n\r\n{{"
+            )
+            .into_bytes(),
+            413,
+            Some("payload_too_large"),
+        ),
+        row(
+            "body over max_body_bytes, chunked",
+            chunked,
+            413,
+            Some("payload_too_large"),
+        ),
+        row(
+            "JSON nested 2,000 deep",
+            post_json(sessions, "", deep.as_bytes()),
+            400,
+            Some("session_validation_error"),
+        ),
+        row(
+            "JSON nested 100,000 deep at the top",
+            post_json(
+                sessions,
+                "",
+                format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).as_bytes(),
+            ),
+            400,
+            Some("session_validation_error"),
+        ),
+        row(
+            "bad UTF-8 in a JSON string",
+            post_json(
+                sessions,
+                "",
+                b"{\"name\": \"\xff\xfe\", \"working_directory\": \"/tmp/x\"}",
+            ),
+            400,
+            Some("session_validation_error"),
+        ),
+        row(
+            "NUL in a name",
+            post_json(
+                sessions,
+                "",
+                br#"{"name": "x\u0000", "working_directory": "/tmp/x"}"#,
+            ),
+            400,
+            Some("session_validation_error"),
+        ),
+        row(
+            "not JSON",
+            format!(
+                "POST {sessions} HTTP/1.1\r\n{ok}Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+            )
+            .into_bytes(),
+            415,
+            Some("unsupported_media_type"),
+        ),
+        row(
+            "two different Content-Lengths",
+            format!(
+                "POST {sessions} HTTP/1.1\r\n{ok}Content-Type: application/json\r\n\
+                 Content-Length: 2\r\nContent-Length: 5\r\n\r\n{{}}"
+            )
+            .into_bytes(),
+            400,
+            None,
+        ),
+        // Paths.
+        row(
+            "working directory climbing into /etc",
+            post_json(
+                sessions,
+                "",
+                br#"{"name": "x", "working_directory": "/tmp/../etc/x"}"#,
+            ),
+            422,
+            Some("path_refused"),
+        ),
+        row(
+            "dot segments in the URL",
+            get_with("/api/claude/sessions/../../../etc/passwd", &ok),
+            404,
+            Some("not_found"),
+        ),
+        row(
+            "encoded dot segments in the URL",
+            get_with("/%2e%2e/%2e%2e/etc/passwd", &ok),
+            404,
+            Some("not_found"),
+        ),
+        row(
+            "encoded traversal as a session id",
+            get_with("/api/claude/sessions/..%2F..%2Fetc%2Fpasswd", &ok),
+            404,
+            Some("session_not_found"),
+        ),
+        row(
+            "bad UTF-8 in the URL",
+            [
+                b"GET /api/claude/sessions/\xff\xfe HTTP/1.1\r\n".as_slice(),
+                ok.as_bytes(),
+                b"\r\n",
+            ]
+            .concat(),
+            400,
+            None,
+        ),
+        row(
+            "not HTTP at all",
+            b"\x00\x01\x02 nonsense\r\n\r\n".to_vec(),
+            400,
+            None,
+        ),
+        row(
+            "unknown method",
+            format!("BREW {sessions} HTTP/1.1\r\n{ok}\r\n").into_bytes(),
+            405,
+            Some("method_not_allowed"),
+        ),
+        // Host and Origin.
+        row(
+            "foreign Host",
+            get_with(sessions, &format!("Host: evil.example\r\n{auth}")),
+            403,
+            Some("session_permission_error"),
+        ),
+        row(
+            "rebinding Host with a loopback prefix",
+            get_with(sessions, &format!("Host: 127.0.0.1.evil.example\r\n{auth}")),
+            403,
+            Some("session_permission_error"),
+        ),
+        row(
+            "foreign host in an absolute URI",
+            get_with(&format!("http://evil.example{sessions}"), &ok),
+            403,
+            Some("session_permission_error"),
+        ),
+        row(
+            "two Host lines, the loopback one first",
+            get_with(sessions, &format!("{ok}Host: evil.example\r\n")),
+            403,
+            Some("session_permission_error"),
+        ),
+        row(
+            "foreign Origin",
+            get_with(sessions, &format!("{ok}Origin: http://evil.example\r\n")),
+            403,
+            Some("session_permission_error"),
+        ),
+        row(
+            "Origin null",
+            get_with(sessions, &format!("{ok}Origin: null\r\n")),
+            403,
+            Some("session_permission_error"),
+        ),
+        row(
+            "two Origins, the allowed one first",
+            get_with(
+                sessions,
+                &format!("{ok}Origin: {ALLOWED_ORIGIN}\r\nOrigin: http://evil.example\r\n"),
+            ),
+            403,
+            Some("session_permission_error"),
+        ),
+        // Token.
+        row(
+            "no token",
+            get_with(sessions, host),
+            401,
+            Some("unauthorized"),
+        ),
+        row(
+            "wrong token of the same length",
+            get_with(
+                sessions,
+                &format!("{host}Authorization: Bearer {SAME_LENGTH_WRONG}\r\n"),
+            ),
+            401,
+            Some("unauthorized"),
+        ),
+        row(
+            "the token under another scheme",
+            get_with(sessions, &format!("{host}Authorization: Basic {TOKEN}\r\n")),
+            401,
+            Some("unauthorized"),
+        ),
+        row(
+            "bad UTF-8 as the token",
+            [
+                format!("GET {sessions} HTTP/1.1\r\n{host}").as_bytes(),
+                b"Authorization: Bearer \xff\xfe\r\n\r\n",
+            ]
+            .concat(),
+            401,
+            Some("unauthorized"),
+        ),
+        row(
+            "two Authorization lines, the right one first",
+            get_with(sessions, &format!("{ok}Authorization: Bearer wrong\r\n")),
+            401,
+            Some("unauthorized"),
+        ),
+        row(
+            "token in the query string",
+            get_with(&format!("{sessions}?token={TOKEN}"), host),
+            401,
+            Some("unauthorized"),
+        ),
+        // Header floods.
+        row(
+            "200 header lines",
+            get_with(sessions, &format!("{ok}{flood}")),
+            431,
+            None,
+        ),
+        row(
+            "one header of 500 kB",
+            get_with(sessions, &format!("{ok}{big_header}")),
+            431,
+            None,
+        ),
+    ]
+}
+
+/// Issue 10's table of hostile requests, each sent raw (bad UTF-8, floods and duplicate lines
+/// are beyond what reqwest sends) to a server with a token and an allowed origin; every one
+/// gets its status and error code, and the server stays healthy throughout.
+#[test]
+fn each_hostile_request_gets_its_status() {
+    let app = spawn_app(&secured());
+    let mut wrong = Vec::new();
+    for hostile in hostile_requests() {
+        let response = raw_bytes(&app, &hostile.request);
+        let code = match hostile.code {
+            Some(_) => {
+                let body = response.json();
+                assert_eq!(body["success"], false, "{}: {body}", hostile.what);
+                assert!(
+                    !body.to_string().contains("panicked"),
+                    "{}: {body}",
+                    hostile.what
+                );
+                body["error_code"].as_str().map(str::to_owned)
+            }
+            None => None,
+        };
+        if response.status != hostile.status || code.as_deref() != hostile.code {
+            wrong.push(format!(
+                "{}: got {} {code:?}, want {} {:?}",
+                hostile.what, response.status, hostile.status, hostile.code
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Still serving, with the right credentials.
+    let response = raw_bytes(
+        &app,
+        get_with(
+            "/api/claude/sessions",
+            &format!("Host: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"),
+        )
+        .as_slice(),
+    );
+    assert_eq!(response.status, 200);
+}

@@ -69,10 +69,24 @@ impl App {
         }
     }
 
-    /// Stops the server (SIGTERM) and starts it again on the same port, with the same data,
-    /// HOME, configuration and environment: what a client sees when the server restarts.
+    /// SIGKILLs the server (no shutdown code runs) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server (SIGTERM) if it still runs — after [`App::kill`] it does not — and
+    /// starts it again on the same port, with the same data, HOME, configuration and
+    /// environment: what a client sees when the server restarts.
     pub fn restart(&mut self) {
-        self.stop();
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
         let port: u16 = self.address.rsplit(':').next().unwrap().parse().unwrap();
         let (child, address) = spawn(
             self._home.path(),

@@ -50,9 +50,13 @@ fn digest(text: &str) -> [u8; 32] {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case, RFC 9110
-/// §11.1); `None` when there is no such header or it holds another scheme.
+/// §11.1); `None` when there is no such header, more than one, or it holds another scheme.
 fn bearer_credentials(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let mut all = headers.get_all(AUTHORIZATION).iter();
+    let value = all.next()?.to_str().ok()?;
+    if all.next().is_some() {
+        return None;
+    }
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
