@@ -132,15 +132,7 @@ async fn fifty_agents(app: &App) -> HashSet<u32> {
                 json!({"agent_type": agent_type, "command": fake(&args)})
             })
             .collect();
-        let (status, body) = app
-            .post(
-                "/api/claude/sessions",
-                &json!({"name": format!("s{s}"), "working_directory": app.dir(&format!("s{s}")),
-                        "git_enabled": false, "agents": agents}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        ids.push(body["session"]["id"].as_str().unwrap().to_owned());
+        ids.push(create_session(app, &format!("s{s}"), agents).await);
     }
     let deadline = Instant::now() + PATIENCE * 3;
     loop {
@@ -657,15 +649,7 @@ async fn soak_fifty_sessions_with_crash_loops() {
                 }
             })
             .collect();
-        let (status, body) = app
-            .post(
-                "/api/claude/sessions",
-                &json!({"name": format!("soak{s}"), "working_directory": app.dir(&format!("soak{s}")),
-                        "git_enabled": false, "agents": agents}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        ids.push(body["session"]["id"].as_str().unwrap().to_owned());
+        ids.push(create_session(&app, &format!("soak{s}"), agents).await);
     }
 
     let started = Instant::now();
@@ -716,4 +700,17 @@ async fn soak_fifty_sessions_with_crash_loops() {
         samples.last().unwrap().rss_kb
     );
     assert!(late <= early + 100.0, "descriptors grow: {samples:?}");
+}
+
+/// Creates a session named `name` (its directory too) without git, with `agents`; its id.
+async fn create_session(app: &App, name: &str, agents: Vec<Value>) -> String {
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions",
+            &json!({"name": name, "working_directory": app.dir(name),
+                    "git_enabled": false, "agents": agents}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["session"]["id"].as_str().unwrap().to_owned()
 }
