@@ -10,6 +10,7 @@
 # restart_delay 0, min_uptime 0); supervisord (PyPI, in a venv under the target dir, startsecs=0,
 # autorestart); session-manager itself (the real server, one session with one agent, backoff
 # 0 ms) driven over HTTP. Each program run lives RUN_MS (default 100) ms, then exits 1.
+# BUILD=0 uses the binaries as built.
 # Prints median / p90 / max per supervisor. Needs node/npm and python3; nothing is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ target="${CARGO_TARGET_DIR:-target}"
 flags=()
 dir=debug
 if [ "$profile" = release ]; then flags+=(--release); dir=release; fi
-cargo build "${flags[@]}" --bin session-manager --example fake_agent >&2
+[ "${BUILD:-1}" = 1 ] && cargo build "${flags[@]}" --bin session-manager --example fake_agent >&2
 fake="$(realpath "$target/$dir/examples/fake_agent")"
 server="$(realpath "$target/$dir/session-manager")"
 work="$(realpath -m "$target/restart-peers")"
