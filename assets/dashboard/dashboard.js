@@ -65,6 +65,13 @@ async function api(method, path, body) {
 
 // ---------------------------------------------------------------- WebSocket
 
+// The unpadded base64url encoding of a string's UTF-8 bytes.
+function base64url(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 // One WebSocket with reconnection (backoff 0.5 s doubling to 10 s) and resume by `seq`.
 class LiveSocket {
   constructor(onMessage, onState) {
@@ -81,8 +88,12 @@ class LiveSocket {
   connect() {
     clearTimeout(this.timer);
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/sessions`;
-    // The token goes as a subprotocol (`bearer, <token>`), never in the URL.
-    const socket = auth.token ? new WebSocket(url, ["bearer", auth.token]) : new WebSocket(url);
+    // The token goes as a subprotocol, never in the URL: `bearer.base64url, <encoded>`, since
+    // a token may hold characters a subprotocol cannot (`/`, `=`, `+`, space), on which
+    // `new WebSocket` would throw.
+    const socket = auth.token
+      ? new WebSocket(url, ["bearer.base64url", base64url(auth.token)])
+      : new WebSocket(url);
     this.socket = socket;
     this.onState("connecting");
     socket.onopen = () => {
