@@ -757,6 +757,23 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         assert_eq!(response.headers()["sec-websocket-protocol"], "bearer");
 
+        // The token base64url-encoded (what the dashboard sends): that marker is selected.
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(TOKEN);
+        let response = upgrade("/ws")
+            .header("origin", "http://localhost:3000")
+            .header(
+                "sec-websocket-protocol",
+                format!("bearer.base64url, {encoded}"),
+            )
+            .reply(&with_ws(&ctx))
+            .await;
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            "bearer.base64url"
+        );
+
         // With the header instead, nothing was offered and nothing is selected.
         let response = upgrade("/ws")
             .header("authorization", format!("Bearer {TOKEN}"))

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 
 use common::app::App;
 
-const TOKEN: &str = "dashboard-test-token";
+/// As `openssl rand -base64` makes them: `/`, `+` and `=` are not allowed in a WebSocket
+/// subprotocol, so the page must send it encoded (`bearer.base64url`).
+const TOKEN: &str = "dash/board+test=token==";
 
 fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)

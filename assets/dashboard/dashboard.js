@@ -65,6 +65,13 @@ async function api(method, path, body) {
 
 // ---------------------------------------------------------------- WebSocket
 
+// The unpadded base64url encoding of a string's UTF-8 bytes.
+function base64url(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 // One WebSocket with reconnection (backoff 0.5 s doubling to 10 s) and resume by `seq`.
 class LiveSocket {
   constructor(onMessage, onState) {
@@ -81,8 +88,12 @@ class LiveSocket {
   connect() {
     clearTimeout(this.timer);
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/sessions`;
-    // The token goes as a subprotocol (`bearer, <token>`), never in the URL.
-    const socket = auth.token ? new WebSocket(url, ["bearer", auth.token]) : new WebSocket(url);
+    // The token goes as a subprotocol, never in the URL: `bearer.base64url, <encoded>`, since
+    // a token may hold characters a subprotocol cannot (`/`, `=`, `+`, space), on which
+    // `new WebSocket` would throw.
+    const socket = auth.token
+      ? new WebSocket(url, ["bearer.base64url", base64url(auth.token)])
+      : new WebSocket(url);
     this.socket = socket;
     this.onState("connecting");
     socket.onopen = () => {
@@ -307,7 +318,9 @@ const page = {
     const names = s.agents.map((a) => a.name);
     if ([...select.options].map((o) => o.value).join() !== names.join()) {
       select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
-      if (!names.includes(this.logAgent)) this.logAgent = names[0] || null;
+      // By default the first agent that runs a process: a logical one has no output.
+      const first = s.agents.find((a) => a.has_process) || s.agents[0];
+      if (!names.includes(this.logAgent)) this.logAgent = first ? first.name : null;
       select.value = this.logAgent || "";
     }
     this.drawGraph();
@@ -322,13 +335,15 @@ const page = {
     }
   },
 
-  // Layers: each agent one deeper than its deepest dependency (configured `depends_on`).
+  // Layers: each agent one deeper than its deepest dependency, as the server resolved them
+  // (`depends_on` of each agent: configured, else its template's, else its type's defaults).
   drawGraph() {
     const graph = $("#graph");
     graph.replaceChildren();
-    const config = this.session.configuration.agents || [];
+    const agents = this.session.agents;
+    const names = new Set(agents.map((a) => a.name));
     const deps = {};
-    for (const a of config) deps[a.name] = (a.depends_on || []).filter((d) => config.some((c) => c.name === d));
+    for (const a of agents) deps[a.name] = (a.depends_on || []).filter((d) => names.has(d));
     const depth = {};
     const layer = (name, seen = new Set()) => {
       if (depth[name] !== undefined) return depth[name];
@@ -337,24 +352,39 @@ const page = {
       depth[name] = Math.max(-1, ...deps[name].map((d) => layer(d, seen))) + 1;
       return depth[name];
     };
-    config.forEach((a) => layer(a.name));
+    agents.forEach((a) => layer(a.name));
     const layers = [];
-    for (const a of config) (layers[depth[a.name]] ||= []).push(a.name);
+    for (const a of agents) (layers[depth[a.name]] ||= []).push(a.name);
     const width = graph.clientWidth || 500;
     const position = {};
-    layers.forEach((names, d) => names.forEach((name, i) => {
-      position[name] = { x: ((i + 1) * width) / (names.length + 1), y: 30 + d * 60 };
+    layers.forEach((row, d) => row.forEach((name, i) => {
+      position[name] = { x: ((i + 1) * width) / (row.length + 1), y: 30 + d * 60 };
     }));
     graph.setAttribute("height", String(Math.max(80, layers.length * 60 + 20)));
-    const states = Object.fromEntries(this.session.agents.map((a) => [a.name, a.status]));
+    const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
+      markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" });
+    marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#8c959f" }));
+    const defs = svg("defs");
+    defs.append(marker);
+    graph.append(defs);
+    const radius = 8;
+    // An edge from an agent to what it waits for, the arrow at the dependency.
     for (const [name, list] of Object.entries(deps)) for (const dep of list) {
       const a = position[name], b = position[dep];
-      graph.append(svg("line", { x1: a.x, y1: a.y, x2: b.x, y2: b.y, stroke: "#8c959f", "marker-end": "" }));
+      const length = Math.hypot(b.x - a.x, b.y - a.y) || 1;
+      const [ux, uy] = [(b.x - a.x) / length, (b.y - a.y) / length];
+      graph.append(svg("line", {
+        class: "edge", "data-from": name, "data-to": dep,
+        x1: a.x + ux * radius, y1: a.y + uy * radius,
+        x2: b.x - ux * (radius + 2), y2: b.y - uy * (radius + 2),
+        stroke: "#8c959f", "marker-end": "url(#arrow)",
+      }));
     }
+    const states = Object.fromEntries(agents.map((a) => [a.name, a.status]));
     const colour = { running: "#1a7f37", failed: "#cf222e", backoff: "#9a6700", starting: "#9a6700" };
     for (const [name, p] of Object.entries(position)) {
       const group = svg("g", { "data-agent": name });
-      group.append(svg("circle", { cx: p.x, cy: p.y, r: 8, fill: colour[states[name]] || "#8c959f" }));
+      group.append(svg("circle", { cx: p.x, cy: p.y, r: radius, fill: colour[states[name]] || "#8c959f" }));
       const label = svg("text", { x: p.x + 12, y: p.y + 4 });
       label.textContent = `${name} (${states[name] || "?"})`;
       group.append(label);
@@ -561,7 +591,8 @@ onSubmit($("#create-form"), async (data) => {
     agents,
   });
   $("#create-form").reset();
-  $('#create-form .validation').textContent = "";
+  $("#create-form .validation").textContent = "";
+  delete $("#create-form .validation").dataset.valid;
   location.hash = `#/session/${session.id}`;
 });
 
@@ -582,6 +613,9 @@ onSubmit($("#navigate-form"), async (data) => {
   await api("POST", `/sessions/${page.id}/navigate`, {
     path: data.get("path"), create_if_missing: data.get("create_if_missing") === "on",
   });
+  $("#navigate-form").reset();
+  $("#navigate-form .validation").textContent = "";
+  delete $("#navigate-form .validation").dataset.valid;
   await page.refresh();
 });
 
@@ -589,6 +623,7 @@ onSubmit($("#clone-form"), async (data) => {
   const body = { new_name: data.get("new_name"), copy_agents: data.get("copy_agents") === "on" };
   if (data.get("new_working_directory")) body.new_working_directory = data.get("new_working_directory");
   const { session } = await api("POST", `/sessions/${page.id}/clone`, body);
+  $("#clone-form").reset();
   location.hash = `#/session/${session.id}`;
 });
 

@@ -157,6 +157,9 @@ pub struct AgentStatus {
     pub live: AgentLive,
     /// Whether it runs a process (false for a logical agent).
     pub has_process: bool,
+    /// The agents it waits for, as resolved (its own `depends_on`, else its template's, else
+    /// its type's defaults): the edges the supervisor starts it by.
+    pub depends_on: Arc<[Arc<str>]>,
 }
 
 /// What can go wrong talking to a group.
@@ -173,6 +176,7 @@ pub enum AgentError {
 struct Entry {
     agent_type: AgentType,
     has_process: bool,
+    depends_on: Arc<[Arc<str>]>,
     shared: Arc<AgentShared>,
 }
 
@@ -356,27 +360,28 @@ impl AgentGroup {
                     },
                 ),
             };
+            let depends_on: Arc<[Arc<str>]> = agent
+                .depends_on
+                .iter()
+                .map(|d| match names.get(d.as_str()) {
+                    Some(name) => name.clone(),
+                    // Resolved agents name only agents of the group; the graph refuses others.
+                    None => Arc::from(d.as_str()),
+                })
+                .collect();
             specs.push(
-                spec.depends_on(
-                    agent
-                        .depends_on
-                        .iter()
-                        .map(|d| match names.get(d.as_str()) {
-                            Some(name) => name.clone(),
-                            // Resolved agents name only agents of the group; the graph refuses others.
-                            None => Arc::from(d.as_str()),
-                        }),
-                )
-                .policy(agent.policy)
-                .enabled(agent.enabled)
-                .start_timeout(agent.start_timeout)
-                .shutdown(agent.stop_grace + STOP_MARGIN),
+                spec.depends_on(depends_on.iter().cloned())
+                    .policy(agent.policy)
+                    .enabled(agent.enabled)
+                    .start_timeout(agent.start_timeout)
+                    .shutdown(agent.stop_grace + STOP_MARGIN),
             );
             table.insert(
                 name,
                 Entry {
                     agent_type: agent.agent_type,
                     has_process: agent.command.is_some(),
+                    depends_on,
                     shared,
                 },
             );
@@ -521,6 +526,7 @@ impl AgentGroup {
                     restarts,
                     live: entry.shared.live().clone(),
                     has_process: entry.has_process,
+                    depends_on: entry.depends_on.clone(),
                 })
             })
             .collect();

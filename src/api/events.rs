@@ -501,6 +501,7 @@ mod tests {
             restarts: 2,
             live: AgentLive::default(),
             has_process: false,
+            depends_on: Arc::from([Arc::from("master-orchestrator")]),
         }
     }
 

@@ -276,15 +276,18 @@ fn add_cors(security: &Security, request: &HeaderMap, response: &mut Response) {
     }
 }
 
+/// A browser closes a WebSocket whose 101 selects none of the subprotocols it offered: the
+/// bearer marker it offered (`bearer` or `bearer.base64url`) is selected.
 fn select_bearer_protocol(request: &HeaderMap, response: &mut Response) {
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-        && !response.headers().contains_key(SEC_WEBSOCKET_PROTOCOL)
-        && token::offers_bearer_protocol(request)
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS
+        || response.headers().contains_key(SEC_WEBSOCKET_PROTOCOL)
     {
-        response.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(token::BEARER_PROTOCOL),
-        );
+        return;
+    }
+    if let Some(marker) = token::offered_bearer_protocol(request) {
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(marker));
     }
 }
 

@@ -510,6 +510,68 @@ async fn agents_can_be_driven_and_their_output_read() {
 }
 
 #[tokio::test]
+async fn each_agent_lists_the_dependencies_the_server_resolved() {
+    let app = App::start(&[]);
+    // Logical agents (no command): DATABASE and API depend on BACKEND by default, BACKEND on
+    // the ORCHESTRATOR; a configured `depends_on` (even empty) replaces the defaults.
+    let id = create(
+        &app,
+        json!({
+            "name": "graph",
+            "working_directory": app.dir("graph"),
+            "agents": [
+                {"agent_type": "ORCHESTRATOR"},
+                {"agent_type": "BACKEND"},
+                {"agent_type": "DATABASE"},
+                {"agent_type": "API", "depends_on": ["master-orchestrator"]},
+                {"agent_type": "DOCUMENTATION", "depends_on": []},
+            ],
+        }),
+    )
+    .await;
+    let wanted = json!({
+        "master-orchestrator": [],
+        "backend-services": ["master-orchestrator"],
+        "database-architect": ["backend-services"],
+        "api-integration-specialist": ["master-orchestrator"],
+        "technical-documentation": [],
+    });
+    let resolved = |agents: &Value| -> Value {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_owned(),
+                    a["depends_on"].clone(),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let base = format!("/api/claude/sessions/{id}");
+    let (status, body) = app.get(&base).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(resolved(&body["session"]["agents"]), wanted);
+    // The configuration still shows only what was configured.
+    let configured = &body["session"]["configuration"]["agents"];
+    assert_eq!(configured[2]["depends_on"], Value::Null, "{configured}");
+    assert_eq!(configured[3]["depends_on"], json!(["master-orchestrator"]));
+
+    let (_, body) = app.get(&format!("{base}/agents")).await;
+    assert_eq!(resolved(&body["agents"]), wanted);
+    let (status, body) = app
+        .post(
+            &format!("{base}/agents/database-architect/restart"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agent"]["depends_on"], json!(["backend-services"]));
+}
+
+#[tokio::test]
 async fn refusals_have_their_status_code_and_name_the_field() {
     let app = App::start(&[("SESSION_MANAGER_SESSIONS__MAX_SESSIONS", "1")]);
     let sessions = "/api/claude/sessions";

@@ -11,6 +11,8 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -272,6 +274,17 @@ fn a_websocket_upgrade_takes_the_token_from_the_header_or_the_subprotocol() {
     let response = raw(&app, &upgrade_request("/ws/sessions", &[&protocol]));
     assert_eq!(response.status, 101);
     assert_eq!(response.header("sec-websocket-protocol"), Some("bearer"));
+    // The token base64url-encoded (any token can be offered so; the dashboard does).
+    let encoded = format!(
+        "Sec-WebSocket-Protocol: bearer.base64url, {}",
+        URL_SAFE_NO_PAD.encode(TOKEN)
+    );
+    let response = raw(&app, &upgrade_request("/ws/sessions", &[&encoded]));
+    assert_eq!(response.status, 101);
+    assert_eq!(
+        response.header("sec-websocket-protocol"),
+        Some("bearer.base64url")
+    );
 
     for extra in [
         vec![],
@@ -280,6 +293,11 @@ fn a_websocket_upgrade_takes_the_token_from_the_header_or_the_subprotocol() {
         )],
         vec![format!("Sec-WebSocket-Protocol: {TOKEN}")],
         vec![format!("Sec-WebSocket-Protocol: {TOKEN}, bearer")],
+        vec![format!("Sec-WebSocket-Protocol: bearer.base64url, {TOKEN}")],
+        vec![format!(
+            "Sec-WebSocket-Protocol: bearer.base64url, {}",
+            URL_SAFE_NO_PAD.encode(SAME_LENGTH_WRONG)
+        )],
     ] {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let response = raw(&app, &upgrade_request("/ws/sessions", &extra));

@@ -6,7 +6,9 @@
 // `open`: a server without a token, custom commands allowed, error-rate threshold 0. Load the
 // page, create a session with a process agent through the form, see it running, SIGKILL its
 // process from here and see the restart appear without a reload, see the alert toast, save a
-// screenshot. `token`: a server with a token; the page asks for it once, keeps it in
+// screenshot; restart the server and see the page reconnect; export and import; the list
+// filters; navigate (a refusal live, then a move); clone; terminate. `token`: a server with a token
+// holding `/`, `+` and `=` (no subprotocol characters); the page asks for it once, keeps it in
 // sessionStorage only, and then lists sessions and goes live.
 // Prints one line per step; any failure exits 1 with the reason (and a screenshot).
 import { chromium } from "playwright-core";
@@ -71,7 +73,10 @@ async function openMode(work) {
   await form.locator("[name=working_directory]").fill(join(work, "project"));
   await page.waitForSelector('#create-form .validation[data-valid="true"]', WAIT);
   step("live path validation answered");
+  // The worker configures no `depends_on`: a BACKEND waits for the ORCHESTRATOR by default
+  // (a logical agent here), which the graph must show as an edge.
   await form.locator("[name=agents]").fill(JSON.stringify([
+    { agent_type: "orchestrator" },
     { agent_type: "backend", name: "worker", command: ["sh", "-c", "echo hello-from-worker; exec sleep 1000"] },
   ]));
   await form.locator("button[type=submit]").click();
@@ -119,7 +124,9 @@ async function openMode(work) {
   step("alert listed among the open alerts");
   await until(() => document.querySelectorAll("#cpu-chart canvas").length > 0, null, "the CPU chart");
   await page.locator("#graph g[data-agent=worker]").waitFor(WAIT);
-  step("charts and dependency graph drawn");
+  // A vertical line has an empty box, which playwright calls hidden: attached is the check.
+  await page.locator('#graph line.edge[data-from="worker"][data-to="master-orchestrator"]').waitFor({ ...WAIT, state: "attached" });
+  step("charts and dependency graph drawn, with the default edge worker → master-orchestrator");
 
   if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
   await page.screenshot({ path: join(artifacts, "dashboard-session.png"), fullPage: true });
@@ -159,10 +166,75 @@ async function openMode(work) {
   await page.locator('#agents tr[data-agent="worker"] .status[data-s=running]').waitFor(WAIT);
   if (!(await page.locator("#s-dir").textContent()).endsWith("imported")) throw new Error("imported into the wrong directory");
   step("imported the exported file: a new session, its agent running");
+  const imported = page.url().split("/").pop();
   await page.goto(`${url}#/`);
   await page.locator(`#sessions tr[data-id="${id}"]`).waitFor(WAIT);
   await page.screenshot({ path: join(artifacts, "dashboard-list.png"), fullPage: true });
+
+  await filters(id, imported);
+  await navigateForm(id, work);
+  await cloneAndTerminate(id);
   step(`screenshots in ${artifacts}`);
+}
+
+// The list's filters: a directory glob leaves only the imported session; clearing it brings
+// both back; a status filter leaves none.
+async function filters(id, imported) {
+  const directory = page.locator("#filters [name=working_directory_pattern]");
+  await directory.fill("*/imported");
+  await until((want) => { const ids = [...document.querySelectorAll("#sessions tbody tr")].map((row) => row.dataset.id); return ids.length === 1 && ids[0] === want; }, imported, "only the imported session listed");
+  if (!(await page.locator("#sessions-empty").isHidden())) throw new Error("'no session matches' shown beside a row");
+  step("directory filter: only the imported session listed");
+  await directory.fill("");
+  await until((want) => want.every((w) => [...document.querySelectorAll("#sessions tbody tr")].map((row) => row.dataset.id).includes(w)), [id, imported], "both sessions listed again");
+  await page.locator("#filters [name=status]").selectOption("terminated");
+  await until(() => [...document.querySelectorAll("#sessions tbody tr")].map((row) => row.dataset.id).length === 0 && !document.querySelector("#sessions-empty").hidden, null, "no terminated session");
+  await page.locator("#filters [name=status]").selectOption("");
+  await until((want) => want.every((w) => [...document.querySelectorAll("#sessions tbody tr")].map((row) => row.dataset.id).includes(w)), [id, imported], "both sessions listed again");
+  step("status filter: none terminated; cleared: both listed");
+}
+
+// Navigate: a refused path is refused live, then an existing directory is accepted and the
+// session moves there.
+async function navigateForm(id, work) {
+  await page.goto(`${url}#/session/${id}`);
+  await page.locator('#agents tr[data-agent="worker"] .status[data-s=running]').waitFor(WAIT);
+  const form = page.locator("#navigate-form");
+  await form.locator("[name=path]").fill("/etc");
+  await page.locator('#navigate-form .validation[data-valid="false"]').waitFor(WAIT);
+  step(`navigate to /etc refused live: ${await form.locator(".validation").textContent()}`);
+  const target = join(work, "moved");
+  mkdirSync(target, { recursive: true });
+  await form.locator("[name=path]").fill(target);
+  await page.locator('#navigate-form .validation[data-valid="true"]').waitFor(WAIT);
+  await form.locator("button[type=submit]").click();
+  await until((want) => document.querySelector("#s-dir").textContent === want, target, "the session's new directory");
+  const { session } = await api(`/sessions/${id}`);
+  if (session.working_directory !== target) throw new Error(`the API says ${session.working_directory}`);
+  await page.locator('#agents tr[data-agent="worker"] .status[data-s=running]').waitFor(WAIT);
+  step(`navigated to ${target}; the agent runs there`);
+}
+
+// Clone: the copy opens; Terminate (confirmed): it shows terminated, and so does its row.
+async function cloneAndTerminate(id) {
+  const form = page.locator("#clone-form");
+  await form.locator("[name=new_name]").fill("browser-clone");
+  await form.locator("button[type=submit]").click();
+  await until((old) => /#\/session\/[0-9a-f-]+$/.test(location.hash) && !location.hash.endsWith(old), id, "the clone's page");
+  const clone = page.url().split("/").pop();
+  await until(() => document.querySelector("#s-name").textContent === "browser-clone", null, "the clone's name");
+  await page.locator('#agents tr[data-agent="worker"] .status[data-s=running]').waitFor(WAIT);
+  step(`cloned: session ${clone} open, its agent running`);
+
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.locator("#s-stop").click();
+  await until(() => document.querySelector("#s-status").textContent === "terminated", null, "the clone terminated");
+  const { session } = await api(`/sessions/${clone}`);
+  if (session.status !== "terminated") throw new Error(`the API says ${session.status}`);
+  await page.goto(`${url}#/`);
+  await page.locator(`#sessions tr[data-id="${clone}"] .status[data-s=terminated]`).waitFor(WAIT);
+  await page.locator(`#sessions tr[data-id="${id}"] .status[data-s=active]`).waitFor(WAIT);
+  step("terminated through the page: the clone listed as terminated, the original still active");
 }
 
 async function tokenMode(token) {

@@ -131,6 +131,10 @@ pub(crate) struct AgentObject<'a> {
     memory_mb: Option<f64>,
     /// CPU of its process tree at the monitor's last sample; `null` without a process.
     cpu_percent: Option<f64>,
+    /// The agents it waits for, as the server resolved them: its configured `depends_on`,
+    /// else its type template's, else its type's default dependencies among the session's
+    /// agents (`configuration.agents[].depends_on` shows only what was configured).
+    depends_on: Vec<&'a str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -160,6 +164,7 @@ impl<'a> AgentObject<'a> {
             last_error: agent.live.last_error.as_deref(),
             memory_mb: agent.live.memory_mb,
             cpu_percent: None,
+            depends_on: agent.depends_on.iter().map(|name| &**name).collect(),
         }
     }
 }
