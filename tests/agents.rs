@@ -591,6 +591,40 @@ async fn restart_replaces_the_process_and_unknown_agents_are_named() {
 }
 
 #[tokio::test]
+async fn the_servers_own_lines_about_an_agent_reach_subscribers_live() {
+    // A live tail (the dashboard's, a WebSocket client's) shows a restart as it happens: the
+    // exit and the new start are lines of the agent, not only in its log file.
+    let world = World::new();
+    let (group, mut events) = world
+        .start(json!([{"agent_type": "devops", "command": fake(&[])}]))
+        .await;
+    let agent = "devops-deployment";
+    let started = "[session-manager] started process";
+    let first = line_starting(&mut events, agent, started).await;
+    entered(&mut events, agent, ChildState::Running).await;
+    let before = status(&group, agent).await.live.pid.unwrap();
+    assert!(first.starts_with(&format!("{before}: ")), "{first}");
+    group.restart(agent).await.unwrap();
+    let exit = format!("[session-manager] process {before} ");
+    assert!(!line_starting(&mut events, agent, &exit).await.is_empty());
+    let second = line_starting(&mut events, agent, started).await;
+    entered(&mut events, agent, ChildState::Running).await;
+    let after = status(&group, agent).await.live.pid.unwrap();
+    assert!(second.starts_with(&format!("{after}: ")), "{second}");
+    // The same lines are in the kept tail, in that order.
+    let tail: Vec<String> = group
+        .logs(agent, 100)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .filter(|l| l.starts_with("[session-manager]"))
+        .collect();
+    assert_eq!(tail.len(), 3, "{tail:?}");
+    assert!(tail[1].starts_with(&exit), "{tail:?}");
+    group.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_clean_exit_of_a_transient_agent_is_not_restarted() {
     let world = World::new();
     let (group, mut events) = world

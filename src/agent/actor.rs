@@ -77,6 +77,16 @@ impl AgentShared {
         self.events.publish(event);
     }
 
+    /// A line of the server's own about the agent (started, exited, cannot start): kept with
+    /// its output and sent to subscribers as one of its lines, so a live tail shows restarts.
+    fn note(&self, text: String) {
+        let line = self.log.note(text);
+        self.publish(AgentEvent::Log {
+            agent: self.name.clone(),
+            line,
+        });
+    }
+
     fn exited(&self, pid: u32, exit: ProcessExit) {
         {
             let mut live = self.live();
@@ -86,7 +96,7 @@ impl AgentShared {
                 live.last_error = Some(exit.to_string());
             }
         }
-        self.log.note(format!("process {pid} {exit}"));
+        self.note(format!("process {pid} {exit}"));
         self.publish(AgentEvent::Exited {
             agent: self.name.clone(),
             pid,
@@ -134,7 +144,7 @@ pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spa
         let program = argv.first().map_or("", String::as_str);
         let message = format!("cannot start `{program}`: {err}");
         shared.live().last_error = Some(message.clone());
-        shared.log.note(message.clone());
+        shared.note(message.clone());
         message
     })?;
     let pid = spawned.pid();
@@ -144,9 +154,7 @@ pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spa
         live.started_at = Some(SystemTime::now());
         live.memory_mb = None;
     }
-    shared
-        .log
-        .note(format!("started process {pid}: {}", argv.join(" ")));
+    shared.note(format!("started process {pid}: {}", argv.join(" ")));
     Ok(spawned)
 }
 

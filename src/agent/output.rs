@@ -159,13 +159,16 @@ impl OutputLog {
         }
     }
 
-    /// Writes a line of the server's own about the agent (start, exit) to the file and ring.
-    pub(crate) fn note(&self, text: String) {
-        self.record(&LogLine {
+    /// Writes a line of the server's own about the agent (start, exit) to the file and ring;
+    /// returns it, for the caller to hand on live like the lines the agent printed.
+    pub(crate) fn note(&self, text: String) -> LogLine {
+        let line = LogLine {
             stream: Stream::Stderr,
             line: format!("[session-manager] {text}"),
             timestamp: SystemTime::now(),
-        });
+        };
+        self.record(&line);
+        line
     }
 
     /// The last `n` lines, oldest first.
