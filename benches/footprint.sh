@@ -6,8 +6,8 @@
 #    1,000 sessions with 12 logical agents each (memory per logical agent), all created over
 #    HTTP by 8 clients;
 # 3. 8,000 more sessions with 12 logical agents (10,000 stored in all), the server stopped with
-#    SIGTERM, started again on the same data: exec -> `listening on`, exec -> every session
-#    `active` again, and its RSS then;
+#    SIGTERM (timed), started again on the same data: exec -> `listening on`, exec -> every
+#    session `active` again, its RSS then, and its CPU and RSS range over 10 idle seconds;
 # 4. the supervisor's own memory per supervised process: 50 `sleep` processes under
 #    session-manager (10 sessions x 5 process agents), PM2 and supervisord, each supervisor's
 #    RSS with none and with the 50 (the processes' own memory is not counted).
@@ -146,6 +146,15 @@ while True:
     time.sleep(0.01)
 ready = time.monotonic() - began_ready
 restored = settled_rss(proc.pid)
+# Idle with 10,000 sessions: the monitor still samples (and stores) every session each second.
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+cpu_before, idle_rss = cpu_seconds(proc.pid), []
+for _ in range(20):
+    time.sleep(0.5)
+    idle_rss.append(rss_mb(proc.pid))
+idle_cpu = (cpu_seconds(proc.pid) - cpu_before) / 10 * 100
 stop(proc)
 row("start-up with 10,000 stored sessions (9,000 × 12 logical agents): exec → `listening on`",
     f"**{restart_listening * 1000:.0f} ms**", f"empty: {empty_start * 1000:.0f} ms (same run)")
@@ -153,6 +162,9 @@ row("the same, exec → all 10,000 `active`", f"**{ready:.2f} s**",
     f"8,000 created in {more_create:.1f} s; SIGTERM with 10,000 sessions: {stopped:.2f} s")
 row("RSS after the restore, 10,000 sessions", f"{restored:.1f} MB",
     f"{before_stop:.1f} MB in the process that created them")
+row("the same server idle for 10 s: CPU, RSS range", f"{idle_cpu:.0f} % of a core, "
+    f"{min(idle_rss):.0f}–{max(idle_rss):.0f} MB",
+    "the monitor samples and stores all 10,000 sessions every second")
 
 # 4. The supervisor's own memory for 50 sleeping processes.
 def ours():

@@ -92,7 +92,7 @@ startretries=1000000
 stdout_logfile=NONE
 stderr_logfile=NONE
 CONF
-"$work/venv/bin/supervisord" -c "$scratch/supervisord.conf" &
+"$work/venv/bin/supervisord" -c "$scratch/supervisord.conf" >/dev/null 2>&1 &
 pids+=($!)
 wait_starts "$stamp" $((restarts + 1))
 kill "${pids[-1]}"

@@ -692,6 +692,14 @@ async fn soak_fifty_sessions_with_crash_loops() {
     let rss_slope = slope_per_minute(&samples, |s| s.rss_kb);
     let rss_slope_late = slope_per_minute(&samples[samples.len() / 2..], |s| s.rss_kb);
     let fd_slope = slope_per_minute(&samples, |s| s.fds);
+    // The RSS each minute: bounded buffers (each agent's last 1,000 output lines, an hour of
+    // restart times) fill for a while before it levels off.
+    let by_minute: Vec<String> = samples
+        .iter()
+        .step_by(60)
+        .map(|s| format!("{:.1}", s.rss_kb / 1024.0))
+        .collect();
+    eprintln!("soak RSS each minute, MB: {}", by_minute.join(" "));
     eprintln!(
         "soak {seconds} s, {crashing} crash loopers, {last} events: RSS {:.0} -> {:.0} kB \
          (slope {rss_slope:.0} kB/min, {rss_slope_late:.0} over the second half), fds max {early} early, {late} late \
