@@ -27,14 +27,8 @@ if [ "$profile" = release ]; then flags+=(--release); dir=release; fi
 [ "${BUILD:-1}" = 1 ] && cargo build "${flags[@]}" --bin session-manager >&2
 server="$(realpath "$target/$dir/session-manager")"
 work="$(realpath -m "$target/restart-peers")"
-mkdir -p "$work"
-if [ ! -x "$work/pm2/node_modules/.bin/pm2" ]; then
-    npm install --silent --prefix "$work/pm2" pm2@5 >&2
-fi
-if [ ! -x "$work/venv/bin/supervisord" ]; then
-    python3 -m venv "$work/venv"
-    "$work/venv/bin/pip" install --quiet supervisor >&2
-fi
+source benches/peers.sh
+install_peers "$work"
 scratch="$(mktemp -d)"
 cleanup() {
     PM2_HOME="$scratch/pm2home" "$work/pm2/node_modules/.bin/pm2" kill >/dev/null 2>&1 || true

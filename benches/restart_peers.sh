@@ -25,7 +25,8 @@ if [ "$profile" = release ]; then flags+=(--release); dir=release; fi
 fake="$(realpath "$target/$dir/examples/fake_agent")"
 server="$(realpath "$target/$dir/session-manager")"
 work="$(realpath -m "$target/restart-peers")"
-mkdir -p "$work"
+source benches/peers.sh
+install_peers "$work"
 scratch="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -55,9 +56,6 @@ wait_starts "$stamp" $((restarts + 1))
 kill "${pids[-1]}"
 
 # 2. PM2.
-if [ ! -x "$work/pm2/node_modules/.bin/pm2" ]; then
-    npm install --silent --prefix "$work/pm2" pm2@5 >&2
-fi
 pm2="$work/pm2/node_modules/.bin/pm2"
 stamp="$scratch/pm2.stamp"
 # min_uptime 0 and no restart limit: every quick exit is restarted at once, not counted as
@@ -74,10 +72,6 @@ PM2_HOME="$scratch/pm2home" "$pm2" kill >/dev/null
 pm2_version="$(node -p "require('$work/pm2/node_modules/pm2/package.json').version")"
 
 # 3. supervisord.
-if [ ! -x "$work/venv/bin/supervisord" ]; then
-    python3 -m venv "$work/venv"
-    "$work/venv/bin/pip" install --quiet supervisor >&2
-fi
 stamp="$scratch/supervisord.stamp"
 cat > "$scratch/supervisord.conf" <<CONF
 [supervisord]
