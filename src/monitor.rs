@@ -1063,9 +1063,15 @@ impl MonitorState {
             }
         }
         // A session that is gone (terminated, purged) has nothing left to alert about.
+        // A set, not a scan of `values` per line: with 10,000 sessions that scan was 1.6
+        // billion comparisons a tick, most of the idle server's CPU.
+        let watched: HashSet<(Option<Uuid>, Resource)> = values
+            .iter()
+            .map(|&(session, resource, ..)| (session, resource))
+            .collect();
         let gone: Vec<_> = lines
             .keys()
-            .filter(|(s, r)| !values.iter().any(|v| v.0 == *s && v.1 == *r))
+            .filter(|key| !watched.contains(key))
             .copied()
             .collect();
         for key in gone {

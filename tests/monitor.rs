@@ -671,3 +671,65 @@ async fn the_summary_of_a_polled_session_follows_every_stored_tick() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_sessions_alerts_are_resolved_and_the_others_stay_open() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut settings = settings_in(data.path());
+    // Any file system in use is over 0.5 %: every session's disk line is crossed.
+    settings.monitor.thresholds.disk_percent = 0.5;
+    let (_monitor, addr, stop, server) = serve(&settings).await;
+    let api = |path: &str| format!("http://{addr}/api/claude{path}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/sessions"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for name in ["leaving", "staying"] {
+        let (status, created) = request(
+            reqwest::Method::POST,
+            api("/sessions"),
+            Some(json!({"name": name, "working_directory": work.path(), "git_enabled": false})),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["session"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut alerts = Vec::new();
+    for id in &ids {
+        let raised = next_event(&mut ws, "alert", id, |d| d["kind"] == "disk_usage").await;
+        alerts.push(raised["data"]["id"].as_str().unwrap().to_owned());
+    }
+
+    let (status, _) = request(
+        reqwest::Method::DELETE,
+        api(&format!("/sessions/{}", ids[0])),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let resolved = next_event(&mut ws, "alert_resolved", &ids[0], |d| {
+        d["id"] == alerts[0].as_str()
+    })
+    .await;
+    assert!(
+        resolved["data"]["resolved_at"].as_f64().is_some(),
+        "{resolved}"
+    );
+
+    // The other session's line is still watched: its alert stays open, ticks later.
+    let (_, status) = request(
+        reqwest::Method::GET,
+        api(&format!("/sessions/{}/status", ids[1])),
+        None,
+    )
+    .await;
+    let open = status["alerts"].as_array().unwrap();
+    assert!(
+        open.iter().any(|a| a["id"] == alerts[1].as_str()),
+        "{status}"
+    );
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
