@@ -1064,7 +1064,7 @@ impl MonitorState {
         }
         // A session that is gone (terminated, purged) has nothing left to alert about.
         // A set, not a scan of `values` per line: with 10,000 sessions that scan was 1.6
-        // billion comparisons a tick, most of the idle server's CPU.
+        // billion comparisons a tick, 40 % of an idle server's CPU.
         let watched: HashSet<(Option<Uuid>, Resource)> = values
             .iter()
             .map(|&(session, resource, ..)| (session, resource))
