@@ -37,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 python3 - "$server" "$scratch" "$work" "$profile" <<'PY'
-import json, os, signal, subprocess, sys, time, urllib.request
+import atexit, json, os, signal, subprocess, sys, time, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 server, scratch, work, profile = sys.argv[1:]
@@ -59,12 +59,17 @@ def rss_mb(pid):
             return int(line.split()[1]) / 1024
     return float("nan")
 
+started = []
+# Whatever happens to this script, no server it started outlives it.
+atexit.register(lambda: [p.kill() for p in started if p.poll() is None])
+
 def start(data_dir):
     """Starts the server; returns (process, url, seconds from exec to `listening on`)."""
     out = open(os.path.join(scratch, "server.out"), "w+")
     began = time.monotonic()
     proc = subprocess.Popen([server, "--port", "0", "--data-dir", data_dir], env=env,
                             stdout=out, stderr=subprocess.DEVNULL)
+    started.append(proc)
     while True:
         out.seek(0)
         for line in out:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every benchmark of BENCHMARKS.md in one run, release builds, each beside its peer or
-# baseline measured in the same run: restart latency (a shell loop, PM2, supervisord, ours),
-# HTTP throughput (a bare warp route, ours), memory per session, per logical agent and per
-# supervised process (PM2, supervisord, ours), start-up with 10,000 stored sessions (an
+# The side-by-side benchmarks of BENCHMARKS.md in one run, release builds, each beside its
+# peer or baseline measured in the same run: restart latency (a shell loop, PM2, supervisord,
+# ours), HTTP throughput (a bare warp route, ours), memory per session, per logical agent and
+# per supervised process (PM2, supervisord, ours), start-up with 10,000 stored sessions (an
 # empty data dir). Prints the machine, its load before and after each part, and each part's
-# table; the whole report is also written to target/side-by-side.md.
+# table; the whole report is also written to $CARGO_TARGET_DIR/side-by-side.md.
 #
 #   benches/side_by_side.sh          (needs wrk, jq, python3, node/npm; about 10 minutes)
 #
