@@ -32,35 +32,57 @@ struct Asset {
     name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
+    /// Its strong `ETag`, computed at its first request.
+    tag: OnceLock<HeaderValue>,
 }
 
-const INDEX: Asset = Asset {
-    name: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!("../../assets/dashboard/index.html"),
-};
+impl Asset {
+    const fn new(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
+        Asset {
+            name,
+            content_type,
+            body,
+            tag: OnceLock::new(),
+        }
+    }
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        name: "dashboard.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../assets/dashboard/dashboard.js"),
-    },
-    Asset {
-        name: "dashboard.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../assets/dashboard/dashboard.css"),
-    },
-    Asset {
-        name: "uPlot.iife.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../assets/vendor/uPlot.iife.min.js"),
-    },
-    Asset {
-        name: "uPlot.min.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../assets/vendor/uPlot.min.css"),
-    },
+    /// A digest of the content.
+    fn etag(&self) -> &HeaderValue {
+        self.tag.get_or_init(|| {
+            let digest = Sha256::digest(self.body);
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header")
+        })
+    }
+}
+
+static INDEX: Asset = Asset::new(
+    "index.html",
+    "text/html; charset=utf-8",
+    include_bytes!("../../assets/dashboard/index.html"),
+);
+
+static ASSETS: [Asset; 4] = [
+    Asset::new(
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dashboard/dashboard.js"),
+    ),
+    Asset::new(
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/dashboard/dashboard.css"),
+    ),
+    Asset::new(
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/uPlot.iife.min.js"),
+    ),
+    Asset::new(
+        "uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/vendor/uPlot.min.css"),
+    ),
 ];
 
 /// Whether `path` is the page or an asset (served without the token on GET and HEAD).
@@ -70,40 +92,17 @@ pub(crate) fn is_static(path: &str) -> bool {
 
 /// `GET /`.
 pub(crate) fn index(request: &HeaderMap) -> Response {
-    serve(&INDEX, 0, request)
+    serve(&INDEX, request)
 }
 
 /// `GET /assets/{name}`; `None` for a name that is not embedded.
 pub(crate) fn asset(name: &str, request: &HeaderMap) -> Option<Response> {
-    let index = ASSETS.iter().position(|asset| asset.name == name)?;
-    Some(serve(&ASSETS[index], index + 1, request))
+    let asset = ASSETS.iter().find(|asset| asset.name == name)?;
+    Some(serve(asset, request))
 }
 
-/// The strong `ETag` of each file (index 0 the page), computed once.
-fn etag(slot: usize, asset: &Asset) -> &'static HeaderValue {
-    static TAGS: OnceLock<Vec<HeaderValue>> = OnceLock::new();
-    let tags = TAGS.get_or_init(|| {
-        std::iter::once(&INDEX)
-            .chain(ASSETS)
-            .map(|asset| {
-                let digest = Sha256::digest(asset.body);
-                let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-                HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header")
-            })
-            .collect()
-    });
-    debug_assert_eq!(
-        std::iter::once(&INDEX)
-            .chain(ASSETS)
-            .nth(slot)
-            .map(|a| a.name),
-        Some(asset.name)
-    );
-    &tags[slot]
-}
-
-fn serve(asset: &Asset, slot: usize, request: &HeaderMap) -> Response {
-    let tag = etag(slot, asset);
+fn serve(asset: &Asset, request: &HeaderMap) -> Response {
+    let tag = asset.etag();
     let fresh = request
         .get_all(IF_NONE_MATCH)
         .iter()
