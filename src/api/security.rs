@@ -78,12 +78,16 @@ impl Security {
         }
     }
 
-    fn check_host(&self, host: &SeenHost) -> Result<(), ApiError> {
-        let allowed = match host {
-            SeenHost::Absent => true,
-            SeenHost::Named(authority) => self.origins.allows_host(authority),
-            SeenHost::Malformed => false,
-        };
+    /// The request's `Host`, as warp read it, is one this server answers to. Two `Host` lines
+    /// (RFC 9112 §3.2) are refused: which one a proxy or a route believes is anyone's guess.
+    fn check_host(&self, host: &SeenHost, headers: &HeaderMap) -> Result<(), ApiError> {
+        let single = headers.get_all(HOST).iter().nth(1).is_none();
+        let allowed = single
+            && match host {
+                SeenHost::Absent => true,
+                SeenHost::Named(authority) => self.origins.allows_host(authority),
+                SeenHost::Malformed => false,
+            };
         if allowed {
             Ok(())
         } else {
@@ -92,8 +96,13 @@ impl Security {
     }
 
     /// An allowed origin, or the origin of `host` itself (a page this server served: the
-    /// dashboard), or none.
-    fn check_origin(&self, origin: Option<&HeaderValue>, host: &SeenHost) -> Result<(), ApiError> {
+    /// dashboard), or none. Two `Origin` lines are refused, like two `Host`s.
+    fn check_origin(&self, headers: &HeaderMap, host: &SeenHost) -> Result<(), ApiError> {
+        let mut lines = headers.get_all(ORIGIN).iter();
+        let origin = lines.next();
+        if lines.next().is_some() {
+            return Err(ApiError::ForbiddenOrigin);
+        }
         match self.origin_verdict(origin) {
             OriginVerdict::Absent | OriginVerdict::Allowed => Ok(()),
             OriginVerdict::Refused => {
@@ -183,29 +192,14 @@ pub(crate) fn admit(
                   method: Method,
                   path: warp::path::FullPath,
                   headers: HeaderMap| {
-                let origin = headers.get(ORIGIN);
-                // Two Host lines (RFC 9112 §3.2) or two Origins: which one a proxy or the
-                // route would believe is anyone's guess, so neither is trusted.
-                let host = if headers.get_all(HOST).iter().nth(1).is_some() {
-                    SeenHost::Malformed
-                } else {
-                    host
-                };
-                let two_origins = headers.get_all(ORIGIN).iter().nth(1).is_some();
                 let verdict = security
                     .limit(peer.map(|addr| addr.ip()))
-                    .and_then(|()| security.check_host(&host))
-                    .and_then(|()| {
-                        if two_origins {
-                            Err(ApiError::ForbiddenOrigin)
-                        } else {
-                            security.check_origin(origin, &host)
-                        }
-                    })
+                    .and_then(|()| security.check_host(&host, &headers))
+                    .and_then(|()| security.check_origin(&headers, &host))
                     .map_err(warp::reject::custom)
                     .and_then(|()| {
                         let is_preflight = method == Method::OPTIONS
-                            && origin.is_some()
+                            && headers.contains_key(ORIGIN)
                             && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD);
                         if is_preflight {
                             Err(warp::reject::custom(Preflight))
@@ -311,22 +305,24 @@ mod tests {
     #[test]
     fn the_page_of_a_server_bound_elsewhere_may_call_it() {
         let security = security("10.1.2.3:8082");
-        let own = HeaderValue::from_static("http://10.1.2.3:8082");
-        assert!(security
-            .check_origin(Some(&own), &named("10.1.2.3:8082"))
-            .is_ok());
+        let own = origin("http://10.1.2.3:8082");
+        assert!(security.check_origin(&own, &named("10.1.2.3:8082")).is_ok());
         // Another origin, or the same one sent to another host, is cross-site.
-        let other = HeaderValue::from_static("http://10.1.2.4:8082");
+        let other = origin("http://10.1.2.4:8082");
         assert!(security
-            .check_origin(Some(&other), &named("10.1.2.3:8082"))
+            .check_origin(&other, &named("10.1.2.3:8082"))
             .is_err());
+        assert!(security.check_origin(&own, &SeenHost::Absent).is_err());
+        assert!(security.check_origin(&own, &SeenHost::Malformed).is_err());
         assert!(security
-            .check_origin(Some(&own), &SeenHost::Absent)
-            .is_err());
-        assert!(security
-            .check_origin(Some(&own), &SeenHost::Malformed)
-            .is_err());
-        assert!(security.check_origin(None, &SeenHost::Absent).is_ok());
+            .check_origin(&HeaderMap::new(), &SeenHost::Absent)
+            .is_ok());
+    }
+
+    fn origin(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(ORIGIN, HeaderValue::from_static(value));
+        headers
     }
 
     #[test]
