@@ -855,19 +855,7 @@ async fn worktrees_are_made_on_a_new_branch_and_removed_only_when_nothing_is_los
 fn permission_denied_is_the_kernels_answer() {
     const AS_NOBODY: &str = "SESSION_MANAGER_TEST_AS_NOBODY";
     if is_root() && std::env::var_os(AS_NOBODY).is_none() {
-        use std::os::unix::process::CommandExt;
-        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "permission_denied_is_the_kernels_answer",
-                "--nocapture",
-            ])
-            .env(AS_NOBODY, "1")
-            .current_dir("/")
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .expect("run as nobody");
+        let output = run_as_nobody("permission_denied_is_the_kernels_answer", AS_NOBODY);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success() && stdout.contains("1 passed"),
@@ -920,4 +908,34 @@ fn permission_denied_is_the_kernels_answer() {
         fs::set_permissions(base.join(name), fs::Permissions::from_mode(0o755))
             .expect("chmod back");
     }
+}
+
+/// Runs the test `name` of this binary again as `nobody`, with `marker` set in its
+/// environment. The binary is copied into a directory of its own under `/tmp` first: the
+/// checkout may sit where only its owner may enter (`mktemp -d` makes mode 0700, and so is
+/// root's home), and then `nobody` could not even exec it. The copy's directory is
+/// traversable by everyone, and `nobody` gets a temp directory of its own inside it.
+fn run_as_nobody(name: &str, marker: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let stage = tempfile::Builder::new()
+        .prefix("sm-as-nobody")
+        .tempdir_in("/tmp")
+        .expect("a directory under /tmp");
+    fs::set_permissions(stage.path(), fs::Permissions::from_mode(0o755)).expect("chmod stage");
+    let binary = stage.path().join("paths-test");
+    fs::copy(std::env::current_exe().expect("test binary"), &binary).expect("copy test binary");
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+    let tmp = stage.path().join("tmp");
+    fs::create_dir(&tmp).expect("mkdir tmp");
+    std::os::unix::fs::chown(&tmp, Some(NOBODY), Some(NOBODY)).expect("chown tmp to nobody");
+    std::process::Command::new(&binary)
+        .args(["--exact", name, "--nocapture"])
+        .env(marker, "1")
+        .env("TMPDIR", &tmp)
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run the copied test binary as nobody")
 }
