@@ -442,3 +442,142 @@ async fn a_database_locked_elsewhere_refuses_writes_with_503_and_changes_nothing
     app.restart();
     assert_eq!(description(&app, &id).await, json!("after"));
 }
+
+/// A bind mount of a directory onto itself, made read-only; unmounted when dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn bind(dir: &Path) -> ReadOnly {
+        let text = dir.to_str().expect("a UTF-8 path");
+        run("mount", &["--bind", text, text]);
+        let mount = ReadOnly(dir.to_path_buf());
+        run("mount", &["-o", "remount,bind,ro", text]);
+        mount
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A read-only data directory. A running server's cannot be made read-only (the kernel
+/// refuses to remount a file system read-only while a file on it is open for writing, as
+/// the database is), so this is the read-only directory a server is started on: it stops
+/// at once, naming what it could not open, instead of serving sessions it cannot keep.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "storage-faults suite: cargo test --test storage_faults -- --ignored; needs root or user namespaces (unshare -Urm)"]
+async fn a_read_only_data_directory_stops_start_up_with_a_clear_message() {
+    if !may_mount("a_read_only_data_directory_stops_start_up_with_a_clear_message") {
+        return;
+    }
+    let mut app = App::start(&[]);
+    let (status, body) = create(&app, "before", json!([])).await;
+    assert_eq!(status, 201, "{body}");
+    app.stop();
+    let sessions = app.data().join("sessions");
+    let read_only = ReadOnly::bind(&sessions);
+    let output = Command::new(env!("CARGO_BIN_EXE_session-manager"))
+        .env("HOME", app.work.path())
+        .args(["--port", "0", "--data-dir"])
+        .arg(app.data())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started on a read-only data dir");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "announced itself"
+    );
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    drop(read_only);
+    app.restart();
+    assert_eq!(session_names(&app).await, ["before"]);
+}
+
+/// Events past `events.backlog_max_bytes` while the disk is full are given up — said by a
+/// numbered `events_lost` in the log (after every event kept before it) and by `/health`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "storage-faults suite: cargo test --test storage_faults -- --ignored; needs root or user namespaces (unshare -Urm)"]
+async fn events_past_the_backlog_bound_leave_a_numbered_marker_and_health_says_so() {
+    if !may_mount("events_past_the_backlog_bound_leave_a_numbered_marker_and_health_says_so") {
+        return;
+    }
+    let mut app = App::start(&[("SESSION_MANAGER_EVENTS__BACKLOG_MAX_BYTES", "65536")]);
+    let tmpfs = on_tmpfs(&mut app, "4m");
+    let agent = json!([{"agent_type": "backend", "name": "worker"}]);
+    let (status, body) = create(&app, "bounded", agent).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["session"]["id"].as_str().unwrap().to_owned();
+    let (_, before) = app.get("/api/claude/events?since=0&limit=1").await;
+    let since = before["last_seq"].as_u64().unwrap();
+
+    let filler = Filler::fill(&tmpfs.0);
+    // Each order publishes its agent's transitions and the order itself (~1 KB each).
+    for _ in 0..100 {
+        for op in ["deactivate", "activate"] {
+            let url = format!("/api/claude/sessions/{id}/agents/worker/{op}");
+            assert_eq!(app.post(&url, &json!({})).await.0, 200);
+        }
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, body) = health(&app).await;
+        let told = body["problems"].as_array().unwrap().iter().any(|p| {
+            p["part"] == "event_log" && p["reason"].as_str().unwrap().contains("given up")
+        });
+        if told {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no loss reported: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    filler.free();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = health(&app).await;
+        if status == 200 && body["services"]["event_log"] == "degraded" {
+            assert_eq!(body["status"], "degraded", "a recent loss: {body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events = events_after(&app, since).await;
+    let (status, body) = app
+        .get(&format!("/api/claude/events?since={since}&limit=1000"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let markers: Vec<Value> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "events_lost")
+        .cloned()
+        .collect();
+    assert!(!markers.is_empty(), "no events_lost in {events:?}");
+    let mut lost = Vec::new();
+    for marker in &markers {
+        let (first, last) = (
+            marker["data"]["first_seq"].as_u64().unwrap(),
+            marker["data"]["last_seq"].as_u64().unwrap(),
+        );
+        assert_eq!(marker["data"]["count"].as_u64().unwrap(), last - first + 1);
+        assert!(marker["session_id"].is_null(), "{marker}");
+        assert!(marker["seq"].as_u64().unwrap() > last, "{marker}");
+        lost.push(first..=last);
+    }
+    // Every seq is there but the lost ones, in order; each marker after its gap.
+    let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
+    let newest = *seqs.last().unwrap();
+    let expected: Vec<u64> = (since + 1..=newest)
+        .filter(|seq| !lost.iter().any(|range| range.contains(seq)))
+        .collect();
+    assert_eq!(seqs, expected, "lost {lost:?}");
+    eprintln!("{} events kept, lost {lost:?}", seqs.len());
+    drop(tmpfs);
+}

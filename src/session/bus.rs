@@ -452,13 +452,16 @@ enum Pending {
 
 /// What the writer has not stored yet: in seq order, at most `max_bytes` of events (a
 /// range of lost seqs costs nothing). An event that does not fit is given up (joined to
-/// the lost range at the back, or opening one); an event that fits goes behind it, which
-/// closes the range.
+/// the lost range at the back, or opening one). Once one was given up, events are given
+/// up until the backlog is down to half its bound, so an outage leaves one long gap rather
+/// than many short ones (each with its own marker); the next event kept closes the range.
 #[derive(Debug)]
 struct Backlog {
     entries: VecDeque<Pending>,
     bytes: u64,
     max_bytes: u64,
+    /// An event was given up and the backlog has not come down to half its bound since.
+    overflowing: bool,
 }
 
 impl Backlog {
@@ -467,6 +470,7 @@ impl Backlog {
             entries: VecDeque::new(),
             bytes: 0,
             max_bytes,
+            overflowing: false,
         }
     }
 
@@ -474,12 +478,21 @@ impl Backlog {
     /// (`events_lost`) is always kept: the news that events were lost is never lost itself.
     fn push(&mut self, row: StoredEvent) -> bool {
         let bytes = row_bytes(&row);
-        let fits = self.bytes + bytes <= self.max_bytes || row.kind == EVENTS_LOST;
+        let limit = if self.overflowing {
+            self.max_bytes / 2
+        } else {
+            self.max_bytes
+        };
+        let fits = self.bytes + bytes <= limit || row.kind == EVENTS_LOST;
         if fits {
+            if row.kind != EVENTS_LOST {
+                self.overflowing = false;
+            }
             self.bytes += bytes;
             self.entries.push_back(Pending::Row { row, bytes });
             return true;
         }
+        self.overflowing = true;
         match self.entries.back_mut() {
             Some(Pending::Lost { last, .. }) if *last + 1 == row.seq => *last = row.seq,
             _ => self.entries.push_back(Pending::Lost {
@@ -1076,32 +1089,35 @@ mod tests {
     #[test]
     fn the_backlog_keeps_events_in_order_within_its_bound_and_names_the_gap() {
         let one = row_bytes(&row(1, "test", 100));
-        let mut backlog = Backlog::new(3 * one + 100);
-        for seq in 1..=3 {
+        let mut backlog = Backlog::new(4 * one);
+        for seq in 1..=4 {
             assert!(backlog.push(row(seq, "test", 100)));
         }
-        assert_eq!(backlog.bytes, 3 * one);
-        // Full: 4 and 5 are given up as one range; the marker is kept beyond the bound.
-        assert!(!backlog.push(row(4, "test", 100)));
+        assert_eq!(backlog.bytes, 4 * one);
+        // Full: 5 and 6 are given up as one range; the marker is kept beyond the bound.
         assert!(!backlog.push(row(5, "test", 100)));
-        assert!(backlog.push(row(6, EVENTS_LOST, 100)));
-        assert_eq!(backlog.len(), 4);
+        assert!(!backlog.push(row(6, "test", 100)));
+        assert!(backlog.push(row(7, EVENTS_LOST, 10)));
+        assert_eq!(backlog.len(), 5);
         assert_eq!(
             seqs(&backlog.front_rows(10)),
-            [1, 2, 3],
+            [1, 2, 3, 4],
             "a batch stops at the gap"
         );
-        backlog.pop_front(2);
-        assert_eq!(backlog.bytes, one + row_bytes(&row(6, EVENTS_LOST, 100)));
-        // Room again: the next event goes behind the gap (which closes it).
-        assert!(backlog.push(row(7, "test", 100)));
-        assert!(!backlog.push(row(8, "test", 100)), "full again");
-        assert_eq!(backlog.pop_lost(), None, "3 is in front");
+        let marker = row_bytes(&row(7, EVENTS_LOST, 10));
+        backlog.pop_front(3);
+        assert_eq!(backlog.bytes, one + marker);
+        // Room, but not down to half the bound: still given up, the same gap grows.
+        assert!(!backlog.push(row(8, "test", 100)));
         backlog.pop_front(1);
-        assert_eq!(backlog.pop_lost(), Some((4, 5)));
-        assert_eq!(seqs(&backlog.front_rows(10)), [6, 7]);
-        backlog.pop_front(2);
+        assert_eq!(backlog.pop_lost(), Some((5, 6)));
+        assert_eq!(seqs(&backlog.front_rows(10)), [7]);
+        backlog.pop_front(1);
+        // Down to half: kept again, behind the gap of 8 (which it closes).
+        assert!(backlog.push(row(9, "test", 100)));
         assert_eq!(backlog.pop_lost(), Some((8, 8)));
+        assert_eq!(seqs(&backlog.front_rows(10)), [9]);
+        backlog.pop_front(1);
         assert!(backlog.is_empty());
         assert_eq!(backlog.bytes, 0);
     }
