@@ -433,6 +433,17 @@ async fn a_database_locked_elsewhere_refuses_writes_with_503_and_changes_nothing
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(description(&app, &id).await, json!(""));
+    // The log's reads queue behind writes waiting for the lock: answered within their
+    // deadline all the same.
+    let response = app
+        .client
+        .get(app.url("/api/claude/events?since=0"))
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .expect("GET /events answers while the database is locked");
+    let (status, body) = answer(response).await;
+    assert!(matches!(status, 200 | 503), "{status}: {body}");
 
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);

@@ -380,7 +380,9 @@ impl EventBus {
 
     /// Up to `limit` stored events with a seq above `since`, oldest first, of one session
     /// or all; everything published before the call is stored first, so the answer joins
-    /// the live stream without a gap. Empty for a bus without a log.
+    /// the live stream without a gap. Empty for a bus without a log. Answers within 5 s:
+    /// [`LogError::Failing`] at once while storage refuses the log, [`LogError::TimedOut`]
+    /// when the flush and the read together take longer.
     pub async fn read(
         &self,
         since: u64,
@@ -390,13 +392,20 @@ impl EventBus {
         let Some(log) = &self.inner.log else {
             return Ok(Vec::new());
         };
-        self.flush().await?;
         // Seqs start at 1 and stay far below i64::MAX; a larger `since` finds nothing.
         let since = i64::try_from(since).unwrap_or(i64::MAX);
-        Ok(log
-            .storage
-            .events_since(since, session.map(|id| id.to_string()), limit)
-            .await?)
+        let read = async {
+            self.flush().await?;
+            Ok(log
+                .storage
+                .events_since(since, session.map(|id| id.to_string()), limit)
+                .await?)
+        };
+        // One deadline for both: the read queues behind writes that may be waiting for a
+        // lock held elsewhere, and a reader must not wait for as long as that lasts.
+        tokio::time::timeout(FLUSH_DEADLINE, read)
+            .await
+            .unwrap_or(Err(LogError::TimedOut))
     }
 
     /// Stops logging: events published from now on are only broadcast. Waits until every
