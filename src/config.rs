@@ -379,6 +379,10 @@ pub struct EventSettings {
     /// Messages a WebSocket client may have waiting to be written before it counts as too
     /// slow and is disconnected.
     pub websocket_queue: usize,
+    /// Bytes of numbered events (their stored JSON) kept in memory while storage refuses
+    /// them, to be written once it recovers. Past it, further events are given up and an
+    /// `events_lost` marker says which seqs: memory stays bounded however long the outage.
+    pub backlog_max_bytes: u64,
 }
 
 impl Settings {
@@ -467,6 +471,12 @@ impl Settings {
             1,
             1_000_000,
             "events.websocket_queue",
+        )?;
+        in_range(
+            self.events.backlog_max_bytes,
+            64 * 1024,
+            16 * 1024 * 1024 * 1024,
+            "events.backlog_max_bytes",
         )?;
         for (name, list) in [
             ("restricted", &self.paths.restricted),
@@ -1074,6 +1084,7 @@ mod tests {
         let settings = load_env(&[]).unwrap();
         assert_eq!(settings.events.retention_days, 7);
         assert_eq!(settings.events.websocket_queue, 1024);
+        assert_eq!(settings.events.backlog_max_bytes, 64 * 1024 * 1024);
         invalid_key(
             load_file("[events]\nretention_days = 0\n"),
             "events.retention_days",
@@ -1081,6 +1092,10 @@ mod tests {
         invalid_key(
             load_file("[events]\nwebsocket_queue = 0\n"),
             "events.websocket_queue",
+        );
+        invalid_key(
+            load_file("[events]\nbacklog_max_bytes = 1024\n"),
+            "events.backlog_max_bytes",
         );
     }
 

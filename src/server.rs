@@ -83,9 +83,14 @@ impl App {
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         // Before the sessions: restoring them publishes events, numbered after the log's.
         let retention = Duration::from_secs(u64::from(settings.events.retention_days) * 86_400);
-        let bus = EventBus::open(storage.clone(), api::encode_event, retention)
-            .await
-            .map_err(ServerError::Events)?;
+        let bus = EventBus::open(
+            storage.clone(),
+            api::encode_event,
+            retention,
+            settings.events.backlog_max_bytes,
+        )
+        .await
+        .map_err(ServerError::Events)?;
         // Restored sessions start their agents now, told where the server really listens.
         let sessions = SessionRegistry::start(
             Arc::new(settings.clone()),

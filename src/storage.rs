@@ -13,6 +13,7 @@
 mod connection;
 mod error;
 mod events;
+mod health;
 mod migrations;
 mod writer;
 
@@ -22,8 +23,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use error::StorageError;
+pub use error::{Fault, StorageError};
 pub use events::{NewEvent, StoredEvent};
+pub use health::StorageHealth;
 pub use migrations::SCHEMA_VERSION;
 
 /// Handle to the database. Clone it freely: all clones share one writer thread, which runs
@@ -34,6 +36,7 @@ pub use migrations::SCHEMA_VERSION;
 pub struct Storage {
     sender: mpsc::Sender<writer::Msg>,
     path: Arc<Path>,
+    tracker: health::Tracker,
 }
 
 impl Storage {
@@ -45,7 +48,11 @@ impl Storage {
         let (sender, ready) = writer::spawn(Arc::clone(&path))?;
         // The thread answers before it exits in every case, so a dropped answer means it died.
         ready.await.map_err(|_| StorageError::Closed)??;
-        Ok(Storage { sender, path })
+        Ok(Storage {
+            sender,
+            path,
+            tracker: health::Tracker::default(),
+        })
     }
 
     /// Runs `f` on the writer thread with the connection and returns its result: the building
@@ -59,7 +66,11 @@ impl Storage {
     {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(writer::Msg::Job(writer::job(f, reply)))
+            .send(writer::Msg::Job(writer::job(
+                f,
+                reply,
+                self.tracker.clone(),
+            )))
             .await
             .map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
@@ -81,6 +92,33 @@ impl Storage {
         }
         // A dropped answer means a concurrent close won the race; the thread is done either way.
         answer.await.unwrap_or(Ok(()))
+    }
+
+    /// The storage's condition as the writer last found it: the fault writes hit (cleared
+    /// by the next successful write), how long the running job has taken, how many wait.
+    /// Never waits for the writer.
+    pub fn health(&self) -> StorageHealth {
+        let queued = self.sender.max_capacity() - self.sender.capacity();
+        self.tracker.read(queued)
+    }
+
+    /// Writes one small row (and commits it) to learn whether the database takes writes
+    /// now; a success clears the fault [`Storage::health`] reports. For `/health`, which
+    /// would otherwise report a fault until the next real write, and which anyone may ask:
+    /// at most one probe a second is sent, a call within that time returns at once.
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        if !self.tracker.may_probe() {
+            return Ok(());
+        }
+        self.call(|conn| {
+            conn.execute(
+                "INSERT INTO storage_probe (id, at) VALUES (1, unixepoch('subsec'))
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// The schema version recorded in the database, for diagnostics (`/health`, logs).

@@ -248,7 +248,20 @@ async fn health_answers_with_the_envelope() {
     let data = body["data"].as_object().unwrap();
     let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["services", "status", "uptime_seconds", "version"]);
+    assert_eq!(
+        keys,
+        [
+            "problems",
+            "services",
+            "status",
+            "uptime_seconds",
+            "version"
+        ]
+    );
+    assert_eq!(body["problems"], serde_json::json!([]), "{body}");
+    for part in ["event_log", "monitor"] {
+        assert_eq!(body["services"][part], "running", "{body}");
+    }
     for (key, value) in data {
         assert_eq!(
             &body[key], value,

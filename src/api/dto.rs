@@ -43,10 +43,27 @@ pub(crate) struct ErrorEnvelope<'a> {
 /// `GET /health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
+    /// `healthy`; `degraded` (a part works, but not fully: see `problems`); `unhealthy`
+    /// (storage cannot write; answered with 503).
     pub(crate) status: &'static str,
     pub(crate) version: &'static str,
     pub(crate) uptime_seconds: f64,
+    /// Each part by name (`api`, `storage`, `event_log`, `sessions`, `monitor`): `running`,
+    /// `degraded`, `failing` (cannot do its work) or `stopping`.
     pub(crate) services: BTreeMap<String, &'static str>,
+    /// What is wrong, part by part; empty when healthy.
+    pub(crate) problems: Vec<HealthProblem>,
+}
+
+/// One thing `/health` reports wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub(crate) struct HealthProblem {
+    /// The part (`storage`, `event_log`, `monitor`).
+    pub(crate) part: &'static str,
+    /// What is wrong, in the server's own words.
+    pub(crate) reason: String,
+    /// Since when (Unix seconds), when known.
+    pub(crate) since: Option<f64>,
 }
 
 pub(crate) fn service_state(state: ServiceState) -> &'static str {

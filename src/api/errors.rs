@@ -18,7 +18,8 @@ use warp::ws::MissingConnectionUpgrade;
 use warp::Rejection;
 
 use super::envelope;
-use crate::session::SessionError;
+use crate::session::{LogError, SessionError};
+use crate::storage::{Fault, StorageError};
 
 /// Everything the API can answer with instead of a payload. Messages reach clients, so they
 /// describe the request, never the server's internals.
@@ -100,9 +101,71 @@ pub(crate) enum ApiError {
         /// Whole seconds after which a restarted server may answer.
         retry_after_seconds: u64,
     },
+    /// The change could not be stored because the disk holding the database is full;
+    /// nothing was changed.
+    #[error(
+        "the server's disk is full; nothing was changed ({})",
+        STORAGE_FULL_HINT
+    )]
+    StorageFull,
+    /// The change could not be stored (or the data read) because storage cannot be used
+    /// right now (read-only, failing or busy); nothing was changed, a later retry may pass.
+    #[error("storage is unavailable; nothing was changed, retry later")]
+    StorageUnavailable {
+        /// Whole seconds after which a retry may pass.
+        retry_after_seconds: u64,
+    },
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal server error")]
     Internal,
+}
+
+/// What a client is told to wait before retrying against unavailable storage: long enough
+/// for an operator or a transient lock, short enough that a client does not give up.
+const STORAGE_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// The hint a 507 carries: the operator's move, in words a client can show.
+const STORAGE_FULL_HINT: &str =
+    "free space on the file system of the server's data directory, then retry";
+
+impl From<&StorageError> for ApiError {
+    /// A storage fault is the client's business (507 or 503: retry, or free space); any
+    /// other storage failure is ours, logged and answered as a bare 500.
+    fn from(error: &StorageError) -> Self {
+        match error.fault() {
+            Some(Fault::Full) => {
+                tracing::warn!(%error, "a request failed: the disk is full");
+                ApiError::StorageFull
+            }
+            Some(Fault::Unavailable) => {
+                tracing::warn!(%error, "a request failed: storage is unavailable");
+                ApiError::StorageUnavailable {
+                    retry_after_seconds: STORAGE_RETRY_AFTER_SECONDS,
+                }
+            }
+            None => {
+                tracing::error!(error = %error, source = ?error.source(), "a request failed in storage");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<&LogError> for ApiError {
+    fn from(error: &LogError) -> Self {
+        match error {
+            LogError::Storage(error) => ApiError::from(error),
+            LogError::Failing(Fault::Full) => ApiError::StorageFull,
+            LogError::Failing(Fault::Unavailable) | LogError::TimedOut => {
+                ApiError::StorageUnavailable {
+                    retry_after_seconds: STORAGE_RETRY_AFTER_SECONDS,
+                }
+            }
+            LogError::Closed => ApiError::ShuttingDown {
+                retry_after_seconds: 10,
+            },
+        }
+    }
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -143,10 +206,8 @@ impl From<SessionError> for ApiError {
                 message,
                 details: None,
             },
-            SessionError::Storage(source) => {
-                tracing::error!(error = %source, "a session operation failed in storage");
-                ApiError::Internal
-            }
+            SessionError::Storage(source) => ApiError::from(&*source),
+            SessionError::EventLog(source) => ApiError::from(&*source),
             SessionError::Unavailable => ApiError::ShuttingDown {
                 retry_after_seconds: 10,
             },
@@ -180,7 +241,10 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenHost | ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown { .. } | ApiError::StorageUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -205,6 +269,8 @@ impl ApiError {
             ApiError::ForbiddenHost | ApiError::ForbiddenOrigin => "session_permission_error",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ShuttingDown { .. } => "shutting_down",
+            ApiError::StorageFull => "storage_full",
+            ApiError::StorageUnavailable { .. } => "storage_unavailable",
             ApiError::Internal => "internal_error",
         }
     }
@@ -228,7 +294,11 @@ impl ApiError {
             }
             | ApiError::ShuttingDown {
                 retry_after_seconds,
+            }
+            | ApiError::StorageUnavailable {
+                retry_after_seconds,
             } => Some(json!({ "retry_after_seconds": retry_after_seconds })),
+            ApiError::StorageFull => Some(json!({ "hint": STORAGE_FULL_HINT })),
             _ => None,
         }
     }
@@ -247,6 +317,9 @@ impl ApiError {
                 retry_after_seconds,
             }
             | ApiError::ShuttingDown {
+                retry_after_seconds,
+            }
+            | ApiError::StorageUnavailable {
                 retry_after_seconds,
             } => vec![(RETRY_AFTER, HeaderValue::from(*retry_after_seconds))],
             _ => Vec::new(),

@@ -99,15 +99,13 @@ impl EventsQuery {
 pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String>>) -> Answer {
     let query = EventsQuery::parse(&params?)?;
     let bus = ctx.sessions.bus();
-    // Everything published up to here is read: the log is flushed before the read.
+    // Everything published up to here is read: the log is flushed before the read, within
+    // its deadline; while storage refuses the log, a 503 (507) says so at once.
     let head = bus.last_seq();
     let mut events = bus
         .read(query.since, query.session, query.limit + 1)
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "reading the event log");
-            ApiError::Internal
-        })?;
+        .map_err(|error| ApiError::from(&error))?;
     let has_more = events.len() > query.limit;
     events.truncate(query.limit);
     let last = events
@@ -132,7 +130,7 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
 /// What a client subscribes to; each event type belongs to one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Topic {
-    /// `session_*` and `context_changed`.
+    /// `session_*`, `context_changed` and `events_lost`.
     Sessions,
     /// `agent_*`.
     Agents,
@@ -177,7 +175,9 @@ impl Topic {
     /// written by a newer version), which no subscription selects.
     pub(crate) fn of_type(kind: &str) -> Option<Topic> {
         match kind {
-            "context_changed" => Some(Topic::Sessions),
+            // The gap marker goes with `sessions`, in every default subscription: a client
+            // must learn that its view may miss changes.
+            "context_changed" | "events_lost" => Some(Topic::Sessions),
             "alert" | "alert_resolved" => Some(Topic::Alerts),
             "metrics" => Some(Topic::Metrics),
             "log" => Some(Topic::Logs),
@@ -359,6 +359,15 @@ fn describe(published: &Published) -> (&'static str, Option<Uuid>, Value) {
             "metrics",
             Some(sample.session_id),
             to_value(monitor::point(sample)),
+        ),
+        SessionEvent::EventsLost { first, last } => (
+            "events_lost",
+            None,
+            json!({
+                "first_seq": first,
+                "last_seq": last,
+                "count": last.saturating_sub(*first) + 1,
+            }),
         ),
         SessionEvent::ContextChanged {
             session,

@@ -17,7 +17,7 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, Para
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{
-    AllOfBuilder, ArrayBuilder, ComponentsBuilder, ObjectBuilder, Schema, Type,
+    AllOfBuilder, ArrayBuilder, ComponentsBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -153,6 +153,10 @@ impl Doc {
         errors: &[u16],
     ) {
         self.schema::<ErrorEnvelope>();
+        let public = path == "/health";
+        // `/health` answers 503 with its own payload when storage cannot write (and with
+        // the failure envelope while the server drains).
+        let unhealthy = public.then(|| unhealthy_response(&ok.1));
         let mut operation = OperationBuilder::new()
             .operation_id(Some(id))
             .tag(tag)
@@ -170,17 +174,24 @@ impl Doc {
                     .build(),
             ));
         }
-        let public = path == "/health";
         let mut statuses: Vec<u16> = errors.to_vec();
         // Every route sits behind the guards (and may fail inside).
         statuses.extend([403, 429, 500, 503]);
         if !public {
             statuses.push(401);
         }
+        // A write storage refuses for a full disk (storage_full).
+        if STORES.contains(&id) {
+            statuses.push(507);
+        }
         statuses.sort_unstable();
         statuses.dedup();
         for status in statuses {
-            operation = operation.response(status.to_string(), failure(status));
+            let response = match (&unhealthy, status) {
+                (Some(unhealthy), 503) => unhealthy.clone(),
+                _ => failure(status),
+            };
+            operation = operation.response(status.to_string(), response);
         }
         if public {
             operation = operation.security(SecurityRequirement::default());
@@ -756,6 +767,43 @@ fn json_response(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::R
         .build()
 }
 
+/// The operations that store what they are asked: storage refusing them for a full disk
+/// is their 507 (`storage_full`).
+const STORES: &[&str] = &[
+    "createSession",
+    "importSession",
+    "updateSession",
+    "deleteSession",
+    "navigateSession",
+    "cloneSession",
+    "hookEvent",
+    "putContextKey",
+    "deleteContextKey",
+];
+
+/// `/health`'s 503: its own payload (`status: unhealthy`, storage cannot write), or the
+/// failure envelope (shutting down).
+fn unhealthy_response(ok: &utoipa::openapi::Response) -> utoipa::openapi::Response {
+    let health = ok
+        .content
+        .get("application/json")
+        .and_then(|content| match content {
+            RefOr::T(content) => content.schema.clone(),
+            RefOr::Ref(_) => None,
+        });
+    let mut one_of = OneOfBuilder::new();
+    if let Some(health) = health {
+        one_of = one_of.item(health);
+    }
+    let schema = one_of.item(Ref::from_schema_name("Failure")).build();
+    let mut response = json_response(
+        "Unhealthy: storage cannot write (the health payload, status unhealthy), or shutting down (the failure envelope)",
+        Schema::OneOf(schema).into(),
+    );
+    response.headers.extend(failure(503).headers);
+    response
+}
+
 /// The failure envelope of one status, with the headers it carries.
 fn failure(status: u16) -> utoipa::openapi::Response {
     let description = match status {
@@ -769,7 +817,8 @@ fn failure(status: u16) -> utoipa::openapi::Response {
         422 => "Refused: path_refused, session_validation_error (agents, limits), session_limit_reached, agent_initialization_error",
         429 => "Rate limited (Retry-After)",
         500 => "Internal error",
-        503 => "Shutting down (Retry-After)",
+        503 => "Shutting down (shutting_down), or storage cannot be used now (storage_unavailable); nothing was changed (Retry-After)",
+        507 => "The disk holding the database is full (storage_full); nothing was changed (details.hint)",
         _ => "Error",
     };
     let mut response = json_response(description, Ref::from_schema_name("Failure").into());

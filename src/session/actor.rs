@@ -252,6 +252,19 @@ impl SessionState {
     }
 }
 
+/// Puts `status` in `record`, with the times and the error message that go with it.
+fn with_status(record: &mut SessionRecord, status: SessionStatus) {
+    let at = now();
+    record.status = status;
+    record.updated_at = at;
+    record.last_activity = at;
+    if status == SessionStatus::Error && record.error_message.is_none() {
+        record.error_message = Some("the ORCHESTRATOR agent failed".to_string());
+    } else if status != SessionStatus::Error {
+        record.error_message = None;
+    }
+}
+
 /// The session status its agents' states call for.
 async fn status_of(state: &SessionState) -> SessionStatus {
     let Some(group) = &state.group else {
@@ -340,10 +353,14 @@ impl SessionState {
         }
     }
 
+    /// Makes `record` the session's: stored first — a change storage refuses is an error
+    /// and changes nothing, agents included — then, when `restart_agents`, the agents are
+    /// stopped and started from it. If they cannot start, the previous record and agents
+    /// are put back (and stored again).
     async fn apply(
         &mut self,
         myself: &ActorRef<SessionMsg>,
-        record: SessionRecord,
+        mut record: SessionRecord,
         restart_agents: bool,
     ) -> Result<SessionView, SessionError> {
         if self.record.status.is_terminal() {
@@ -352,8 +369,12 @@ impl SessionState {
                 self.record.id, self.record.status
             )));
         }
+        let at = now();
+        record.updated_at = at;
+        record.last_activity = at;
+        store::save(&self.deps.storage, &record).await?;
+        let previous = std::mem::replace(&mut self.record, Arc::new(record));
         if restart_agents {
-            let previous = std::mem::replace(&mut self.record, Arc::new(record));
             self.stop_agents().await;
             if let Err(err) = self.launch_agents(myself).await {
                 // Stay where it was: the old record, its agents started again.
@@ -364,39 +385,30 @@ impl SessionState {
                 if let Err(again) = self.launch_agents(myself).await {
                     tracing::error!(session = %self.record.id, "cannot start the previous agents again: {again}");
                 }
+                // The refused record was stored first; the previous one goes back. Should
+                // that write fail too, the next checkpoint (or the stop) retries it.
+                self.dirty = true;
+                self.persist().await;
                 return Err(err);
             }
-        } else {
-            let restarts = std::mem::take(&mut self.edit().agent_restarts);
-            self.record = Arc::new(record);
-            self.edit().agent_restarts = restarts;
         }
+        self.dirty = false;
         self.schedule_checkpoints(myself);
-        let at = now();
-        let record = self.edit();
-        record.updated_at = at;
-        record.last_activity = at;
         let status = status_of(self).await;
         if status == self.record.status {
-            self.persist().await;
+            self.announce();
         } else {
             self.set_status(status).await;
         }
         Ok(self.view().await)
     }
 
-    /// Records a new status and tells the registry. Lifecycle statuses (`terminating`,
-    /// `terminated`) are stored at once; a status derived from the agents (`initializing`,
-    /// `active`, `degraded`, `error`) is recomputed from them after any restart, so it is
-    /// stored with the next checkpoint (and at stop) instead of costing a synchronous write
-    /// per agent transition.
+    /// Records a status derived from the agents (`initializing`, `active`, `degraded`,
+    /// `error`) and tells the registry. It is recomputed from them after any restart, so it
+    /// is stored with the next checkpoint (and at stop) instead of costing a synchronous
+    /// write per agent transition.
     async fn set_status(&mut self, status: SessionStatus) {
-        if !self.note_status(status) {
-            return;
-        }
-        if status.is_terminal() {
-            self.persist().await;
-        } else {
+        if self.note_status(status) {
             self.dirty = true;
             self.announce();
         }
@@ -408,17 +420,23 @@ impl SessionState {
         if self.record.status == status {
             return false;
         }
-        let at = now();
-        let record = self.edit();
-        record.status = status;
-        record.updated_at = at;
-        record.last_activity = at;
-        if status == SessionStatus::Error && record.error_message.is_none() {
-            record.error_message = Some("the ORCHESTRATOR agent failed".to_string());
-        } else if status != SessionStatus::Error {
-            record.error_message = None;
-        }
+        with_status(self.edit(), status);
         true
+    }
+
+    /// The record with a lifecycle status (`terminating`, `terminated`), stored first and
+    /// only then the session's: a status storage refuses changes nothing.
+    async fn commit_status(&mut self, status: SessionStatus) -> Result<(), SessionError> {
+        let mut next = SessionRecord::clone(&self.record);
+        with_status(&mut next, status);
+        if status == SessionStatus::Terminated {
+            next.terminated_at = Some(now());
+        }
+        store::save(&self.deps.storage, &next).await?;
+        self.record = Arc::new(next);
+        self.dirty = false;
+        self.announce();
+        Ok(())
     }
 
     /// The record, to change: a copy of it if the registry still shares it.
@@ -435,11 +453,17 @@ impl SessionState {
             .cast(RegistryMsg::Updated(self.record.clone()));
     }
 
+    /// Stores runtime state (a derived status, restart and activation counts, last
+    /// activity) that the session already shows: a failure keeps it `dirty`, so the next
+    /// checkpoint or the stop tries again, and `/health` reports the storage meanwhile.
     async fn persist(&mut self) {
-        if let Err(err) = store::save(&self.deps.storage, &self.record).await {
-            tracing::error!(session = %self.record.id, "cannot store the session: {err}");
+        match store::save(&self.deps.storage, &self.record).await {
+            Ok(()) => self.dirty = false,
+            Err(err) => {
+                tracing::warn!(session = %self.record.id, "cannot store the session's runtime state; kept for the next attempt: {err}");
+                self.dirty = true;
+            }
         }
-        self.dirty = false;
         self.announce();
     }
 
@@ -492,14 +516,26 @@ impl SessionState {
         agent
     }
 
+    /// Stores `terminating` first — the commit point: refused, nothing changes and the
+    /// agents keep running; stored, a restart finishes the job even if the server dies
+    /// now — then stops the agents and stores `terminated`. Should that last write fail,
+    /// the session is terminated all the same (the stored `terminating` becomes
+    /// `terminated` at the next start).
     async fn terminate(&mut self) -> Result<SessionRecord, SessionError> {
         if self.record.status == SessionStatus::Terminated {
             return Ok(SessionRecord::clone(&self.record));
         }
-        self.set_status(SessionStatus::Terminating).await;
+        if self.record.status != SessionStatus::Terminating {
+            self.commit_status(SessionStatus::Terminating).await?;
+        }
         self.stop_agents().await;
-        self.edit().terminated_at = Some(now());
-        self.set_status(SessionStatus::Terminated).await;
+        if let Err(err) = self.commit_status(SessionStatus::Terminated).await {
+            tracing::warn!(session = %self.record.id, "terminated, but stored as terminating (the next start finishes it): {err}");
+            let record = self.edit();
+            with_status(record, SessionStatus::Terminated);
+            record.terminated_at = Some(now());
+            self.announce();
+        }
         Ok(SessionRecord::clone(&self.record))
     }
 }

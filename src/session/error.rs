@@ -64,6 +64,10 @@ pub enum SessionError {
     /// The database failed; nothing was changed (500).
     #[error("storage failed")]
     Storage(#[source] std::sync::Arc<StorageError>),
+    /// The event log cannot take the event now (storage refuses it: 507 or 503), or did not
+    /// store it in time (503); see [`LogError`](super::LogError).
+    #[error("the event log cannot take the event")]
+    EventLog(#[source] std::sync::Arc<super::LogError>),
     /// The registry is gone (the server is shutting down; 503).
     #[error("the session registry is not running")]
     Unavailable,

@@ -207,6 +207,14 @@ pub enum SessionEvent {
     Metrics(Arc<SessionSample>),
     /// A terminated session was deleted.
     Purged(Uuid),
+    /// The event log gave up these seqs (storage refused them for longer than the backlog
+    /// could hold them): a client resuming across them must reload what it shows.
+    EventsLost {
+        /// The first seq lost.
+        first: u64,
+        /// The last seq lost.
+        last: u64,
+    },
     /// A shared-context key was set (`value: Some`) or deleted (`None`).
     ContextChanged {
         /// The session.
@@ -235,6 +243,7 @@ impl SessionEvent {
             | SessionEvent::Purged(session) => Some(*session),
             SessionEvent::Alert(alert) | SessionEvent::AlertResolved(alert) => alert.session,
             SessionEvent::Metrics(sample) => Some(sample.session_id),
+            SessionEvent::EventsLost { .. } => None,
         }
     }
 }
@@ -257,6 +266,8 @@ pub struct RestoreReport {
 pub(crate) enum RegistryMsg {
     Insert {
         record: Box<SessionRecord>,
+        /// Shared context stored with the record, in the same transaction (an import's).
+        context: Vec<(String, Value)>,
         arrival: Arrival,
         reply: RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>,
     },
@@ -381,10 +392,11 @@ impl Actor for Registry {
         match msg {
             RegistryMsg::Insert {
                 record,
+                context,
                 arrival,
                 reply,
             } => {
-                let _ = reply.send(state.insert(&myself, *record, arrival).await);
+                let _ = reply.send(state.insert(&myself, *record, context, arrival).await);
             }
             RegistryMsg::Lookup { id, reply } => {
                 let found = state
@@ -623,6 +635,7 @@ impl RegistryState {
         &mut self,
         myself: &ActorRef<RegistryMsg>,
         record: SessionRecord,
+        context: Vec<(String, Value)>,
         arrival: Arrival,
     ) -> Result<ActorRef<SessionMsg>, SessionError> {
         let max = self.deps.settings.sessions.max_sessions;
@@ -635,7 +648,8 @@ impl RegistryState {
                 record.id
             )));
         }
-        store::save(&self.deps.storage, &record).await?;
+        // Stored (with its context) before anything starts: a refused write creates nothing.
+        store::save_new(&self.deps.storage, &record, context).await?;
         let id = record.id;
         let initial = Box::new(record.clone());
         match start_session(&self.deps, myself, record).await {
@@ -661,7 +675,9 @@ impl RegistryState {
             }
             Err(err) => {
                 // Nothing of a refused session is kept.
-                let _ = store::delete(&self.deps.storage, id).await;
+                if let Err(again) = store::delete(&self.deps.storage, id).await {
+                    tracing::error!(session = %id, "a session that could not start stays stored: {again}");
+                }
                 Err(err)
             }
         }
@@ -817,6 +833,11 @@ impl SessionRegistry {
         &self.deps.bus
     }
 
+    /// The storage sessions are kept in (for `/health`'s look at its condition).
+    pub fn storage(&self) -> &Storage {
+        &self.deps.storage
+    }
+
     /// Creates a session: checks the configuration (fields, agents, the custom-command
     /// rule), validates the working directory with the path policy, creates it when missing
     /// and allowed, stores the record, and starts the agents in dependency order.
@@ -849,7 +870,7 @@ impl SessionRegistry {
         origin: CommandOrigin,
         arrival: Arrival,
     ) -> Result<SessionView, SessionError> {
-        self.insert_with_id(Uuid::new_v4(), request, origin, arrival)
+        self.insert_with_id(Uuid::new_v4(), request, Vec::new(), origin, arrival)
             .await
     }
 
@@ -857,6 +878,7 @@ impl SessionRegistry {
         &self,
         id: Uuid,
         request: CreateSession,
+        context: Vec<(String, Value)>,
         origin: CommandOrigin,
         arrival: Arrival,
     ) -> Result<SessionView, SessionError> {
@@ -889,6 +911,7 @@ impl SessionRegistry {
         let actor = self
             .call(|reply| RegistryMsg::Insert {
                 record: Box::new(record),
+                context,
                 arrival,
                 reply,
             })
@@ -922,11 +945,17 @@ impl SessionRegistry {
         payload: Value,
     ) -> Result<(), SessionError> {
         self.lookup(id).await?;
-        self.deps.bus.publish(SessionEvent::Hook {
-            session: id,
-            name,
-            payload,
-        });
+        // Accepted only once stored: a 202 for an event that exists only in memory would
+        // be lost by a restart. Refused while the event log cannot be written.
+        self.deps
+            .bus
+            .publish_stored(SessionEvent::Hook {
+                session: id,
+                name,
+                payload,
+            })
+            .await
+            .map_err(|error| SessionError::EventLog(Arc::new(error)))?;
         Ok(())
     }
 
@@ -1252,18 +1281,16 @@ impl SessionRegistry {
         } else {
             Uuid::new_v4()
         };
-        let view = self
-            .insert_with_id(id, create, CommandOrigin::Api, Arrival::Imported)
-            .await?;
-        for (key, value) in &snapshot.context.shared {
-            if let store::ContextPut::NoSession =
-                store::context_put(&self.deps.storage, id, key.clone(), value.clone()).await?
-            {
-                // Purged between its creation and here: nothing left to fill.
-                return Err(SessionError::Ended(id));
-            }
-        }
-        Ok(view)
+        // The shared context is stored with the record, in one transaction: an import
+        // storage refuses leaves nothing behind, one it takes is whole.
+        let context = snapshot
+            .context
+            .shared
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        self.insert_with_id(id, create, context, CommandOrigin::Api, Arrival::Imported)
+            .await
     }
 
     /// A session with its agents' live state.

@@ -13,6 +13,20 @@ use super::model::{now, SessionRecord};
 
 /// Inserts or replaces a session's row.
 pub(crate) async fn save(storage: &Storage, record: &SessionRecord) -> Result<(), StorageError> {
+    save_new(storage, record, Vec::new()).await
+}
+
+/// Inserts or replaces a session's row and sets the given context keys with it, in one
+/// transaction: both are stored, or neither.
+pub(crate) async fn save_new(
+    storage: &Storage,
+    record: &SessionRecord,
+    context: Vec<(String, Value)>,
+) -> Result<(), StorageError> {
+    let context = context
+        .into_iter()
+        .map(|(key, value)| Ok((key, serde_json::to_string(&value)?)))
+        .collect::<Result<Vec<_>, StorageError>>()?;
     let json = serde_json::to_string(record)?;
     // The columns beside the JSON, not a copy of the whole record.
     let (id, name, status, directory) = (
@@ -25,7 +39,8 @@ pub(crate) async fn save(storage: &Storage, record: &SessionRecord) -> Result<()
         (record.created_at, record.updated_at, record.terminated_at);
     storage
         .call(move |conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            tx.execute(
                 "INSERT INTO sessions
                      (id, name, status, working_directory, created_at, updated_at, terminated_at, record)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -45,6 +60,17 @@ pub(crate) async fn save(storage: &Storage, record: &SessionRecord) -> Result<()
                     json,
                 ],
             )?;
+            let at = now();
+            for (key, value) in &context {
+                tx.execute(
+                    "INSERT INTO session_context (session_id, key, value, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (session_id, key) DO UPDATE SET
+                         value = excluded.value, updated_at = excluded.updated_at",
+                    params![id, key, value, at],
+                )?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await

@@ -93,3 +93,134 @@ pub enum StorageError {
     #[error("event payload is not valid json")]
     Json(#[from] serde_json::Error),
 }
+
+/// What a failure says about the storage as a whole, as opposed to about one request: the
+/// answer a caller owes its client depends on it (507 for [`Fault::Full`], 503 with a
+/// `Retry-After` for [`Fault::Unavailable`]), and `/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The file system holding the database is full (`SQLITE_FULL`, `ENOSPC`, a quota):
+    /// nothing more is written until space is freed.
+    Full,
+    /// The database cannot be written right now for another reason the operator or time
+    /// can fix: a read-only file system, an I/O error, a file that cannot be opened, a lock
+    /// held elsewhere, or storage closing at shutdown.
+    Unavailable,
+}
+
+impl Fault {
+    /// The fault in our own words, for `/health` and logs (never a path or an OS message).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fault::Full => "the disk holding the database is full",
+            Fault::Unavailable => "the database cannot be written (read-only, I/O error or locked)",
+        }
+    }
+}
+
+impl StorageError {
+    /// Whether this failure is the storage's condition (a full disk, a read-only or failing
+    /// file system) rather than this request's; `None` for a failure of the request itself
+    /// (bad data, a bug), which retrying or freeing space would not cure.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StorageError::Sqlite(error) | StorageError::Open { source: error, .. } => {
+                sqlite_fault(error)
+            }
+            StorageError::Migration(rusqlite_migration::Error::RusqliteError { err, .. }) => {
+                sqlite_fault(err)
+            }
+            StorageError::CreateDir { source, .. } | StorageError::Spawn(source) => {
+                Some(io_fault(source))
+            }
+            StorageError::Closed => Some(Fault::Unavailable),
+            _ => None,
+        }
+    }
+}
+
+/// SQLite's unix file layer reports `ENOSPC` as `SQLITE_FULL`; the other codes here name a
+/// condition of the file system or of another process, not of the statement.
+fn sqlite_fault(error: &rusqlite::Error) -> Option<Fault> {
+    use rusqlite::ffi::ErrorCode;
+    match error.sqlite_error_code()? {
+        ErrorCode::DiskFull => Some(Fault::Full),
+        ErrorCode::ReadOnly
+        | ErrorCode::SystemIoFailure
+        | ErrorCode::CannotOpen
+        | ErrorCode::PermissionDenied
+        | ErrorCode::DatabaseBusy
+        | ErrorCode::DatabaseLocked
+        | ErrorCode::FileLockingProtocolFailed => Some(Fault::Unavailable),
+        _ => None,
+    }
+}
+
+fn io_fault(error: &io::Error) -> Fault {
+    match error.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Fault::Full,
+        _ => Fault::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::ffi;
+
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> StorageError {
+        StorageError::Sqlite(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None))
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_an_unwritable_one_and_from_a_bad_request() {
+        assert_eq!(sqlite(ffi::SQLITE_FULL).fault(), Some(Fault::Full));
+        for code in [
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_IOERR_WRITE,
+            ffi::SQLITE_IOERR_FSYNC,
+            ffi::SQLITE_CANTOPEN,
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_PROTOCOL,
+            ffi::SQLITE_PERM,
+        ] {
+            assert_eq!(
+                sqlite(code).fault(),
+                Some(Fault::Unavailable),
+                "code {code}"
+            );
+        }
+        for code in [
+            ffi::SQLITE_CONSTRAINT,
+            ffi::SQLITE_MISMATCH,
+            ffi::SQLITE_ERROR,
+        ] {
+            assert_eq!(sqlite(code).fault(), None, "code {code}");
+        }
+        assert_eq!(StorageError::Closed.fault(), Some(Fault::Unavailable));
+        assert_eq!(StorageError::Corrupt("x".into()).fault(), None);
+        assert_eq!(StorageError::InvalidData("x".into()).fault(), None);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_created_for_lack_of_space_is_a_full_disk() {
+        let full = StorageError::CreateDir {
+            path: PathBuf::from("/x"),
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert_eq!(full.fault(), Some(Fault::Full));
+        let quota = StorageError::CreateDir {
+            path: PathBuf::from("/x"),
+            source: io::Error::from_raw_os_error(libc::EDQUOT),
+        };
+        assert_eq!(quota.fault(), Some(Fault::Full));
+        let read_only = StorageError::CreateDir {
+            path: PathBuf::from("/x"),
+            source: io::Error::from_raw_os_error(libc::EROFS),
+        };
+        assert_eq!(read_only.fault(), Some(Fault::Unavailable));
+    }
+}

@@ -92,6 +92,13 @@ const MIGRATION_LIST: &[M<'static>] = &[
             PRIMARY KEY (session_id, kind, name)
         );",
     ),
+    // One row that `Storage::probe` rewrites to learn whether the database takes writes.
+    M::up(
+        "CREATE TABLE storage_probe (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            at REAL NOT NULL
+        );",
+    ),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

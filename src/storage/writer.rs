@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::Tracker;
 use super::{connection, StorageError};
 
 /// How many jobs may wait for the writer before callers are made to wait for room.
@@ -48,13 +49,15 @@ pub(super) fn spawn(path: Arc<Path>) -> Result<(mpsc::Sender<Msg>, Ready), Stora
 }
 
 /// Wraps a caller's closure into a job: runs it, turns a panic into an error for this caller
-/// only, and sends the result back.
-pub(super) fn job<T, F>(f: F, reply: Reply<T>) -> Job
+/// only, tells `tracker` what the outcome says about the storage, and sends the result back.
+pub(super) fn job<T, F>(f: F, reply: Reply<T>, tracker: Tracker) -> Job
 where
     T: Send + 'static,
     F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
 {
     Box::new(move |conn: &mut Connection| {
+        tracker.started();
+        let changes = conn.total_changes();
         // AssertUnwindSafe: the only state that outlives the panic is the connection, and
         // `run` rolls back whatever transaction the job left open before the next job.
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
@@ -65,6 +68,8 @@ where
             Ok(_) if !conn.is_autocommit() => Err(StorageError::TransactionLeftOpen),
             other => other,
         };
+        let fault = result.as_ref().err().and_then(StorageError::fault);
+        tracker.ended(fault, result.is_ok() && conn.total_changes() > changes);
         // The caller may have stopped waiting (its future was dropped); the job still ran,
         // and there is nobody left to tell.
         let _ = reply.send(result);
@@ -164,6 +169,7 @@ mod tests {
                 panic!("boom")
             },
             reply,
+            Tracker::default(),
         );
         job(&mut conn);
         end_stray_transaction(&conn);
