@@ -249,9 +249,22 @@ pub struct AgentSettings {
     pub stop_grace_ms: u64,
     /// Window over which restarts count against `retry_attempts`, in seconds.
     pub restart_window_seconds: u64,
+    /// Whether each agent runs in a cgroup v2 of its own.
+    pub cgroups: CgroupMode,
     /// Per-type templates, keyed by the canonical (upper-case) agent type.
     #[serde(default)]
     pub templates: BTreeMap<String, AgentTemplate>,
+}
+
+/// `agents.cgroups`: whether each agent runs in a cgroup v2 of its own, stopped as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Where the server may create cgroups under its own (root, or a delegated subtree);
+    /// elsewhere agents run without, caught by the subreaper and the watchdog.
+    Auto,
+    /// Never: the subreaper and the watchdog alone.
+    Off,
 }
 
 /// `[agents.templates.<TYPE>]`: what an agent of that type runs unless its own configuration
