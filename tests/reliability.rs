@@ -511,6 +511,53 @@ async fn escaped_descendants_are_gone_after_sigkill_by_the_watchdog_alone() {
     no_escape_after(Ending::Sigkill, "off").await;
 }
 
+/// What a server SIGKILLed before its watchdog could act leaves behind, a
+/// `session-manager-<pid>` cgroup with a process still in it, is killed and removed by the
+/// next start.
+#[tokio::test]
+#[ignore = "cgroups: run with `sudo cargo test --test reliability -- --ignored cgroup`; needs root or a delegated cgroup v2 subtree"]
+async fn the_cgroup_of_a_dead_server_is_emptied_and_removed_by_the_next_start() {
+    assert!(
+        cgroups_delegated(),
+        "this test needs to create cgroups under its own: run it as root, or in a cgroup v2 \
+         subtree delegated to this user (e.g. `systemd-run --user -p Delegate=yes --shell`)"
+    );
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let stale = own_cgroup_dir()
+        .unwrap()
+        .join(format!("session-manager-{dead_pid}"));
+    let agent = stale.join("agent-0");
+    std::fs::create_dir_all(&agent).unwrap();
+    let mut left = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    std::fs::write(agent.join("cgroup.procs"), left.id().to_string()).unwrap();
+    assert!(cgroup_of(left.id()).ends_with(&format!("/session-manager-{dead_pid}/agent-0")));
+
+    let app = App::start(&[]);
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = left.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            left.kill().unwrap();
+            left.wait().unwrap();
+            panic!("the process left in the stale cgroup still runs");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    removed(&stale, "the stale cgroup");
+    assert!(app.healthy().await);
+}
+
 // --- Durability under SIGKILL ---------------------------------------------------------------
 
 /// xorshift64: reproducible from the seed the test prints.

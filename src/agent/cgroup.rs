@@ -115,21 +115,24 @@ fn directory(mount: &Path, mount_root: &str, path: &str) -> PathBuf {
     mount.join(relative.trim_start_matches('/'))
 }
 
-/// The server's own cgroup v2 directory, from the files of this process.
-fn own_directory() -> Result<PathBuf, CgroupError> {
+/// The server's own cgroup v2 directory and path (as `/proc/<pid>/cgroup` shows it), from the
+/// files of this process.
+fn own_directory() -> Result<(PathBuf, String), CgroupError> {
     let read = |file: &'static str| {
         fs::read_to_string(file).map_err(|source| CgroupError::Proc { file, source })
     };
     let (mount, mount_root) =
         cgroup2_mount(&read("/proc/self/mountinfo")?).ok_or(CgroupError::NoMount)?;
     let path = own_v2_path(&read("/proc/self/cgroup")?).ok_or(CgroupError::NoV2Path)?;
-    Ok(directory(&mount, &mount_root, &path))
+    Ok((directory(&mount, &mount_root, &path), path))
 }
 
 /// The server's cgroup, `session-manager-<pid>`: the parent of every agent's.
 #[derive(Debug)]
 pub(crate) struct Root {
     dir: PathBuf,
+    /// As `/proc/<pid>/cgroup` shows it.
+    path: String,
     next: AtomicU64,
 }
 
@@ -137,19 +140,22 @@ impl Root {
     /// Creates the server's cgroup beside its own process, after removing those left by
     /// servers that are gone.
     pub(crate) fn create() -> Result<Root, CgroupError> {
-        let parent = own_directory()?;
+        let (parent, parent_path) = own_directory()?;
         remove_stale(&parent);
-        let dir = parent.join(format!("{ROOT_PREFIX}{}", std::process::id()));
+        let name = format!("{ROOT_PREFIX}{}", std::process::id());
+        let dir = parent.join(&name);
+        let path = format!("{}/{name}", parent_path.trim_end_matches('/'));
         match fs::create_dir(&dir) {
             Ok(()) => {}
             // Our pid's, left by a dead server whose pid we got: reuse it.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
             Err(source) => return Err(CgroupError::Create { path: dir, source }),
         }
-        // A directory we may create but not move processes into is no use: check now, with
-        // a throwaway child, rather than fail every spawn.
+        // A directory we may create but not create cgroups in or open is no use: check now,
+        // with a throwaway child, rather than at every spawn.
         let probe = Root {
             dir,
+            path,
             next: AtomicU64::new(0),
         };
         match probe.agent() {
@@ -181,6 +187,7 @@ impl Root {
         {
             Ok(procs) => Ok(AgentCgroup {
                 dir,
+                path: format!("{}/agent-{n}", self.path),
                 procs: Some(procs.into()),
             }),
             Err(err) => {
@@ -229,6 +236,8 @@ fn remove_stale(parent: &Path) {
 #[derive(Debug)]
 pub(crate) struct AgentCgroup {
     dir: PathBuf,
+    /// As `/proc/<pid>/cgroup` shows it.
+    path: String,
     /// `cgroup.procs`, open until the child has entered.
     procs: Option<OwnedFd>,
 }
@@ -242,6 +251,16 @@ impl AgentCgroup {
     /// Closes the `cgroup.procs` descriptor once the child has entered (or failed).
     pub(crate) fn entered(&mut self) {
         self.procs = None;
+    }
+
+    /// Whether `pid` is in this cgroup; true when that cannot be read (the process is gone).
+    /// A child whose move was refused (a cgroup we could create but whose ancestors do not
+    /// let us move processes) runs outside it.
+    pub(crate) fn holds(&self, pid: libc::pid_t) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|text| own_v2_path(&text))
+            .is_none_or(|path| path == self.path)
     }
 
     /// Sends `signal` to every member; SIGKILL goes through `cgroup.kill`. False when the

@@ -218,6 +218,10 @@ pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
     let (pid, stdout, stderr) = spawned?;
     children.insert(pid, Tag::from_env(spec.env));
     drop(children);
+    if cgroup.as_ref().is_some_and(|c| !c.holds(pid)) {
+        tracing::warn!(pid, "the agent could not enter its cgroup; it runs without");
+        cgroup = None;
+    }
     // From here on a failure still kills and reaps the process (the reaper's drop).
     let reaper = Reaper::new(pid);
     let group = Group { pgid: pid, cgroup };
@@ -403,11 +407,10 @@ impl ChildSetup {
         // SAFETY: each call below is async-signal-safe and touches only local data.
         unsafe {
             // First, so that nothing the child does happens outside its cgroup ("0" is the
-            // writing process).
+            // writing process). A refusal is not fatal: the parent sees it (`holds`) and the
+            // agent runs without, as where cgroups are not delegated.
             if let Some(fd) = self.cgroup_procs {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
-                }
+                libc::write(fd, b"0".as_ptr().cast(), 1);
             }
             #[cfg(target_os = "linux")]
             {
