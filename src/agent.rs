@@ -34,7 +34,7 @@ pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{
     health, AgentContext, AgentError, AgentGroup, AgentStatus, EventSink, GroupHealth,
 };
-pub use orphans::{contain, release};
+pub use orphans::{adopt_orphans, contain, release};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
 pub use process::ProcessExit;
 

@@ -180,7 +180,14 @@ impl Root {
     pub(crate) fn agent(&self) -> io::Result<AgentCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(format!("agent-{n}"));
-        fs::create_dir(&dir)?;
+        if let Err(err) = fs::create_dir(&dir) {
+            // Removed by the release of an earlier server in this process: made again.
+            if err.kind() != io::ErrorKind::NotFound {
+                return Err(err);
+            }
+            fs::create_dir(&self.dir)?;
+            fs::create_dir(&dir)?;
+        }
         match fs::OpenOptions::new()
             .write(true)
             .open(dir.join("cgroup.procs"))

@@ -1,7 +1,9 @@
 //! No descendant escapes: what catches the processes an agent starts that leave its process
 //! group (`setsid`, a double fork, a daemon), which a signal to the group never reaches.
 //!
-//! Three mechanisms, set up by [`contain`] when the server starts:
+//! Three mechanisms, set up by [`contain`] when the server starts (the subreaper only in a
+//! program that asked for it with [`adopt_orphans`]: the binary does, a library user or an
+//! in-process test may own other children the sweeper must not touch):
 //! - **cgroups v2** where the server may create them ([`super::cgroup`]): each agent runs in
 //!   its own cgroup, stopped as a whole (SIGTERM to every member, then `cgroup.kill`);
 //! - **the child subreaper** (`PR_SET_CHILD_SUBREAPER`) everywhere: every orphan of an agent's
@@ -23,6 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -79,6 +82,20 @@ static SWEEP: Notify = Notify::const_new();
 /// What [`contain`] set up.
 static CONTAINMENT: OnceLock<Containment> = OnceLock::new();
 
+/// Whether [`contain`] makes this process a child subreaper ([`adopt_orphans`]).
+static ADOPT: AtomicBool = AtomicBool::new(false);
+
+/// Servers between [`contain`] and [`release`] in this process: the last release cleans up.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Asks [`contain`] to make this process the child subreaper of its agents' descendants.
+/// Only for a program that owns its process, as the `session-manager` binary does: the
+/// sweeper then reaps every exited child this process did not fork through the agent layer,
+/// and [`release`] kills every such child still running.
+pub fn adopt_orphans() {
+    ADOPT.store(true, Ordering::Relaxed);
+}
+
 #[derive(Debug)]
 struct Containment {
     cgroups: Option<cgroup::Root>,
@@ -113,6 +130,7 @@ pub(crate) fn agent_cgroup() -> Option<AgentCgroup> {
 /// child subreaper and its sweeper. Must run inside a tokio runtime. Logs which mechanism
 /// holds.
 pub fn contain(mode: CgroupMode, server_url: &str) {
+    ACTIVE.fetch_add(1, Ordering::AcqRel);
     CONTAINMENT.get_or_init(|| {
         let cgroups = match mode {
             CgroupMode::Off => None,
@@ -133,7 +151,7 @@ pub fn contain(mode: CgroupMode, server_url: &str) {
             cgroup: cgroups.as_ref().map(|root| root.dir().to_path_buf()),
             env_entry: Some(format!("{URL_VAR}={server_url}")),
         });
-        let subreaper = become_subreaper();
+        let subreaper = ADOPT.load(Ordering::Relaxed) && become_subreaper();
         if subreaper {
             tokio::spawn(sweeper());
         }
@@ -176,11 +194,15 @@ fn become_subreaper() -> bool {
 }
 
 /// At shutdown, once every agent has stopped: kills every process the server adopted (no
-/// agent is left to own one) until none is left, bounded, and removes the server's cgroup.
+/// agent is left to own one) until none is left, bounded, and removes the server's cgroup —
+/// at the last server's shutdown, when one process runs several.
 pub async fn release() {
     let Some(containment) = CONTAINMENT.get() else {
         return;
     };
+    if ACTIVE.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
     let subreaper = containment.subreaper;
     let work = move || {
         if subreaper {
