@@ -1118,6 +1118,18 @@ mod tests {
     }
 
     #[test]
+    fn agents_cgroups_is_auto_by_default_and_refuses_other_words_by_name() {
+        assert_eq!(load_env(&[]).unwrap().agents.cgroups, CgroupMode::Auto);
+        let settings = load_env(&[("SESSION_MANAGER_AGENTS__CGROUPS", "off")]).unwrap();
+        assert_eq!(settings.agents.cgroups, CgroupMode::Off);
+        let message = invalid_key(
+            load_env(&[("SESSION_MANAGER_AGENTS__CGROUPS", "maybe")]),
+            "agents.cgroups",
+        );
+        assert!(message.contains("auto, off"), "{message}");
+    }
+
+    #[test]
     fn unknown_section_is_named() {
         invalid_key(load_file("[sever]\nport = 1\n"), "sever");
     }
