@@ -11,6 +11,11 @@
 //! - the [`watchdog`](super::watchdog), which kills every group the server leaves behind
 //!   when it dies without running any destructor (SIGKILL, abort).
 //!
+//! What leaves the group (`setsid`, double forks, daemons) is caught by the agent's cgroup
+//! where the server has cgroups (the child enters it first thing before exec; the [`Group`]
+//! signals and kills it with the group), by the server as child subreaper, and by the
+//! watchdog: see [`orphans`](super::orphans).
+//!
 //! On Linux the process is spawned with `clone(CLONE_VM | CLONE_VFORK)` ([`clone`]), not
 //! `fork`: a restart then costs no copy of the server's page tables. The child-side setup
 //! runs between clone and exec, where only async-signal-safe calls are allowed: everything it
