@@ -636,6 +636,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     fn line(sign: u8, pgid: libc::pid_t) -> Vec<u8> {
         let mut out = [0u8; 24];
@@ -712,16 +713,22 @@ mod tests {
                 .unwrap()
         };
         let mut before = spawn();
-        // SAFETY: sysconf and clock_gettime have no preconditions.
+        // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
-        // A tick later still counts as before; two ticks after the boundary do not.
-        std::thread::sleep(std::time::Duration::from_millis(
-            (2000 / ticks.max(1)) as u64 + 20,
-        ));
-        let died_at = unsafe { boot_ticks(ticks) };
-        std::thread::sleep(std::time::Duration::from_millis(
-            (2000 / ticks.max(1)) as u64 + 20,
-        ));
+        // SAFETY: clock_gettime on a local timespec.
+        let now = || unsafe { boot_ticks(ticks) };
+        // The clock moves on by a tick between the start and the death, and again before the
+        // later start: polled, bounded.
+        let tick_after = |from: u64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while now() <= from {
+                assert!(Instant::now() < deadline, "the boot clock stands still");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        tick_after(now());
+        let died_at = now();
+        tick_after(died_at);
         let mut after = spawn();
         let mut scratch = vec![0u8; 16 * 1024];
         // SAFETY: the scan only reads /proc and signals what it matched.
