@@ -16,8 +16,9 @@
 //! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the server's cgroup
 //! (its whole subtree, then removes the emptied cgroups), and scans `/proc` for every process
 //! whose environment holds the server's `SESSION_MANAGER_URL=<url>` entry and that started
-//! before the server died (a restarted server on the same URL starts later), and kills it —
-//! scan after scan until one finds none.
+//! before the server died (a restarted server on the same URL starts later) or is the child
+//! of one of those: each is stopped (SIGSTOP) as it is found, scan after scan until one finds
+//! none, so nothing forks away meanwhile; then all are killed.
 //!
 //! The watchdog is a forked copy of a multi-threaded program, so it may only make
 //! async-signal-safe calls: it runs on memory allocated before the fork and raw `libc` calls,
@@ -93,6 +94,8 @@ struct Prepared {
     ticks_per_second: i64,
     /// Room to list directories and read `/proc` files without allocating.
     scratch: Box<[u8]>,
+    /// The processes a scan stopped, killed when no scan finds more.
+    frozen: Box<[libc::pid_t]>,
 }
 
 impl Prepared {
@@ -110,6 +113,7 @@ impl Prepared {
             env_entry: scope.env_entry.as_ref().map(|e| e.as_bytes().to_vec()),
             ticks_per_second: if ticks > 0 { ticks as i64 } else { 100 },
             scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
+            frozen: vec![0; 4096].into_boxed_slice(),
         })
     }
 }
@@ -327,7 +331,7 @@ unsafe fn watch(
         // Killing a process re-parents its children, which may be forking right now: scan
         // again until a scan finds none (bounded).
         for _ in 0..100 {
-            if kill_marked(entry, died_at, &mut scope.scratch) == 0 {
+            if kill_marked(entry, died_at, &mut scope.scratch, &mut scope.frozen) == 0 {
                 break;
             }
         }
@@ -403,9 +407,16 @@ unsafe fn for_each_entry(dir: RawFd, buffer: &mut [u8], mut each: impl FnMut(&[u
     }
 }
 
-/// One scan of /proc: SIGKILL to every process whose environment holds `entry` and that
-/// started at or before `died_at`; returns how many were killed.
-unsafe fn kill_marked(entry: &[u8], died_at: u64, scratch: &mut [u8]) -> usize {
+/// Kills every process whose environment holds `entry` and that started at or before
+/// `died_at` — or later, as the child of one of those: each is first stopped (SIGSTOP), scan
+/// after scan until one stops nobody new, so none can fork away while the rest is found;
+/// then all are killed. Returns how many were killed.
+unsafe fn kill_marked(
+    entry: &[u8],
+    died_at: u64,
+    scratch: &mut [u8],
+    frozen: &mut [libc::pid_t],
+) -> usize {
     let proc_dir = libc::open(
         c"/proc".as_ptr(),
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -413,41 +424,83 @@ unsafe fn kill_marked(entry: &[u8], died_at: u64, scratch: &mut [u8]) -> usize {
     if proc_dir < 0 {
         return 0;
     }
+    let mut count = 0;
+    let mut killed = 0;
+    for _ in 0..100 {
+        let before = count + killed;
+        stop_marked(
+            proc_dir,
+            entry,
+            died_at,
+            scratch,
+            frozen,
+            &mut count,
+            &mut killed,
+        );
+        if count + killed == before {
+            break;
+        }
+    }
+    for &pid in &frozen[..count] {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    libc::close(proc_dir);
+    count + killed
+}
+
+/// One scan of /proc for [`kill_marked`]: stops each new match and records it in
+/// `frozen[..count]` (kills it at once when the table is full, counted in `killed`).
+unsafe fn stop_marked(
+    proc_dir: RawFd,
+    entry: &[u8],
+    died_at: u64,
+    scratch: &mut [u8],
+    frozen: &mut [libc::pid_t],
+    count: &mut usize,
+    killed: &mut usize,
+) {
     let own = libc::getpid();
     let (listing, file) = scratch.split_at_mut(4096);
     // Pids first (the listing buffer is reused by every getdents call).
-    let mut killed = 0;
     let mut pids = [0 as libc::pid_t; 256];
     let mut resume_after: libc::pid_t = 0;
     loop {
-        let mut count = 0;
+        let mut listed = 0;
         let mut more = false;
         for_each_entry(proc_dir, listing, |name| {
             let pid = parse_pid(name);
             if pid > resume_after && pid != own {
-                if count < pids.len() {
-                    pids[count] = pid;
-                    count += 1;
+                if listed < pids.len() {
+                    pids[listed] = pid;
+                    listed += 1;
                 } else {
                     more = true;
                 }
             }
         });
         // Listing order is not numeric: take the smallest batch above the last one.
-        pids[..count].sort_unstable();
-        for &pid in &pids[..count] {
-            if marked(proc_dir, pid, entry, died_at, file) {
-                libc::kill(pid, libc::SIGKILL);
-                killed += 1;
+        pids[..listed].sort_unstable();
+        for &pid in &pids[..listed] {
+            if frozen[..*count].contains(&pid) {
+                continue;
+            }
+            let parents = &frozen[..*count];
+            if marked(proc_dir, pid, entry, died_at, parents, file) {
+                if *count < frozen.len() {
+                    libc::kill(pid, libc::SIGSTOP);
+                    frozen[*count] = pid;
+                    *count += 1;
+                } else {
+                    libc::kill(pid, libc::SIGKILL);
+                    *killed += 1;
+                }
             }
         }
-        if !more || count == 0 {
+        if !more || listed == 0 {
             break;
         }
-        resume_after = pids[count - 1];
+        resume_after = pids[listed - 1];
     }
-    libc::close(proc_dir);
-    killed
 }
 
 /// Digits (NUL-terminated) as a pid; 0 when not a number.
@@ -468,19 +521,21 @@ fn parse_pid(name: &[u8]) -> libc::pid_t {
     pid
 }
 
-/// Whether `pid` started at or before `died_at` and its environment holds `entry`.
+/// Whether `pid` started at or before `died_at` (or is a child of one of `parents`) and its
+/// environment holds `entry`.
 unsafe fn marked(
     proc_dir: RawFd,
     pid: libc::pid_t,
     entry: &[u8],
     died_at: u64,
+    parents: &[libc::pid_t],
     buf: &mut [u8],
 ) -> bool {
     let mut path = [0u8; 32];
     let stat_len = pid_path(pid, b"/stat", &mut path);
     let len = read_file(proc_dir, &path[..stat_len], buf);
-    match start_ticks(&buf[..len]) {
-        Some(start) if start <= died_at => {}
+    match parent_and_start(&buf[..len]) {
+        Some((parent, start)) if start <= died_at || parents.contains(&parent) => {}
         _ => return false,
     }
     let environ_len = pid_path(pid, b"/environ", &mut path);
@@ -519,22 +574,27 @@ fn pid_path(pid: libc::pid_t, suffix: &[u8], out: &mut [u8; 32]) -> usize {
     digits.len() + suffix.len() + 1
 }
 
-/// The start time (field 22) of a `/proc/<pid>/stat` line.
-fn start_ticks(stat: &[u8]) -> Option<u64> {
+/// The parent (field 4) and the start time (field 22) of a `/proc/<pid>/stat` line.
+fn parent_and_start(stat: &[u8]) -> Option<(libc::pid_t, u64)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = &stat[close + 1..];
-    let field = rest
+    let mut fields = stat[close + 1..]
         .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty())
-        .nth(19)?;
-    let mut ticks: u64 = 0;
-    for &b in field {
+        .filter(|f| !f.is_empty());
+    let parent = number(fields.nth(1)?)?;
+    let start = number(fields.nth(17)?)?;
+    Some((libc::pid_t::try_from(parent).ok()?, start))
+}
+
+/// Decimal digits as a number; `None` for anything else or an overflow.
+fn number(digits: &[u8]) -> Option<u64> {
+    let mut n: u64 = 0;
+    for &b in digits {
         if !b.is_ascii_digit() {
             return None;
         }
-        ticks = ticks.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
-    Some(ticks)
+    Some(n)
 }
 
 /// Finds one exact `NAME=value` entry in a NUL-separated environment read in pieces.
@@ -688,8 +748,8 @@ mod tests {
     fn proc_files_are_read_without_allocating() {
         let stat =
             b"1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2\n";
-        assert_eq!(start_ticks(stat), Some(987_654));
-        assert_eq!(start_ticks(b"1234 (x) S 1"), None);
+        assert_eq!(parent_and_start(stat), Some((1, 987_654)));
+        assert_eq!(parent_and_start(b"1234 (x) S 1"), None);
         let mut path = [0u8; 32];
         let len = pid_path(4_194_304, b"/environ", &mut path);
         assert_eq!(&path[..len], b"4194304/environ\0");
@@ -731,8 +791,9 @@ mod tests {
         tick_after(died_at);
         let mut after = spawn();
         let mut scratch = vec![0u8; 16 * 1024];
+        let mut frozen = vec![0; 64];
         // SAFETY: the scan only reads /proc and signals what it matched.
-        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch) };
+        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch, &mut frozen) };
         let before_status = before.wait().unwrap();
         let after_running = after.try_wait().unwrap().is_none();
         after.kill().unwrap();
@@ -745,6 +806,73 @@ mod tests {
         assert!(
             after_running,
             "a process started after the death was killed"
+        );
+    }
+
+    /// A marked process that forks after the server died (its child starts later than the
+    /// death) is stopped before it is killed, and its child is found through it.
+    #[test]
+    fn a_child_forked_after_the_death_by_a_marked_process_is_killed_too() {
+        use std::io::Write;
+        let entry = format!("SM_WATCHDOG_FORK_TEST={}", std::process::id());
+        let (name, value) = entry.split_once('=').unwrap();
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "read line; sleep 60 & echo started; wait"])
+            .env(name, value)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
+        // SAFETY: clock_gettime on a local timespec.
+        let now = || unsafe { boot_ticks(ticks) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let start = now();
+        while now() <= start {
+            assert!(Instant::now() < deadline, "the boot clock stands still");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let died_at = now();
+        while now() <= died_at {
+            assert!(Instant::now() < deadline, "the boot clock stands still");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        parent.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut started = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(parent.stdout.take().unwrap()),
+            &mut started,
+        )
+        .unwrap();
+        assert_eq!(started, "started\n");
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent.id())).unwrap();
+        let child: libc::pid_t = children.split_whitespace().next().unwrap().parse().unwrap();
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut frozen = vec![0; 64];
+        // SAFETY: the scan only reads /proc and signals what it matched.
+        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch, &mut frozen) };
+        let status = parent.wait().unwrap();
+        // The child is the parent's: gone once the parent is reaped, unless it still runs
+        // (re-parented), which kill(2) with signal 0 tells.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // SAFETY: signal 0 only checks whether the process exists.
+        while unsafe { libc::kill(child, 0) } == 0 {
+            let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            if state.contains(") Z ") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the late child survived: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(killed, 2);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
         );
     }
 
