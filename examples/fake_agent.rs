@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! fake_agent [--stamp FILE] [--lines N] [--ready-after-ms N] [--env NAME]...
-//!            [--alloc-mb N] [--fork-grandchild] [--ignore-sigterm]
-//!            [--exit-after-ms N [--code C]]
+//!            [--alloc-mb N] [--fork-grandchild] [--escape setsid|double-fork|daemon]
+//!            [--ignore-sigterm] [--exit-after-ms N [--code C]]
 //! ```
 //! - `--stamp FILE` appends `start <pid> <unix ns>` first thing, and `exit <pid> <unix ns>`
 //!   just before a voluntary exit (restart-latency measurements read these);
@@ -14,7 +14,12 @@
 //! - `--alloc-mb N` allocates and touches N MiB, then prints `allocated N`;
 //! - `--fork-grandchild` starts a copy of itself that sleeps forever and prints
 //!   `grandchild <pid>`;
-//! - `--ignore-sigterm` ignores SIGTERM (and its grandchild too);
+//! - `--escape MODE` leaves a descendant outside its process group that sleeps forever, and
+//!   prints `escaped <pid>`: `setsid` (a child in a session of its own), `double-fork` (a
+//!   grandchild in a group of its own whose parent exited at once, so it is orphaned) or
+//!   `daemon` (fork, `setsid`, fork, the middle one exits; the daemon enters `/` and closes
+//!   its output);
+//! - `--ignore-sigterm` ignores SIGTERM (and its grandchild or escaped descendant too);
 //! - `--exit-after-ms N` exits with `--code C` (default 1) after N ms; without it the
 //!   program sleeps until a signal ends it.
 //!
@@ -58,6 +63,70 @@ fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Leaves a descendant outside this process's group as `mode` says; returns its pid.
+fn escape(mode: &str) -> i32 {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two-element array; this program is single-threaded here, so the
+    // forked children may do anything before they sleep.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0, "pipe");
+        let child = libc::fork();
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            libc::close(fds[0]);
+            match mode {
+                "setsid" => {
+                    libc::setsid();
+                }
+                "double-fork" => {
+                    if libc::fork() != 0 {
+                        libc::_exit(0);
+                    }
+                    libc::setpgid(0, 0);
+                }
+                "daemon" => {
+                    libc::setsid();
+                    if libc::fork() != 0 {
+                        libc::_exit(0);
+                    }
+                    libc::chdir(c"/".as_ptr());
+                }
+                other => {
+                    eprintln!("unknown --escape mode {other:?}");
+                    libc::_exit(2);
+                }
+            }
+            linger(fds[1]);
+        }
+        libc::close(fds[1]);
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]),
+            &mut text,
+        )
+        .expect("the escaped pid");
+        if mode != "setsid" {
+            // The middle process exits at once: reap it, so the escaped one is an orphan.
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
+        }
+        text.trim().parse().expect("a pid")
+    }
+}
+
+/// The escaped descendant: reports its pid on `report`, lets go of every inherited output,
+/// and sleeps forever.
+unsafe fn linger(report: i32) -> ! {
+    let line = format!("{}\n", std::process::id());
+    libc::write(report, line.as_ptr().cast(), line.len());
+    libc::close(report);
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    for fd in 0..3 {
+        libc::dup2(null, fd);
+    }
+    sleep_forever()
 }
 
 fn main() {
@@ -111,6 +180,9 @@ fn main() {
             .spawn()
             .expect("grandchild spawns");
         say(&format!("grandchild {}", child.id()));
+    }
+    if let Some(mode) = value("--escape") {
+        say(&format!("escaped {}", escape(&mode)));
     }
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     if let Some(mb) = number("--alloc-mb") {

@@ -10,10 +10,12 @@
 
 mod actor;
 mod catalog;
+mod cgroup;
 mod config;
 mod event;
 mod group;
 mod memory;
+mod orphans;
 mod output;
 mod process;
 mod watchdog;
@@ -32,6 +34,7 @@ pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{
     health, AgentContext, AgentError, AgentGroup, AgentStatus, EventSink, GroupHealth,
 };
+pub use orphans::{adopt_orphans, contain, release};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
 pub use process::ProcessExit;
 

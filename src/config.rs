@@ -249,9 +249,22 @@ pub struct AgentSettings {
     pub stop_grace_ms: u64,
     /// Window over which restarts count against `retry_attempts`, in seconds.
     pub restart_window_seconds: u64,
+    /// Whether each agent runs in a cgroup v2 of its own.
+    pub cgroups: CgroupMode,
     /// Per-type templates, keyed by the canonical (upper-case) agent type.
     #[serde(default)]
     pub templates: BTreeMap<String, AgentTemplate>,
+}
+
+/// `agents.cgroups`: whether each agent runs in a cgroup v2 of its own, stopped as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Where the server may create cgroups under its own (root, or a delegated subtree);
+    /// elsewhere agents run without, caught by the subreaper and the watchdog.
+    Auto,
+    /// Never: the subreaper and the watchdog alone.
+    Off,
 }
 
 /// `[agents.templates.<TYPE>]`: what an agent of that type runs unless its own configuration
@@ -1117,6 +1130,18 @@ mod tests {
         assert!(message.contains("absolute"), "{message}");
         let settings = load_file("[paths]\nrestricted = [\"~/private\", \"/srv/x\"]\n").unwrap();
         assert_eq!(settings.paths.restricted.len(), 2);
+    }
+
+    #[test]
+    fn agents_cgroups_is_auto_by_default_and_refuses_other_words_by_name() {
+        assert_eq!(load_env(&[]).unwrap().agents.cgroups, CgroupMode::Auto);
+        let settings = load_env(&[("SESSION_MANAGER_AGENTS__CGROUPS", "off")]).unwrap();
+        assert_eq!(settings.agents.cgroups, CgroupMode::Off);
+        let message = invalid_key(
+            load_env(&[("SESSION_MANAGER_AGENTS__CGROUPS", "maybe")]),
+            "agents.cgroups",
+        );
+        assert!(message.contains("auto, off"), "{message}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ async fn serve(cli: &Cli) -> ExitCode {
         Ok(shutdown) => shutdown,
         Err(error) => return fail(&error, ExitCode::FAILURE),
     };
+    // This process is ours alone: its agents' orphans may come back to it (see agent::orphans).
+    session_manager::agent::adopt_orphans();
     let app = match App::build(&settings).await {
         Ok(app) => app,
         Err(error) => return fail(&error, ExitCode::FAILURE),

@@ -91,6 +91,8 @@ impl App {
         )
         .await
         .map_err(ServerError::Events)?;
+        // Before any agent starts: cgroups, watchdog, subreaper (see agent::orphans).
+        crate::agent::contain(settings.agents.cgroups, &format!("http://{local_addr}"));
         // Restored sessions start their agents now, told where the server really listens.
         let sessions = SessionRegistry::start(
             Arc::new(settings.clone()),
@@ -188,6 +190,8 @@ impl App {
         self.monitor.stop().await;
         self.services.set("sessions", ServiceState::Stopping);
         self.sessions.shutdown().await;
+        // What the agents left behind (adopted orphans, their cgroups) goes with them.
+        crate::agent::release().await;
         // The agents' last transitions included: nothing published is lost.
         self.bus.close().await;
         self.services.set("storage", ServiceState::Stopping);

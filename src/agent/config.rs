@@ -773,6 +773,7 @@ mod tests {
             allow_custom_commands,
             stop_grace_ms: 5000,
             restart_window_seconds: 60,
+            cgroups: crate::config::CgroupMode::Auto,
             templates: BTreeMap::new(),
         }
     }

@@ -11,6 +11,11 @@
 //! - the [`watchdog`](super::watchdog), which kills every group the server leaves behind
 //!   when it dies without running any destructor (SIGKILL, abort).
 //!
+//! What leaves the group (`setsid`, double forks, daemons) is caught by the agent's cgroup
+//! where the server has cgroups (the child enters it first thing before exec; the [`Group`]
+//! signals and kills it with the group), by the server as child subreaper, and by the
+//! watchdog: see [`orphans`](super::orphans).
+//!
 //! On Linux the process is spawned with `clone(CLONE_VM | CLONE_VFORK)` ([`clone`]), not
 //! `fork`: a restart then costs no copy of the server's page tables. The child-side setup
 //! runs between clone and exec, where only async-signal-safe calls are allowed: everything it
@@ -32,7 +37,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::cgroup::AgentCgroup;
 use super::config::Limits;
+use super::orphans::{self, Tag};
 use super::watchdog;
 
 #[cfg(target_os = "linux")]
@@ -137,28 +144,36 @@ pub(crate) fn seconds(at: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Owns a process group: dropping it kills the whole group.
+/// Owns a process group, and the agent's cgroup when it has one: dropping it kills both.
 #[derive(Debug)]
 pub(crate) struct Group {
     pgid: libc::pid_t,
+    cgroup: Option<AgentCgroup>,
 }
 
 impl Group {
-    /// Sends `signal` to every process of the group; false when none is left.
+    /// Sends `signal` to every process of the group and of the cgroup; false when none is
+    /// left.
     pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
         // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
-        unsafe { libc::kill(-self.pgid, signal) == 0 }
+        let group = unsafe { libc::kill(-self.pgid, signal) == 0 };
+        let cgroup = self.cgroup.as_ref().is_some_and(|c| c.signal(signal));
+        group || cgroup
     }
 
-    /// Whether any process (zombies included) is still in the group.
+    /// Whether any process is still in the group (zombies included) or in the cgroup.
     fn alive(&self) -> bool {
-        self.signal(0)
+        // SAFETY: signal 0 only checks whether the group exists.
+        let group = unsafe { libc::kill(-self.pgid, 0) == 0 };
+        group || self.cgroup.as_ref().is_some_and(AgentCgroup::populated)
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
+        // The cgroup (dropped after this) is killed through `cgroup.kill` and removed.
+        // SAFETY: kill(2) with a negative pid signals that process group.
+        unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
         if let Some(watchdog) = watchdog::started() {
             watchdog.forget(self.pgid);
         }
@@ -183,12 +198,17 @@ pub(crate) struct Spawned {
     stderr: pipe::Receiver,
 }
 
-/// Spawns the process in its own group, with the limits, the parent-death signal and the
-/// watchdog registration applied before exec. Synchronous: the exec has happened (or failed)
-/// when it returns. Must run inside a tokio runtime (the pipes register with its reactor).
+/// Spawns the process in its own group (and its own cgroup, where the server has cgroups),
+/// with the limits, the parent-death signal and the watchdog registration applied before
+/// exec. Synchronous: the exec has happened (or failed) when it returns. Must run inside a
+/// tokio runtime (the pipes register with its reactor).
 pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
     let env = child_environment(spec.env);
-    let setup = ChildSetup::new(spec.limits);
+    let mut cgroup = orphans::agent_cgroup();
+    let setup = ChildSetup::new(spec.limits, cgroup.as_ref().and_then(AgentCgroup::procs_fd));
+    // Held from before the fork until the pid is recorded: the orphan sweeper must never
+    // take this child for an adopted process and reap it.
+    let mut children = orphans::children();
     #[cfg(target_os = "linux")]
     let spawned = match clone::spawn(spec.argv, spec.cwd, &env, &setup) {
         // A kernel or sandbox without clone: the portable path.
@@ -197,10 +217,19 @@ pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
     };
     #[cfg(not(target_os = "linux"))]
     let spawned = fork_spawn(spec, &env, setup);
+    if let Some(cgroup) = &mut cgroup {
+        cgroup.entered();
+    }
     let (pid, stdout, stderr) = spawned?;
+    children.insert(pid, Tag::from_env(spec.env));
+    drop(children);
+    if cgroup.as_ref().is_some_and(|c| !c.holds(pid)) {
+        tracing::warn!(pid, "the agent could not enter its cgroup; it runs without");
+        cgroup = None;
+    }
     // From here on a failure still kills and reaps the process (the reaper's drop).
     let reaper = Reaper::new(pid);
-    let group = Group { pgid: pid };
+    let group = Group { pgid: pid, cgroup };
     Ok(Spawned {
         pid: u32::try_from(pid).map_err(io::Error::other)?,
         group,
@@ -345,6 +374,8 @@ impl Process {
 /// async-signal-safe calls: `prctl`, `getppid`, `setpgid`, `getpgrp`, `setrlimit`,
 /// `setpriority` and `write` are; nothing here allocates.
 struct ChildSetup {
+    /// The agent's `cgroup.procs`, open for writing: the child enters its cgroup first.
+    cgroup_procs: Option<std::os::fd::RawFd>,
     parent: libc::pid_t,
     rlimits: [Option<(RlimitResource, libc::rlim_t)>; 3],
     nice: Option<libc::c_int>,
@@ -357,9 +388,10 @@ type RlimitResource = libc::__rlimit_resource_t;
 type RlimitResource = libc::c_int;
 
 impl ChildSetup {
-    fn new(limits: &Limits) -> ChildSetup {
+    fn new(limits: &Limits, cgroup_procs: Option<std::os::fd::RawFd>) -> ChildSetup {
         let mib = |mb: u64| mb.saturating_mul(1024 * 1024) as libc::rlim_t;
         ChildSetup {
+            cgroup_procs,
             // SAFETY: getpid cannot fail.
             parent: unsafe { libc::getpid() },
             rlimits: [
@@ -379,6 +411,12 @@ impl ChildSetup {
     fn apply(&self) -> io::Result<()> {
         // SAFETY: each call below is async-signal-safe and touches only local data.
         unsafe {
+            // First, so that nothing the child does happens outside its cgroup ("0" is the
+            // writing process). A refusal is not fatal: the parent sees it (`holds`) and the
+            // agent runs without, as where cgroups are not delegated.
+            if let Some(fd) = self.cgroup_procs {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
             #[cfg(target_os = "linux")]
             {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -1,5 +1,6 @@
 //! The orphan guard: a tiny process that outlives the server by a moment and kills every
-//! agent process group the server leaves behind, however the server died.
+//! agent process group, the server's cgroup and every process carrying the server's mark that
+//! the server leaves behind, however the server died.
 //!
 //! The parent-death signal only reaches an agent's first process, and `post_stop` and
 //! kill-on-drop run only when the server lives long enough to run them. So at the first agent
@@ -9,6 +10,16 @@
 //! panic, SIGKILL — the kernel closes its end, the watchdog reads end-of-file, sends SIGKILL to
 //! every group still registered, and exits.
 //!
+//! Groups are not enough: a descendant that left its group (`setsid`, a double fork, a
+//! daemon) is the server's while it runs (the server is their subreaper, see
+//! [`super::orphans`]) but init's once the server is dead. So when the server scoped it
+//! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the server's cgroup
+//! (its whole subtree, then removes the emptied cgroups), and scans `/proc` for every process
+//! whose environment holds the server's `SESSION_MANAGER_URL=<url>` entry and that started
+//! before the server died (a restarted server on the same URL starts later) or is the child
+//! of one of those: each is stopped (SIGSTOP) as it is found, scan after scan until one finds
+//! none, so nothing forks away meanwhile; then all are killed.
+//!
 //! The watchdog is a forked copy of a multi-threaded program, so it may only make
 //! async-signal-safe calls: it runs on memory allocated before the fork and raw `libc` calls,
 //! never the allocator, locks or the Rust runtime. It leaves the server's session (so a
@@ -16,8 +27,11 @@
 //! descriptor (so it holds no socket or pipe of the server's open), and calls itself
 //! `sm-watchdog`.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Most process groups the watchdog tracks at once; registrations past it are ignored (their
@@ -41,18 +55,72 @@ pub(crate) fn started() -> Option<&'static Watchdog> {
 /// error is logged once); agents then rely on the parent-death signal and kill-on-drop alone.
 pub(crate) fn global() -> Option<&'static Watchdog> {
     GLOBAL
-        .get_or_init(|| match Watchdog::start() {
-            Ok(watchdog) => Some(watchdog),
-            Err(err) => {
-                tracing::error!("cannot start the orphan watchdog, agents' grandchildren may outlive a crash: {err}");
-                None
-            }
-        })
+        .get_or_init(|| start_logged(&Scope::default()))
         .as_ref()
 }
 
+/// What the watchdog kills besides the registered groups.
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    /// The server's cgroup: killed (`cgroup.kill`) and removed with its agents' cgroups.
+    pub(crate) cgroup: Option<PathBuf>,
+    /// An environment entry (`NAME=value`) that marks the server's agents and all they
+    /// start: every process holding it that started before the server died is killed.
+    pub(crate) env_entry: Option<String>,
+}
+
+/// Starts the watchdog with `scope`, unless it already runs (then the scope is not added: the
+/// server calls this before any agent spawns).
+pub(crate) fn start_scoped(scope: Scope) {
+    GLOBAL.get_or_init(|| start_logged(&scope));
+}
+
+fn start_logged(scope: &Scope) -> Option<Watchdog> {
+    match Watchdog::start(scope) {
+        Ok(watchdog) => Some(watchdog),
+        Err(err) => {
+            tracing::error!("cannot start the orphan watchdog, agents' grandchildren may outlive a crash: {err}");
+            None
+        }
+    }
+}
+
+/// The scope, in the form the forked watchdog uses: C strings and numbers, prepared before
+/// the fork.
+struct Prepared {
+    cgroup: Option<CString>,
+    env_entry: Option<Vec<u8>>,
+    /// Clock ticks per second (`/proc/<pid>/stat` start times are in ticks since boot).
+    ticks_per_second: i64,
+    /// Room to list directories and read `/proc` files without allocating.
+    scratch: Box<[u8]>,
+    /// The processes a scan stopped, killed when no scan finds more.
+    frozen: Box<[libc::pid_t]>,
+}
+
+impl Prepared {
+    fn new(scope: &Scope) -> io::Result<Prepared> {
+        let cgroup = scope
+            .cgroup
+            .as_ref()
+            .map(|dir| CString::new(dir.as_os_str().as_bytes()))
+            .transpose()
+            .map_err(io::Error::other)?;
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Ok(Prepared {
+            cgroup,
+            env_entry: scope.env_entry.as_ref().map(|e| e.as_bytes().to_vec()),
+            ticks_per_second: if ticks > 0 { ticks as i64 } else { 100 },
+            scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
+            frozen: vec![0; 4096].into_boxed_slice(),
+        })
+    }
+}
+
 impl Watchdog {
-    fn start() -> io::Result<Watchdog> {
+    fn start(scope: &Scope) -> io::Result<Watchdog> {
+        let mut prepared = Prepared::new(scope)?;
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -77,6 +145,7 @@ impl Watchdog {
                         write.as_raw_fd(),
                         &mut groups,
                         &mut buffer,
+                        &mut prepared,
                     );
                 }
                 libc::_exit(0);
@@ -186,7 +255,13 @@ fn apply(line: &[u8], groups: &mut [libc::pid_t], count: &mut usize) {
 }
 
 /// The watchdog's whole life. Runs in a forked child: async-signal-safe calls only.
-unsafe fn watch(read: RawFd, write: RawFd, groups: &mut [libc::pid_t], buffer: &mut [u8]) -> ! {
+unsafe fn watch(
+    read: RawFd,
+    write: RawFd,
+    groups: &mut [libc::pid_t],
+    buffer: &mut [u8],
+    scope: &mut Prepared,
+) -> ! {
     libc::close(write);
     libc::setsid();
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
@@ -239,10 +314,371 @@ unsafe fn watch(read: RawFd, write: RawFd, groups: &mut [libc::pid_t], buffer: &
             }
         }
     }
+    let died_at = boot_ticks(scope.ticks_per_second);
+    let cgroup = scope.cgroup.as_ref().map(|dir| {
+        libc::open(
+            dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    });
+    if let Some(dir) = cgroup.filter(|&fd| fd >= 0) {
+        write_file(dir, c"cgroup.kill", b"1");
+    }
     for &pgid in &groups[..count] {
         libc::kill(-pgid, libc::SIGKILL);
     }
+    if let Some(entry) = &scope.env_entry {
+        // Killing a process re-parents its children, which may be forking right now: scan
+        // again until a scan finds none (bounded).
+        for _ in 0..100 {
+            if kill_marked(entry, died_at, &mut scope.scratch, &mut scope.frozen) == 0 {
+                break;
+            }
+        }
+    }
+    if let (Some(dir), Some(path)) = (cgroup.filter(|&fd| fd >= 0), &scope.cgroup) {
+        remove_cgroups(dir, path, &mut scope.scratch);
+    }
     libc::_exit(0)
+}
+
+/// Now, in clock ticks since boot (the unit of a process's start time in /proc).
+unsafe fn boot_ticks(ticks_per_second: i64) -> u64 {
+    let mut now: libc::timespec = std::mem::zeroed();
+    libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now);
+    let ticks = (now.tv_sec as i64) * ticks_per_second
+        + (now.tv_nsec as i64) / (1_000_000_000 / ticks_per_second.max(1));
+    u64::try_from(ticks).unwrap_or(0)
+}
+
+/// Writes `data` to the file `name` in the directory `dir`; false when that failed.
+unsafe fn write_file(dir: RawFd, name: &std::ffi::CStr, data: &[u8]) -> bool {
+    let fd = libc::openat(dir, name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return false;
+    }
+    let written = libc::write(fd, data.as_ptr().cast(), data.len());
+    libc::close(fd);
+    written == data.len() as isize
+}
+
+/// Reads the file `name` in `dir` into `out`; returns the bytes read (0 on any failure).
+unsafe fn read_file(dir: RawFd, name: &[u8], out: &mut [u8]) -> usize {
+    let fd = libc::openat(dir, name.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return 0;
+    }
+    let mut len = 0;
+    while len < out.len() {
+        let n = libc::read(fd, out[len..].as_mut_ptr().cast(), out.len() - len);
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    libc::close(fd);
+    len
+}
+
+/// Calls `each` with the name (NUL-terminated) of every entry of the directory open as `dir`,
+/// using `buffer` for the listing (`getdents64`).
+unsafe fn for_each_entry(dir: RawFd, buffer: &mut [u8], mut each: impl FnMut(&[u8])) {
+    libc::lseek(dir, 0, libc::SEEK_SET);
+    loop {
+        let n = libc::syscall(libc::SYS_getdents64, dir, buffer.as_mut_ptr(), buffer.len());
+        if n <= 0 {
+            return;
+        }
+        let mut at = 0usize;
+        while at + 19 < n as usize {
+            // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+            let reclen = u16::from_ne_bytes([buffer[at + 16], buffer[at + 17]]) as usize;
+            if reclen == 0 {
+                return;
+            }
+            let name = &buffer[at + 19..(at + reclen).min(n as usize)];
+            let end = name
+                .iter()
+                .position(|&b| b == 0)
+                .map_or(name.len(), |e| e + 1);
+            each(&name[..end]);
+            at += reclen;
+        }
+    }
+}
+
+/// Kills every process whose environment holds `entry` and that started at or before
+/// `died_at` — or later, as the child of one of those: each is first stopped (SIGSTOP), scan
+/// after scan until one stops nobody new, so none can fork away while the rest is found;
+/// then all are killed. Returns how many were killed.
+unsafe fn kill_marked(
+    entry: &[u8],
+    died_at: u64,
+    scratch: &mut [u8],
+    frozen: &mut [libc::pid_t],
+) -> usize {
+    let proc_dir = libc::open(
+        c"/proc".as_ptr(),
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    );
+    if proc_dir < 0 {
+        return 0;
+    }
+    let mut count = 0;
+    let mut killed = 0;
+    for _ in 0..100 {
+        let before = count + killed;
+        stop_marked(
+            proc_dir,
+            entry,
+            died_at,
+            scratch,
+            frozen,
+            &mut count,
+            &mut killed,
+        );
+        if count + killed == before {
+            break;
+        }
+    }
+    for &pid in &frozen[..count] {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    libc::close(proc_dir);
+    count + killed
+}
+
+/// One scan of /proc for [`kill_marked`]: stops each new match and records it in
+/// `frozen[..count]` (kills it at once when the table is full, counted in `killed`).
+unsafe fn stop_marked(
+    proc_dir: RawFd,
+    entry: &[u8],
+    died_at: u64,
+    scratch: &mut [u8],
+    frozen: &mut [libc::pid_t],
+    count: &mut usize,
+    killed: &mut usize,
+) {
+    let own = libc::getpid();
+    let (listing, file) = scratch.split_at_mut(4096);
+    // Pids first (the listing buffer is reused by every getdents call).
+    let mut pids = [0 as libc::pid_t; 256];
+    let mut resume_after: libc::pid_t = 0;
+    loop {
+        let mut listed = 0;
+        let mut more = false;
+        for_each_entry(proc_dir, listing, |name| {
+            let pid = parse_pid(name);
+            if pid > resume_after && pid != own {
+                if listed < pids.len() {
+                    pids[listed] = pid;
+                    listed += 1;
+                } else {
+                    more = true;
+                }
+            }
+        });
+        // Listing order is not numeric: take the smallest batch above the last one.
+        pids[..listed].sort_unstable();
+        for &pid in &pids[..listed] {
+            if frozen[..*count].contains(&pid) {
+                continue;
+            }
+            let parents = &frozen[..*count];
+            if marked(proc_dir, pid, entry, died_at, parents, file) {
+                if *count < frozen.len() {
+                    libc::kill(pid, libc::SIGSTOP);
+                    frozen[*count] = pid;
+                    *count += 1;
+                } else {
+                    libc::kill(pid, libc::SIGKILL);
+                    *killed += 1;
+                }
+            }
+        }
+        if !more || listed == 0 {
+            break;
+        }
+        resume_after = pids[listed - 1];
+    }
+}
+
+/// Digits (NUL-terminated) as a pid; 0 when not a number.
+fn parse_pid(name: &[u8]) -> libc::pid_t {
+    let mut pid: libc::pid_t = 0;
+    for &b in name.iter().take_while(|&&b| b != 0) {
+        if !b.is_ascii_digit() {
+            return 0;
+        }
+        pid = match pid
+            .checked_mul(10)
+            .and_then(|p| p.checked_add(libc::pid_t::from(b - b'0')))
+        {
+            Some(p) => p,
+            None => return 0,
+        };
+    }
+    pid
+}
+
+/// Whether `pid` started at or before `died_at` (or is a child of one of `parents`) and its
+/// environment holds `entry`.
+unsafe fn marked(
+    proc_dir: RawFd,
+    pid: libc::pid_t,
+    entry: &[u8],
+    died_at: u64,
+    parents: &[libc::pid_t],
+    buf: &mut [u8],
+) -> bool {
+    let mut path = [0u8; 32];
+    let stat_len = pid_path(pid, b"/stat", &mut path);
+    let len = read_file(proc_dir, &path[..stat_len], buf);
+    match parent_and_start(&buf[..len]) {
+        Some((parent, start)) if start <= died_at || parents.contains(&parent) => {}
+        _ => return false,
+    }
+    let environ_len = pid_path(pid, b"/environ", &mut path);
+    let fd = libc::openat(
+        proc_dir,
+        path[..environ_len].as_ptr().cast(),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+    );
+    if fd < 0 {
+        return false;
+    }
+    let mut matcher = EntryMatcher::new(entry);
+    loop {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        if n <= 0 {
+            break;
+        }
+        if matcher.feed(&buf[..n as usize]) {
+            libc::close(fd);
+            return true;
+        }
+    }
+    libc::close(fd);
+    matcher.finish()
+}
+
+/// `<pid><suffix>\0` into `out`; returns its length with the NUL.
+fn pid_path(pid: libc::pid_t, suffix: &[u8], out: &mut [u8; 32]) -> usize {
+    let mut line = [0u8; 24];
+    let len = encode(b'+', pid, &mut line);
+    // `encode` wrote `+digits\n`: keep the digits.
+    let digits = &line[1..len - 1];
+    out[..digits.len()].copy_from_slice(digits);
+    out[digits.len()..digits.len() + suffix.len()].copy_from_slice(suffix);
+    out[digits.len() + suffix.len()] = 0;
+    digits.len() + suffix.len() + 1
+}
+
+/// The parent (field 4) and the start time (field 22) of a `/proc/<pid>/stat` line.
+fn parent_and_start(stat: &[u8]) -> Option<(libc::pid_t, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let parent = number(fields.nth(1)?)?;
+    let start = number(fields.nth(17)?)?;
+    Some((libc::pid_t::try_from(parent).ok()?, start))
+}
+
+/// Decimal digits as a number; `None` for anything else or an overflow.
+fn number(digits: &[u8]) -> Option<u64> {
+    let mut n: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Finds one exact `NAME=value` entry in a NUL-separated environment read in pieces.
+struct EntryMatcher<'a> {
+    entry: &'a [u8],
+    /// How much of `entry` the current environment entry matched so far; `None` once it
+    /// differs.
+    matched: Option<usize>,
+}
+
+impl<'a> EntryMatcher<'a> {
+    fn new(entry: &'a [u8]) -> EntryMatcher<'a> {
+        EntryMatcher {
+            entry,
+            matched: Some(0),
+        }
+    }
+
+    /// Feeds the next piece; true once a whole entry equal to `entry` was seen.
+    fn feed(&mut self, piece: &[u8]) -> bool {
+        for &b in piece {
+            if b == 0 {
+                if self.finish() {
+                    return true;
+                }
+                self.matched = Some(0);
+            } else {
+                self.matched = self
+                    .matched
+                    .filter(|&m| self.entry.get(m) == Some(&b))
+                    .map(|m| m + 1);
+            }
+        }
+        false
+    }
+
+    /// Whether the last (unterminated) entry matched.
+    fn finish(&self) -> bool {
+        self.matched == Some(self.entry.len())
+    }
+}
+
+/// Waits (bounded) until the server's cgroup is empty, then removes the agents' cgroups and
+/// it.
+unsafe fn remove_cgroups(dir: RawFd, path: &std::ffi::CStr, scratch: &mut [u8]) {
+    for _ in 0..400 {
+        let len = read_file(dir, b"cgroup.events\0", scratch);
+        if !populated(&scratch[..len]) {
+            break;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 5_000_000,
+        };
+        libc::nanosleep(&pause, std::ptr::null_mut());
+    }
+    let (listing, _) = scratch.split_at_mut(4096);
+    let mut names = [[0u8; 32]; 64];
+    // Agents' cgroups are `agent-<n>`: collected first, as removing while listing is not
+    // guaranteed to visit every entry.
+    for _ in 0..64 {
+        let mut count = 0;
+        for_each_entry(dir, listing, |name| {
+            if name.starts_with(b"agent-") && name.len() <= 32 && count < names.len() {
+                names[count][..name.len()].copy_from_slice(name);
+                count += 1;
+            }
+        });
+        for name in &names[..count] {
+            libc::unlinkat(dir, name.as_ptr().cast(), libc::AT_REMOVEDIR);
+        }
+        if count < names.len() {
+            break;
+        }
+    }
+    libc::close(dir);
+    libc::rmdir(path.as_ptr());
+}
+
+/// Whether a `cgroup.events` text says `populated 1`.
+fn populated(events: &[u8]) -> bool {
+    events
+        .split(|&b| b == b'\n')
+        .any(|line| line == b"populated 1")
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
@@ -260,6 +696,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     fn line(sign: u8, pgid: libc::pid_t) -> Vec<u8> {
         let mut out = [0u8; 24];
@@ -275,6 +712,167 @@ mod tests {
         assert_eq!(
             line(b'+', libc::pid_t::MAX),
             format!("+{}\n", libc::pid_t::MAX).into_bytes()
+        );
+    }
+
+    #[test]
+    fn an_environment_entry_is_found_whole_across_pieces() {
+        let entry = b"SESSION_MANAGER_URL=http://127.0.0.1:80";
+        let environ = b"A=1\0SESSION_MANAGER_URL=http://127.0.0.1:8080\0SESSION_MANAGER_URL=http://127.0.0.1:80\0B=2\0";
+        for piece in [1, 3, 7, environ.len()] {
+            let mut matcher = EntryMatcher::new(entry);
+            let found = environ.chunks(piece).any(|chunk| matcher.feed(chunk));
+            assert!(found, "pieces of {piece}");
+        }
+        // A longer value, a prefix, a suffix: no match.
+        for environ in [
+            &b"SESSION_MANAGER_URL=http://127.0.0.1:8080\0"[..],
+            b"SESSION_MANAGER_URL=http://127.0.0.1:8\0",
+            b"XSESSION_MANAGER_URL=http://127.0.0.1:80\0",
+        ] {
+            let mut matcher = EntryMatcher::new(entry);
+            assert!(
+                !matcher.feed(environ),
+                "{:?}",
+                String::from_utf8_lossy(environ)
+            );
+            assert!(!matcher.finish());
+        }
+        // The last entry without its terminating NUL counts.
+        let mut matcher = EntryMatcher::new(entry);
+        assert!(!matcher.feed(b"A=1\0SESSION_MANAGER_URL=http://127.0.0.1:80"));
+        assert!(matcher.finish());
+    }
+
+    #[test]
+    fn proc_files_are_read_without_allocating() {
+        let stat =
+            b"1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2\n";
+        assert_eq!(parent_and_start(stat), Some((1, 987_654)));
+        assert_eq!(parent_and_start(b"1234 (x) S 1"), None);
+        let mut path = [0u8; 32];
+        let len = pid_path(4_194_304, b"/environ", &mut path);
+        assert_eq!(&path[..len], b"4194304/environ\0");
+        assert_eq!(parse_pid(b"4711\0"), 4711);
+        assert_eq!(parse_pid(b"self\0"), 0);
+        assert!(populated(b"populated 1\nfrozen 0\n"));
+        assert!(!populated(b"populated 0\nfrozen 0\n"));
+    }
+
+    /// The scan the watchdog runs after the server died: a process carrying the entry and
+    /// started before is killed, one started after is not.
+    #[test]
+    fn the_scan_kills_marked_processes_started_before_the_death_only() {
+        let entry = format!("SM_WATCHDOG_TEST={}", std::process::id());
+        let (name, value) = entry.split_once('=').unwrap();
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("60")
+                .env(name, value)
+                .spawn()
+                .unwrap()
+        };
+        let mut before = spawn();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
+        // SAFETY: clock_gettime on a local timespec.
+        let now = || unsafe { boot_ticks(ticks) };
+        // The clock moves on by a tick between the start and the death, and again before the
+        // later start: polled, bounded.
+        let tick_after = |from: u64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while now() <= from {
+                assert!(Instant::now() < deadline, "the boot clock stands still");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        tick_after(now());
+        let died_at = now();
+        tick_after(died_at);
+        let mut after = spawn();
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut frozen = vec![0; 64];
+        // SAFETY: the scan only reads /proc and signals what it matched.
+        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch, &mut frozen) };
+        let before_status = before.wait().unwrap();
+        let after_running = after.try_wait().unwrap().is_none();
+        after.kill().unwrap();
+        after.wait().unwrap();
+        assert_eq!(killed, 1);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&before_status),
+            Some(libc::SIGKILL)
+        );
+        assert!(
+            after_running,
+            "a process started after the death was killed"
+        );
+    }
+
+    /// A marked process that forks after the server died (its child starts later than the
+    /// death) is stopped before it is killed, and its child is found through it.
+    #[test]
+    fn a_child_forked_after_the_death_by_a_marked_process_is_killed_too() {
+        use std::io::Write;
+        let entry = format!("SM_WATCHDOG_FORK_TEST={}", std::process::id());
+        let (name, value) = entry.split_once('=').unwrap();
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "read line; sleep 60 & echo started; wait"])
+            .env(name, value)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
+        // SAFETY: clock_gettime on a local timespec.
+        let now = || unsafe { boot_ticks(ticks) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let start = now();
+        while now() <= start {
+            assert!(Instant::now() < deadline, "the boot clock stands still");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let died_at = now();
+        while now() <= died_at {
+            assert!(Instant::now() < deadline, "the boot clock stands still");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        parent.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut started = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(parent.stdout.take().unwrap()),
+            &mut started,
+        )
+        .unwrap();
+        assert_eq!(started, "started\n");
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent.id())).unwrap();
+        let child: libc::pid_t = children.split_whitespace().next().unwrap().parse().unwrap();
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut frozen = vec![0; 64];
+        // SAFETY: the scan only reads /proc and signals what it matched.
+        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch, &mut frozen) };
+        let status = parent.wait().unwrap();
+        // The child is the parent's: gone once the parent is reaped, unless it still runs
+        // (re-parented), which kill(2) with signal 0 tells.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // SAFETY: signal 0 only checks whether the process exists.
+        while unsafe { libc::kill(child, 0) } == 0 {
+            let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            if state.contains(") Z ") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the late child survived: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(killed, 2);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
         );
     }
 

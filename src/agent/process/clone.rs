@@ -359,6 +359,7 @@ mod tests {
     fn registrations_of_a_failed_spawn(argv: &[&str], cwd: &Path) -> String {
         let (read, write) = pipe().unwrap();
         let setup = ChildSetup {
+            cgroup_procs: None,
             // SAFETY: getpid cannot fail.
             parent: unsafe { libc::getpid() },
             rlimits: [None, None, None],
