@@ -25,7 +25,7 @@ use crate::agent::{
 };
 use crate::config::Settings;
 use crate::monitor::{ResourceAlert, SessionSample};
-use crate::paths::{PathPolicy, Validation};
+use crate::paths::{CheckCode, PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
 
@@ -550,12 +550,23 @@ impl RegistryState {
             self.sessions.insert(id, Entry::idle(record, 0));
             return None;
         }
-        if !Path::new(&record.configuration.working_directory).is_dir() {
+        // Judged again as an agent's start judges it (policy and all, no git): a directory
+        // that vanished, or was swapped for a symlink out of bounds while the server was
+        // down, starts nothing.
+        if let Err(refused) = self
+            .deps
+            .paths
+            .open_directory(&record.configuration.working_directory)
+        {
             record.status = SessionStatus::Error;
-            record.error_message = Some(format!(
-                "the working directory {} no longer exists",
-                record.configuration.working_directory
-            ));
+            record.error_message = Some(if refused.has(CheckCode::DoesNotExist) {
+                format!(
+                    "the working directory {} no longer exists",
+                    record.configuration.working_directory
+                )
+            } else {
+                refused.to_string()
+            });
             record.updated_at = now();
             self.save(&record).await;
             self.report.errored += 1;
@@ -790,6 +801,7 @@ impl SessionRegistry {
         bus: EventBus,
     ) -> Result<SessionRegistry, SessionError> {
         let deps = SessionDeps {
+            paths: PathPolicy::from_settings(&settings.paths),
             settings: settings.clone(),
             storage,
             server_url,
@@ -801,8 +813,8 @@ impl SessionRegistry {
             .map_err(|e| SessionError::AgentsFailed(format!("cannot start the registry: {e}")))?;
         let registry = SessionRegistry {
             actor,
+            paths: deps.paths.clone(),
             deps,
-            paths: PathPolicy::from_settings(&settings.paths),
         };
         Ok(registry)
     }
