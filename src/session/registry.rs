@@ -34,7 +34,9 @@ use super::actor::{
 };
 use super::bus::{EventBus, Published};
 use super::error::SessionError;
-use super::model::{now, validate_tags, SessionConfig, SessionRecord, SessionStatus};
+use super::model::{
+    now, validate_name_at, validate_tags, SessionConfig, SessionRecord, SessionStatus,
+};
 use super::snapshot::{self, Snapshot};
 use super::store;
 
@@ -1103,6 +1105,7 @@ impl SessionRegistry {
         id: Uuid,
         request: CloneSession,
     ) -> Result<SessionView, SessionError> {
+        validate_name_at(&request.new_name, "new_name")?;
         let (source, _) = self.lookup(id).await?;
         let mut configuration = source.configuration.clone();
         configuration.name = request.new_name;
@@ -1500,14 +1503,17 @@ async fn git_state(record: &SessionRecord) -> Option<Value> {
 
 fn validate_context_key(key: &str) -> Result<(), SessionError> {
     let chars = key.chars().count();
-    if chars == 0 || chars > MAX_CONTEXT_KEY_CHARS || key.chars().any(char::is_control) {
+    if chars == 0 || chars > MAX_CONTEXT_KEY_CHARS {
         return Err(crate::agent::FieldError::invalid(
             "key",
-            format!("must be 1-{MAX_CONTEXT_KEY_CHARS} characters without control characters"),
+            format!("must be 1-{MAX_CONTEXT_KEY_CHARS} characters, got {chars}"),
         )
         .into());
     }
-    Ok(())
+    match crate::names::forbidden_character(key) {
+        Some(c) => Err(crate::agent::FieldError::invalid("key", crate::names::refusal(c)).into()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
