@@ -969,8 +969,15 @@ impl Race {
     }
 
     async fn create(&self) -> String {
+        self.create_running(&[]).await
+    }
+
+    /// A session whose fake agent gets `args` besides its stamp file.
+    async fn create_running(&self, args: &[&str]) -> String {
         fs::create_dir(self.work()).unwrap();
         let stamp = self.stamp();
+        let mut argv = vec!["--stamp", stamp.to_str().unwrap()];
+        argv.extend_from_slice(args);
         let (status, body) = self
             .app
             .post(
@@ -979,7 +986,7 @@ impl Race {
                     "name": "race",
                     "working_directory": self.work(),
                     "agents": [{"agent_type": "BACKEND",
-                                "command": common::fake(&["--stamp", stamp.to_str().unwrap()])}],
+                                "command": common::fake(&argv)}],
                 }),
             )
             .await;
@@ -1122,4 +1129,20 @@ async fn a_session_whose_directory_was_swapped_while_the_server_was_down_is_rest
     race.restart();
     let again = race.assert_refused(&id).await;
     assert_eq!(again["error_message"], session["error_message"]);
+}
+
+#[tokio::test]
+async fn the_supervisors_own_restart_after_a_crash_judges_the_directory_too() {
+    let race = Race::start();
+    // Crashes a while after it starts; the supervisor restarts it at once.
+    let id = race.create_running(&["--exit-after-ms", "3000"]).await;
+    race.wait_status(&id, "active").await;
+    assert_eq!(race.starts().len(), 1);
+    race.swap();
+    let session = race.assert_refused(&id).await;
+    assert_eq!(
+        race.starts().len(),
+        1,
+        "the restart after the crash started nothing: {session}"
+    );
 }
