@@ -1022,6 +1022,22 @@ impl Race {
         self.app.client = reqwest::Client::new();
     }
 
+    /// Waits until the agent has started `n` times (its first act is the stamp).
+    async fn wait_starts(&self, n: usize) -> Vec<u32> {
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        loop {
+            let starts = self.starts();
+            if starts.len() >= n {
+                return starts;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {n} starts: {starts:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// `mv race2 race2.old; ln -s <secret> race2`.
     fn swap(&self) {
         fs::rename(self.work(), self.app.work.path().join("race2.old")).unwrap();
@@ -1066,8 +1082,7 @@ async fn an_agent_restarted_after_its_directory_was_swapped_for_a_symlink_does_n
     let race = Race::start();
     let id = race.create().await;
     race.wait_status(&id, "active").await;
-    let first = race.starts();
-    assert_eq!(first.len(), 1);
+    let first = race.wait_starts(1).await;
     let cwd = fs::read_link(format!("/proc/{}/cwd", first[0])).unwrap();
     assert_eq!(cwd, fs::canonicalize(race.work()).unwrap());
 
@@ -1087,9 +1102,9 @@ async fn an_agent_restarted_after_its_directory_was_swapped_for_a_symlink_does_n
     race.unswap();
     let (status, body) = race.app.post(&restart, &serde_json::json!({})).await;
     assert_eq!(status, 200, "{body}");
+    let starts = race.wait_starts(2).await;
     let session = race.wait_status(&id, "active").await;
     assert!(session["error_message"].is_null(), "{session}");
-    let starts = race.starts();
     assert_eq!(starts.len(), 2);
     let cwd = fs::read_link(format!("/proc/{}/cwd", starts[1])).unwrap();
     assert_eq!(cwd, fs::canonicalize(race.work()).unwrap());
@@ -1103,9 +1118,9 @@ async fn a_legitimate_restart_starts_the_agent_again_in_its_directory() {
     let restart = format!("/api/claude/sessions/{id}/agents/backend-services/restart");
     let (status, body) = race.app.post(&restart, &serde_json::json!({})).await;
     assert_eq!(status, 200, "{body}");
+    let starts = race.wait_starts(2).await;
     let session = race.wait_status(&id, "active").await;
     assert!(session["error_message"].is_null(), "{session}");
-    let starts = race.starts();
     assert_eq!(starts.len(), 2, "{starts:?}");
     let cwd = fs::read_link(format!("/proc/{}/cwd", starts[1])).unwrap();
     assert_eq!(cwd, fs::canonicalize(race.work()).unwrap());
@@ -1116,6 +1131,7 @@ async fn a_session_whose_directory_was_swapped_while_the_server_was_down_is_rest
     let mut race = Race::start();
     let id = race.create().await;
     race.wait_status(&id, "active").await;
+    race.wait_starts(1).await;
     race.app.stop();
     race.swap();
     race.restart();
@@ -1137,7 +1153,7 @@ async fn the_supervisors_own_restart_after_a_crash_judges_the_directory_too() {
     // Crashes a while after it starts; the supervisor restarts it at once.
     let id = race.create_running(&["--exit-after-ms", "3000"]).await;
     race.wait_status(&id, "active").await;
-    assert_eq!(race.starts().len(), 1);
+    assert_eq!(race.wait_starts(1).await.len(), 1);
     race.swap();
     let session = race.assert_refused(&id).await;
     assert_eq!(

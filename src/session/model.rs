@@ -150,14 +150,9 @@ impl SessionConfig {
     }
 }
 
-/// Checks a session name.
+/// Checks a session name (a clone's `new_name` and an import's name too: they become it).
 pub(crate) fn validate_name(name: &str) -> Result<(), FieldError> {
-    validate_name_at(name, "name")
-}
-
-/// Checks a session name given as `field` (`new_name` for a clone).
-pub(crate) fn validate_name_at(name: &str, field: &str) -> Result<(), FieldError> {
-    validate_label(name, field, MAX_NAME_CHARS)
+    validate_label(name, "name", MAX_NAME_CHARS)
 }
 
 /// Checks text that names something (a session name, a tag): not blank, at most
@@ -499,10 +494,6 @@ mod tests {
             assert!(err.message.contains("control or text-direction"), "{err}");
             let err = validate_tags(&["ok".into(), name.clone()]).unwrap_err();
             assert_eq!(err.field, "tags[1]", "{name:?}");
-            assert_eq!(
-                validate_name_at(&name, "new_name").unwrap_err().field,
-                "new_name"
-            );
             config.name = "fine".into();
             config.description = format!("line one\n\tline two {bad}");
             let description = config.validate();

@@ -322,7 +322,8 @@ async fn names_with_control_or_bidi_characters_are_refused_everywhere_with_the_f
         let (status, body) = app
             .post(&format!("{base}/clone"), &json!({"new_name": name}))
             .await;
-        refused(status, &body, "new_name", &what);
+        // The clone's name is checked as its configuration's `name`.
+        refused(status, &body, "name", &what);
         let mut data = snapshot.clone();
         data["configuration"]["name"] = json!(name);
         let (status, body) = app
