@@ -60,8 +60,8 @@ struct ChildArgs<'a> {
     failure: *mut Failure,
 }
 
-/// Spawns `argv` in the directory `cwd` is open on with exactly `env`, stdin from /dev/null and stdout/stderr into
-/// fresh pipes.
+/// Spawns `argv` in the directory `cwd` is open on (entered with `fchdir`), with exactly
+/// `env`, stdin from /dev/null and stdout/stderr into fresh pipes.
 pub(super) fn spawn(
     argv: &[String],
     cwd: BorrowedFd<'_>,
