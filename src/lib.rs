@@ -13,6 +13,7 @@ pub mod config;
 pub mod hook;
 mod logfile;
 pub mod monitor;
+pub mod names;
 pub mod paths;
 pub mod server;
 pub mod session;

@@ -19,6 +19,9 @@
 //!   server's user create it.
 //! - The root directory is never a working directory.
 //!
+//! - An agent is started in the directory that was judged: [`PathPolicy::open_directory`]
+//!   opens it once and judges the descriptor; the child `fchdir`s into it (see `open`).
+//!
 //! The git helpers ([`git::state`], [`worktree::create`], [`worktree::remove`]) and the
 //! validator block, so their async forms run on tokio's blocking pool.
 
@@ -26,6 +29,7 @@ pub mod check;
 pub mod error;
 pub mod git;
 mod in_flight;
+mod open;
 pub mod policy;
 pub mod validate;
 pub mod worktree;
@@ -41,6 +45,7 @@ use crate::config::PathSettings;
 pub use check::{Check, CheckCode, Level};
 pub use error::PathError;
 pub use git::GitState;
+pub use open::{DirectoryRefused, OpenedDirectory};
 pub use policy::{Platform, Rules};
 pub use validate::{DiskThresholds, Permissions, Validation};
 
@@ -217,6 +222,17 @@ impl PathPolicy {
     /// benchmark and fuzz target).
     pub fn validate_blocking(&self, raw: &str) -> Validation {
         self.validate_in(&git::States::default(), raw)
+    }
+
+    /// Opens a working directory to start a process in, and judges what was opened: the
+    /// text rules, the roots against where the descriptor really is, the server's access
+    /// and the free space — the error-level checks of [`validate`](PathPolicy::validate)
+    /// minus git, cheap enough for every restart. A missing directory is refused here (it
+    /// is created only when a session is created). Blocking, but only a handful of system
+    /// calls.
+    pub fn open_directory(&self, raw: &str) -> Result<OpenedDirectory, DirectoryRefused> {
+        let inner = &self.inner;
+        open::open(&inner.rules, inner.home.as_deref(), inner.disk, raw)
     }
 
     fn validate_in(&self, git: &git::States, raw: &str) -> Validation {

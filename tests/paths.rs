@@ -6,6 +6,8 @@
 //! permission-denied test re-runs itself as `nobody` when started as root, so the refusals
 //! are really exercised.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -938,4 +940,243 @@ fn run_as_nobody(name: &str, marker: &str) -> std::process::Output {
         .gid(NOBODY)
         .output()
         .expect("run the copied test binary as nobody")
+}
+
+// An agent's working directory is judged where it is used (issue 19): the real binary, a
+// session in `race2`, and `race2` swapped for a symlink into a restricted directory — the
+// probe that found the agent running and writing inside the restricted directory.
+
+/// The real server with `secret` restricted and custom commands allowed, and a stamp file
+/// (outside the working directory) where the fake agent notes each start.
+struct Race {
+    app: common::app::App,
+    secret: TempDir,
+    stamps: TempDir,
+}
+
+impl Race {
+    fn start() -> Race {
+        let secret = TempDir::new().unwrap();
+        let stamps = TempDir::new().unwrap();
+        let app = common::app::App::with_config(&format!(
+            "[paths]\nrestricted = [{:?}]\n[agents]\nallow_custom_commands = true\nstop_grace_ms = 1000\n",
+            secret.path().to_str().unwrap()
+        ));
+        Race {
+            app,
+            secret,
+            stamps,
+        }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.app.work.path().join("race2")
+    }
+
+    fn stamp(&self) -> PathBuf {
+        self.stamps.path().join("stamp")
+    }
+
+    /// The pids of the agent's starts so far.
+    fn starts(&self) -> Vec<u32> {
+        fs::read_to_string(self.stamp())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("start ")?.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
+    async fn create(&self) -> String {
+        self.create_running(&[]).await
+    }
+
+    /// A session whose fake agent gets `args` besides its stamp file.
+    async fn create_running(&self, args: &[&str]) -> String {
+        fs::create_dir(self.work()).unwrap();
+        let stamp = self.stamp();
+        let mut argv = vec!["--stamp", stamp.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let (status, body) = self
+            .app
+            .post(
+                "/api/claude/sessions",
+                &serde_json::json!({
+                    "name": "race",
+                    "working_directory": self.work(),
+                    "agents": [{"agent_type": "BACKEND",
+                                "command": common::fake(&argv)}],
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["session"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn session(&self, id: &str) -> serde_json::Value {
+        let (status, body) = self.app.get(&format!("/api/claude/sessions/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["session"].clone()
+    }
+
+    async fn wait_status(&self, id: &str, wanted: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        loop {
+            let session = self.session(id).await;
+            if session["status"] == wanted {
+                return session;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {wanted}: {session}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Restarts the server, with a new client: a kept-alive connection to the old server
+    /// would fail the first request.
+    fn restart(&mut self) {
+        self.app.restart();
+        self.app.client = reqwest::Client::new();
+    }
+
+    /// Waits until the agent has started `n` times (its first act is the stamp).
+    async fn wait_starts(&self, n: usize) -> Vec<u32> {
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        loop {
+            let starts = self.starts();
+            if starts.len() >= n {
+                return starts;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {n} starts: {starts:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `mv race2 race2.old; ln -s <secret> race2`.
+    fn swap(&self) {
+        fs::rename(self.work(), self.app.work.path().join("race2.old")).unwrap();
+        symlink(self.secret.path(), self.work()).unwrap();
+    }
+
+    /// Puts the real directory back under its name.
+    fn unswap(&self) {
+        fs::remove_file(self.work()).unwrap();
+        fs::rename(self.app.work.path().join("race2.old"), self.work()).unwrap();
+    }
+
+    /// Processes whose working directory is the restricted one.
+    fn inside_secret(&self) -> Vec<u32> {
+        let secret = fs::canonicalize(self.secret.path()).unwrap();
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == secret))
+            .collect()
+    }
+
+    /// The session is `error` because of its directory, with nothing of it running there.
+    async fn assert_refused(&self, id: &str) -> serde_json::Value {
+        let session = self.wait_status(id, "error").await;
+        let message = session["error_message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("race2") && message.contains("restricted"),
+            "the reason names the directory and the rule: {session}"
+        );
+        assert_eq!(
+            self.inside_secret(),
+            Vec::<u32>::new(),
+            "a process runs in the restricted directory"
+        );
+        session
+    }
+}
+
+#[tokio::test]
+async fn an_agent_restarted_after_its_directory_was_swapped_for_a_symlink_does_not_start() {
+    let race = Race::start();
+    let id = race.create().await;
+    race.wait_status(&id, "active").await;
+    let first = race.wait_starts(1).await;
+    let cwd = fs::read_link(format!("/proc/{}/cwd", first[0])).unwrap();
+    assert_eq!(cwd, fs::canonicalize(race.work()).unwrap());
+
+    race.swap();
+    let restart = format!("/api/claude/sessions/{id}/agents/backend-services/restart");
+    race.app.post(&restart, &serde_json::json!({})).await;
+    let session = race.assert_refused(&id).await;
+    assert_eq!(race.starts().len(), 1, "no second start: {session}");
+    assert!(!common::alive(first[0]), "the old incarnation was stopped");
+    let (_, agents) = race
+        .app
+        .get(&format!("/api/claude/sessions/{id}/agents"))
+        .await;
+    assert!(agents["agents"][0]["pid"].is_null(), "{agents}");
+
+    // Put right, a restart by hand works again and the session follows its agents.
+    race.unswap();
+    let (status, body) = race.app.post(&restart, &serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let starts = race.wait_starts(2).await;
+    let session = race.wait_status(&id, "active").await;
+    assert!(session["error_message"].is_null(), "{session}");
+    assert_eq!(starts.len(), 2);
+    let cwd = fs::read_link(format!("/proc/{}/cwd", starts[1])).unwrap();
+    assert_eq!(cwd, fs::canonicalize(race.work()).unwrap());
+}
+
+#[tokio::test]
+async fn a_legitimate_restart_starts_the_agent_again_in_its_directory() {
+    let race = Race::start();
+    let id = race.create().await;
+    race.wait_status(&id, "active").await;
+    let restart = format!("/api/claude/sessions/{id}/agents/backend-services/restart");
+    let (status, body) = race.app.post(&restart, &serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let starts = race.wait_starts(2).await;
+    let session = race.wait_status(&id, "active").await;
+    assert!(session["error_message"].is_null(), "{session}");
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    let cwd = fs::read_link(format!("/proc/{}/cwd", starts[1])).unwrap();
+    assert_eq!(cwd, fs::canonicalize(race.work()).unwrap());
+}
+
+#[tokio::test]
+async fn a_session_whose_directory_was_swapped_while_the_server_was_down_is_restored_in_error() {
+    let mut race = Race::start();
+    let id = race.create().await;
+    race.wait_status(&id, "active").await;
+    race.wait_starts(1).await;
+    race.app.stop();
+    race.swap();
+    race.restart();
+    let session = race.assert_refused(&id).await;
+    assert_eq!(
+        race.starts().len(),
+        1,
+        "nothing started at restore: {session}"
+    );
+    // The refusal was stored: it survives another restart unchanged.
+    race.restart();
+    let again = race.assert_refused(&id).await;
+    assert_eq!(again["error_message"], session["error_message"]);
+}
+
+#[tokio::test]
+async fn the_supervisors_own_restart_after_a_crash_judges_the_directory_too() {
+    let race = Race::start();
+    // Crashes a while after it starts; the supervisor restarts it at once.
+    let id = race.create_running(&["--exit-after-ms", "3000"]).await;
+    race.wait_status(&id, "active").await;
+    assert_eq!(race.wait_starts(1).await.len(), 1);
+    race.swap();
+    let session = race.assert_refused(&id).await;
+    assert_eq!(
+        race.starts().len(),
+        1,
+        "the restart after the crash started nothing: {session}"
+    );
 }

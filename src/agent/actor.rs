@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::config::Limits;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
-use super::group::AgentEvents;
+use super::group::{AgentEvents, Workplace};
 use super::memory;
 use super::output::{pump, OutputLog, Stream};
 use super::process::{self, Process, ProcessExit, ProcessSpec, Spawned};
@@ -38,7 +38,8 @@ pub(crate) struct Launch {
     pub(crate) ready_pattern: Option<Regex>,
     /// The whole environment the agent adds (CLAUDE_*, session's, agent's).
     pub(crate) env: Vec<(String, String)>,
-    pub(crate) cwd: std::path::PathBuf,
+    /// The working directory, judged again at every start.
+    pub(crate) workplace: Arc<Workplace>,
     pub(crate) limits: Limits,
     pub(crate) max_memory_mb: Option<u64>,
     pub(crate) grace: Duration,
@@ -127,26 +128,32 @@ pub(crate) struct AgentArgs {
     pub(crate) ready: Option<oneshot::Sender<()>>,
 }
 
-/// Spawns the agent's process.
+/// Spawns the agent's process in its working directory, judged again first: the directory
+/// is opened, what was opened is checked against the path policy, and the child enters that
+/// descriptor (`fchdir`), so a name swapped after the check cannot move the agent.
 ///
 /// Called synchronously by the supervisor's worker, before the actor exists, so a restart's
 /// exec happens while the supervisor handles the exit, not several task hops later.
 pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spawned, String> {
     let argv = &launch.command;
-    let spawned = process::spawn(&ProcessSpec {
-        argv,
-        cwd: &launch.cwd,
-        env: &launch.env,
-        limits: &launch.limits,
-    })
-    .map_err(|err| {
-        // `argv` may be empty here (the spawn refused it): never index it.
-        let program = argv.first().map_or("", String::as_str);
-        let message = format!("cannot start `{program}`: {err}");
+    // `argv` may be empty here (the spawn refuses it): never index it.
+    let program = argv.first().map_or("", String::as_str);
+    let failed = |message: String| {
         shared.live().last_error = Some(message.clone());
         shared.note(message.clone());
         message
-    })?;
+    };
+    let directory = launch
+        .workplace
+        .open()
+        .map_err(|refused| failed(format!("cannot start `{program}`: {refused}")))?;
+    let spawned = process::spawn(&ProcessSpec {
+        argv,
+        cwd: directory.fd(),
+        env: &launch.env,
+        limits: &launch.limits,
+    })
+    .map_err(|err| failed(format!("cannot start `{program}`: {err}")))?;
     let pid = spawned.pid();
     {
         let mut live = shared.live();

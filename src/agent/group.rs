@@ -17,6 +17,7 @@ use ractor::Actor;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::config::Settings;
+use crate::paths::{DirectoryRefused, OpenedDirectory, PathPolicy};
 use crate::supervision::{
     BoxFuture, ChildSpec, ChildState, ChildTransition, DependencyGraph, StartContext, StartError,
     Started, Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
@@ -105,12 +106,27 @@ pub struct AgentContext {
     pub log_keep_files: usize,
     /// How a crash affects the other agents.
     pub strategy: Strategy,
+    /// The policy `working_dir` is judged by at every start of a process.
+    pub paths: PathPolicy,
 }
 
 impl AgentContext {
     /// The context for a session of a server with these settings: logs under the data
-    /// directory, the server's configured address as `SESSION_MANAGER_URL`, `one_for_one`.
+    /// directory, the server's configured address as `SESSION_MANAGER_URL`, `one_for_one`,
+    /// the path policy of `[paths]` (built here: a server with many sessions shares one
+    /// through [`AgentContext::with_paths`]).
     pub fn new(session_id: impl Into<String>, working_dir: PathBuf, settings: &Settings) -> Self {
+        let paths = PathPolicy::from_settings(&settings.paths);
+        Self::with_paths(session_id, working_dir, settings, paths)
+    }
+
+    /// [`AgentContext::new`] with the path policy given.
+    pub fn with_paths(
+        session_id: impl Into<String>,
+        working_dir: PathBuf,
+        settings: &Settings,
+        paths: PathPolicy,
+    ) -> Self {
         let session_id = session_id.into();
         AgentContext {
             log_dir: settings.log_dir().join(&session_id),
@@ -121,7 +137,34 @@ impl AgentContext {
             log_max_bytes: settings.logs.max_file_bytes,
             log_keep_files: settings.logs.keep_files,
             strategy: Strategy::OneForOne,
+            paths,
         }
+    }
+}
+
+/// A group's working directory and the verdict of its last judgement, shared by every
+/// agent of the group: each start of a process opens the directory and judges what it
+/// opened ([`PathPolicy::open_directory`]), and the session reads the verdict to put itself
+/// in `error` when the directory no longer passes.
+#[derive(Debug)]
+pub(crate) struct Workplace {
+    raw: String,
+    paths: PathPolicy,
+    refused: Mutex<Option<DirectoryRefused>>,
+}
+
+impl Workplace {
+    /// Opens the directory to start a process in; remembers the verdict (a pass clears an
+    /// earlier refusal: the directory was put right).
+    pub(crate) fn open(&self) -> Result<OpenedDirectory, DirectoryRefused> {
+        let verdict = self.paths.open_directory(&self.raw);
+        *self.refused() = verdict.as_ref().err().cloned();
+        verdict
+    }
+
+    fn refused(&self) -> std::sync::MutexGuard<'_, Option<DirectoryRefused>> {
+        // Plain data: a panic while holding it leaves nothing half-done.
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -195,6 +238,7 @@ pub struct AgentGroup {
     deferred: Mutex<Option<Deferred>>,
     agents: Arc<BTreeMap<Arc<str>, Entry>>,
     events: Arc<AgentEvents>,
+    workplace: Arc<Workplace>,
     shut_down: bool,
 }
 
@@ -320,6 +364,11 @@ impl AgentGroup {
             keep: context.log_keep_files,
         };
         let log_dir: Arc<Path> = Arc::from(context.log_dir.as_path());
+        let workplace = Arc::new(Workplace {
+            raw: context.working_dir.to_string_lossy().into_owned(),
+            paths: context.paths.clone(),
+            refused: Mutex::new(None),
+        });
         // One allocation per name: the table, the child spec and every dependency on it
         // share it.
         let names: BTreeMap<&str, Arc<str>> = agents
@@ -342,7 +391,7 @@ impl AgentGroup {
                         env: environment(&context, agent),
                         command: command.clone(),
                         ready_pattern: agent.ready_pattern.clone(),
-                        cwd: context.working_dir.clone(),
+                        workplace: workplace.clone(),
                         limits: agent.limits,
                         max_memory_mb: agent.max_memory_mb,
                         grace: agent.stop_grace,
@@ -408,6 +457,7 @@ impl AgentGroup {
             deferred: Mutex::new(None),
             agents,
             events,
+            workplace,
             shut_down: false,
         };
         if group.agents.values().any(|entry| entry.has_process) {
@@ -476,6 +526,17 @@ impl AgentGroup {
             }
         }
         Ok(self.supervision().await?.start_all().await?)
+    }
+
+    /// Stops every agent and keeps them all down (each can be activated or restarted again).
+    pub async fn stop_all(&self) -> Result<(), AgentError> {
+        Ok(self.supervision().await?.stop_all().await?)
+    }
+
+    /// Why the working directory was refused at the last start of a process, if it was
+    /// (a later start that passes clears it).
+    pub fn directory_refused(&self) -> Option<DirectoryRefused> {
+        self.workplace.refused().clone()
     }
 
     /// Every agent event from now on.

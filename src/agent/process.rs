@@ -26,9 +26,8 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, SystemTime};
 
@@ -56,8 +55,9 @@ const GROUP_POLL: Duration = Duration::from_millis(5);
 pub(crate) struct ProcessSpec<'a> {
     /// Program and arguments; never empty.
     pub(crate) argv: &'a [String],
-    /// Working directory.
-    pub(crate) cwd: &'a Path,
+    /// The working directory, open: the child enters it with `fchdir`, so what was
+    /// validated is where it runs (no second lookup of the name).
+    pub(crate) cwd: BorrowedFd<'a>,
     /// Variables set on top of the server's environment (which loses its own
     /// `SESSION_MANAGER_*` settings, so a token never leaks to an agent).
     pub(crate) env: &'a [(String, String)],
@@ -272,17 +272,23 @@ fn fork_spawn(
     let mut command = Command::new(program);
     command
         .args(args)
-        .current_dir(spec.cwd)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: `ChildSetup::apply` makes only async-signal-safe calls on data computed before
-    // the fork (see its comment).
+    let cwd = spec.cwd.as_raw_fd();
+    // SAFETY: `ChildSetup::apply` and `fchdir` make only async-signal-safe calls on data
+    // computed before the fork (see its comment); `cwd` stays open until `spawn` returns.
     unsafe {
-        command.pre_exec(move || setup.apply());
+        command.pre_exec(move || {
+            setup.apply()?;
+            if libc::fchdir(cwd) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     let mut child = command.spawn()?;
     let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;

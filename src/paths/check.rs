@@ -39,8 +39,8 @@ pub enum CheckCode {
     /// `control_characters` (error): C0/C1 control characters, e.g. a newline, break scripts
     /// and logs that print the path.
     ControlCharacters,
-    /// `bidi_control_characters` (warning): Unicode direction overrides make a path read
-    /// differently from what it is.
+    /// `bidi_control_characters` (warning): Unicode direction overrides, isolates and marks
+    /// (`names::is_bidi_control`) make a path read differently from what it is.
     BidiControlCharacters,
     /// `shell_metacharacters` (warning): characters a shell would interpret.
     ShellMetacharacters,
@@ -89,7 +89,8 @@ pub enum CheckCode {
     PermissionDenied,
     /// `not_a_directory` (error): the path, or a component on the way, is not a directory.
     NotADirectory,
-    /// `does_not_exist` (warning): the path is missing but can be created.
+    /// `does_not_exist` (warning): the path is missing but can be created. (An error from
+    /// `PathPolicy::open_directory`: an agent's directory must exist when it starts.)
     DoesNotExist,
     /// `not_readable` (error): the server's user cannot list the directory.
     NotReadable,

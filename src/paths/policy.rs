@@ -475,10 +475,7 @@ fn character_checks(platform: Platform, raw: &str, checks: &mut Vec<Check>) {
             ),
         ));
     }
-    if let Some(c) = raw
-        .chars()
-        .find(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
-    {
+    if let Some(c) = raw.chars().find(|&c| crate::names::is_bidi_control(c)) {
         checks.push(Check::warning(
             CheckCode::BidiControlCharacters,
             format!(

@@ -284,16 +284,26 @@ fn examine_missing(
     validation.disk_free_bytes = disk_space(ancestor, disk, checks);
 }
 
-fn may(path: &Path, access: Access) -> bool {
+pub(super) fn may(path: &Path, access: Access) -> bool {
     rustix::fs::accessat(CWD, path, access, AtFlags::EACCESS).is_ok()
 }
 
 fn disk_space(path: &Path, disk: DiskThresholds, checks: &mut Vec<Check>) -> Option<u64> {
+    disk_verdict(rustix::fs::statvfs(path), path, disk, checks)
+}
+
+/// The free space `stats` reports against the thresholds (`shown` is the path they are of).
+pub(super) fn disk_verdict(
+    stats: Result<rustix::fs::StatVfs, Errno>,
+    shown: &Path,
+    disk: DiskThresholds,
+    checks: &mut Vec<Check>,
+) -> Option<u64> {
     let mib = |bytes: u64| bytes / (1024 * 1024);
-    match rustix::fs::statvfs(path) {
+    match stats {
         Ok(stats) => {
             let free = stats.f_bavail.saturating_mul(stats.f_frsize);
-            let shown = path.display();
+            let shown = shown.display();
             if free < disk.critical_bytes {
                 checks.push(Check::error(
                     CheckCode::DiskSpaceCritical,
@@ -320,7 +330,7 @@ fn disk_space(path: &Path, disk: DiskThresholds, checks: &mut Vec<Check>) -> Opt
                 CheckCode::DiskSpaceUnknown,
                 format!(
                     "cannot read the free space of {}: {}",
-                    path.display(),
+                    shown.display(),
                     io::Error::from(errno)
                 ),
             ));

@@ -14,6 +14,7 @@ use crate::agent::{
     GroupHealth, LogLine,
 };
 use crate::config::Settings;
+use crate::paths::PathPolicy;
 use crate::storage::Storage;
 
 use super::bus::EventBus;
@@ -26,6 +27,9 @@ use super::store;
 #[derive(Debug, Clone)]
 pub(crate) struct SessionDeps {
     pub(crate) settings: Arc<Settings>,
+    /// The path policy, one for the server: agents' directories are judged by it at every
+    /// start.
+    pub(crate) paths: PathPolicy,
     pub(crate) storage: Storage,
     pub(crate) server_url: String,
     pub(crate) bus: EventBus,
@@ -170,8 +174,14 @@ impl Actor for SessionActor {
             .await
             .map_err(|e| e.to_string())?;
         // The registry learns this status from `started`, not from an announcement.
-        let status = status_of(&state).await;
-        if state.note_status(status) {
+        let changed = match state.halt_if_directory_refused().await {
+            Some(changed) => changed,
+            None => {
+                let status = status_of(&state).await;
+                state.note_status(status)
+            }
+        };
+        if changed {
             state.dirty = true;
         }
         let _ = started.send(state.record.clone());
@@ -244,8 +254,14 @@ impl SessionState {
                 // Changes from here on ask again; this look covers the ones before.
                 state.recompute.store(false, Ordering::Release);
                 if !state.record.status.is_terminal() {
-                    let status = status_of(state).await;
-                    state.set_status(status).await;
+                    match state.halt_if_directory_refused().await {
+                        Some(true) => state.persist().await,
+                        Some(false) => {}
+                        None => {
+                            let status = status_of(state).await;
+                            state.set_status(status).await;
+                        }
+                    }
                 }
             }
         }
@@ -301,10 +317,11 @@ impl SessionState {
             &self.deps.settings.agents,
             CommandOrigin::Trusted,
         )?;
-        let mut context = AgentContext::new(
+        let mut context = AgentContext::with_paths(
             self.record.id.to_string(),
             self.record.configuration.working_directory.clone().into(),
             &self.deps.settings,
+            self.deps.paths.clone(),
         );
         context.environment = self.record.configuration.environment_variables.clone();
         context.server_url = self.deps.server_url.clone();
@@ -394,6 +411,10 @@ impl SessionState {
         }
         self.dirty = false;
         self.schedule_checkpoints(myself);
+        if self.halt_if_directory_refused().await.is_some() {
+            self.persist().await;
+            return Ok(self.view().await);
+        }
         let status = status_of(self).await;
         if status == self.record.status {
             self.announce();
@@ -401,6 +422,36 @@ impl SessionState {
             self.set_status(status).await;
         }
         Ok(self.view().await)
+    }
+
+    /// When an agent's start found the working directory refused (gone, or no longer
+    /// passing the path policy, e.g. swapped for a symlink into a restricted directory):
+    /// stops every agent, so no process of the session runs on, and puts the session in
+    /// `error` with the reason. `None` when the directory passed; else whether the record
+    /// changed (the caller stores it). An agent started again once the directory is put
+    /// right clears the refusal, and the status follows the agents again.
+    async fn halt_if_directory_refused(&mut self) -> Option<bool> {
+        let refused = self.group.as_ref()?.directory_refused()?;
+        let message = refused.to_string();
+        let record = &self.record;
+        if record.status == SessionStatus::Error
+            && record.error_message.as_deref() == Some(message.as_str())
+        {
+            return Some(false);
+        }
+        tracing::warn!(session = %record.id, "stopping every agent: {message}");
+        if let Some(group) = &self.group {
+            if let Err(err) = group.stop_all().await {
+                tracing::warn!(session = %self.record.id, "stopping the agents: {err}");
+            }
+        }
+        let at = now();
+        let record = self.edit();
+        record.status = SessionStatus::Error;
+        record.error_message = Some(message);
+        record.updated_at = at;
+        record.last_activity = at;
+        Some(true)
     }
 
     /// Records a status derived from the agents (`initializing`, `active`, `degraded`,

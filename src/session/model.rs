@@ -31,7 +31,7 @@ pub const MAX_CUSTOM_SETTINGS_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
-    /// For people; 1–256 characters, no control characters.
+    /// For people; 1–256 characters, no control or text-direction characters.
     #[schema(min_length = 1, max_length = 256)]
     pub name: String,
     /// Where the agents run, as given (the canonical form is in the session's validation).
@@ -150,15 +150,25 @@ impl SessionConfig {
     }
 }
 
-/// Checks a session name.
+/// Checks a session name (a clone's `new_name` and an import's name too: they become it).
 pub(crate) fn validate_name(name: &str) -> Result<(), FieldError> {
-    if name.trim().is_empty() {
-        return Err(FieldError::invalid("name", "must not be empty"));
-    }
-    validate_text(name, "name", MAX_NAME_CHARS)
+    validate_label(name, "name", MAX_NAME_CHARS)
 }
 
-fn validate_text(text: &str, field: &str, max_chars: usize) -> Result<(), FieldError> {
+/// Checks text that names something (a session name, a tag): not blank, at most
+/// `max_chars` characters, and nothing [`crate::names`] refuses.
+fn validate_label(text: &str, field: &str, max_chars: usize) -> Result<(), FieldError> {
+    if text.trim().is_empty() {
+        return Err(FieldError::invalid(field, "must not be empty"));
+    }
+    validate_length(text, field, max_chars)?;
+    match crate::names::forbidden_character(text) {
+        Some(c) => Err(FieldError::invalid(field, crate::names::refusal(c))),
+        None => Ok(()),
+    }
+}
+
+fn validate_length(text: &str, field: &str, max_chars: usize) -> Result<(), FieldError> {
     let chars = text.chars().count();
     if chars > max_chars {
         return Err(FieldError::invalid(
@@ -166,6 +176,13 @@ fn validate_text(text: &str, field: &str, max_chars: usize) -> Result<(), FieldE
             format!("must be at most {max_chars} characters, got {chars}"),
         ));
     }
+    Ok(())
+}
+
+/// Checks free text (a description): newlines and tabs are fine there, other control
+/// characters are not.
+fn validate_text(text: &str, field: &str, max_chars: usize) -> Result<(), FieldError> {
+    validate_length(text, field, max_chars)?;
     if text
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
@@ -198,7 +215,7 @@ pub(crate) fn validate_custom_settings(value: &Value) -> Result<(), FieldError> 
     Ok(())
 }
 
-/// Checks a tag list: at most 64 tags of 1–64 characters, no control characters.
+/// Checks a tag list: at most 64 tags of 1–64 characters, each a name ([`crate::names`]).
 pub(crate) fn validate_tags(tags: &[String]) -> Result<(), FieldError> {
     if tags.len() > MAX_TAGS {
         return Err(FieldError::invalid(
@@ -207,11 +224,7 @@ pub(crate) fn validate_tags(tags: &[String]) -> Result<(), FieldError> {
         ));
     }
     for (i, tag) in tags.iter().enumerate() {
-        let field = format!("tags[{i}]");
-        if tag.trim().is_empty() {
-            return Err(FieldError::invalid(field, "must not be empty"));
-        }
-        validate_text(tag, &field, MAX_TAG_CHARS)?;
+        validate_label(tag, &format!("tags[{i}]"), MAX_TAG_CHARS)?;
     }
     Ok(())
 }
@@ -463,5 +476,38 @@ mod tests {
         assert_eq!(validate_tags(&["".into()]).unwrap_err().field, "tags[0]");
         let many: Vec<String> = (0..65).map(|i| i.to_string()).collect();
         assert_eq!(validate_tags(&many).unwrap_err().field, "tags");
+    }
+
+    /// One rule for names (issue 19): a newline and U+202E were accepted in session names
+    /// while ESC and NUL were refused. Every control and bidi character is refused in a name
+    /// and a tag, with the field named; a description keeps its newlines and tabs.
+    #[test]
+    fn names_and_tags_refuse_every_control_and_bidi_character() {
+        for bad in [
+            "\n", "\t", "\r", "\u{1b}", "\0", "\u{7f}", "\u{85}", "\u{202e}", "\u{2066}",
+            "\u{200f}", "\u{061c}",
+        ] {
+            let name = format!("evil{bad}name");
+            let mut config = SessionConfig::new(name.clone(), "/tmp");
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.field, "name", "{name:?}");
+            assert!(err.message.contains("control or text-direction"), "{err}");
+            let err = validate_tags(&["ok".into(), name.clone()]).unwrap_err();
+            assert_eq!(err.field, "tags[1]", "{name:?}");
+            config.name = "fine".into();
+            config.description = format!("line one\n\tline two {bad}");
+            let description = config.validate();
+            match bad {
+                "\n" | "\t" => assert!(description.is_ok(), "{bad:?}"),
+                _ if bad.chars().all(crate::names::is_bidi_control) => {
+                    assert!(description.is_ok(), "bidi text is free in a description")
+                }
+                _ => assert_eq!(description.unwrap_err().field, "description", "{bad:?}"),
+            }
+        }
+        let mut config = SessionConfig::new("日本語 – déjà vu 🚀", "/tmp");
+        assert!(config.validate().is_ok());
+        config.name = "مرحبا".into();
+        assert!(config.validate().is_ok());
     }
 }

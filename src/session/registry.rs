@@ -25,7 +25,7 @@ use crate::agent::{
 };
 use crate::config::Settings;
 use crate::monitor::{ResourceAlert, SessionSample};
-use crate::paths::{PathPolicy, Validation};
+use crate::paths::{CheckCode, PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
 
@@ -546,8 +546,8 @@ impl RegistryState {
     }
 
     /// Sorts a stored session out at start: a terminated one is kept as it is (one caught
-    /// terminating is finished), one whose directory vanished is put in `error`; a live one
-    /// is returned, to be started.
+    /// terminating is finished); a live one is returned, to be judged and started
+    /// ([`restore_one`]).
     async fn triage(&mut self, mut record: SessionRecord) -> Option<SessionRecord> {
         let id = record.id;
         if record.status == SessionStatus::Terminated || record.status == SessionStatus::Terminating
@@ -562,23 +562,12 @@ impl RegistryState {
             self.sessions.insert(id, Entry::idle(record, 0));
             return None;
         }
-        if !Path::new(&record.configuration.working_directory).is_dir() {
-            record.status = SessionStatus::Error;
-            record.error_message = Some(format!(
-                "the working directory {} no longer exists",
-                record.configuration.working_directory
-            ));
-            record.updated_at = now();
-            self.save(&record).await;
-            self.report.errored += 1;
-            self.sessions.insert(id, Entry::idle(record, 0));
-            return None;
-        }
         Some(record)
     }
 
     /// Starts the live sessions found at start, [`RESTORE_AT_ONCE`] at a time, each on a task
-    /// of its own so every core works; one that cannot start is put in `error`.
+    /// of its own so every core works; one whose directory no longer passes, or that cannot
+    /// start, is put in `error`.
     async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, records: Vec<SessionRecord>) {
         let deps = self.deps.clone();
         let mut starts = futures::stream::iter(records)
@@ -588,7 +577,7 @@ impl RegistryState {
                 record.agent_restarts.retain(|_, restarts| *restarts > 0);
                 // Kept to put the session in `error` if its start fails.
                 let fallback = record.clone();
-                let start = tokio::spawn(start_session_owned(deps.clone(), myself.clone(), record));
+                let start = tokio::spawn(restore_one(deps.clone(), myself.clone(), record));
                 async move { (fallback, start.await) }
             })
             .buffer_unordered(RESTORE_AT_ONCE);
@@ -596,7 +585,15 @@ impl RegistryState {
             let started =
                 started.unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
             match started {
-                Ok((actor, started)) => {
+                Ok(Restored::Refused(message)) => {
+                    record.status = SessionStatus::Error;
+                    record.error_message = Some(message);
+                    record.updated_at = now();
+                    self.save(&record).await;
+                    self.report.errored += 1;
+                    self.sessions.insert(record.id, Entry::idle(record, 0));
+                }
+                Ok(Restored::Started((actor, started))) => {
                     if started.status != record.status {
                         self.deps.bus.publish(SessionEvent::Updated(Box::new(
                             SessionRecord::clone(&started),
@@ -771,13 +768,34 @@ async fn start_session(
     Ok((actor, record))
 }
 
-/// [`start_session`] for a task of its own.
-async fn start_session_owned(
+/// What became of a session restored at start.
+enum Restored {
+    Started(StartedSession),
+    /// Its working directory no longer passes: why, for `error_message`.
+    Refused(String),
+}
+
+/// Restores one stored session, on a task of its own: its working directory is judged
+/// again as an agent's start judges it (`open_directory`: the path policy applied to where
+/// the directory really is, no git), and the session is started only if it passes — a
+/// directory that vanished, or was swapped for a symlink out of bounds while the server was
+/// down, starts nothing.
+async fn restore_one(
     deps: SessionDeps,
     registry: ActorRef<RegistryMsg>,
     record: SessionRecord,
-) -> Result<StartedSession, SessionError> {
-    start_session(&deps, &registry, record).await
+) -> Result<Restored, SessionError> {
+    let directory = &record.configuration.working_directory;
+    if let Err(refused) = deps.paths.open_directory(directory) {
+        return Ok(Restored::Refused(if refused.has(CheckCode::DoesNotExist) {
+            format!("the working directory {directory} no longer exists")
+        } else {
+            refused.to_string()
+        }));
+    }
+    start_session(&deps, &registry, record)
+        .await
+        .map(Restored::Started)
 }
 
 /// The handle to the session registry: every session operation, typed.
@@ -806,6 +824,7 @@ impl SessionRegistry {
         bus: EventBus,
     ) -> Result<SessionRegistry, SessionError> {
         let deps = SessionDeps {
+            paths: PathPolicy::from_settings(&settings.paths),
             settings: settings.clone(),
             storage,
             server_url,
@@ -817,8 +836,8 @@ impl SessionRegistry {
             .map_err(|e| SessionError::AgentsFailed(format!("cannot start the registry: {e}")))?;
         let registry = SessionRegistry {
             actor,
+            paths: deps.paths.clone(),
             deps,
-            paths: PathPolicy::from_settings(&settings.paths),
         };
         Ok(registry)
     }
@@ -1515,14 +1534,17 @@ async fn git_state(record: &SessionRecord) -> Option<Value> {
 
 fn validate_context_key(key: &str) -> Result<(), SessionError> {
     let chars = key.chars().count();
-    if chars == 0 || chars > MAX_CONTEXT_KEY_CHARS || key.chars().any(char::is_control) {
+    if chars == 0 || chars > MAX_CONTEXT_KEY_CHARS {
         return Err(crate::agent::FieldError::invalid(
             "key",
-            format!("must be 1-{MAX_CONTEXT_KEY_CHARS} characters without control characters"),
+            format!("must be 1-{MAX_CONTEXT_KEY_CHARS} characters, got {chars}"),
         )
         .into());
     }
-    Ok(())
+    match crate::names::forbidden_character(key) {
+        Some(c) => Err(crate::agent::FieldError::invalid("key", crate::names::refusal(c)).into()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

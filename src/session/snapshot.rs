@@ -296,10 +296,10 @@ impl SnapshotContext {
                     ),
                 ));
             }
-            if key.chars().any(char::is_control) {
+            if let Some(c) = crate::names::forbidden_character(key) {
                 return Err(FieldError::invalid(
                     at("shared"),
-                    format!("key {:?} contains a control character", clip(key)),
+                    format!("key {:?} {}", clip(key), crate::names::refusal(c)),
                 ));
             }
         }
@@ -353,11 +353,14 @@ fn agent_name(name: &str, field: &str) -> Result<(), FieldError> {
 
 fn word(text: &str, field: &str) -> Result<(), FieldError> {
     let chars = text.chars().count();
-    if chars == 0 || chars > MAX_WORD_CHARS || text.chars().any(char::is_control) {
+    if chars == 0 || chars > MAX_WORD_CHARS {
         return Err(FieldError::invalid(
             field,
-            format!("must be 1 to {MAX_WORD_CHARS} characters without control characters"),
+            format!("must be 1 to {MAX_WORD_CHARS} characters, got {chars}"),
         ));
+    }
+    if let Some(c) = crate::names::forbidden_character(text) {
+        return Err(FieldError::invalid(field, crate::names::refusal(c)));
     }
     Ok(())
 }

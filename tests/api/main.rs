@@ -276,6 +276,82 @@ async fn list_filters_sorts_pages_and_counts_every_match() {
     }
 }
 
+/// One rule for names (issue 19 item 7): every C0/C1 control (newline, tab, ESC, NUL, DEL)
+/// and every bidi override, isolate or mark is refused in a session name and a tag, with
+/// the field named, on create, update, clone and import alike; nothing is created or
+/// changed by a refused request.
+#[tokio::test]
+async fn names_with_control_or_bidi_characters_are_refused_everywhere_with_the_field_named() {
+    let app = App::start(&[]);
+    let id = create(
+        &app,
+        json!({"name": "plain", "working_directory": app.dir("n")}),
+    )
+    .await;
+    let base = format!("/api/claude/sessions/{id}");
+    let (_, body) = app.post(&format!("{base}/export"), &json!({})).await;
+    let snapshot = body["snapshot"].clone();
+    let refused = |status: u16, body: &Value, field: &str, what: &str| {
+        assert_error(status, body, 400, "session_validation_error");
+        assert_eq!(body["details"]["field"], field, "{what}: {body}");
+    };
+    for bad in [
+        "\n", "\t", "\u{1b}", "\0", "\u{7f}", "\u{9b}", "\u{202e}", "\u{2067}", "\u{200e}",
+        "\u{61c}",
+    ] {
+        let name = format!("evil{bad}name");
+        let what = name.escape_unicode().to_string();
+        let (status, body) = app
+            .post(
+                "/api/claude/sessions",
+                &json!({"name": name, "working_directory": app.dir("m")}),
+            )
+            .await;
+        refused(status, &body, "name", &what);
+        let (status, body) = app
+            .post(
+                "/api/claude/sessions",
+                &json!({"name": "ok", "working_directory": app.dir("m"), "tags": ["a", name]}),
+            )
+            .await;
+        refused(status, &body, "tags[1]", &what);
+        let (status, body) = app.put(&base, &json!({"name": name})).await;
+        refused(status, &body, "name", &what);
+        let (status, body) = app.put(&base, &json!({"tags": [name]})).await;
+        refused(status, &body, "tags[0]", &what);
+        let (status, body) = app
+            .post(&format!("{base}/clone"), &json!({"new_name": name}))
+            .await;
+        // The clone's name is checked as its configuration's `name`.
+        refused(status, &body, "name", &what);
+        let mut data = snapshot.clone();
+        data["configuration"]["name"] = json!(name);
+        let (status, body) = app
+            .post(
+                "/api/claude/sessions/import",
+                &json!({"session_data": data}),
+            )
+            .await;
+        assert_error(status, &body, 400, "session_validation_error");
+        let field = body["details"]["field"].as_str().unwrap_or_default();
+        assert!(field.ends_with("name"), "{what}: {body}");
+    }
+    let (_, body) = app.get("/api/claude/sessions").await;
+    assert_eq!(body["sessions"].as_array().map(Vec::len), Some(1), "{body}");
+    assert!(
+        !std::path::Path::new(&app.dir("m")).exists(),
+        "nothing created"
+    );
+    let (_, body) = app.get(&base).await;
+    assert_eq!(body["session"]["configuration"]["name"], "plain");
+    assert_eq!(body["session"]["tags"], json!([]));
+    // Ordinary non-ASCII names pass.
+    let (status, body) = app
+        .put(&base, &json!({"name": "日本語 – déjà vu 🚀 مرحبا"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn update_navigate_clone_export_import_and_delete() {
     let app = App::start(&[]);

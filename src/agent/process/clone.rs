@@ -15,7 +15,7 @@
 
 use std::ffi::{c_void, CStr, CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -48,7 +48,9 @@ struct ChildArgs<'a> {
     program: &'a CStr,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
-    cwd: &'a CStr,
+    /// The working directory, entered with `fchdir`: the descriptor that was validated,
+    /// never its name again.
+    cwd: RawFd,
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
@@ -58,11 +60,11 @@ struct ChildArgs<'a> {
     failure: *mut Failure,
 }
 
-/// Spawns `argv` in `cwd` with exactly `env`, stdin from /dev/null and stdout/stderr into
-/// fresh pipes.
+/// Spawns `argv` in the directory `cwd` is open on (entered with `fchdir`), with exactly
+/// `env`, stdin from /dev/null and stdout/stderr into fresh pipes.
 pub(super) fn spawn(
     argv: &[String],
-    cwd: &Path,
+    cwd: BorrowedFd<'_>,
     env: &[(OsString, OsString)],
     setup: &ChildSetup,
 ) -> io::Result<Cloned> {
@@ -90,7 +92,6 @@ pub(super) fn spawn(
             CString::new(pair).map_err(|_| invalid("the environment"))
         })
         .collect::<io::Result<_>>()?;
-    let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(|_| invalid("the directory"))?;
     let argv_ptrs: Vec<*const libc::c_char> = args
         .iter()
         .map(|a| a.as_ptr())
@@ -110,7 +111,7 @@ pub(super) fn spawn(
         program: &program,
         argv: &argv_ptrs,
         envp: &envp_ptrs,
-        cwd: &cwd,
+        cwd: cwd.as_raw_fd(),
         stdin: stdin.as_raw_fd(),
         stdout: stdout_write.as_raw_fd(),
         stderr: stderr_write.as_raw_fd(),
@@ -192,7 +193,7 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
                 err.raw_os_error().unwrap_or(libc::EIO),
             );
         }
-        if libc::chdir(args.cwd.as_ptr()) == -1 {
+        if libc::fchdir(args.cwd) == -1 {
             give_up(args.failure, STAGE_CHDIR, errno());
         }
         // Nothing but 0, 1 and 2 may reach the agent: the server's own descriptors are
@@ -354,9 +355,10 @@ fn reap(pid: libc::pid_t) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
-    /// What the child wrote into a stand-in for the watchdog's pipe.
-    fn registrations_of_a_failed_spawn(argv: &[&str], cwd: &Path) -> String {
+    /// What the child wrote into a stand-in for the watchdog's pipe, and how the spawn failed.
+    fn registrations_of_a_failed_spawn(argv: &[&str], cwd: BorrowedFd<'_>) -> (io::Error, String) {
         let (read, write) = pipe().unwrap();
         let setup = ChildSetup {
             cgroup_procs: None,
@@ -371,11 +373,10 @@ mod tests {
             Err(err) => err,
             Ok(_) => panic!("{argv:?} spawned"),
         };
-        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         drop(write);
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text).unwrap();
-        text
+        (err, text)
     }
 
     /// A child that registered its group with the watchdog and then failed to exec (or to
@@ -383,16 +384,53 @@ mod tests {
     /// stale id and SIGKILLs whatever group reuses it when the server dies.
     #[test]
     fn a_failed_exec_forgets_the_group_it_registered() {
-        let dir = std::env::temp_dir();
-        for (argv, cwd) in [
-            (&["/nonexistent/program"][..], dir.as_path()),
-            (&["/bin/true"][..], Path::new("/nonexistent/directory")),
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        // A descriptor that is no directory: `fchdir` refuses it.
+        let not_a_directory = open_dev_null().unwrap();
+        for (argv, cwd, kind) in [
+            (
+                &["/nonexistent/program"][..],
+                dir.as_fd(),
+                io::ErrorKind::NotFound,
+            ),
+            (
+                &["/bin/true"][..],
+                not_a_directory.as_fd(),
+                io::ErrorKind::NotADirectory,
+            ),
         ] {
-            let text = registrations_of_a_failed_spawn(argv, cwd);
+            let (err, text) = registrations_of_a_failed_spawn(argv, cwd);
+            assert_eq!(err.kind(), kind, "{argv:?}: {err}");
             let lines: Vec<&str> = text.lines().collect();
             assert_eq!(lines.len(), 2, "{argv:?}: {text:?}");
             let registered = lines[0].strip_prefix('+').expect("registered first");
             assert_eq!(lines[1], format!("-{registered}"), "{argv:?}: {text:?}");
         }
+    }
+
+    /// The child enters the directory through the descriptor: renaming the directory and
+    /// putting another one under its name before the spawn changes nothing.
+    #[test]
+    fn the_child_enters_the_opened_directory_not_its_name() {
+        let root = tempfile::tempdir().unwrap();
+        let (work, other) = (root.path().join("work"), root.path().join("other"));
+        std::fs::create_dir(&work).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        let dir = std::fs::File::open(&work).unwrap();
+        std::fs::rename(&work, root.path().join("work.old")).unwrap();
+        std::os::unix::fs::symlink(&other, &work).unwrap();
+        let setup = ChildSetup {
+            // SAFETY: getpid cannot fail.
+            parent: unsafe { libc::getpid() },
+            rlimits: [None, None, None],
+            nice: None,
+            watchdog: None,
+            cgroup_procs: None,
+        };
+        let argv = ["/bin/sh", "-c", "touch here"].map(String::from);
+        let child = spawn(&argv, dir.as_fd(), &[], &setup).unwrap();
+        reap(child.pid);
+        assert!(root.path().join("work.old/here").exists());
+        assert!(!other.join("here").exists());
     }
 }
