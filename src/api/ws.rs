@@ -211,17 +211,13 @@ pub(crate) async fn serve(socket: WebSocket, live: Live) {
     };
     let ending = client.run(&mut stream).await;
     drop(client);
-    match ending {
-        Ending::Close(code, reason) => {
-            tracing::debug!(code, reason, "closing a websocket client");
-            let _ = close.send(Closing::Plain(code, reason));
-        }
-        Ending::Resume(reason) => {
-            tracing::debug!(reason, "closing a slow websocket client");
-            let _ = close.send(Closing::Resume(reason));
+    match ending.closing() {
+        Some(closing) => {
+            tracing::debug!(?closing, "closing a websocket client");
+            let _ = close.send(closing);
         }
         // The writer finishes what is queued, then closes normally.
-        Ending::Gone => drop(close),
+        None => drop(close),
     }
     if ending != Ending::Gone {
         // The closing handshake: the client answers the close frame; reading on lets its
@@ -349,6 +345,15 @@ enum Ending {
 }
 
 impl Ending {
+    /// What the writer closes with; `None` when there is nothing to say.
+    fn closing(self) -> Option<Closing> {
+        match self {
+            Ending::Gone => None,
+            Ending::Close(code, reason) => Some(Closing::Plain(code, reason)),
+            Ending::Resume(reason) => Some(Closing::Resume(reason)),
+        }
+    }
+
     const TOO_SLOW: Ending = Ending::Resume("too slow: outbound queue full");
     const LAGGED: Ending = Ending::Resume("fell behind the event stream");
     const SHUTTING_DOWN: Ending = Ending::Close(GOING_AWAY, "server shutting down");
@@ -933,6 +938,129 @@ mod tests {
             let error = parse(text).unwrap_err();
             assert!(error.contains(needle), "{text}: {error}");
         }
+    }
+
+    /// A queued message taking one byte of `room`.
+    fn queued(room: &Arc<Semaphore>, text: &str, resume: Option<u64>) -> Outbound {
+        Outbound {
+            message: Some(Message::text(text)),
+            resume,
+            _room: room.clone().try_acquire_many_owned(1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_fanned_out_frame_is_shared_not_copied() {
+        let frame = Message::text("x".repeat(1000));
+        let queued = frame.clone();
+        assert_eq!(frame.as_bytes().as_ptr(), queued.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn a_message_takes_its_size_in_room_but_never_more_than_the_bound() {
+        let bounds = QueueBounds {
+            messages: 4,
+            bytes: 100,
+        };
+        assert_eq!(bounds.room(&Message::text("x".repeat(40))), 40);
+        assert_eq!(bounds.room(&Message::text("x".repeat(400))), 100);
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_is_closed_with_1008_and_the_since_of_the_last_event_written() {
+        let (sink, mut socket) = futures::channel::mpsc::unbounded::<Message>();
+        let room = Arc::new(Semaphore::new(10));
+        let (out, queue) = mpsc::channel(8);
+        let (close, closed) = oneshot::channel();
+        let writer = tokio::spawn(write(sink, queue, closed));
+        for (text, resume) in [("greeting", Some(4)), ("event", Some(7)), ("pong", None)] {
+            out.send(queued(&room, text, resume)).await.unwrap();
+        }
+        for text in ["greeting", "event", "pong"] {
+            assert_eq!(socket.next().await.unwrap().to_str(), Ok(text));
+        }
+        close.send(Ending::TOO_SLOW.closing().unwrap()).unwrap();
+        let frame = socket.next().await.unwrap();
+        let (code, reason) = frame.close_frame().expect("a close frame");
+        assert_eq!(code, 1008);
+        assert!(reason.starts_with("too slow"), "{reason}");
+        assert!(reason.ends_with("subscribe with since=7"), "{reason}");
+        assert!(reason.len() <= 123, "RFC 6455 allows 123 bytes: {reason}");
+        writer.await.unwrap();
+        assert_eq!(
+            room.available_permits(),
+            10,
+            "written messages give their room back"
+        );
+    }
+
+    /// A socket that takes `room` messages, then never another: a client that stopped
+    /// reading.
+    struct Stuck {
+        taken: Arc<std::sync::Mutex<Vec<Message>>>,
+        room: usize,
+    }
+
+    impl Sink<Message> for Stuck {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            if self.taken.lock().unwrap().len() < self.room {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                std::task::Poll::Pending
+            }
+        }
+
+        fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.taken.lock().unwrap().push(item);
+            Ok(())
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_takes_nothing_is_dropped_after_the_close_grace() {
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Stuck {
+            taken: taken.clone(),
+            room: 1,
+        };
+        let room = Arc::new(Semaphore::new(10));
+        let (out, queue) = mpsc::channel(8);
+        let (close, closed) = oneshot::channel();
+        let writer = tokio::spawn(write(sink, queue, closed));
+        for text in ["first", "second", "third"] {
+            out.send(queued(&room, text, Some(1))).await.unwrap();
+        }
+        // The first is written (its room is back); the writer now waits on the socket.
+        while room.available_permits() < 8 {
+            tokio::task::yield_now().await;
+        }
+        close.send(Ending::TOO_SLOW.closing().unwrap()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), writer)
+            .await
+            .expect("the writer never gave up on a client that reads nothing")
+            .unwrap();
+        let taken = taken.lock().unwrap();
+        let texts: Vec<_> = taken.iter().map(|m| m.to_str()).collect();
+        assert_eq!(texts, [Ok("first")], "nothing else got through");
     }
 
     #[test]
