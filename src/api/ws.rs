@@ -210,7 +210,8 @@ pub(crate) async fn serve(socket: WebSocket, live: Live) {
         delivered: BTreeSet::new(),
     };
     let ending = client.run(&mut stream).await;
-    drop(client);
+    // The reason goes first: once the queue is closed (`client` dropped), a writer that has
+    // written everything closes normally.
     match ending.closing() {
         Some(closing) => {
             tracing::debug!(?closing, "closing a websocket client");
@@ -219,6 +220,7 @@ pub(crate) async fn serve(socket: WebSocket, live: Live) {
         // The writer finishes what is queued, then closes normally.
         None => drop(close),
     }
+    drop(client);
     if ending != Ending::Gone {
         // The closing handshake: the client answers the close frame; reading on lets its
         // answer (and anything it was still sending) arrive instead of meeting a reset.
@@ -357,6 +359,11 @@ impl Ending {
     const TOO_SLOW: Ending = Ending::Resume("too slow: outbound queue full");
     const LAGGED: Ending = Ending::Resume("fell behind the event stream");
     const SHUTTING_DOWN: Ending = Ending::Close(GOING_AWAY, "server shutting down");
+    /// Names [`MAX_CLIENT_MESSAGE`] (a unit test keeps the two together).
+    const TOO_BIG: Ending = Ending::Close(
+        MESSAGE_TOO_BIG,
+        "message too big: a client message may have 65536 bytes",
+    );
 
     /// How a failed read of the client's messages ends the connection: with the code that
     /// says what the client did wrong, or quietly when it simply went away.
@@ -365,10 +372,7 @@ impl Ending {
             .source()
             .and_then(|cause| cause.downcast_ref::<tungstenite::Error>());
         match cause {
-            Some(tungstenite::Error::Capacity(_)) => Ending::Close(
-                MESSAGE_TOO_BIG,
-                "message too big: a client message may have 65536 bytes",
-            ),
+            Some(tungstenite::Error::Capacity(_)) => Ending::TOO_BIG,
             Some(tungstenite::Error::Utf8(_)) => {
                 Ending::Close(INVALID_PAYLOAD, "a text message is not valid UTF-8")
             }
@@ -758,7 +762,8 @@ impl Client<'_> {
                 continue;
             };
             let (message, seq) = (frame.message.clone(), frame.seq);
-            self.held_bytes = self.held_bytes.saturating_sub(message.as_bytes().len());
+            let room = self.live.bounds.room(&message) as usize;
+            self.held_bytes = self.held_bytes.saturating_sub(room);
             self.queue_waiting(Some(message), seq).await?;
             if let Some(seq) = seq {
                 self.remember(seq);
@@ -775,7 +780,7 @@ impl Client<'_> {
         let Some(frame) = self.selects(&item)? else {
             return Ok(());
         };
-        self.held_bytes += frame.message.as_bytes().len();
+        self.held_bytes += self.live.bounds.room(&frame.message) as usize;
         let queued = self.live.bounds.bytes - self.room.available_permits();
         if queued + self.held_bytes > self.live.bounds.bytes {
             return Err(Ending::TOO_SLOW);
@@ -954,6 +959,15 @@ mod tests {
         let frame = Message::text("x".repeat(1000));
         let queued = frame.clone();
         assert_eq!(frame.as_bytes().as_ptr(), queued.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn the_1009_reason_names_the_limit() {
+        let Ending::Close(code, reason) = Ending::TOO_BIG else {
+            panic!("{:?}", Ending::TOO_BIG);
+        };
+        assert_eq!(code, 1009);
+        assert!(reason.contains(&MAX_CLIENT_MESSAGE.to_string()), "{reason}");
     }
 
     #[test]
