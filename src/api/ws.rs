@@ -20,7 +20,7 @@
 //! and a replay skips what this connection already delivered. So no gap and no duplicate.
 //! It reads the log in pages bounded in events and bytes, each page queued before the next
 //! is read, and waits for room in the queue (a bounded time); live events that arrive
-//! meanwhile are held back, their bytes counted against the same bound.
+//! meanwhile are held back, up to as many bytes as the queue may hold.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::error::Error as _;
@@ -773,16 +773,17 @@ impl Client<'_> {
         Ok(())
     }
 
-    /// Keeps a live event that arrived during a replay for after it; a client whose queue
-    /// and held events together pass the byte bound is too slow.
+    /// Keeps a live event that arrived during a replay for after it. Held events have an
+    /// allowance of their own, as large as the queue's: a replay keeps the queue full by
+    /// design, so sharing it would close every client that sees a live event while it
+    /// catches up. A client whose held events pass it is too slow.
     fn hold(&mut self, item: Result<Arc<Item>, RecvError>) -> Result<(), Ending> {
         let item = received(item)?;
         let Some(frame) = self.selects(&item)? else {
             return Ok(());
         };
         self.held_bytes += self.live.bounds.room(&frame.message) as usize;
-        let queued = self.live.bounds.bytes - self.room.available_permits();
-        if queued + self.held_bytes > self.live.bounds.bytes {
+        if self.held_bytes > self.live.bounds.bytes {
             return Err(Ending::TOO_SLOW);
         }
         self.held.push_back(item);

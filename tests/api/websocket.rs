@@ -85,6 +85,19 @@ impl Server {
         client
     }
 
+    /// A client whose 4 KiB receive buffer keeps the kernel from absorbing much of what the
+    /// server sends before the client reads.
+    async fn connect_with_small_buffer(&self) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let url = format!("ws://{}/ws/sessions", self.addr);
+        let (client, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        client
+    }
+
     async fn get(&self, path_and_query: &str) -> (u16, Value) {
         let response = reqwest::get(format!("http://{}{path_and_query}", self.addr))
             .await
@@ -332,7 +345,25 @@ async fn session_and_agent_events_arrive_with_their_seq() {
 #[tokio::test]
 async fn a_reconnect_with_since_replays_exactly_the_missed_events() {
     let dir = TempDir::new().unwrap();
-    let server = spawn_app(&settings(&dir.path().join("data"))).await;
+    reconnect_and_replay(settings(&dir.path().join("data")), &dir, json!(0)).await;
+}
+
+#[tokio::test]
+async fn a_replay_through_a_small_byte_bound_still_meets_the_live_stream_exactly() {
+    // Replayed events of 16 KB through an 8 KiB queue to a client with a 4 KiB receive
+    // buffer that reads only once the live burst is over: the replay waits for room, and the
+    // live events that arrive meanwhile are held back behind it.
+    let dir = TempDir::new().unwrap();
+    let mut settings = settings(&dir.path().join("data"));
+    settings.events.ws_max_queue_bytes = 8192;
+    reconnect_and_replay(settings, &dir, json!("m".repeat(16_000))).await;
+}
+
+/// Connects, sees everything, leaves; `missed` values are stored while it is away; then it
+/// reconnects while events keep coming and resumes: the seqs it gets are exactly the ones
+/// after its resume point.
+async fn reconnect_and_replay(settings: Settings, dir: &TempDir, missed: Value) {
+    let server = spawn_app(&settings).await;
 
     // The first connection sees everything from the start.
     let mut first = server.connect().await;
@@ -353,14 +384,14 @@ async fn a_reconnect_with_since_replays_exactly_the_missed_events() {
     for n in 0..5 {
         server
             .sessions
-            .context_put(id, "b", json!(n))
+            .context_put(id, &format!("b{n}"), missed.clone())
             .await
             .unwrap();
     }
     server.create(dir.path(), "two").await;
 
     // Reconnect while events keep coming: some arrive live before the subscribe is read.
-    let mut second = server.connect().await;
+    let mut second = server.connect_with_small_buffer().await;
     assert_eq!(recv(&mut second).await["type"], "connected");
     let sessions = server.sessions.clone();
     let busy = tokio::spawn(async move {
@@ -571,17 +602,8 @@ async fn a_slow_client_is_dropped_while_another_keeps_receiving() {
     let id = server.create(dir.path(), "flood").await;
     server.settle().await;
 
-    // The slow client reads its greeting, then nothing; a small receive buffer keeps the
-    // kernel from absorbing much of what the server sends it.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/ws/sessions", server.addr),
-        MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
+    // The slow client reads its greeting, then nothing.
+    let mut slow = server.connect_with_small_buffer().await;
     assert_eq!(recv(&mut slow).await["type"], "connected");
     let mut good = server.connect().await;
     assert_eq!(recv(&mut good).await["type"], "connected");
