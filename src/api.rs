@@ -89,7 +89,7 @@ impl ApiContext {
         let (closing, closing_rx) = watch::channel(false);
         let live = ws::Live::start(
             sessions.clone(),
-            settings.events.websocket_queue,
+            ws::QueueBounds::from(&settings.events),
             closing_rx,
         );
         ApiContext(Arc::new(Context {

@@ -44,6 +44,11 @@ const TEXT_KEYS: [&str; 4] = [
 /// Separator between nested keys in an environment variable name.
 const ENV_SEPARATOR: &str = "__";
 
+/// `events.ws_max_queue_bytes` bounds: a queue must hold a few ordinary events, and the byte
+/// count is handed to a semaphore, whose permits are counted in `u32`.
+const MIN_WS_QUEUE_BYTES: usize = 1024;
+const MAX_WS_QUEUE_BYTES: usize = 1 << 30;
+
 /// The agent types a `[agents.templates.<TYPE>]` table may name, in their canonical spelling:
 /// the catalog's, so the two can never disagree.
 pub const AGENT_TYPES: [&str; 12] = {
@@ -396,6 +401,10 @@ pub struct EventSettings {
     /// them, to be written once it recovers. Past it, further events are given up and an
     /// `events_lost` marker says which seqs: memory stays bounded however long the outage.
     pub backlog_max_bytes: u64,
+    /// Bytes of messages a WebSocket client may have waiting to be written (the one being
+    /// written included) before it counts as too slow: what bounds a client's memory when
+    /// events are large, which a count of messages alone does not.
+    pub ws_max_queue_bytes: usize,
 }
 
 impl Settings {
@@ -490,6 +499,12 @@ impl Settings {
             64 * 1024,
             16 * 1024 * 1024 * 1024,
             "events.backlog_max_bytes",
+        )?;
+        in_range(
+            self.events.ws_max_queue_bytes,
+            MIN_WS_QUEUE_BYTES,
+            MAX_WS_QUEUE_BYTES,
+            "events.ws_max_queue_bytes",
         )?;
         for (name, list) in [
             ("restricted", &self.paths.restricted),
@@ -1110,6 +1125,13 @@ mod tests {
             load_file("[events]\nbacklog_max_bytes = 1024\n"),
             "events.backlog_max_bytes",
         );
+        assert_eq!(settings.events.ws_max_queue_bytes, 8 * 1024 * 1024);
+        for bad in ["1023", "1073741825"] {
+            invalid_key(
+                load_file(&format!("[events]\nws_max_queue_bytes = {bad}\n")),
+                "events.ws_max_queue_bytes",
+            );
+        }
     }
 
     #[test]

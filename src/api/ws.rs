@@ -1,41 +1,56 @@
 //! `/ws/sessions`: live events, replay with `since`, and the few requests a client may send.
 //!
 //! One task ([`Live::start`]) subscribes to the event bus and turns each event into its
-//! wire text once, for every client. Each connection then has:
+//! wire frame once, for every client: a [`Message`] holds its payload in reference-counted
+//! `Bytes`, so every connection's queue holds the same frame, not a copy. Each connection
+//! then has:
 //!
 //! - a *pump* (the upgrade's own task) that reads the client's requests and the fanned-out
-//!   events, filters them (topics, sessions) and puts what the client gets into a bounded
-//!   queue — with `try_send` for live events, so a client that cannot keep up is closed
-//!   (1008, "too slow") instead of holding anyone back;
-//! - a *writer* task that drains the queue to the socket and sends the close frame.
+//!   events, filters them (topics, sessions) and puts what the client gets into its queue,
+//!   bounded in messages (`events.websocket_queue`) and in bytes
+//!   (`events.ws_max_queue_bytes`, the message being written included) — with a `try` for
+//!   live events, so a client that cannot keep up is closed (1008, with the `since` to resume
+//!   from) instead of holding anyone back or holding memory;
+//! - a *writer* task that drains the queue to the socket and sends the close frame, with a
+//!   deadline: a client that reads nothing never takes it, and is dropped.
 //!
 //! Replay (`subscribe` with `since`) reads the log after the connection's subscription to
 //! the live feed exists: every event is either in the log read (seq ≤ the floor) or still
 //! in the subscription (seq > the floor); live events at or below the floor are dropped,
 //! and a replay skips what this connection already delivered. So no gap and no duplicate.
+//! It reads the log in pages bounded in events and bytes, each page queued before the next
+//! is read, and waits for room in the queue (a bounded time); live events that arrive
+//! meanwhile are held back, up to as many bytes as the queue may hold.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::error::Error as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
+use futures::stream::SplitStream;
+use futures::{Sink, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tungstenite::error::ProtocolError;
 use uuid::Uuid;
 use warp::ws::{Message, WebSocket};
 
 use super::events::{Topic, WireEvent};
+use crate::config::EventSettings;
 use crate::session::{SessionError, SessionRegistry, SessionStatus};
 
 /// Largest message a client may send; requests are a few dozen bytes.
 pub(crate) const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Fanned-out events a connection may fall behind by before it is closed as lagging.
 const FEED_CAPACITY: usize = 4096;
-/// Stored events read per page of a replay.
+/// Stored events read per page of a replay, at most.
 const REPLAY_PAGE: usize = 500;
+/// Payload bytes after which a replay page ends: a page of large events is a few of them,
+/// not [`REPLAY_PAGE`].
+const REPLAY_PAGE_BYTES: usize = 1024 * 1024;
 /// How long a replay waits for room in a client's queue before the client counts as slow.
 const REPLAY_STALL: Duration = Duration::from_secs(10);
 /// How long the close frame may take to go out before the connection is simply dropped.
@@ -45,7 +60,37 @@ const DELIVERED_MEMORY: usize = 10_000;
 
 /// RFC 6455 close codes.
 const GOING_AWAY: u16 = 1001;
+const PROTOCOL_ERROR: u16 = 1002;
+const INVALID_PAYLOAD: u16 = 1007;
 const POLICY_VIOLATION: u16 = 1008;
+const MESSAGE_TOO_BIG: u16 = 1009;
+
+/// How much a connection may have waiting to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueBounds {
+    /// Messages (`events.websocket_queue`).
+    pub(crate) messages: usize,
+    /// Bytes of their payloads (`events.ws_max_queue_bytes`).
+    pub(crate) bytes: usize,
+}
+
+impl From<&EventSettings> for QueueBounds {
+    fn from(events: &EventSettings) -> QueueBounds {
+        QueueBounds {
+            messages: events.websocket_queue,
+            bytes: events.ws_max_queue_bytes,
+        }
+    }
+}
+
+impl QueueBounds {
+    /// The room `message` takes: its payload, but never more than the whole bound, so an
+    /// event larger than the bound still goes out alone to a client that keeps up.
+    fn room(&self, message: &Message) -> u32 {
+        let bytes = message.as_bytes().len().min(self.bytes);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
 
 /// What the WebSocket route needs; cloned into every connection.
 #[derive(Debug, Clone)]
@@ -53,14 +98,14 @@ pub(crate) struct Live {
     sessions: SessionRegistry,
     feed: broadcast::Sender<Arc<Item>>,
     clients: Arc<AtomicUsize>,
-    queue: usize,
+    bounds: QueueBounds,
     closing: watch::Receiver<bool>,
 }
 
 /// What the fan-out hands each connection.
 #[derive(Debug)]
 enum Item {
-    /// One event, already in its wire text.
+    /// One event, already in its wire frame.
     Event(Frame),
     /// The fan-out itself fell behind the bus: every connection missed events.
     Lagged,
@@ -71,15 +116,16 @@ struct Frame {
     topic: Option<Topic>,
     session_id: Option<Uuid>,
     seq: Option<u64>,
-    text: Arc<str>,
+    /// Shared by every connection that sends it: cloning it counts a reference.
+    message: Message,
 }
 
 impl Live {
     /// Starts the fan-out from `sessions`' bus (it ends when `closing` turns true). Each
-    /// client may have `queue` messages waiting. Needs a tokio runtime.
+    /// client may have `bounds` waiting. Needs a tokio runtime.
     pub(crate) fn start(
         sessions: SessionRegistry,
-        queue: usize,
+        bounds: QueueBounds,
         closing: watch::Receiver<bool>,
     ) -> Live {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
@@ -92,7 +138,10 @@ impl Live {
             sessions,
             feed,
             clients: Arc::new(AtomicUsize::new(0)),
-            queue: queue.max(1),
+            bounds: QueueBounds {
+                messages: bounds.messages.max(1),
+                bytes: bounds.bytes.max(1),
+            },
             closing,
         }
     }
@@ -103,7 +152,7 @@ impl Live {
     }
 }
 
-/// Maps each bus event to its wire text once, while anyone listens.
+/// Maps each bus event to its wire frame once, while anyone listens.
 async fn fan_out(
     mut bus: broadcast::Receiver<Arc<crate::session::Published>>,
     feed: broadcast::Sender<Arc<Item>>,
@@ -125,7 +174,7 @@ async fn fan_out(
                     topic: wire.topic(),
                     session_id: wire.session_id,
                     seq: wire.seq,
-                    text: Arc::from(wire.message().to_string()),
+                    message: Message::text(wire.message().to_string()),
                 })
             }
             Err(RecvError::Lagged(missed)) => {
@@ -139,35 +188,56 @@ async fn fan_out(
     }
 }
 
-/// Serves one upgraded connection until the client leaves, is too slow, or the server
-/// shuts down.
+/// Serves one upgraded connection until the client leaves, is too slow, breaks the
+/// protocol, or the server shuts down.
 pub(crate) async fn serve(socket: WebSocket, live: Live) {
     let _counted = Counted::new(&live.clients);
     // Before anything is read from the log: see the module documentation.
-    let mut feed = live.feed.subscribe();
+    let feed = live.feed.subscribe();
     let (sink, mut stream) = socket.split();
-    let (out, queue) = mpsc::channel(live.queue);
+    let (out, queue) = mpsc::channel(live.bounds.messages);
     let (close, closed) = oneshot::channel();
     let writer = tokio::spawn(write(sink, queue, closed));
     let mut client = Client {
         live: &live,
         out,
+        room: Arc::new(Semaphore::new(live.bounds.bytes)),
+        feed,
+        held: VecDeque::new(),
+        held_bytes: 0,
         filter: Filter::default(),
         floor: 0,
         delivered: BTreeSet::new(),
     };
-    match client.run(&mut stream, &mut feed).await {
-        Ending::Close(code, reason) => {
-            tracing::debug!(code, reason, "closing a websocket client");
-            let _ = close.send((code, reason));
+    let ending = client.run(&mut stream).await;
+    // The reason goes first: once the queue is closed (`client` dropped), a writer that has
+    // written everything closes normally.
+    match ending.closing() {
+        Some(closing) => {
+            tracing::debug!(?closing, "closing a websocket client");
+            let _ = close.send(closing);
         }
         // The writer finishes what is queued, then closes normally.
-        Ending::Gone => drop(close),
+        None => drop(close),
     }
     drop(client);
+    if ending != Ending::Gone {
+        // The closing handshake: the client answers the close frame; reading on lets its
+        // answer (and anything it was still sending) arrive instead of meeting a reset.
+        linger(&mut stream).await;
+    }
     if let Err(error) = writer.await {
         tracing::error!(%error, "a websocket writer failed");
     }
+}
+
+/// Reads and discards what the client still sends, until it closes, the stream fails, or
+/// [`CLOSE_GRACE`] has passed.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 /// Counts a connection while it lives.
@@ -186,35 +256,66 @@ impl Drop for Counted {
     }
 }
 
-/// Drains the queue to the socket; on a close request, sends the close frame at once (what
-/// is still queued is dropped: the client resumes with `since`).
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<String>,
-    mut close: oneshot::Receiver<(u16, &'static str)>,
-) {
+/// One message waiting for the writer.
+#[derive(Debug)]
+struct Outbound {
+    /// `None` for a mark that only moves [`Outbound::resume`].
+    message: Option<Message>,
+    /// Where the client resumes (`since`) once this went out, if it moves that point.
+    resume: Option<u64>,
+    /// Its share of the byte bound, given back once it is written.
+    _room: OwnedSemaphorePermit,
+}
+
+/// What the pump asks the writer to close with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// This code and reason.
+    Plain(u16, &'static str),
+    /// 1008 with this reason and the `since` the client resumes from.
+    Resume(&'static str),
+}
+
+/// Drains the queue to `sink`; on a close request, sends the close frame at once (what is
+/// still queued is dropped: the client resumes with `since`), giving it [`CLOSE_GRACE`].
+async fn write<S>(
+    mut sink: S,
+    mut queue: mpsc::Receiver<Outbound>,
+    mut close: oneshot::Receiver<Closing>,
+) where
+    S: Sink<Message> + Unpin,
+{
+    // The last resume point written: the greeting carries one, so a closed client always
+    // gets a `since`.
+    let mut resume: Option<u64> = None;
     // `close` resolves with a reason, or with an error once the pump is done without one.
     let reason = loop {
-        let text = tokio::select! {
+        let outbound = tokio::select! {
             biased;
             reason = &mut close => break reason.ok(),
-            text = queue.recv() => match text {
-                Some(text) => text,
+            outbound = queue.recv() => match outbound {
+                Some(outbound) => outbound,
                 None => break None,
             },
         };
-        tokio::select! {
-            biased;
-            reason = &mut close => break reason.ok(),
-            sent = sink.send(Message::text(text)) => {
-                if sent.is_err() {
-                    return;
+        if let Some(message) = outbound.message {
+            tokio::select! {
+                biased;
+                reason = &mut close => break reason.ok(),
+                sent = sink.send(message) => {
+                    if sent.is_err() {
+                        return;
+                    }
                 }
             }
         }
+        resume = outbound.resume.or(resume);
     };
     let frame = match reason {
-        Some((code, reason)) => Message::close_with(code, reason),
+        Some(Closing::Plain(code, reason)) => Message::close_with(code, reason),
+        Some(Closing::Resume(reason)) => {
+            Message::close_with(POLICY_VIOLATION, resume_hint(reason, resume))
+        }
         None => Message::close(),
     };
     // A client that reads nothing never takes the frame; it is dropped after the grace.
@@ -225,6 +326,15 @@ async fn write(
     .await;
 }
 
+/// `reason` and where to resume: RFC 6455 allows 123 bytes of reason, which this stays
+/// well under.
+fn resume_hint(reason: &str, resume: Option<u64>) -> String {
+    match resume {
+        Some(seq) => format!("{reason}; reconnect and subscribe with since={seq}"),
+        None => format!("{reason}; reconnect and subscribe with since"),
+    }
+}
+
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -232,18 +342,51 @@ enum Ending {
     Gone,
     /// The server closes with this code and reason.
     Close(u16, &'static str),
+    /// The server closes with 1008, this reason and the `since` to resume from.
+    Resume(&'static str),
 }
 
 impl Ending {
-    const TOO_SLOW: Ending = Ending::Close(
-        POLICY_VIOLATION,
-        "too slow: outbound queue full; reconnect and subscribe with since",
-    );
-    const LAGGED: Ending = Ending::Close(
-        POLICY_VIOLATION,
-        "fell behind the event stream; reconnect and subscribe with since",
-    );
+    /// What the writer closes with; `None` when there is nothing to say.
+    fn closing(self) -> Option<Closing> {
+        match self {
+            Ending::Gone => None,
+            Ending::Close(code, reason) => Some(Closing::Plain(code, reason)),
+            Ending::Resume(reason) => Some(Closing::Resume(reason)),
+        }
+    }
+
+    const TOO_SLOW: Ending = Ending::Resume("too slow: outbound queue full");
+    const LAGGED: Ending = Ending::Resume("fell behind the event stream");
     const SHUTTING_DOWN: Ending = Ending::Close(GOING_AWAY, "server shutting down");
+    /// Names [`MAX_CLIENT_MESSAGE`] (a unit test keeps the two together).
+    const TOO_BIG: Ending = Ending::Close(
+        MESSAGE_TOO_BIG,
+        "message too big: a client message may have 65536 bytes",
+    );
+
+    /// How a failed read of the client's messages ends the connection: with the code that
+    /// says what the client did wrong, or quietly when it simply went away.
+    fn of_read_error(error: &warp::Error) -> Ending {
+        let cause = error
+            .source()
+            .and_then(|cause| cause.downcast_ref::<tungstenite::Error>());
+        match cause {
+            Some(tungstenite::Error::Capacity(_)) => Ending::TOO_BIG,
+            Some(tungstenite::Error::Utf8(_)) => {
+                Ending::Close(INVALID_PAYLOAD, "a text message is not valid UTF-8")
+            }
+            Some(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+                | ProtocolError::SendAfterClosing
+                | ProtocolError::ReceivedAfterClosing,
+            )) => Ending::Gone,
+            Some(tungstenite::Error::Protocol(_)) => {
+                Ending::Close(PROTOCOL_ERROR, "websocket protocol error")
+            }
+            _ => Ending::Gone,
+        }
+    }
 }
 
 /// Which events a connection gets.
@@ -378,7 +521,13 @@ enum Next {
 /// One connection's state, owned by its pump.
 struct Client<'a> {
     live: &'a Live,
-    out: mpsc::Sender<String>,
+    out: mpsc::Sender<Outbound>,
+    /// The byte bound: a message takes its size in permits until the writer has written it.
+    room: Arc<Semaphore>,
+    feed: broadcast::Receiver<Arc<Item>>,
+    /// Live events that arrived while a replay waited for room, in order, and their bytes.
+    held: VecDeque<Arc<Item>>,
+    held_bytes: usize,
     filter: Filter,
     /// Live events at or below this seq were covered by a replay.
     floor: u64,
@@ -387,11 +536,7 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    async fn run(
-        &mut self,
-        stream: &mut futures::stream::SplitStream<WebSocket>,
-        feed: &mut broadcast::Receiver<Arc<Item>>,
-    ) -> Ending {
+    async fn run(&mut self, stream: &mut SplitStream<WebSocket>) -> Ending {
         if let Err(ending) = self.greet().await {
             return ending;
         }
@@ -403,15 +548,14 @@ impl Client<'_> {
                 biased;
                 _ = closing.wait_for(|closing| *closing) => Next::Closing,
                 message = stream.next() => Next::Message(message),
-                item = feed.recv() => Next::Item(item),
+                item = self.feed.recv() => Next::Item(item),
             };
             let step = match next {
                 Next::Closing => Err(Ending::SHUTTING_DOWN),
                 Next::Message(Some(Ok(message))) => self.on_message(&message).await,
-                Next::Message(Some(Err(_)) | None) => Err(Ending::Gone),
-                Next::Item(Ok(item)) => self.forward(&item),
-                Next::Item(Err(RecvError::Lagged(_))) => Err(Ending::LAGGED),
-                Next::Item(Err(RecvError::Closed)) => Err(Ending::SHUTTING_DOWN),
+                Next::Message(Some(Err(error))) => Err(Ending::of_read_error(&error)),
+                Next::Message(None) => Err(Ending::Gone),
+                Next::Item(item) => received(item).and_then(|item| self.forward(&item)),
             };
             if let Err(ending) = step {
                 return ending;
@@ -431,14 +575,18 @@ impl Client<'_> {
                 )
             })
             .count();
-        self.push(json!({
+        let last_seq = self.live.sessions.bus().last_seq();
+        let greeting = json!({
             "type": "connected",
             "timestamp": now(),
             "session_count": sessions.len(),
             "active_sessions": active,
             "topics": self.filter.describe()["topics"],
-            "last_seq": self.live.sessions.bus().last_seq(),
-        }))
+            "last_seq": last_seq,
+        });
+        // The live stream starts after `last_seq`: where a client closed before any event
+        // resumes.
+        self.try_queue(text(&greeting), Some(last_seq))
     }
 
     async fn on_message(&mut self, message: &Message) -> Result<(), Ending> {
@@ -510,7 +658,13 @@ impl Client<'_> {
                 reply["timestamp"] = now().into();
                 reply["replayed"] = replayed.into();
                 reply["last_seq"] = self.floor.max(self.live.sessions.bus().last_seq()).into();
-                self.push(reply)
+                if since.is_none() {
+                    return self.push(reply);
+                }
+                // Everything selected up to the floor went out before this reply.
+                self.queue_waiting(Some(text(&reply)), Some(self.floor))
+                    .await?;
+                self.release_held().await
             }
             Request::Unsubscribe { topics, session } => {
                 for topic in topics.into_iter().flatten() {
@@ -530,9 +684,11 @@ impl Client<'_> {
     /// Sends the stored events after `since` that the filter selects and this connection
     /// has not delivered, oldest first, then raises the floor past them. Returns how many.
     async fn replay(&mut self, since: u64) -> Result<usize, Ending> {
-        let bus = self.live.sessions.bus();
+        let bus = self.live.sessions.bus().clone();
         // Everything up to here is in the log once the first read returns.
         let target = bus.last_seq();
+        // A client closed before the first replayed event went out resumes where it asked.
+        self.queue_waiting(None, Some(since)).await?;
         let mut after = since;
         // The highest seq the pages covered; not `since`, which is the client's word.
         let mut covered = 0;
@@ -540,7 +696,10 @@ impl Client<'_> {
         loop {
             // Every session's: the filter also passes server-wide events, which belong to
             // none, so a read by session would miss them.
-            let page = match bus.read(after, None, REPLAY_PAGE).await {
+            let page = match bus
+                .read_within(after, None, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+                .await
+            {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "replaying the event log");
@@ -548,7 +707,9 @@ impl Client<'_> {
                     return Ok(sent);
                 }
             };
-            let full = page.len() == REPLAY_PAGE;
+            if page.is_empty() {
+                break;
+            }
             for stored in page {
                 let wire = WireEvent::from_stored(stored);
                 let Some(seq) = wire.seq else { continue };
@@ -559,11 +720,13 @@ impl Client<'_> {
                 {
                     continue;
                 }
-                self.push_waiting(wire.message().to_string()).await?;
+                let message = Message::text(wire.message().to_string());
+                self.queue_waiting(Some(message), Some(seq)).await?;
                 self.remember(seq);
                 sent += 1;
             }
-            if !full {
+            // Past `target`, the subscription to the live feed has the rest.
+            if after >= target {
                 break;
             }
         }
@@ -572,19 +735,58 @@ impl Client<'_> {
     }
 
     fn forward(&mut self, item: &Item) -> Result<(), Ending> {
+        let Some(frame) = self.selects(item)? else {
+            return Ok(());
+        };
+        self.try_queue(frame.message.clone(), frame.seq)?;
+        if let Some(seq) = frame.seq {
+            self.remember(seq);
+        }
+        Ok(())
+    }
+
+    /// The frame of `item` if this connection sends it.
+    fn selects<'i>(&self, item: &'i Item) -> Result<Option<&'i Frame>, Ending> {
         let frame = match item {
             Item::Event(frame) => frame,
             Item::Lagged => return Err(Ending::LAGGED),
         };
-        if frame.seq.is_some_and(|seq| seq <= self.floor)
-            || !self.filter.wants(frame.topic, frame.session_id)
-        {
+        let covered = frame.seq.is_some_and(|seq| seq <= self.floor);
+        Ok((!covered && self.filter.wants(frame.topic, frame.session_id)).then_some(frame))
+    }
+
+    /// Sends the live events held back during a replay, in order, past the new floor.
+    async fn release_held(&mut self) -> Result<(), Ending> {
+        while let Some(item) = self.held.pop_front() {
+            let Some(frame) = self.selects(&item)? else {
+                continue;
+            };
+            let (message, seq) = (frame.message.clone(), frame.seq);
+            let room = self.live.bounds.room(&message) as usize;
+            self.held_bytes = self.held_bytes.saturating_sub(room);
+            self.queue_waiting(Some(message), seq).await?;
+            if let Some(seq) = seq {
+                self.remember(seq);
+            }
+        }
+        self.held_bytes = 0;
+        Ok(())
+    }
+
+    /// Keeps a live event that arrived during a replay for after it. Held events have an
+    /// allowance of their own, as large as the queue's: a replay keeps the queue full by
+    /// design, so sharing it would close every client that sees a live event while it
+    /// catches up. A client whose held events pass it is too slow.
+    fn hold(&mut self, item: Result<Arc<Item>, RecvError>) -> Result<(), Ending> {
+        let item = received(item)?;
+        let Some(frame) = self.selects(&item)? else {
             return Ok(());
+        };
+        self.held_bytes += self.live.bounds.room(&frame.message) as usize;
+        if self.held_bytes > self.live.bounds.bytes {
+            return Err(Ending::TOO_SLOW);
         }
-        self.push_text(frame.text.to_string())?;
-        if let Some(seq) = frame.seq {
-            self.remember(seq);
-        }
+        self.held.push_back(item);
         Ok(())
     }
 
@@ -599,27 +801,84 @@ impl Client<'_> {
         self.push(json!({"type": "error", "timestamp": now(), "message": message}))
     }
 
+    /// Queues a reply that moves no resume point.
     fn push(&mut self, message: Value) -> Result<(), Ending> {
-        self.push_text(message.to_string())
+        self.try_queue(text(&message), None)
     }
 
-    /// Queues without waiting: a full queue means the client is too slow.
-    fn push_text(&mut self, text: String) -> Result<(), Ending> {
-        self.out.try_send(text).map_err(|error| match error {
+    /// Queues without waiting: a queue over either bound means the client is too slow.
+    fn try_queue(&mut self, message: Message, resume: Option<u64>) -> Result<(), Ending> {
+        let room = self
+            .room
+            .clone()
+            .try_acquire_many_owned(self.live.bounds.room(&message))
+            .map_err(|_| Ending::TOO_SLOW)?;
+        let outbound = Outbound {
+            message: Some(message),
+            resume,
+            _room: room,
+        };
+        self.out.try_send(outbound).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => Ending::TOO_SLOW,
             mpsc::error::TrySendError::Closed(_) => Ending::Gone,
         })
     }
 
-    /// Queues a replayed event, waiting (a bounded time) for room: a replay is as fast as
-    /// the client reads, and only its own live events wait meanwhile.
-    async fn push_waiting(&mut self, text: String) -> Result<(), Ending> {
-        match tokio::time::timeout(REPLAY_STALL, self.out.send(text)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ending::Gone),
-            Err(_) => Err(Ending::TOO_SLOW),
-        }
+    /// Queues a replayed message (or, with `None`, only a resume point), waiting at most
+    /// [`REPLAY_STALL`] for room: a replay is as fast as the client reads. Live events that
+    /// arrive meanwhile are held back.
+    async fn queue_waiting(
+        &mut self,
+        message: Option<Message>,
+        resume: Option<u64>,
+    ) -> Result<(), Ending> {
+        let wanted = message.as_ref().map_or(0, |m| self.live.bounds.room(m));
+        let deadline = Instant::now() + REPLAY_STALL;
+        let (room, slot) = loop {
+            let item = tokio::select! {
+                biased;
+                ready = reserve(self.room.clone(), self.out.clone(), wanted) => break ready?,
+                item = self.feed.recv() => item,
+                _ = tokio::time::sleep_until(deadline) => return Err(Ending::TOO_SLOW),
+            };
+            self.hold(item)?;
+        };
+        slot.send(Outbound {
+            message,
+            resume,
+            _room: room,
+        });
+        Ok(())
     }
+}
+
+/// Room in the byte bound, then a place in the queue.
+async fn reserve(
+    room: Arc<Semaphore>,
+    out: mpsc::Sender<Outbound>,
+    wanted: u32,
+) -> Result<(OwnedSemaphorePermit, mpsc::OwnedPermit<Outbound>), Ending> {
+    // The semaphore is never closed.
+    let room = room
+        .acquire_many_owned(wanted)
+        .await
+        .map_err(|_| Ending::Gone)?;
+    let slot = out.reserve_owned().await.map_err(|_| Ending::Gone)?;
+    Ok((room, slot))
+}
+
+/// An item of the feed, or how a connection whose feed failed ends.
+fn received(item: Result<Arc<Item>, RecvError>) -> Result<Arc<Item>, Ending> {
+    match item {
+        Ok(item) => Ok(item),
+        Err(RecvError::Lagged(_)) => Err(Ending::LAGGED),
+        Err(RecvError::Closed) => Err(Ending::SHUTTING_DOWN),
+    }
+}
+
+/// A reply's frame.
+fn text(message: &Value) -> Message {
+    Message::text(message.to_string())
 }
 
 fn now() -> f64 {
@@ -685,6 +944,138 @@ mod tests {
             let error = parse(text).unwrap_err();
             assert!(error.contains(needle), "{text}: {error}");
         }
+    }
+
+    /// A queued message taking one byte of `room`.
+    fn queued(room: &Arc<Semaphore>, text: &str, resume: Option<u64>) -> Outbound {
+        Outbound {
+            message: Some(Message::text(text)),
+            resume,
+            _room: room.clone().try_acquire_many_owned(1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_fanned_out_frame_is_shared_not_copied() {
+        let frame = Message::text("x".repeat(1000));
+        let queued = frame.clone();
+        assert_eq!(frame.as_bytes().as_ptr(), queued.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn the_1009_reason_names_the_limit() {
+        let Ending::Close(code, reason) = Ending::TOO_BIG else {
+            panic!("{:?}", Ending::TOO_BIG);
+        };
+        assert_eq!(code, 1009);
+        assert!(reason.contains(&MAX_CLIENT_MESSAGE.to_string()), "{reason}");
+    }
+
+    #[test]
+    fn a_message_takes_its_size_in_room_but_never_more_than_the_bound() {
+        let bounds = QueueBounds {
+            messages: 4,
+            bytes: 100,
+        };
+        assert_eq!(bounds.room(&Message::text("x".repeat(40))), 40);
+        assert_eq!(bounds.room(&Message::text("x".repeat(400))), 100);
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_is_closed_with_1008_and_the_since_of_the_last_event_written() {
+        let (sink, mut socket) = futures::channel::mpsc::unbounded::<Message>();
+        let room = Arc::new(Semaphore::new(10));
+        let (out, queue) = mpsc::channel(8);
+        let (close, closed) = oneshot::channel();
+        let writer = tokio::spawn(write(sink, queue, closed));
+        for (text, resume) in [("greeting", Some(4)), ("event", Some(7)), ("pong", None)] {
+            out.send(queued(&room, text, resume)).await.unwrap();
+        }
+        for text in ["greeting", "event", "pong"] {
+            assert_eq!(socket.next().await.unwrap().to_str(), Ok(text));
+        }
+        close.send(Ending::TOO_SLOW.closing().unwrap()).unwrap();
+        let frame = socket.next().await.unwrap();
+        let (code, reason) = frame.close_frame().expect("a close frame");
+        assert_eq!(code, 1008);
+        assert!(reason.starts_with("too slow"), "{reason}");
+        assert!(reason.ends_with("subscribe with since=7"), "{reason}");
+        assert!(reason.len() <= 123, "RFC 6455 allows 123 bytes: {reason}");
+        writer.await.unwrap();
+        assert_eq!(
+            room.available_permits(),
+            10,
+            "written messages give their room back"
+        );
+    }
+
+    /// A socket that takes `room` messages, then never another: a client that stopped
+    /// reading.
+    struct Stuck {
+        taken: Arc<std::sync::Mutex<Vec<Message>>>,
+        room: usize,
+    }
+
+    impl Sink<Message> for Stuck {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            if self.taken.lock().unwrap().len() < self.room {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                std::task::Poll::Pending
+            }
+        }
+
+        fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.taken.lock().unwrap().push(item);
+            Ok(())
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_takes_nothing_is_dropped_after_the_close_grace() {
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Stuck {
+            taken: taken.clone(),
+            room: 1,
+        };
+        let room = Arc::new(Semaphore::new(10));
+        let (out, queue) = mpsc::channel(8);
+        let (close, closed) = oneshot::channel();
+        let writer = tokio::spawn(write(sink, queue, closed));
+        for text in ["first", "second", "third"] {
+            out.send(queued(&room, text, Some(1))).await.unwrap();
+        }
+        // The first is written (its room is back); the writer now waits on the socket.
+        while room.available_permits() < 8 {
+            tokio::task::yield_now().await;
+        }
+        close.send(Ending::TOO_SLOW.closing().unwrap()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), writer)
+            .await
+            .expect("the writer never gave up on a client that reads nothing")
+            .unwrap();
+        let taken = taken.lock().unwrap();
+        let texts: Vec<_> = taken.iter().map(|m| m.to_str()).collect();
+        assert_eq!(texts, [Ok("first")], "nothing else got through");
     }
 
     #[test]

@@ -389,6 +389,19 @@ impl EventBus {
         session: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, LogError> {
+        self.read_within(since, session, limit, usize::MAX).await
+    }
+
+    /// As [`EventBus::read`], but the page also ends once its payloads reach `max_bytes`
+    /// (with at least one event in it when there is one), so a replay of large events holds
+    /// a page of bounded size.
+    pub async fn read_within(
+        &self,
+        since: u64,
+        session: Option<Uuid>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, LogError> {
         let Some(log) = &self.inner.log else {
             return Ok(Vec::new());
         };
@@ -398,7 +411,7 @@ impl EventBus {
             self.flush().await?;
             Ok(log
                 .storage
-                .events_since(since, session.map(|id| id.to_string()), limit)
+                .events_since_within(since, session.map(|id| id.to_string()), limit, max_bytes)
                 .await?)
         };
         // One deadline for both: the read queues behind writes that may be waiting for a

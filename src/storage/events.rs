@@ -62,8 +62,24 @@ impl Storage {
         session_id: Option<String>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StorageError> {
-        self.call(move |conn| since(conn, since_seq, session_id.as_deref(), limit))
+        self.events_since_within(since_seq, session_id, limit, usize::MAX)
             .await
+    }
+
+    /// As [`Storage::events_since`], but the page also stops once its payloads reach
+    /// `max_bytes` (it always holds at least one event when there is one): a reader paging
+    /// through large events holds a page of bounded size, not `limit` of them.
+    pub async fn events_since_within(
+        &self,
+        since_seq: i64,
+        session_id: Option<String>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StorageError> {
+        self.call(move |conn| {
+            since_within(conn, since_seq, session_id.as_deref(), limit, max_bytes)
+        })
+        .await
     }
 
     /// Deletes the events that happened before `at` (Unix seconds), for retention; returns how
@@ -140,11 +156,24 @@ fn check(at: f64, kind: &str) -> Result<(), StorageError> {
 /// `rusqlite` row mapper cannot report).
 type RawEvent = (i64, f64, String, Option<String>, String);
 
+/// Unbounded in bytes; what the tests read with.
+#[cfg(test)]
 fn since(
     conn: &Connection,
     since_seq: i64,
     session_id: Option<&str>,
     limit: usize,
+) -> Result<Vec<StoredEvent>, StorageError> {
+    since_within(conn, since_seq, session_id, limit, usize::MAX)
+}
+
+/// Up to `limit` events after `since_seq`, stopping once their payloads reach `max_bytes`.
+fn since_within(
+    conn: &Connection,
+    since_seq: i64,
+    session_id: Option<&str>,
+    limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<StoredEvent>, StorageError> {
     // SQLite's LIMIT takes an i64; more rows than that cannot exist anyway.
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -166,6 +195,7 @@ fn since(
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?
             .query_map(params![since_seq, limit], read)?
+            .scan(0, within(max_bytes))
             .collect::<Result<_, _>>()?,
         Some(session_id) => conn
             .prepare_cached(
@@ -173,6 +203,7 @@ fn since(
                  WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?
             .query_map(params![session_id, since_seq, limit], read)?
+            .scan(0, within(max_bytes))
             .collect::<Result<_, _>>()?,
     };
     raw.into_iter()
@@ -186,6 +217,22 @@ fn since(
             })
         })
         .collect()
+}
+
+/// A `scan` step that passes rows until their payloads have reached `max_bytes` (the row
+/// that reaches it included); rows are read lazily, so the rest are never fetched.
+fn within(
+    max_bytes: usize,
+) -> impl FnMut(&mut usize, rusqlite::Result<RawEvent>) -> Option<rusqlite::Result<RawEvent>> {
+    move |read, row| {
+        if *read >= max_bytes {
+            return None;
+        }
+        if let Ok(raw) = &row {
+            *read = read.saturating_add(raw.4.len());
+        }
+        Some(row)
+    }
 }
 
 fn prune_before(conn: &Connection, at: f64) -> Result<usize, StorageError> {
@@ -275,6 +322,38 @@ mod tests {
         assert_eq!(since(&conn, 0, None, 3).unwrap().len(), 3);
         assert!(since(&conn, 0, None, 0).unwrap().is_empty());
         assert_eq!(since(&conn, 0, None, usize::MAX).unwrap().len(), 7);
+    }
+
+    #[test]
+    fn a_page_stops_once_its_payloads_reach_the_byte_bound() {
+        let conn = db();
+        let big = |n: usize| NewEvent {
+            payload: json!("x".repeat(n)),
+            ..event("big", None, 1.0)
+        };
+        // Payloads are stored as JSON text: 1,002, 10 and 1,002 bytes.
+        let seqs: Vec<i64> = [1000, 8, 1000]
+            .into_iter()
+            .map(|n| append(&conn, big(n)).unwrap().seq)
+            .collect();
+        let page = |after, max_bytes| -> Vec<i64> {
+            since_within(&conn, after, None, 10, max_bytes)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(page(0, 1), vec![seqs[0]], "the first event always comes");
+        assert_eq!(page(0, 1002), vec![seqs[0]]);
+        assert_eq!(
+            page(0, 1003),
+            seqs[..2],
+            "the event reaching the bound comes too"
+        );
+        assert_eq!(page(0, 1013), seqs);
+        assert_eq!(page(seqs[0], 5), vec![seqs[1]]);
+        assert_eq!(page(0, usize::MAX), seqs);
+        assert!(page(seqs[2], 1).is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `/ws/sessions` and `GET /api/claude/events` against the real server (in process, port
 //! 0, a temporary data directory): the greeting and requests, live events with their seq,
-//! replay after a reconnect without gap or duplicate, the log across a restart, and a slow
-//! client dropped while another keeps receiving.
+//! replay after a reconnect without gap or duplicate, the log across a restart, a slow
+//! client dropped while another keeps receiving, the close codes of a client's oversized or
+//! malformed frames, and (through the real binary) the memory that clients which never read
+//! can hold.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,12 +16,15 @@ use session_manager::config::{Overrides, Settings};
 use session_manager::server::App;
 use session_manager::session::{AgentOp, CreateSession, SessionConfig, SessionRegistry};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
+
+use crate::common::app::App as Binary;
 
 /// Generous bound for anything to happen on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -77,6 +82,19 @@ impl Server {
     async fn connect(&self) -> Client {
         let url = format!("ws://{}/ws/sessions", self.addr);
         let (client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        client
+    }
+
+    /// A client whose 4 KiB receive buffer keeps the kernel from absorbing much of what the
+    /// server sends before the client reads.
+    async fn connect_with_small_buffer(&self) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let url = format!("ws://{}/ws/sessions", self.addr);
+        let (client, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
         client
     }
 
@@ -327,7 +345,25 @@ async fn session_and_agent_events_arrive_with_their_seq() {
 #[tokio::test]
 async fn a_reconnect_with_since_replays_exactly_the_missed_events() {
     let dir = TempDir::new().unwrap();
-    let server = spawn_app(&settings(&dir.path().join("data"))).await;
+    reconnect_and_replay(settings(&dir.path().join("data")), &dir, json!(0)).await;
+}
+
+#[tokio::test]
+async fn a_replay_through_a_small_byte_bound_still_meets_the_live_stream_exactly() {
+    // Replayed events of 16 KB through an 8 KiB queue to a client with a 4 KiB receive
+    // buffer that reads only once the live burst is over: the replay waits for room, and the
+    // live events that arrive meanwhile are held back behind it.
+    let dir = TempDir::new().unwrap();
+    let mut settings = settings(&dir.path().join("data"));
+    settings.events.ws_max_queue_bytes = 8192;
+    reconnect_and_replay(settings, &dir, json!("m".repeat(16_000))).await;
+}
+
+/// Connects, sees everything, leaves; `missed` values are stored while it is away; then it
+/// reconnects while events keep coming and resumes: the seqs it gets are exactly the ones
+/// after its resume point.
+async fn reconnect_and_replay(settings: Settings, dir: &TempDir, missed: Value) {
+    let server = spawn_app(&settings).await;
 
     // The first connection sees everything from the start.
     let mut first = server.connect().await;
@@ -348,14 +384,14 @@ async fn a_reconnect_with_since_replays_exactly_the_missed_events() {
     for n in 0..5 {
         server
             .sessions
-            .context_put(id, "b", json!(n))
+            .context_put(id, &format!("b{n}"), missed.clone())
             .await
             .unwrap();
     }
     server.create(dir.path(), "two").await;
 
     // Reconnect while events keep coming: some arrive live before the subscribe is read.
-    let mut second = server.connect().await;
+    let mut second = server.connect_with_small_buffer().await;
     assert_eq!(recv(&mut second).await["type"], "connected");
     let sessions = server.sessions.clone();
     let busy = tokio::spawn(async move {
@@ -566,17 +602,8 @@ async fn a_slow_client_is_dropped_while_another_keeps_receiving() {
     let id = server.create(dir.path(), "flood").await;
     server.settle().await;
 
-    // The slow client reads its greeting, then nothing; a small receive buffer keeps the
-    // kernel from absorbing much of what the server sends it.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/ws/sessions", server.addr),
-        MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
+    // The slow client reads its greeting, then nothing.
+    let mut slow = server.connect_with_small_buffer().await;
     assert_eq!(recv(&mut slow).await["type"], "connected");
     let mut good = server.connect().await;
     assert_eq!(recv(&mut good).await["type"], "connected");
@@ -634,10 +661,281 @@ async fn a_slow_client_is_dropped_while_another_keeps_receiving() {
             ending.contains("1008") || ending.contains("Policy"),
             "{ending}"
         );
+        assert!(ending.contains("since="), "no resume hint: {ending}");
     }
 
     // The good client is still served.
     send(&mut good, json!({"type": "ping"})).await;
     assert_eq!(recv_until(&mut good, "pong").await.0["type"], "pong");
     server.stop().await;
+}
+
+/// A WebSocket client on a bare TCP socket: it does the upgrade by hand, then writes and
+/// reads raw frames, so it can break the protocol, or never read at all.
+struct RawClient {
+    stream: TcpStream,
+}
+
+impl RawClient {
+    /// Upgrades a connection to `addr`; `recv_buffer` shrinks the socket's receive buffer,
+    /// so that the kernel absorbs little of what a client that never reads is sent.
+    async fn connect(addr: SocketAddr, recv_buffer: Option<u32>) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(bytes) = recv_buffer {
+            socket.set_recv_buffer_size(bytes).unwrap();
+        }
+        let mut stream = socket.connect(addr).await.unwrap();
+        let request = format!(
+            "GET /ws/sessions HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Byte by byte, so that no frame after the head is read.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.unwrap());
+            assert!(head.len() < 4096, "no end to the response head");
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawClient { stream }
+    }
+
+    /// Sends a text frame, masked as a client must (with a zero key, which leaves the
+    /// payload as it is).
+    async fn send_text(&mut self, text: &str) {
+        let mut frame = vec![0x81];
+        match text.len() {
+            len @ 0..=125 => frame.push(0x80 | len as u8),
+            len => {
+                frame.push(0x80 | 126);
+                frame.extend(u16::try_from(len).unwrap().to_be_bytes());
+            }
+        }
+        frame.extend([0; 4]);
+        frame.extend(text.as_bytes());
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// The next frame (opcode, payload), or `None` once the connection is gone.
+    async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head).await.ok()?;
+        let len = match head[1] & 0x7f {
+            126 => u64::from(self.stream.read_u16().await.ok()?),
+            127 => self.stream.read_u64().await.ok()?,
+            len => u64::from(len),
+        };
+        let mut payload = vec![0; usize::try_from(len).unwrap()];
+        self.stream.read_exact(&mut payload).await.ok()?;
+        Some((head[0] & 0x0f, payload))
+    }
+
+    /// Reads until the connection is gone (bounded): the close frame's code and reason if
+    /// one came, and how many text frames came before.
+    async fn until_gone(&mut self) -> (Option<(u16, String)>, usize) {
+        let mut texts = 0;
+        let mut close = None;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let frame = tokio::time::timeout_at(deadline.into(), self.frame())
+                .await
+                .expect("the server never ended the connection");
+            match frame {
+                None => return (close, texts),
+                Some((0x1, _)) => texts += 1,
+                Some((0x8, payload)) if payload.len() >= 2 => {
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
+                    close = Some((code, reason));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_closed_with_1009() {
+    let dir = TempDir::new().unwrap();
+    let server = spawn_app(&settings(&dir.path().join("data"))).await;
+    let mut client = RawClient::connect(server.addr, None).await;
+    // A masked text frame announcing 10 MB; the server refuses it on its header.
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend(10_000_000u64.to_be_bytes());
+    header.extend([0; 4]);
+    client.stream.write_all(&header).await.unwrap();
+    let (close, texts) = client.until_gone().await;
+    assert_eq!(texts, 1, "the greeting, then nothing");
+    let (code, reason) = close.expect("a close frame");
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("65536"), "{reason}");
+    until("the client is gone", || {
+        server.context.websocket_clients() == 0
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_protocol_error_is_closed_with_1002() {
+    let dir = TempDir::new().unwrap();
+    let server = spawn_app(&settings(&dir.path().join("data"))).await;
+    for (what, frame) in [
+        ("reserved bits set", vec![0xf1, 0x80, 0, 0, 0, 0]),
+        ("an unmasked frame", vec![0x81, 0x02, b'h', b'i']),
+        ("an unknown opcode", vec![0x83, 0x80, 0, 0, 0, 0]),
+    ] {
+        let mut client = RawClient::connect(server.addr, None).await;
+        // A valid request first: the connection works until the bad frame.
+        client.send_text(r#"{"type":"ping"}"#).await;
+        client.stream.write_all(&frame).await.unwrap();
+        let (close, texts) = client.until_gone().await;
+        assert_eq!(texts, 2, "{what}: the greeting and the pong");
+        let (code, reason) = close.unwrap_or_else(|| panic!("{what}: no close frame"));
+        assert_eq!(code, 1002, "{what}: {reason}");
+    }
+    until("the clients are gone", || {
+        server.context.websocket_clients() == 0
+    })
+    .await;
+    server.stop().await;
+}
+
+/// `VmRSS` and `VmHWM` (the peak) of process `pid`, in kB.
+fn memory_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The server's `websocket_clients`.
+async fn websocket_clients(app: &Binary) -> u64 {
+    let (_, body) = app.get("/api/claude/system-status").await;
+    body["system_status"]["monitoring"]["websocket_clients"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn until_clients(app: &Binary, wanted: u64, what: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        let now = websocket_clients(app).await;
+        if now == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {now} websocket clients, waiting for {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn clients_that_never_read_are_closed_and_hold_the_servers_memory_bounded() {
+    const NEVER_READING: usize = 10;
+    const REPLAYING: usize = 3;
+    const EVENTS: usize = 40;
+    const MB: usize = 1_000_000;
+    const LIMIT_KB: u64 = 200 * 1024;
+    let app = Binary::start(&[("SESSION_MANAGER_SERVER__MAX_BODY_BYTES", "4194304")]);
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions",
+            &json!({"name": "big", "working_directory": app.dir("big")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["session"]["id"].as_str().unwrap().to_owned();
+    let (rss_before, _) = memory_kb(app.pid());
+
+    let mut silent = Vec::new();
+    for _ in 0..NEVER_READING {
+        silent.push(RawClient::connect(app.address.parse().unwrap(), Some(4096)).await);
+    }
+    let url = format!("ws://{}/ws/sessions", app.address);
+    let (mut reader, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(recv(&mut reader).await["type"], "connected");
+    until_clients(&app, NEVER_READING as u64 + 1, "all connected", PATIENCE).await;
+
+    // Hook payloads of 1 MB each (context values are capped at 256 KiB), published and
+    // logged as `session_hook` events. The reading client gets each event before the next
+    // is posted: it is never the slow one.
+    let output = "x".repeat(MB);
+    let hooks = format!("/api/claude/sessions/{id}/events");
+    for n in 0..EVENTS {
+        let hook = json!({"hook_event_name": "PostToolUse", "n": n, "tool_output": output});
+        let (status, body) = app.post(&hooks, &hook).await;
+        assert_eq!(status, 202, "{body}");
+        let (event, _) = recv_until(&mut reader, "session_hook").await;
+        let payload = &event["data"]["payload"];
+        assert_eq!(payload["n"], n, "{}", event["data"]["hook_event_name"]);
+        assert_eq!(payload["tool_output"].as_str().map(str::len), Some(MB));
+    }
+    until_clients(&app, 1, "the silent clients closed", PATIENCE).await;
+    let mut close_frames = 0;
+    for client in &mut silent {
+        let (close, texts) = client.until_gone().await;
+        assert!(texts < EVENTS, "a silent client got all {texts} events");
+        // Its socket was full, so the frame may not have reached it; when it did, it says
+        // where to resume.
+        if let Some((code, reason)) = close {
+            assert_eq!(code, 1008, "{reason}");
+            assert!(reason.contains("since="), "{reason}");
+            close_frames += 1;
+        }
+    }
+    let (_, peak_live) = memory_kb(app.pid());
+
+    // Three more replay the whole log (40 MB of hooks) and read nothing either.
+    let mut replaying = Vec::new();
+    for _ in 0..REPLAYING {
+        let mut client = RawClient::connect(app.address.parse().unwrap(), Some(4096)).await;
+        client
+            .send_text(r#"{"type":"subscribe","topics":["sessions"],"since":0}"#)
+            .await;
+        replaying.push(client);
+    }
+    until_clients(
+        &app,
+        REPLAYING as u64 + 1,
+        "the replaying clients connected",
+        PATIENCE,
+    )
+    .await;
+    // A replay waits up to 10 s for room before its client counts as slow.
+    let replay_stall = Duration::from_secs(10);
+    until_clients(
+        &app,
+        1,
+        "the replaying clients closed",
+        replay_stall + PATIENCE,
+    )
+    .await;
+    for client in &mut replaying {
+        let (_, texts) = client.until_gone().await;
+        assert!(texts < EVENTS, "a silent client got the whole replay");
+    }
+
+    // The reading client is still served.
+    send(&mut reader, json!({"type": "ping"})).await;
+    assert_eq!(recv_until(&mut reader, "pong").await.0["type"], "pong");
+    let (rss_after, peak) = memory_kb(app.pid());
+    eprintln!(
+        "server memory: RSS {rss_before} kB before, {rss_after} kB after; peak {peak_live} kB \
+         with {NEVER_READING} silent clients and {EVENTS} events of 1 MB, {peak} kB after \
+         {REPLAYING} silent replays; {close_frames} of the silent clients got their close frame"
+    );
+    assert!(
+        peak < LIMIT_KB,
+        "the server's RSS peaked at {peak} kB (limit {LIMIT_KB} kB)"
+    );
 }
