@@ -135,7 +135,7 @@ impl std::ops::Deref for ApiContext {
 }
 
 /// Every route, guarded and with errors already turned into envelopes, ready for
-/// `warp::serve`; it never rejects.
+/// `server` (through `warp::service`); it never rejects.
 pub fn routes(
     ctx: ApiContext,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
