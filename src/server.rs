@@ -169,18 +169,20 @@ impl App {
         // Each connection holds a clone; `recv` answers `None` once all are gone.
         let (running, mut all_done) = mpsc::channel::<()>(1);
         let serving = Serving {
-            routes: warp::service(api::routes(self.context.clone())),
-            builder: Arc::new(conn::builder()),
             limits: ConnectionLimits::new(
                 self.server.max_connections,
                 self.server.max_connections_per_address,
             ),
-            timeouts: Timeouts {
-                header_read: Duration::from_millis(self.server.header_read_timeout_ms),
-                idle: Duration::from_millis(self.server.idle_timeout_ms),
+            shared: conn::Shared {
+                routes: warp::service(api::routes(self.context.clone())),
+                builder: Arc::new(conn::builder()),
+                timeouts: Timeouts {
+                    header_read: Duration::from_millis(self.server.header_read_timeout_ms),
+                    idle: Duration::from_millis(self.server.idle_timeout_ms),
+                },
+                stop: stopped,
+                running,
             },
-            stopped,
-            running,
         };
         let mut acceptor = Acceptor::new(self.listener, self.server.max_connections);
         tokio::pin!(shutdown);
@@ -224,14 +226,10 @@ impl App {
     }
 }
 
-/// What every connection is served with.
+/// The caps, and what every connection admitted is served with.
 struct Serving<S> {
-    routes: S,
-    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
     limits: Arc<ConnectionLimits>,
-    timeouts: Timeouts,
-    stopped: watch::Receiver<bool>,
-    running: mpsc::Sender<()>,
+    shared: conn::Shared<S>,
 }
 
 impl<S> Serving<S>
@@ -250,16 +248,7 @@ where
     fn spawn(&self, stream: TcpStream, peer: SocketAddr) {
         match self.limits.admit(peer.ip()) {
             Ok(slot) => {
-                tokio::spawn(conn::serve(
-                    stream,
-                    peer,
-                    slot,
-                    self.routes.clone(),
-                    Arc::clone(&self.builder),
-                    self.timeouts,
-                    self.stopped.clone(),
-                    self.running.clone(),
-                ));
+                tokio::spawn(conn::serve(stream, peer, slot, self.shared.clone()));
             }
             Err(refusal) => {
                 tracing::debug!(%peer, ?refusal, "connection refused: limit reached");

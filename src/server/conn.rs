@@ -63,21 +63,24 @@ pub(crate) fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What every connection of one server is served with.
+#[derive(Clone)]
+pub(crate) struct Shared<S> {
+    /// `warp::service(api::routes(..))`.
+    pub(crate) routes: S,
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(crate) timeouts: Timeouts,
+    /// Turns true when the server begins to shut down.
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Held by every connection's task: the server's drain waits until all are dropped.
+    pub(crate) running: mpsc::Sender<()>,
+}
+
 /// Serves one accepted connection until it ends, hits a deadline, or — after `stop` turned
 /// true — finishes the request it is in (hyper's graceful shutdown: an idle connection
-/// closes at once, one in a request answers it and closes). `_running` is dropped when this
-/// returns: the server's drain waits for every clone.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn serve<S>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: Slot,
-    routes: S,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    timeouts: Timeouts,
-    mut stop: watch::Receiver<bool>,
-    _running: mpsc::Sender<()>,
-) where
+/// closes at once, one in a request answers it and closes).
+pub(crate) async fn serve<S>(stream: TcpStream, peer: SocketAddr, slot: Slot, shared: Shared<S>)
+where
     S: tower_service::Service<
             Request<Incoming>,
             Response = warp::reply::Response,
@@ -87,6 +90,13 @@ pub(crate) async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let Shared {
+        routes,
+        builder,
+        timeouts,
+        mut stop,
+        running: _running,
+    } = shared;
     let state = Arc::new(ConnState::new());
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&state), slot));
     let service = Tracked {
