@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -116,6 +116,8 @@ where
         }
         tokio::select! {
             result = connection.as_mut() => {
+                // Closed, or upgraded: the socket now belongs to the WebSocket.
+                state.detach();
                 if let Err(error) = result {
                     // A client's doing (a reset, a malformed request): any client can
                     // multiply these, so they are no warnings.
@@ -172,6 +174,9 @@ struct ConnState {
     head: Mutex<Vec<u8>>,
     /// Woken when a deadline may have moved earlier.
     changed: Notify,
+    /// HTTP is over on this socket (an upgrade handed it to a WebSocket): its bytes are no
+    /// request heads.
+    detached: AtomicBool,
 }
 
 impl ConnState {
@@ -183,7 +188,14 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             head: Mutex::new(Vec::new()),
             changed: Notify::new(),
+            detached: AtomicBool::new(false),
         }
+    }
+
+    /// Stops watching the socket's bytes and frees what was kept of them.
+    fn detach(&self) {
+        self.detached.store(true, Ordering::Release);
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Vec::new();
     }
 
     fn now(&self) -> u64 {
@@ -211,6 +223,9 @@ impl ConnState {
     /// Bytes arrived. Between requests they begin a request head: its deadline starts, and
     /// they are kept to be checked when hyper hands the request over.
     fn read(&self, bytes: &[u8]) {
+        if self.detached.load(Ordering::Acquire) {
+            return;
+        }
         let now = self.now();
         self.last_activity.store(now, Ordering::Release);
         if self.in_flight.load(Ordering::Acquire) > 0 {
@@ -540,5 +555,10 @@ mod tests {
             state.deadline(timeouts),
             Some(state.at(last) + timeouts.idle)
         );
+        // After an upgrade, WebSocket frames are kept as nothing.
+        state.detach();
+        state.read(b"\x81\x05hello");
+        assert!(state.head.lock().unwrap().is_empty());
+        assert_eq!(state.head_started.load(Ordering::Acquire), NONE);
     }
 }
