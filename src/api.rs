@@ -16,19 +16,24 @@ pub mod fuzzing;
 mod guards;
 mod health;
 mod openapi;
+mod raw;
 mod security;
 mod sessions;
 mod system;
 mod ws;
 
+pub(crate) use errors::{MAX_HEADER_LINES, MAX_HEAD_BYTES};
 pub(crate) use events::encode as encode_event;
+pub use guards::{Head, Wire};
 pub use health::{ServiceState, Services};
+pub use raw::{connection_refusal, parse_refusal, ConnectionRefusal};
+pub(crate) use security::client_key;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::ready;
 use serde::de::DeserializeOwned;
@@ -60,6 +65,8 @@ pub struct Context {
     started_at: Instant,
     services: Services,
     max_body_bytes: u64,
+    /// `server.body_read_timeout_ms`: how long a route waits for a whole body.
+    body_read_timeout: Duration,
     sessions: SessionRegistry,
     /// The monitor's samples and open alerts.
     monitor: Monitor,
@@ -96,6 +103,7 @@ impl ApiContext {
             started_at: Instant::now(),
             services,
             max_body_bytes: settings.server.max_body_bytes,
+            body_read_timeout: Duration::from_millis(settings.server.body_read_timeout_ms),
             paths: sessions.paths().clone(),
             sessions,
             monitor,
@@ -127,7 +135,7 @@ impl std::ops::Deref for ApiContext {
 }
 
 /// Every route, guarded and with errors already turned into envelopes, ready for
-/// `warp::serve`; it never rejects.
+/// `server` (through `warp::service`); it never rejects.
 pub fn routes(
     ctx: ApiContext,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
@@ -231,7 +239,8 @@ pub fn routes(
     }))
 }
 
-/// The guard chain around the route tree, in this order: rate limit → Host/Origin →
+/// The guard chain around the route tree, in this order: HTTP framing (a head too large,
+/// Content-Length with Transfer-Encoding, HTTP/1.1 without Host) → rate limit → Host/Origin →
 /// (a CORS preflight is answered here) → bearer token → shutdown → body limit → routes.
 /// Each guard refuses with an `ApiError` (the preflight with its own rejection); one
 /// `recover` turns any refusal into the envelope (the preflight into its 204),
@@ -243,7 +252,8 @@ fn guarded<T>(
 where
     T: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
 {
-    let answered = security::admit(ctx.security.clone())
+    let answered = guards::well_framed()
+        .and(security::admit(ctx.security.clone()))
         .and(guards::not_draining(ctx.services.clone()))
         .and(guards::body_limit(ctx.max_body_bytes))
         .and(tree)
@@ -479,8 +489,11 @@ fn json_body<T: DeserializeOwned + Send + 'static>(
         .and(warp::header::optional::<String>("content-type"))
         .then(
             |ctx: ApiContext, stream, content_type: Option<String>| async move {
-                body::read_json::<T, _, _>(content_type.as_deref(), stream, ctx.max_body_bytes)
-                    .await
+                let limits = body::Limits {
+                    bytes: ctx.max_body_bytes,
+                    time: ctx.body_read_timeout,
+                };
+                body::read_json::<T, _, _>(content_type.as_deref(), stream, limits).await
             },
         )
 }
@@ -600,6 +613,9 @@ mod tests {
         let mut server = json!({
             "bind": "127.0.0.1", "port": 8082, "token": TOKEN, "allowed_origins": [],
             "max_body_bytes": 64, "rate_limit_per_second": 0, "rate_limit_burst": 0,
+            "header_read_timeout_ms": 10000, "body_read_timeout_ms": 30000,
+            "idle_timeout_ms": 60000, "max_connections": 1024,
+            "max_connections_per_address": 256,
         });
         if let (Some(server), Some(overrides)) = (server.as_object_mut(), overrides.as_object()) {
             server.extend(overrides.clone());

@@ -168,6 +168,19 @@ pub struct ServerSettings {
     pub rate_limit_per_second: u32,
     /// Burst allowance above the sustained rate.
     pub rate_limit_burst: u32,
+    /// Milliseconds a client has to send a whole request head once its first byte arrived;
+    /// a slow sender (slowloris) is disconnected after it.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a client has to send a whole request body once a route starts reading
+    /// it; a body shorter than its `Content-Length` gets 408 after it.
+    pub body_read_timeout_ms: u64,
+    /// Milliseconds a kept-alive HTTP connection may stay without a request (nothing read,
+    /// nothing written) before it is closed. WebSocket connections are exempt.
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once (WebSockets included); one beyond gets 503 and is closed.
+    pub max_connections: usize,
+    /// Most connections open at once from one client (IPv4 address or IPv6 /64).
+    pub max_connections_per_address: usize,
 }
 
 /// A bearer token: kept out of `Debug` output so settings can be logged safely.
@@ -545,6 +558,24 @@ impl Settings {
             })?;
         }
         at_least(server.max_body_bytes, 1, "server.max_body_bytes")?;
+        at_least(
+            server.header_read_timeout_ms,
+            1,
+            "server.header_read_timeout_ms",
+        )?;
+        at_least(
+            server.body_read_timeout_ms,
+            1,
+            "server.body_read_timeout_ms",
+        )?;
+        at_least(server.idle_timeout_ms, 1, "server.idle_timeout_ms")?;
+        at_least(server.max_connections, 1, "server.max_connections")?;
+        in_range(
+            server.max_connections_per_address,
+            1,
+            server.max_connections,
+            "server.max_connections_per_address",
+        )?;
         ensure(
             server.rate_limit_per_second == 0 || server.rate_limit_burst > 0,
             || Problem {
@@ -1374,6 +1405,30 @@ mod tests {
         invalid_key(
             load_file("[server]\nallowed_origins = [\"http://ok:1\", \"ftp://x\"]\n"),
             "server.allowed_origins[1]",
+        );
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        for key in [
+            "HEADER_READ_TIMEOUT_MS",
+            "BODY_READ_TIMEOUT_MS",
+            "IDLE_TIMEOUT_MS",
+            "MAX_CONNECTIONS",
+        ] {
+            let name = format!("SESSION_MANAGER_SERVER__{key}");
+            invalid_key(
+                load_env(&[(name.as_str(), "0")]),
+                &format!("server.{}", key.to_ascii_lowercase()),
+            );
+        }
+        // A per-address cap above the total one could never be reached.
+        invalid_key(
+            load_env(&[
+                ("SESSION_MANAGER_SERVER__MAX_CONNECTIONS", "10"),
+                ("SESSION_MANAGER_SERVER__MAX_CONNECTIONS_PER_ADDRESS", "11"),
+            ]),
+            "server.max_connections_per_address",
         );
     }
 

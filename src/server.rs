@@ -2,17 +2,30 @@
 //! Building and running are separate steps so the caller learns the bound address (port 0
 //! picks one) before serving starts, and decides what ends the server (signals in `main`,
 //! anything in tests).
+//!
+//! The accept loop is ours, not warp's, so that no client can starve the server: the
+//! acceptor survives descriptor exhaustion (`accept`), connections beyond the caps are
+//! refused at once (`limits`), and each connection has deadlines and our envelope for
+//! hyper's own refusals (`conn`).
+
+mod accept;
+mod conn;
+mod limits;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use self::accept::Acceptor;
+use self::conn::Timeouts;
+use self::limits::ConnectionLimits;
 
 use crate::api::{self, ApiContext, ServiceState, Services};
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings};
 use crate::monitor::{Monitor, MonitorError};
 use crate::session::{EventBus, SessionError, SessionRegistry};
 use crate::storage::{Storage, StorageError};
@@ -56,6 +69,8 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     context: ApiContext,
+    /// The `[server]` settings the connections are served with.
+    server: ServerSettings,
     services: Services,
     storage: Storage,
     bus: EventBus,
@@ -119,6 +134,7 @@ impl App {
             listener,
             local_addr,
             context,
+            server: settings.server.clone(),
             services,
             storage,
             bus,
@@ -156,28 +172,46 @@ impl App {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let (draining, drain_started) = oneshot::channel();
-        let services = self.services.clone();
-        let context = self.context.clone();
-        let signal = async move {
-            shutdown.await;
-            services.set("api", ServiceState::Stopping);
-            // Upgraded connections are not part of the drain; they are told to go.
-            context.close_websockets();
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
-            // The receiver is gone only if the server already stopped on its own.
-            draining.send(()).ok();
+        let (stop, stopped) = watch::channel(false);
+        // Each connection holds a clone; `recv` answers `None` once all are gone.
+        let (running, mut all_done) = mpsc::channel::<()>(1);
+        let serving = Serving {
+            limits: ConnectionLimits::new(
+                self.server.max_connections,
+                self.server.max_connections_per_address,
+            ),
+            shared: conn::Shared {
+                routes: warp::service(api::routes(self.context.clone())),
+                builder: Arc::new(conn::builder()),
+                timeouts: Timeouts {
+                    header_read: Duration::from_millis(self.server.header_read_timeout_ms),
+                    idle: Duration::from_millis(self.server.idle_timeout_ms),
+                },
+                stop: stopped,
+                running,
+            },
         };
-        let server = warp::serve(api::routes(self.context))
-            .incoming(self.listener)
-            .graceful(signal)
-            .run();
-        tokio::pin!(server);
-        let drain = tokio::select! {
-            () = &mut server => false,
-            _ = drain_started => true,
-        };
-        if drain && tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+        let mut acceptor = Acceptor::new(self.listener, self.server.max_connections);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                (stream, peer) = acceptor.accept() => serving.spawn(stream, peer),
+            }
+        }
+        self.services.set("api", ServiceState::Stopping);
+        // Upgraded connections are not part of the drain; they are told to go.
+        self.context.close_websockets();
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        // The listener closes here.
+        drop(acceptor);
+        stop.send_replace(true);
+        drop(serving);
+        if tokio::time::timeout(DRAIN_TIMEOUT, all_done.recv())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 timeout_seconds = DRAIN_TIMEOUT.as_secs(),
                 "requests still in flight at the end of the drain period were abandoned"
@@ -197,6 +231,39 @@ impl App {
         self.services.set("storage", ServiceState::Stopping);
         if let Err(error) = self.storage.close().await {
             tracing::error!(%error, "closing the database failed");
+        }
+    }
+}
+
+/// The caps, and what every connection admitted is served with.
+struct Serving<S> {
+    limits: Arc<ConnectionLimits>,
+    shared: conn::Shared<S>,
+}
+
+impl<S> Serving<S>
+where
+    S: tower_service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    /// Serves `stream` on its own task, or refuses it at once (503, closed) when a cap is
+    /// reached: a refused client learns it now instead of waiting in a queue.
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr) {
+        match self.limits.admit(peer.ip()) {
+            Ok(slot) => {
+                tokio::spawn(conn::serve(stream, peer, slot, self.shared.clone()));
+            }
+            Err(refusal) => {
+                tracing::debug!(%peer, ?refusal, "connection refused: limit reached");
+                // Best effort, never waiting: the socket's send buffer is empty.
+                let _ = stream.try_write(&api::connection_refusal(refusal));
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 //! routes whose fields are all optional accept a bare POST.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 use futures::{Stream, StreamExt};
@@ -18,11 +19,21 @@ use warp::Filter;
 
 use super::errors::ApiError;
 
-/// Reads a body of at most `limit` bytes and parses it as `T`.
+/// How much of a body a route reads, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// `server.max_body_bytes`.
+    pub(crate) bytes: u64,
+    /// `server.body_read_timeout_ms`, for the whole body: a per-chunk timeout would let a
+    /// client that sends a byte now and then hold the request forever.
+    pub(crate) time: Duration,
+}
+
+/// Reads a body within `limits` and parses it as `T`.
 pub(crate) async fn read_json<T, S, B>(
     content_type: Option<&str>,
     stream: S,
-    limit: u64,
+    limits: Limits,
 ) -> Result<T, ApiError>
 where
     T: DeserializeOwned,
@@ -32,7 +43,11 @@ where
     if !is_json(content_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let bytes = read_capped(stream, limit).await?;
+    let bytes = tokio::time::timeout(limits.time, read_capped(stream, limits.bytes))
+        .await
+        .map_err(|_elapsed| ApiError::RequestTimeout {
+            timeout_ms: u64::try_from(limits.time.as_millis()).unwrap_or(u64::MAX),
+        })??;
     parse::<T>(&bytes)
 }
 

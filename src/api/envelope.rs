@@ -78,15 +78,7 @@ fn success_body<T: Serialize>(payload: &T, timestamp: f64) -> Result<Vec<u8>, se
 
 /// The failure envelope for `error`, with its status.
 pub(crate) fn failure(error: &ApiError) -> Response {
-    let message = error.to_string();
-    let envelope = ErrorEnvelope {
-        success: false,
-        timestamp: unix_now(),
-        error: &message,
-        error_code: error.code(),
-        details: error.details(),
-    };
-    match serde_json::to_vec(&envelope) {
+    match failure_body(error) {
         Ok(body) => {
             let mut response = json(error.status(), body);
             response.headers_mut().extend(error.headers());
@@ -96,11 +88,27 @@ pub(crate) fn failure(error: &ApiError) -> Response {
             tracing::error!(%serialize_error, "cannot serialize an error envelope");
             json(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                br#"{"success":false,"timestamp":0,"error":"internal server error","error_code":"internal_error"}"#
-                    .to_vec(),
+                INTERNAL_ERROR_BODY.to_vec(),
             )
         }
     }
+}
+
+/// The last resort when an envelope cannot be serialized.
+pub(crate) const INTERNAL_ERROR_BODY: &[u8] =
+    br#"{"success":false,"timestamp":0,"error":"internal server error","error_code":"internal_error"}"#;
+
+/// The failure envelope's JSON bytes for `error`.
+pub(crate) fn failure_body(error: &ApiError) -> Result<Vec<u8>, serde_json::Error> {
+    let message = error.to_string();
+    let envelope = ErrorEnvelope {
+        success: false,
+        timestamp: unix_now(),
+        error: &message,
+        error_code: error.code(),
+        details: error.details(),
+    };
+    serde_json::to_vec(&envelope)
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {

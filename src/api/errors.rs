@@ -7,7 +7,9 @@ use std::error::Error as _;
 
 use serde_json::{json, Value};
 use warp::body::BodyDeserializeError;
-use warp::http::header::{HeaderName, HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use warp::http::header::{
+    HeaderName, HeaderValue, ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use warp::http::StatusCode;
 use warp::reject::{
     InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge,
@@ -20,6 +22,9 @@ use warp::Rejection;
 use super::envelope;
 use crate::session::{LogError, SessionError};
 use crate::storage::{Fault, StorageError};
+
+/// `Retry-After` of a connection refused for want of a slot: connections come and go fast.
+const CONNECTION_RETRY_AFTER_SECONDS: u64 = 1;
 
 /// Everything the API can answer with instead of a payload. Messages reach clients, so they
 /// describe the request, never the server's internals.
@@ -118,6 +123,33 @@ pub(crate) enum ApiError {
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal server error")]
     Internal,
+    /// Malformed at the HTTP level: the request line, a header's syntax, the body's framing
+    /// (two Content-Lengths, Content-Length with Transfer-Encoding), no `Host` in HTTP/1.1.
+    #[error("{message}")]
+    BadRequest {
+        message: &'static str,
+        /// The header at fault, when one is.
+        field: Option<&'static str>,
+    },
+    /// The request target is longer than hyper reads (65,534 bytes).
+    #[error("the request target (URL) is too long")]
+    UriTooLong,
+    /// Too many header lines, or a request head larger than the server reads.
+    #[error("the request header fields are too large")]
+    HeaderFieldsTooLarge,
+    /// The body did not arrive within `server.body_read_timeout_ms`.
+    #[error("the request body was not received in time")]
+    RequestTimeout {
+        /// The limit, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Every connection slot (in total, or for this client's address) is taken.
+    #[error("too many connections; retry later")]
+    TooManyConnections {
+        /// The setting that was reached.
+        field: &'static str,
+        limit: usize,
+    },
 }
 
 /// What a client is told to wait before retrying against unavailable storage: long enough
@@ -167,6 +199,11 @@ impl From<&LogError> for ApiError {
         }
     }
 }
+
+/// The limits behind [`ApiError::HeaderFieldsTooLarge`], named in its details: hyper's header
+/// line count, and the request head size the connection layer reads.
+pub(crate) const MAX_HEADER_LINES: usize = 100;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 impl warp::reject::Reject for ApiError {}
 
@@ -246,6 +283,11 @@ impl ApiError {
             }
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -272,6 +314,11 @@ impl ApiError {
             ApiError::StorageFull => "storage_full",
             ApiError::StorageUnavailable { .. } => "storage_unavailable",
             ApiError::Internal => "internal_error",
+            ApiError::BadRequest { .. } => "bad_request",
+            ApiError::UriTooLong => "uri_too_long",
+            ApiError::HeaderFieldsTooLarge => "request_header_fields_too_large",
+            ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::TooManyConnections { .. } => "too_many_connections",
         }
     }
 
@@ -299,6 +346,23 @@ impl ApiError {
                 retry_after_seconds,
             } => Some(json!({ "retry_after_seconds": retry_after_seconds })),
             ApiError::StorageFull => Some(json!({ "hint": STORAGE_FULL_HINT })),
+            ApiError::BadRequest {
+                field: Some(field), ..
+            } => Some(json!({ "field": field })),
+            ApiError::UriTooLong => Some(json!({ "limit_bytes": u16::MAX - 1 })),
+            ApiError::HeaderFieldsTooLarge => Some(json!({
+                "max_header_lines": MAX_HEADER_LINES,
+                "max_head_bytes": MAX_HEAD_BYTES,
+            })),
+            ApiError::RequestTimeout { timeout_ms } => Some(json!({
+                "field": "server.body_read_timeout_ms",
+                "timeout_ms": timeout_ms,
+            })),
+            ApiError::TooManyConnections { field, limit } => Some(json!({
+                "field": field,
+                "limit": limit,
+                "retry_after_seconds": CONNECTION_RETRY_AFTER_SECONDS,
+            })),
             _ => None,
         }
     }
@@ -322,6 +386,17 @@ impl ApiError {
             | ApiError::StorageUnavailable {
                 retry_after_seconds,
             } => vec![(RETRY_AFTER, HeaderValue::from(*retry_after_seconds))],
+            // The rest of the body is still on the wire: the connection cannot be reused.
+            ApiError::RequestTimeout { .. } => {
+                vec![(CONNECTION, HeaderValue::from_static("close"))]
+            }
+            ApiError::TooManyConnections { .. } => vec![
+                (
+                    RETRY_AFTER,
+                    HeaderValue::from(CONNECTION_RETRY_AFTER_SECONDS),
+                ),
+                (CONNECTION, HeaderValue::from_static("close")),
+            ],
             _ => Vec::new(),
         }
     }

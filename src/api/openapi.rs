@@ -175,8 +175,9 @@ impl Doc {
             ));
         }
         let mut statuses: Vec<u16> = errors.to_vec();
-        // Every route sits behind the guards (and may fail inside).
-        statuses.extend([403, 429, 500, 503]);
+        // Every route sits behind the guards (and may fail inside): the framing guard's 400
+        // and 431 included.
+        statuses.extend([400, 403, 429, 431, 500, 503]);
         if !public {
             statuses.push(401);
         }
@@ -235,7 +236,7 @@ impl Doc {
             }
         }
         let (errors, body_errors): (Vec<u16>, &[u16]) = match body {
-            Some(_) => (errors.to_vec(), &[400, 413, 415]),
+            Some(_) => (errors.to_vec(), &[400, 408, 413, 415]),
             None => (errors.to_vec(), &[]),
         };
         // A route on one session: its id may name none (404) or a segment may not decode
@@ -807,15 +808,17 @@ fn unhealthy_response(ok: &utoipa::openapi::Response) -> utoipa::openapi::Respon
 /// The failure envelope of one status, with the headers it carries.
 fn failure(status: u16) -> utoipa::openapi::Response {
     let description = match status {
-        400 => "Bad request: malformed JSON (with its position), an unknown or invalid field or query parameter (details.field), a path segment that is not UTF-8",
+        400 => "Bad request: malformed JSON (with its position), an unknown or invalid field or query parameter (details.field), a path segment that is not UTF-8 (session_validation_error); an HTTP/1.1 request without Host, Content-Length with Transfer-Encoding, an unparsable request (bad_request)",
         401 => "Missing or wrong bearer token (when server.token is set)",
         403 => "Forbidden Host or Origin, or a custom agent command while agents.allow_custom_commands is off",
         404 => "session_not_found, agent_not_found or context_key_not_found",
         409 => "The session ended or changed under the request (conflict)",
+        408 => "The body did not arrive within server.body_read_timeout_ms (request_timeout); the connection closes",
         413 => "Body larger than server.max_body_bytes",
         415 => "Body is not JSON (Content-Type)",
         422 => "Refused: path_refused, session_validation_error (agents, limits), session_limit_reached, agent_initialization_error",
         429 => "Rate limited (Retry-After)",
+        431 => "More than 100 header lines, or a request head over 64 KiB (request_header_fields_too_large)",
         500 => "Internal error",
         503 => "Shutting down (shutting_down), or storage cannot be used now (storage_unavailable); nothing was changed (Retry-After)",
         507 => "The disk holding the database is full (storage_full); nothing was changed (details.hint)",

@@ -26,6 +26,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use self::origin::{OriginPolicy, OriginVerdict};
+pub(crate) use self::rate::client_key;
 use self::rate::RateLimit;
 use self::token::ExpectedToken;
 use super::errors::ApiError;
@@ -181,7 +182,7 @@ impl warp::reject::Reject for Preflight {}
 pub(crate) fn admit(
     security: Arc<Security>,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::addr::remote()
+    super::guards::peer()
         .and(seen_host())
         .and(warp::method())
         .and(warp::path::full())
@@ -293,6 +294,9 @@ mod tests {
         let server: ServerSettings = serde_json::from_value(serde_json::json!({
             "bind": "0.0.0.0", "port": 8082, "token": "t0k", "allowed_origins": [],
             "max_body_bytes": 1024, "rate_limit_per_second": 0, "rate_limit_burst": 0,
+            "header_read_timeout_ms": 10000, "body_read_timeout_ms": 30000,
+            "idle_timeout_ms": 60000, "max_connections": 1024,
+            "max_connections_per_address": 256,
         }))
         .unwrap();
         Security::new(&server, bound.parse().unwrap())

@@ -67,7 +67,7 @@ impl RateLimit {
 /// The bucket a peer draws from: its IPv4 address, or its IPv6 /64 — one host usually holds
 /// a whole /64 and could otherwise take a fresh bucket per request. An IPv4-mapped address
 /// counts as the IPv4 one. No address (not a TCP peer) shares one bucket.
-fn client_key(peer: Option<IpAddr>) -> IpAddr {
+pub(crate) fn client_key(peer: Option<IpAddr>) -> IpAddr {
     match peer {
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Some(IpAddr::V4(v4)) => IpAddr::V4(v4),
