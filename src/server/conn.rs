@@ -452,6 +452,11 @@ fn replacement_for(buf: &[u8]) -> Option<Vec<u8>> {
         .strip_prefix(b"HTTP/1.1 ")
         .or_else(|| buf.strip_prefix(b"HTTP/1.0 "))?
         .get(..3)?;
+    // Every answer passes here: anything but hyper's three refusals is let through before
+    // its bytes are scanned.
+    if !matches!(status, b"400" | b"414" | b"431") {
+        return None;
+    }
     let status = std::str::from_utf8(status).ok()?.parse().ok()?;
     let head_end = buf.windows(4).position(|window| window == b"\r\n\r\n")?;
     if head_end + 4 != buf.len() {
