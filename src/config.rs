@@ -2,7 +2,8 @@
 //!
 //! Sources, each overriding the one before: the embedded `config/default.toml`, the optional
 //! `--config FILE`, the `SESSION_MANAGER_*` environment variables (`__` separates sections,
-//! `SESSION_MANAGER_URL` is left alone because agents receive it) and the command-line flags.
+//! `SESSION_MANAGER_URL` and `SESSION_MANAGER_INSTANCE` are left alone because agents receive
+//! them) and the command-line flags.
 //! Every source is turned into a [`figment`] layer that remembers where it came from, so an
 //! unknown key or a bad value is reported with its full dotted key and its origin, and the
 //! server never starts on a configuration it only half understood.
@@ -30,8 +31,9 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 /// Prefix of the environment variables read as settings.
 pub const ENV_PREFIX: &str = "SESSION_MANAGER_";
 
-/// The one prefixed variable that is not a setting: the server hands it to its agents.
-const ENV_NOT_A_SETTING: &str = "SESSION_MANAGER_URL";
+/// The prefixed variables that are not settings: the server hands them to its agents (how to
+/// reach it, and the mark of its processes), and an agent may run `session-manager hook`.
+const ENV_NOT_SETTINGS: [&str; 2] = ["SESSION_MANAGER_URL", "SESSION_MANAGER_INSTANCE"];
 
 /// Settings whose value is text: an environment variable gives them its value verbatim.
 const TEXT_KEYS: [&str; 4] = [
@@ -892,7 +894,9 @@ where
     let mut vars: Vec<(String, OsString)> = env
         .into_iter()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name != ENV_NOT_A_SETTING)
+        .filter(|(name, _)| {
+            name.starts_with(ENV_PREFIX) && !ENV_NOT_SETTINGS.contains(&name.as_str())
+        })
         .collect();
     vars.sort();
     vars.into_iter()
@@ -1354,8 +1358,12 @@ mod tests {
     }
 
     #[test]
-    fn session_manager_url_is_not_a_setting() {
-        let settings = load_env(&[("SESSION_MANAGER_URL", "http://127.0.0.1:8082")]).unwrap();
+    fn what_the_server_hands_its_agents_is_not_a_setting() {
+        let settings = load_env(&[
+            ("SESSION_MANAGER_URL", "http://127.0.0.1:8082"),
+            ("SESSION_MANAGER_INSTANCE", "4242-0123abcd"),
+        ])
+        .unwrap();
         assert_eq!(settings.server.port, 8082);
     }
 

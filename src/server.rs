@@ -107,7 +107,7 @@ impl App {
         .await
         .map_err(ServerError::Events)?;
         // Before any agent starts: cgroups, watchdog, subreaper (see agent::orphans).
-        crate::agent::contain(settings.agents.cgroups, &format!("http://{local_addr}"));
+        crate::agent::contain(settings.agents.cgroups);
         // Restored sessions start their agents now, told where the server really listens.
         let sessions = SessionRegistry::start(
             Arc::new(settings.clone()),

@@ -447,7 +447,28 @@ async fn no_escape_after(ending: Ending, cgroups: &str) {
                 .expect("the server exits on SIGTERM");
             assert!(status.success(), "{status:?}");
         }
-        Ending::Sigkill => app.kill(),
+        Ending::Sigkill => {
+            // A person's shell that exports the server's URL (to run `session-manager hook`)
+            // is no agent of it: the watchdog must leave it alone.
+            let url = app.url("/");
+            let mut bystander = std::process::Command::new("sleep")
+                .arg("600")
+                .env("SESSION_MANAGER_URL", url.trim_end_matches('/'))
+                .spawn()
+                .expect("sleep runs");
+            app.kill();
+            none_survive(
+                &watched,
+                &format!("{ending:?} (cgroups {cgroups}) of {found:?}"),
+            );
+            let survived = bystander.try_wait().expect("wait").is_none();
+            let _ = bystander.kill();
+            let _ = bystander.wait();
+            assert!(
+                survived,
+                "the watchdog killed a process the server did not start"
+            );
+        }
     }
     none_survive(
         &watched,

@@ -16,7 +16,7 @@
 //!   and killed at shutdown ([`release`]);
 //! - **the watchdog** ([`super::watchdog`]) for a server that dies without running any of
 //!   this: it kills the server's cgroup subtree and every process carrying this server's
-//!   `SESSION_MANAGER_URL` that started before the server died.
+//!   `SESSION_MANAGER_INSTANCE` (unique per server start) that started before it died.
 //!
 //! Exit statuses: the agents' first processes are reaped by their own reaper
 //! ([`super::process`]), never here. Every direct child the server forks is recorded in
@@ -70,8 +70,17 @@ impl Tag {
 
 const SESSION_VAR: &str = "CLAUDE_SESSION_ID";
 const AGENT_VAR: &str = "CLAUDE_AGENT_NAME";
-/// The variable whose value (the server's URL) the watchdog looks for after a crash.
-const URL_VAR: &str = "SESSION_MANAGER_URL";
+/// The variable that marks an agent's processes as this server's, which the watchdog looks
+/// for after a crash: the server's pid and a random part, new at every start. Not the URL: a
+/// person's shell may export `SESSION_MANAGER_URL` to reach the server (`session-manager
+/// hook`, the API client), and the watchdog must never kill what the server did not start.
+pub(crate) const INSTANCE_VAR: &str = "SESSION_MANAGER_INSTANCE";
+
+/// This server's value of [`INSTANCE_VAR`].
+pub(crate) fn instance() -> &'static str {
+    static INSTANCE: OnceLock<String> = OnceLock::new();
+    INSTANCE.get_or_init(|| format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()))
+}
 
 /// The server's own direct children (agents' first processes), with their agent's tag.
 static CHILDREN: Mutex<BTreeMap<libc::pid_t, Option<Tag>>> = Mutex::new(BTreeMap::new());
@@ -126,10 +135,11 @@ pub(crate) fn agent_cgroup() -> Option<AgentCgroup> {
 }
 
 /// Sets up the containment of agents' descendants, once, before any agent starts: the
-/// server's cgroup (per `mode`), the watchdog (told the cgroup and `server_url`), then the
+/// server's cgroup (per `mode`), the watchdog (told the cgroup and this server's
+/// [`INSTANCE_VAR`] entry), then the
 /// child subreaper and its sweeper. Must run inside a tokio runtime. Logs which mechanism
 /// holds.
-pub fn contain(mode: CgroupMode, server_url: &str) {
+pub fn contain(mode: CgroupMode) {
     ACTIVE.fetch_add(1, Ordering::AcqRel);
     CONTAINMENT.get_or_init(|| {
         let cgroups = match mode {
@@ -149,7 +159,7 @@ pub fn contain(mode: CgroupMode, server_url: &str) {
         // not by the server it watches.
         watchdog::start_scoped(watchdog::Scope {
             cgroup: cgroups.as_ref().map(|root| root.dir().to_path_buf()),
-            env_entry: Some(format!("{URL_VAR}={server_url}")),
+            env_entry: Some(format!("{INSTANCE_VAR}={}", instance())),
         });
         let subreaper = ADOPT.load(Ordering::Relaxed) && become_subreaper();
         if subreaper {

@@ -15,8 +15,8 @@
 //! [`super::orphans`]) but init's once the server is dead. So when the server scoped it
 //! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the server's cgroup
 //! (its whole subtree, then removes the emptied cgroups), and scans `/proc` for every process
-//! whose environment holds the server's `SESSION_MANAGER_URL=<url>` entry and that started
-//! before the server died (a restarted server on the same URL starts later) or is the child
+//! whose environment holds the server's `SESSION_MANAGER_INSTANCE=<pid>-<random>` entry (see
+//! `orphans::INSTANCE_VAR`) and that started before the server died or is the child
 //! of one of those: each is stopped (SIGSTOP) as it is found, scan after scan until one finds
 //! none, so nothing forks away meanwhile; then all are killed.
 //!
