@@ -31,7 +31,12 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 mkdir -p "$tmp/home"
+# Every client connects from 127.0.0.1: the connection caps are raised above CLIENTS.
 cat >"$tmp/config.toml" <<TOML
+[server]
+max_connections = $(( ${CLIENTS:-1000} + 64 ))
+max_connections_per_address = $(( ${CLIENTS:-1000} + 64 ))
+
 [agents.templates.BACKEND]
 command = ["$(realpath "$target/examples/fake_agent")", "--alloc-mb", "64"]
 backoff = { initial_ms = 200, max_ms = 200, multiplier = 1.0, reset_after_seconds = 60 }
