@@ -105,13 +105,7 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
 
 /// Prints `error: <message>: <cause>: …` to stderr and returns `code`.
 fn fail(error: &dyn Error, code: ExitCode) -> ExitCode {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let message = telemetry::error_chain(error);
     tracing::error!("{message}");
     eprintln!("error: {message}");
     code

@@ -95,3 +95,16 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
         .map_err(TelemetryError::AlreadyInitialised)?;
     Ok(TelemetryGuard { _writer: guard })
 }
+
+/// `error: cause: cause …`: an error with every source after it, as one line for a log or a
+/// terminal.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -148,7 +148,7 @@ pub fn contain(mode: CgroupMode) {
                 Ok(root) => Some(root),
                 Err(err) => {
                     tracing::info!(
-                        reason = %error_chain(&err),
+                        reason = %crate::telemetry::error_chain(&err),
                         "agents run without cgroups; the subreaper and the watchdog catch their descendants"
                     );
                     None
@@ -172,17 +172,6 @@ pub fn contain(mode: CgroupMode) {
         );
         Containment { cgroups, subreaper }
     });
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(target_os = "linux")]
