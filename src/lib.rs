@@ -18,5 +18,5 @@ pub mod paths;
 pub mod server;
 pub mod session;
 pub mod storage;
-pub mod supervision;
+pub use supervision;
 pub mod telemetry;

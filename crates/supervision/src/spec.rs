@@ -282,7 +282,7 @@ impl ChildSpec {
     /// several kilobytes. Use it for in-process work that needs no mailbox of its own.
     ///
     /// ```no_run
-    /// # use session_manager::supervision::ChildSpec;
+    /// # use supervision::ChildSpec;
     /// let ticker = ChildSpec::task("ticker", |ctx| async move {
     ///     loop {
     ///         tokio::select! {

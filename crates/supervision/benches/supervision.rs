@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, Criterion};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use session_manager::supervision::{
+use supervision::{
     Backoff, ChildSpec, ChildState, Intensity, SupervisorConfig, SupervisorEvent, SupervisorHandle,
     TaskContext,
 };

@@ -1706,7 +1706,7 @@ impl SupervisorHandle {
     /// Spawns a supervisor that takes over children someone ran without one: each is
     /// running or pending, wanted or not, as `takeover` says, and no transition is
     /// published for getting there. Only children whose workers start without an actor
-    /// ([`Started::without_actor`](crate::supervision::Started::without_actor)) may be
+    /// ([`Started::without_actor`](crate::Started::without_actor)) may be
     /// running: nothing is started for them.
     pub async fn spawn_taking_over(
         config: SupervisorConfig,

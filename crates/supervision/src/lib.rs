@@ -18,7 +18,7 @@
 //! Both are supervised the same way.
 //!
 //! ```no_run
-//! use session_manager::supervision::{ChildSpec, SupervisorConfig, SupervisorHandle};
+//! use supervision::{ChildSpec, SupervisorConfig, SupervisorHandle};
 //! # use ractor::{Actor, ActorProcessingErr, ActorRef};
 //! # struct Db; struct Web;
 //! # impl Actor for Db { type Msg = (); type State = (); type Arguments = ();

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
-use session_manager::supervision::{
+use supervision::{
     Backoff, ChildSpec, ChildState, Exit, Intensity, Restart, StartContext, StartError, Started,
     Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, TaskContext,
 };
@@ -857,13 +857,13 @@ async fn dependents_wait_while_a_dependency_is_down() {
     sup.shutdown().await.unwrap();
 }
 
-/// The embedding example (`cargo run --example embed_supervisor`) exits 0 by itself, having
+/// The embedding example (`cargo run -p supervision --example embed`) exits 0 by itself, having
 /// restarted its crashing worker three times. `cargo test` builds examples before tests.
 #[test]
 fn the_embedding_example_runs_to_completion() {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let example = profile_dir.join("examples/embed_supervisor");
+    let example = profile_dir.join("examples/embed");
     assert!(
         example.is_file(),
         "{} is missing: run the whole suite with `cargo test`, which builds examples",
@@ -2048,7 +2048,7 @@ async fn a_worker_that_prepares_before_its_task_runs_is_supervised_the_same() {
         let runs = counted.clone();
         async move {
             tokio::task::yield_now().await;
-            let stop = session_manager::supervision::StopSignal::new();
+            let stop = supervision::StopSignal::new();
             let first = ctx.restarts == 0;
             let signal = stop.clone();
             Ok::<_, StartError>(Started::task(stop, async move {

@@ -4,12 +4,12 @@
 //! times, prints every state change, and exits by itself; the task stops cleanly on the
 //! supervisor's stop signal.
 //!
-//! Run it with `cargo run --example embed_supervisor`.
+//! Run it with `cargo run -p supervision --example embed`.
 
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use session_manager::supervision::{
+use supervision::{
     Backoff, ChildSpec, ChildState, Intensity, Strategy, SupervisorConfig, SupervisorEvent,
     SupervisorHandle, TaskContext,
 };
