@@ -26,7 +26,7 @@ use crate::agent::{
 use crate::config::Settings;
 use crate::monitor::{ResourceAlert, SessionSample};
 use crate::paths::{CheckCode, PathPolicy, Validation};
-use crate::storage::Storage;
+use crate::storage::{ContextPut, LoadedSessions, Storage};
 use crate::supervision::Strategy;
 
 use super::actor::{
@@ -351,7 +351,10 @@ impl Actor for Registry {
             stopping: false,
             report: RestoreReport::default(),
         };
-        let (records, unreadable) = store::load_all(&state.deps.storage).await?;
+        let LoadedSessions {
+            records,
+            unreadable,
+        } = store::load_all(&state.deps.storage).await?;
         for row in &unreadable {
             tracing::error!(session = %row.id, "stored session cannot be read, left as is: {}", row.reason);
         }
@@ -1431,8 +1434,8 @@ impl SessionRegistry {
         let previous =
             match store::context_put(&self.deps.storage, id, key.to_string(), value.clone()).await?
             {
-                store::ContextPut::Stored { previous } => previous,
-                store::ContextPut::NoSession => return Err(SessionError::NotFound(id)),
+                ContextPut::Stored { previous } => previous,
+                ContextPut::NoSession => return Err(SessionError::NotFound(id)),
             };
         self.deps.bus.publish(SessionEvent::ContextChanged {
             session: id,
@@ -1657,7 +1660,7 @@ mod tests {
             "{message}"
         );
         // Stored so: a restart does not bring it back as if nothing happened.
-        let (stored, _) = store::load_all(&storage).await.unwrap();
+        let stored = store::load_all(&storage).await.unwrap().records;
         let stored = stored.iter().find(|r| r.id == id).unwrap();
         assert_eq!(stored.status, SessionStatus::Error);
         assert_eq!(stored.error_message.as_deref(), Some(message.as_str()));
