@@ -17,6 +17,7 @@ mod guards;
 mod health;
 mod openapi;
 mod raw;
+mod schemas;
 mod security;
 mod sessions;
 mod system;

@@ -262,6 +262,7 @@ pub(crate) async fn clone(ctx: ApiContext, id: String, body: Parsed<CloneBody>) 
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ExportPayload<'a> {
+    #[schema(value_type = super::schemas::SnapshotSchema)]
     snapshot: &'a Snapshot,
 }
 
@@ -419,7 +420,7 @@ pub(crate) struct MetricsPayload {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Summary {
     session_id: String,
-    #[schema(value_type = crate::session::SessionStatus)]
+    #[schema(value_type = crate::api::schemas::SessionStatusSchema)]
     status: &'static str,
     duration_hours: f64,
     hours: f64,
@@ -589,7 +590,7 @@ pub(crate) async fn status(ctx: ApiContext, id: String) -> Answer {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct StatusPayload<'a> {
     session_id: String,
-    #[schema(value_type = crate::session::SessionStatus)]
+    #[schema(value_type = crate::api::schemas::SessionStatusSchema)]
     status: &'static str,
     created_at: f64,
     updated_at: f64,

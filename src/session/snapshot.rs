@@ -44,7 +44,7 @@ const ROOT: &str = "session_data";
 
 /// A session exported: its configuration, runtime context and state, with the original
 /// service's keys plus `tags` and `strategy`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// [`FORMAT_VERSION`] of the writer.
@@ -78,7 +78,7 @@ pub struct Snapshot {
 }
 
 /// The session's `context` object as the original service exported it, plus `shared`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotContext {
     /// The session's id; must equal the snapshot's.
