@@ -295,3 +295,96 @@ fn unix_now() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::migrations;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// A record of the caller's own type: storage never needs to know what it holds.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Note {
+        text: String,
+    }
+
+    fn row(id: u128, created_at: f64) -> SessionRow {
+        SessionRow {
+            id: Uuid::from_u128(id),
+            name: format!("s{id}"),
+            status: "active".into(),
+            working_directory: "/tmp".into(),
+            created_at,
+            updated_at: created_at,
+            terminated_at: None,
+        }
+    }
+
+    fn note(text: &str) -> String {
+        serde_json::to_string(&Note { text: text.into() }).unwrap()
+    }
+
+    #[test]
+    fn sessions_load_oldest_first_ties_by_id_and_bad_rows_aside() {
+        let mut conn = db();
+        save(&mut conn, &row(3, 20.0), &note("late"), &[]).unwrap();
+        save(&mut conn, &row(2, 10.0), &note("tie b"), &[]).unwrap();
+        save(&mut conn, &row(1, 10.0), &note("tie a"), &[]).unwrap();
+        save(&mut conn, &row(4, 5.0), "{\"not\": \"a note\"}", &[]).unwrap();
+        let loaded: LoadedSessions<Note> = load(&mut conn).unwrap();
+        let texts: Vec<&str> = loaded.records.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(texts, ["tie a", "tie b", "late"]);
+        assert_eq!(loaded.unreadable.len(), 1);
+        assert_eq!(loaded.unreadable[0].id, Uuid::from_u128(4).to_string());
+        assert!(
+            loaded.unreadable[0].reason.contains("text"),
+            "{:?}",
+            loaded.unreadable
+        );
+    }
+
+    #[test]
+    fn a_save_replaces_the_row_and_sets_its_context_with_it() {
+        let mut conn = db();
+        let context = [("plan".to_string(), "[1,2]".to_string())];
+        save(&mut conn, &row(1, 1.0), &note("first"), &context).unwrap();
+        save(&mut conn, &row(1, 1.0), &note("second"), &[]).unwrap();
+        let loaded: LoadedSessions<Note> = load(&mut conn).unwrap();
+        assert_eq!(
+            loaded.records,
+            [Note {
+                text: "second".into()
+            }]
+        );
+        let stored = stored_value(&conn, Uuid::from_u128(1), "plan").unwrap();
+        assert_eq!(decode(stored).unwrap(), Some(json!([1, 2])));
+    }
+
+    #[test]
+    fn context_is_written_only_while_its_session_exists() {
+        let mut conn = db();
+        let id = Uuid::from_u128(7);
+        assert!(matches!(
+            put_context(&mut conn, id, "k", "1").unwrap(),
+            ContextPut::NoSession
+        ));
+        assert_eq!(stored_value(&conn, id, "k").unwrap(), None);
+        save(&mut conn, &row(7, 1.0), &note("n"), &[]).unwrap();
+        assert!(matches!(
+            put_context(&mut conn, id, "k", "1").unwrap(),
+            ContextPut::Stored { previous: None }
+        ));
+        match put_context(&mut conn, id, "k", "\"two\"").unwrap() {
+            ContextPut::Stored { previous } => assert_eq!(previous, Some(json!(1))),
+            ContextPut::NoSession => panic!("the session exists"),
+        }
+    }
+}
