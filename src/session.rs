@@ -2,7 +2,8 @@
 //!
 //! - `model.rs`: [`SessionConfig`] (the seed's configuration, key for key), [`SessionStatus`],
 //!   [`SessionRecord`] (what the registry keeps and stores);
-//! - `store.rs`: the records and each session's shared context in SQLite;
+//! - `store.rs`: the records and each session's shared context, mapped onto storage's
+//!   session rows (the SQL is storage's);
 //! - `actor.rs`: the session actor, owner of the session's [`AgentGroup`](crate::agent::AgentGroup),
 //!   which turns its agents' states into the session's status;
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and

@@ -7,7 +7,7 @@
 //! method returns `Ok`, the data survives `kill -9` of the server (and a power cut).
 //!
 //! Layout: `connection` opens and configures the database, `migrations` holds the schema,
-//! `writer` the thread, and one module per table family (`events`, ...) adds its typed methods
+//! `writer` the thread, and one module per table family (`events`, `sessions`, ...) adds its typed methods
 //! to [`Storage`] on top of [`Storage::call`].
 
 mod connection;
@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod health;
 mod migrations;
+mod sessions;
 mod writer;
 
 use std::fmt;
@@ -27,6 +28,7 @@ pub use error::{Fault, StorageError};
 pub use events::{NewEvent, StoredEvent};
 pub use health::StorageHealth;
 pub use migrations::SCHEMA_VERSION;
+pub use sessions::{ContextPut, LoadedSessions, SessionRow, UnreadableSession};
 
 /// Handle to the database. Clone it freely: all clones share one writer thread, which runs
 /// their jobs one at a time in arrival order. The thread finishes the queued jobs,

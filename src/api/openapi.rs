@@ -34,6 +34,7 @@ use super::dto::requests::{
 };
 use super::dto::{ErrorEnvelope, Health};
 use super::events::{EventsPage, MAX_LIMIT};
+use super::schemas::{SessionConfigSchema as SessionConfig, SessionStatusSchema as SessionStatus};
 use super::sessions::{
     AgentCommandPayload, AgentsPayload, ContextKeyPayload, ContextPayload, ExportPayload,
     GetPayload, HookAccepted, ListPayload, LogsPayload, MetricsPayload, SessionPayload,
@@ -44,7 +45,6 @@ use super::system::{
     ValidatePathsPayload,
 };
 use crate::agent::{AgentType, RING_LINES};
-use crate::session::{SessionConfig, SessionStatus};
 
 /// The document as served, built on first use.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_json().unwrap_or_default());

@@ -28,18 +28,15 @@ pub const MAX_CUSTOM_SETTINGS_BYTES: usize = 64 * 1024;
 /// The seed's session configuration. Missing fields take the seed's defaults; unknown fields
 /// are refused. Ranges are checked by [`SessionConfig::validate`], so an error names the
 /// field and the accepted range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
     /// For people; 1–256 characters, no control or text-direction characters.
-    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
     /// Where the agents run, as given (the canonical form is in the session's validation).
-    #[schema(min_length = 1)]
     pub working_directory: String,
     /// Free text, at most 4,096 characters.
     #[serde(default)]
-    #[schema(max_length = 4096)]
     pub description: String,
     /// Whether the git state is read and worktrees may be touched.
     #[serde(default = "yes")]
@@ -49,15 +46,12 @@ pub struct SessionConfig {
     pub auto_save: bool,
     /// Seconds between checkpoints (1–86400).
     #[serde(default = "default_save_interval")]
-    #[schema(minimum = 1, maximum = 86_400)]
     pub save_interval_seconds: u64,
     /// Memory budget of the whole session, in MiB (1–1048576).
     #[serde(default = "default_max_memory")]
-    #[schema(minimum = 1, maximum = 1_048_576)]
     pub max_memory_mb: u64,
     /// Most agents the session may have (1–1000).
     #[serde(default = "default_max_agents")]
-    #[schema(minimum = 1, maximum = 1000)]
     pub max_agents: u32,
     /// The agents.
     #[serde(default)]
@@ -230,19 +224,7 @@ pub(crate) fn validate_tags(tags: &[String]) -> Result<(), FieldError> {
 }
 
 /// Where a session is in its life.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     /// Recorded, nothing started yet.

@@ -155,7 +155,7 @@ pub(crate) struct ExportBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportBody {
     /// A snapshot as `export` wrote it (required).
-    #[schema(value_type = crate::session::Snapshot)]
+    #[schema(value_type = crate::api::schemas::SnapshotSchema)]
     session_data: Option<Value>,
     /// The original's flag: a session with the snapshot's id is replaced. Not supported:
     /// `true` is refused rather than ignored (use `keep_id` after terminating it).

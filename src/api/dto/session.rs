@@ -27,7 +27,7 @@ pub(crate) fn seconds(at: SystemTime) -> f64 {
 pub(crate) struct SessionObject<'a> {
     id: String,
     name: &'a str,
-    #[schema(value_type = crate::session::SessionStatus)]
+    #[schema(value_type = crate::api::schemas::SessionStatusSchema)]
     status: &'static str,
     created_at: f64,
     updated_at: f64,

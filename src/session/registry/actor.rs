@@ -1,0 +1,584 @@
+//! The registry actor: the set of sessions (terminated ones until purged), restored at
+//! start, each live one's actor supervised and rebuilt when it dies, `max_sessions`
+//! enforced, terminated sessions purged past their retention. Its message loop never waits
+//! on slow work: the handle and the sessions' own actors do that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::paths::CheckCode;
+use crate::storage::LoadedSessions;
+
+use crate::session::actor::{SessionActor, SessionArgs, SessionDeps, SessionMsg};
+use crate::session::error::SessionError;
+use crate::session::model::{now, SessionRecord, SessionStatus};
+use crate::session::store;
+
+use super::events::SessionEvent;
+
+/// How often terminated sessions past their retention are looked for.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Rebuilds of one session's actor after which it is left in `error`.
+pub(super) const MAX_REBUILDS: u32 = 3;
+/// Sessions a start restores at the same time: enough to keep every core busy, few enough
+/// that the records and futures in flight stay small.
+const RESTORE_AT_ONCE: usize = 64;
+
+/// What a start restored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Sessions whose agents were started again.
+    pub restored: usize,
+    /// Sessions put in `error` (their directory vanished).
+    pub errored: usize,
+    /// Terminated sessions kept (not started).
+    pub terminated: usize,
+    /// Stored rows that could not be read (left in the database, not started).
+    pub unreadable: usize,
+    /// Terminated sessions purged for being past their retention.
+    pub purged: usize,
+}
+pub(crate) enum RegistryMsg {
+    Insert {
+        record: Box<SessionRecord>,
+        /// Shared context stored with the record, in the same transaction (an import's).
+        context: Vec<(String, Value)>,
+        arrival: Arrival,
+        reply: RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>,
+    },
+    Lookup {
+        id: Uuid,
+        reply: RpcReplyPort<Option<Found>>,
+    },
+    List(RpcReplyPort<Vec<SessionRecord>>),
+    Retire {
+        record: Box<SessionRecord>,
+        purge: bool,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    },
+    /// A session actor's record changed: the registry keeps it (shared) and announces it.
+    Updated(Arc<SessionRecord>),
+    Purge,
+    StopAll(RpcReplyPort<()>),
+    Report(RpcReplyPort<RestoreReport>),
+}
+
+/// A session as the registry has it: its record and, while it is live, its actor.
+pub(super) type Found = (Arc<SessionRecord>, Option<ActorRef<SessionMsg>>);
+
+/// A started session: its actor and the record its start left.
+type StartedSession = (ActorRef<SessionMsg>, Arc<SessionRecord>);
+
+/// How a new session came to be, for the event that announces it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arrival {
+    Created,
+    Cloned { source: Uuid },
+    Imported,
+}
+
+struct Entry {
+    /// Shared with the session's actor (see `SessionState::record`).
+    record: Arc<SessionRecord>,
+    actor: Option<ActorRef<SessionMsg>>,
+    rebuilds: u32,
+}
+
+impl Entry {
+    /// A session without an actor (terminated, or in error).
+    fn idle(record: SessionRecord, rebuilds: u32) -> Entry {
+        Entry {
+            record: Arc::new(record),
+            actor: None,
+            rebuilds,
+        }
+    }
+}
+
+pub(super) struct Registry;
+
+pub(super) struct RegistryState {
+    deps: SessionDeps,
+    sessions: BTreeMap<Uuid, Entry>,
+    by_actor: HashMap<ActorId, Uuid>,
+    stopping: bool,
+    report: RestoreReport,
+}
+
+pub(super) struct RegistryArgs {
+    pub(super) deps: SessionDeps,
+}
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        args: RegistryArgs,
+    ) -> Result<RegistryState, ActorProcessingErr> {
+        let mut state = RegistryState {
+            deps: args.deps,
+            sessions: BTreeMap::new(),
+            by_actor: HashMap::new(),
+            stopping: false,
+            report: RestoreReport::default(),
+        };
+        let LoadedSessions {
+            records,
+            unreadable,
+        } = store::load_all(&state.deps.storage).await?;
+        for row in &unreadable {
+            tracing::error!(session = %row.id, "stored session cannot be read, left as is: {}", row.reason);
+        }
+        state.report.unreadable = unreadable.len();
+        let mut live = Vec::new();
+        for record in records {
+            if state.expired(&record) {
+                if store::delete(&state.deps.storage, record.id)
+                    .await
+                    .unwrap_or(false)
+                {
+                    remove_agent_logs(&state.deps, record.id).await;
+                    state.report.purged += 1;
+                }
+                continue;
+            }
+            if let Some(record) = state.triage(record).await {
+                live.push(record);
+            }
+        }
+        state.restore(&myself, live).await;
+        myself.send_interval(PURGE_EVERY, || RegistryMsg::Purge);
+        tracing::info!(
+            restored = state.report.restored,
+            errored = state.report.errored,
+            terminated = state.report.terminated,
+            "sessions restored"
+        );
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        msg: RegistryMsg,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Insert {
+                record,
+                context,
+                arrival,
+                reply,
+            } => {
+                let _ = reply.send(state.insert(&myself, *record, context, arrival).await);
+            }
+            RegistryMsg::Lookup { id, reply } => {
+                let found = state
+                    .sessions
+                    .get(&id)
+                    .map(|e| (e.record.clone(), e.actor.clone()));
+                let _ = reply.send(found);
+            }
+            RegistryMsg::List(reply) => {
+                let records = state.sessions.values();
+                let _ = reply.send(records.map(|e| SessionRecord::clone(&e.record)).collect());
+            }
+            RegistryMsg::Retire {
+                record,
+                purge,
+                reply,
+            } => {
+                let _ = reply.send(state.retire(*record, purge).await);
+            }
+            RegistryMsg::Updated(record) => {
+                if let Some(entry) = state.sessions.get_mut(&record.id) {
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    entry.record = record;
+                    state.deps.bus.publish(event);
+                }
+            }
+            RegistryMsg::Purge => {
+                state.purge_expired().await;
+            }
+            RegistryMsg::Report(reply) => {
+                let _ = reply.send(state.report.clone());
+            }
+            RegistryMsg::StopAll(reply) => {
+                state.stopping = true;
+                let actors: Vec<_> = state
+                    .sessions
+                    .values()
+                    .filter_map(|e| e.actor.clone())
+                    .collect();
+                // Every session stops its agents (reverse dependency order) at the same time.
+                let stops = actors
+                    .iter()
+                    .map(|actor| actor.stop_and_wait(Some("server shutting down".into()), None));
+                futures::future::join_all(stops).await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        event: SupervisionEvent,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, reason) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        let Some(id) = state.by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        if state.stopping {
+            return Ok(());
+        }
+        let Some(entry) = state.sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        entry.actor = None;
+        if entry.record.status.is_terminal() {
+            return Ok(());
+        }
+        // A session actor died on its own: rebuild it from its record, a few times.
+        entry.rebuilds += 1;
+        let deaths = entry.rebuilds;
+        if deaths > MAX_REBUILDS {
+            tracing::error!(session = %id, "session actor died ({reason}) again; leaving it in error");
+            let message = format!(
+                "the session actor died {deaths} times (rebuilt {MAX_REBUILDS} times): {reason}"
+            );
+            state.fail(id, message).await;
+            return Ok(());
+        }
+        tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
+        let before = entry.record.status;
+        let record = SessionRecord::clone(&entry.record);
+        match start_session(&state.deps, &myself, record).await {
+            Ok((actor, record)) => {
+                if record.status != before {
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    state.deps.bus.publish(event);
+                }
+                state.adopt(actor, record);
+            }
+            Err(err) => {
+                tracing::error!(session = %id, "cannot rebuild the session: {err}");
+                // No actor, so no agents: never left looking active.
+                state
+                    .fail(id, format!("the session could not be rebuilt: {err}"))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    /// Puts a session that has no actor any more in `error` with `message`: stored and
+    /// announced.
+    async fn fail(&mut self, id: Uuid, message: String) {
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let record = Arc::make_mut(&mut entry.record);
+        record.status = SessionStatus::Error;
+        record.error_message = Some(message);
+        record.updated_at = now();
+        let record = entry.record.clone();
+        self.save(&record).await;
+        let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+        self.deps.bus.publish(event);
+    }
+
+    fn live(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|e| !e.record.status.is_terminal())
+            .count()
+    }
+
+    fn expired(&self, record: &SessionRecord) -> bool {
+        let retention = f64::from(self.deps.settings.sessions.terminated_retention_days) * 86_400.0;
+        record.status == SessionStatus::Terminated
+            && record
+                .terminated_at
+                .is_some_and(|at| now() - at > retention)
+    }
+
+    async fn save(&self, record: &SessionRecord) {
+        if let Err(err) = store::save(&self.deps.storage, record).await {
+            tracing::error!(session = %record.id, "cannot store the session: {err}");
+        }
+    }
+
+    /// Sorts a stored session out at start: a terminated one is kept as it is (one caught
+    /// terminating is finished); a live one is returned, to be judged and started
+    /// ([`restore_one`]).
+    async fn triage(&mut self, mut record: SessionRecord) -> Option<SessionRecord> {
+        let id = record.id;
+        if record.status == SessionStatus::Terminated || record.status == SessionStatus::Terminating
+        {
+            // A crash while terminating: its agents died with the server; finish the job.
+            if record.status == SessionStatus::Terminating {
+                record.status = SessionStatus::Terminated;
+                record.terminated_at.get_or_insert_with(now);
+                self.save(&record).await;
+            }
+            self.report.terminated += 1;
+            self.sessions.insert(id, Entry::idle(record, 0));
+            return None;
+        }
+        Some(record)
+    }
+
+    /// Starts the live sessions found at start, [`RESTORE_AT_ONCE`] at a time, each on a task
+    /// of its own so every core works; one whose directory no longer passes, or that cannot
+    /// start, is put in `error`.
+    async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, records: Vec<SessionRecord>) {
+        let deps = self.deps.clone();
+        let mut starts = futures::stream::iter(records)
+            .map(|mut record| {
+                record.status = SessionStatus::Initializing;
+                // Earlier versions stored a count for every agent, zeros included.
+                record.agent_restarts.retain(|_, restarts| *restarts > 0);
+                // Kept to put the session in `error` if its start fails.
+                let fallback = record.clone();
+                let start = tokio::spawn(restore_one(deps.clone(), myself.clone(), record));
+                async move { (fallback, start.await) }
+            })
+            .buffer_unordered(RESTORE_AT_ONCE);
+        while let Some((mut record, started)) = starts.next().await {
+            let started =
+                started.unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
+            match started {
+                Ok(Restored::Refused(message)) => {
+                    record.status = SessionStatus::Error;
+                    record.error_message = Some(message);
+                    record.updated_at = now();
+                    self.save(&record).await;
+                    self.report.errored += 1;
+                    self.sessions.insert(record.id, Entry::idle(record, 0));
+                }
+                Ok(Restored::Started((actor, started))) => {
+                    if started.status != record.status {
+                        self.deps.bus.publish(SessionEvent::Updated(Box::new(
+                            SessionRecord::clone(&started),
+                        )));
+                    }
+                    self.adopt(actor, started);
+                    self.report.restored += 1;
+                }
+                Err(err) => {
+                    record.status = SessionStatus::Error;
+                    record.error_message = Some(err.to_string());
+                    self.save(&record).await;
+                    self.report.errored += 1;
+                    self.sessions.insert(record.id, Entry::idle(record, 0));
+                }
+            }
+        }
+    }
+
+    /// Records a started session actor and the record its start left.
+    fn adopt(&mut self, actor: ActorRef<SessionMsg>, record: Arc<SessionRecord>) {
+        let id = record.id;
+        self.by_actor.insert(actor.get_id(), id);
+        let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
+        self.sessions.insert(
+            id,
+            Entry {
+                record,
+                actor: Some(actor),
+                rebuilds,
+            },
+        );
+    }
+
+    async fn insert(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        record: SessionRecord,
+        context: Vec<(String, Value)>,
+        arrival: Arrival,
+    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+        let max = self.deps.settings.sessions.max_sessions;
+        if self.live() >= max as usize {
+            return Err(SessionError::TooManySessions { max });
+        }
+        if self.sessions.contains_key(&record.id) {
+            return Err(SessionError::Conflict(format!(
+                "a session with id {} exists already",
+                record.id
+            )));
+        }
+        // Stored (with its context) before anything starts: a refused write creates nothing.
+        store::save_new(&self.deps.storage, &record, context).await?;
+        let id = record.id;
+        let initial = Box::new(record.clone());
+        match start_session(&self.deps, myself, record).await {
+            Ok((actor, started)) => {
+                let changed = started.status != initial.status;
+                self.deps.bus.publish(match arrival {
+                    Arrival::Created => SessionEvent::Created(initial),
+                    Arrival::Cloned { source } => SessionEvent::Cloned {
+                        source,
+                        record: initial,
+                    },
+                    Arrival::Imported => SessionEvent::Imported(initial),
+                });
+                if changed {
+                    self.deps
+                        .bus
+                        .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                            &started,
+                        ))));
+                }
+                self.adopt(actor.clone(), started);
+                Ok(actor)
+            }
+            Err(err) => {
+                // Nothing of a refused session is kept.
+                if let Err(again) = store::delete(&self.deps.storage, id).await {
+                    tracing::error!(session = %id, "a session that could not start stays stored: {again}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn retire(&mut self, record: SessionRecord, purge: bool) -> Result<(), SessionError> {
+        let id = record.id;
+        // The actor goes first (its agents are already stopped), so nothing it does on the
+        // way out can write the record after a purge deleted it.
+        if let Some(actor) = self.sessions.get_mut(&id).and_then(|e| e.actor.take()) {
+            self.by_actor.remove(&actor.get_id());
+            if let Err(err) = actor.stop_and_wait(Some("terminated".into()), None).await {
+                tracing::warn!(session = %id, "stopping the session actor: {err}");
+            }
+        }
+        if purge {
+            store::delete(&self.deps.storage, id).await?;
+            remove_agent_logs(&self.deps, id).await;
+        }
+        if let Some(entry) = self.sessions.remove(&id) {
+            if !purge {
+                self.sessions
+                    .insert(id, Entry::idle(record.clone(), entry.rebuilds));
+            }
+        }
+        self.deps.bus.publish(if purge {
+            SessionEvent::Purged(id)
+        } else {
+            SessionEvent::Terminated(Box::new(record))
+        });
+        Ok(())
+    }
+
+    async fn purge_expired(&mut self) {
+        let expired: Vec<Uuid> = self
+            .sessions
+            .values()
+            .filter(|e| self.expired(&e.record))
+            .map(|e| e.record.id)
+            .collect();
+        for id in expired {
+            if let Err(err) = store::delete(&self.deps.storage, id).await {
+                tracing::warn!(session = %id, "cannot purge the session: {err}");
+                continue;
+            }
+            remove_agent_logs(&self.deps, id).await;
+            self.sessions.remove(&id);
+            self.deps.bus.publish(SessionEvent::Purged(id));
+        }
+    }
+}
+
+/// Deletes a purged session's agent output logs (`<data_dir>/logs/<id>`): nothing of it is
+/// left behind. A failure is logged; the purge stands.
+async fn remove_agent_logs(deps: &SessionDeps, id: Uuid) {
+    let dir = deps.settings.log_dir().join(id.to_string());
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::warn!(session = %id, "cannot delete the agents' logs {}: {err}", dir.display());
+        }
+    }
+}
+
+/// Spawns a session's actor, linked to the registry, which starts its agents; returns the
+/// actor and the record as its start left it (status derived from the agents).
+async fn start_session(
+    deps: &SessionDeps,
+    registry: &ActorRef<RegistryMsg>,
+    record: SessionRecord,
+) -> Result<StartedSession, SessionError> {
+    let (started, on_start) = oneshot::channel();
+    let args = SessionArgs {
+        record,
+        deps: deps.clone(),
+        registry: registry.clone(),
+        started,
+    };
+    let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.get_cell())
+        .await
+        .map_err(|err| match err {
+            ractor::SpawnErr::StartupFailed(reason) => {
+                SessionError::AgentsFailed(reason.to_string())
+            }
+            other => SessionError::AgentsFailed(other.to_string()),
+        })?;
+    let record = on_start.await.map_err(|_| {
+        SessionError::AgentsFailed("the session actor did not report its start".into())
+    })?;
+    Ok((actor, record))
+}
+
+/// What became of a session restored at start.
+enum Restored {
+    Started(StartedSession),
+    /// Its working directory no longer passes: why, for `error_message`.
+    Refused(String),
+}
+
+/// Restores one stored session, on a task of its own: its working directory is judged
+/// again as an agent's start judges it (`open_directory`: the path policy applied to where
+/// the directory really is, no git), and the session is started only if it passes — a
+/// directory that vanished, or was swapped for a symlink out of bounds while the server was
+/// down, starts nothing.
+async fn restore_one(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    record: SessionRecord,
+) -> Result<Restored, SessionError> {
+    let directory = &record.configuration.working_directory;
+    if let Err(refused) = deps.paths.open_directory(directory) {
+        return Ok(Restored::Refused(if refused.has(CheckCode::DoesNotExist) {
+            format!("the working directory {directory} no longer exists")
+        } else {
+            refused.to_string()
+        }));
+    }
+    start_session(&deps, &registry, record)
+        .await
+        .map(Restored::Started)
+}
