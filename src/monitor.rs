@@ -37,11 +37,10 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agent::Severity;
 use crate::config::{Settings, Thresholds};
+pub use crate::session::{AgentSample, Resource, ResourceAlert, SessionSample};
 use crate::session::{Published, SessionEvent, SessionRegistry};
 use crate::storage::{Storage, StorageError};
 use crate::supervision::{
@@ -50,7 +49,7 @@ use crate::supervision::{
 };
 
 pub use activity::{Activity, ERROR_WINDOW_SECONDS, RESPONSE_WINDOW_SECONDS};
-pub use sample::{AgentSample, HostSample};
+pub use sample::HostSample;
 pub use threshold::{severity, step, Hysteresis, LineState, Transition};
 pub use trend::{anomaly, hour_of, Anomaly, Hour, MIN_HISTORY, TREND_HOURS};
 
@@ -68,82 +67,6 @@ const FULL_RESOLUTION: Duration = Duration::from_secs(3600);
 pub const MAX_POINTS: usize = 3600;
 /// The sampling actor's id under its supervisor.
 const CHILD: &str = "monitor";
-
-/// One session at one instant: the sum of its agents' process trees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionSample {
-    /// The session.
-    pub session_id: Uuid,
-    /// Unix seconds.
-    pub at: f64,
-    /// CPU of every agent's tree; 100 is one core busy.
-    pub cpu_percent: f64,
-    /// Resident memory of every agent's tree, MiB.
-    pub memory_mb: f64,
-    /// `memory_mb` as a percentage of the session's `max_memory_mb`.
-    pub memory_percent: Option<f64>,
-    /// Use of the file system holding the working directory, percent.
-    pub disk_percent: Option<f64>,
-    /// Agents running.
-    pub agents_running: u64,
-    /// Agents configured.
-    pub agents_total: u64,
-    /// Restarts made so far, all agents.
-    pub restarts: u64,
-    /// Agents failed.
-    pub errors: u64,
-    /// Each agent with a live process.
-    pub agents: Vec<AgentSample>,
-}
-
-/// What a resource alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resource {
-    /// CPU use (host: all CPUs; session: its agents, 100 = one core).
-    Cpu,
-    /// Memory use (host: of the installed memory; session: of its `max_memory_mb`).
-    Memory,
-    /// Use of a working directory's file system.
-    Disk,
-    /// A session's errors in the last hour: failed tool uses (hooks) and agent restarts.
-    ErrorRate,
-    /// A session's mean tool response time over the last five minutes (hooks), ms.
-    ResponseTime,
-}
-
-impl Resource {
-    /// The snake_case word used on the wire as the alert's `kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resource::Cpu => "cpu_usage",
-            Resource::Memory => "memory_usage",
-            Resource::Disk => "disk_usage",
-            Resource::ErrorRate => "error_rate",
-            Resource::ResponseTime => "response_time",
-        }
-    }
-}
-
-/// One resource alert, from raise to resolution.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResourceAlert {
-    /// Stable from raise to resolution.
-    pub id: Uuid,
-    /// The session, or `None` for the host.
-    pub session: Option<Uuid>,
-    /// What crossed its line.
-    pub resource: Resource,
-    /// How far over the line it was when raised.
-    pub severity: Severity,
-    /// For people.
-    pub message: String,
-    /// The value that raised it (in a resolution: the value that resolved it).
-    pub value: f64,
-    /// The line.
-    pub threshold: f64,
-    /// Unix seconds it was raised at.
-    pub raised_at: f64,
-}
 
 /// Where an embedding service hears about alerts. Called on the monitor's notification
 /// thread, in order; a panic is caught and logged, and a slow sink delays only other sinks.

@@ -7,6 +7,8 @@
 //!   which turns its agents' states into the session's status;
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
 //!   [`SessionRegistry`], the typed handle every caller uses;
+//! - `resources.rs`: [`SessionSample`] and [`ResourceAlert`], what the monitor announces on
+//!   the bus (defined here, with the events that carry them);
 //! - `bus.rs`: [`EventBus`], where every session, agent and context event is published in
 //!   one order, numbered for the audit trail and, when opened on storage, kept in the
 //!   event log without the publisher waiting;
@@ -20,6 +22,7 @@ mod error;
 mod model;
 mod query;
 mod registry;
+mod resources;
 mod snapshot;
 mod store;
 
@@ -37,6 +40,7 @@ pub use registry::{
     CloneSession, CreateSession, ImportSession, RestoreReport, SessionEvent, SessionRegistry,
     UpdateSession, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES,
 };
+pub use resources::{AgentSample, Resource, ResourceAlert, SessionSample};
 pub use snapshot::{
     export, parse_import, Snapshot, SnapshotContext, FORMAT_VERSION, MAX_SHARED_KEYS,
     MAX_SHARED_KEY_CHARS,

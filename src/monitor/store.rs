@@ -614,7 +614,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(&dir.path().join("db")).await.unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let agent = |name: &str, memory_mb: f64| super::super::sample::AgentSample {
+        let agent = |name: &str, memory_mb: f64| super::super::AgentSample {
             name: name.into(),
             pid: 1,
             processes: 1,

@@ -24,7 +24,6 @@ use crate::agent::{
     LogLine,
 };
 use crate::config::Settings;
-use crate::monitor::{ResourceAlert, SessionSample};
 use crate::paths::{CheckCode, PathPolicy, Validation};
 use crate::storage::Storage;
 use crate::supervision::Strategy;
@@ -35,6 +34,7 @@ use super::actor::{
 use super::bus::{EventBus, Published};
 use super::error::SessionError;
 use super::model::{now, validate_tags, SessionConfig, SessionRecord, SessionStatus};
+use super::resources::{ResourceAlert, SessionSample};
 use super::snapshot::{self, Snapshot};
 use super::store;
 
