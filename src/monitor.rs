@@ -42,7 +42,7 @@ use uuid::Uuid;
 use crate::config::{Settings, Thresholds};
 pub use crate::session::{AgentSample, Resource, ResourceAlert, SessionSample};
 use crate::session::{Published, SessionEvent, SessionRegistry};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{HookNameKind, Storage, StorageError};
 use crate::supervision::{
     Backoff, ChildSpec, ChildState, Intensity, Restart, RestartPolicy, SupervisorConfig,
     SupervisorHandle,
@@ -449,9 +449,9 @@ impl Monitor {
                 }
             })
             .collect();
-        let most_used_tools = store::most_used(storage, "tool", 10).await?;
-        let most_used_commands = store::most_used(storage, "command", 10).await?;
-        let most_used_files = store::most_used(storage, "file", 10).await?;
+        let most_used_tools = store::most_used(storage, HookNameKind::Tool, 10).await?;
+        let most_used_commands = store::most_used(storage, HookNameKind::Command, 10).await?;
+        let most_used_files = store::most_used(storage, HookNameKind::File, 10).await?;
         let activity = self.shared.ledger().sum();
         Ok(Analytics {
             activity,

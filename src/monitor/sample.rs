@@ -13,7 +13,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use sysinfo::System;
 
 use crate::agent::process_tree;
@@ -22,7 +21,7 @@ use crate::session::AgentSample;
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The host at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostSample {
     /// Unix seconds.
     pub at: f64,

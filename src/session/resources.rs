@@ -9,13 +9,12 @@
 //! [`SessionEvent::Alert`]: super::SessionEvent::Alert
 //! [`SessionEvent::AlertResolved`]: super::SessionEvent::AlertResolved
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::agent::Severity;
 
 /// One session at one instant: the sum of its agents' process trees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionSample {
     /// The session.
     pub session_id: Uuid,
@@ -42,7 +41,7 @@ pub struct SessionSample {
 }
 
 /// One agent's process tree at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentSample {
     /// The agent.
     pub name: String,
