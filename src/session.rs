@@ -27,7 +27,7 @@ mod snapshot;
 mod store;
 
 pub use actor::{AgentOp, SessionView};
-pub use bus::{Encoder, EventBus, LogError, LogStatus, LostRange, Published};
+pub use bus::{stored_row, Encoder, EventBus, LogError, LogStatus, LostRange, Published};
 pub use error::SessionError;
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,
