@@ -234,3 +234,73 @@ fn counts(row: &Row<'_>, from: usize) -> rusqlite::Result<HookCounts> {
         response_ms_max: row.get::<_, Option<f64>>(from + 8)?.unwrap_or(0.0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_add_up_per_hour_and_names_stay_in_their_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let counts = |ms: f64| HookCounts {
+            tool_uses: 1,
+            errors: 1,
+            responses: 1,
+            response_ms_total: ms,
+            response_ms_max: ms,
+            ..HookCounts::default()
+        };
+        let names = HookNames {
+            tool: Some("Bash".into()),
+            commands: vec!["ls".into(), "ls".into()],
+            files: vec!["Bash".into()],
+        };
+        storage
+            .add_hook_counts(a, 0, counts(10.0), names.clone())
+            .await
+            .unwrap();
+        storage
+            .add_hook_counts(a, 3600, counts(30.0), HookNames::default())
+            .await
+            .unwrap();
+        storage
+            .add_hook_counts(b, 3600, counts(5.0), names)
+            .await
+            .unwrap();
+
+        let mut totals = storage.hook_totals().await.unwrap();
+        totals.sort_by_key(|(id, _)| *id != a);
+        assert_eq!(totals[0].0, a);
+        let t = totals[0].1;
+        assert_eq!((t.tool_uses, t.errors, t.responses), (2, 2, 2));
+        assert_eq!((t.response_ms_total, t.response_ms_max), (40.0, 30.0));
+        let hours = storage.hook_counts_by_hour(3600).await.unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].0, hours[0].1.tool_uses), (3600, 2));
+
+        // "Bash" is both a tool and a file: each list counts its own uses.
+        let tools = storage
+            .most_used_hook_names(HookNameKind::Tool, 10)
+            .await
+            .unwrap();
+        assert_eq!(tools, [("Bash".to_owned(), 2)]);
+        let commands = storage
+            .most_used_hook_names(HookNameKind::Command, 10)
+            .await
+            .unwrap();
+        assert_eq!(commands, [("ls".to_owned(), 4)]);
+        let files = storage
+            .most_used_hook_names(HookNameKind::File, 1)
+            .await
+            .unwrap();
+        assert_eq!(files, [("Bash".to_owned(), 2)]);
+
+        storage.forget_hook_counts(a).await.unwrap();
+        let left = storage.hook_totals().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, b);
+        storage.close().await.unwrap();
+    }
+}

@@ -419,3 +419,122 @@ pub(super) fn int(n: u64) -> i64 {
 pub(super) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(at: f64) -> HostRow {
+        HostRow {
+            at,
+            cpu_percent: 12.5,
+            memory_used_mb: 512.0,
+            memory_total_mb: 2048.0,
+            memory_percent: 25.0,
+            load_average: [0.5, 0.25, 0.125],
+        }
+    }
+
+    fn session(id: Uuid, at: f64, agents: Vec<AgentRow>) -> SessionRow {
+        SessionRow {
+            session_id: id,
+            at,
+            cpu_percent: 3.0,
+            memory_mb: 64.0,
+            memory_percent: Some(50.0),
+            disk_percent: None,
+            agents_running: 2,
+            agents_total: 3,
+            restarts: 4,
+            errors: 1,
+            agents,
+        }
+    }
+
+    fn agent(name: &str, memory_mb: f64) -> AgentRow {
+        AgentRow {
+            name: name.into(),
+            pid: 42,
+            processes: 2,
+            cpu_percent: 1.5,
+            memory_mb,
+            threads: 7,
+            open_files: Some(9),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_row_round_trips_and_the_host_row_keeps_its_figures_in_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let id = Uuid::new_v4();
+        let row = session(id, 100.0, vec![agent("a", 10.0), agent("b", 30.0)]);
+        let batch = SampleBatch {
+            host: Some(host(100.0)),
+            sessions: vec![row.clone(), session(Uuid::new_v4(), 100.0, Vec::new())],
+        };
+        storage.insert_samples(batch).await.unwrap();
+        assert_eq!(storage.session_samples(id, 0.0).await.unwrap(), [row]);
+        assert!(storage.session_samples(id, 100.5).await.unwrap().is_empty());
+
+        // The host's row: no session, its figures in the columns and every field in detail.
+        let (session_id, memory_mb, detail) = storage
+            .call(|conn| {
+                Ok(conn.query_row(
+                    "SELECT session_id, memory_mb, detail FROM metrics WHERE session_id IS NULL",
+                    [],
+                    |row| {
+                        Ok((
+                            row.get::<_, Option<String>>(0)?,
+                            row.get::<_, f64>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    },
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!((session_id, memory_mb), (None, 512.0));
+        let detail: HostRow = serde_json::from_str(&detail).unwrap();
+        assert_eq!(detail, host(100.0));
+
+        // The summary reads each agent's memory out of the stored detail.
+        let summary = storage.sample_summary(id, 0.0, 200.0).await.unwrap();
+        assert_eq!((summary.total, summary.last_hour), (1, 1));
+        assert_eq!(summary.peak_agent_memory_mb, Some(30.0));
+        let hours = storage.sample_hours(0.0).await.unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].hour, hours[0].ticks), (0, 1));
+        assert_eq!(hours[0].host_cpu_percent, 12.5);
+        assert_eq!(hours[0].agents_memory_mb, 128.0);
+        storage.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn minutes_before_a_time_group_each_session_and_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let id = Uuid::new_v4();
+        for at in [0.0, 30.0, 90.0] {
+            let batch = SampleBatch {
+                host: Some(host(at)),
+                sessions: vec![session(id, at, Vec::new())],
+            };
+            storage.insert_samples(batch).await.unwrap();
+        }
+        let minutes = storage.sample_minutes_before(60.0).await.unwrap();
+        let got: Vec<_> = minutes
+            .iter()
+            .map(|m| (m.session_id.clone(), m.minute, m.samples))
+            .collect();
+        assert_eq!(got, [(None, 0, 2), (Some(id.to_string()), 0, 2)]);
+        assert_eq!(minutes[1].restarts_max, 4);
+        assert_eq!(storage.prune_samples_before(60.0).await.unwrap(), 4);
+        assert!(storage
+            .sample_minutes_before(60.0)
+            .await
+            .unwrap()
+            .is_empty());
+        storage.close().await.unwrap();
+    }
+}
