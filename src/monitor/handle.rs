@@ -222,7 +222,7 @@ impl Monitor {
         store::session_history(&self.shared.storage, session, since).await
     }
 
-    /// The [`summarize`] figures of a session's stored samples of the last `hours`,
+    /// The [`summarize`](super::summarize) figures of a session's stored samples of the last `hours`,
     /// computed by the database (no sample is read out) once per change of the stored
     /// samples: however many clients poll a session, it costs one aggregate per sampling
     /// interval, not one per request.
