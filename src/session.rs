@@ -8,6 +8,8 @@
 //!   which turns its agents' states into the session's status;
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
 //!   [`SessionRegistry`], the typed handle every caller uses;
+//! - `resources.rs`: [`SessionSample`] and [`ResourceAlert`], what the monitor announces on
+//!   the bus (defined here, with the events that carry them);
 //! - `bus.rs`: [`EventBus`], where every session, agent and context event is published in
 //!   one order, numbered for the audit trail and, when opened on storage, kept in the
 //!   event log without the publisher waiting;
@@ -21,11 +23,12 @@ mod error;
 mod model;
 mod query;
 mod registry;
+mod resources;
 mod snapshot;
 mod store;
 
 pub use actor::{AgentOp, SessionView};
-pub use bus::{Encoder, EventBus, LogError, LogStatus, LostRange, Published};
+pub use bus::{stored_row, Encoder, EventBus, LogError, LogStatus, LostRange, Published};
 pub use error::SessionError;
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,
@@ -38,6 +41,7 @@ pub use registry::{
     CloneSession, CreateSession, ImportSession, RestoreReport, SessionEvent, SessionRegistry,
     UpdateSession, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES,
 };
+pub use resources::{AgentSample, Resource, ResourceAlert, SessionSample};
 pub use snapshot::{
     export, parse_import, Snapshot, SnapshotContext, FORMAT_VERSION, MAX_SHARED_KEYS,
     MAX_SHARED_KEY_CHARS,

@@ -7,13 +7,17 @@
 //! method returns `Ok`, the data survives `kill -9` of the server (and a power cut).
 //!
 //! Layout: `connection` opens and configures the database, `migrations` holds the schema,
-//! `writer` the thread, and one module per table family (`events`, `sessions`, ...) adds its typed methods
-//! to [`Storage`] on top of [`Storage::call`].
+//! `writer` the thread, and one module per table family (`events`, `sessions`, `metrics`, `hooks`, ...) adds
+//! its typed methods to [`Storage`] on top of [`Storage::call`], taking and returning its own
+//! row types: no rusqlite type crosses that surface, so it is the seam another backend
+//! implements.
 
 mod connection;
 mod error;
 mod events;
 mod health;
+mod hooks;
+mod metrics;
 mod migrations;
 mod sessions;
 mod writer;
@@ -27,6 +31,10 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::{Fault, StorageError};
 pub use events::{NewEvent, StoredEvent};
 pub use health::StorageHealth;
+pub use hooks::{HookCounts, HookNameKind, HookNames};
+pub use metrics::{
+    AgentRow, HostRow, SampleBatch, SampleHour, SampleMinute, SampleSummary, SessionSampleRow,
+};
 pub use migrations::SCHEMA_VERSION;
 pub use sessions::{ContextPut, LoadedSessions, SessionRow, UnreadableSession};
 

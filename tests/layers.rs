@@ -80,8 +80,6 @@ const LAYERS: &[Layer] = &[
 const TEMPORARILY_ALLOWED: &[(&str, &str, &str)] = &[
     // config.rs imports agent's validators: helper h-config breaks the config ↔ agent cycle.
     ("config", "agent", "h-config"),
-    // SessionEvent carries monitor types: helper h-events breaks the session ↔ monitor cycle.
-    ("session", "monitor", "h-events"),
 ];
 
 /// A use of another top-level module: where it is and what it names.

@@ -3,6 +3,9 @@
 //! written as gzip-compressed JSON lines under `<data_dir>/session_metrics/`, one file per
 //! prune (`metrics-until-<unix seconds>.jsonl.gz`), written to a temporary name and renamed
 //! once complete, so a reader never sees half a file.
+//!
+//! The lines are the archive file's own format (written here, read by people and tools),
+//! neither the database's nor the wire's.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -12,9 +15,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::json;
 
-use crate::storage::{Storage, StorageError};
-
-use super::store;
+use crate::storage::{SampleMinute, Storage, StorageError};
 
 /// Why an archive could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -29,23 +30,6 @@ pub(crate) enum ArchiveError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// One session's (or the host's) minute.
-#[derive(Debug, Clone, PartialEq)]
-struct Minute {
-    session_id: Option<String>,
-    minute: i64,
-    samples: i64,
-    cpu_avg: f64,
-    cpu_max: f64,
-    memory_avg: f64,
-    memory_max: f64,
-    memory_percent_max: Option<f64>,
-    disk_percent_max: Option<f64>,
-    agents_running_max: i64,
-    restarts_max: i64,
-    errors_max: i64,
 }
 
 /// What one prune did.
@@ -67,7 +51,7 @@ pub(crate) async fn archive_and_prune(
     dir: &Path,
     before: f64,
 ) -> Result<Pruned, ArchiveError> {
-    let minutes = minutes_before(storage, before).await?;
+    let minutes = storage.sample_minutes_before(before).await?;
     let lines = minutes.len();
     let written = if minutes.is_empty() {
         Ok(None)
@@ -82,7 +66,7 @@ pub(crate) async fn archive_and_prune(
             .map(|()| Some(path.clone()))
             .map_err(|source| ArchiveError::Write { path, source })
     };
-    let deleted = store::prune_before(storage, before).await?;
+    let deleted = storage.prune_samples_before(before).await?;
     let file = written?;
     Ok(Pruned {
         file,
@@ -91,39 +75,7 @@ pub(crate) async fn archive_and_prune(
     })
 }
 
-async fn minutes_before(storage: &Storage, before: f64) -> Result<Vec<Minute>, StorageError> {
-    storage
-        .call(move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT session_id, CAST(at / 60 AS INTEGER) * 60 AS minute, count(*),
-                        avg(cpu_percent), max(cpu_percent), avg(memory_mb), max(memory_mb),
-                        max(memory_percent), max(disk_percent), max(agents_running),
-                        max(restarts), max(errors)
-                 FROM metrics WHERE at < ?1
-                 GROUP BY session_id, minute ORDER BY session_id, minute",
-            )?;
-            let rows = select.query_map([before], |row| {
-                Ok(Minute {
-                    session_id: row.get(0)?,
-                    minute: row.get(1)?,
-                    samples: row.get(2)?,
-                    cpu_avg: row.get(3)?,
-                    cpu_max: row.get(4)?,
-                    memory_avg: row.get(5)?,
-                    memory_max: row.get(6)?,
-                    memory_percent_max: row.get(7)?,
-                    disk_percent_max: row.get(8)?,
-                    agents_running_max: row.get(9)?,
-                    restarts_max: row.get(10)?,
-                    errors_max: row.get(11)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-}
-
-fn write(dir: &Path, path: &Path, minutes: &[Minute]) -> std::io::Result<()> {
+fn write(dir: &Path, path: &Path, minutes: &[SampleMinute]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let partial = path.with_extension("partial");
     let file = File::create(&partial)?;
@@ -160,6 +112,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::monitor::store;
     use crate::monitor::SessionSample;
 
     fn sample(id: Uuid, at: f64, cpu: f64, memory: f64) -> Arc<SessionSample> {

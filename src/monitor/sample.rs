@@ -13,15 +13,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use sysinfo::System;
 
 use crate::agent::process_tree;
+use crate::session::AgentSample;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The host at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostSample {
     /// Unix seconds.
     pub at: f64,
@@ -35,25 +35,6 @@ pub struct HostSample {
     pub memory_percent: f64,
     /// Load average over 1, 5 and 15 minutes.
     pub load_average: [f64; 3],
-}
-
-/// One agent's process tree at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentSample {
-    /// The agent.
-    pub name: String,
-    /// Its first process.
-    pub pid: u32,
-    /// Processes in its tree.
-    pub processes: usize,
-    /// CPU of the whole tree; 100 is one core busy.
-    pub cpu_percent: f64,
-    /// Resident memory of the whole tree, MiB.
-    pub memory_mb: f64,
-    /// Threads of the whole tree.
-    pub threads: u64,
-    /// Open file descriptors of the whole tree, where `/proc` shows them.
-    pub open_files: Option<u64>,
 }
 
 /// Keeps what CPU percentages need between two samples (the previous CPU times).

@@ -1,21 +1,20 @@
-//! The `metrics` table (schema v3): one row per session per sample, and one per host sample
-//! (`session_id` NULL). Every tick is one transaction through [`Storage::call`].
-//!
-//! The hook tables (schema v4): `hook_activity`, one row per session per hour of what its
-//! hook events counted (totals are sums of its rows, trends group them by hour), and
-//! `hook_names`, how often each tool, command word and file was used per session.
+//! The monitor's side of its persistence: its samples, hook counts and trend hours turned
+//! into storage's rows and back. The SQL is storage's (`storage/metrics.rs` for the
+//! `metrics` table, `storage/hooks.rs` for the hook tables); nothing here knows the database.
 
 use std::sync::Arc;
 
-use rusqlite::params;
 use uuid::Uuid;
 
-use crate::storage::{Storage, StorageError};
+use crate::storage::{
+    AgentRow, HookCounts, HookNameKind, HookNames, HostRow, SampleBatch, SessionSampleRow, Storage,
+    StorageError,
+};
 
 use super::activity::{Activity, Delta};
 use super::sample::HostSample;
 use super::trend::Hour;
-use super::SessionSample;
+use super::{AgentSample, SessionSample, Summary};
 
 /// What one tick stores.
 #[derive(Debug, Clone, Default)]
@@ -26,50 +25,11 @@ pub(crate) struct Batch {
 
 /// Stores a tick's samples in one transaction.
 pub(crate) async fn insert(storage: &Storage, batch: Batch) -> Result<(), StorageError> {
-    storage
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO metrics (session_id, at, cpu_percent, memory_mb, memory_percent,
-                        disk_percent, agents_running, agents_total, restarts, errors, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?;
-                if let Some(host) = &batch.host {
-                    insert.execute(params![
-                        None::<String>,
-                        host.at,
-                        host.cpu_percent,
-                        host.memory_used_mb,
-                        host.memory_percent,
-                        None::<f64>,
-                        0,
-                        0,
-                        0,
-                        0,
-                        serde_json::to_string(host)?,
-                    ])?;
-                }
-                for s in &batch.sessions {
-                    insert.execute(params![
-                        s.session_id.to_string(),
-                        s.at,
-                        s.cpu_percent,
-                        s.memory_mb,
-                        s.memory_percent,
-                        s.disk_percent,
-                        int(s.agents_running),
-                        int(s.agents_total),
-                        int(s.restarts),
-                        int(s.errors),
-                        serde_json::to_string(&s.agents)?,
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+    let rows = SampleBatch {
+        host: batch.host.map(host_row),
+        sessions: batch.sessions.iter().map(|s| session_row(s)).collect(),
+    };
+    storage.insert_samples(rows).await
 }
 
 /// A session's samples taken at or after `since`, oldest first.
@@ -78,149 +38,38 @@ pub(crate) async fn session_history(
     id: Uuid,
     since: f64,
 ) -> Result<Vec<SessionSample>, StorageError> {
-    storage
-        .call(move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT at, cpu_percent, memory_mb, memory_percent, disk_percent,
-                        agents_running, agents_total, restarts, errors, detail
-                 FROM metrics WHERE session_id = ?1 AND at >= ?2 ORDER BY at, id",
-            )?;
-            let rows = select.query_map(params![id.to_string(), since], |row| {
-                Ok((
-                    SessionSample {
-                        session_id: id,
-                        at: row.get(0)?,
-                        cpu_percent: row.get(1)?,
-                        memory_mb: row.get(2)?,
-                        memory_percent: row.get(3)?,
-                        disk_percent: row.get(4)?,
-                        agents_running: count(row.get(5)?),
-                        agents_total: count(row.get(6)?),
-                        restarts: count(row.get(7)?),
-                        errors: count(row.get(8)?),
-                        agents: Vec::new(),
-                    },
-                    row.get::<_, String>(9)?,
-                ))
-            })?;
-            rows.map(|row| {
-                let (mut sample, detail) = row?;
-                sample.agents = serde_json::from_str(&detail)?;
-                Ok(sample)
-            })
-            .collect()
-        })
-        .await
+    let rows = storage.session_samples(id, since).await?;
+    Ok(rows.into_iter().map(session_sample).collect())
 }
 
 /// [`super::summarize`] of a session's samples taken at or after `since`, as of `now`,
-/// aggregated by SQLite over the `(session_id, at)` index.
+/// aggregated by the database.
 pub(crate) async fn session_summary(
     storage: &Storage,
     id: Uuid,
     since: f64,
     now: f64,
-) -> Result<super::Summary, StorageError> {
-    storage
-        .call(move |conn| {
-            let hour = now - 3600.0;
-            let id = id.to_string();
-            let mut figures = conn.prepare_cached(
-                "SELECT COUNT(*),
-                        COUNT(CASE WHEN at >= ?3 THEN 1 END),
-                        AVG(CASE WHEN at >= ?3 THEN cpu_percent END),
-                        AVG(CASE WHEN at >= ?3 THEN memory_mb END),
-                        MAX(cpu_percent), MAX(memory_mb)
-                 FROM metrics WHERE session_id = ?1 AND at >= ?2",
-            )?;
-            let mut summary = figures.query_row(params![id, since, hour], |row| {
-                Ok(super::Summary {
-                    total_data_points: count(row.get(0)?) as usize,
-                    points_last_hour: count(row.get(1)?) as usize,
-                    average_cpu_percent: row.get(2)?,
-                    average_memory_mb: row.get(3)?,
-                    peak_cpu_percent: row.get(4)?,
-                    peak_memory_mb: row.get(5)?,
-                    peak_agent_memory_mb: None,
-                })
-            })?;
-            let mut agent_peak = conn.prepare_cached(
-                "SELECT MAX(json_extract(agent.value, '$.memory_mb'))
-                 FROM metrics, json_each(metrics.detail) AS agent
-                 WHERE metrics.session_id = ?1 AND metrics.at >= ?2",
-            )?;
-            summary.peak_agent_memory_mb =
-                agent_peak.query_row(params![id, since], |row| row.get(0))?;
-            Ok(summary)
-        })
-        .await
+) -> Result<Summary, StorageError> {
+    let figures = storage.sample_summary(id, since, now).await?;
+    Ok(Summary {
+        total_data_points: usize::try_from(figures.total).unwrap_or(usize::MAX),
+        points_last_hour: usize::try_from(figures.last_hour).unwrap_or(usize::MAX),
+        average_cpu_percent: figures.average_cpu_percent,
+        average_memory_mb: figures.average_memory_mb,
+        peak_cpu_percent: figures.peak_cpu_percent,
+        peak_memory_mb: figures.peak_memory_mb,
+        peak_agent_memory_mb: figures.peak_agent_memory_mb,
+    })
 }
 
-/// A count as SQLite stores it (a signed 64-bit integer).
-fn int(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-/// Deletes every sample taken before `at`; returns how many.
-pub(crate) async fn prune_before(storage: &Storage, at: f64) -> Result<usize, StorageError> {
-    storage
-        .call(move |conn| Ok(conn.execute("DELETE FROM metrics WHERE at < ?1", [at])?))
-        .await
-}
-
-/// Thins the samples taken in `[from, until)` (both on minute boundaries) to one per session
-/// (or host) per minute: the minute's last sample is kept, with the minute's mean CPU and
-/// memory and its peak memory and disk percentages; the others are deleted. Returns how many
-/// were deleted. A minute already thinned is left as it is.
+/// Thins the samples taken in `[from, until)` to one per session (or host) per minute;
+/// returns how many were deleted.
 pub(crate) async fn downsample(
     storage: &Storage,
     from: f64,
     until: f64,
 ) -> Result<usize, StorageError> {
-    storage
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS minute_means (
-                    keep INTEGER PRIMARY KEY, cpu REAL, memory REAL,
-                    memory_percent REAL, disk_percent REAL)",
-                [],
-            )?;
-            tx.execute("DELETE FROM temp.minute_means", [])?;
-            tx.execute(
-                "INSERT INTO temp.minute_means
-                 SELECT max(id), avg(cpu_percent), avg(memory_mb), max(memory_percent),
-                        max(disk_percent)
-                 FROM metrics WHERE at >= ?1 AND at < ?2
-                 GROUP BY session_id, CAST(at / 60 AS INTEGER) HAVING count(*) > 1",
-                params![from, until],
-            )?;
-            tx.execute(
-                "UPDATE metrics SET
-                    cpu_percent = (SELECT cpu FROM temp.minute_means WHERE keep = metrics.id),
-                    memory_mb = (SELECT memory FROM temp.minute_means WHERE keep = metrics.id),
-                    memory_percent = (SELECT memory_percent FROM temp.minute_means
-                                      WHERE keep = metrics.id),
-                    disk_percent = (SELECT disk_percent FROM temp.minute_means
-                                    WHERE keep = metrics.id)
-                 WHERE id IN (SELECT keep FROM temp.minute_means)",
-                [],
-            )?;
-            let deleted = tx.execute(
-                "DELETE FROM metrics WHERE at >= ?1 AND at < ?2 AND id NOT IN (
-                    SELECT max(id) FROM metrics WHERE at >= ?1 AND at < ?2
-                    GROUP BY session_id, CAST(at / 60 AS INTEGER))",
-                params![from, until],
-            )?;
-            tx.execute("DELETE FROM temp.minute_means", [])?;
-            tx.commit()?;
-            Ok(deleted)
-        })
-        .await
+    storage.thin_samples(from, until).await
 }
 
 /// Adds one hook event's counts to its session's hour, and its names to the most-used lists.
@@ -230,57 +79,13 @@ pub(crate) async fn add_activity(
     hour: i64,
     delta: Delta,
 ) -> Result<(), StorageError> {
+    let names = HookNames {
+        tool: delta.tool,
+        commands: delta.commands,
+        files: delta.files,
+    };
     storage
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let a = &delta.activity;
-                tx.prepare_cached(
-                    "INSERT INTO hook_activity (session_id, hour, tool_uses, commands_executed,
-                        files_created, files_modified, files_deleted, errors, responses,
-                        response_ms_total, response_ms_max)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT (session_id, hour) DO UPDATE SET
-                        tool_uses = tool_uses + excluded.tool_uses,
-                        commands_executed = commands_executed + excluded.commands_executed,
-                        files_created = files_created + excluded.files_created,
-                        files_modified = files_modified + excluded.files_modified,
-                        files_deleted = files_deleted + excluded.files_deleted,
-                        errors = errors + excluded.errors,
-                        responses = responses + excluded.responses,
-                        response_ms_total = response_ms_total + excluded.response_ms_total,
-                        response_ms_max = max(response_ms_max, excluded.response_ms_max)",
-                )?
-                .execute(params![
-                    session.to_string(),
-                    hour,
-                    int(a.tool_uses),
-                    int(a.commands_executed),
-                    int(a.files_created),
-                    int(a.files_modified),
-                    int(a.files_deleted),
-                    int(a.errors),
-                    int(a.responses),
-                    a.response_ms_total,
-                    a.response_ms_max,
-                ])?;
-                let mut name = tx.prepare_cached(
-                    "INSERT INTO hook_names (session_id, kind, name, uses) VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT (session_id, kind, name) DO UPDATE SET uses = uses + 1",
-                )?;
-                let names = delta
-                    .tool
-                    .iter()
-                    .map(|t| ("tool", t))
-                    .chain(delta.commands.iter().map(|c| ("command", c)))
-                    .chain(delta.files.iter().map(|f| ("file", f)));
-                for (kind, value) in names {
-                    name.execute(params![session.to_string(), kind, value])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        .add_hook_counts(session, hour, counts(&delta.activity), names)
         .await
 }
 
@@ -288,45 +93,11 @@ pub(crate) async fn add_activity(
 pub(crate) async fn activity_totals(
     storage: &Storage,
 ) -> Result<Vec<(Uuid, Activity)>, StorageError> {
-    storage
-        .call(|conn| {
-            let mut select = conn.prepare_cached(&format!(
-                "SELECT session_id, {ACTIVITY_SUMS} FROM hook_activity GROUP BY session_id"
-            ))?;
-            let rows =
-                select.query_map([], |row| Ok((row.get::<_, String>(0)?, activity(row, 1)?)))?;
-            let mut totals = Vec::new();
-            for row in rows {
-                let (id, activity) = row?;
-                if let Ok(id) = id.parse() {
-                    totals.push((id, activity));
-                }
-            }
-            Ok(totals)
-        })
-        .await
-}
-
-const ACTIVITY_SUMS: &str = "sum(tool_uses), sum(commands_executed), sum(files_created),
-    sum(files_modified), sum(files_deleted), sum(errors), sum(responses),
-    sum(response_ms_total), max(response_ms_max)";
-
-fn activity(row: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Activity> {
-    let n = |i: usize| {
-        row.get::<_, Option<i64>>(from + i)
-            .map(|n| count(n.unwrap_or(0)))
-    };
-    Ok(Activity {
-        tool_uses: n(0)?,
-        commands_executed: n(1)?,
-        files_created: n(2)?,
-        files_modified: n(3)?,
-        files_deleted: n(4)?,
-        errors: n(5)?,
-        responses: n(6)?,
-        response_ms_total: row.get::<_, Option<f64>>(from + 7)?.unwrap_or(0.0),
-        response_ms_max: row.get::<_, Option<f64>>(from + 8)?.unwrap_or(0.0),
-    })
+    let totals = storage.hook_totals().await?;
+    Ok(totals
+        .into_iter()
+        .map(|(id, counts)| (id, activity(counts)))
+        .collect())
 }
 
 /// Every session's hook counts per hour from `since` (Unix seconds), oldest first.
@@ -334,78 +105,137 @@ pub(crate) async fn activity_by_hour(
     storage: &Storage,
     since: i64,
 ) -> Result<Vec<(i64, Activity)>, StorageError> {
-    storage
-        .call(move |conn| {
-            let mut select = conn.prepare_cached(&format!(
-                "SELECT hour, {ACTIVITY_SUMS} FROM hook_activity WHERE hour >= ?1
-                 GROUP BY hour ORDER BY hour"
-            ))?;
-            let rows = select.query_map([since], |row| Ok((row.get(0)?, activity(row, 1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+    let hours = storage.hook_counts_by_hour(since).await?;
+    Ok(hours
+        .into_iter()
+        .map(|(hour, counts)| (hour, activity(counts)))
+        .collect())
 }
 
-/// The `limit` most used names of `kind` (`tool`, `command`, `file`) over every session.
+/// The `limit` most used names of `kind` over every session.
 pub(crate) async fn most_used(
     storage: &Storage,
-    kind: &'static str,
+    kind: HookNameKind,
     limit: usize,
 ) -> Result<Vec<(String, u64)>, StorageError> {
-    storage
-        .call(move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT name, sum(uses) AS n FROM hook_names WHERE kind = ?1
-                 GROUP BY name ORDER BY n DESC, name LIMIT ?2",
-            )?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = select.query_map(params![kind, limit], |row| {
-                Ok((row.get(0)?, count(row.get(1)?)))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+    storage.most_used_hook_names(kind, limit).await
 }
 
 /// Deletes a purged session's hook counts.
 pub(crate) async fn forget_activity(storage: &Storage, session: Uuid) -> Result<(), StorageError> {
-    storage
-        .call(move |conn| {
-            let id = session.to_string();
-            conn.execute("DELETE FROM hook_activity WHERE session_id = ?1", [&id])?;
-            conn.execute("DELETE FROM hook_names WHERE session_id = ?1", [&id])?;
-            Ok(())
-        })
-        .await
+    storage.forget_hook_counts(session).await
 }
 
 /// The stored samples from `since` as trend hours: host means and the sum of every
 /// session's agents per tick, each summed over the hour's ticks.
 pub(crate) async fn trend_hours(storage: &Storage, since: f64) -> Result<Vec<Hour>, StorageError> {
-    storage
-        .call(move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT CAST(at / 3600 AS INTEGER) * 3600 AS hour,
-                        sum(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END),
-                        sum(CASE WHEN session_id IS NULL THEN cpu_percent ELSE 0 END),
-                        sum(CASE WHEN session_id IS NULL THEN memory_percent ELSE 0 END),
-                        sum(CASE WHEN session_id IS NULL THEN 0 ELSE cpu_percent END),
-                        sum(CASE WHEN session_id IS NULL THEN 0 ELSE memory_mb END)
-                 FROM metrics WHERE at >= ?1 GROUP BY hour ORDER BY hour",
-            )?;
-            let rows = select.query_map([since], |row| {
-                Ok(Hour {
-                    hour: row.get(0)?,
-                    ticks: count(row.get(1)?),
-                    host_cpu_percent: row.get(2)?,
-                    host_memory_percent: row.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
-                    agents_cpu_percent: row.get(4)?,
-                    agents_memory_mb: row.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let hours = storage.sample_hours(since).await?;
+    Ok(hours
+        .into_iter()
+        .map(|h| Hour {
+            hour: h.hour,
+            ticks: h.ticks,
+            host_cpu_percent: h.host_cpu_percent,
+            host_memory_percent: h.host_memory_percent,
+            agents_cpu_percent: h.agents_cpu_percent,
+            agents_memory_mb: h.agents_memory_mb,
         })
-        .await
+        .collect())
+}
+
+fn host_row(h: HostSample) -> HostRow {
+    HostRow {
+        at: h.at,
+        cpu_percent: h.cpu_percent,
+        memory_used_mb: h.memory_used_mb,
+        memory_total_mb: h.memory_total_mb,
+        memory_percent: h.memory_percent,
+        load_average: h.load_average,
+    }
+}
+
+fn session_row(s: &SessionSample) -> SessionSampleRow {
+    SessionSampleRow {
+        session_id: s.session_id,
+        at: s.at,
+        cpu_percent: s.cpu_percent,
+        memory_mb: s.memory_mb,
+        memory_percent: s.memory_percent,
+        disk_percent: s.disk_percent,
+        agents_running: s.agents_running,
+        agents_total: s.agents_total,
+        restarts: s.restarts,
+        errors: s.errors,
+        agents: s
+            .agents
+            .iter()
+            .map(|a| AgentRow {
+                name: a.name.clone(),
+                pid: a.pid,
+                processes: a.processes,
+                cpu_percent: a.cpu_percent,
+                memory_mb: a.memory_mb,
+                threads: a.threads,
+                open_files: a.open_files,
+            })
+            .collect(),
+    }
+}
+
+fn session_sample(r: SessionSampleRow) -> SessionSample {
+    SessionSample {
+        session_id: r.session_id,
+        at: r.at,
+        cpu_percent: r.cpu_percent,
+        memory_mb: r.memory_mb,
+        memory_percent: r.memory_percent,
+        disk_percent: r.disk_percent,
+        agents_running: r.agents_running,
+        agents_total: r.agents_total,
+        restarts: r.restarts,
+        errors: r.errors,
+        agents: r
+            .agents
+            .into_iter()
+            .map(|a| AgentSample {
+                name: a.name,
+                pid: a.pid,
+                processes: a.processes,
+                cpu_percent: a.cpu_percent,
+                memory_mb: a.memory_mb,
+                threads: a.threads,
+                open_files: a.open_files,
+            })
+            .collect(),
+    }
+}
+
+fn counts(a: &Activity) -> HookCounts {
+    HookCounts {
+        tool_uses: a.tool_uses,
+        commands_executed: a.commands_executed,
+        files_created: a.files_created,
+        files_modified: a.files_modified,
+        files_deleted: a.files_deleted,
+        errors: a.errors,
+        responses: a.responses,
+        response_ms_total: a.response_ms_total,
+        response_ms_max: a.response_ms_max,
+    }
+}
+
+fn activity(c: HookCounts) -> Activity {
+    Activity {
+        tool_uses: c.tool_uses,
+        commands_executed: c.commands_executed,
+        files_created: c.files_created,
+        files_modified: c.files_modified,
+        files_deleted: c.files_deleted,
+        errors: c.errors,
+        responses: c.responses,
+        response_ms_total: c.response_ms_total,
+        response_ms_max: c.response_ms_max,
+    }
 }
 
 #[cfg(test)]
@@ -466,7 +296,7 @@ mod tests {
         assert_eq!(session_history(&storage, a, 250.0).await.unwrap().len(), 1);
 
         // Host row, a's and b's first samples: older than 200.
-        assert_eq!(prune_before(&storage, 200.0).await.unwrap(), 3);
+        assert_eq!(storage.prune_samples_before(200.0).await.unwrap(), 3);
         let left = session_history(&storage, a, 0.0).await.unwrap();
         assert_eq!(
             left.iter().map(|s| s.at).collect::<Vec<_>>(),
@@ -564,11 +394,11 @@ mod tests {
         assert_eq!(hours.len(), 1);
         assert_eq!((hours[0].0, hours[0].1.tool_uses), (7200, 2));
         assert_eq!(
-            most_used(&storage, "file", 10).await.unwrap(),
+            most_used(&storage, HookNameKind::File, 10).await.unwrap(),
             [("x".to_owned(), 3), ("y".to_owned(), 1)]
         );
         assert_eq!(
-            most_used(&storage, "command", 1).await.unwrap(),
+            most_used(&storage, HookNameKind::Command, 1).await.unwrap(),
             [("cargo".to_owned(), 4)]
         );
         forget_activity(&storage, a).await.unwrap();
@@ -614,7 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(&dir.path().join("db")).await.unwrap();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let agent = |name: &str, memory_mb: f64| super::super::sample::AgentSample {
+        let agent = |name: &str, memory_mb: f64| AgentSample {
             name: name.into(),
             pid: 1,
             processes: 1,

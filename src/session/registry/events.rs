@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::agent::{AgentEvent, AgentStatus};
-use crate::monitor::{ResourceAlert, SessionSample};
+use super::super::resources::{ResourceAlert, SessionSample};
 
 use crate::session::actor::AgentOp;
 use crate::session::model::SessionRecord;
