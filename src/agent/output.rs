@@ -28,7 +28,7 @@ pub const RING_LINES: usize = 1000;
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Standard output.
@@ -54,7 +54,7 @@ impl fmt::Display for Stream {
 }
 
 /// One line of an agent's output.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogLine {
     /// Which pipe.
     pub stream: Stream,
@@ -62,7 +62,6 @@ pub struct LogLine {
     pub line: String,
     /// When the server read it.
     #[serde(serialize_with = "unix_seconds")]
-    #[schema(value_type = f64)]
     pub timestamp: SystemTime,
 }
 
