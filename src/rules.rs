@@ -1,6 +1,7 @@
 //! What the server knows about agents before it reads any settings: the twelve agent types
-//! with their defaults ([`catalog`]), and the rules every agent value follows wherever it is
-//! written ([`fields`]), with [`FieldError`] naming a refused value by its path.
+//! with their defaults ([`AgentType`], [`TypeInfo`]; `catalog.rs`), and the rules every agent
+//! value follows wherever it is written (`fields.rs`), with [`FieldError`] naming a refused
+//! value by its path.
 //!
 //! Both `config` (a `[agents.templates.<TYPE>]` table) and `agent` (an agent's configuration)
 //! check values with these rules, so this module sits below both and imports nothing of the

@@ -109,7 +109,8 @@ pub struct ResolvedAgent {
     pub stop_grace: Duration,
     /// Hard limit on the RSS of the process tree, in MiB.
     pub max_memory_mb: Option<u64>,
-    /// Variables added to the process environment (never one of [`RESERVED_ENVIRONMENT`]).
+    /// Variables added to the process environment (never one of
+    /// [`RESERVED_ENVIRONMENT`](crate::rules::RESERVED_ENVIRONMENT)).
     pub environment: BTreeMap<String, String>,
     /// Resource limits for the process; all `None` = inherited.
     pub limits: Limits,
