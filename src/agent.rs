@@ -1,6 +1,7 @@
 //! Agents: the supervised workers of a session.
 //!
-//! - [`AgentType`] and [`TypeInfo`]: the twelve types and their defaults;
+//! - [`AgentType`] and [`TypeInfo`]: the twelve types and their defaults (defined in
+//!   [`crate::rules`], below `config`);
 //! - [`AgentConfig`] and its validation ([`validate_agents`]), resolved against the server's
 //!   `[agents]` settings into a [`ResolvedAgent`];
 //! - [`AgentGroup`]: the resolved agents of one session under one supervisor. An agent with a
@@ -9,7 +10,6 @@
 //!   server); one without is a logical agent (state only).
 
 mod actor;
-mod catalog;
 mod cgroup;
 mod config;
 mod event;
@@ -20,15 +20,17 @@ mod output;
 mod process;
 mod watchdog;
 
+pub(crate) use crate::rules::{in_range, validate_environment_at};
 pub use actor::AgentLive;
-pub use catalog::{AgentType, TypeInfo, UnknownAgentType};
 pub use config::{
-    effective_depends_on, is_agent_name, resolve, resolve_agents, validate_agents, AgentConfig,
-    CommandOrigin, FieldError, FieldErrorKind, Limits, ResolveError, ResolvedAgent,
-    RESERVED_ENVIRONMENT,
+    effective_depends_on, resolve, resolve_agents, validate_agents, AgentConfig, CommandOrigin,
+    Limits, ResolveError, ResolvedAgent,
 };
-pub(crate) use config::{
-    in_range, validate_backoff, validate_command, validate_environment_at, validate_name,
+// The agent types and the field rules live in `crate::rules`, below `config`, which checks
+// templates with them; they are re-exported here, where agents are described.
+pub use crate::rules::{
+    is_agent_name, AgentType, FieldError, FieldErrorKind, TypeInfo, UnknownAgentType,
+    RESERVED_ENVIRONMENT,
 };
 pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{

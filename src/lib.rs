@@ -15,6 +15,7 @@ mod logfile;
 pub mod monitor;
 pub mod names;
 pub mod paths;
+pub mod rules;
 pub mod server;
 pub mod session;
 pub mod storage;

@@ -102,7 +102,7 @@ pub struct BatchValidation {
 }
 
 /// How many paths of a batch passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BatchSummary {
     /// Paths given.
     pub total: usize,

@@ -34,9 +34,9 @@ const LAYERS: &[Layer] = &[
     },
     Layer {
         level: 0,
-        modules: &["names", "logfile", "storage"],
-        why:
-            "leaves: text rules, the rotating log writer, persistence behind a backend-neutral API",
+        modules: &["names", "rules", "logfile", "storage"],
+        why: "leaves: text rules, the agent catalog and field rules, the rotating log writer, \
+              persistence behind a backend-neutral API",
     },
     Layer {
         level: 1,
@@ -73,13 +73,6 @@ const LAYERS: &[Layer] = &[
         modules: &["server", "hook", "cli", "lib", "main"],
         why: "the running server, the hook client and the command line: what wires the rest",
     },
-];
-
-/// Imports that run up the layers today and are being removed on other branches of issue 20.
-/// Each is (importer, imported, who fixes it). Remove an entry once its fix has merged.
-const TEMPORARILY_ALLOWED: &[(&str, &str, &str)] = &[
-    // config.rs imports agent's validators: helper h-config breaks the config ↔ agent cycle.
-    ("config", "agent", "h-config"),
 ];
 
 /// A use of another top-level module: where it is and what it names.
@@ -123,7 +116,7 @@ fn no_import_runs_up_the_layers_or_closes_a_cycle() {
             SourceFile::new(relative, text)
         })
         .collect();
-    let violations = check(&sources, TEMPORARILY_ALLOWED);
+    let violations = check(&sources);
     assert!(
         violations.is_empty(),
         "{} import(s) break the layers (tests/layers.rs, ARCHITECTURE.md \"Layers\"):\n{}",
@@ -194,8 +187,7 @@ fn level_of(module: &str) -> Option<i8> {
 }
 
 /// Every broken rule in `files`: a module in no layer, an import up the layers, a cycle.
-/// Edges in `allowed` are skipped by both checks.
-fn check(files: &[SourceFile], allowed: &[(&str, &str, &str)]) -> Vec<Violation> {
+fn check(files: &[SourceFile]) -> Vec<Violation> {
     let mut violations = Vec::new();
     // module → imported module → the first place it is imported.
     let mut edges: BTreeMap<String, BTreeMap<String, (String, usize)>> = BTreeMap::new();
@@ -218,11 +210,7 @@ fn check(files: &[SourceFile], allowed: &[(&str, &str, &str)]) -> Vec<Violation>
             &["crate"][..]
         };
         for import in imports(&file.text, file.depth, roots_prefix) {
-            if import.module == file.module
-                || allowed
-                    .iter()
-                    .any(|(from, to, _)| *from == file.module && *to == import.module)
-            {
+            if import.module == file.module {
                 continue;
             }
             match level_of(&import.module) {
@@ -258,7 +246,7 @@ fn check(files: &[SourceFile], allowed: &[(&str, &str, &str)]) -> Vec<Violation>
     violations
 }
 
-/// One violation per cycle among the (allowed, non-upward) edges, naming every step with the
+/// One violation per cycle among the non-upward edges, naming every step with the
 /// file and line that makes it. Only modules of one layer can still form one.
 fn cycles(edges: &BTreeMap<String, BTreeMap<String, (String, usize)>>) -> Vec<Violation> {
     let mut found = Vec::new();
@@ -685,7 +673,7 @@ use crate::storage::Storage;
             file("storage/sessions.rs", "//! x\n\nuse crate::api::dto;\n"),
             file("api.rs", "use crate::storage::Storage;\n"),
         ];
-        let violations = check(&files, &[]);
+        let violations = check(&files);
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].file, "storage/sessions.rs");
         assert_eq!(violations[0].line, 3);
@@ -700,7 +688,7 @@ use crate::storage::Storage;
             file("telemetry.rs", "use crate::paths;\n"),
             file("paths/open.rs", "\n\nuse crate::telemetry::init;\n"),
         ];
-        let violations = check(&files, &[]);
+        let violations = check(&files);
         assert_eq!(violations.len(), 1, "{violations:?}");
         let message = &violations[0].message;
         assert!(message.contains("import cycle"), "{message}");
@@ -709,19 +697,18 @@ use crate::storage::Storage;
     }
 
     #[test]
-    fn an_allowed_edge_is_skipped_and_an_unknown_module_is_refused() {
+    fn an_upward_import_and_an_unknown_module_are_refused() {
         let files = [
             file("config.rs", "use crate::agent::AgentType;\n"),
             file("agent/config.rs", "use crate::config::Settings;\n"),
             file("gadgets.rs", "use crate::names;\n"),
         ];
-        let allowed = [("config", "agent", "someone")];
-        let violations = check(&files, &allowed);
+        let violations = check(&files[2..]);
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert!(violations[0].message.contains("`gadgets` is in no layer"));
-        let unallowed = check(&files[..2], &[]);
-        assert_eq!(unallowed.len(), 1, "{unallowed:?}");
-        assert!(unallowed[0]
+        let upward = check(&files[..2]);
+        assert_eq!(upward.len(), 1, "{upward:?}");
+        assert!(upward[0]
             .message
             .contains("`config` (L1) imports `agent` (L3)"));
     }

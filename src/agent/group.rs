@@ -25,10 +25,10 @@ use crate::supervision::{
 };
 
 use super::actor::{spawn_process, AgentActor, AgentArgs, AgentLive, AgentShared, Launch};
-use super::catalog::AgentType;
 use super::config::ResolvedAgent;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::output::{LogLine, OutputLog, Rotation};
+use super::AgentType;
 
 /// Extra time the supervisor gives a stopping agent beyond its grace before it kills the
 /// actor (whose drop then kills the process group).

@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::logfile::RotatingFile;
 
-use super::process::{seconds, unix_seconds};
+use super::process::seconds;
 
 /// Lines kept in memory per agent.
 pub const RING_LINES: usize = 1000;
@@ -28,8 +27,7 @@ pub const RING_LINES: usize = 1000;
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     /// Standard output.
     Stdout,
@@ -53,16 +51,15 @@ impl fmt::Display for Stream {
     }
 }
 
-/// One line of an agent's output.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One line of an agent's output. How the API writes it (the time as Unix seconds) is
+/// `api::dto::output`'s.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
     /// Which pipe.
     pub stream: Stream,
     /// The text, without its newline.
     pub line: String,
     /// When the server read it.
-    #[serde(serialize_with = "unix_seconds")]
-    #[schema(value_type = f64)]
     pub timestamp: SystemTime,
 }
 

@@ -164,13 +164,11 @@ impl CheckCode {
 }
 
 /// One finding: `{code, level, message}` on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// What was found; stable.
-    #[schema(value_type = String)]
     pub code: CheckCode,
     /// How much it weighs.
-    #[schema(value_type = String, pattern = "^(error|warning)$")]
     pub level: Level,
     /// For people; names the paths involved. Not stable: match on `code`.
     pub message: String,

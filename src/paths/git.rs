@@ -15,13 +15,11 @@ use serde::Serialize;
 use super::error::PathError;
 
 /// A repository as seen from a directory in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GitState {
     /// The top of the work tree; the repository itself when bare.
-    #[schema(value_type = String)]
     pub root: PathBuf,
     /// The git directory (`.git`, or `.git/worktrees/NAME` for a linked worktree).
-    #[schema(value_type = String)]
     pub git_dir: PathBuf,
     /// A bare repository: no work tree, so no counts.
     pub bare: bool,
@@ -46,7 +44,6 @@ pub struct GitState {
     /// Commits on the upstream and not on the branch; `None` without an upstream.
     pub behind: Option<usize>,
     /// The linked worktrees of the repository (their paths).
-    #[schema(value_type = Vec<String>)]
     pub worktrees: Vec<PathBuf>,
 }
 

@@ -38,7 +38,7 @@ impl Default for DiskThresholds {
 
 /// What the server's user may do with the path, asked of the kernel (`access(2)` with
 /// `AT_EACCESS`: the effective user and groups, ACLs, read-only mounts — not mode bits).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Permissions {
     /// May read (list, for a directory).
     pub read: bool,
@@ -50,11 +50,10 @@ pub struct Permissions {
 
 /// The validation object of DESIGN.md: the original service's keys (`path` … `validation_errors`)
 /// and ours after them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Validation {
     /// The canonical path (`~`, `..` and symlinks resolved; a missing tail appended to its
     /// nearest existing ancestor). The input as given when it names no path at all.
-    #[schema(value_type = String)]
     pub path: PathBuf,
     /// The path exists (a dangling symlink does not).
     pub exists: bool,
@@ -84,7 +83,6 @@ pub struct Validation {
     /// The text as the client sent it.
     pub input: String,
     /// For a missing path, the deepest directory that exists: where creation would start.
-    #[schema(value_type = Option<String>)]
     pub nearest_existing_ancestor: Option<PathBuf>,
 }
 

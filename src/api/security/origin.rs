@@ -5,87 +5,14 @@
 //! WebSocket) announces itself in `Origin`, so a request from an origin that is neither
 //! loopback nor configured is refused. Names are compared lower-case without a trailing dot,
 //! addresses as parsed addresses (`[0:0::1]` is `[::1]`), and an origin's default port is
-//! implied (`http://x:80` is `http://x`), as browsers serialise origins.
+//! implied (`http://x:80` is `http://x`), as browsers serialise origins. The parser is
+//! `config::origin`'s, the one that checked `server.allowed_origins` at start-up.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use warp::http::uri::Authority;
 
-/// A host as named in `Host` or an origin: an address or a normalised DNS name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostName {
-    Ip(IpAddr),
-    Name(String),
-}
-
-impl HostName {
-    /// `host` as `Authority::host` gives it (brackets around IPv6).
-    fn parse(host: &str) -> Option<HostName> {
-        if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            return v6
-                .parse::<Ipv6Addr>()
-                .ok()
-                .map(|ip| HostName::Ip(ip.into()));
-        }
-        if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            return Some(HostName::Ip(ip.into()));
-        }
-        let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-        valid.then_some(HostName::Name(name))
-    }
-
-    /// `localhost`, `127.0.0.1` or `[::1]` — not any 127/8 address nor `*.localhost`, which
-    /// are loopback only by convention.
-    fn is_loopback(&self) -> bool {
-        match self {
-            HostName::Ip(ip) => {
-                *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || *ip == Ipv6Addr::LOCALHOST
-            }
-            HostName::Name(name) => name == "localhost",
-        }
-    }
-}
-
-/// A web origin, normalised: scheme, host and the port with the scheme's default made explicit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    secure: bool,
-    host: HostName,
-    port: u16,
-}
-
-impl Origin {
-    /// `http(s)://host[:port]` with nothing after it; `None` for anything else, `null`
-    /// (sandboxed frames, files) included.
-    fn parse(text: &str) -> Option<Origin> {
-        let lower = text.to_ascii_lowercase();
-        let (secure, authority) = match lower.split_once("://")? {
-            ("http", authority) => (false, authority),
-            ("https", authority) => (true, authority),
-            _ => return None,
-        };
-        if authority.is_empty() || authority.contains(['@', '/', '?', '#']) {
-            return None;
-        }
-        let authority: Authority = authority.parse().ok()?;
-        let host = authority.host();
-        // No user info was let through, so the port is whatever follows the host.
-        let port = match authority.as_str().get(host.len()..)? {
-            "" if secure => 443,
-            "" => 80,
-            rest => rest.strip_prefix(':')?.parse().ok()?,
-        };
-        Some(Origin {
-            secure,
-            host: HostName::parse(host)?,
-            port,
-        })
-    }
-}
+use crate::config::origin::{HostName, Origin};
 
 /// The outcome of [`OriginPolicy::check_origin`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +39,9 @@ pub(crate) struct OriginPolicy {
 }
 
 impl OriginPolicy {
-    /// `allowed_origins` were checked by `config` to be origins; one that does not parse here
-    /// all the same is left out (and logged), never widened.
+    /// `allowed_origins` were checked by `config` with this same parser; one that does not
+    /// parse all the same (settings built without `Settings::load`) is left out and logged,
+    /// never widened.
     pub(crate) fn new(allowed_origins: &[String], bound: SocketAddr) -> OriginPolicy {
         let allowed_origins: Vec<Origin> = allowed_origins
             .iter()

@@ -260,19 +260,6 @@ impl Serialize for AgentType {
     }
 }
 
-/// The OpenAPI schema: one of the twelve names as written (requests accept any case).
-impl utoipa::PartialSchema for AgentType {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(AgentType::ALL.iter().map(|t| t.as_str())))
-            .description(Some("An agent type; requests accept it in any case"))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for AgentType {}
-
 impl<'de> Deserialize<'de> for AgentType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let word = String::deserialize(deserializer)?;
@@ -351,7 +338,7 @@ mod tests {
         );
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), names.len());
         for name in names {
-            assert!(crate::agent::is_agent_name(name), "{name}");
+            assert!(crate::rules::is_agent_name(name), "{name}");
         }
     }
 
