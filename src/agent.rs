@@ -10,15 +10,11 @@
 
 mod actor;
 mod catalog;
-mod cgroup;
 mod config;
+mod containment;
 mod event;
 mod group;
-mod memory;
-mod orphans;
 mod output;
-mod process;
-mod watchdog;
 
 pub use actor::AgentLive;
 pub use catalog::{AgentType, TypeInfo, UnknownAgentType};
@@ -30,12 +26,12 @@ pub use config::{
 pub(crate) use config::{
     in_range, validate_backoff, validate_command, validate_environment_at, validate_name,
 };
+pub use containment::{adopt_orphans, contain, release};
 pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{
     health, AgentContext, AgentError, AgentGroup, AgentStatus, EventSink, GroupHealth,
 };
-pub use orphans::{adopt_orphans, contain, release};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
-pub use process::ProcessExit;
+pub use supervision::process::ProcessExit;
 
-pub(crate) use memory::tree as process_tree;
+pub(crate) use supervision::process::tree as process_tree;

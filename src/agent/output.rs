@@ -19,8 +19,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::logfile::RotatingFile;
 
-use super::process::{seconds, unix_seconds};
-
 /// Lines kept in memory per agent.
 pub const RING_LINES: usize = 1000;
 
@@ -241,6 +239,17 @@ fn emit<F: FnMut(&LogLine)>(pending: &mut Vec<u8>, stream: Stream, log: &OutputL
     pending.clear();
     log.record(&line);
     each(&line);
+}
+
+fn unix_seconds<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(seconds(*at))
+}
+
+/// Unix seconds as a float, the server's wire format for times.
+fn seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Wire shapes: the only types with wire-format serde attributes.
 
 pub(crate) mod monitor;
+pub(crate) mod process;
 pub(crate) mod requests;
 pub(crate) mod session;
 

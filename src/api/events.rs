@@ -435,9 +435,9 @@ fn agent_event(event: &AgentEvent, seq: Option<u64>) -> (&'static str, Value) {
             json!({
                 "agent": &**agent,
                 "pid": pid,
-                "code": exit.code,
-                "signal": exit.signal,
-                "at": seconds(exit.at),
+                "code": exit.code(),
+                "signal": exit.signal(),
+                "at": seconds(exit.at()),
             }),
         ),
         AgentEvent::Alert(alert) => ("alert", alert_object(alert, seq)),
@@ -589,11 +589,7 @@ mod tests {
                 on(AgentEvent::Exited {
                     agent: Arc::from("backend-services"),
                     pid: 42,
-                    exit: ProcessExit {
-                        code: Some(3),
-                        signal: None,
-                        at: at(8),
-                    },
+                    exit: ProcessExit::new(Some(3), None, at(8)),
                 }),
                 "agent_exited",
                 Some(id),

@@ -4,7 +4,7 @@
 //!
 //! Where: the cgroup2 mount found in `/proc/self/mountinfo` (hybrid hosts mount it beside the
 //! v1 controllers, e.g. at `/sys/fs/cgroup/unified`) joined with the server's own v2 path (the
-//! `0::` line of `/proc/self/cgroup`). Under it the server creates `session-manager-<pid>`,
+//! `0::` line of `/proc/self/cgroup`). Under it the program creates `<prefix><pid>` ([`Containment::cgroup_prefix`](super::Containment::cgroup_prefix)),
 //! which holds no process itself, and one leaf `agent-<n>` per spawned agent. No controller is
 //! enabled anywhere, so the no-internal-processes rule never applies. When the server may not
 //! create cgroups there (not root, nothing delegated, v1 only), [`Root::create`] fails and the
@@ -24,9 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The prefix of the server's own cgroup; the rest is its pid.
-pub(crate) const ROOT_PREFIX: &str = "session-manager-";
 
 /// How long a removal waits for killed members to be gone before giving up on a cgroup.
 const EMPTY_WAIT: Duration = Duration::from_secs(2);
@@ -139,10 +136,10 @@ pub(crate) struct Root {
 impl Root {
     /// Creates the server's cgroup beside its own process, after removing those left by
     /// servers that are gone.
-    pub(crate) fn create() -> Result<Root, CgroupError> {
+    pub(crate) fn create(prefix: &str) -> Result<Root, CgroupError> {
         let (parent, parent_path) = own_directory()?;
-        remove_stale(&parent);
-        let name = format!("{ROOT_PREFIX}{}", std::process::id());
+        remove_stale(&parent, prefix);
+        let name = format!("{prefix}{}", std::process::id());
         let dir = parent.join(&name);
         let path = format!("{}/{name}", parent_path.trim_end_matches('/'));
         match fs::create_dir(&dir) {
@@ -213,7 +210,7 @@ impl Root {
 
 /// Removes the `session-manager-<pid>` cgroups under `parent` whose server is gone, killing
 /// whatever still runs in them (a server that was SIGKILLed before its watchdog could).
-fn remove_stale(parent: &Path) {
+fn remove_stale(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
@@ -221,7 +218,7 @@ fn remove_stale(parent: &Path) {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(ROOT_PREFIX))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|pid| pid.parse::<libc::pid_t>().ok())
         else {
             continue;

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use super::ChildSetup;
+use super::spawn::ChildSetup;
 
 /// The child's stack: the setup and execve need a few KiB.
 const STACK_BYTES: usize = 64 * 1024;

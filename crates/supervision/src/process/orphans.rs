@@ -9,17 +9,18 @@
 //! - **the child subreaper** (`PR_SET_CHILD_SUBREAPER`) everywhere: every orphan of an agent's
 //!   tree is re-parented to the server instead of init. The sweeper ([`sweep`]) reaps those
 //!   that exit, and kills each that is still running when the agent it came from is gone.
-//!   It tells agents apart by the environment the server gave them (`CLAUDE_SESSION_ID`,
-//!   `CLAUDE_AGENT_NAME`, read from `/proc/<pid>/environ`), which survives `setsid` and
+//!   It tells children apart by the environment the program gave them (the
+//!   [owner variables](Containment::owner_variables), e.g. the server's `CLAUDE_SESSION_ID`
+//!   and `CLAUDE_AGENT_NAME`, read from `/proc/<pid>/environ`), which survives `setsid` and
 //!   forks. A process whose environment does not name an agent is left alone while the
 //!   server runs (it cannot be attributed, and the server kills nothing it cannot attribute),
 //!   and killed at shutdown ([`release`]);
 //! - **the watchdog** ([`super::watchdog`]) for a server that dies without running any of
-//!   this: it kills the server's cgroup subtree and every process carrying this server's
-//!   `SESSION_MANAGER_INSTANCE` (unique per server start) that started before it died.
+//!   this: it kills the server's cgroup subtree and every process carrying this program's
+//!   [mark](Containment::mark_variable) (unique per start) that started before it died.
 //!
 //! Exit statuses: the agents' first processes are reaped by their own reaper
-//! ([`super::process`]), never here. Every direct child the server forks is recorded in
+//! ([`super::spawn`]), never here. Every direct child the server forks is recorded in
 //! [`CHILDREN`] under the same lock as the fork, and the sweeper only peeks at exited
 //! children (`waitid(P_ALL, WNOWAIT)`) and reaps those not recorded.
 
@@ -33,27 +34,30 @@ use tokio::sync::Notify;
 
 use super::cgroup::{self, AgentCgroup};
 use super::watchdog;
-use crate::config::CgroupMode;
 
-/// Which agent a process belongs to: its session and its name, as its environment says.
+/// Which child a process belongs to: the values of the [owner
+/// variables](Containment::owner_variables) in its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tag {
-    session: String,
-    agent: String,
-}
+pub(crate) struct Tag(Vec<String>);
 
 impl Tag {
-    /// The tag an agent with this environment (the server's additions) carries.
-    pub(crate) fn from_env(env: &[(String, String)]) -> Option<Tag> {
-        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        Some(Tag {
-            session: get(SESSION_VAR)?,
-            agent: get(AGENT_VAR)?,
-        })
+    /// The tag a child with this environment (the program's additions) carries; `None`
+    /// when no owner variables are configured or one is missing.
+    pub(crate) fn from_env(env: &[(String, String)], vars: &[String]) -> Option<Tag> {
+        if vars.is_empty() {
+            return None;
+        }
+        vars.iter()
+            .map(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .collect::<Option<Vec<_>>>()
+            .map(Tag)
     }
 
     /// The tag in `/proc/<pid>/environ`, if the process is readable and carries one.
-    fn of_process(pid: libc::pid_t) -> Option<Tag> {
+    fn of_process(pid: libc::pid_t, vars: &[String]) -> Option<Tag> {
+        if vars.is_empty() {
+            return None;
+        }
         let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
         let get = |name: &str| {
             environ.split(|&b| b == 0).find_map(|entry| {
@@ -61,25 +65,71 @@ impl Tag {
                 Some(String::from_utf8_lossy(value).into_owned())
             })
         };
-        Some(Tag {
-            session: get(SESSION_VAR)?,
-            agent: get(AGENT_VAR)?,
-        })
+        vars.iter()
+            .map(|name| get(name))
+            .collect::<Option<Vec<_>>>()
+            .map(Tag)
     }
 }
 
-const SESSION_VAR: &str = "CLAUDE_SESSION_ID";
-const AGENT_VAR: &str = "CLAUDE_AGENT_NAME";
-/// The variable that marks an agent's processes as this server's, which the watchdog looks
-/// for after a crash: the server's pid and a random part, new at every start. Not the URL: a
-/// person's shell may export `SESSION_MANAGER_URL` to reach the server (`session-manager
-/// hook`, the API client), and the watchdog must never kill what the server did not start.
-pub(crate) const INSTANCE_VAR: &str = "SESSION_MANAGER_INSTANCE";
+/// The mark variable when the program names none ([`Containment::mark_variable`]).
+const DEFAULT_MARK_VARIABLE: &str = "SUPERVISION_INSTANCE";
 
-/// This server's value of [`INSTANCE_VAR`].
-pub(crate) fn instance() -> &'static str {
+/// How this program's children are recognised, fixed at the first spawn or [`contain`],
+/// whichever comes first.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// The variable every child gets, set to [`instance`].
+    pub(crate) mark_variable: String,
+    /// The variables that tell which child an adopted orphan came from.
+    pub(crate) owner_variables: Vec<String>,
+}
+
+static IDENTITY: OnceLock<Identity> = OnceLock::new();
+
+/// How children are recognised: what [`contain`] set, else the defaults.
+pub(crate) fn identity() -> &'static Identity {
+    IDENTITY.get_or_init(|| Identity {
+        mark_variable: DEFAULT_MARK_VARIABLE.to_owned(),
+        owner_variables: Vec::new(),
+    })
+}
+
+/// This program's mark: the value of the mark variable in every child's environment, its
+/// pid and a random part, new at every start. The watchdog kills what carries it after a
+/// crash, so it must never match a process of another program or of an earlier run.
+pub fn instance() -> &'static str {
     static INSTANCE: OnceLock<String> = OnceLock::new();
-    INSTANCE.get_or_init(|| format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()))
+    INSTANCE.get_or_init(|| format!("{}-{:032x}", std::process::id(), random_u128()))
+}
+
+/// The `NAME=value` environment entry that marks this program's children.
+pub(crate) fn mark_entry() -> String {
+    format!("{}={}", identity().mark_variable, instance())
+}
+
+/// 128 random bits from the kernel (`getrandom(2)`, else `/dev/urandom`); the time and the
+/// address of a local as the last resort, which still differ between two starts.
+fn random_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrandom fills at most `bytes.len()` bytes of a buffer we own.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if n == bytes.len() as isize {
+            return u128::from_ne_bytes(bytes);
+        }
+    }
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        if urandom.read_exact(&mut bytes).is_ok() {
+            return u128::from_ne_bytes(bytes);
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    now ^ (&bytes as *const _ as usize as u128)
 }
 
 /// The server's own direct children (agents' first processes), with their agent's tag.
@@ -89,7 +139,7 @@ static CHILDREN: Mutex<BTreeMap<libc::pid_t, Option<Tag>>> = Mutex::new(BTreeMap
 static SWEEP: Notify = Notify::const_new();
 
 /// What [`contain`] set up.
-static CONTAINMENT: OnceLock<Containment> = OnceLock::new();
+static CONTAINMENT: OnceLock<Contained> = OnceLock::new();
 
 /// Whether [`contain`] makes this process a child subreaper ([`adopt_orphans`]).
 static ADOPT: AtomicBool = AtomicBool::new(false);
@@ -105,10 +155,104 @@ pub fn adopt_orphans() {
     ADOPT.store(true, Ordering::Relaxed);
 }
 
+/// What [`contain`] set up.
 #[derive(Debug)]
-struct Containment {
+struct Contained {
     cgroups: Option<cgroup::Root>,
     subreaper: bool,
+}
+
+/// Whether children run in cgroups of their own (cgroup v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Cgroups {
+    /// Never: the parent-death signal, the watchdog and the subreaper only.
+    Off,
+    /// Where this process may create cgroups under its own (root, or a delegated subtree);
+    /// without, as `Off`, saying why in the log.
+    #[default]
+    Auto,
+}
+
+/// How [`contain`] keeps the descendants of process children from outliving this program.
+///
+/// # Examples
+///
+/// ```
+/// use supervision::process::{Cgroups, Containment};
+///
+/// let containment = Containment::new()
+///     .cgroups(Cgroups::Off)
+///     .mark_variable("MY_SERVICE_INSTANCE")
+///     .owner_variables(["MY_SERVICE_CHILD"]);
+/// assert_eq!(containment.get_cgroups(), Cgroups::Off);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Containment {
+    cgroups: Cgroups,
+    cgroup_prefix: String,
+    mark_variable: String,
+    owner_variables: Vec<String>,
+}
+
+impl Default for Containment {
+    fn default() -> Self {
+        Containment::new()
+    }
+}
+
+impl Containment {
+    /// Cgroups where possible, the `supervision-<pid>` cgroup, `SUPERVISION_INSTANCE` as the
+    /// mark, no owner variables.
+    pub fn new() -> Self {
+        Containment {
+            cgroups: Cgroups::Auto,
+            cgroup_prefix: "supervision-".to_owned(),
+            mark_variable: DEFAULT_MARK_VARIABLE.to_owned(),
+            owner_variables: Vec::new(),
+        }
+    }
+
+    /// Whether children run in cgroups of their own.
+    pub fn cgroups(mut self, cgroups: Cgroups) -> Self {
+        self.cgroups = cgroups;
+        self
+    }
+
+    /// The name of this program's cgroup without its pid (`supervision-` by default): the
+    /// parent of every child's cgroup, and how the cgroups of a dead earlier run are
+    /// recognised and removed.
+    pub fn cgroup_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.cgroup_prefix = prefix.into();
+        self
+    }
+
+    /// The variable every child gets, set to [`instance`]: after a crash the watchdog kills
+    /// every process that carries it and started before the crash. Pick a name nobody sets
+    /// by hand.
+    pub fn mark_variable(mut self, name: impl Into<String>) -> Self {
+        self.mark_variable = name.into();
+        self
+    }
+
+    /// Variables whose values, together, tell which child an adopted orphan came from
+    /// (e.g. a session id and a name, which the program puts in each child's environment).
+    /// With [`adopt_orphans`], the sweeper kills an adopted orphan once no running child
+    /// has its values; without these variables, adopted orphans are killed at [`release`]
+    /// only.
+    pub fn owner_variables<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.owner_variables = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether children run in cgroups of their own.
+    pub fn get_cgroups(&self) -> Cgroups {
+        self.cgroups
+    }
 }
 
 /// The record of the server's direct children, locked: hold it from before a fork until the
@@ -134,21 +278,35 @@ pub(crate) fn agent_cgroup() -> Option<AgentCgroup> {
         .ok()
 }
 
-/// Sets up the containment of agents' descendants, once, before any agent starts: the
-/// server's cgroup (per `mode`), the watchdog (told the cgroup and this server's
-/// [`INSTANCE_VAR`] entry), then the
-/// child subreaper and its sweeper. Must run inside a tokio runtime. Logs which mechanism
-/// holds.
-pub fn contain(mode: CgroupMode) {
+/// Sets up the containment of process children's descendants, once, before any child
+/// starts: this program's cgroup (per [`Containment::cgroups`]), the watchdog (told the
+/// cgroup and the mark), then — after [`adopt_orphans`] — the child subreaper and its
+/// sweeper. Must run inside a tokio runtime. Logs which mechanism holds.
+///
+/// Optional: a program that never calls it still gets the watchdog (started at the first
+/// spawn, with the default mark), the parent-death signal and group kills. Call [`release`]
+/// once per `contain`, at shutdown.
+pub fn contain(containment: &Containment) {
     ACTIVE.fetch_add(1, Ordering::AcqRel);
+    let wanted = Identity {
+        mark_variable: containment.mark_variable.clone(),
+        owner_variables: containment.owner_variables.clone(),
+    };
+    let wanted_mark = wanted.mark_variable.clone();
+    if IDENTITY.set(wanted).is_err() && identity().mark_variable != wanted_mark {
+        tracing::warn!(
+            mark = %identity().mark_variable,
+            "a child was spawned before `contain`: its mark variable stays"
+        );
+    }
     CONTAINMENT.get_or_init(|| {
-        let cgroups = match mode {
-            CgroupMode::Off => None,
-            CgroupMode::Auto => match cgroup::Root::create() {
+        let cgroups = match containment.cgroups {
+            Cgroups::Off => None,
+            Cgroups::Auto => match cgroup::Root::create(&containment.cgroup_prefix) {
                 Ok(root) => Some(root),
                 Err(err) => {
                     tracing::info!(
-                        reason = %crate::telemetry::error_chain(&err),
+                        reason = %super::error_chain(&err),
                         "agents run without cgroups; the subreaper and the watchdog catch their descendants"
                     );
                     None
@@ -159,7 +317,7 @@ pub fn contain(mode: CgroupMode) {
         // not by the server it watches.
         watchdog::start_scoped(watchdog::Scope {
             cgroup: cgroups.as_ref().map(|root| root.dir().to_path_buf()),
-            env_entry: Some(format!("{INSTANCE_VAR}={}", instance())),
+            env_entry: Some(mark_entry()),
         });
         let subreaper = ADOPT.load(Ordering::Relaxed) && become_subreaper();
         if subreaper {
@@ -170,7 +328,7 @@ pub fn contain(mode: CgroupMode) {
             subreaper,
             "agent containment"
         );
-        Containment { cgroups, subreaper }
+        Contained { cgroups, subreaper }
     });
 }
 
@@ -267,7 +425,8 @@ fn sweep(verdict: Verdict) -> usize {
         running += 1;
         let kill = match verdict {
             Verdict::All => true,
-            Verdict::Abandoned => Tag::of_process(pid).is_some_and(|tag| !live.contains(&&tag)),
+            Verdict::Abandoned => Tag::of_process(pid, &identity().owner_variables)
+                .is_some_and(|tag| !live.contains(&&tag)),
         };
         if kill {
             tracing::debug!(pid, "killing a descendant whose agent is gone");
@@ -353,8 +512,15 @@ fn parent_of(pid: libc::pid_t) -> Option<u32> {
 mod tests {
     use super::*;
 
+    const SESSION_VAR: &str = "TEST_SESSION";
+    const AGENT_VAR: &str = "TEST_AGENT";
+
+    fn vars() -> Vec<String> {
+        vec![SESSION_VAR.to_owned(), AGENT_VAR.to_owned()]
+    }
+
     #[test]
-    fn a_tag_needs_both_the_session_and_the_agent() {
+    fn a_tag_needs_every_owner_variable() {
         let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs
                 .iter()
@@ -362,17 +528,20 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            Tag::from_env(&env(&[
-                (SESSION_VAR, "s1"),
-                ("X", "y"),
-                (AGENT_VAR, "backend")
-            ])),
-            Some(Tag {
-                session: "s1".into(),
-                agent: "backend".into()
-            })
+            Tag::from_env(
+                &env(&[(SESSION_VAR, "s1"), ("X", "y"), (AGENT_VAR, "backend")]),
+                &vars()
+            ),
+            Some(Tag(vec!["s1".into(), "backend".into()]))
         );
-        assert_eq!(Tag::from_env(&env(&[(SESSION_VAR, "s1")])), None);
+        assert_eq!(Tag::from_env(&env(&[(SESSION_VAR, "s1")]), &vars()), None);
+        assert_eq!(Tag::from_env(&env(&[(SESSION_VAR, "s1")]), &[]), None);
+    }
+
+    #[test]
+    fn instances_differ_in_their_random_part() {
+        assert!(instance().starts_with(&format!("{}-", std::process::id())));
+        assert_ne!(random_u128(), random_u128());
     }
 
     #[test]
@@ -388,21 +557,15 @@ mod tests {
         // Right after a vfork-style spawn the exec may still be setting up the new image,
         // whose environment reads empty until then: wait for it (bounded).
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut tag = Tag::of_process(pid);
+        let mut tag = Tag::of_process(pid, &vars());
         while tag.is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
-            tag = Tag::of_process(pid);
+            tag = Tag::of_process(pid, &vars());
         }
         let mut child = child;
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(found, "{pid} not among the children");
-        assert_eq!(
-            tag,
-            Some(Tag {
-                session: "session-x".into(),
-                agent: "agent-y".into()
-            })
-        );
+        assert_eq!(tag, Some(Tag(vec!["session-x".into(), "agent-y".into()])));
     }
 }

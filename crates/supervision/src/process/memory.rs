@@ -14,7 +14,7 @@ const MAX_PROCESSES: usize = 4096;
 
 /// Resident bytes of `root` and all its descendants; `None` when `root` is gone or `/proc`
 /// is unavailable.
-pub(crate) fn tree_rss_bytes(root: u32) -> Option<u64> {
+pub fn tree_rss_bytes(root: u32) -> Option<u64> {
     let page = page_size();
     let pids = tree(root)?;
     Some(
@@ -26,9 +26,9 @@ pub(crate) fn tree_rss_bytes(root: u32) -> Option<u64> {
     )
 }
 
-/// `root` and its descendants (at most 4,096); `None` when `root` is gone. The monitor
-/// samples CPU of exactly these.
-pub(crate) fn tree(root: u32) -> Option<Vec<u32>> {
+/// `root` and its descendants (at most 4,096); `None` when `root` is gone. A monitor
+/// samples CPU of exactly these (the server's does).
+pub fn tree(root: u32) -> Option<Vec<u32>> {
     if !has_children_files() {
         if !Path::new(&format!("/proc/{root}")).exists() {
             return None;
