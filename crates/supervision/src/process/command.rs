@@ -1,13 +1,12 @@
 //! What to run as a process child, and how a supervisor runs it.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
 use super::exit::ProcessExit;
@@ -287,24 +286,42 @@ impl Command {
     /// tree holding the pipes is gone: not awaited.
     fn drain(&self, stdout: pipe::Receiver, stderr: pipe::Receiver) {
         let forward = self.forward_output;
-        tokio::spawn(async move {
-            let mut stdout = stdout;
-            if forward {
-                let _ = tokio::io::copy(&mut stdout, &mut tokio::io::stdout()).await;
-            } else {
-                let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+        tokio::spawn(copy(
+            stdout,
+            forward.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
+        ));
+        tokio::spawn(copy(
+            stderr,
+            forward.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>),
+        ));
+    }
+}
+
+/// Reads `pipe` to its end, writing what comes to `to` (when there is one). Writes are
+/// blocking, as `println!` is: this program's stdout or stderr, which a reader drains.
+async fn copy(pipe: pipe::Receiver, mut to: Option<Box<dyn Write + Send>>) {
+    let mut buffer = vec![0u8; 8 * 1024];
+    loop {
+        if pipe.readable().await.is_err() {
+            return;
+        }
+        match pipe.try_read(&mut buffer) {
+            Ok(0) => return,
+            Ok(n) => {
+                if let Some(out) = &mut to {
+                    if out
+                        .write_all(&buffer[..n])
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
+                        to = None;
+                    }
+                }
             }
-        });
-        tokio::spawn(async move {
-            let mut stderr = stderr;
-            let mut out = tokio::io::stderr();
-            if forward {
-                let _ = tokio::io::copy(&mut stderr, &mut out).await;
-                let _ = out.flush().await;
-            } else {
-                let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-            }
-        });
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 

@@ -7,8 +7,8 @@
 //! - **cgroups v2** where the server may create them ([`super::cgroup`]): each agent runs in
 //!   its own cgroup, stopped as a whole (SIGTERM to every member, then `cgroup.kill`);
 //! - **the child subreaper** (`PR_SET_CHILD_SUBREAPER`) everywhere: every orphan of an agent's
-//!   tree is re-parented to the server instead of init. The sweeper ([`sweep`]) reaps those
-//!   that exit, and kills each that is still running when the agent it came from is gone.
+//!   tree is re-parented to the server instead of init. The sweeper ([`sweep`]; every half
+//!   second and after every reaped child) reaps those that exit, and kills each that is still running when the agent it came from is gone.
 //!   It tells children apart by the environment the program gave them (the
 //!   [owner variables](Containment::owner_variables), e.g. the server's `CLAUDE_SESSION_ID`
 //!   and `CLAUDE_AGENT_NAME`, read from `/proc/<pid>/environ`), which survives `setsid` and
@@ -386,19 +386,16 @@ enum Verdict {
     All,
 }
 
-/// Sweeps on every SIGCHLD and every reaped agent, for the server's life.
+/// How often the sweeper looks for adopted processes that exited, besides after every
+/// reaped child. A timer rather than SIGCHLD: tokio's signal handling would add two crates to
+/// every embedder's build, and an adopted zombie waiting this long costs nothing but its pid.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// Sweeps every [`SWEEP_EVERY`] and after every reaped child, for the program's life.
 async fn sweeper() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigchld = match signal(SignalKind::child()) {
-        Ok(stream) => stream,
-        Err(err) => {
-            tracing::error!(%err, "cannot watch SIGCHLD: adopted orphans are swept only when an agent ends");
-            return;
-        }
-    };
     loop {
         tokio::select! {
-            _ = sigchld.recv() => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
             () = SWEEP.notified() => {}
         }
         if tokio::task::spawn_blocking(|| sweep(Verdict::Abandoned))
