@@ -436,3 +436,37 @@ fn the_process_manager_restarts_then_stops_cleanly_on_sigint() {
         );
     }
 }
+
+/// With cgroups (root, or a delegated cgroup v2 subtree): the process manager's child runs in
+/// a cgroup of its own under `process-manager-<pid>`, and a descendant that left the group
+/// with `setsid` is in it too, so the stop reaches it. Ignored in the everyday suite, which
+/// must pass unprivileged: `cargo test -p supervision --features process --test process --
+/// --ignored cgroup`. Asked for without cgroups, it fails saying so.
+#[test]
+#[ignore = "cgroups: run with `cargo test -p supervision --features process --test process -- --ignored cgroup` as root or with a delegated cgroup v2 subtree"]
+fn cgroup_holds_a_child_and_its_escaped_descendant_until_the_stop() {
+    let mut manager = Manager::start(&format!(
+        "[[process]]\nname = \"tree\"\ncommand = [{}, \"--escape\", \"setsid\"]\n",
+        quoted(example("fake_child"))
+    ));
+    let child = manager.process("pid");
+    let escaped = manager.process("escaped");
+    let cgroup_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let expected = format!("/process-manager-{}/agent-", manager.child.id());
+    assert!(
+        cgroup_of(child.pid).contains(&expected),
+        "the child is in {:?}, not in a cgroup of its own: this test needs root or a delegated \
+         cgroup v2 subtree (and a cgroup2 mount)",
+        cgroup_of(child.pid)
+    );
+    assert_eq!(cgroup_of(escaped.pid), cgroup_of(child.pid));
+    manager.signal(libc::SIGINT);
+    assert!(manager.exit().success(), "{}", manager.seen.join("\n"));
+    assert_all_gone(&[child, escaped], "after the stop");
+}
