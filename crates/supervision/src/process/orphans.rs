@@ -1,26 +1,26 @@
-//! No descendant escapes: what catches the processes an agent starts that leave its process
+//! No descendant escapes: what catches the processes a child starts that leave its process
 //! group (`setsid`, a double fork, a daemon), which a signal to the group never reaches.
 //!
-//! Three mechanisms, set up by [`contain`] when the server starts (the subreaper only in a
+//! Three mechanisms, set up by [`contain`] when the program starts (the subreaper only in a
 //! program that asked for it with [`adopt_orphans`]: the binary does, a library user or an
 //! in-process test may own other children the sweeper must not touch):
-//! - **cgroups v2** where the server may create them ([`super::cgroup`]): each agent runs in
+//! - **cgroups v2** where the program may create them ([`super::cgroup`]): each child runs in
 //!   its own cgroup, stopped as a whole (SIGTERM to every member, then `cgroup.kill`);
-//! - **the child subreaper** (`PR_SET_CHILD_SUBREAPER`) everywhere: every orphan of an agent's
-//!   tree is re-parented to the server instead of init. The sweeper ([`sweep`]; every half
-//!   second and after every reaped child) reaps those that exit, and kills each that is still running when the agent it came from is gone.
+//! - **the child subreaper** (`PR_SET_CHILD_SUBREAPER`) everywhere: every orphan of a child's
+//!   tree is re-parented to the program instead of init. The sweeper ([`sweep`]; every half
+//!   second and after every reaped child) reaps those that exit, and kills each that is still running when the child it came from is gone.
 //!   It tells children apart by the environment the program gave them (the
-//!   [owner variables](Containment::owner_variables), e.g. the server's `CLAUDE_SESSION_ID`
+//!   [owner variables](Containment::owner_variables), e.g. the program's `CLAUDE_SESSION_ID`
 //!   and `CLAUDE_AGENT_NAME`, read from `/proc/<pid>/environ`), which survives `setsid` and
-//!   forks. A process whose environment does not name an agent is left alone while the
-//!   server runs (it cannot be attributed, and the server kills nothing it cannot attribute),
+//!   forks. A process whose environment does not name a child is left alone while the
+//!   server runs (it cannot be attributed, and the program kills nothing it cannot attribute),
 //!   and killed at shutdown ([`release`]);
 //! - **the watchdog** ([`super::watchdog`]) for a server that dies without running any of
-//!   this: it kills the server's cgroup subtree and every process carrying this program's
+//!   this: it kills the program's cgroup subtree and every process carrying this program's
 //!   [mark](Containment::mark_variable) (unique per start) that started before it died.
 //!
-//! Exit statuses: the agents' first processes are reaped by their own reaper
-//! ([`super::spawn`]), never here. Every direct child the server forks is recorded in
+//! Exit statuses: the children's first processes are reaped by their own reaper
+//! ([`super::spawn`]), never here. Every direct child the program forks is recorded in
 //! [`CHILDREN`] under the same lock as the fork, and the sweeper only peeks at exited
 //! children (`waitid(P_ALL, WNOWAIT)`) and reaps those not recorded.
 
@@ -132,10 +132,10 @@ fn random_u128() -> u128 {
     now ^ (&bytes as *const _ as usize as u128)
 }
 
-/// The server's own direct children (agents' first processes), with their agent's tag.
+/// The program's own direct children (children's first processes), with their child's tag.
 static CHILDREN: Mutex<BTreeMap<libc::pid_t, Option<Tag>>> = Mutex::new(BTreeMap::new());
 
-/// Wakes the sweeper: an agent's first process was reaped.
+/// Wakes the sweeper: a child's first process was reaped.
 static SWEEP: Notify = Notify::const_new();
 
 /// What [`contain`] set up.
@@ -147,10 +147,10 @@ static ADOPT: AtomicBool = AtomicBool::new(false);
 /// Servers between [`contain`] and [`release`] in this process: the last release cleans up.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Asks [`contain`] to make this process the child subreaper of its agents' descendants.
-/// Only for a program that owns its process, as the `session-manager` binary does: the
-/// sweeper then reaps every exited child this process did not fork through the agent layer,
-/// and [`release`] kills every such child still running.
+/// Asks [`contain`] to make this process the child subreaper of its children's descendants.
+/// Only for a program that owns its process (a binary, not a library): the sweeper then
+/// reaps every exited child this process did not spawn through this module, and [`release`]
+/// kills every such child still running. Call it before [`contain`].
 pub fn adopt_orphans() {
     ADOPT.store(true, Ordering::Relaxed);
 }
@@ -255,20 +255,20 @@ impl Containment {
     }
 }
 
-/// The record of the server's direct children, locked: hold it from before a fork until the
+/// The record of the program's direct children, locked: hold it from before a fork until the
 /// child's pid is recorded, so the sweeper never mistakes it for an adopted orphan.
 pub(crate) fn children() -> MutexGuard<'static, BTreeMap<libc::pid_t, Option<Tag>>> {
     CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An agent's first process was reaped: it is no longer ours, and its orphans may go.
+/// An child's first process was reaped: it is no longer ours, and its orphans may go.
 pub(crate) fn reaped(pid: libc::pid_t) {
     children().remove(&pid);
     SWEEP.notify_one();
 }
 
-/// A new cgroup for an agent, when the server runs its agents in cgroups; `None` otherwise
-/// (or when this one cannot be created: logged, and the agent runs without).
+/// A new cgroup for a child, when the program runs its children in cgroups; `None` otherwise
+/// (or when this one cannot be created: logged, and the child runs without).
 pub(crate) fn agent_cgroup() -> Option<AgentCgroup> {
     let root = CONTAINMENT.get()?.cgroups.as_ref()?;
     root.agent()
@@ -314,7 +314,7 @@ pub fn contain(containment: &Containment) {
             },
         };
         // Before the subreaper: the watchdog double-forks away, and must be adopted by init,
-        // not by the server it watches.
+        // not by the program it watches.
         watchdog::start_scoped(watchdog::Scope {
             cgroup: cgroups.as_ref().map(|root| root.dir().to_path_buf()),
             env_entry: Some(mark_entry()),
@@ -350,9 +350,10 @@ fn become_subreaper() -> bool {
     false
 }
 
-/// At shutdown, once every agent has stopped: kills every process the server adopted (no
-/// agent is left to own one) until none is left, bounded, and removes the server's cgroup —
-/// at the last server's shutdown, when one process runs several.
+/// At shutdown, once every child has stopped: kills every process the program adopted (no
+/// child is left to own one) until none is left, bounded, and removes the program's cgroup —
+/// at the last [`contain`]'s release, when one process contains several times (several
+/// servers in one test process).
 pub async fn release() {
     let Some(containment) = CONTAINMENT.get() else {
         return;
@@ -380,7 +381,7 @@ pub async fn release() {
 /// Which adopted processes a sweep kills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    /// Those whose agent is gone.
+    /// Those whose child is gone.
     Abandoned,
     /// All (shutdown).
     All,

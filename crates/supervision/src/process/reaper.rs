@@ -1,4 +1,4 @@
-//! Waiting for (reaping) an agent's first process without tokio's `Child`, which only knows
+//! Waiting for (reaping) a child's first process without tokio's `Child`, which only knows
 //! processes it spawned itself.
 //!
 //! Linux 5.3+: a pidfd becomes readable when the process exits; tokio's reactor watches it,

@@ -2,22 +2,22 @@
 //! (SIGTERM to the group, grace) → exited or killed (SIGKILL to the group).
 //!
 //! The process leads its own process group, so a stop or a kill reaches everything it forked.
-//! Four things make sure nothing outlives the server, however it ends:
+//! Four things make sure nothing outlives the program, however it ends:
 //! - the parent-death signal (Linux): the kernel sends SIGKILL to the first process when the
 //!   server thread that forked it dies;
 //! - the [`Group`] guard: dropping it (normal drop, ractor kill, task abort) sends SIGKILL to
 //!   the whole group;
 //! - the [`Reaper`]'s kill-on-drop on the first process;
-//! - the [`watchdog`](super::watchdog), which kills every group the server leaves behind
+//! - the [`watchdog`](super::watchdog), which kills every group the program leaves behind
 //!   when it dies without running any destructor (SIGKILL, abort).
 //!
-//! What leaves the group (`setsid`, double forks, daemons) is caught by the agent's cgroup
-//! where the server has cgroups (the child enters it first thing before exec; the [`Group`]
-//! signals and kills it with the group), by the server as child subreaper, and by the
+//! What leaves the group (`setsid`, double forks, daemons) is caught by the child's cgroup
+//! where the program has cgroups (the child enters it first thing before exec; the [`Group`]
+//! signals and kills it with the group), by the program as child subreaper, and by the
 //! watchdog: see [`orphans`](super::orphans).
 //!
 //! On Linux the process is spawned with `clone(CLONE_VM | CLONE_VFORK)` ([`clone`]), not
-//! `fork`: a restart then costs no copy of the server's page tables. The child-side setup
+//! `fork`: a restart then costs no copy of the program's page tables. The child-side setup
 //! runs between clone and exec, where only async-signal-safe calls are allowed: everything it
 //! needs is computed before. Elsewhere (or where clone is refused) `std`'s fork path runs the
 //! same setup. The first process is reaped through a pidfd (Linux 5.3+) or, failing that, a
@@ -56,14 +56,14 @@ pub(crate) struct Spec<'a> {
     pub(crate) cwd: BorrowedFd<'a>,
     /// Variables set on top of this program's environment.
     pub(crate) env: &'a [(String, String)],
-    /// Prefixes of this program's variables the child must not inherit (a server's own
+    /// Prefixes of this program's variables the child must not inherit (a program's own
     /// settings: a token must never leak to a child).
     pub(crate) hide_prefixes: &'a [String],
     /// Resource limits.
     pub(crate) limits: &'a Limits,
 }
 
-/// Owns a process group, and the agent's cgroup when it has one: dropping it kills both.
+/// Owns a process group, and the child's cgroup when it has one: dropping it kills both.
 #[derive(Debug)]
 pub(crate) struct Group {
     pgid: libc::pid_t,
@@ -163,7 +163,7 @@ pub(crate) fn spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
     })
 }
 
-/// This program's environment without the hidden prefixes (a server's own settings: a
+/// This program's environment without the hidden prefixes (a program's own settings: a
 /// token must never leak to a child), then the child's variables on top, then the mark the
 /// watchdog knows this program's children by (which always wins).
 fn child_environment(ours: &[(String, String)], hidden: &[String]) -> Vec<(OsString, OsString)> {
@@ -313,7 +313,7 @@ impl Process {
 /// async-signal-safe calls: `prctl`, `getppid`, `setpgid`, `getpgrp`, `setrlimit`,
 /// `setpriority` and `write` are; nothing here allocates.
 pub(crate) struct ChildSetup {
-    /// The agent's `cgroup.procs`, open for writing: the child enters its cgroup first.
+    /// The child's `cgroup.procs`, open for writing: the child enters its cgroup first.
     pub(super) cgroup_procs: Option<std::os::fd::RawFd>,
     pub(super) parent: libc::pid_t,
     pub(super) rlimits: [Option<(RlimitResource, libc::rlim_t)>; 3],
@@ -352,7 +352,7 @@ impl ChildSetup {
         unsafe {
             // First, so that nothing the child does happens outside its cgroup ("0" is the
             // writing process). A refusal is not fatal: the parent sees it (`holds`) and the
-            // agent runs without, as where cgroups are not delegated.
+            // child runs without, as where cgroups are not delegated.
             if let Some(fd) = self.cgroup_procs {
                 libc::write(fd, b"0".as_ptr().cast(), 1);
             }
@@ -361,7 +361,7 @@ impl ChildSetup {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // The server died between fork and prctl: the signal would never come.
+                // The program died between fork and prctl: the signal would never come.
                 if libc::getppid() != self.parent {
                     return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }

@@ -1,30 +1,30 @@
-//! The orphan guard: a tiny process that outlives the server by a moment and kills every
-//! agent process group, the server's cgroup and every process carrying the server's mark that
-//! the server leaves behind, however the server died.
+//! The orphan guard: a tiny process that outlives the program by a moment and kills every
+//! child process group, the program's cgroup and every process carrying the program's mark that
+//! the program leaves behind, however the program died.
 //!
-//! The parent-death signal only reaches an agent's first process, and `post_stop` and
-//! kill-on-drop run only when the server lives long enough to run them. So at the first agent
-//! spawn the server forks (twice, so the guard is nobody's zombie) a watchdog that holds the
-//! read end of a pipe. Every agent, between fork and exec, writes `+PGID` into the pipe; the
-//! server writes `-PGID` once it has killed and reaped a group. When the server dies — exit,
+//! The parent-death signal only reaches a child's first process, and `post_stop` and
+//! kill-on-drop run only when the program lives long enough to run them. So at the first child
+//! spawn the program forks (twice, so the guard is nobody's zombie) a watchdog that holds the
+//! read end of a pipe. Every child, between fork and exec, writes `+PGID` into the pipe; the
+//! server writes `-PGID` once it has killed and reaped a group. When the program dies — exit,
 //! panic, SIGKILL — the kernel closes its end, the watchdog reads end-of-file, sends SIGKILL to
 //! every group still registered, and exits.
 //!
 //! Groups are not enough: a descendant that left its group (`setsid`, a double fork, a
-//! daemon) is the server's while it runs (the server is their subreaper, see
-//! [`super::orphans`]) but init's once the server is dead. So when the server scoped it
-//! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the server's cgroup
+//! daemon) is the program's while it runs (the program is their subreaper, see
+//! [`super::orphans`]) but init's once the program is dead. So when the program scoped it
+//! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the program's cgroup
 //! (its whole subtree, then removes the emptied cgroups), and scans `/proc` for every process
 //! whose environment holds the program's mark entry (`<variable>=<pid>-<random>`, see
-//! [`super::instance`]) and that started before the server died or is the child
+//! [`super::instance`]) and that started before the program died or is the child
 //! of one of those: each is stopped (SIGSTOP) as it is found, scan after scan until one finds
 //! none, so nothing forks away meanwhile; then all are killed.
 //!
 //! The watchdog is a forked copy of a multi-threaded program, so it may only make
 //! async-signal-safe calls: it runs on memory allocated before the fork and raw `libc` calls,
-//! never the allocator, locks or the Rust runtime. It leaves the server's session (so a
+//! never the allocator, locks or the Rust runtime. It leaves the program's session (so a
 //! terminal's Ctrl-C does not reach it), ignores SIGINT/SIGTERM/SIGHUP, closes every other
-//! descriptor (so it holds no socket or pipe of the server's open), and calls itself
+//! descriptor (so it holds no socket or pipe of the program's open), and calls itself
 //! `sm-watchdog`.
 
 use std::ffi::CString;
@@ -38,7 +38,7 @@ use std::sync::OnceLock;
 /// first process still has the parent-death signal).
 const CAPACITY: usize = 1 << 16;
 
-/// The server's end of the pipe. Non-blocking: a stuck watchdog must never stall a spawn.
+/// The program's end of the pipe. Non-blocking: a stuck watchdog must never stall a spawn.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     pipe: OwnedFd,
@@ -68,15 +68,15 @@ pub(crate) fn global() -> Option<&'static Watchdog> {
 /// What the watchdog kills besides the registered groups.
 #[derive(Debug, Default)]
 pub(crate) struct Scope {
-    /// The server's cgroup: killed (`cgroup.kill`) and removed with its agents' cgroups.
+    /// The program's cgroup: killed (`cgroup.kill`) and removed with its children's cgroups.
     pub(crate) cgroup: Option<PathBuf>,
-    /// An environment entry (`NAME=value`) that marks the server's agents and all they
-    /// start: every process holding it that started before the server died is killed.
+    /// An environment entry (`NAME=value`) that marks the program's children and all they
+    /// start: every process holding it that started before the program died is killed.
     pub(crate) env_entry: Option<String>,
 }
 
 /// Starts the watchdog with `scope`, unless it already runs (then the scope is not added: the
-/// server calls this before any agent spawns).
+/// server calls this before any child spawns).
 pub(crate) fn start_scoped(scope: Scope) {
     GLOBAL.get_or_init(|| start_logged(&scope));
 }
@@ -170,7 +170,7 @@ impl Watchdog {
         Ok(Watchdog { pipe: write })
     }
 
-    /// The descriptor an agent writes its registration to between fork and exec.
+    /// The descriptor a child writes its registration to between fork and exec.
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.pipe.as_raw_fd()
     }
@@ -191,7 +191,7 @@ pub(crate) fn forget_raw(fd: RawFd, pgid: libc::pid_t) {
     unsafe { libc::write(fd, line.as_ptr().cast(), len) };
 }
 
-/// Registers the calling process's group; called in an agent's child between fork and exec,
+/// Registers the calling process's group; called in a child's child between fork and exec,
 /// so it makes only async-signal-safe calls. Errors are ignored: registration is best effort.
 pub(crate) fn register_self(fd: RawFd) {
     let mut line = [0u8; 24];
@@ -285,7 +285,7 @@ unsafe fn watch(
     if read != PIPE {
         libc::dup2(read, PIPE);
     }
-    // Everything else the server had open (its listener, its database) is closed here:
+    // Everything else the program had open (its listener, its database) is closed here:
     // close_range (Linux 5.9+) in one call, else one close per possible descriptor.
     #[cfg(target_os = "linux")]
     let closed = libc::syscall(libc::SYS_close_range, PIPE + 1, libc::c_uint::MAX, 0) == 0;
@@ -643,7 +643,7 @@ impl<'a> EntryMatcher<'a> {
     }
 }
 
-/// Waits (bounded) until the server's cgroup is empty, then removes the agents' cgroups and
+/// Waits (bounded) until the program's cgroup is empty, then removes the children's cgroups and
 /// it.
 unsafe fn remove_cgroups(dir: RawFd, path: &std::ffi::CStr, scratch: &mut [u8]) {
     for _ in 0..400 {
@@ -659,7 +659,7 @@ unsafe fn remove_cgroups(dir: RawFd, path: &std::ffi::CStr, scratch: &mut [u8]) 
     }
     let (listing, _) = scratch.split_at_mut(4096);
     let mut names = [[0u8; 32]; 64];
-    // Agents' cgroups are `agent-<n>`: collected first, as removing while listing is not
+    // Children's cgroups are `agent-<n>`: collected first, as removing while listing is not
     // guaranteed to visit every entry.
     for _ in 0..64 {
         let mut count = 0;

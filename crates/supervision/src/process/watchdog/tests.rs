@@ -63,7 +63,7 @@ fn proc_files_are_read_without_allocating() {
     assert!(!populated(b"populated 0\nfrozen 0\n"));
 }
 
-/// The scan the watchdog runs after the server died: a process carrying the entry and
+/// The scan the watchdog runs after the program died: a process carrying the entry and
 /// started before is killed, one started after is not.
 #[test]
 fn the_scan_kills_marked_processes_started_before_the_death_only() {
@@ -113,7 +113,7 @@ fn the_scan_kills_marked_processes_started_before_the_death_only() {
     );
 }
 
-/// A marked process that forks after the server died (its child starts later than the
+/// A marked process that forks after the program died (its child starts later than the
 /// death) is stopped before it is killed, and its child is found through it.
 #[test]
 fn a_child_forked_after_the_death_by_a_marked_process_is_killed_too() {
