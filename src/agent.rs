@@ -10,15 +10,11 @@
 //!   server); one without is a logical agent (state only).
 
 mod actor;
-mod cgroup;
 mod config;
+mod containment;
 mod event;
 mod group;
-mod memory;
-mod orphans;
 mod output;
-mod process;
-mod watchdog;
 
 pub(crate) use crate::rules::{in_range, validate_environment_at};
 pub use actor::AgentLive;
@@ -32,12 +28,12 @@ pub use crate::rules::{
     is_agent_name, AgentType, FieldError, FieldErrorKind, TypeInfo, UnknownAgentType,
     RESERVED_ENVIRONMENT,
 };
+pub use containment::{adopt_orphans, contain, release};
 pub use event::{AgentAlert, AgentEvent, AlertKind, Severity};
 pub use group::{
     health, AgentContext, AgentError, AgentGroup, AgentStatus, EventSink, GroupHealth,
 };
-pub use orphans::{adopt_orphans, contain, release};
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
-pub use process::ProcessExit;
+pub use supervision::process::ProcessExit;
 
-pub(crate) use memory::tree as process_tree;
+pub(crate) use supervision::process::tree as process_tree;

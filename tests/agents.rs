@@ -342,7 +342,7 @@ async fn a_crash_loop_backs_off_more_each_time_and_then_fails_with_an_alert() {
     let agent = status(&group, "backend-services").await;
     assert_eq!(agent.state, ChildState::Failed);
     assert_eq!(agent.restarts, 4);
-    assert_eq!(agent.live.last_exit.unwrap().code, Some(3));
+    assert_eq!(agent.live.last_exit.unwrap().code(), Some(3));
     assert_eq!(agent.live.last_error.as_deref(), Some("exited with code 3"));
     assert_eq!(group.health().await.unwrap(), GroupHealth::Degraded);
     group.shutdown().await.unwrap();
@@ -394,7 +394,7 @@ async fn a_sigterm_ignoring_agent_and_its_grandchild_are_killed_after_the_grace(
     );
     gone(&[pid, grandchild]).await;
     let agent = status(&group, "backend-services").await;
-    assert_eq!(agent.live.last_exit.unwrap().signal, Some(libc::SIGKILL));
+    assert_eq!(agent.live.last_exit.unwrap().signal(), Some(libc::SIGKILL));
     assert!(!agent.active);
 
     // Deactivated means down for good: nothing restarts it.
@@ -637,7 +637,7 @@ async fn a_clean_exit_of_a_transient_agent_is_not_restarted() {
     entered(&mut events, "monitoring-observability", ChildState::Stopped).await;
     let agent = status(&group, "monitoring-observability").await;
     assert_eq!(agent.restarts, 0);
-    assert_eq!(agent.live.last_exit.unwrap().code, Some(0));
+    assert_eq!(agent.live.last_exit.unwrap().code(), Some(0));
     group.shutdown().await.unwrap();
 }
 

@@ -19,12 +19,12 @@ use regex::Regex;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use supervision::process::{self, Command, Process, ProcessExit, SpawnError, Spawned};
+
 use super::config::Limits;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::group::{AgentEvents, Workplace};
-use super::memory;
 use super::output::{pump, OutputLog, Stream};
-use super::process::{self, Process, ProcessExit, ProcessSpec, Spawned};
 
 /// How often an agent with `max_memory_mb` samples its process tree.
 pub(crate) const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -147,13 +147,12 @@ pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spa
         .workplace
         .open()
         .map_err(|refused| failed(format!("cannot start `{program}`: {refused}")))?;
-    let spawned = process::spawn(&ProcessSpec {
-        argv,
-        cwd: directory.fd(),
-        env: &launch.env,
-        limits: &launch.limits,
-    })
-    .map_err(|err| failed(format!("cannot start `{program}`: {err}")))?;
+    let spawned = Command::from_argv(argv)
+        .envs(launch.env.iter().cloned())
+        .hide_env_prefix(crate::config::ENV_PREFIX)
+        .limits(process_limits(&launch.limits))
+        .spawn_in(directory.fd())
+        .map_err(|err| failed(format!("cannot start `{program}`: {}", spawn_failure(&err))))?;
     let pid = spawned.pid();
     {
         let mut live = shared.live();
@@ -163,6 +162,33 @@ pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spa
     }
     shared.note(format!("started process {pid}: {}", argv.join(" ")));
     Ok(spawned)
+}
+
+/// An agent's configured limits as the process layer applies them.
+fn process_limits(limits: &Limits) -> process::Limits {
+    let mut applied = process::Limits::new();
+    if let Some(mb) = limits.address_space_mb {
+        applied = applied.address_space_mb(mb);
+    }
+    if let Some(n) = limits.open_files {
+        applied = applied.open_files(n);
+    }
+    if let Some(seconds) = limits.cpu_seconds {
+        applied = applied.cpu_seconds(seconds);
+    }
+    if let Some(nice) = limits.nice {
+        applied = applied.nice(nice);
+    }
+    applied
+}
+
+/// What a failed spawn says after "cannot start `program`: " — the OS's words with the step
+/// that failed, as agents' `last_error` has always read.
+fn spawn_failure(err: &SpawnError) -> String {
+    match err {
+        SpawnError::Spawn { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// One incarnation's state.
@@ -279,7 +305,7 @@ impl Actor for AgentActor {
                 else {
                     return Ok(());
                 };
-                let Some(rss) = memory::tree_rss_bytes(process.pid()) else {
+                let Some(rss) = process::tree_rss_bytes(process.pid()) else {
                     return Ok(());
                 };
                 state.shared.live().memory_mb = Some(rss as f64 / MIB as f64);

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::supervision::ChildState;
 
 use super::output::LogLine;
-use super::process::ProcessExit;
+use supervision::process::ProcessExit;
 
 /// How bad an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

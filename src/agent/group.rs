@@ -749,8 +749,8 @@ fn environment(context: &AgentContext, agent: &ResolvedAgent) -> Vec<(String, St
         ("CLAUDE_TIMEOUT", agent.start_timeout.as_secs().to_string()),
         ("SESSION_MANAGER_URL", context.server_url.clone()),
         (
-            super::orphans::INSTANCE_VAR,
-            super::orphans::instance().to_owned(),
+            super::containment::INSTANCE_VAR,
+            supervision::process::instance().to_owned(),
         ),
     ];
     for (name, value) in ours {

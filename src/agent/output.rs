@@ -18,8 +18,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::logfile::RotatingFile;
 
-use super::process::seconds;
-
 /// Lines kept in memory per agent.
 pub const RING_LINES: usize = 1000;
 
@@ -238,6 +236,13 @@ fn emit<F: FnMut(&LogLine)>(pending: &mut Vec<u8>, stream: Stream, log: &OutputL
     pending.clear();
     log.record(&line);
     each(&line);
+}
+
+/// Unix seconds as a float, as the log file writes a line's time.
+fn seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub(crate) mod monitor;
 mod output;
+pub(crate) mod process;
 pub(crate) mod requests;
 pub(crate) mod session;
 

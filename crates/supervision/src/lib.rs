@@ -42,6 +42,8 @@ use std::sync::Arc;
 mod event;
 mod graph;
 mod policy;
+#[cfg(feature = "process")]
+pub mod process;
 mod spec;
 mod supervisor;
 

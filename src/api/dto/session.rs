@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use super::process::LastExit;
 use crate::agent::{AgentConfig, AgentStatus};
 use crate::monitor::{Activity, SessionSample};
 use crate::paths::Validation;
@@ -137,13 +138,6 @@ pub(crate) struct AgentObject<'a> {
     depends_on: Vec<&'a str>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-struct LastExit {
-    code: Option<i32>,
-    signal: Option<i32>,
-    at: f64,
-}
-
 impl<'a> AgentObject<'a> {
     pub(crate) fn new(agent: &'a AgentStatus) -> Self {
         AgentObject {
@@ -156,11 +150,7 @@ impl<'a> AgentObject<'a> {
             restart_count: agent.restarts,
             started_at: agent.live.started_at.map(seconds),
             since: seconds(agent.since),
-            last_exit: agent.live.last_exit.map(|exit| LastExit {
-                code: exit.code,
-                signal: exit.signal,
-                at: seconds(exit.at),
-            }),
+            last_exit: agent.live.last_exit.as_ref().map(LastExit::from),
             last_error: agent.live.last_error.as_deref(),
             memory_mb: agent.live.memory_mb,
             cpu_percent: None,

@@ -134,11 +134,7 @@ fn cases() -> Vec<(SessionEvent, &'static str, Option<Uuid>)> {
             on(AgentEvent::Exited {
                 agent: Arc::from("backend-services"),
                 pid: 42,
-                exit: ProcessExit {
-                    code: Some(3),
-                    signal: None,
-                    at: at(8),
-                },
+                exit: ProcessExit::new(Some(3), None, at(8)),
             }),
             "agent_exited",
             Some(id),

@@ -176,9 +176,9 @@ fn agent_event(event: &AgentEvent, seq: Option<u64>) -> Value {
         AgentEvent::Exited { agent, pid, exit } => json!({
             "agent": &**agent,
             "pid": pid,
-            "code": exit.code,
-            "signal": exit.signal,
-            "at": seconds(exit.at),
+            "code": exit.code(),
+            "signal": exit.signal(),
+            "at": seconds(exit.at()),
         }),
         AgentEvent::Alert(alert) => alert_object(alert, seq),
     }

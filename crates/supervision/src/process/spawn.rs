@@ -1,150 +1,69 @@
-//! One agent's OS process, as a small state machine: spawned → running → terminating
+//! One child's OS process, as a small state machine: spawned → running → terminating
 //! (SIGTERM to the group, grace) → exited or killed (SIGKILL to the group).
 //!
 //! The process leads its own process group, so a stop or a kill reaches everything it forked.
-//! Four things make sure nothing outlives the server, however it ends:
+//! Four things make sure nothing outlives the program, however it ends:
 //! - the parent-death signal (Linux): the kernel sends SIGKILL to the first process when the
 //!   server thread that forked it dies;
 //! - the [`Group`] guard: dropping it (normal drop, ractor kill, task abort) sends SIGKILL to
 //!   the whole group;
 //! - the [`Reaper`]'s kill-on-drop on the first process;
-//! - the [`watchdog`](super::watchdog), which kills every group the server leaves behind
+//! - the [`watchdog`](super::watchdog), which kills every group the program leaves behind
 //!   when it dies without running any destructor (SIGKILL, abort).
 //!
-//! What leaves the group (`setsid`, double forks, daemons) is caught by the agent's cgroup
-//! where the server has cgroups (the child enters it first thing before exec; the [`Group`]
-//! signals and kills it with the group), by the server as child subreaper, and by the
+//! What leaves the group (`setsid`, double forks, daemons) is caught by the child's cgroup
+//! where the program has cgroups (the child enters it first thing before exec; the [`Group`]
+//! signals and kills it with the group), by the program as child subreaper, and by the
 //! watchdog: see [`orphans`](super::orphans).
 //!
 //! On Linux the process is spawned with `clone(CLONE_VM | CLONE_VFORK)` ([`clone`]), not
-//! `fork`: a restart then costs no copy of the server's page tables. The child-side setup
+//! `fork`: a restart then costs no copy of the program's page tables. The child-side setup
 //! runs between clone and exec, where only async-signal-safe calls are allowed: everything it
 //! needs is computed before. Elsewhere (or where clone is refused) `std`'s fork path runs the
 //! same setup. The first process is reaped through a pidfd (Linux 5.3+) or, failing that, a
 //! blocking `waitpid` on tokio's blocking pool.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use serde::Serialize;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cgroup::AgentCgroup;
-use super::config::Limits;
-use super::orphans::{self, Tag};
-use super::watchdog;
-
 #[cfg(target_os = "linux")]
-mod clone;
-mod reaper;
-
-use reaper::Reaper;
+use super::clone;
+use super::exit::ProcessExit;
+use super::limits::Limits;
+use super::orphans::{self, Tag};
+use super::reaper::Reaper;
+use super::watchdog;
 
 /// How often a stop looks whether the rest of a group (grandchildren) is gone yet.
 const GROUP_POLL: Duration = Duration::from_millis(5);
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub(crate) struct ProcessSpec<'a> {
+pub(crate) struct Spec<'a> {
     /// Program and arguments; never empty.
     pub(crate) argv: &'a [String],
     /// The working directory, open: the child enters it with `fchdir`, so what was
     /// validated is where it runs (no second lookup of the name).
     pub(crate) cwd: BorrowedFd<'a>,
-    /// Variables set on top of the server's environment (which loses its own
-    /// `SESSION_MANAGER_*` settings, so a token never leaks to an agent).
+    /// Variables set on top of this program's environment.
     pub(crate) env: &'a [(String, String)],
+    /// Prefixes of this program's variables the child must not inherit (a program's own
+    /// settings: a token must never leak to a child).
+    pub(crate) hide_prefixes: &'a [String],
     /// Resource limits.
     pub(crate) limits: &'a Limits,
 }
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ProcessExit {
-    /// Exit code, when it exited.
-    pub code: Option<i32>,
-    /// Signal number, when a signal ended it.
-    pub signal: Option<i32>,
-    /// When the server saw it end.
-    #[serde(serialize_with = "unix_seconds")]
-    pub at: SystemTime,
-}
-
-impl ProcessExit {
-    fn from_status(status: io::Result<ExitStatus>) -> ProcessExit {
-        let at = SystemTime::now();
-        match status {
-            Ok(status) => ProcessExit {
-                code: status.code(),
-                signal: status.signal(),
-                at,
-            },
-            // It could not be waited for (reaped elsewhere): nothing is known.
-            Err(_) => ProcessExit {
-                code: None,
-                signal: None,
-                at,
-            },
-        }
-    }
-
-    /// Exit code 0.
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-}
-
-impl fmt::Display for ProcessExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.code, self.signal) {
-            (Some(code), _) => write!(f, "exited with code {code}"),
-            (None, Some(signal)) => {
-                write!(f, "killed by signal {signal} ({})", signal_name(signal))
-            }
-            (None, None) => f.write_str("exited, status unknown"),
-        }
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => "signal",
-    }
-}
-
-pub(crate) fn unix_seconds<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(seconds(*at))
-}
-
-/// Unix seconds as a float, the server's wire format for times.
-pub(crate) fn seconds(at: SystemTime) -> f64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Owns a process group, and the agent's cgroup when it has one: dropping it kills both.
+/// Owns a process group, and the child's cgroup when it has one: dropping it kills both.
 #[derive(Debug)]
 pub(crate) struct Group {
     pgid: libc::pid_t,
@@ -180,17 +99,21 @@ impl Drop for Group {
     }
 }
 
-/// A spawned process and the watch on its exit.
+/// A running process child: the leader of its own process group, watched for its exit.
+///
+/// Dropping it kills the whole group (and the child's cgroup) with SIGKILL: a `Process`
+/// never leaks what it started, whether its owner returns, panics or is aborted.
 #[derive(Debug)]
-pub(crate) struct Process {
+pub struct Process {
     pid: u32,
     group: Group,
     exit: watch::Receiver<Option<ProcessExit>>,
 }
 
-/// A freshly spawned process, not yet watched: see [`Spawned::watch`].
+/// A freshly spawned process, not yet watched: see [`Spawned::watch`]. Dropping it kills
+/// the group and reaps the process.
 #[derive(Debug)]
-pub(crate) struct Spawned {
+pub struct Spawned {
     pid: u32,
     group: Group,
     reaper: Reaper,
@@ -198,17 +121,18 @@ pub(crate) struct Spawned {
     stderr: pipe::Receiver,
 }
 
-/// Spawns the process in its own group (and its own cgroup, where the server has cgroups),
+/// Spawns the process in its own group (and its own cgroup, where the program has cgroups),
 /// with the limits, the parent-death signal and the watchdog registration applied before
 /// exec. Synchronous: the exec has happened (or failed) when it returns. Must run inside a
 /// tokio runtime (the pipes register with its reactor).
-pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
-    let env = child_environment(spec.env);
+pub(crate) fn spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
+    let env = child_environment(spec.env, spec.hide_prefixes);
     let mut cgroup = orphans::agent_cgroup();
     let setup = ChildSetup::new(spec.limits, cgroup.as_ref().and_then(AgentCgroup::procs_fd));
     // Held from before the fork until the pid is recorded: the orphan sweeper must never
     // take this child for an adopted process and reap it.
     let mut children = orphans::children();
+    let tag = Tag::from_env(spec.env, &orphans::identity().owner_variables);
     #[cfg(target_os = "linux")]
     let spawned = match clone::spawn(spec.argv, spec.cwd, &env, &setup) {
         // A kernel or sandbox without clone: the portable path.
@@ -221,7 +145,7 @@ pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
         cgroup.entered();
     }
     let (pid, stdout, stderr) = spawned?;
-    children.insert(pid, Tag::from_env(spec.env));
+    children.insert(pid, tag);
     drop(children);
     if cgroup.as_ref().is_some_and(|c| !c.holds(pid)) {
         tracing::warn!(pid, "the agent could not enter its cgroup; it runs without");
@@ -239,27 +163,33 @@ pub(crate) fn spawn(spec: &ProcessSpec<'_>) -> io::Result<Spawned> {
     })
 }
 
-/// The server's environment without its own settings (`SESSION_MANAGER_*`: a token must
-/// never leak to an agent), then the agent's variables on top.
-fn child_environment(ours: &[(String, String)]) -> Vec<(OsString, OsString)> {
+/// This program's environment without the hidden prefixes (a program's own settings: a
+/// token must never leak to a child), then the child's variables on top, then the mark the
+/// watchdog knows this program's children by (which always wins).
+fn child_environment(ours: &[(String, String)], hidden: &[String]) -> Vec<(OsString, OsString)> {
+    let mark = &orphans::identity().mark_variable;
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(name, _)| {
-            !name
-                .to_string_lossy()
-                .starts_with(crate::config::ENV_PREFIX)
+            let name = name.to_string_lossy();
+            !hidden
+                .iter()
+                .any(|prefix| name.starts_with(prefix.as_str()))
         })
         .filter(|(name, _)| !ours.iter().any(|(k, _)| name == k.as_str()))
+        .filter(|(name, _)| name != mark.as_str())
         .collect();
     env.extend(
         ours.iter()
+            .filter(|(k, _)| k != mark)
             .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
+    env.push((OsString::from(mark), OsString::from(orphans::instance())));
     env
 }
 
 /// `std`'s spawn with the setup in `pre_exec` (which makes it fork): the portable path.
 fn fork_spawn(
-    spec: &ProcessSpec<'_>,
+    spec: &Spec<'_>,
     env: &[(OsString, OsString)],
     setup: ChildSetup,
 ) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
@@ -304,13 +234,16 @@ fn fork_spawn(
 
 impl Spawned {
     /// The process id (also its group id).
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Starts waiting for the exit: `on_exit` is called with it from the waiting task, right
     /// after the [`Process`]'s own watch has it. Returns the process and its output pipes.
-    pub(crate) fn watch<F>(self, on_exit: F) -> (Process, pipe::Receiver, pipe::Receiver)
+    ///
+    /// Must run inside a tokio runtime. Read both pipes to their end (or drop them): a child
+    /// whose pipe is full blocks on its next write.
+    pub fn watch<F>(self, on_exit: F) -> (Process, pipe::Receiver, pipe::Receiver)
     where
         F: FnOnce(ProcessExit) + Send + 'static,
     {
@@ -324,7 +257,7 @@ impl Spawned {
         let (report, exit) = watch::channel(None);
         tokio::spawn(async move {
             let status = reaper.wait().await.map(ExitStatus::from_raw);
-            let exit = ProcessExit::from_status(status);
+            let exit = ProcessExit::from_wait(status);
             report.send_replace(Some(exit));
             on_exit(exit);
         });
@@ -334,23 +267,23 @@ impl Spawned {
 
 impl Process {
     /// The process id (also its group id).
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The exit, once the process has been reaped.
-    pub(crate) async fn exited(&mut self) -> ProcessExit {
+    pub async fn exited(&mut self) -> ProcessExit {
         match self.exit.wait_for(Option::is_some).await {
-            Ok(exit) => exit.unwrap_or_else(|| ProcessExit::from_status(Err(io::Error::other("")))),
+            Ok(exit) => exit.unwrap_or_else(|| ProcessExit::from_wait(Err(io::Error::other("")))),
             // The waiting task is gone (runtime shutting down): the group guard kills it.
-            Err(_) => ProcessExit::from_status(Err(io::Error::other("lost"))),
+            Err(_) => ProcessExit::from_wait(Err(io::Error::other("lost"))),
         }
     }
 
     /// Stops the whole group: SIGTERM, up to `grace` for the first process and then for the
     /// rest of the group, then SIGKILL to whatever is left. Returns how the first process
     /// ended.
-    pub(crate) async fn terminate(&mut self, grace: Duration) -> ProcessExit {
+    pub async fn terminate(&mut self, grace: Duration) -> ProcessExit {
         let deadline = Instant::now() + grace;
         self.group.signal(libc::SIGTERM);
         let exit = match tokio::time::timeout_at(deadline, self.exited()).await {
@@ -368,7 +301,7 @@ impl Process {
     }
 
     /// Kills the whole group at once and waits for the first process.
-    pub(crate) async fn kill(&mut self) -> ProcessExit {
+    pub async fn kill(&mut self) -> ProcessExit {
         self.group.signal(libc::SIGKILL);
         self.exited().await
     }
@@ -379,13 +312,13 @@ impl Process {
 /// Between fork and exec a child of a multi-threaded program may only make
 /// async-signal-safe calls: `prctl`, `getppid`, `setpgid`, `getpgrp`, `setrlimit`,
 /// `setpriority` and `write` are; nothing here allocates.
-struct ChildSetup {
-    /// The agent's `cgroup.procs`, open for writing: the child enters its cgroup first.
-    cgroup_procs: Option<std::os::fd::RawFd>,
-    parent: libc::pid_t,
-    rlimits: [Option<(RlimitResource, libc::rlim_t)>; 3],
-    nice: Option<libc::c_int>,
-    watchdog: Option<std::os::fd::RawFd>,
+pub(crate) struct ChildSetup {
+    /// The child's `cgroup.procs`, open for writing: the child enters its cgroup first.
+    pub(super) cgroup_procs: Option<std::os::fd::RawFd>,
+    pub(super) parent: libc::pid_t,
+    pub(super) rlimits: [Option<(RlimitResource, libc::rlim_t)>; 3],
+    pub(super) nice: Option<libc::c_int>,
+    pub(super) watchdog: Option<std::os::fd::RawFd>,
 }
 
 #[cfg(target_os = "linux")]
@@ -414,12 +347,12 @@ impl ChildSetup {
         }
     }
 
-    fn apply(&self) -> io::Result<()> {
+    pub(crate) fn apply(&self) -> io::Result<()> {
         // SAFETY: each call below is async-signal-safe and touches only local data.
         unsafe {
             // First, so that nothing the child does happens outside its cgroup ("0" is the
             // writing process). A refusal is not fatal: the parent sees it (`holds`) and the
-            // agent runs without, as where cgroups are not delegated.
+            // child runs without, as where cgroups are not delegated.
             if let Some(fd) = self.cgroup_procs {
                 libc::write(fd, b"0".as_ptr().cast(), 1);
             }
@@ -428,7 +361,7 @@ impl ChildSetup {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // The server died between fork and prctl: the signal would never come.
+                // The program died between fork and prctl: the signal would never come.
                 if libc::getppid() != self.parent {
                     return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }

@@ -1,9 +1,9 @@
-//! The resident memory of an agent's whole process tree, read from `/proc`.
+//! The resident memory of a child's whole process tree, read from `/proc`.
 //!
-//! Cheap enough to run every second per agent: it reads `/proc/<pid>/task/<tid>/children` to
-//! walk the tree from the agent's first process and `/proc/<pid>/statm` for each member,
+//! Cheap enough to run every second per child: it reads `/proc/<pid>/task/<tid>/children` to
+//! walk the tree from the child's first process and `/proc/<pid>/statm` for each member,
 //! never the whole process table. Where the kernel has no `children` files, the members of
-//! the agent's process group are found by a scan of `/proc` instead.
+//! the child's process group are found by a scan of `/proc` instead.
 
 use std::collections::HashSet;
 use std::fs;
@@ -14,7 +14,7 @@ const MAX_PROCESSES: usize = 4096;
 
 /// Resident bytes of `root` and all its descendants; `None` when `root` is gone or `/proc`
 /// is unavailable.
-pub(crate) fn tree_rss_bytes(root: u32) -> Option<u64> {
+pub fn tree_rss_bytes(root: u32) -> Option<u64> {
     let page = page_size();
     let pids = tree(root)?;
     Some(
@@ -26,9 +26,9 @@ pub(crate) fn tree_rss_bytes(root: u32) -> Option<u64> {
     )
 }
 
-/// `root` and its descendants (at most 4,096); `None` when `root` is gone. The monitor
-/// samples CPU of exactly these.
-pub(crate) fn tree(root: u32) -> Option<Vec<u32>> {
+/// `root` and its descendants (at most 4,096); `None` when `root` is gone. A monitor
+/// samples CPU of exactly these (the program's does).
+pub fn tree(root: u32) -> Option<Vec<u32>> {
     if !has_children_files() {
         if !Path::new(&format!("/proc/{root}")).exists() {
             return None;

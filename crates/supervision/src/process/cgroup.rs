@@ -1,20 +1,20 @@
-//! cgroup v2 containment: each agent runs in a cgroup of its own, so a stop reaches every
+//! cgroup v2 containment: each child runs in a cgroup of its own, so a stop reaches every
 //! process it started, whatever session or group they moved to, as systemd's
 //! `KillMode=control-group` does.
 //!
 //! Where: the cgroup2 mount found in `/proc/self/mountinfo` (hybrid hosts mount it beside the
-//! v1 controllers, e.g. at `/sys/fs/cgroup/unified`) joined with the server's own v2 path (the
-//! `0::` line of `/proc/self/cgroup`). Under it the server creates `session-manager-<pid>`,
-//! which holds no process itself, and one leaf `agent-<n>` per spawned agent. No controller is
-//! enabled anywhere, so the no-internal-processes rule never applies. When the server may not
+//! v1 controllers, e.g. at `/sys/fs/cgroup/unified`) joined with the program's own v2 path (the
+//! `0::` line of `/proc/self/cgroup`). Under it the program creates `<prefix><pid>` ([`Containment::cgroup_prefix`](super::Containment::cgroup_prefix)),
+//! which holds no process itself, and one leaf `agent-<n>` per spawned child. No controller is
+//! enabled anywhere, so the no-internal-processes rule never applies. When the program may not
 //! create cgroups there (not root, nothing delegated, v1 only), [`Root::create`] fails and the
-//! agents run without: the subreaper and the watchdog cover them then.
+//! children run without: the subreaper and the watchdog cover them then.
 //!
 //! The child enters its cgroup between clone and exec by writing `0` to a `cgroup.procs`
 //! descriptor the parent opened ([`AgentCgroup::procs_fd`]), so nothing it runs ever starts
 //! outside. A stop sends SIGTERM to every member, and after the grace writes `1` to
 //! `cgroup.kill` (Linux 5.14+; before, SIGKILL to every member until none is left). An empty
-//! cgroup is removed; the server's own is removed at exit, and one left by a server that died
+//! cgroup is removed; the program's own is removed at exit, and one left by a server that died
 //! without cleaning up is removed by the next start.
 
 use std::fs;
@@ -25,13 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The prefix of the server's own cgroup; the rest is its pid.
-pub(crate) const ROOT_PREFIX: &str = "session-manager-";
-
 /// How long a removal waits for killed members to be gone before giving up on a cgroup.
 const EMPTY_WAIT: Duration = Duration::from_secs(2);
 
-/// Why the server runs its agents without cgroups.
+/// Why the program runs its children without cgroups.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CgroupError {
     /// `/proc/self/mountinfo` or `/proc/self/cgroup` could not be read.
@@ -46,10 +43,10 @@ pub(crate) enum CgroupError {
     /// No cgroup2 file system is mounted.
     #[error("no cgroup2 file system is mounted")]
     NoMount,
-    /// The server is in no v2 cgroup (a v1-only host).
+    /// The program is in no v2 cgroup (a v1-only host).
     #[error("the server is in no cgroup v2 hierarchy (no `0::` line in /proc/self/cgroup)")]
     NoV2Path,
-    /// The server may not create a cgroup under its own (not delegated).
+    /// The program may not create a cgroup under its own (not delegated).
     #[error("cannot create {path}")]
     Create {
         /// The cgroup directory.
@@ -115,7 +112,7 @@ fn directory(mount: &Path, mount_root: &str, path: &str) -> PathBuf {
     mount.join(relative.trim_start_matches('/'))
 }
 
-/// The server's own cgroup v2 directory and path (as `/proc/<pid>/cgroup` shows it), from the
+/// The program's own cgroup v2 directory and path (as `/proc/<pid>/cgroup` shows it), from the
 /// files of this process.
 fn own_directory() -> Result<(PathBuf, String), CgroupError> {
     let read = |file: &'static str| {
@@ -127,7 +124,7 @@ fn own_directory() -> Result<(PathBuf, String), CgroupError> {
     Ok((directory(&mount, &mount_root, &path), path))
 }
 
-/// The server's cgroup, `session-manager-<pid>`: the parent of every agent's.
+/// The program's cgroup, `<prefix><pid>`: the parent of every child's.
 #[derive(Debug)]
 pub(crate) struct Root {
     dir: PathBuf,
@@ -137,12 +134,12 @@ pub(crate) struct Root {
 }
 
 impl Root {
-    /// Creates the server's cgroup beside its own process, after removing those left by
+    /// Creates the program's cgroup beside its own process, after removing those left by
     /// servers that are gone.
-    pub(crate) fn create() -> Result<Root, CgroupError> {
+    pub(crate) fn create(prefix: &str) -> Result<Root, CgroupError> {
         let (parent, parent_path) = own_directory()?;
-        remove_stale(&parent);
-        let name = format!("{ROOT_PREFIX}{}", std::process::id());
+        remove_stale(&parent, prefix);
+        let name = format!("{prefix}{}", std::process::id());
         let dir = parent.join(&name);
         let path = format!("{}/{name}", parent_path.trim_end_matches('/'));
         match fs::create_dir(&dir) {
@@ -176,7 +173,7 @@ impl Root {
         &self.dir
     }
 
-    /// A new, empty cgroup for one agent, with its `cgroup.procs` open for the child.
+    /// A new, empty cgroup for one child, with its `cgroup.procs` open for the child.
     pub(crate) fn agent(&self) -> io::Result<AgentCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(format!("agent-{n}"));
@@ -204,7 +201,7 @@ impl Root {
         }
     }
 
-    /// Kills everything left in the server's cgroup and removes it: at exit.
+    /// Kills everything left in the program's cgroup and removes it: at exit.
     pub(crate) fn remove(&self) {
         kill_tree(&self.dir);
         remove_tree(&self.dir);
@@ -213,7 +210,7 @@ impl Root {
 
 /// Removes the `session-manager-<pid>` cgroups under `parent` whose server is gone, killing
 /// whatever still runs in them (a server that was SIGKILLed before its watchdog could).
-fn remove_stale(parent: &Path) {
+fn remove_stale(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
@@ -221,7 +218,7 @@ fn remove_stale(parent: &Path) {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(ROOT_PREFIX))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|pid| pid.parse::<libc::pid_t>().ok())
         else {
             continue;
@@ -238,7 +235,7 @@ fn remove_stale(parent: &Path) {
     }
 }
 
-/// One agent's cgroup. Dropping it kills every member and removes the cgroup, or leaves that
+/// One child's cgroup. Dropping it kills every member and removes the cgroup, or leaves that
 /// to [`remove_pending`] when members are still exiting.
 #[derive(Debug)]
 pub(crate) struct AgentCgroup {
@@ -280,7 +277,7 @@ impl AgentCgroup {
         }
         let members = members(&self.dir);
         for &pid in &members {
-            // SAFETY: kill(2) of a member of a cgroup only this server's agents enter.
+            // SAFETY: kill(2) of a member of a cgroup only this server's children enter.
             unsafe { libc::kill(pid, signal) };
         }
         !members.is_empty()
@@ -324,9 +321,9 @@ fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Removes the killed agent cgroups that have emptied since they were dropped; called when
-/// a child of the server exited (the last member of a killed cgroup is one: the subreaper
-/// adopts every orphan of an agent).
+/// Removes the killed child cgroups that have emptied since they were dropped; called when
+/// a child of the program exited (the last member of a killed cgroup is one: the subreaper
+/// adopts every orphan of a child).
 pub(crate) fn remove_pending() {
     let dirs = std::mem::take(&mut *pending());
     let busy: Vec<PathBuf> = dirs
@@ -353,7 +350,7 @@ fn kill_tree(dir: &Path) {
     while populated(dir) && Instant::now() < deadline {
         for cgroup in subtree(dir) {
             for pid in members(&cgroup) {
-                // SAFETY: kill(2) of a member of one of the server's own cgroups.
+                // SAFETY: kill(2) of a member of one of the program's own cgroups.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }

@@ -1,7 +1,7 @@
 //! Linux spawn with `clone(CLONE_VM | CLONE_VFORK)`, the way glibc's `posix_spawn` does it.
 //!
 //! `std` (and tokio) fall back to `fork` as soon as a `pre_exec` closure is set, and fork
-//! copies the server's page tables on every restart: measured at 0.5–0.9 ms per spawn here,
+//! copies the program's page tables on every restart: measured at 0.5–0.9 ms per spawn here,
 //! a third of a whole restart. The child setup we need (parent-death signal, own group,
 //! rlimits, nice, watchdog registration) is a handful of async-signal-safe syscalls, so the
 //! child can run it on a small stack of its own while sharing the parent's memory, the parent
@@ -9,7 +9,7 @@
 //!
 //! Rules for the code that runs in the child (`child_main`): no allocation, no lock, no
 //! panic; it writes only to its `Failure` slot, which the parent reads after the child has
-//! exec'd or exited. All signals are blocked around the clone, so no handler of the server
+//! exec'd or exited. All signals are blocked around the clone, so no handler of the program
 //! runs on the child's stack; the child resets every handled signal to its default and
 //! unblocks them before exec (as `posix_spawn` does; SIGPIPE too, as `std` does).
 
@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use super::ChildSetup;
+use super::spawn::ChildSetup;
 
 /// The child's stack: the setup and execve need a few KiB.
 const STACK_BYTES: usize = 64 * 1024;
@@ -196,7 +196,7 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         if libc::fchdir(args.cwd) == -1 {
             give_up(args.failure, STAGE_CHDIR, errno());
         }
-        // Nothing but 0, 1 and 2 may reach the agent: the server's own descriptors are
+        // Nothing but 0, 1 and 2 may reach the child: the program's own descriptors are
         // close-on-exec, but not those it inherited (a socket-activation listener, a
         // launcher's pipe, a jobserver). The watchdog registration above was the last use
         // of any other descriptor.
@@ -227,7 +227,7 @@ unsafe fn give_up(failure: *mut Failure, stage: libc::c_int, errno: libc::c_int)
     libc::_exit(127)
 }
 
-/// Every signal the server handles goes back to its default; then all are unblocked.
+/// Every signal the program handles goes back to its default; then all are unblocked.
 unsafe fn reset_signals() {
     for signal in 1..libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
@@ -278,7 +278,7 @@ impl Drop for BlockedSignals {
 }
 
 /// The program's path: as given when it holds a `/`, else the first executable match in the
-/// child's `PATH` (the server's when the child's environment has none).
+/// child's `PATH` (the program's when the child's environment has none).
 fn resolve_program(program: &str, env: &[(OsString, OsString)]) -> io::Result<OsString> {
     if program.contains('/') {
         return Ok(OsString::from(program));
@@ -381,7 +381,7 @@ mod tests {
 
     /// A child that registered its group with the watchdog and then failed to exec (or to
     /// enter its directory) is gone: its group must be forgotten too, or the watchdog keeps a
-    /// stale id and SIGKILLs whatever group reuses it when the server dies.
+    /// stale id and SIGKILLs whatever group reuses it when the program dies.
     #[test]
     fn a_failed_exec_forgets_the_group_it_registered() {
         let dir = std::fs::File::open(std::env::temp_dir()).unwrap();

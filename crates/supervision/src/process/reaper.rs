@@ -1,4 +1,4 @@
-//! Waiting for (reaping) an agent's first process without tokio's `Child`, which only knows
+//! Waiting for (reaping) a child's first process without tokio's `Child`, which only knows
 //! processes it spawned itself.
 //!
 //! Linux 5.3+: a pidfd becomes readable when the process exits; tokio's reactor watches it,
@@ -55,13 +55,13 @@ impl Reaper {
                     let err = io::Error::last_os_error();
                     if err.kind() != io::ErrorKind::Interrupted {
                         self.reaped = true;
-                        crate::agent::orphans::reaped(self.pid);
+                        super::orphans::reaped(self.pid);
                         return Err(err);
                     }
                 }
                 _ => {
                     self.reaped = true;
-                    crate::agent::orphans::reaped(self.pid);
+                    super::orphans::reaped(self.pid);
                     return Ok(Some(status));
                 }
             }
@@ -93,7 +93,7 @@ fn blocking_wait(pid: libc::pid_t) -> io::Result<libc::c_int> {
     loop {
         // SAFETY: waitpid on our own child, with a valid status pointer.
         if unsafe { libc::waitpid(pid, &mut status, 0) } != -1 {
-            crate::agent::orphans::reaped(pid);
+            super::orphans::reaped(pid);
             return Ok(status);
         }
         let err = io::Error::last_os_error();

@@ -1,30 +1,30 @@
-//! The orphan guard: a tiny process that outlives the server by a moment and kills every
-//! agent process group, the server's cgroup and every process carrying the server's mark that
-//! the server leaves behind, however the server died.
+//! The orphan guard: a tiny process that outlives the program by a moment and kills every
+//! child process group, the program's cgroup and every process carrying the program's mark that
+//! the program leaves behind, however the program died.
 //!
-//! The parent-death signal only reaches an agent's first process, and `post_stop` and
-//! kill-on-drop run only when the server lives long enough to run them. So at the first agent
-//! spawn the server forks (twice, so the guard is nobody's zombie) a watchdog that holds the
-//! read end of a pipe. Every agent, between fork and exec, writes `+PGID` into the pipe; the
-//! server writes `-PGID` once it has killed and reaped a group. When the server dies — exit,
+//! The parent-death signal only reaches a child's first process, and `post_stop` and
+//! kill-on-drop run only when the program lives long enough to run them. So at the first child
+//! spawn the program forks (twice, so the guard is nobody's zombie) a watchdog that holds the
+//! read end of a pipe. Every child, between fork and exec, writes `+PGID` into the pipe; the
+//! server writes `-PGID` once it has killed and reaped a group. When the program dies — exit,
 //! panic, SIGKILL — the kernel closes its end, the watchdog reads end-of-file, sends SIGKILL to
 //! every group still registered, and exits.
 //!
 //! Groups are not enough: a descendant that left its group (`setsid`, a double fork, a
-//! daemon) is the server's while it runs (the server is their subreaper, see
-//! [`super::orphans`]) but init's once the server is dead. So when the server scoped it
-//! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the server's cgroup
+//! daemon) is the program's while it runs (the program is their subreaper, see
+//! [`super::orphans`]) but init's once the program is dead. So when the program scoped it
+//! ([`start_scoped`]) the watchdog also writes `1` to `cgroup.kill` of the program's cgroup
 //! (its whole subtree, then removes the emptied cgroups), and scans `/proc` for every process
-//! whose environment holds the server's `SESSION_MANAGER_INSTANCE=<pid>-<random>` entry (see
-//! `orphans::INSTANCE_VAR`) and that started before the server died or is the child
+//! whose environment holds the program's mark entry (`<variable>=<pid>-<random>`, see
+//! [`super::instance`]) and that started before the program died or is the child
 //! of one of those: each is stopped (SIGSTOP) as it is found, scan after scan until one finds
 //! none, so nothing forks away meanwhile; then all are killed.
 //!
 //! The watchdog is a forked copy of a multi-threaded program, so it may only make
 //! async-signal-safe calls: it runs on memory allocated before the fork and raw `libc` calls,
-//! never the allocator, locks or the Rust runtime. It leaves the server's session (so a
+//! never the allocator, locks or the Rust runtime. It leaves the program's session (so a
 //! terminal's Ctrl-C does not reach it), ignores SIGINT/SIGTERM/SIGHUP, closes every other
-//! descriptor (so it holds no socket or pipe of the server's open), and calls itself
+//! descriptor (so it holds no socket or pipe of the program's open), and calls itself
 //! `sm-watchdog`.
 
 use std::ffi::CString;
@@ -38,7 +38,7 @@ use std::sync::OnceLock;
 /// first process still has the parent-death signal).
 const CAPACITY: usize = 1 << 16;
 
-/// The server's end of the pipe. Non-blocking: a stuck watchdog must never stall a spawn.
+/// The program's end of the pipe. Non-blocking: a stuck watchdog must never stall a spawn.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     pipe: OwnedFd,
@@ -51,26 +51,32 @@ pub(crate) fn started() -> Option<&'static Watchdog> {
     GLOBAL.get().and_then(Option::as_ref)
 }
 
-/// The process's watchdog, started on first use. `None` when it could not be started (the
-/// error is logged once); agents then rely on the parent-death signal and kill-on-drop alone.
+/// The process's watchdog, started on first use (scoped to the mark of this program's
+/// children, see [`super::instance`]). `None` when it could not be started (the error is
+/// logged once); children then rely on the parent-death signal and kill-on-drop alone.
 pub(crate) fn global() -> Option<&'static Watchdog> {
     GLOBAL
-        .get_or_init(|| start_logged(&Scope::default()))
+        .get_or_init(|| {
+            start_logged(&Scope {
+                cgroup: None,
+                env_entry: Some(super::orphans::mark_entry()),
+            })
+        })
         .as_ref()
 }
 
 /// What the watchdog kills besides the registered groups.
 #[derive(Debug, Default)]
 pub(crate) struct Scope {
-    /// The server's cgroup: killed (`cgroup.kill`) and removed with its agents' cgroups.
+    /// The program's cgroup: killed (`cgroup.kill`) and removed with its children's cgroups.
     pub(crate) cgroup: Option<PathBuf>,
-    /// An environment entry (`NAME=value`) that marks the server's agents and all they
-    /// start: every process holding it that started before the server died is killed.
+    /// An environment entry (`NAME=value`) that marks the program's children and all they
+    /// start: every process holding it that started before the program died is killed.
     pub(crate) env_entry: Option<String>,
 }
 
 /// Starts the watchdog with `scope`, unless it already runs (then the scope is not added: the
-/// server calls this before any agent spawns).
+/// server calls this before any child spawns).
 pub(crate) fn start_scoped(scope: Scope) {
     GLOBAL.get_or_init(|| start_logged(&scope));
 }
@@ -164,7 +170,7 @@ impl Watchdog {
         Ok(Watchdog { pipe: write })
     }
 
-    /// The descriptor an agent writes its registration to between fork and exec.
+    /// The descriptor a child writes its registration to between fork and exec.
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.pipe.as_raw_fd()
     }
@@ -185,7 +191,7 @@ pub(crate) fn forget_raw(fd: RawFd, pgid: libc::pid_t) {
     unsafe { libc::write(fd, line.as_ptr().cast(), len) };
 }
 
-/// Registers the calling process's group; called in an agent's child between fork and exec,
+/// Registers the calling process's group; called in a child's child between fork and exec,
 /// so it makes only async-signal-safe calls. Errors are ignored: registration is best effort.
 pub(crate) fn register_self(fd: RawFd) {
     let mut line = [0u8; 24];
@@ -279,7 +285,7 @@ unsafe fn watch(
     if read != PIPE {
         libc::dup2(read, PIPE);
     }
-    // Everything else the server had open (its listener, its database) is closed here:
+    // Everything else the program had open (its listener, its database) is closed here:
     // close_range (Linux 5.9+) in one call, else one close per possible descriptor.
     #[cfg(target_os = "linux")]
     let closed = libc::syscall(libc::SYS_close_range, PIPE + 1, libc::c_uint::MAX, 0) == 0;
@@ -637,7 +643,7 @@ impl<'a> EntryMatcher<'a> {
     }
 }
 
-/// Waits (bounded) until the server's cgroup is empty, then removes the agents' cgroups and
+/// Waits (bounded) until the program's cgroup is empty, then removes the children's cgroups and
 /// it.
 unsafe fn remove_cgroups(dir: RawFd, path: &std::ffi::CStr, scratch: &mut [u8]) {
     for _ in 0..400 {
@@ -653,7 +659,7 @@ unsafe fn remove_cgroups(dir: RawFd, path: &std::ffi::CStr, scratch: &mut [u8]) 
     }
     let (listing, _) = scratch.split_at_mut(4096);
     let mut names = [[0u8; 32]; 64];
-    // Agents' cgroups are `agent-<n>`: collected first, as removing while listing is not
+    // Children's cgroups are `agent-<n>`: collected first, as removing while listing is not
     // guaranteed to visit every entry.
     for _ in 0..64 {
         let mut count = 0;
@@ -694,210 +700,4 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    fn line(sign: u8, pgid: libc::pid_t) -> Vec<u8> {
-        let mut out = [0u8; 24];
-        let len = encode(sign, pgid, &mut out);
-        out[..len].to_vec()
-    }
-
-    #[test]
-    fn lines_encode_sign_digits_and_newline() {
-        assert_eq!(line(b'+', 0), b"+0\n");
-        assert_eq!(line(b'+', 7), b"+7\n");
-        assert_eq!(line(b'-', 4_194_304), b"-4194304\n");
-        assert_eq!(
-            line(b'+', libc::pid_t::MAX),
-            format!("+{}\n", libc::pid_t::MAX).into_bytes()
-        );
-    }
-
-    #[test]
-    fn an_environment_entry_is_found_whole_across_pieces() {
-        let entry = b"SESSION_MANAGER_URL=http://127.0.0.1:80";
-        let environ = b"A=1\0SESSION_MANAGER_URL=http://127.0.0.1:8080\0SESSION_MANAGER_URL=http://127.0.0.1:80\0B=2\0";
-        for piece in [1, 3, 7, environ.len()] {
-            let mut matcher = EntryMatcher::new(entry);
-            let found = environ.chunks(piece).any(|chunk| matcher.feed(chunk));
-            assert!(found, "pieces of {piece}");
-        }
-        // A longer value, a prefix, a suffix: no match.
-        for environ in [
-            &b"SESSION_MANAGER_URL=http://127.0.0.1:8080\0"[..],
-            b"SESSION_MANAGER_URL=http://127.0.0.1:8\0",
-            b"XSESSION_MANAGER_URL=http://127.0.0.1:80\0",
-        ] {
-            let mut matcher = EntryMatcher::new(entry);
-            assert!(
-                !matcher.feed(environ),
-                "{:?}",
-                String::from_utf8_lossy(environ)
-            );
-            assert!(!matcher.finish());
-        }
-        // The last entry without its terminating NUL counts.
-        let mut matcher = EntryMatcher::new(entry);
-        assert!(!matcher.feed(b"A=1\0SESSION_MANAGER_URL=http://127.0.0.1:80"));
-        assert!(matcher.finish());
-    }
-
-    #[test]
-    fn proc_files_are_read_without_allocating() {
-        let stat =
-            b"1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2\n";
-        assert_eq!(parent_and_start(stat), Some((1, 987_654)));
-        assert_eq!(parent_and_start(b"1234 (x) S 1"), None);
-        let mut path = [0u8; 32];
-        let len = pid_path(4_194_304, b"/environ", &mut path);
-        assert_eq!(&path[..len], b"4194304/environ\0");
-        assert_eq!(parse_pid(b"4711\0"), 4711);
-        assert_eq!(parse_pid(b"self\0"), 0);
-        assert!(populated(b"populated 1\nfrozen 0\n"));
-        assert!(!populated(b"populated 0\nfrozen 0\n"));
-    }
-
-    /// The scan the watchdog runs after the server died: a process carrying the entry and
-    /// started before is killed, one started after is not.
-    #[test]
-    fn the_scan_kills_marked_processes_started_before_the_death_only() {
-        let entry = format!("SM_WATCHDOG_TEST={}", std::process::id());
-        let (name, value) = entry.split_once('=').unwrap();
-        let spawn = || {
-            std::process::Command::new("sleep")
-                .arg("60")
-                .env(name, value)
-                .spawn()
-                .unwrap()
-        };
-        let mut before = spawn();
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
-        // SAFETY: clock_gettime on a local timespec.
-        let now = || unsafe { boot_ticks(ticks) };
-        // The clock moves on by a tick between the start and the death, and again before the
-        // later start: polled, bounded.
-        let tick_after = |from: u64| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while now() <= from {
-                assert!(Instant::now() < deadline, "the boot clock stands still");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        };
-        tick_after(now());
-        let died_at = now();
-        tick_after(died_at);
-        let mut after = spawn();
-        let mut scratch = vec![0u8; 16 * 1024];
-        let mut frozen = vec![0; 64];
-        // SAFETY: the scan only reads /proc and signals what it matched.
-        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch, &mut frozen) };
-        let before_status = before.wait().unwrap();
-        let after_running = after.try_wait().unwrap().is_none();
-        after.kill().unwrap();
-        after.wait().unwrap();
-        assert_eq!(killed, 1);
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&before_status),
-            Some(libc::SIGKILL)
-        );
-        assert!(
-            after_running,
-            "a process started after the death was killed"
-        );
-    }
-
-    /// A marked process that forks after the server died (its child starts later than the
-    /// death) is stopped before it is killed, and its child is found through it.
-    #[test]
-    fn a_child_forked_after_the_death_by_a_marked_process_is_killed_too() {
-        use std::io::Write;
-        let entry = format!("SM_WATCHDOG_FORK_TEST={}", std::process::id());
-        let (name, value) = entry.split_once('=').unwrap();
-        let mut parent = std::process::Command::new("sh")
-            .args(["-c", "read line; sleep 60 & echo started; wait"])
-            .env(name, value)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
-        // SAFETY: clock_gettime on a local timespec.
-        let now = || unsafe { boot_ticks(ticks) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let start = now();
-        while now() <= start {
-            assert!(Instant::now() < deadline, "the boot clock stands still");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let died_at = now();
-        while now() <= died_at {
-            assert!(Instant::now() < deadline, "the boot clock stands still");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        parent.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let mut started = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(parent.stdout.take().unwrap()),
-            &mut started,
-        )
-        .unwrap();
-        assert_eq!(started, "started\n");
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent.id())).unwrap();
-        let child: libc::pid_t = children.split_whitespace().next().unwrap().parse().unwrap();
-        let mut scratch = vec![0u8; 16 * 1024];
-        let mut frozen = vec![0; 64];
-        // SAFETY: the scan only reads /proc and signals what it matched.
-        let killed = unsafe { kill_marked(entry.as_bytes(), died_at, &mut scratch, &mut frozen) };
-        let status = parent.wait().unwrap();
-        // The child is the parent's: gone once the parent is reaped, unless it still runs
-        // (re-parented), which kill(2) with signal 0 tells.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // SAFETY: signal 0 only checks whether the process exists.
-        while unsafe { libc::kill(child, 0) } == 0 {
-            let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            if state.contains(") Z ") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the late child survived: {state}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(killed, 2);
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL)
-        );
-    }
-
-    #[test]
-    fn the_table_registers_forgets_and_ignores_garbage() {
-        let mut groups = [0; 3];
-        let mut count = 0;
-        for entry in [
-            "+100",
-            "+200",
-            "+x1",
-            "+",
-            "*5",
-            "+1",
-            "+99999999999",
-            "-100",
-            "+300",
-        ] {
-            apply(entry.as_bytes(), &mut groups, &mut count);
-        }
-        assert_eq!(&groups[..count], &[200, 300]);
-        // A full table ignores further registrations; forgetting an unknown group is a no-op.
-        for entry in ["+400", "+500", "-12345"] {
-            apply(entry.as_bytes(), &mut groups, &mut count);
-        }
-        assert_eq!(&groups[..count], &[200, 300, 400]);
-    }
-}
+mod tests;
