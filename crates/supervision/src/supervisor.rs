@@ -22,13 +22,14 @@ mod task;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
+use super::error::{human, BoxError, ChildError, StartError};
 use super::event::{ChildInfo, ChildState};
 use super::graph::DependencyGraph;
 use super::policy::{Exit, RestartHistory, Strategy};
@@ -44,8 +45,10 @@ use task::{KillTimer, TaskRun};
 
 /// Reason given to a child the supervisor stops on purpose.
 const STOP_REASON: &str = "stopped by supervisor";
-/// Termination reason ractor reports for a killed actor.
-const KILLED: &str = "killed";
+/// The termination reason ractor gives a killed actor: the text of its kill signal. ractor
+/// has no other mark of a kill, so this is read once, at the boundary
+/// (`handle_supervisor_evt`); past it a kill is [`ChildError::Killed`].
+static RACTOR_KILL: LazyLock<String> = LazyLock::new(|| ractor::Signal::Kill.to_string());
 /// Exits of unknown actors remembered while waiting for their spawn report; beyond this the
 /// memory is dropped (only a worker that links extra actors to the supervisor can cause it).
 const MAX_EARLY_EXITS: usize = 4096;
@@ -55,7 +58,7 @@ const MAX_EARLY_EXITS: usize = 4096;
 pub struct Supervisor;
 
 /// A worker's spawn outcome, or why the spawn failed.
-type SpawnReport = Result<Spawn, String>;
+type SpawnReport = Result<Spawn, StartError>;
 
 /// What a worker started: an actor, a task still to spawn, or neither (a child without an
 /// actor), and whether it still has to become ready.
@@ -65,7 +68,7 @@ struct Spawn {
     awaits_ready: bool,
 }
 /// What a started child still has to do before it counts as running.
-type Readiness = BoxFuture<Result<(), String>>;
+type Readiness = BoxFuture<Result<(), BoxError>>;
 
 /// A message to the supervisor. Opaque: build them through [`SupervisorHandle`].
 pub struct SupervisorMsg(Msg);
@@ -88,7 +91,7 @@ enum Msg {
     Ready {
         child: ChildId,
         generation: u64,
-        result: Result<(), String>,
+        result: Result<(), ChildError>,
     },
     BackoffElapsed {
         child: ChildId,
@@ -136,7 +139,7 @@ struct Child {
     after_stop: AfterStop,
     /// Why the current incarnation is being taken down, when the supervisor decided it
     /// (readiness failed or timed out): its exit is reported as this failure.
-    failure: Option<String>,
+    failure: Option<ChildError>,
     stop_waiters: Vec<RpcReplyPort<Result<(), SupervisionError>>>,
 }
 
@@ -372,12 +375,16 @@ impl Actor for Supervisor {
         // Overrides ractor's default, which would stop this supervisor with its first child.
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                state.on_actor_exit(&myself, &cell, Exit::Abnormal(err.to_string()));
+                let error = ChildError::Failed(Arc::from(err));
+                state.on_actor_exit(&myself, &cell, Exit::Abnormal(error));
             }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                let exit = match reason.as_deref() {
-                    Some(KILLED) => Exit::Abnormal(KILLED.to_string()),
-                    _ => Exit::Normal,
+            SupervisionEvent::ActorTerminated(cell, state_left, reason) => {
+                // A killed actor leaves no state behind, and says so in ractor's words.
+                let killed = state_left.is_none() && reason.as_deref() == Some(&**RACTOR_KILL);
+                let exit = if killed {
+                    Exit::Abnormal(ChildError::Killed)
+                } else {
+                    Exit::Normal
                 };
                 state.on_actor_exit(&myself, &cell, exit);
             }
@@ -393,13 +400,5 @@ fn escalation_result(state: &SupervisorState) -> Result<(), ActorProcessingErr> 
     match (&state.escalated, &state.stop_all) {
         (Some(reason), None) => Err(reason.clone().into()),
         _ => Ok(()),
-    }
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }

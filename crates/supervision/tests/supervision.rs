@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
 use supervision::{
-    Backoff, ChildSpec, ChildState, Exit, Intensity, Restart, StartContext, StartError, Started,
-    Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle, TaskContext,
+    Backoff, ChildError, ChildSpec, ChildState, Exit, Intensity, Restart, StartContext, StartError,
+    Started, Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    TaskContext,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::timeout;
@@ -218,10 +219,7 @@ fn fast_backoff() -> Backoff {
 }
 
 fn config(strategy: Strategy) -> SupervisorConfig {
-    SupervisorConfig {
-        strategy,
-        ..SupervisorConfig::default()
-    }
+    SupervisorConfig::new().strategy(strategy)
 }
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -374,7 +372,7 @@ async fn a_layer_waits_until_the_one_below_is_ready() {
                     .wait_for(|r| *r)
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string().into())
             }))
         }
     });
@@ -814,7 +812,7 @@ async fn readiness_timeout_and_start_errors_count_as_crashes() {
     );
     assert!(settled.iter().all(|c| c.restarts == 1));
     let reason = |i: usize| match &settled[i].last_exit {
-        Some((Exit::Abnormal(r), _)) => r.clone(),
+        Some((Exit::Abnormal(r), _)) => r.to_string(),
         other => panic!("{other:?}"),
     };
     assert!(
@@ -1623,14 +1621,11 @@ async fn a_group_restart_takes_children_without_an_actor_down_and_up_again() {
 async fn an_observer_sees_every_event_in_order_without_subscribing() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let log = seen.clone();
-    let config = SupervisorConfig {
-        observer: Some(Arc::new(move |event: &SupervisorEvent| {
-            if let SupervisorEvent::Child(t) = event {
-                log.lock().unwrap().push(format!("{} {}", t.child, t.to));
-            }
-        })),
-        ..SupervisorConfig::default()
-    };
+    let config = SupervisorConfig::new().observer(move |event: &SupervisorEvent| {
+        if let SupervisorEvent::Child(t) = event {
+            log.lock().unwrap().push(format!("{} {}", t.child, t.to));
+        }
+    });
     let j = journal();
     let (sup, _join) = SupervisorHandle::spawn(
         config,
@@ -1743,7 +1738,7 @@ fn task_child(id: &'static str, j: &Journal, probe: &TaskProbe, honours_stop: bo
                     Ok(())
                 }
                 cmd = inbox.recv() => match cmd {
-                    Some(TaskCmd::Fail) => Err("task failed".to_string()),
+                    Some(TaskCmd::Fail) => Err("task failed".into()),
                     Some(TaskCmd::Panic) => panic!("task panicked"),
                     Some(TaskCmd::Finish) | None => Ok(()),
                 },
@@ -1797,9 +1792,13 @@ async fn a_task_child_that_returns_an_error_is_restarted_with_backoff() {
     let info = sup.children().await.unwrap().remove(0);
     assert_eq!(info.restarts, 3);
     assert!(info.actor.is_none(), "a task child has no actor");
-    assert_eq!(
-        info.last_exit.map(|(exit, _)| exit),
-        Some(Exit::Abnormal("task failed".into()))
+    assert!(
+        matches!(
+            &info.last_exit,
+            Some((Exit::Abnormal(ChildError::Failed(e)), _)) if e.to_string() == "task failed"
+        ),
+        "{:?}",
+        info.last_exit
     );
     sup.shutdown().await.unwrap();
     assert_eq!(probe.live(), 0);
@@ -2054,7 +2053,7 @@ async fn a_worker_that_prepares_before_its_task_runs_is_supervised_the_same() {
             Ok::<_, StartError>(Started::task(stop, async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 if first {
-                    return Err("first run fails".to_string());
+                    return Err("first run fails".into());
                 }
                 signal.stopped().await;
                 Ok(())

@@ -14,26 +14,55 @@ use crate::spec::ChildSpec;
 use crate::SupervisionError;
 
 /// How the children of a group stand when a supervisor takes it over from a caller that
-/// ran it without one (see [`SupervisorHandle::spawn_taking_over`]).
+/// ran it without one (see [`SupervisorHandle::spawn_taking_over`](crate::SupervisorHandle::spawn_taking_over)).
 #[derive(Debug, Clone, Default)]
 pub struct Takeover {
-    /// Whether `start_all` was called: children added later start at once.
-    pub started: bool,
-    /// One per child, in the order of the specs.
-    pub children: Vec<TakenChild>,
+    pub(super) started: bool,
+    pub(super) children: Vec<TakenChild>,
 }
 
-/// One child of a [`Takeover`].
+impl Takeover {
+    /// `started`: whether `start_all` was called (children added later start at once);
+    /// `children`: one per child, in the order of the specs.
+    pub fn new(started: bool, children: impl IntoIterator<Item = TakenChild>) -> Self {
+        Takeover {
+            started,
+            children: children.into_iter().collect(),
+        }
+    }
+}
+
+/// One child of a [`Takeover`]: pending and not wanted unless set otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct TakenChild {
+    pub(super) wanted: bool,
+    pub(super) running: bool,
+    pub(super) since: SystemTime,
+}
+
+impl TakenChild {
+    /// A child pending since `since`, not wanted up.
+    pub fn new(since: SystemTime) -> Self {
+        TakenChild {
+            wanted: false,
+            running: false,
+            since,
+        }
+    }
+
     /// Whether it is wanted up.
-    pub wanted: bool,
-    /// Whether it is running (it must be a child whose worker starts without an actor — not
-    /// an actor or a task child, which would have nothing running to adopt); otherwise it is
-    /// pending.
-    pub running: bool,
-    /// Since when it has been in that state.
-    pub since: SystemTime,
+    pub fn wanted(mut self, wanted: bool) -> Self {
+        self.wanted = wanted;
+        self
+    }
+
+    /// Whether it is running rather than pending. Only a child whose worker starts without
+    /// an actor ([`Started::without_actor`](crate::Started::without_actor)) may be taken
+    /// over running — an actor or a task child would have nothing running to adopt.
+    pub fn running(mut self, running: bool) -> Self {
+        self.running = running;
+        self
+    }
 }
 
 pub(super) fn build_graph(specs: &[&ChildSpec]) -> Result<DependencyGraph, SupervisionError> {

@@ -11,19 +11,25 @@ use crate::policy::Strategy;
 /// handler: it must return at once (a channel send, a counter), never block or wait.
 pub type Observer = Arc<dyn Fn(&SupervisorEvent) + Send + Sync>;
 
-/// How a supervisor behaves as a whole.
+/// How a supervisor behaves as a whole: built from [`SupervisorConfig::new`] (one_for_one,
+/// 1024 events per subscriber, no observer) with one method per setting.
+///
+/// # Examples
+///
+/// ```
+/// use supervision::{Strategy, SupervisorConfig};
+///
+/// let config = SupervisorConfig::new()
+///     .strategy(Strategy::RestForOne)
+///     .event_capacity(64)
+///     .observer(|event| println!("{event:?}"));
+/// assert_eq!(config.get_strategy(), Strategy::RestForOne);
+/// ```
 #[derive(Clone)]
 pub struct SupervisorConfig {
-    /// Which siblings are restarted with a crashed child.
-    pub strategy: Strategy,
-    /// Events buffered per subscriber; a subscriber that falls further behind loses the
-    /// oldest ones (it is told so by the broadcast channel), never the supervisor's time.
-    /// The channel is allocated (every slot at once) by the first `subscribe`, so a
-    /// supervisor nobody subscribes to pays nothing for it.
-    pub event_capacity: usize,
-    /// Sees every event as it happens, without a channel or a task of its own: what an
-    /// embedder that keeps many supervisors uses instead of subscribing to each.
-    pub observer: Option<Observer>,
+    pub(super) strategy: Strategy,
+    pub(super) event_capacity: usize,
+    pub(super) observer: Option<Observer>,
 }
 
 impl Default for SupervisorConfig {
@@ -33,6 +39,46 @@ impl Default for SupervisorConfig {
             event_capacity: 1024,
             observer: None,
         }
+    }
+}
+
+impl SupervisorConfig {
+    /// The defaults: `one_for_one`, 1024 events buffered per subscriber, no observer.
+    pub fn new() -> Self {
+        SupervisorConfig::default()
+    }
+
+    /// Which siblings are restarted with a crashed child.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Events buffered per subscriber (at least 1); a subscriber that falls further behind
+    /// loses the oldest ones (it is told so by the broadcast channel), never the
+    /// supervisor's time. The channel is allocated (every slot at once) by the first
+    /// `subscribe`, so a supervisor nobody subscribes to pays nothing for it.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
+    }
+
+    /// Sees every event as it happens, without a channel or a task of its own: what an
+    /// embedder that keeps many supervisors uses instead of subscribing to each. It runs
+    /// inside the supervisor's handler, so it must return at once (see [`Observer`]).
+    pub fn observer(mut self, observer: impl Fn(&SupervisorEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The restart strategy it sets.
+    pub fn get_strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The per-subscriber event buffer it sets.
+    pub fn get_event_capacity(&self) -> usize {
+        self.event_capacity
     }
 }
 

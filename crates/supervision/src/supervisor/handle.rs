@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use super::bookkeeping::build_graph;
 use super::config::Events;
 use super::{Msg, Supervisor, SupervisorArgs, SupervisorConfig, SupervisorMsg, Takeover};
+use crate::error::SpawnError;
 use crate::event::{ChildInfo, SupervisorEvent};
 use crate::spec::ChildSpec;
 use crate::SupervisionError;
@@ -80,11 +81,40 @@ impl SupervisorHandle {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
             None => Actor::spawn(None, Supervisor, args).await,
         };
-        let (actor, join) = spawned.map_err(|e| SupervisionError::Spawn(e.to_string()))?;
+        let (actor, join) = spawned.map_err(|e| SupervisionError::Spawn(SpawnError::new(e)))?;
         Ok((SupervisorHandle { actor, events }, join))
     }
 
     /// Subscribes to state changes. Subscribe before `start_all` to see every transition.
+    ///
+    /// A subscriber that falls more than the configured capacity behind loses the oldest
+    /// events and is told so (`RecvError::Lagged`); the supervisor never waits for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use supervision::{ChildSpec, ChildState, SupervisorConfig, SupervisorEvent, SupervisorHandle};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let worker = ChildSpec::task("worker", |ctx| async move {
+    ///     ctx.stop.stopped().await;
+    ///     Ok(())
+    /// });
+    /// let (supervisor, _join) = SupervisorHandle::spawn(SupervisorConfig::new(), vec![worker]).await?;
+    /// let mut events = supervisor.subscribe();
+    /// supervisor.start_all().await?;
+    /// supervisor.stop_all().await?;
+    /// let mut seen = Vec::new();
+    /// while seen.last() != Some(&ChildState::Stopped) {
+    ///     if let SupervisorEvent::Child(t) = events.recv().await? {
+    ///         seen.push(t.to);
+    ///     }
+    /// }
+    /// use ChildState::*;
+    /// assert_eq!(seen, [Starting, Running, Stopping, Stopped]);
+    /// supervisor.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(&self) -> broadcast::Receiver<SupervisorEvent> {
         self.events.subscribe()
     }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ractor::{ActorCell, ActorRef};
 
-use super::{human, AfterStop, Msg, SupervisorMsg, SupervisorState, MAX_EARLY_EXITS};
+use super::{AfterStop, Msg, SupervisorMsg, SupervisorState, MAX_EARLY_EXITS};
+use crate::error::{human, ChildError};
 use crate::event::{ChildState, SupervisorEvent};
 use crate::policy::{decide, Decision, Exit, Strategy};
 use crate::SupervisionError;
@@ -85,7 +86,7 @@ impl SupervisorState {
         child.kill_timer = None;
         child.history.mark_down();
         child.last_exit = Some(Box::new((exit.clone(), SystemTime::now())));
-        let reason = exit.reason().map(str::to_string);
+        let reason = exit.error().map(ChildError::to_string);
         if !child.wanted || self.stop_all.is_some() || self.escalated.is_some() {
             self.transition(i, ChildState::Stopped, reason, None);
             self.advance_stop_all(myself);

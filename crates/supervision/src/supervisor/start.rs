@@ -2,19 +2,20 @@
 //! children up.
 
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::ActorRef;
 
 use super::bookkeeping::build_graph;
 use super::task::{TaskReport, TaskRun, TaskRunner};
 use super::{
-    human, AfterStop, Child, Msg, Readiness, Spawn, SpawnReport, SupervisorMsg, SupervisorState,
+    AfterStop, Child, Msg, Readiness, Spawn, SpawnReport, SupervisorMsg, SupervisorState,
     STOP_REASON,
 };
+use crate::error::{BoxError, ChildError, StartError};
 use crate::event::ChildState;
 use crate::policy::Exit;
-use crate::spec::{BoxFuture, ChildSpec, StartContext, StartError, Started};
+use crate::spec::{BoxFuture, ChildSpec, StartContext, Started};
 use crate::SupervisionError;
 
 impl SupervisorState {
@@ -43,14 +44,14 @@ impl SupervisorState {
 
         let mut cx = Context::from_waker(Waker::noop());
         // What is left to await, if anything: `None` from it means nothing to report.
-        let rest: BoxFuture<Option<Result<(), String>>> = match start.as_mut().poll(&mut cx) {
+        let rest: BoxFuture<Option<Result<(), ChildError>>> = match start.as_mut().poll(&mut cx) {
             Poll::Ready(result) => {
                 let (spawned, ready) = split_started(result);
                 let outer = std::mem::replace(&mut self.starting_inline, true);
                 self.on_spawned(myself, &id, generation, spawned);
                 self.starting_inline = outer;
                 let Some(ready) = ready else { return };
-                Box::pin(async move { Some(ready.await) })
+                Box::pin(async move { Some(ready.await.map_err(not_ready)) })
             }
             Poll::Pending => {
                 let myself = myself.clone();
@@ -65,7 +66,7 @@ impl SupervisorState {
                     // A failed send means the supervisor is gone; the child, linked to it,
                     // goes too.
                     myself.cast(SupervisorMsg(spawned)).ok()?;
-                    Some(ready?.await)
+                    Some(ready?.await.map_err(not_ready))
                 })
             }
         };
@@ -73,9 +74,9 @@ impl SupervisorState {
         tokio::spawn(async move {
             let outcome = match deadline {
                 // Dropping `rest` at the deadline cancels whatever it still waits for.
-                Some(at) => tokio::time::timeout_at(at, rest)
-                    .await
-                    .unwrap_or_else(|_| Some(Err(not_running_within(timeout)))),
+                Some(at) => tokio::time::timeout_at(at, rest).await.unwrap_or_else(|_| {
+                    Some(Err(ChildError::StartTimeout(timeout.unwrap_or_default())))
+                }),
                 None => rest.await,
             };
             if let Some(result) = outcome {
@@ -119,7 +120,7 @@ impl SupervisorState {
                 if self.children[i].state == ChildState::Stopping {
                     self.finish_stop(myself, i);
                 } else {
-                    self.on_exit(myself, i, Exit::Abnormal(format!("start failed: {reason}")));
+                    self.on_exit(myself, i, Exit::Abnormal(ChildError::Start(reason)));
                 }
             }
             Ok(Spawn {
@@ -191,7 +192,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         id: &str,
         generation: u64,
-        result: Result<(), String>,
+        result: Result<(), ChildError>,
     ) {
         let Some(&i) = self.index.get(id) else { return };
         let child = &self.children[i];
@@ -312,10 +313,10 @@ pub(super) fn split_started(
             };
             (Ok(spawn), started.ready)
         }
-        Err(e) => (Err(e.to_string()), None),
+        Err(e) => (Err(e), None),
     }
 }
 
-pub(super) fn not_running_within(timeout: Option<Duration>) -> String {
-    format!("not running within {}", human(timeout.unwrap_or_default()))
+fn not_ready(error: BoxError) -> ChildError {
+    ChildError::NotReady(error.into())
 }

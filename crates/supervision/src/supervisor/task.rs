@@ -9,7 +9,8 @@ use futures::FutureExt;
 use ractor::ActorRef;
 use tokio::task::AbortHandle;
 
-use super::{Msg, SupervisorMsg, KILLED};
+use super::{Msg, SupervisorMsg};
+use crate::error::ChildError;
 use crate::policy::Exit;
 use crate::spec::{BoxFuture, StopSignal, TaskResult};
 use crate::ChildId;
@@ -54,7 +55,7 @@ impl Drop for TaskReport {
         let exit = self
             .exit
             .take()
-            .unwrap_or_else(|| Exit::Abnormal(KILLED.to_string()));
+            .unwrap_or(Exit::Abnormal(ChildError::Killed));
         let _ = self.supervisor.cast(SupervisorMsg(Msg::TaskExited {
             child: self.child.clone(),
             generation: self.generation,
@@ -86,8 +87,8 @@ impl Future for TaskRunner {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let exit = match std::task::ready!(self.run.poll_unpin(cx)) {
             Ok(Ok(())) => Exit::Normal,
-            Ok(Err(reason)) => Exit::Abnormal(reason),
-            Err(panic) => Exit::Abnormal(format!("panicked: {}", panic_message(&*panic))),
+            Ok(Err(error)) => Exit::Abnormal(ChildError::Failed(error.into())),
+            Err(panic) => Exit::Abnormal(ChildError::Panicked(panic_message(&*panic).to_string())),
         };
         self.report.exit = Some(exit);
         Poll::Ready(())
