@@ -323,6 +323,37 @@ pub struct RestartPolicy {
     pub escalate: bool,
 }
 
+impl RestartPolicy {
+    /// The defaults: permanent, default backoff and intensity, no escalation.
+    pub fn new() -> Self {
+        RestartPolicy::default()
+    }
+
+    /// Whether an exit of this kind is restarted at all.
+    pub fn with_restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// How long to wait before each restart.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// When to stop trying.
+    pub fn with_intensity(mut self, intensity: Intensity) -> Self {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Whether exhausting the intensity takes the whole supervisor down.
+    pub fn with_escalate(mut self, escalate: bool) -> Self {
+        self.escalate = escalate;
+        self
+    }
+}
+
 /// How a child ended.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
