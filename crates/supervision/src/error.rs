@@ -237,3 +237,65 @@ pub(crate) fn human(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server shows these texts (agent states, alerts): they must not change.
+    #[test]
+    fn child_errors_read_as_they_always_have() {
+        let cases = [
+            (ChildError::Killed, "killed"),
+            (ChildError::Panicked("boom".into()), "panicked: boom"),
+            (
+                ChildError::failed("exited with code 3"),
+                "exited with code 3",
+            ),
+            (
+                ChildError::Start(StartError::from("no such binary")),
+                "start failed: no such binary",
+            ),
+            (
+                ChildError::StartTimeout(Duration::from_millis(30)),
+                "not running within 30ms",
+            ),
+            (
+                ChildError::StartTimeout(Duration::from_secs(2)),
+                "not running within 2s",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+    }
+
+    /// A wrapped error's text is already in the wrapper's: the chain goes on with its cause.
+    #[test]
+    fn the_source_chain_does_not_repeat_the_wrapped_text() {
+        let io = std::io::Error::other("permission denied");
+        let outer: BoxError = Box::new(Wrapped(io));
+        let error = ChildError::Start(StartError::new(outer));
+        assert_eq!(
+            error.to_string(),
+            "start failed: cannot exec: permission denied"
+        );
+        let cause = error.source().map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("permission denied"));
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "cannot exec: {}", self.0)
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}

@@ -45,9 +45,10 @@ use task::{KillTimer, TaskRun};
 
 /// Reason given to a child the supervisor stops on purpose.
 const STOP_REASON: &str = "stopped by supervisor";
-/// The termination reason ractor gives a killed actor: the text of its kill signal. ractor
-/// has no other mark of a kill, so this is read once, at the boundary
-/// (`handle_supervisor_evt`); past it a kill is [`ChildError::Killed`].
+/// The termination reason ractor gives a killed actor: the text of its kill signal (its
+/// `ActorTerminated` carries the state either way). ractor has no other mark of a kill, so
+/// this is read once, at the boundary (`handle_supervisor_evt`); past it a kill is
+/// [`ChildError::Killed`].
 static RACTOR_KILL: LazyLock<String> = LazyLock::new(|| ractor::Signal::Kill.to_string());
 /// Exits of unknown actors remembered while waiting for their spawn report; beyond this the
 /// memory is dropped (only a worker that links extra actors to the supervisor can cause it).
@@ -378,10 +379,8 @@ impl Actor for Supervisor {
                 let error = ChildError::Failed(Arc::from(err));
                 state.on_actor_exit(&myself, &cell, Exit::Abnormal(error));
             }
-            SupervisionEvent::ActorTerminated(cell, state_left, reason) => {
-                // A killed actor leaves no state behind, and says so in ractor's words.
-                let killed = state_left.is_none() && reason.as_deref() == Some(&**RACTOR_KILL);
-                let exit = if killed {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let exit = if reason.as_deref() == Some(&**RACTOR_KILL) {
                     Exit::Abnormal(ChildError::Killed)
                 } else {
                     Exit::Normal

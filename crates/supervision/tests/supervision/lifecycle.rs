@@ -161,6 +161,36 @@ async fn one_for_all_restarts_every_child() {
     );
 }
 
+/// A child actor killed by someone else is a crash whose error is `ChildError::Killed` (not a
+/// text to compare), and whose reason reads `killed`, as it always has.
+#[tokio::test]
+async fn a_killed_child_is_known_by_its_type_and_restarted() {
+    let j = journal();
+    let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![worker("k", &j)])
+        .await
+        .unwrap();
+    let mut rx = sup.subscribe();
+    sup.start_all().await.unwrap();
+    until(&mut rx, "k", ChildState::Running).await;
+    actor_of(&sup, "k").await.kill();
+    let backoff = wait_for(&mut rx, "backoff", |e| entered(e, "k", ChildState::Backoff)).await;
+    match backoff {
+        SupervisorEvent::Child(t) => assert_eq!(t.reason.as_deref(), Some("killed"), "{t:?}"),
+        other => panic!("{other:?}"),
+    }
+    until(&mut rx, "k", ChildState::Running).await;
+    let info = sup.children().await.unwrap().remove(0);
+    assert!(
+        matches!(
+            info.last_exit,
+            Some((Exit::Abnormal(ChildError::Killed), _))
+        ),
+        "{:?}",
+        info.last_exit
+    );
+    sup.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_panicking_child_is_restarted_and_the_supervisor_survives() {
     let j = journal();
