@@ -214,6 +214,10 @@ pub enum AgentError {
     /// The supervisor refused or is gone.
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
+    /// The group ran without a supervisor and an earlier attempt to spawn one failed: there
+    /// is none to take the agents over now. (The text is the one this case has always had.)
+    #[error("cannot spawn supervisor: the group's supervisor could not be spawned")]
+    SupervisorLost,
 }
 
 struct Entry {
@@ -248,7 +252,16 @@ struct Deferred {
     specs: Vec<ChildSpec>,
     graph: DependencyGraph,
     started: bool,
-    children: Vec<TakenChild>,
+    children: Vec<Seat>,
+}
+
+/// One child of a group run without its supervisor: what the supervisor takes over
+/// ([`TakenChild`]) when it is spawned.
+#[derive(Debug, Clone, Copy)]
+struct Seat {
+    wanted: bool,
+    running: bool,
+    since: SystemTime,
 }
 
 impl Deferred {
@@ -285,15 +298,7 @@ impl Deferred {
                     let at = SystemTime::now();
                     self.children[i].since = at;
                     if events.heard() {
-                        let change = ChildTransition {
-                            at,
-                            child: id.clone(),
-                            from,
-                            to,
-                            reason: None,
-                            restarts: 0,
-                            delay: None,
-                        };
+                        let change = ChildTransition::new(at, id.clone(), from, to);
                         announce(&change, agents, events);
                     }
                 }
@@ -302,7 +307,7 @@ impl Deferred {
         }
     }
 
-    fn infos(&self) -> Vec<(Arc<str>, TakenChild)> {
+    fn infos(&self) -> Vec<(Arc<str>, Seat)> {
         self.specs
             .iter()
             .zip(&self.children)
@@ -439,19 +444,18 @@ impl AgentGroup {
         let observer = {
             let agents = agents.clone();
             let events = events.clone();
-            Arc::new(move |event: &SupervisorEvent| {
+            move |event: &SupervisorEvent| {
                 if let SupervisorEvent::Child(change) = event {
                     if events.heard() {
                         announce(change, &agents, &events);
                     }
                 }
-            })
+            }
         };
-        let config = SupervisorConfig {
-            strategy: context.strategy,
-            event_capacity: EVENT_CAPACITY,
-            observer: Some(observer),
-        };
+        let config = SupervisorConfig::new()
+            .strategy(context.strategy)
+            .event_capacity(EVENT_CAPACITY)
+            .observer(observer);
         let mut group = AgentGroup {
             supervisor: tokio::sync::OnceCell::new(),
             deferred: Mutex::new(None),
@@ -472,7 +476,7 @@ impl AgentGroup {
             )?;
             let since = SystemTime::now();
             let children = vec![
-                TakenChild {
+                Seat {
                     wanted: false,
                     running: false,
                     since,
@@ -501,14 +505,14 @@ impl AgentGroup {
             .get_or_try_init(|| async {
                 let deferred = self.deferred_mut().take();
                 let Some(d) = deferred else {
-                    return Err(AgentError::Supervision(SupervisionError::Spawn(
-                        "the group's supervisor could not be spawned".into(),
-                    )));
+                    return Err(AgentError::SupervisorLost);
                 };
-                let takeover = Takeover {
-                    started: d.started,
-                    children: d.children,
-                };
+                let children = d.children.iter().map(|seat| {
+                    TakenChild::new(seat.since)
+                        .wanted(seat.wanted)
+                        .running(seat.running)
+                });
+                let takeover = Takeover::new(d.started, children);
                 let (supervisor, _) =
                     SupervisorHandle::spawn_taking_over(d.config, d.specs, takeover).await?;
                 Ok(supervisor)
@@ -596,7 +600,7 @@ impl AgentGroup {
     }
 
     /// The children as the group runs them while it has no supervisor.
-    fn deferred_view(&self) -> Option<Vec<(Arc<str>, TakenChild)>> {
+    fn deferred_view(&self) -> Option<Vec<(Arc<str>, Seat)>> {
         if self.supervisor.get().is_some() {
             return None;
         }
@@ -783,7 +787,7 @@ impl Worker for AgentWorker {
         let shared = self.shared.clone();
         let spawned = spawn_process(&launch, &shared);
         Box::pin(async move {
-            let spawned = spawned.map_err(StartError)?;
+            let spawned = spawned.map_err(StartError::from)?;
             let waits = launch.ready_pattern.is_some();
             let (ready, is_ready) = if waits {
                 let (tx, rx) = oneshot::channel();
@@ -803,8 +807,8 @@ impl Worker for AgentWorker {
                     // The process went with the arguments (its drop killed it).
                     shared.live().pid = None;
                     match err {
-                        ractor::SpawnErr::StartupFailed(reason) => StartError(reason.to_string()),
-                        other => StartError(other.to_string()),
+                        ractor::SpawnErr::StartupFailed(reason) => StartError::new(reason),
+                        other => StartError::from(other),
                     }
                 })?;
             let cell = actor.get_cell();
@@ -813,7 +817,7 @@ impl Worker for AgentWorker {
                 Some(is_ready) => Started::when_ready(cell, async move {
                     is_ready
                         .await
-                        .map_err(|_| "output ended before a line matched ready_pattern".to_string())
+                        .map_err(|_| "output ended before a line matched ready_pattern".into())
                 }),
             })
         })

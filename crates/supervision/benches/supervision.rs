@@ -93,7 +93,7 @@ async fn crashy_supervisor(kind: Kind) -> Restarter {
                 async move {
                     crash.notified().await;
                     *stamp.lock().expect("stamp lock") = Some(SystemTime::now());
-                    Err("crash".to_string())
+                    Err("crash".into())
                 }
             })
         }

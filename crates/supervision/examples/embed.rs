@@ -75,10 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .depends_on(["store"]),
     ];
-    let config = SupervisorConfig {
-        strategy: Strategy::OneForOne,
-        ..SupervisorConfig::default()
-    };
+    let config = SupervisorConfig::new().strategy(Strategy::OneForOne);
     let (supervisor, join) = SupervisorHandle::spawn(config, children).await?;
 
     let mut events = supervisor.subscribe();

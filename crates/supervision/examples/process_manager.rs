@@ -236,5 +236,7 @@ fn print_event(event: &SupervisorEvent) {
         SupervisorEvent::Escalated { child, reason, .. } => {
             println!("{child}: escalated: {reason}");
         }
+        // The event list may grow (`#[non_exhaustive]`); a manager prints what it knows.
+        _ => {}
     }
 }

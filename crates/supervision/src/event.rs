@@ -9,6 +9,10 @@ use super::policy::Exit;
 use super::ChildId;
 
 /// Where a child is in its life. The same seven states the agents of a session report.
+///
+/// Not `#[non_exhaustive]`: the seven states are the life cycle itself (OTP's and ours),
+/// and code that maps them (to a wire word, a colour) is meant to be told by the compiler
+/// if that ever changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChildState {
     /// Not started yet: never asked to, or waiting for its dependencies to be running.
@@ -67,6 +71,7 @@ impl fmt::Display for ChildState {
 
 /// One state change of one child.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ChildTransition {
     /// When it happened (wall clock, for people and logs).
     pub at: SystemTime,
@@ -84,8 +89,44 @@ pub struct ChildTransition {
     pub delay: Option<Duration>,
 }
 
+impl ChildTransition {
+    /// A transition with nothing more to say: no reason, no restarts, no delay. For code
+    /// that reports transitions of its own in the supervisor's terms (a replay, a group run
+    /// without a supervisor).
+    pub fn new(at: SystemTime, child: ChildId, from: ChildState, to: ChildState) -> Self {
+        ChildTransition {
+            at,
+            child,
+            from,
+            to,
+            reason: None,
+            restarts: 0,
+            delay: None,
+        }
+    }
+
+    /// Why it happened.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Restarts of the child so far.
+    pub fn with_restarts(mut self, restarts: u64) -> Self {
+        self.restarts = restarts;
+        self
+    }
+
+    /// Entering [`ChildState::Backoff`]: how long until the next start.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
 /// Everything a supervisor tells its subscribers.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SupervisorEvent {
     /// A child changed state.
     Child(ChildTransition),
@@ -103,6 +144,7 @@ pub enum SupervisorEvent {
 
 /// A snapshot of one child, as the supervisor sees it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ChildInfo {
     /// Its id.
     pub id: ChildId,

@@ -1,9 +1,9 @@
 //! The embeddable supervision core: restart policies, backoff, restart intensity,
 //! dependency-ordered start, and a ractor supervisor actor that applies them.
 //!
-//! Architecture invariant: this module imports nothing from the rest of the crate — no
+//! Architecture invariant: this crate knows nothing of the server built on it — no
 //! sessions, no HTTP, no JSON, no storage — so another Rust service can supervise its own
-//! actors with it.
+//! actors, tasks and processes with it.
 //!
 //! ractor restarts nothing by itself (its default reaction to a child's death is to stop the
 //! parent). [`Supervisor`] overrides that: every exit goes through the pure [`decide`]
@@ -17,28 +17,43 @@
 //! hundred bytes instead of an actor's kilobytes, for children counted in tens of thousands).
 //! Both are supervised the same way.
 //!
-//! ```no_run
-//! use supervision::{ChildSpec, SupervisorConfig, SupervisorHandle};
+//! ```
+//! use supervision::{ChildSpec, ChildState, SupervisorConfig, SupervisorHandle};
 //! # use ractor::{Actor, ActorProcessingErr, ActorRef};
 //! # struct Db; struct Web;
 //! # impl Actor for Db { type Msg = (); type State = (); type Arguments = ();
 //! #   async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> { Ok(()) } }
 //! # impl Actor for Web { type Msg = (); type State = (); type Arguments = ();
 //! #   async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> { Ok(()) } }
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let children = vec![
 //!     ChildSpec::actor("db", || (Db, ())),
 //!     ChildSpec::actor("web", || (Web, ())).depends_on(["db"]),
 //! ];
-//! let (supervisor, _join) = SupervisorHandle::spawn(SupervisorConfig::default(), children).await?;
+//! let (supervisor, _join) = SupervisorHandle::spawn(SupervisorConfig::new(), children).await?;
 //! supervisor.start_all().await?;
 //! let children = supervisor.settled().await?; // db running, then web running
-//! supervisor.stop_all().await?;                // web stopped, then db
+//! assert_eq!(children[1].layer, 1, "web starts in the layer after db's");
+//! assert!(children.iter().all(|c| c.state == ChildState::Running));
+//! supervisor.stop_all().await?; // web stopped, then db
 //! # Ok(()) }
 //! ```
+//!
+//! Where to look next: [`Strategy`] (each strategy, with intensity), [`Intensity`] (giving
+//! up), [`ChildSpec::task`] (a task child), [`SupervisorHandle::subscribe`] and
+//! [`SupervisorConfig::observer`] (events), [`ChildError`] (why a child went down).
+//!
+//! Errors are typed: [`SupervisionError`] for what a supervisor refuses, [`StartError`] for a
+//! worker that cannot start its child, [`ChildError`] inside an [`Exit`] for why a child went
+//! down. Public enums and structs that will grow are `#[non_exhaustive]`, and configuration
+//! is built with methods ([`SupervisorConfig::new`], [`ChildSpec`]'s setters), not fields.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 use std::sync::Arc;
 
+mod error;
 mod event;
 mod graph;
 mod policy;
@@ -47,6 +62,7 @@ pub mod process;
 mod spec;
 mod supervisor;
 
+pub use error::{BoxError, ChildError, SharedError, SpawnError, StartError, SupervisionError};
 pub use event::{ChildInfo, ChildState, ChildTransition, SupervisorEvent};
 pub use graph::DependencyGraph;
 pub use policy::{
@@ -54,54 +70,16 @@ pub use policy::{
     UnknownWord,
 };
 pub use spec::{
-    BoxFuture, ChildSpec, StartContext, StartError, Started, StopSignal, TaskContext, TaskResult,
-    Worker,
+    BoxFuture, ChildSpec, StartContext, Started, StopSignal, TaskContext, TaskResult, Worker,
 };
 pub use supervisor::{
     Observer, Supervisor, SupervisorConfig, SupervisorHandle, SupervisorMsg, TakenChild, Takeover,
 };
 
+// The README's quick start, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// A child's id, unique under its supervisor. Shared, because every event carries it.
 pub type ChildId = Arc<str>;
-
-/// What can go wrong when building or talking to a supervisor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SupervisionError {
-    /// The children's dependencies form a cycle; the ids walk it, first and last equal.
-    #[error("dependency cycle: {}", .0.join(" -> "))]
-    Cycle(Vec<String>),
-    /// A child depends on an id no child has.
-    #[error("child `{child}` depends on unknown child `{dependency}`")]
-    UnknownDependency {
-        /// The child that names the dependency.
-        child: String,
-        /// The missing id.
-        dependency: String,
-    },
-    /// Two children share an id.
-    #[error("duplicate child id `{0}`")]
-    DuplicateChild(String),
-    /// No child has this id.
-    #[error("unknown child `{0}`")]
-    UnknownChild(String),
-    /// The child cannot be removed while others depend on it.
-    #[error("child `{child}` is needed by {}", .dependents.join(", "))]
-    HasDependents {
-        /// The child asked to be removed.
-        child: String,
-        /// Those that depend on it.
-        dependents: Vec<String>,
-    },
-    /// The child is being stopped to be removed and takes no other orders.
-    #[error("child `{0}` is being removed")]
-    Removing(String),
-    /// The supervisor is stopping all its children and takes no other orders.
-    #[error("supervisor is shutting down")]
-    ShuttingDown,
-    /// The supervisor actor could not be spawned.
-    #[error("cannot spawn supervisor: {0}")]
-    Spawn(String),
-    /// The supervisor actor is gone (stopped or escalated).
-    #[error("supervisor is not running")]
-    Unavailable,
-}

@@ -8,8 +8,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::error::ChildError;
+
 /// When a child that stopped should be started again (Erlang/OTP's restart types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Restart {
     /// Always restarted, whether it exited normally or crashed: a service meant to run forever.
     #[default]
@@ -54,7 +57,69 @@ impl FromStr for Restart {
 }
 
 /// Which siblings are restarted together with a crashed child.
+///
+/// # Examples
+///
+/// Three children started in order (`b` needs `a`, `c` needs `b`); `b` crashes on its first
+/// run. Each strategy restarts a different set, within `b`'s intensity of one restart a
+/// minute (a second crash inside that minute would leave `b` failed: see [`Intensity`]).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use supervision::{ChildSpec, ChildState, Intensity, Strategy, SupervisorConfig, SupervisorEvent, SupervisorHandle};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// for (strategy, restarted) in [
+///     (Strategy::OneForOne, [false, true, false]),
+///     (Strategy::RestForOne, [false, true, true]),
+///     (Strategy::OneForAll, [true, true, true]),
+/// ] {
+///     let starts: Arc<[AtomicU32; 3]> = Arc::default();
+///     let child = |i: usize, id: &'static str| {
+///         let starts = starts.clone();
+///         ChildSpec::task(id, move |ctx| {
+///             let first = starts[i].fetch_add(1, Ordering::SeqCst) == 0;
+///             async move {
+///                 if i == 1 && first {
+///                     return Err("boom".into());
+///                 }
+///                 ctx.stop.stopped().await;
+///                 Ok(())
+///             }
+///         })
+///         .intensity(Intensity::new(1, Duration::from_secs(60)))
+///     };
+///     let children = vec![
+///         child(0, "a"),
+///         child(1, "b").depends_on(["a"]),
+///         child(2, "c").depends_on(["b"]),
+///     ];
+///     let config = SupervisorConfig::new().strategy(strategy);
+///     let (supervisor, _join) = SupervisorHandle::spawn(config, children).await?;
+///     let mut events = supervisor.subscribe();
+///     supervisor.start_all().await?;
+///     // Wait for `b` to run again after its restart, then for calm.
+///     loop {
+///         if let SupervisorEvent::Child(t) = events.recv().await? {
+///             if &*t.child == "b" && t.to == ChildState::Running && t.restarts == 1 {
+///                 break;
+///             }
+///         }
+///     }
+///     let children = supervisor.settled().await?;
+///     assert!(children.iter().all(|c| c.state == ChildState::Running));
+///     for (i, again) in restarted.into_iter().enumerate() {
+///         let runs = starts[i].load(Ordering::SeqCst);
+///         assert_eq!(runs, if again { 2 } else { 1 }, "{strategy}: child {i}");
+///     }
+///     supervisor.shutdown().await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Strategy {
     /// Only the crashed child: siblings are independent.
     #[default]
@@ -101,6 +166,7 @@ impl FromStr for Strategy {
 /// A word that is not one of an enumeration's accepted spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown value `{found}`, expected one of: {expected}")]
+#[non_exhaustive]
 pub struct UnknownWord {
     /// What was given.
     pub found: String,
@@ -137,6 +203,29 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Delays from `initial` (before the second consecutive restart) up to `max`, doubling,
+    /// and starting over after a minute of healthy running; see [`Backoff::with_multiplier`]
+    /// and [`Backoff::with_reset_after`] to change those.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            ..Backoff::default()
+        }
+    }
+
+    /// Growth factor per consecutive restart (1.0 = constant delay; below 1.0 counts as 1.0).
+    pub fn with_multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = multiplier;
+        self
+    }
+
+    /// How long a child must run without crashing for its next restart to be immediate again.
+    pub fn with_reset_after(mut self, reset_after: Duration) -> Self {
+        self.reset_after = reset_after;
+        self
+    }
+
     /// The delay before a restart that follows `consecutive` earlier consecutive restarts.
     pub fn delay(&self, consecutive: u32) -> Duration {
         if consecutive == 0 {
@@ -159,13 +248,56 @@ impl Backoff {
 /// Restart intensity: at most `max_restarts` restarts within any `window`, as in OTP.
 ///
 /// Beyond it the child is considered broken rather than unlucky, and restarting it again
-/// would only burn CPU and flood logs.
+/// would only burn CPU and flood logs: it is left `failed` while its siblings run on, or,
+/// with [`ChildSpec::escalate`](crate::ChildSpec::escalate), the supervisor stops every child
+/// and fails itself.
+///
+/// # Examples
+///
+/// A task that always fails, allowed two restarts a minute, without backoff delays:
+///
+/// ```
+/// use std::time::Duration;
+/// use supervision::{Backoff, ChildSpec, ChildState, Intensity, SupervisorConfig, SupervisorEvent, SupervisorHandle};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let broken = ChildSpec::task("broken", |_ctx| async { Err("cannot open the port".into()) })
+///     .intensity(Intensity::new(2, Duration::from_secs(60)))
+///     .backoff(Backoff::new(Duration::ZERO, Duration::ZERO));
+/// let (supervisor, _join) = SupervisorHandle::spawn(SupervisorConfig::new(), vec![broken]).await?;
+/// let mut events = supervisor.subscribe();
+/// supervisor.start_all().await?;
+/// let gave_up = loop {
+///     if let SupervisorEvent::Child(t) = events.recv().await? {
+///         if t.to == ChildState::Failed {
+///             break t;
+///         }
+///     }
+/// };
+/// assert_eq!(gave_up.restarts, 2);
+/// assert_eq!(
+///     gave_up.reason.as_deref(),
+///     Some("gave up after 2 restarts within 60s: cannot open the port")
+/// );
+/// supervisor.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intensity {
     /// Restarts allowed inside the window; 0 means a crash is final at once.
     pub max_restarts: u32,
     /// The sliding window the restarts are counted in.
     pub window: Duration,
+}
+
+impl Intensity {
+    /// At most `max_restarts` restarts within any `window` (0: a crash is final at once).
+    pub fn new(max_restarts: u32, window: Duration) -> Self {
+        Intensity {
+            max_restarts,
+            window,
+        }
+    }
 }
 
 impl Default for Intensity {
@@ -191,27 +323,70 @@ pub struct RestartPolicy {
     pub escalate: bool,
 }
 
+impl RestartPolicy {
+    /// The defaults: permanent, default backoff and intensity, no escalation.
+    pub fn new() -> Self {
+        RestartPolicy::default()
+    }
+
+    /// Whether an exit of this kind is restarted at all.
+    pub fn with_restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// How long to wait before each restart.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// When to stop trying.
+    pub fn with_intensity(mut self, intensity: Intensity) -> Self {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Whether exhausting the intensity takes the whole supervisor down.
+    pub fn with_escalate(mut self, escalate: bool) -> Self {
+        self.escalate = escalate;
+        self
+    }
+}
+
 /// How a child ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Exit {
     /// It finished on its own, without error.
     Normal,
-    /// It crashed, failed to start, was killed, or broke a limit; the reason says which.
-    Abnormal(String),
+    /// It crashed, failed to start, was killed, or broke a limit; the error says which.
+    Abnormal(ChildError),
 }
 
 impl Exit {
-    /// The reason of an abnormal exit.
-    pub fn reason(&self) -> Option<&str> {
+    /// The error of an abnormal exit.
+    pub fn error(&self) -> Option<&ChildError> {
         match self {
             Exit::Normal => None,
-            Exit::Abnormal(reason) => Some(reason),
+            Exit::Abnormal(error) => Some(error),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    /// `normal exit`, or the error's text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Normal => f.write_str("normal exit"),
+            Exit::Abnormal(error) => error.fmt(f),
         }
     }
 }
 
 /// The verdict on one exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Start the child again after this delay (zero = at once).
     Restart {
@@ -360,7 +535,7 @@ mod tests {
     }
 
     fn crash() -> Exit {
-        Exit::Abnormal("boom".into())
+        Exit::Abnormal(ChildError::failed("boom"))
     }
 
     /// Drives a crash loop: the child crashes right after each restart, 1 ms apart.

@@ -35,7 +35,7 @@ mod spawn;
 mod watchdog;
 
 pub use command::{Command, SpawnError};
-pub use exit::ProcessExit;
+pub use exit::{ExitError, ProcessExit};
 pub use limits::Limits;
 pub use memory::{tree, tree_rss_bytes};
 pub use orphans::{adopt_orphans, contain, instance, release, Cgroups, Containment};

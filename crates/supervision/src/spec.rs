@@ -9,6 +9,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell};
 use tokio::sync::Notify;
 
+use super::error::{BoxError, StartError};
 use super::policy::{Backoff, Intensity, Restart, RestartPolicy};
 use super::ChildId;
 
@@ -17,6 +18,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What a supervisor hands a worker when it starts one incarnation of a child.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StartContext {
     /// The supervisor: link the child's actor to it (`Actor::spawn_linked(.., ctx.supervisor)`)
     /// so that its exit reaches the supervisor.
@@ -27,8 +29,10 @@ pub struct StartContext {
     pub restarts: u64,
 }
 
-/// What a task child's future returns: `Ok(())` is a normal exit, `Err(reason)` a crash.
-pub type TaskResult = Result<(), String>;
+/// What a task child's future returns: `Ok(())` is a normal exit, `Err(error)` a crash
+/// ([`ChildError::Failed`](crate::ChildError::Failed)). Any error converts into it with `?`,
+/// and so does a message: `Err("disk full".into())`.
+pub type TaskResult = Result<(), BoxError>;
 
 /// The stop request of one incarnation of a task child: the supervisor triggers it when it
 /// wants the child down, and the task should then finish (clean up, return `Ok(())`). A task
@@ -90,6 +94,7 @@ impl std::fmt::Debug for StopSignal {
 /// What a supervisor hands the function that makes one incarnation of a task child (see
 /// [`ChildSpec::task`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TaskContext {
     /// The child being started.
     pub child: ChildId,
@@ -111,7 +116,7 @@ pub(crate) struct TaskStart {
 pub struct Started {
     pub(crate) cell: Option<ActorCell>,
     pub(crate) task: Option<TaskStart>,
-    pub(crate) ready: Option<BoxFuture<Result<(), String>>>,
+    pub(crate) ready: Option<BoxFuture<Result<(), BoxError>>>,
 }
 
 impl Started {
@@ -165,36 +170,13 @@ impl Started {
     /// line). An `Err` or the child's start timeout stops it and counts as a crash.
     pub fn when_ready<F>(cell: ActorCell, ready: F) -> Self
     where
-        F: Future<Output = Result<(), String>> + Send + 'static,
+        F: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         Started {
             cell: Some(cell),
             task: None,
             ready: Some(Box::pin(ready)),
         }
-    }
-}
-
-/// Why a worker could not start its child; counts as an abnormal exit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
-
-impl From<ractor::SpawnErr> for StartError {
-    fn from(err: ractor::SpawnErr) -> Self {
-        StartError(err.to_string())
-    }
-}
-
-impl From<String> for StartError {
-    fn from(message: String) -> Self {
-        StartError(message)
-    }
-}
-
-impl From<&str> for StartError {
-    fn from(message: &str) -> Self {
-        StartError(message.to_string())
     }
 }
 
@@ -281,17 +263,40 @@ impl ChildSpec {
     /// the cost: a task and a stop signal, a few hundred bytes, where a ractor actor takes
     /// several kilobytes. Use it for in-process work that needs no mailbox of its own.
     ///
-    /// ```no_run
-    /// # use supervision::ChildSpec;
-    /// let ticker = ChildSpec::task("ticker", |ctx| async move {
-    ///     loop {
-    ///         tokio::select! {
-    ///             _ = ctx.stop.stopped() => return Ok(()),
-    ///             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use supervision::{ChildSpec, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ticks = Arc::new(AtomicU64::new(0));
+    /// let counter = ticks.clone();
+    /// let ticker = ChildSpec::task("ticker", move |ctx| {
+    ///     let ticks = counter.clone();
+    ///     async move {
+    ///         loop {
+    ///             tokio::select! {
+    ///                 _ = ctx.stop.stopped() => return Ok(()),
+    ///                 _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+    ///             }
+    ///             // One tick of work; `return Err(..)` to crash and be restarted.
+    ///             ticks.fetch_add(1, Ordering::Relaxed);
     ///         }
-    ///         // ... one tick of work; `return Err(..)` to crash and be restarted
     ///     }
     /// });
+    /// let (supervisor, _join) = SupervisorHandle::spawn(SupervisorConfig::new(), vec![ticker]).await?;
+    /// supervisor.start_all().await?;
+    /// while ticks.load(Ordering::Relaxed) < 3 {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// supervisor.stop_child("ticker").await?; // the task saw its stop signal and returned
+    /// let children = supervisor.children().await?;
+    /// assert!(children[0].actor.is_none(), "a task child has no actor");
+    /// supervisor.shutdown().await?;
+    /// # Ok(()) }
     /// ```
     pub fn task<F, Fut>(id: impl Into<ChildId>, make: F) -> Self
     where

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::unix::pipe;
 
-use super::exit::ProcessExit;
+use super::exit::{ExitError, ProcessExit};
 use super::limits::Limits;
 use super::spawn::{self, Spawned, Spec};
 use crate::{ChildId, ChildSpec, StopSignal, TaskContext, TaskResult};
@@ -330,6 +330,6 @@ fn judge(exit: ProcessExit) -> TaskResult {
     if exit.success() {
         Ok(())
     } else {
-        Err(exit.to_string())
+        Err(ExitError::new(exit).into())
     }
 }

@@ -75,6 +75,27 @@ impl fmt::Display for ProcessExit {
     }
 }
 
+/// A process child's exit other than with code 0: the error its task child ends with, so an
+/// observer can take the [`ProcessExit`] back out of a [`ChildError`](crate::ChildError)
+/// (`error.source()` down to this, then [`ExitError::exit`]) instead of reading text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{exit}")]
+pub struct ExitError {
+    exit: ProcessExit,
+}
+
+impl ExitError {
+    /// The error for an exit that was not a success.
+    pub fn new(exit: ProcessExit) -> Self {
+        ExitError { exit }
+    }
+
+    /// How the process ended.
+    pub fn exit(&self) -> ProcessExit {
+        self.exit
+    }
+}
+
 fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGHUP => "SIGHUP",
