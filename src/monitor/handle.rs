@@ -115,20 +115,15 @@ impl Monitor {
         };
         // Restarted whatever the exit (a panicking tick, a kill), after 0, 1, 2, … 30 s; ten
         // restarts in a minute mean a broken monitor, left down and logged by the supervisor.
-        let policy = RestartPolicy {
-            restart: Restart::Permanent,
-            backoff: Backoff {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(30),
-                multiplier: 2.0,
-                reset_after: Duration::from_secs(60),
-            },
-            intensity: Intensity {
-                max_restarts: 10,
-                window: Duration::from_secs(60),
-            },
-            escalate: false,
-        };
+        let policy = RestartPolicy::new()
+            .with_restart(Restart::Permanent)
+            .with_backoff(
+                Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
+                    .with_multiplier(2.0)
+                    .with_reset_after(Duration::from_secs(60)),
+            )
+            .with_intensity(Intensity::new(10, Duration::from_secs(60)))
+            .with_escalate(false);
         let child = ChildSpec::actor(CHILD, move || (MonitorActor, args.clone())).policy(policy);
         let spawn = |e: crate::supervision::SupervisionError| MonitorError::Spawn(e.to_string());
         let (supervisor, _) = SupervisorHandle::spawn(SupervisorConfig::default(), vec![child])

@@ -99,15 +99,8 @@ async fn crashy_supervisor(kind: Kind) -> Restarter {
         }
     };
     let spec = spec
-        .intensity(Intensity {
-            max_restarts: u32::MAX,
-            window: Duration::from_millis(1),
-        })
-        .backoff(Backoff {
-            initial: Duration::ZERO,
-            max: Duration::ZERO,
-            ..Backoff::default()
-        });
+        .intensity(Intensity::new(u32::MAX, Duration::from_millis(1)))
+        .backoff(Backoff::new(Duration::ZERO, Duration::ZERO));
     let (sup, _) = SupervisorHandle::spawn(SupervisorConfig::default(), vec![spec])
         .await
         .expect("spawn supervisor");

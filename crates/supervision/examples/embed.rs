@@ -45,21 +45,15 @@ impl Actor for Worker {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let backoff = Backoff {
-        initial: Duration::from_millis(100),
-        max: Duration::from_secs(1),
-        multiplier: 2.0,
-        reset_after: Duration::from_secs(30),
-    };
+    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1))
+        .with_multiplier(2.0)
+        .with_reset_after(Duration::from_secs(30));
     let children = vec![
         ChildSpec::actor("store", || (Worker("store"), ())),
         ChildSpec::actor("indexer", || (Worker("indexer"), ()))
             .depends_on(["store"])
             .backoff(backoff)
-            .intensity(Intensity {
-                max_restarts: 5,
-                window: Duration::from_secs(60),
-            }),
+            .intensity(Intensity::new(5, Duration::from_secs(60))),
         // In-process work that needs no mailbox: a task child, far lighter than an actor.
         ChildSpec::task("flusher", |ctx: TaskContext| async move {
             let mut flushes = 0u64;

@@ -139,10 +139,10 @@ fn child(config: &ProcessConfig, default_grace_ms: u64) -> Result<ChildSpec, Str
         .backoff(backoff(config.backoff.as_ref()))
         .depends_on(config.depends_on.iter().map(String::as_str));
     if let Some(intensity) = &config.intensity {
-        spec = spec.intensity(Intensity {
-            max_restarts: intensity.max_restarts,
-            window: Duration::from_millis(intensity.window_ms),
-        });
+        spec = spec.intensity(Intensity::new(
+            intensity.max_restarts,
+            Duration::from_millis(intensity.window_ms),
+        ));
     }
     Ok(spec)
 }
@@ -153,12 +153,12 @@ fn backoff(config: Option<&BackoffConfig>) -> Backoff {
         return default;
     };
     let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
-    Backoff {
-        initial: ms(config.initial_ms, default.initial),
-        max: ms(config.max_ms, default.max),
-        multiplier: config.multiplier.unwrap_or(default.multiplier),
-        reset_after: ms(config.reset_after_ms, default.reset_after),
-    }
+    Backoff::new(
+        ms(config.initial_ms, default.initial()),
+        ms(config.max_ms, default.max()),
+    )
+    .with_multiplier(config.multiplier.unwrap_or(default.multiplier()))
+    .with_reset_after(ms(config.reset_after_ms, default.reset_after()))
 }
 
 /// Supervises `children` until SIGINT or SIGTERM, then stops them all.

@@ -181,14 +181,14 @@ pub struct UnknownWord {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// Delay before the second consecutive restart.
-    pub initial: Duration,
+    pub(crate) initial: Duration,
     /// Upper bound of any delay.
-    pub max: Duration,
+    pub(crate) max: Duration,
     /// Growth factor per consecutive restart (1.0 = constant delay).
-    pub multiplier: f64,
+    pub(crate) multiplier: f64,
     /// A child that ran this long without crashing is healthy again: its next restart is
     /// immediate and the sequence starts over.
-    pub reset_after: Duration,
+    pub(crate) reset_after: Duration,
 }
 
 impl Default for Backoff {
@@ -224,6 +224,26 @@ impl Backoff {
     pub fn with_reset_after(mut self, reset_after: Duration) -> Self {
         self.reset_after = reset_after;
         self
+    }
+
+    /// Delay before the second consecutive restart.
+    pub fn initial(&self) -> Duration {
+        self.initial
+    }
+
+    /// Upper bound of any delay.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// Growth factor per consecutive restart.
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier
+    }
+
+    /// How long a child must run without crashing for its next restart to be immediate again.
+    pub fn reset_after(&self) -> Duration {
+        self.reset_after
     }
 
     /// The delay before a restart that follows `consecutive` earlier consecutive restarts.
@@ -285,9 +305,9 @@ impl Backoff {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intensity {
     /// Restarts allowed inside the window; 0 means a crash is final at once.
-    pub max_restarts: u32,
+    pub(crate) max_restarts: u32,
     /// The sliding window the restarts are counted in.
-    pub window: Duration,
+    pub(crate) window: Duration,
 }
 
 impl Intensity {
@@ -297,6 +317,18 @@ impl Intensity {
             max_restarts,
             window,
         }
+    }
+}
+
+impl Intensity {
+    /// Restarts allowed inside the window.
+    pub fn max_restarts(&self) -> u32 {
+        self.max_restarts
+    }
+
+    /// The sliding window the restarts are counted in.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 }
 
@@ -313,20 +345,40 @@ impl Default for Intensity {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RestartPolicy {
     /// Whether an exit of this kind is restarted at all.
-    pub restart: Restart,
+    pub(crate) restart: Restart,
     /// How long to wait before each restart.
-    pub backoff: Backoff,
+    pub(crate) backoff: Backoff,
     /// When to stop trying.
-    pub intensity: Intensity,
+    pub(crate) intensity: Intensity,
     /// When the intensity is exhausted, take the whole supervisor down (OTP semantics)
     /// instead of leaving this one child `failed` while its siblings keep running.
-    pub escalate: bool,
+    pub(crate) escalate: bool,
 }
 
 impl RestartPolicy {
     /// The defaults: permanent, default backoff and intensity, no escalation.
     pub fn new() -> Self {
         RestartPolicy::default()
+    }
+
+    /// Whether an exit of this kind is restarted at all.
+    pub fn restart(&self) -> Restart {
+        self.restart
+    }
+
+    /// How long to wait before each restart.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// When to stop trying.
+    pub fn intensity(&self) -> Intensity {
+        self.intensity
+    }
+
+    /// Whether an exhausted intensity takes the whole supervisor down.
+    pub fn escalate(&self) -> bool {
+        self.escalate
     }
 
     /// Whether an exit of this kind is restarted at all.

@@ -129,12 +129,12 @@ impl ResolvedAgent {
 
 impl From<&BackoffSettings> for Backoff {
     fn from(settings: &BackoffSettings) -> Self {
-        Backoff {
-            initial: Duration::from_millis(settings.initial_ms),
-            max: Duration::from_millis(settings.max_ms),
-            multiplier: settings.multiplier,
-            reset_after: Duration::from_secs(settings.reset_after_seconds),
-        }
+        Backoff::new(
+            Duration::from_millis(settings.initial_ms),
+            Duration::from_millis(settings.max_ms),
+        )
+        .with_multiplier(settings.multiplier)
+        .with_reset_after(Duration::from_secs(settings.reset_after_seconds))
     }
 }
 
@@ -169,18 +169,19 @@ pub fn resolve(
         .or(template.and_then(|t| t.backoff.as_ref()))
         .map(Backoff::from)
         .unwrap_or_default();
-    let policy = RestartPolicy {
-        restart: config
-            .restart
-            .or(template.and_then(|t| t.restart))
-            .unwrap_or_default(),
-        backoff,
-        intensity: Intensity {
-            max_restarts: config.retry_attempts,
-            window: Duration::from_secs(settings.restart_window_seconds),
-        },
-        escalate: false,
-    };
+    let policy = RestartPolicy::new()
+        .with_restart(
+            config
+                .restart
+                .or(template.and_then(|t| t.restart))
+                .unwrap_or_default(),
+        )
+        .with_backoff(backoff)
+        .with_intensity(Intensity::new(
+            config.retry_attempts,
+            Duration::from_secs(settings.restart_window_seconds),
+        ))
+        .with_escalate(false);
     let ready_pattern = config
         .ready_pattern
         .as_deref()

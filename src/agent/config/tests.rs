@@ -718,25 +718,25 @@ fn policy_comes_from_the_agent_then_the_template_then_the_defaults() {
     let resolved = resolve_agents(&list, &s, CommandOrigin::Api).unwrap();
     assert_eq!(
         resolved[0].policy,
-        RestartPolicy {
-            intensity: Intensity {
-                max_restarts: 3,
-                window: Duration::from_secs(60)
-            },
-            ..RestartPolicy::default()
-        }
+        RestartPolicy::default().with_intensity(Intensity::new(3, Duration::from_secs(60)))
     );
-    assert_eq!(resolved[1].policy.restart, Restart::Transient);
-    assert_eq!(resolved[1].policy.backoff, Backoff::from(&template_backoff));
-    assert_eq!(resolved[1].policy.backoff.max, Duration::from_millis(20));
-    assert_eq!(resolved[1].policy.intensity.max_restarts, 7);
-    assert!(!resolved[1].policy.escalate);
+    assert_eq!(resolved[1].policy.restart(), Restart::Transient);
+    assert_eq!(
+        resolved[1].policy.backoff(),
+        Backoff::from(&template_backoff)
+    );
+    assert_eq!(
+        resolved[1].policy.backoff().max(),
+        Duration::from_millis(20)
+    );
+    assert_eq!(resolved[1].policy.intensity().max_restarts(), 7);
+    assert!(!resolved[1].policy.escalate());
 
     list[1].restart = Some(Restart::Temporary);
     list[1].backoff = Some(BackoffSettings::default());
     let resolved = resolve_agents(&list, &s, CommandOrigin::Api).unwrap();
-    assert_eq!(resolved[1].policy.restart, Restart::Temporary);
-    assert_eq!(resolved[1].policy.backoff, Backoff::default());
+    assert_eq!(resolved[1].policy.restart(), Restart::Temporary);
+    assert_eq!(resolved[1].policy.backoff(), Backoff::default());
 }
 
 #[test]
@@ -763,7 +763,7 @@ fn everything_else_is_carried_over() {
     assert_eq!(agent.priority, 42);
     assert_eq!(agent.start_timeout, Duration::from_secs(12));
     assert_eq!(agent.stop_grace, Duration::from_millis(1500));
-    assert_eq!(agent.policy.intensity.window, Duration::from_secs(600));
+    assert_eq!(agent.policy.intensity().window(), Duration::from_secs(600));
     assert_eq!(agent.max_memory_mb, Some(256));
     assert_eq!(agent.environment["LEVEL"], "debug");
     assert_eq!(agent.limits.nice, Some(10));

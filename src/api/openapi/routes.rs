@@ -21,6 +21,7 @@ use crate::api::dto::requests::{
 };
 use crate::api::dto::Health;
 use crate::api::events::{EventsPage, MAX_LIMIT};
+use crate::api::schemas::SessionConfigSchema as SessionConfig;
 use crate::api::sessions::{
     AgentCommandPayload, AgentsPayload, ContextKeyPayload, ContextPayload, ExportPayload,
     GetPayload, HookAccepted, ListPayload, LogsPayload, MetricsPayload, SessionPayload,
@@ -30,7 +31,6 @@ use crate::api::system::{
     AgentTypesPayload, AnalyticsPayload, SystemStatusPayload, ValidatePathPayload,
     ValidatePathsPayload,
 };
-use crate::api::schemas::SessionConfigSchema as SessionConfig;
 
 impl Doc {
     pub(super) fn routes(&mut self) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::agent::{AgentEvent, AgentStatus};
 use super::super::resources::{ResourceAlert, SessionSample};
+use crate::agent::{AgentEvent, AgentStatus};
 
 use crate::session::actor::AgentOp;
 use crate::session::model::SessionRecord;

@@ -67,7 +67,7 @@ pub enum SpawnError {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let quick = Backoff { initial: Duration::from_millis(10), ..Backoff::default() };
+/// let quick = Backoff::new(Duration::from_millis(10), Backoff::default().max());
 /// let children = vec![
 ///     Command::new("sh").args(["-c", "exit 1"]).child("crashing").backoff(quick),
 ///     Command::new("true").child("done").restart(Restart::Transient),

@@ -225,10 +225,7 @@ async fn a_panicking_child_is_restarted_and_the_supervisor_survives() {
 #[tokio::test]
 async fn backoff_grows_between_consecutive_crashes() {
     let j = journal();
-    let spec = worker("c", &j).intensity(Intensity {
-        max_restarts: 10,
-        window: Duration::from_secs(60),
-    });
+    let spec = worker("c", &j).intensity(Intensity::new(10, Duration::from_secs(60)));
     let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), vec![spec])
         .await
         .unwrap();
@@ -252,10 +249,7 @@ async fn backoff_grows_between_consecutive_crashes() {
 #[tokio::test]
 async fn exhausted_intensity_fails_the_child_and_spares_its_siblings() {
     let j = journal();
-    let fragile = worker("fragile", &j).intensity(Intensity {
-        max_restarts: 2,
-        window: Duration::from_secs(60),
-    });
+    let fragile = worker("fragile", &j).intensity(Intensity::new(2, Duration::from_secs(60)));
     let (sup, _join) = SupervisorHandle::spawn(
         config(Strategy::OneForOne),
         vec![fragile, worker("steady", &j)],
@@ -503,28 +497,19 @@ async fn readiness_timeout_and_start_errors_count_as_crashes() {
         ))
     })
     .start_timeout(Duration::from_millis(30))
-    .intensity(Intensity {
-        max_restarts: 1,
-        window: Duration::from_secs(60),
-    })
+    .intensity(Intensity::new(1, Duration::from_secs(60)))
     .backoff(fast_backoff());
     let broken = ChildSpec::new("broken", |_ctx: StartContext| async move {
         Err::<Started, _>(StartError::from("no such binary"))
     })
-    .intensity(Intensity {
-        max_restarts: 1,
-        window: Duration::from_secs(60),
-    })
+    .intensity(Intensity::new(1, Duration::from_secs(60)))
     .backoff(fast_backoff());
     // Its worker never finishes spawning: the deadline covers the spawn too.
     let stuck = ChildSpec::new("stuck", |_ctx: StartContext| async move {
         std::future::pending::<Result<Started, StartError>>().await
     })
     .start_timeout(Duration::from_millis(30))
-    .intensity(Intensity {
-        max_restarts: 1,
-        window: Duration::from_secs(60),
-    })
+    .intensity(Intensity::new(1, Duration::from_secs(60)))
     .backoff(fast_backoff());
     let children = vec![never_ready, broken, stuck];
     let (sup, _join) = SupervisorHandle::spawn(config(Strategy::OneForOne), children)

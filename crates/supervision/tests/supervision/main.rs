@@ -181,21 +181,17 @@ async fn spawning_slowly(journal: &Journal) -> SupervisorHandle {
 /// A child whose first crash escalates: no restart allowed, `escalate` set.
 fn critical(journal: &Journal) -> ChildSpec {
     worker("critical", journal)
-        .intensity(Intensity {
-            max_restarts: 0,
-            window: Duration::from_secs(60),
-        })
+        .intensity(Intensity::new(0, Duration::from_secs(60)))
         .escalate(true)
 }
 
 /// A worker whose every restart after the first waits `delay`.
 fn steady_backoff(id: &'static str, journal: &Journal, delay: Duration) -> ChildSpec {
-    worker(id, journal).backoff(Backoff {
-        initial: delay,
-        max: delay,
-        multiplier: 1.0,
-        reset_after: Duration::from_secs(60),
-    })
+    worker(id, journal).backoff(
+        Backoff::new(delay, delay)
+            .with_multiplier(1.0)
+            .with_reset_after(Duration::from_secs(60)),
+    )
 }
 
 /// Crashes `id` until it sits in backoff (its first restart is immediate).
@@ -215,12 +211,9 @@ async fn crash_into_backoff(
 }
 
 fn fast_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(40),
-        multiplier: 2.0,
-        reset_after: Duration::from_secs(60),
-    }
+    Backoff::new(Duration::from_millis(10), Duration::from_millis(40))
+        .with_multiplier(2.0)
+        .with_reset_after(Duration::from_secs(60))
 }
 
 fn config(strategy: Strategy) -> SupervisorConfig {

@@ -413,16 +413,12 @@ async fn a_child_that_fails_to_start_at_once_with_no_backoff_neither_recurses_no
     let broken = ChildSpec::new("broken", |_ctx: StartContext| async move {
         Err::<Started, _>(StartError::from("no such binary"))
     })
-    .backoff(Backoff {
-        initial: Duration::ZERO,
-        max: Duration::ZERO,
-        multiplier: 1.0,
-        reset_after: Duration::from_secs(60),
-    })
-    .intensity(Intensity {
-        max_restarts: 50_000,
-        window: Duration::from_secs(600),
-    });
+    .backoff(
+        Backoff::new(Duration::ZERO, Duration::ZERO)
+            .with_multiplier(1.0)
+            .with_reset_after(Duration::from_secs(60)),
+    )
+    .intensity(Intensity::new(50_000, Duration::from_secs(600)));
     let j = journal();
     let (sup, _join) =
         SupervisorHandle::spawn(config(Strategy::OneForOne), vec![broken, worker("ok", &j)])

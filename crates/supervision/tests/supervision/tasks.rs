@@ -118,10 +118,8 @@ fn position(seen: &[String], what: &str) -> usize {
 #[tokio::test]
 async fn a_task_child_that_returns_an_error_is_restarted_with_backoff() {
     let (j, probe) = (journal(), TaskProbe::new());
-    let spec = task_child("t", &j, &probe, true).intensity(Intensity {
-        max_restarts: 10,
-        window: Duration::from_secs(60),
-    });
+    let spec =
+        task_child("t", &j, &probe, true).intensity(Intensity::new(10, Duration::from_secs(60)));
     let (sup, mut rx) = started(Strategy::OneForOne, vec![spec]).await;
     let mut delays = Vec::new();
     for n in 1..=3 {
