@@ -194,6 +194,62 @@ async fn a_spawn_that_cannot_start_is_a_typed_error_with_its_cause() {
     );
 }
 
+/// A process child's crash keeps its type: an embedder downcasts the child's last error to
+/// the `SpawnError` of a program that cannot start, or to the `ExitError` (with its code) of
+/// one that exited non-zero — no text to parse.
+#[tokio::test]
+async fn a_process_child_crash_is_typed_spawn_or_exit_error() {
+    use supervision::process::{ExitError, SpawnError};
+    use supervision::{
+        Backoff, ChildError, Exit, Intensity, SupervisorConfig, SupervisorEvent, SupervisorHandle,
+    };
+    let once = |command: Command, id: &str| {
+        command
+            .child(id.to_owned())
+            .intensity(Intensity::new(0, Duration::from_secs(60)))
+            .backoff(Backoff::new(Duration::ZERO, Duration::ZERO))
+    };
+    let children = vec![
+        once(Command::new("/nonexistent/program"), "missing"),
+        once(Command::new("sh").args(["-c", "exit 3"]), "three"),
+    ];
+    let (supervisor, _join) = SupervisorHandle::spawn(SupervisorConfig::new(), children)
+        .await
+        .unwrap();
+    let mut events = supervisor.subscribe();
+    supervisor.start_all().await.unwrap();
+    let mut failed = 0;
+    while failed < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("both children fail within 30 s")
+            .unwrap();
+        if let SupervisorEvent::Child(t) = event {
+            failed += usize::from(t.to == supervision::ChildState::Failed);
+        }
+    }
+    let children = supervisor.children().await.unwrap();
+    let error_of = |id: &str| {
+        let child = children.iter().find(|c| &*c.id == id).unwrap();
+        match &child.last_exit {
+            Some((Exit::Abnormal(ChildError::Failed(error)), _)) => error.clone(),
+            other => panic!("{id}: {other:?}"),
+        }
+    };
+    let missing = error_of("missing");
+    assert!(
+        matches!(missing.downcast_ref::<SpawnError>(), Some(SpawnError::Spawn { program, .. }) if program == "/nonexistent/program"),
+        "{missing:?}"
+    );
+    let three = error_of("three");
+    let exit = three
+        .downcast_ref::<ExitError>()
+        .expect("an ExitError")
+        .exit();
+    assert_eq!(exit.code(), Some(3));
+    supervisor.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn terminate_stops_the_whole_group_with_sigterm() {
     let (mut process, child, grandchild) = spawn_with_grandchild(&["--fork-grandchild"]).await;

@@ -269,7 +269,7 @@ impl Command {
 
     /// Runs one incarnation until it exits or `stop` is triggered.
     async fn run(&self, stop: &StopSignal) -> TaskResult {
-        let spawned = self.spawn().map_err(|err| super::error_chain(&err))?;
+        let spawned = self.spawn()?;
         let (mut process, stdout, stderr) = spawned.watch(|_| ());
         self.drain(stdout, stderr);
         tokio::select! {
