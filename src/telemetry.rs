@@ -96,15 +96,6 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
     Ok(TelemetryGuard { _writer: guard })
 }
 
-/// `error: cause: cause …`: an error with every source after it, as one line for a log or a
-/// terminal.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// `error: cause: cause …`, one line for a log or a terminal: the supervision crate's, which
+/// its process layer logs with too.
+pub use supervision::error_chain;

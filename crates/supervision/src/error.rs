@@ -229,6 +229,20 @@ impl Error for ChildError {
     }
 }
 
+/// `error: cause: cause …`: an error with every source after it, as one line for a log or a
+/// terminal. The crate's own errors continue their chain at the wrapped error's cause, so no
+/// line repeats.
+pub fn error_chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A duration as people write it in a reason: whole seconds (`30s`), else milliseconds.
 pub(crate) fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 {

@@ -62,7 +62,9 @@ pub mod process;
 mod spec;
 mod supervisor;
 
-pub use error::{BoxError, ChildError, SharedError, SpawnError, StartError, SupervisionError};
+pub use error::{
+    error_chain, BoxError, ChildError, SharedError, SpawnError, StartError, SupervisionError,
+};
 pub use event::{ChildInfo, ChildState, ChildTransition, SupervisorEvent};
 pub use graph::DependencyGraph;
 pub use policy::{

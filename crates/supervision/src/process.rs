@@ -40,15 +40,3 @@ pub use limits::Limits;
 pub use memory::{tree, tree_rss_bytes};
 pub use orphans::{adopt_orphans, contain, instance, release, Cgroups, Containment};
 pub use spawn::{Process, Spawned};
-
-/// An error and its sources, `: `-separated, for one line (a log line, a crash reason).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

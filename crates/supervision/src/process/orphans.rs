@@ -306,7 +306,7 @@ pub fn contain(containment: &Containment) {
                 Ok(root) => Some(root),
                 Err(err) => {
                     tracing::info!(
-                        reason = %super::error_chain(&err),
+                        reason = %crate::error_chain(&err),
                         "agents run without cgroups; the subreaper and the watchdog catch their descendants"
                     );
                     None
