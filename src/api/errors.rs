@@ -377,10 +377,15 @@ impl ApiError {
             ApiError::Unauthorized => {
                 vec![(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))]
             }
-            ApiError::RateLimited {
+            // A draining server keeps no connection alive: saying so here does not depend on
+            // hyper's graceful shutdown having reached this connection yet.
+            ApiError::ShuttingDown {
                 retry_after_seconds,
-            }
-            | ApiError::ShuttingDown {
+            } => vec![
+                (RETRY_AFTER, HeaderValue::from(*retry_after_seconds)),
+                (CONNECTION, HeaderValue::from_static("close")),
+            ],
+            ApiError::RateLimited {
                 retry_after_seconds,
             }
             | ApiError::StorageUnavailable {
