@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+use super::claude::ClaudeConfig;
 use crate::config::BackoffSettings;
 use crate::rules::AgentType;
 use crate::supervision::Restart;
@@ -25,7 +26,8 @@ mod resolve;
 mod validate;
 
 pub use resolve::{
-    effective_depends_on, resolve, resolve_agents, CommandOrigin, ResolveError, ResolvedAgent,
+    effective_depends_on, resolve, resolve_agents, ClaudeRun, CommandOrigin, ResolveError,
+    ResolvedAgent,
 };
 pub use validate::validate_agents;
 
@@ -69,6 +71,9 @@ pub struct AgentConfig {
     pub restart: Option<Restart>,
     /// Delays between restarts; the template's, else the defaults.
     pub backoff: Option<BackoffSettings>,
+    /// Set for a Claude Code agent: the CLI of `[agents.claude] command` in the type's role,
+    /// on a terminal (see `agent/claude.rs`); exclusive with `command`.
+    pub claude: Option<ClaudeConfig>,
 }
 
 /// Resource limits (`setrlimit` and `nice`) for an agent's process.
@@ -118,6 +123,8 @@ struct AgentConfigInput {
     restart: Option<Restart>,
     #[serde(default)]
     backoff: Option<BackoffSettings>,
+    #[serde(default, deserialize_with = "super::claude::claude_key")]
+    claude: Option<ClaudeConfig>,
 }
 
 impl From<AgentConfigInput> for AgentConfig {
@@ -139,6 +146,7 @@ impl From<AgentConfigInput> for AgentConfig {
             depends_on: input.depends_on,
             restart: input.restart,
             backoff: input.backoff,
+            claude: input.claude,
         }
     }
 }
@@ -171,6 +179,7 @@ impl AgentConfig {
             depends_on: None,
             restart: None,
             backoff: None,
+            claude: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use ractor::Actor;
 use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::paths::{DirectoryRefused, OpenedDirectory, PathPolicy};
@@ -108,6 +109,9 @@ pub struct AgentContext {
     pub strategy: Strategy,
     /// The policy `working_dir` is judged by at every start of a process.
     pub paths: PathPolicy,
+    /// The Claude session id of each Claude agent, by name (the session keeps them with its
+    /// record; see [`super::assign_session_ids`]).
+    pub claude_sessions: BTreeMap<String, Uuid>,
 }
 
 impl AgentContext {
@@ -138,6 +142,7 @@ impl AgentContext {
             log_keep_files: settings.logs.keep_files,
             strategy: Strategy::OneForOne,
             paths,
+            claude_sessions: BTreeMap::new(),
         }
     }
 }
@@ -203,6 +208,8 @@ pub struct AgentStatus {
     /// The agents it waits for, as resolved (its own `depends_on`, else its template's, else
     /// its type's defaults): the edges the supervisor starts it by.
     pub depends_on: Arc<[Arc<str>]>,
+    /// The conversation a Claude agent starts and resumes; `None` for other agents.
+    pub claude_session_id: Option<Uuid>,
 }
 
 /// What can go wrong talking to a group.
@@ -214,6 +221,10 @@ pub enum AgentError {
     /// The supervisor refused or is gone.
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
+    /// A Claude agent was given without its Claude session id (the session assigns one to
+    /// every Claude agent before it builds the group).
+    #[error("Claude agent `{0}` has no Claude session id")]
+    NoClaudeSession(String),
     /// The group ran without a supervisor and an earlier attempt to spawn one failed: there
     /// is none to take the agents over now. (The text is the one this case has always had.)
     #[error("cannot spawn supervisor: the group's supervisor could not be spawned")]
@@ -223,6 +234,7 @@ pub enum AgentError {
 struct Entry {
     agent_type: AgentType,
     has_process: bool,
+    claude_session: Option<Uuid>,
     depends_on: Arc<[Arc<str>]>,
     shared: Arc<AgentShared>,
 }
@@ -390,9 +402,19 @@ impl AgentGroup {
                 live: Default::default(),
                 events: events.clone(),
             });
+            let claude_session = match agent.claude {
+                Some(_) => Some(
+                    *context
+                        .claude_sessions
+                        .get(&agent.name)
+                        .ok_or_else(|| AgentError::NoClaudeSession(agent.name.clone()))?,
+                ),
+                None => None,
+            };
             let spec = match &agent.command {
                 Some(command) => {
                     let launch = Arc::new(Launch {
+                        claude_session,
                         env: environment(&context, agent),
                         command: command.clone(),
                         ready_pattern: agent.ready_pattern.clone(),
@@ -435,6 +457,7 @@ impl AgentGroup {
                 Entry {
                     agent_type: agent.agent_type,
                     has_process: agent.command.is_some(),
+                    claude_session,
                     depends_on,
                     shared,
                 },
@@ -592,6 +615,7 @@ impl AgentGroup {
                     live: entry.shared.live().clone(),
                     has_process: entry.has_process,
                     depends_on: entry.depends_on.clone(),
+                    claude_session_id: entry.claude_session,
                 })
             })
             .collect();

@@ -10,6 +10,7 @@ use regex::Regex;
 
 use super::validate::{agent_path, compile_ready_pattern, validate_agents};
 use super::{AgentConfig, Limits};
+use crate::agent::claude;
 use crate::config::{AgentSettings, AgentTemplate, BackoffSettings};
 use crate::rules::{join_path, AgentType, FieldError};
 use crate::supervision::{Backoff, Intensity, RestartPolicy};
@@ -118,6 +119,16 @@ pub struct ResolvedAgent {
     pub depends_on: Vec<String>,
     /// Restart type, backoff and intensity (`retry_attempts` within the restart window).
     pub policy: RestartPolicy,
+    /// Set for a Claude Code agent: `command` is then the CLI's command line up to the
+    /// conversation flags, which each spawn adds.
+    pub claude: Option<ClaudeRun>,
+}
+
+/// How a Claude agent runs beyond its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaudeRun {
+    /// Rows and columns of its terminal (Claude Code's interface needs one).
+    pub terminal: (u16, u16),
 }
 
 impl ResolvedAgent {
@@ -151,8 +162,19 @@ pub fn resolve(
     config.validate()?;
     let template = template_of(config, settings);
     let template_command = template.and_then(|t| t.command.as_ref());
-    let command = match &config.command {
-        Some(own) => {
+    let command = match (&config.claude, &config.command) {
+        (Some(claude), _) => {
+            // The program is the server's; only arguments a request adds need the right.
+            let unlisted = claude.first_unlisted_arg(&settings.claude);
+            if unlisted.is_some() && origin == CommandOrigin::Api && !settings.allow_custom_commands
+            {
+                return Err(ResolveError::CustomCommandRefused {
+                    field: "claude.args".to_owned(),
+                });
+            }
+            Some(claude::command(&settings.claude, config.agent_type, claude))
+        }
+        (None, Some(own)) => {
             let custom = template_command != Some(own);
             if custom && origin == CommandOrigin::Api && !settings.allow_custom_commands {
                 return Err(ResolveError::CustomCommandRefused {
@@ -161,7 +183,7 @@ pub fn resolve(
             }
             Some(own.clone())
         }
-        None => template_command.cloned(),
+        (None, None) => template_command.cloned(),
     };
     let backoff = config
         .backoff
@@ -204,6 +226,9 @@ pub fn resolve(
         limits: config.limits.unwrap_or_default(),
         depends_on: effective_depends_on(config, all, settings),
         policy,
+        claude: config.claude.as_ref().map(|_| ClaudeRun {
+            terminal: claude::DEFAULT_TERMINAL,
+        }),
     })
 }
 

@@ -18,6 +18,10 @@ fn settings(allow_custom_commands: bool) -> AgentSettings {
         restart_window_seconds: 60,
         cgroups: crate::config::CgroupMode::Auto,
         templates: BTreeMap::new(),
+        claude: crate::config::ClaudeSettings {
+            command: argv(&["claude"]),
+            allowed_args: Vec::new(),
+        },
     }
 }
 
@@ -106,6 +110,7 @@ fn a_type_alone_gets_every_default_and_serializes_complete() {
             "depends_on": null,
             "restart": null,
             "backoff": null,
+            "claude": null,
         })
     );
 }
