@@ -8,7 +8,8 @@
 //! - like the real CLI, it fails with exit 1 and a message on an unknown option, on
 //!   `--session-id` with `--resume`, on an id that is not a UUID, on `--session-id` of a
 //!   conversation that already has a transcript ("Session ID … is already in use"), on
-//!   `--resume` of one that has none ("No conversation found with session ID: …"), and when
+//!   `--resume` of one that has none ("No conversation found with session ID: …") — looking,
+//!   as the CLI does, only in the working directory's project —, and when
 //!   stdin is not a terminal (its interface needs one);
 //! - it draws `Welcome to Fake Claude Code (session <id>, resumed|new)` and a prompt `> `,
 //!   then reads lines (a terminal in canonical mode hands over whole lines):
@@ -88,16 +89,6 @@ fn project_name(cwd: &Path) -> String {
         .collect()
 }
 
-/// The transcript of `id` wherever it lies under the config dir's projects, if anywhere.
-fn find_transcript(config: &Path, id: &str) -> Option<PathBuf> {
-    let file = format!("{id}.jsonl");
-    fs::read_dir(config.join("projects"))
-        .ok()?
-        .flatten()
-        .map(|project| project.path().join(&file))
-        .find(|path| path.is_file())
-}
-
 fn valid_id(id: &str) -> String {
     match Uuid::parse_str(id) {
         Ok(uuid) => uuid.to_string(),
@@ -124,19 +115,20 @@ fn open_transcript(options: &Options, cwd: &Path) -> (String, File, bool) {
         (None, Some(id)) => (valid_id(id), true),
         (None, None) => (Uuid::new_v4().to_string(), false),
     };
-    let existing = find_transcript(&config, &id);
-    let path = match (resumed, existing) {
-        (true, Some(path)) => path,
-        (true, None) => fail(&format!("No conversation found with session ID: {id}")),
-        (false, Some(_)) => fail(&format!("Error: Session ID {id} is already in use.")),
-        (false, None) => {
-            let dir = config.join("projects").join(project_name(cwd));
+    // Like the CLI, conversations are kept per working directory: only this directory's
+    // project is looked in.
+    let dir = config.join("projects").join(project_name(cwd));
+    let path = dir.join(format!("{id}.jsonl"));
+    match (resumed, path.is_file()) {
+        (true, true) => {}
+        (true, false) => fail(&format!("No conversation found with session ID: {id}")),
+        (false, true) => fail(&format!("Error: Session ID {id} is already in use.")),
+        (false, false) => {
             if let Err(error) = fs::create_dir_all(&dir) {
                 fail(&format!("cannot create {}: {error}", dir.display()));
             }
-            dir.join(format!("{id}.jsonl"))
         }
-    };
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)

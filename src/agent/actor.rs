@@ -12,6 +12,7 @@
 //! `post_stop`, and dropping the state's process group guard kills the group instead.
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -150,9 +151,10 @@ pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spa
     };
     let argv: Cow<'_, [String]> = match launch.claude_session {
         Some(id) => {
-            let flags = conversation_flags(id, &launch.env).map_err(|err| {
-                failed(format!("cannot start `{program}`: {}", error_chain(&err)))
-            })?;
+            let flags = conversation_flags(id, Path::new(launch.workplace.path()), &launch.env)
+                .map_err(|err| {
+                    failed(format!("cannot start `{program}`: {}", error_chain(&err)))
+                })?;
             Cow::Owned([launch.command.as_slice(), &flags].concat())
         }
         None => Cow::Borrowed(&launch.command),

@@ -167,6 +167,11 @@ impl Workplace {
         verdict
     }
 
+    /// The directory as the session gives it (its canonical form).
+    pub(crate) fn path(&self) -> &str {
+        &self.raw
+    }
+
     fn refused(&self) -> std::sync::MutexGuard<'_, Option<DirectoryRefused>> {
         // Plain data: a panic while holding it leaves nothing half-done.
         self.refused.lock().unwrap_or_else(|e| e.into_inner())

@@ -2,13 +2,17 @@
 //! it may start at all.
 //!
 //! The rule, decided anew at every spawn (first start, crash, restart order, server
-//! restart): the conversation is resumed (`--resume <id>`) when its transcript exists —
-//! `<claude config dir>/projects/<any project>/<id>.jsonl`, the claude config dir being
-//! `$CLAUDE_CONFIG_DIR` of the agent's environment, else `$HOME/.claude` (the agent's own
-//! variables first, then the ones it inherits from the server) — and started
-//! (`--session-id <id>`) otherwise. Claude Code writes the transcript once the conversation
-//! has content, so an agent that crashed before its first message starts it again instead
-//! of failing every restart on "No conversation found".
+//! restart): the conversation is resumed (`--resume <id>`) when its transcript exists where
+//! Claude Code looks for it — `<claude config dir>/projects/<project>/<id>.jsonl`, the
+//! claude config dir being `$CLAUDE_CONFIG_DIR` of the agent's environment, else
+//! `$HOME/.claude` (the agent's own variables first, then the ones it inherits from the
+//! server), the project being the working directory with every character but ASCII letters
+//! and digits replaced by `-` — and started (`--session-id <id>`) otherwise. Claude Code
+//! writes the transcript once the conversation has content, so an agent that crashed before
+//! its first message starts it again instead of failing every restart on "No conversation
+//! found". The CLI keeps conversations per directory (`--resume` from another directory
+//! finds nothing, `--session-id` there is accepted), so after a navigate the agent starts
+//! the conversation afresh in its new directory, and resumes the old one if it moves back.
 //!
 //! Two processes never run on one conversation: while any process of this user has the id
 //! in its argv (`/proc/<pid>/cmdline`) — a previous incarnation not yet gone, the leftover of
@@ -50,6 +54,7 @@ pub(crate) enum ConversationError {
 /// another process runs on the conversation.
 pub(crate) fn conversation_flags(
     id: Uuid,
+    working_dir: &Path,
     env: &[(String, String)],
 ) -> Result<[String; 2], ConversationError> {
     let text = id.to_string();
@@ -59,7 +64,8 @@ pub(crate) fn conversation_flags(
         Err(source) => return Err(ConversationError::Scan { id, source }),
     }
     let inherited = |name: &str| std::env::var(name).ok();
-    let resume = config_dir(env, &inherited).is_some_and(|dir| transcript_exists(&dir, id));
+    let resume =
+        config_dir(env, &inherited).is_some_and(|dir| transcript(&dir, working_dir, id).is_file());
     let flag = if resume { "--resume" } else { "--session-id" };
     Ok([flag.to_owned(), text])
 }
@@ -85,17 +91,22 @@ fn config_dir(env: &[(String, String)], inherited: Inherited<'_>) -> Option<Path
         .or_else(|| agent_var(env, inherited, "HOME").map(|home| Path::new(&home).join(".claude")))
 }
 
-/// Whether the conversation's transcript exists under any project of `config_dir`. The
-/// project directory is named after the working directory by the CLI's own rule; looking in
-/// every one keeps the server out of that rule (and finds a session moved elsewhere).
-fn transcript_exists(config_dir: &Path, id: Uuid) -> bool {
-    let Ok(projects) = fs::read_dir(config_dir.join("projects")) else {
-        return false;
-    };
-    let file = format!("{id}.jsonl");
-    projects
-        .flatten()
-        .any(|project| project.path().join(&file).is_file())
+/// Where Claude Code keeps the transcript of conversation `id` held in `working_dir`.
+fn transcript(config_dir: &Path, working_dir: &Path, id: Uuid) -> PathBuf {
+    config_dir
+        .join("projects")
+        .join(project_name(working_dir))
+        .join(format!("{id}.jsonl"))
+}
+
+/// The CLI's name for a working directory's project: the path with every character but
+/// ASCII letters and digits replaced by `-` (`/work/my app` → `-work-my-app`).
+fn project_name(working_dir: &Path) -> String {
+    working_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 /// A process of this user (other than this one) with `needle` in an argument of its argv,
@@ -183,7 +194,7 @@ mod tests {
         );
         let holder = Holder::new(&format!("--resume={id}"));
         assert_eq!(found(&id.to_string()), Some(holder.0.id()));
-        let refused = conversation_flags(id, &[]).unwrap_err();
+        let refused = conversation_flags(id, Path::new("/w"), &[]).unwrap_err();
         assert!(
             matches!(refused, ConversationError::InUse { pid, .. } if pid == holder.0.id()),
             "{refused}"
@@ -191,7 +202,7 @@ mod tests {
         assert!(refused.to_string().contains(&holder.0.id().to_string()));
         drop(holder);
         // Reaped, it is gone from /proc: the start goes ahead.
-        assert!(conversation_flags(id, &[]).is_ok());
+        assert!(conversation_flags(id, Path::new("/w"), &[]).is_ok());
     }
 
     #[test]
@@ -209,17 +220,28 @@ mod tests {
             "CLAUDE_CONFIG_DIR".to_owned(),
             home.path().join(".claude").display().to_string(),
         )];
-        let flags = conversation_flags(id, &env).unwrap();
+        let work = Path::new("/work/my app");
+        let flags = conversation_flags(id, work, &env).unwrap();
         assert_eq!(flags, ["--session-id".to_owned(), id.to_string()]);
         // Another conversation's transcript resumes nothing.
-        let project = home.path().join(".claude/projects/-work-app");
+        let project = home.path().join(".claude/projects/-work-my-app");
         fs::create_dir_all(&project).unwrap();
         fs::write(project.join(format!("{}.jsonl", Uuid::new_v4())), "{}\n").unwrap();
-        assert_eq!(conversation_flags(id, &env).unwrap()[0], "--session-id");
+        assert_eq!(
+            conversation_flags(id, work, &env).unwrap()[0],
+            "--session-id"
+        );
         fs::write(project.join(format!("{id}.jsonl")), "{}\n").unwrap();
         assert_eq!(
-            conversation_flags(id, &env).unwrap(),
+            conversation_flags(id, work, &env).unwrap(),
             ["--resume".to_owned(), id.to_string()]
+        );
+        // Claude Code looks in the working directory's project only: from elsewhere (after
+        // a navigate) the conversation starts anew, as the CLI would accept it there.
+        let elsewhere = Path::new("/work/other");
+        assert_eq!(
+            conversation_flags(id, elsewhere, &env).unwrap()[0],
+            "--session-id"
         );
     }
 
