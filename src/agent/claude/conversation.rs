@@ -65,7 +65,7 @@ pub(crate) fn conversation_flags(
     }
     let inherited = |name: &str| std::env::var(name).ok();
     let resume =
-        config_dir(env, &inherited).is_some_and(|dir| transcript(&dir, working_dir, id).is_file());
+        config_dir(env, &inherited).is_some_and(|dir| transcript_exists(&dir, working_dir, id));
     let flag = if resume { "--resume" } else { "--session-id" };
     Ok([flag.to_owned(), text])
 }
@@ -91,16 +91,32 @@ fn config_dir(env: &[(String, String)], inherited: Inherited<'_>) -> Option<Path
         .or_else(|| agent_var(env, inherited, "HOME").map(|home| Path::new(&home).join(".claude")))
 }
 
-/// Where Claude Code keeps the transcript of conversation `id` held in `working_dir`.
-fn transcript(config_dir: &Path, working_dir: &Path, id: Uuid) -> PathBuf {
-    config_dir
-        .join("projects")
-        .join(project_name(working_dir))
-        .join(format!("{id}.jsonl"))
+/// Longest project name the CLI uses as is; a longer one is cut there and given a hash
+/// suffix (`-<hash>`) whose function is the CLI's own.
+const MAX_PROJECT_NAME: usize = 200;
+
+/// Whether Claude Code has a transcript of conversation `id` for `working_dir`: in the
+/// directory's project, or — for a name the CLI cuts and suffixes with a hash — in a project
+/// with the same first 200 characters (the id, a UUID, tells the conversation apart).
+fn transcript_exists(config_dir: &Path, working_dir: &Path, id: Uuid) -> bool {
+    let projects = config_dir.join("projects");
+    let file = format!("{id}.jsonl");
+    let name = project_name(working_dir);
+    if name.len() <= MAX_PROJECT_NAME {
+        return projects.join(name).join(file).is_file();
+    }
+    let prefix = format!("{}-", &name[..MAX_PROJECT_NAME]);
+    let Ok(entries) = fs::read_dir(&projects) else {
+        return false;
+    };
+    entries.flatten().any(|project| {
+        project.file_name().to_string_lossy().starts_with(&prefix)
+            && project.path().join(&file).is_file()
+    })
 }
 
 /// The CLI's name for a working directory's project: the path with every character but
-/// ASCII letters and digits replaced by `-` (`/work/my app` → `-work-my-app`).
+/// ASCII letters and digits replaced by `-` (`/work/my app` → `-work-my-app`); all ASCII.
 fn project_name(working_dir: &Path) -> String {
     working_dir
         .to_string_lossy()
@@ -243,6 +259,27 @@ mod tests {
             conversation_flags(id, elsewhere, &env).unwrap()[0],
             "--session-id"
         );
+    }
+
+    /// What Claude Code 2.1.197 wrote for a 246-character working directory: the first 200
+    /// characters of the name and a hash.
+    #[test]
+    fn a_long_directory_is_found_under_the_clis_cut_name() {
+        let config = tempfile::tempdir().unwrap();
+        let work = format!("/tmp/{}/{}", "a".repeat(120), "b".repeat(120));
+        let name = project_name(Path::new(&work));
+        assert_eq!(name.len(), 246);
+        let id = Uuid::new_v4();
+        let cut = config
+            .path()
+            .join("projects")
+            .join(format!("{}-k4vqaw", &name[..200]));
+        fs::create_dir_all(&cut).unwrap();
+        assert!(!transcript_exists(config.path(), Path::new(&work), id));
+        fs::write(cut.join(format!("{id}.jsonl")), "{}\n").unwrap();
+        assert!(transcript_exists(config.path(), Path::new(&work), id));
+        // Another directory sharing no such prefix does not see it.
+        assert!(!transcript_exists(config.path(), Path::new("/tmp/a"), id));
     }
 
     #[test]
