@@ -19,13 +19,14 @@ mod containment;
 mod event;
 mod group;
 mod output;
+mod terminal;
 
 pub(crate) use crate::rules::{in_range, validate_environment_at};
 pub use actor::AgentLive;
-pub use claude::{assign_session_ids, ClaudeConfig, DEFAULT_TERMINAL, PERMISSION_MODES};
+pub use claude::{assign_session_ids, ClaudeConfig, PERMISSION_MODES};
 pub use config::{
-    effective_depends_on, resolve, resolve_agents, validate_agents, AgentConfig, ClaudeRun,
-    CommandOrigin, Limits, ResolveError, ResolvedAgent,
+    effective_depends_on, resolve, resolve_agents, validate_agents, AgentConfig, CommandOrigin,
+    Limits, ResolveError, ResolvedAgent,
 };
 // The agent types and the field rules live in `crate::rules`, below `config`, which checks
 // templates with them; they are re-exported here, where agents are described.
@@ -40,5 +41,9 @@ pub use group::{
 };
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
 pub use supervision::process::ProcessExit;
+pub use terminal::{
+    checked_size, Screen, Terminal, TerminalError, Viewer, DEFAULT_SIZE as DEFAULT_TERMINAL_SIZE,
+    MAX_DIMENSION as MAX_TERMINAL_DIMENSION,
+};
 
 pub(crate) use supervision::process::tree as process_tree;

@@ -41,9 +41,6 @@ pub const PERMISSION_MODES: [&str; 6] = [
 /// Longest `model`, in bytes: model ids and aliases are short words.
 const MAX_MODEL_BYTES: usize = 256;
 
-/// Rows and columns of a Claude agent's terminal when its configuration gives none.
-pub const DEFAULT_TERMINAL: (u16, u16) = (40, 120);
-
 /// An agent's `claude` key: how its Claude Code runs. `true` is every default; `false` and
 /// `null` are no Claude agent at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,8 +26,7 @@ mod resolve;
 mod validate;
 
 pub use resolve::{
-    effective_depends_on, resolve, resolve_agents, ClaudeRun, CommandOrigin, ResolveError,
-    ResolvedAgent,
+    effective_depends_on, resolve, resolve_agents, CommandOrigin, ResolveError, ResolvedAgent,
 };
 pub use validate::validate_agents;
 
@@ -74,6 +73,57 @@ pub struct AgentConfig {
     /// Set for a Claude Code agent: the CLI of `[agents.claude] command` in the type's role,
     /// on a terminal (see `agent/claude.rs`); exclusive with `command`.
     pub claude: Option<ClaudeConfig>,
+    /// Runs the agent on a pseudo-terminal of this size instead of pipes (`"terminal": true`
+    /// is the default size, 40 × 120).
+    pub terminal: Option<TerminalConfig>,
+}
+
+/// An agent's terminal as configured: `{"rows", "cols"}` (`true` on input is 40 × 120).
+/// Wider than the terminal's own `u16` so that an out-of-range value is reported by
+/// [`AgentConfig::validate`] with its range, not as a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalConfig {
+    /// Lines, 1–1000.
+    pub rows: u32,
+    /// Columns, 1–1000.
+    pub cols: u32,
+}
+
+impl Default for TerminalConfig {
+    fn default() -> Self {
+        TerminalConfig {
+            rows: u32::from(super::terminal::DEFAULT_SIZE.rows),
+            cols: u32::from(super::terminal::DEFAULT_SIZE.cols),
+        }
+    }
+}
+
+/// What clients may send as `terminal`: a flag, or a size with either side defaulted.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TerminalInput {
+    Flag(bool),
+    Size {
+        #[serde(default)]
+        rows: Option<u32>,
+        #[serde(default)]
+        cols: Option<u32>,
+    },
+}
+
+impl TerminalInput {
+    fn into_config(self) -> Option<TerminalConfig> {
+        let default = TerminalConfig::default();
+        match self {
+            TerminalInput::Flag(false) => None,
+            TerminalInput::Flag(true) => Some(default),
+            TerminalInput::Size { rows, cols } => Some(TerminalConfig {
+                rows: rows.unwrap_or(default.rows),
+                cols: cols.unwrap_or(default.cols),
+            }),
+        }
+    }
 }
 
 /// Resource limits (`setrlimit` and `nice`) for an agent's process.
@@ -125,6 +175,8 @@ struct AgentConfigInput {
     backoff: Option<BackoffSettings>,
     #[serde(default, deserialize_with = "super::claude::claude_key")]
     claude: Option<ClaudeConfig>,
+    #[serde(default)]
+    terminal: Option<TerminalInput>,
 }
 
 impl From<AgentConfigInput> for AgentConfig {
@@ -147,6 +199,7 @@ impl From<AgentConfigInput> for AgentConfig {
             restart: input.restart,
             backoff: input.backoff,
             claude: input.claude,
+            terminal: input.terminal.and_then(TerminalInput::into_config),
         }
     }
 }
@@ -180,6 +233,7 @@ impl AgentConfig {
             restart: None,
             backoff: None,
             claude: None,
+            terminal: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::paths::{DirectoryRefused, OpenedDirectory, PathPolicy};
+use crate::supervision::process::TerminalSize;
 use crate::supervision::{
     BoxFuture, ChildSpec, ChildState, ChildTransition, DependencyGraph, StartContext, StartError,
     Started, Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
@@ -29,6 +30,7 @@ use super::actor::{spawn_process, AgentActor, AgentArgs, AgentLive, AgentShared,
 use super::config::ResolvedAgent;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::output::{LogLine, OutputLog, Rotation};
+use super::terminal::Terminal;
 use super::AgentType;
 
 /// Extra time the supervisor gives a stopping agent beyond its grace before it kills the
@@ -112,6 +114,8 @@ pub struct AgentContext {
     /// The Claude session id of each Claude agent, by name (the session keeps them with its
     /// record; see [`super::assign_session_ids`]).
     pub claude_sessions: BTreeMap<String, Uuid>,
+    /// Bytes of output kept per terminal agent (`agents.terminal.scrollback_bytes`).
+    pub scrollback_bytes: usize,
 }
 
 impl AgentContext {
@@ -143,6 +147,7 @@ impl AgentContext {
             strategy: Strategy::OneForOne,
             paths,
             claude_sessions: BTreeMap::new(),
+            scrollback_bytes: settings.agents.terminal.scrollback_bytes,
         }
     }
 }
@@ -215,6 +220,8 @@ pub struct AgentStatus {
     pub depends_on: Arc<[Arc<str>]>,
     /// The conversation a Claude agent starts and resumes; `None` for other agents.
     pub claude_session_id: Option<Uuid>,
+    /// The size of the terminal it runs on, if it runs on one.
+    pub terminal: Option<TerminalSize>,
 }
 
 /// What can go wrong talking to a group.
@@ -223,6 +230,9 @@ pub enum AgentError {
     /// No agent has this name.
     #[error("unknown agent `{0}`")]
     UnknownAgent(String),
+    /// The agent runs on pipes or has no process: it has no terminal.
+    #[error("agent `{0}` has no terminal (its configuration has no `terminal`)")]
+    NoTerminal(String),
     /// The supervisor refused or is gone.
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
@@ -406,15 +416,15 @@ impl AgentGroup {
                 log: OutputLog::new(log_dir.clone(), name.clone(), rotation),
                 live: Default::default(),
                 events: events.clone(),
+                terminal: agent
+                    .terminal
+                    .map(|size| Arc::new(Terminal::new(size, context.scrollback_bytes))),
             });
-            let claude_session = match agent.claude {
-                Some(_) => Some(
-                    *context
-                        .claude_sessions
-                        .get(&agent.name)
-                        .ok_or_else(|| AgentError::NoClaudeSession(agent.name.clone()))?,
-                ),
-                None => None,
+            let claude_session = if agent.claude {
+                let id = context.claude_sessions.get(&agent.name);
+                Some(*id.ok_or_else(|| AgentError::NoClaudeSession(agent.name.clone()))?)
+            } else {
+                None
             };
             let spec = match &agent.command {
                 Some(command) => {
@@ -621,6 +631,7 @@ impl AgentGroup {
                     has_process: entry.has_process,
                     depends_on: entry.depends_on.clone(),
                     claude_session_id: entry.claude_session,
+                    terminal: entry.shared.terminal.as_ref().map(|t| t.size()),
                 })
             })
             .collect();
@@ -667,6 +678,20 @@ impl AgentGroup {
     pub async fn restart(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
         Ok(self.supervision().await?.restart_child(name).await?)
+    }
+
+    /// An agent's terminal.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::UnknownAgent`], or [`AgentError::NoTerminal`] for an agent on pipes
+    /// or without a process.
+    pub fn terminal(&self, name: &str) -> Result<Arc<Terminal>, AgentError> {
+        self.known(name)?
+            .shared
+            .terminal
+            .clone()
+            .ok_or_else(|| AgentError::NoTerminal(name.to_owned()))
     }
 
     /// The last `n` lines of an agent's output, oldest first.

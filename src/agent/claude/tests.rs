@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::agent::{resolve_agents, CommandOrigin, ResolveError};
-use crate::config::{AgentSettings, AgentTemplate, CgroupMode};
+use crate::config::{AgentSettings, AgentTemplate, CgroupMode, TerminalSettings};
 
 fn settings(allow_custom_commands: bool, allowed_args: &[&str]) -> AgentSettings {
     AgentSettings {
@@ -15,6 +15,9 @@ fn settings(allow_custom_commands: bool, allowed_args: &[&str]) -> AgentSettings
         stop_grace_ms: 5000,
         restart_window_seconds: 60,
         cgroups: CgroupMode::Auto,
+        terminal: TerminalSettings {
+            scrollback_bytes: 1 << 20,
+        },
         templates: BTreeMap::new(),
         claude: ClaudeSettings {
             command: vec!["/opt/claude".to_owned(), "--verbose".to_owned()],
@@ -153,7 +156,12 @@ fn the_command_line_is_the_configured_program_the_role_and_the_options() {
             "--debug",
         ]
     );
-    assert_eq!(resolved.claude.map(|c| c.terminal), Some(DEFAULT_TERMINAL));
+    assert!(resolved.claude);
+    assert_eq!(
+        resolved.terminal,
+        Some(crate::agent::terminal::DEFAULT_SIZE),
+        "Claude Code needs a terminal"
+    );
     let bare = resolve_one(
         json!({"agent_type": "API", "claude": true}),
         &settings(false, &[]),
@@ -232,7 +240,8 @@ fn other_agents_resolve_as_before() {
     )
     .unwrap();
     assert_eq!(resolved.command.unwrap(), ["agent"]);
-    assert!(resolved.claude.is_none());
+    assert!(!resolved.claude);
+    assert_eq!(resolved.terminal, None);
 }
 
 #[test]

@@ -11,8 +11,10 @@ use regex::Regex;
 use super::validate::{agent_path, compile_ready_pattern, validate_agents};
 use super::{AgentConfig, Limits};
 use crate::agent::claude;
+use crate::agent::terminal::{checked_size, DEFAULT_SIZE};
 use crate::config::{AgentSettings, AgentTemplate, BackoffSettings};
 use crate::rules::{join_path, AgentType, FieldError};
+use crate::supervision::process::TerminalSize;
 use crate::supervision::{Backoff, Intensity, RestartPolicy};
 
 /// The names `config` waits for among `all` (the session's agents, `config` included): its own
@@ -119,16 +121,11 @@ pub struct ResolvedAgent {
     pub depends_on: Vec<String>,
     /// Restart type, backoff and intensity (`retry_attempts` within the restart window).
     pub policy: RestartPolicy,
-    /// Set for a Claude Code agent: `command` is then the CLI's command line up to the
-    /// conversation flags, which each spawn adds.
-    pub claude: Option<ClaudeRun>,
-}
-
-/// How a Claude agent runs beyond its command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaudeRun {
-    /// Rows and columns of its terminal (Claude Code's interface needs one).
-    pub terminal: (u16, u16),
+    /// Whether it is a Claude Code agent: `command` is then the CLI's command line up to
+    /// the conversation flags, which each spawn adds.
+    pub claude: bool,
+    /// The pseudo-terminal it runs on, instead of pipes.
+    pub terminal: Option<TerminalSize>,
 }
 
 impl ResolvedAgent {
@@ -210,6 +207,24 @@ pub fn resolve(
         .map(compile_ready_pattern)
         .transpose()
         .map_err(|message| FieldError::invalid("ready_pattern", message))?;
+    let terminal = config
+        .terminal
+        .map(|t| checked_size(t.rows, t.cols))
+        .transpose()
+        .map_err(|err| FieldError::invalid("terminal", err.to_string()))?;
+    // Claude Code's interface needs a terminal: a Claude agent always has one, of its own
+    // size if it gives one.
+    let terminal = match (&config.claude, terminal) {
+        (Some(_), None) => Some(DEFAULT_SIZE),
+        (_, terminal) => terminal,
+    };
+    if terminal.is_some() && command.is_none() {
+        return Err(FieldError::invalid(
+            "terminal",
+            "needs a command: a logical agent (no command, no template command) has no process to run on it",
+        )
+        .into());
+    }
     let priority = u8::try_from(config.priority)
         .map_err(|_| FieldError::invalid("priority", "must be between 0 and 100"))?;
     Ok(ResolvedAgent {
@@ -226,9 +241,8 @@ pub fn resolve(
         limits: config.limits.unwrap_or_default(),
         depends_on: effective_depends_on(config, all, settings),
         policy,
-        claude: config.claude.as_ref().map(|_| ClaudeRun {
-            terminal: claude::DEFAULT_TERMINAL,
-        }),
+        claude: config.claude.is_some(),
+        terminal,
     })
 }
 

@@ -140,6 +140,16 @@ pub(crate) struct AgentObject<'a> {
     /// A Claude agent's conversation (Claude Code's session id), which every start after
     /// the first resumes; `null` for other agents.
     claude_session_id: Option<Uuid>,
+    /// The terminal it runs on (`…/screen`, `/ws/sessions/{id}/agents/{name}/terminal`);
+    /// `null` for an agent on pipes or without a process.
+    terminal: Option<TerminalObject>,
+}
+
+/// A terminal's size.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TerminalObject {
+    rows: u16,
+    cols: u16,
 }
 
 impl<'a> AgentObject<'a> {
@@ -160,6 +170,10 @@ impl<'a> AgentObject<'a> {
             cpu_percent: None,
             depends_on: agent.depends_on.iter().map(|name| &**name).collect(),
             claude_session_id: agent.claude_session_id,
+            terminal: agent.terminal.map(|size| TerminalObject {
+                rows: size.rows,
+                cols: size.cols,
+            }),
         }
     }
 }

@@ -57,6 +57,7 @@ fn agent() -> AgentStatus {
         has_process: false,
         depends_on: Arc::from([Arc::from("master-orchestrator")]),
         claude_session_id: None,
+        terminal: None,
     }
 }
 
