@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -42,6 +42,10 @@ pub const MAX_DIMENSION: u16 = 1000;
 /// scrollback again). Each slot holds one read of at most [`READ_BYTES`].
 const VIEWER_BACKLOG: usize = 256;
 
+/// How long typed input may wait for the program to read it: a program that never reads
+/// its terminal fills the kernel's input buffer, and a write would then wait forever.
+pub const INPUT_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Bytes read from the terminal at once.
 const READ_BYTES: usize = 16 * 1024;
 
@@ -55,6 +59,10 @@ pub enum TerminalError {
     /// No process runs on the terminal now (not started yet, exited, between restarts).
     #[error("the agent is not running: its terminal takes no input now")]
     NotRunning,
+    /// The program did not read its input within [`INPUT_DEADLINE`] (part of it may have
+    /// been typed).
+    #[error("the program has not read its terminal's input for {} s; part of the input may have been typed", INPUT_DEADLINE.as_secs())]
+    NotReading,
     /// The size has a zero or exceeds [`MAX_DIMENSION`].
     #[error("{field} must be between 1 and {MAX_DIMENSION}, got {value}")]
     BadSize {
@@ -191,11 +199,15 @@ impl Terminal {
     ///
     /// # Errors
     ///
-    /// [`TerminalError::NotRunning`] without a process, [`TerminalError::Io`] when the
-    /// terminal refuses the write.
+    /// [`TerminalError::NotRunning`] without a process, [`TerminalError::NotReading`] when
+    /// the program leaves its input unread past [`INPUT_DEADLINE`], [`TerminalError::Io`]
+    /// when the terminal refuses the write.
     pub async fn input(&self, bytes: &[u8]) -> Result<(), TerminalError> {
         let pty = self.state().pty.clone().ok_or(TerminalError::NotRunning)?;
-        pty.write_all(bytes).await.map_err(TerminalError::Io)
+        match tokio::time::timeout(INPUT_DEADLINE, pty.write_all(bytes)).await {
+            Ok(written) => written.map_err(TerminalError::Io),
+            Err(_) => Err(TerminalError::NotReading),
+        }
     }
 
     /// Resizes the terminal: the running program gets SIGWINCH, the screen reflows, and the

@@ -118,6 +118,10 @@ fn terminal_error(error: TerminalError) -> ApiError {
             code: "agent_not_running",
             message: error.to_string(),
         },
+        TerminalError::NotReading => ApiError::TerminalConflict {
+            code: "input_not_read",
+            message: error.to_string(),
+        },
     }
 }
 
