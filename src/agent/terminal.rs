@@ -44,7 +44,7 @@ const VIEWER_BACKLOG: usize = 256;
 
 /// How long typed input may wait for the program to read it: a program that never reads
 /// its terminal fills the kernel's input buffer, and a write would then wait forever.
-pub const INPUT_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const INPUT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Bytes read from the terminal at once.
 const READ_BYTES: usize = 16 * 1024;
