@@ -126,10 +126,11 @@ async fn the_page_and_assets_need_no_token_but_data_does() {
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(page.headers()["cache-control"], "no-cache");
-    assert!(page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("default-src 'self'"));
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    // xterm.js needs inline <style> elements; scripts and style attributes stay strict.
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(csp.contains("style-src 'self';"), "{csp}");
     let etag = page.headers()["etag"].clone();
     assert!(page.text().await.unwrap().contains("/assets/dashboard.js"));
     let again = client
@@ -145,6 +146,9 @@ async fn the_page_and_assets_need_no_token_but_data_does() {
         ("dashboard.css", "text/css; charset=utf-8"),
         ("uPlot.iife.min.js", "text/javascript; charset=utf-8"),
         ("uPlot.min.css", "text/css; charset=utf-8"),
+        ("xterm.js", "text/javascript; charset=utf-8"),
+        ("xterm.css", "text/css; charset=utf-8"),
+        ("addon-fit.js", "text/javascript; charset=utf-8"),
     ] {
         let response = client
             .get(app.url(&format!("/assets/{asset}")))
