@@ -206,7 +206,7 @@ pub async fn attach(server: &Server, session: &str, agent: &str) -> Result<Detac
     })
     .await
     .map_err(|error| AttachError::Io(std::io::Error::other(error)))??;
-    eprintln!("attached to {agent} of session {session}; Ctrl-] detaches\r");
+    eprintln!("attached to {agent} of session {session}; Ctrl-] detaches");
     let end = {
         let _raw = raw::RawMode::enter().map_err(AttachError::Io)?;
         relay::relay(socket).await

@@ -8,6 +8,7 @@
 //! with its modes, the user's shell must not inherit them.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, OptionalActions, Termios};
@@ -15,10 +16,17 @@ use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, OptionalActions, Termi
 /// The mode to restore, while one is to be: shared with the panic hook.
 static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
 
-/// What the agent may have left on: leave the alternate screen, show the cursor, stop mouse
-/// reports and bracketed paste, reset colours.
+/// What the agent may have left on: show the cursor, stop mouse reports and bracketed paste,
+/// reset colours. (None of them moves the cursor.)
 const RESET_MODES: &[u8] =
-    b"\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
+    b"\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m";
+
+/// Back to the normal screen and the cursor saved on leaving it; sent only when the agent
+/// switched to the alternate screen, since on the normal screen it could move the cursor.
+const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
+
+/// Whether the agent's output last switched the alternate screen on.
+static ALTERNATE: AtomicBool = AtomicBool::new(false);
 
 /// Raw mode on stdin's terminal until dropped.
 pub(super) struct RawMode(());
@@ -47,6 +55,29 @@ impl Drop for RawMode {
     }
 }
 
+/// Follows the agent's output for its switches of the alternate screen (`?1049`, `?1047`,
+/// `?47`), the last one in `bytes` winning. A switch split across two frames is missed: at
+/// worst the user's screen is not switched back, as without this.
+pub(super) fn note_output(bytes: &[u8]) {
+    let mut last = None;
+    for (at, window) in bytes.windows(4).enumerate() {
+        if window != b"\x1b[?4" && window != b"\x1b[?1" {
+            continue;
+        }
+        let rest = &bytes[at + 3..];
+        for mode in [&b"1049"[..], b"1047", b"47"] {
+            match rest.strip_prefix(mode).and_then(|r| r.first()) {
+                Some(b'h') => last = Some(true),
+                Some(b'l') => last = Some(false),
+                _ => {}
+            }
+        }
+    }
+    if let Some(on) = last {
+        ALTERNATE.store(on, Ordering::Relaxed);
+    }
+}
+
 /// The size of stdin's terminal as (rows, cols); `None` when it has none (0 × 0).
 pub(super) fn size() -> Option<(u16, u16)> {
     let size = tcgetwinsize(std::io::stdin()).ok()?;
@@ -62,6 +93,9 @@ fn restore() {
     let stdout = std::io::stdout();
     if stdout.is_terminal() {
         let mut stdout = stdout.lock();
+        if ALTERNATE.swap(false, Ordering::Relaxed) {
+            let _ = stdout.write_all(LEAVE_ALTERNATE);
+        }
         let _ = stdout.write_all(RESET_MODES).and_then(|()| stdout.flush());
     }
 }
@@ -83,4 +117,23 @@ fn install_panic_hook() {
             previous(info);
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_alternate_screen_switch_wins() {
+        note_output(b"plain text");
+        assert!(!ALTERNATE.load(Ordering::Relaxed));
+        note_output(b"\x1b[?1049hdrawn");
+        assert!(ALTERNATE.load(Ordering::Relaxed));
+        note_output(b"\x1b[?25l\x1b[?12h");
+        assert!(ALTERNATE.load(Ordering::Relaxed), "other modes leave it");
+        note_output(b"\x1b[?47h then \x1b[?1047l");
+        assert!(!ALTERNATE.load(Ordering::Relaxed));
+        note_output(b"\x1b[?47h");
+        assert!(ALTERNATE.swap(false, Ordering::Relaxed));
+    }
 }

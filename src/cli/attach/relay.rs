@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
+use tungstenite::error::ProtocolError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
@@ -150,8 +151,14 @@ fn receive(ws: &mut WebSocket<TcpStream>) -> std::io::Result<AttachError> {
             Err(error) => return Ok(lost(error)),
         };
         let written = match message {
-            Message::Binary(bytes) => stdout.write_all(&bytes),
-            Message::Text(text) => stdout.write_all(text.as_bytes()),
+            Message::Binary(bytes) => {
+                raw::note_output(&bytes);
+                stdout.write_all(&bytes)
+            }
+            Message::Text(text) => {
+                raw::note_output(text.as_bytes());
+                stdout.write_all(text.as_bytes())
+            }
             Message::Close(frame) => {
                 let _ = ws.flush();
                 return Ok(closed(frame));
@@ -180,7 +187,9 @@ fn closed(frame: Option<CloseFrame>) -> AttachError {
 /// A failed read: the server went away without a close frame.
 fn lost(error: tungstenite::Error) -> AttachError {
     match error {
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
             AttachError::Closed {
                 code: u16::from(CloseCode::Abnormal),
                 reason: String::new(),
