@@ -28,6 +28,9 @@ use super::AttachError;
 /// The byte `Ctrl-]` sends: detach, as telnet's escape.
 pub(super) const DETACH_BYTE: u8 = 0x1d;
 
+/// Frames written before the loop looks at its other inputs again.
+const FRAMES_PER_TURN: usize = 64;
+
 /// How long a detach waits for the server to take the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -78,7 +81,8 @@ pub(super) async fn relay(mut ws: WebSocket<TcpStream>) -> Result<End, AttachErr
                 match socket.try_io(Interest::READABLE, || receive(&mut ws)) {
                     Err(error) if error.kind() == ErrorKind::WouldBlock => {}
                     Err(error) => return Err(AttachError::Io(error)),
-                    Ok(stop) => return Err(stop),
+                    Ok(None) => {}
+                    Ok(Some(stop)) => return Err(stop),
                 }
             }
             ready = socket.writable(), if pending => {
@@ -137,18 +141,19 @@ fn flush(ws: &mut WebSocket<TcpStream>) -> std::io::Result<Result<(), tungstenit
     }
 }
 
-/// Writes every frame the socket has to stdout; `Err(WouldBlock)` once it has no more,
-/// `Ok(why)` when the server closed or the connection failed.
-fn receive(ws: &mut WebSocket<TcpStream>) -> std::io::Result<AttachError> {
+/// Writes the frames the socket has to stdout: `Err(WouldBlock)` once it has no more,
+/// `Ok(None)` after [`FRAMES_PER_TURN`] (an agent that never stops printing must not keep
+/// `Ctrl-]` from being read), `Ok(Some(why))` when the server closed or the connection failed.
+fn receive(ws: &mut WebSocket<TcpStream>) -> std::io::Result<Option<AttachError>> {
     let mut stdout = std::io::stdout().lock();
-    loop {
+    for _ in 0..FRAMES_PER_TURN {
         let message = match ws.read() {
             Ok(message) => message,
             Err(tungstenite::Error::Io(error)) if error.kind() == ErrorKind::WouldBlock => {
                 let _ = stdout.flush();
                 return Err(error);
             }
-            Err(error) => return Ok(lost(error)),
+            Err(error) => return Ok(Some(lost(error))),
         };
         let written = match message {
             Message::Binary(bytes) => {
@@ -161,14 +166,15 @@ fn receive(ws: &mut WebSocket<TcpStream>) -> std::io::Result<AttachError> {
             }
             Message::Close(frame) => {
                 let _ = ws.flush();
-                return Ok(closed(frame));
+                return Ok(Some(closed(frame)));
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
         };
         if let Err(error) = written {
-            return Ok(AttachError::Io(error));
+            return Ok(Some(AttachError::Io(error)));
         }
     }
+    Ok(stdout.flush().err().map(AttachError::Io))
 }
 
 fn closed(frame: Option<CloseFrame>) -> AttachError {
