@@ -15,6 +15,7 @@ mod containment;
 mod event;
 mod group;
 mod output;
+mod terminal;
 
 pub(crate) use crate::rules::{in_range, validate_environment_at};
 pub use actor::AgentLive;
@@ -35,5 +36,9 @@ pub use group::{
 };
 pub use output::{LogLine, Stream, MAX_LINE_BYTES, RING_LINES};
 pub use supervision::process::ProcessExit;
+pub use terminal::{
+    checked_size, Screen, Terminal, TerminalError, Viewer, DEFAULT_SIZE as DEFAULT_TERMINAL_SIZE,
+    MAX_DIMENSION as MAX_TERMINAL_DIMENSION,
+};
 
 pub(crate) use supervision::process::tree as process_tree;

@@ -21,6 +21,7 @@ mod schemas;
 mod security;
 mod sessions;
 mod system;
+mod terminal;
 mod ws;
 
 pub(crate) use errors::{MAX_HEADER_LINES, MAX_HEAD_BYTES};
@@ -171,6 +172,17 @@ pub fn routes(
         })
         .or(warp::path!("ws" / "sessions").and(not_an_upgrade()))
         .unify();
+    let terminal_socket = warp::path!("ws" / "sessions" / String / "agents" / String / "terminal")
+        .and(warp::ws())
+        .and(with_context(ctx.clone()))
+        .then(|id, name, upgrade, ctx| terminal::attach(upgrade, id, name, ctx))
+        .or(
+            warp::path!("ws" / "sessions" / String / "agents" / String / "terminal")
+                .and(not_an_upgrade())
+                .map(|_, _, response| response),
+        )
+        .unify()
+        .boxed();
     // The dashboard: the page and its embedded assets (no data, so no token needed; see
     // `security`). Not part of the API, so not in /openapi.json.
     let dashboard = warp::path::end()
@@ -222,6 +234,8 @@ pub fn routes(
         .or(openapi)
         .unify()
         .or(websocket)
+        .unify()
+        .or(terminal_socket)
         .unify()
         .or(dashboard)
         .unify()
@@ -333,6 +347,23 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
             .map(|_, response| response))
         .unify()
         .boxed();
+    let terminal_input = warp::path!("sessions" / String / "agents" / String / "input")
+        .and(warp::post())
+        .and(c())
+        .and(json_body(c()))
+        .then(|id, name, ctx, body| answer(terminal::input(ctx, id, name, body)))
+        .boxed();
+    let terminal_resize = warp::path!("sessions" / String / "agents" / String / "resize")
+        .and(warp::post())
+        .and(c())
+        .and(json_body(c()))
+        .then(|id, name, ctx, body| answer(terminal::resize(ctx, id, name, body)))
+        .boxed();
+    let terminal_screen = warp::path!("sessions" / String / "agents" / String / "screen")
+        .and(get_or_head())
+        .and(c())
+        .then(|id, name, ctx| answer(terminal::screen(ctx, id, name)))
+        .boxed();
     let agent_ops = warp::path!("sessions" / String / "agents" / String / String)
         .and(warp::post())
         .and(c())
@@ -355,8 +386,8 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
     let agent_paths = warp::path!("sessions" / String / "agents" / String / String)
         .map(|_: String, _: String, action: String| {
             let allow = match action.as_str() {
-                "logs" => Some("GET, HEAD"),
-                "activate" | "deactivate" | "restart" => Some("POST"),
+                "logs" | "screen" => Some("GET, HEAD"),
+                "activate" | "deactivate" | "restart" | "input" | "resize" => Some("POST"),
                 _ => None,
             };
             reply(Err(match allow {
@@ -451,6 +482,12 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .or(status)
         .unify()
         .or(metrics)
+        .unify()
+        .or(terminal_input)
+        .unify()
+        .or(terminal_resize)
+        .unify()
+        .or(terminal_screen)
         .unify()
         .or(agent_ops)
         .unify()

@@ -28,7 +28,7 @@ pub(crate) use types::restart_word;
 pub use types::{
     AgentSettings, AgentTemplate, BackoffSettings, CgroupMode, EventSettings, LogSettings,
     MonitorSettings, Overrides, PathSettings, ServerSettings, SessionSettings, Settings,
-    StorageSettings, Thresholds, Token,
+    StorageSettings, TerminalSettings, Thresholds, Token,
 };
 pub(crate) use validate::validate_backoff;
 pub use validate::AGENT_TYPES;

@@ -19,12 +19,13 @@ use regex::Regex;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use supervision::process::{self, Command, Process, ProcessExit, SpawnError, Spawned};
+use supervision::process::{self, Command, Output, Process, ProcessExit, SpawnError, Spawned};
 
 use super::config::Limits;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::group::{AgentEvents, Workplace};
-use super::output::{pump, OutputLog, Stream};
+use super::output::{pump, LogLine, OutputLog, Stream};
+use super::terminal::{self, Terminal};
 
 /// How often an agent with `max_memory_mb` samples its process tree.
 pub(crate) const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -67,6 +68,17 @@ pub(crate) struct AgentShared {
     pub(crate) log: OutputLog,
     pub(crate) live: Mutex<AgentLive>,
     pub(crate) events: Arc<AgentEvents>,
+    /// The terminal the agent runs on, kept across incarnations; `None` runs it on pipes.
+    pub(crate) terminal: Option<Arc<Terminal>>,
+}
+
+impl Drop for AgentShared {
+    /// The last incarnation and the group are gone: the terminal's viewers are told.
+    fn drop(&mut self) {
+        if let Some(terminal) = &self.terminal {
+            terminal.close();
+        }
+    }
 }
 
 impl AgentShared {
@@ -89,6 +101,9 @@ impl AgentShared {
     }
 
     fn exited(&self, pid: u32, exit: ProcessExit) {
+        if let Some(terminal) = &self.terminal {
+            terminal.disconnect();
+        }
         {
             let mut live = self.live();
             live.pid = None;
@@ -147,7 +162,11 @@ pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spa
         .workplace
         .open()
         .map_err(|refused| failed(format!("cannot start `{program}`: {refused}")))?;
-    let spawned = Command::from_argv(argv)
+    let mut command = Command::from_argv(argv);
+    if let Some(terminal) = &shared.terminal {
+        command = command.terminal(terminal.size());
+    }
+    let spawned = command
         .envs(launch.env.iter().cloned())
         .hide_env_prefix(crate::config::ENV_PREFIX)
         .limits(process_limits(&launch.limits))
@@ -235,18 +254,16 @@ impl Actor for AgentActor {
             tasks: Vec::new(),
         };
         let me = myself.clone();
-        let (process, stdout, stderr) = spawned.watch(move |exit| {
+        let (process, output) = spawned.watch(move |exit| {
             let _ = me.cast(AgentMsg::Exited(exit));
         });
         state.process = Some(process);
 
         let mut ready = ready;
         let pattern = launch.ready_pattern.clone();
-        // The output pumps are not aborted with the incarnation: they end at end-of-file, once
-        // the group is gone, so the last lines a process printed are never lost.
-        let out = shared.clone();
-        tokio::spawn(async move {
-            pump(stdout, Stream::Stdout, &out.log, |line| {
+        let mut on_line = {
+            let shared = shared.clone();
+            move |line: &LogLine| {
                 if let (Some(pattern), true) = (&pattern, ready.is_some()) {
                     if pattern.is_match(&line.line) {
                         if let Some(ready) = ready.take() {
@@ -254,23 +271,46 @@ impl Actor for AgentActor {
                         }
                     }
                 }
-                out.publish(AgentEvent::Log {
-                    agent: out.name.clone(),
+                shared.publish(AgentEvent::Log {
+                    agent: shared.name.clone(),
                     line: line.clone(),
                 });
-            })
-            .await;
-        });
-        let err = shared.clone();
-        tokio::spawn(async move {
-            pump(stderr, Stream::Stderr, &err.log, |line| {
-                err.publish(AgentEvent::Log {
-                    agent: err.name.clone(),
-                    line: line.clone(),
+            }
+        };
+        // The output pumps are not aborted with the incarnation: they end at end-of-file, once
+        // the group is gone, so the last lines a process printed are never lost.
+        match (output, shared.terminal.clone()) {
+            (Output::Terminal(pty), Some(screen)) => {
+                screen.connect(pty.clone());
+                let out = shared.clone();
+                tokio::spawn(async move {
+                    terminal::pump(pty, &screen, &out.log, on_line).await;
                 });
-            })
-            .await;
-        });
+            }
+            (Output::Pipes { stdout, stderr }, _) => {
+                let out = shared.clone();
+                tokio::spawn(async move {
+                    pump(stdout, Stream::Stdout, &out.log, &mut on_line).await;
+                });
+                let err = shared.clone();
+                tokio::spawn(async move {
+                    pump(stderr, Stream::Stderr, &err.log, |line| {
+                        err.publish(AgentEvent::Log {
+                            agent: err.name.clone(),
+                            line: line.clone(),
+                        });
+                    })
+                    .await;
+                });
+            }
+            (other, None) => {
+                // Unreachable: the spawn asks for a terminal exactly when there is one.
+                return Err(format!("unexpected output for an agent on pipes: {other:?}").into());
+            }
+            (other, Some(_)) => {
+                return Err(format!("unexpected output for a terminal agent: {other:?}").into());
+            }
+        }
 
         if launch.max_memory_mb.is_some() {
             let sampler = myself.send_interval(MEMORY_SAMPLE_EVERY, || AgentMsg::Sample);

@@ -69,6 +69,57 @@ pub struct AgentConfig {
     pub restart: Option<Restart>,
     /// Delays between restarts; the template's, else the defaults.
     pub backoff: Option<BackoffSettings>,
+    /// Runs the agent on a pseudo-terminal of this size instead of pipes (`"terminal": true`
+    /// is the default size, 40 × 120).
+    pub terminal: Option<TerminalConfig>,
+}
+
+/// An agent's terminal as configured: `{"rows", "cols"}` (`true` on input is 40 × 120).
+/// Wider than the terminal's own `u16` so that an out-of-range value is reported by
+/// [`AgentConfig::validate`] with its range, not as a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalConfig {
+    /// Lines, 1–1000.
+    pub rows: u32,
+    /// Columns, 1–1000.
+    pub cols: u32,
+}
+
+impl Default for TerminalConfig {
+    fn default() -> Self {
+        TerminalConfig {
+            rows: u32::from(super::terminal::DEFAULT_SIZE.rows),
+            cols: u32::from(super::terminal::DEFAULT_SIZE.cols),
+        }
+    }
+}
+
+/// What clients may send as `terminal`: a flag, or a size with either side defaulted.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TerminalInput {
+    Flag(bool),
+    Size {
+        #[serde(default)]
+        rows: Option<u32>,
+        #[serde(default)]
+        cols: Option<u32>,
+    },
+}
+
+impl TerminalInput {
+    fn into_config(self) -> Option<TerminalConfig> {
+        let default = TerminalConfig::default();
+        match self {
+            TerminalInput::Flag(false) => None,
+            TerminalInput::Flag(true) => Some(default),
+            TerminalInput::Size { rows, cols } => Some(TerminalConfig {
+                rows: rows.unwrap_or(default.rows),
+                cols: cols.unwrap_or(default.cols),
+            }),
+        }
+    }
 }
 
 /// Resource limits (`setrlimit` and `nice`) for an agent's process.
@@ -118,6 +169,8 @@ struct AgentConfigInput {
     restart: Option<Restart>,
     #[serde(default)]
     backoff: Option<BackoffSettings>,
+    #[serde(default)]
+    terminal: Option<TerminalInput>,
 }
 
 impl From<AgentConfigInput> for AgentConfig {
@@ -139,6 +192,7 @@ impl From<AgentConfigInput> for AgentConfig {
             depends_on: input.depends_on,
             restart: input.restart,
             backoff: input.backoff,
+            terminal: input.terminal.and_then(TerminalInput::into_config),
         }
     }
 }
@@ -171,6 +225,7 @@ impl AgentConfig {
             depends_on: None,
             restart: None,
             backoff: None,
+            terminal: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::config::Settings;
 use crate::paths::{DirectoryRefused, OpenedDirectory, PathPolicy};
+use crate::supervision::process::TerminalSize;
 use crate::supervision::{
     BoxFuture, ChildSpec, ChildState, ChildTransition, DependencyGraph, StartContext, StartError,
     Started, Strategy, SupervisionError, SupervisorConfig, SupervisorEvent, SupervisorHandle,
@@ -28,6 +29,7 @@ use super::actor::{spawn_process, AgentActor, AgentArgs, AgentLive, AgentShared,
 use super::config::ResolvedAgent;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::output::{LogLine, OutputLog, Rotation};
+use super::terminal::Terminal;
 use super::AgentType;
 
 /// Extra time the supervisor gives a stopping agent beyond its grace before it kills the
@@ -108,6 +110,8 @@ pub struct AgentContext {
     pub strategy: Strategy,
     /// The policy `working_dir` is judged by at every start of a process.
     pub paths: PathPolicy,
+    /// Bytes of output kept per terminal agent (`agents.terminal.scrollback_bytes`).
+    pub scrollback_bytes: usize,
 }
 
 impl AgentContext {
@@ -138,6 +142,7 @@ impl AgentContext {
             log_keep_files: settings.logs.keep_files,
             strategy: Strategy::OneForOne,
             paths,
+            scrollback_bytes: settings.agents.terminal.scrollback_bytes,
         }
     }
 }
@@ -203,6 +208,8 @@ pub struct AgentStatus {
     /// The agents it waits for, as resolved (its own `depends_on`, else its template's, else
     /// its type's defaults): the edges the supervisor starts it by.
     pub depends_on: Arc<[Arc<str>]>,
+    /// The size of the terminal it runs on, if it runs on one.
+    pub terminal: Option<TerminalSize>,
 }
 
 /// What can go wrong talking to a group.
@@ -211,6 +218,9 @@ pub enum AgentError {
     /// No agent has this name.
     #[error("unknown agent `{0}`")]
     UnknownAgent(String),
+    /// The agent runs on pipes or has no process: it has no terminal.
+    #[error("agent `{0}` has no terminal (its configuration has no `terminal`)")]
+    NoTerminal(String),
     /// The supervisor refused or is gone.
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
@@ -389,6 +399,9 @@ impl AgentGroup {
                 log: OutputLog::new(log_dir.clone(), name.clone(), rotation),
                 live: Default::default(),
                 events: events.clone(),
+                terminal: agent
+                    .terminal
+                    .map(|size| Arc::new(Terminal::new(size, context.scrollback_bytes))),
             });
             let spec = match &agent.command {
                 Some(command) => {
@@ -592,6 +605,7 @@ impl AgentGroup {
                     live: entry.shared.live().clone(),
                     has_process: entry.has_process,
                     depends_on: entry.depends_on.clone(),
+                    terminal: entry.shared.terminal.as_ref().map(|t| t.size()),
                 })
             })
             .collect();
@@ -638,6 +652,20 @@ impl AgentGroup {
     pub async fn restart(&self, name: &str) -> Result<(), AgentError> {
         self.known(name)?;
         Ok(self.supervision().await?.restart_child(name).await?)
+    }
+
+    /// An agent's terminal.
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::UnknownAgent`], or [`AgentError::NoTerminal`] for an agent on pipes
+    /// or without a process.
+    pub fn terminal(&self, name: &str) -> Result<Arc<Terminal>, AgentError> {
+        self.known(name)?
+            .shared
+            .terminal
+            .clone()
+            .ok_or_else(|| AgentError::NoTerminal(name.to_owned()))
     }
 
     /// The last `n` lines of an agent's output, oldest first.

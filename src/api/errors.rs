@@ -76,6 +76,15 @@ pub(crate) enum ApiError {
     /// The request does not fit the current state (e.g. an operation on a terminated session).
     #[error("{0}")]
     Conflict(String),
+    /// The agent has no terminal (`no_terminal`), or no process runs on it
+    /// (`agent_not_running`): a 409 with its own code.
+    #[error("{message}")]
+    TerminalConflict {
+        /// `no_terminal` or `agent_not_running`.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
     /// Well-formed but semantically refused: a path the policy refuses, an unknown agent
     /// type, a cycle, a limit reached, agents that cannot start.
     #[error("{message}")]
@@ -238,6 +247,10 @@ impl From<SessionError> for ApiError {
             SessionError::NotFound(_) => ApiError::SessionNotFound(message),
             SessionError::AgentNotFound(_) => ApiError::AgentNotFound(message),
             SessionError::Conflict(_) | SessionError::Ended(_) => ApiError::Conflict(message),
+            SessionError::NoTerminal(_) => ApiError::TerminalConflict {
+                code: "no_terminal",
+                message,
+            },
             SessionError::AgentsFailed(_) => ApiError::Unprocessable {
                 code: "agent_initialization_error",
                 message,
@@ -273,7 +286,7 @@ impl ApiError {
             | ApiError::AgentNotFound(_)
             | ApiError::ContextKeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::TerminalConflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenHost | ApiError::ForbiddenOrigin => StatusCode::FORBIDDEN,
@@ -305,6 +318,7 @@ impl ApiError {
             ApiError::ContextKeyNotFound(_) => "context_key_not_found",
             ApiError::Forbidden { .. } => "session_permission_error",
             ApiError::Conflict(_) => "conflict",
+            ApiError::TerminalConflict { code, .. } => code,
             ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
             // DESIGN.md's one code for a 403; `details.field` says which header.

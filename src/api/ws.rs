@@ -125,6 +125,11 @@ struct Frame {
 }
 
 impl Live {
+    /// Turns true when the server begins to stop: every long-lived connection closes.
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.clone()
+    }
+
     /// Starts the fan-out from `sessions`' bus (it ends when `closing` turns true). Each
     /// client may have `bounds` waiting. Needs a tokio runtime.
     pub(crate) fn start(

@@ -173,9 +173,19 @@ pub struct AgentSettings {
     pub restart_window_seconds: u64,
     /// Whether each agent runs in a cgroup v2 of its own.
     pub cgroups: CgroupMode,
+    /// `[agents.terminal]`: agents that run on a pseudo-terminal.
+    pub terminal: TerminalSettings,
     /// Per-type templates, keyed by the canonical (upper-case) agent type.
     #[serde(default)]
     pub templates: BTreeMap<String, AgentTemplate>,
+}
+
+/// `[agents.terminal]`: what the server keeps of a terminal agent's output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSettings {
+    /// Bytes of output kept in memory per terminal, replayed to a viewer that attaches.
+    pub scrollback_bytes: usize,
 }
 
 /// `agents.cgroups`: whether each agent runs in a cgroup v2 of its own, stopped as a whole.

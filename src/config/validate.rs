@@ -165,6 +165,12 @@ impl Settings {
             86_400,
             "agents.restart_window_seconds",
         )?;
+        in_range(
+            agents.terminal.scrollback_bytes,
+            1024,
+            1 << 30,
+            "agents.terminal.scrollback_bytes",
+        )?;
         for (agent_type, template) in &agents.templates {
             let key = format!("agents.templates.{agent_type}");
             ensure(AGENT_TYPES.contains(&agent_type.as_str()), || Problem {

@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::agent::{
-    resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus, CommandOrigin, EventSink,
-    GroupHealth, LogLine,
+    resolve_agents, AgentContext, AgentError, AgentEvent, AgentGroup, AgentStatus, CommandOrigin,
+    EventSink, GroupHealth, LogLine, Terminal,
 };
 use crate::config::Settings;
 use crate::paths::PathPolicy;
@@ -71,6 +71,10 @@ pub(crate) enum SessionMsg {
         name: String,
         tail: usize,
         reply: RpcReplyPort<Result<Vec<LogLine>, SessionError>>,
+    },
+    Terminal {
+        name: String,
+        reply: RpcReplyPort<Result<Arc<Terminal>, SessionError>>,
     },
     Terminate(RpcReplyPort<Result<SessionRecord, SessionError>>),
     /// Changes the record (an update or a navigate): `change` runs on a copy of the record
@@ -217,6 +221,16 @@ impl SessionState {
                     None => Err(SessionError::AgentNotFound(name)),
                 };
                 let _ = reply.send(logs);
+            }
+            SessionMsg::Terminal { name, reply } => {
+                let terminal = match &state.group {
+                    Some(group) => group.terminal(&name).map_err(|e| match e {
+                        AgentError::NoTerminal(name) => SessionError::NoTerminal(name),
+                        _ => SessionError::AgentNotFound(name),
+                    }),
+                    None => Err(SessionError::AgentNotFound(name)),
+                };
+                let _ = reply.send(terminal);
             }
             SessionMsg::Terminate(reply) => {
                 let _ = reply.send(state.terminate().await);

@@ -51,6 +51,11 @@ pub enum SessionError {
     /// The session has no agent of this name (404).
     #[error("agent `{0}` not found")]
     AgentNotFound(String),
+    /// The agent runs on pipes or has no process (409 `no_terminal`).
+    #[error(
+        "agent `{0}` has no terminal: only an agent with `terminal` (or `claude`) runs on one"
+    )]
+    NoTerminal(String),
     /// The operation does not fit the session's state (409), e.g. an agent operation on a
     /// terminated session.
     #[error("{0}")]

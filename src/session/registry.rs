@@ -28,7 +28,7 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::agent::{AgentStatus, LogLine};
+use crate::agent::{AgentStatus, LogLine, Terminal};
 use crate::config::Settings;
 use crate::paths::PathPolicy;
 use crate::storage::Storage;
@@ -148,6 +148,16 @@ impl SessionRegistry {
             agent: Box::new(agent.clone()),
         });
         Ok(agent)
+    }
+
+    /// An agent's terminal, for viewers and scripts.
+    pub async fn terminal(&self, id: Uuid, name: &str) -> Result<Arc<Terminal>, SessionError> {
+        let (_, actor) = self.live(id).await?;
+        ractor::call!(actor, |reply| SessionMsg::Terminal {
+            name: name.to_string(),
+            reply
+        })
+        .map_err(|_| SessionError::Ended(id))?
     }
 
     /// The last `tail` lines of an agent's output.

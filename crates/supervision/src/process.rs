@@ -30,8 +30,10 @@ mod exit;
 mod limits;
 mod memory;
 mod orphans;
+mod pty;
 mod reaper;
 mod spawn;
+mod stdio;
 mod watchdog;
 
 pub use command::{Command, SpawnError};
@@ -39,4 +41,6 @@ pub use exit::{ExitError, ProcessExit};
 pub use limits::Limits;
 pub use memory::{tree, tree_rss_bytes};
 pub use orphans::{adopt_orphans, contain, instance, release, Cgroups, Containment};
+pub use pty::{Pty, TerminalSize};
 pub use spawn::{Process, Spawned};
+pub use stdio::Output;

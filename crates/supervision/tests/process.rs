@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use supervision::process::{Command, Limits, Process};
+use supervision::process::{Command, Limits, Output, Process};
 
 /// How long anything here may take before the test fails: generous, the machine is shared.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -30,6 +30,14 @@ fn example(name: &str) -> PathBuf {
 
 fn fake_child(args: &[&str]) -> Command {
     Command::new(example("fake_child").to_string_lossy()).args(args.iter().copied())
+}
+
+/// The stdout pipe of a child spawned without a terminal.
+fn stdout_of(output: Output) -> tokio::net::unix::pipe::Receiver {
+    match output {
+        Output::Pipes { stdout, .. } => stdout,
+        other => panic!("a child without a terminal has pipes, not {other:?}"),
+    }
 }
 
 /// A process as `(pid, start time)`, so a reused pid is not taken for it.
@@ -142,7 +150,8 @@ async fn first_lines(process_out: tokio::net::unix::pipe::Receiver, count: usize
 /// Spawns a fake child and returns it with its pid and, when it forks one, its grandchild.
 async fn spawn_with_grandchild(args: &[&str]) -> (Process, Seen, Seen) {
     let spawned = fake_child(args).forward_output(false).spawn().unwrap();
-    let (process, stdout, _stderr) = spawned.watch(|_| ());
+    let (process, output) = spawned.watch(|_| ());
+    let stdout = stdout_of(output);
     let lines = first_lines(stdout, 2).await;
     let child = pid_after(&lines[0], "pid").unwrap();
     let grandchild = pid_after(&lines[1], "grandchild").unwrap();
@@ -157,7 +166,7 @@ async fn a_child_leads_its_own_group_and_its_exit_code_is_reported() {
         .unwrap();
     let pid = spawned.pid();
     let (_, group, _) = stat(pid).unwrap();
-    let (mut process, _stdout, _stderr) = spawned.watch(|_| ());
+    let (mut process, _output) = spawned.watch(|_| ());
     assert_eq!(group, pid, "the child leads a process group of its own");
     let exit = process.exited().await;
     assert_eq!(exit.code(), Some(3));
@@ -309,7 +318,8 @@ async fn a_child_gets_the_mark_and_never_the_hidden_variables() {
         .env("VISIBLE", "yes")
         .spawn()
         .unwrap();
-    let (process, stdout, _stderr) = spawned.watch(|_| ());
+    let (process, output) = spawned.watch(|_| ());
+    let stdout = stdout_of(output);
     // Once it printed, the new image (and its environment) is in place.
     first_lines(stdout, 1).await;
     let environ = std::fs::read(format!("/proc/{}/environ", process.pid())).unwrap();

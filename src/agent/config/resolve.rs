@@ -10,8 +10,10 @@ use regex::Regex;
 
 use super::validate::{agent_path, compile_ready_pattern, validate_agents};
 use super::{AgentConfig, Limits};
+use crate::agent::terminal::checked_size;
 use crate::config::{AgentSettings, AgentTemplate, BackoffSettings};
 use crate::rules::{join_path, AgentType, FieldError};
+use crate::supervision::process::TerminalSize;
 use crate::supervision::{Backoff, Intensity, RestartPolicy};
 
 /// The names `config` waits for among `all` (the session's agents, `config` included): its own
@@ -118,6 +120,8 @@ pub struct ResolvedAgent {
     pub depends_on: Vec<String>,
     /// Restart type, backoff and intensity (`retry_attempts` within the restart window).
     pub policy: RestartPolicy,
+    /// The pseudo-terminal it runs on, instead of pipes.
+    pub terminal: Option<TerminalSize>,
 }
 
 impl ResolvedAgent {
@@ -188,6 +192,18 @@ pub fn resolve(
         .map(compile_ready_pattern)
         .transpose()
         .map_err(|message| FieldError::invalid("ready_pattern", message))?;
+    let terminal = config
+        .terminal
+        .map(|t| checked_size(t.rows, t.cols))
+        .transpose()
+        .map_err(|err| FieldError::invalid("terminal", err.to_string()))?;
+    if terminal.is_some() && command.is_none() {
+        return Err(FieldError::invalid(
+            "terminal",
+            "needs a command: a logical agent (no command, no template command) has no process to run on it",
+        )
+        .into());
+    }
     let priority = u8::try_from(config.priority)
         .map_err(|_| FieldError::invalid("priority", "must be between 0 and 100"))?;
     Ok(ResolvedAgent {
@@ -204,6 +220,7 @@ pub fn resolve(
         limits: config.limits.unwrap_or_default(),
         depends_on: effective_depends_on(config, all, settings),
         policy,
+        terminal,
     })
 }
 

@@ -17,6 +17,9 @@ fn settings(allow_custom_commands: bool) -> AgentSettings {
         stop_grace_ms: 5000,
         restart_window_seconds: 60,
         cgroups: crate::config::CgroupMode::Auto,
+        terminal: crate::config::TerminalSettings {
+            scrollback_bytes: 1 << 20,
+        },
         templates: BTreeMap::new(),
     }
 }
@@ -106,6 +109,7 @@ fn a_type_alone_gets_every_default_and_serializes_complete() {
             "depends_on": null,
             "restart": null,
             "backoff": null,
+            "terminal": null,
         })
     );
 }

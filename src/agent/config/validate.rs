@@ -8,6 +8,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::resolve::effective_depends_on;
 use super::{AgentConfig, Limits};
+use crate::agent::terminal::MAX_DIMENSION;
 use crate::config::{validate_backoff, AgentSettings};
 use crate::rules::{
     in_range, validate_command, validate_environment_at, validate_name, FieldError,
@@ -77,6 +78,10 @@ impl AgentConfig {
                 .map_err(|message| FieldError::invalid("ready_pattern", message))?;
         }
         validate_environment_at(&self.environment, "environment")?;
+        if let Some(terminal) = &self.terminal {
+            in_range(terminal.rows, 1, u32::from(MAX_DIMENSION), "terminal.rows")?;
+            in_range(terminal.cols, 1, u32::from(MAX_DIMENSION), "terminal.cols")?;
+        }
         if let Some(limits) = &self.limits {
             limits.validate().map_err(|e| e.within("limits"))?;
         }

@@ -136,6 +136,16 @@ pub(crate) struct AgentObject<'a> {
     /// else its type template's, else its type's default dependencies among the session's
     /// agents (`configuration.agents[].depends_on` shows only what was configured).
     depends_on: Vec<&'a str>,
+    /// The terminal it runs on (`…/screen`, `/ws/sessions/{id}/agents/{name}/terminal`);
+    /// `null` for an agent on pipes or without a process.
+    terminal: Option<TerminalObject>,
+}
+
+/// A terminal's size.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TerminalObject {
+    rows: u16,
+    cols: u16,
 }
 
 impl<'a> AgentObject<'a> {
@@ -155,6 +165,10 @@ impl<'a> AgentObject<'a> {
             memory_mb: agent.live.memory_mb,
             cpu_percent: None,
             depends_on: agent.depends_on.iter().map(|name| &**name).collect(),
+            terminal: agent.terminal.map(|size| TerminalObject {
+                rows: size.rows,
+                cols: size.cols,
+            }),
         }
     }
 }

@@ -108,6 +108,31 @@ struct AgentConfigSchema {
     restart: Option<Restart>,
     #[serde(default)]
     backoff: Option<BackoffSettings>,
+    /// Runs the agent on a pseudo-terminal: `true` (40 × 120) or a size; the agent object
+    /// and `…/screen` show it. Sent back as the size, or null.
+    #[serde(default)]
+    #[schema(schema_with = terminal_schema)]
+    terminal: Option<Value>,
+}
+
+/// `terminal`: a flag, a size (`rows`, `cols`, 1–1000, each 40 × 120 by default) or null.
+fn terminal_schema() -> Schema {
+    let side = |default: u16| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(1000))
+            .default(Some(Value::from(default)))
+    };
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null])))
+        .item(
+            ObjectBuilder::new()
+                .property("rows", side(40))
+                .property("cols", side(120)),
+        )
+        .build()
+        .into()
 }
 
 /// `restart`: a restart word or null.

@@ -31,6 +31,7 @@ use crate::api::system::{
     AgentTypesPayload, AnalyticsPayload, SystemStatusPayload, ValidatePathPayload,
     ValidatePathsPayload,
 };
+use crate::api::terminal::{InputBody, InputPayload, ResizeBody, ResizePayload, ScreenPayload};
 
 impl Doc {
     pub(super) fn routes(&mut self) {
@@ -102,6 +103,25 @@ impl Doc {
                     .build(),
             ),
             &[400],
+        );
+
+        self.route(
+            Get,
+            "/ws/sessions/{id}/agents/{name}/terminal",
+            "attachTerminal",
+            "terminals",
+            "Attach to an agent's terminal: the scrollback then live output as binary frames; \
+             binary or text frames are input, a text frame {\"type\":\"resize\",\"rows\":R,\"cols\":C} \
+             resizes; closing detaches (the agent runs on)",
+            vec![id_param(), name_param()],
+            None,
+            (
+                "101",
+                ResponseBuilder::new()
+                    .description("Switched to the WebSocket protocol")
+                    .build(),
+            ),
+            &[400, 404, 409],
         );
 
         // Sessions.
@@ -327,6 +347,46 @@ impl Doc {
             None,
             200,
             &[400, 404],
+        );
+
+        // Terminals.
+        let input = self.schema::<InputBody>();
+        self.json::<InputPayload>(
+            Post,
+            "/api/claude/sessions/{id}/agents/{name}/input",
+            "terminalInput",
+            "terminals",
+            "Type into an agent's terminal (submit: press Enter after the text); 409 \
+             no_terminal for an agent without one, agent_not_running while no process runs",
+            vec![id_param(), name_param()],
+            Some(input),
+            200,
+            &[400, 404, 409, 415],
+        );
+        self.json::<ScreenPayload>(
+            Get,
+            "/api/claude/sessions/{id}/agents/{name}/screen",
+            "terminalScreen",
+            "terminals",
+            "An agent's screen as its terminal emulator holds it (the last one after an exit); \
+             409 no_terminal for an agent without a terminal",
+            vec![id_param(), name_param()],
+            None,
+            200,
+            &[400, 404, 409],
+        );
+        let resize = self.schema::<ResizeBody>();
+        self.json::<ResizePayload>(
+            Post,
+            "/api/claude/sessions/{id}/agents/{name}/resize",
+            "terminalResize",
+            "terminals",
+            "Resize an agent's terminal (the program gets SIGWINCH; the next start keeps the \
+             size); 409 no_terminal for an agent without one",
+            vec![id_param(), name_param()],
+            Some(resize),
+            200,
+            &[400, 404, 409, 415],
         );
 
         // Shared context.

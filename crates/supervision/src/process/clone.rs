@@ -15,7 +15,7 @@
 
 use std::ffi::{c_void, CStr, CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -23,13 +23,6 @@ use super::spawn::ChildSetup;
 
 /// The child's stack: the setup and execve need a few KiB.
 const STACK_BYTES: usize = 64 * 1024;
-
-/// What a spawn gives back: the process id and the parent's ends of its output pipes.
-pub(super) struct Cloned {
-    pub(super) pid: libc::pid_t,
-    pub(super) stdout: OwnedFd,
-    pub(super) stderr: OwnedFd,
-}
 
 /// Where the child was when it gave up, and why.
 #[derive(Default)]
@@ -61,13 +54,14 @@ struct ChildArgs<'a> {
 }
 
 /// Spawns `argv` in the directory `cwd` is open on (entered with `fchdir`), with exactly
-/// `env`, stdin from /dev/null and stdout/stderr into fresh pipes.
+/// `env` and `stdio` as its descriptors 0, 1 and 2; returns its process id.
 pub(super) fn spawn(
     argv: &[String],
     cwd: BorrowedFd<'_>,
     env: &[(OsString, OsString)],
+    stdio: [RawFd; 3],
     setup: &ChildSetup,
-) -> io::Result<Cloned> {
+) -> io::Result<libc::pid_t> {
     let invalid = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -103,18 +97,15 @@ pub(super) fn spawn(
         .chain(std::iter::once(std::ptr::null()))
         .collect();
 
-    let stdin = open_dev_null()?;
-    let (stdout_read, stdout_write) = pipe()?;
-    let (stderr_read, stderr_write) = pipe()?;
     let mut failure = Failure::default();
     let mut child_args = ChildArgs {
         program: &program,
         argv: &argv_ptrs,
         envp: &envp_ptrs,
         cwd: cwd.as_raw_fd(),
-        stdin: stdin.as_raw_fd(),
-        stdout: stdout_write.as_raw_fd(),
-        stderr: stderr_write.as_raw_fd(),
+        stdin: stdio[0],
+        stdout: stdio[1],
+        stderr: stdio[2],
         setup,
         max_fd: descriptor_limit(),
         failure: &mut failure,
@@ -161,11 +152,7 @@ pub(super) fn spawn(
         };
         return Err(io::Error::new(cause.kind(), format!("{context}: {cause}")));
     }
-    Ok(Cloned {
-        pid,
-        stdout: stdout_read,
-        stderr: stderr_read,
-    })
+    Ok(pid)
 }
 
 /// The child. Async-signal-safe calls only; see the module comment.
@@ -323,26 +310,6 @@ fn descriptor_limit() -> libc::c_uint {
     libc::c_uint::try_from(limit.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills the two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just opened and are ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn open_dev_null() -> io::Result<OwnedFd> {
-    // SAFETY: open(2) on a constant path.
-    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: just opened, ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Waits for a child that never got to exec.
 fn reap(pid: libc::pid_t) {
     let mut status = 0;
@@ -355,7 +322,13 @@ fn reap(pid: libc::pid_t) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::stdio::{open_dev_null, pipe, Stdio};
     use std::os::fd::AsFd;
+
+    /// Stdin from /dev/null, output into pipes nobody reads (the children here write little).
+    fn quiet() -> Stdio {
+        Stdio::open(None).unwrap()
+    }
 
     /// What the child wrote into a stand-in for the watchdog's pipe, and how the spawn failed.
     fn registrations_of_a_failed_spawn(argv: &[&str], cwd: BorrowedFd<'_>) -> (io::Error, String) {
@@ -367,9 +340,10 @@ mod tests {
             rlimits: [None, None, None],
             nice: None,
             watchdog: Some(write.as_raw_fd()),
+            terminal: false,
         };
         let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
-        let err = match spawn(&argv, cwd, &[], &setup) {
+        let err = match spawn(&argv, cwd, &[], quiet().child_fds(), &setup) {
             Err(err) => err,
             Ok(_) => panic!("{argv:?} spawned"),
         };
@@ -426,10 +400,11 @@ mod tests {
             nice: None,
             watchdog: None,
             cgroup_procs: None,
+            terminal: false,
         };
         let argv = ["/bin/sh", "-c", "touch here"].map(String::from);
-        let child = spawn(&argv, dir.as_fd(), &[], &setup).unwrap();
-        reap(child.pid);
+        let child = spawn(&argv, dir.as_fd(), &[], quiet().child_fds(), &setup).unwrap();
+        reap(child);
         assert!(root.path().join("work.old/here").exists());
         assert!(!other.join("here").exists());
     }

@@ -11,7 +11,9 @@ use tokio::net::unix::pipe;
 
 use super::exit::{ExitError, ProcessExit};
 use super::limits::Limits;
+use super::pty::{Pty, TerminalSize};
 use super::spawn::{self, Spawned, Spec};
+use super::stdio::Output;
 use crate::{ChildId, ChildSpec, StopSignal, TaskContext, TaskResult};
 
 /// How long a stop waits by default between SIGTERM and SIGKILL.
@@ -94,6 +96,7 @@ pub struct Command {
     limits: Limits,
     grace: Duration,
     forward_output: bool,
+    terminal: Option<TerminalSize>,
 }
 
 impl Command {
@@ -117,6 +120,7 @@ impl Command {
             limits: Limits::default(),
             grace: DEFAULT_GRACE,
             forward_output: true,
+            terminal: None,
         }
     }
 
@@ -182,6 +186,17 @@ impl Command {
         self
     }
 
+    /// Runs the process on a new pseudo-terminal of `size` instead of pipes: the terminal is
+    /// its stdin, stdout, stderr and controlling terminal, and it leads a session of its own
+    /// (still one process group, stopped and killed as a whole). [`Spawned::watch`] then
+    /// gives the program's end as [`Output::Terminal`].
+    ///
+    /// [`Output::Terminal`]: super::Output::Terminal
+    pub fn terminal(mut self, size: TerminalSize) -> Self {
+        self.terminal = Some(size);
+        self
+    }
+
     /// Whether a process child's stdout and stderr are copied to this program's (the
     /// default); when false they are read and dropped.
     pub fn forward_output(mut self, forward: bool) -> Self {
@@ -243,6 +258,7 @@ impl Command {
             env: &self.env,
             hide_prefixes: &self.hide_prefixes,
             limits: &self.limits,
+            terminal: self.terminal,
         })
         .map_err(|source| SpawnError::Spawn {
             program: self.program().to_owned(),
@@ -270,8 +286,8 @@ impl Command {
     /// Runs one incarnation until it exits or `stop` is triggered.
     async fn run(&self, stop: &StopSignal) -> TaskResult {
         let spawned = self.spawn()?;
-        let (mut process, stdout, stderr) = spawned.watch(|_| ());
-        self.drain(stdout, stderr);
+        let (mut process, output) = spawned.watch(|_| ());
+        self.drain(output);
         tokio::select! {
             exit = process.exited() => judge(exit),
             // The exit that follows a stop the supervisor asked for is no crash.
@@ -283,17 +299,41 @@ impl Command {
     }
 
     /// Copies (or drops) the output until its end, which comes when the last process of the
-    /// tree holding the pipes is gone: not awaited.
-    fn drain(&self, stdout: pipe::Receiver, stderr: pipe::Receiver) {
+    /// tree holding the pipes (or the terminal) is gone: not awaited.
+    fn drain(&self, output: Output) {
         let forward = self.forward_output;
-        tokio::spawn(copy(
-            stdout,
-            forward.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
-        ));
-        tokio::spawn(copy(
-            stderr,
-            forward.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>),
-        ));
+        let stdout = || forward.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>);
+        match output {
+            Output::Pipes {
+                stdout: out,
+                stderr,
+            } => {
+                tokio::spawn(copy(out, stdout()));
+                tokio::spawn(copy(
+                    stderr,
+                    forward.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>),
+                ));
+            }
+            Output::Terminal(pty) => {
+                tokio::spawn(copy_terminal(pty, stdout()));
+            }
+        }
+    }
+}
+
+/// Reads a terminal's output to its end, writing it to `to` (when there is one).
+async fn copy_terminal(pty: Pty, mut to: Option<Box<dyn Write + Send>>) {
+    let mut buffer = vec![0u8; 8 * 1024];
+    while let Ok(n @ 1..) = pty.read(&mut buffer).await {
+        if let Some(out) = &mut to {
+            if out
+                .write_all(&buffer[..n])
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                to = None;
+            }
+        }
     }
 }
 

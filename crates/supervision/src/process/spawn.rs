@@ -25,12 +25,11 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -40,7 +39,9 @@ use super::clone;
 use super::exit::ProcessExit;
 use super::limits::Limits;
 use super::orphans::{self, Tag};
+use super::pty::{self, TerminalSize};
 use super::reaper::Reaper;
+use super::stdio::{Output, Stdio};
 use super::watchdog;
 
 /// How often a stop looks whether the rest of a group (grandchildren) is gone yet.
@@ -61,6 +62,8 @@ pub(crate) struct Spec<'a> {
     pub(crate) hide_prefixes: &'a [String],
     /// Resource limits.
     pub(crate) limits: &'a Limits,
+    /// A terminal of this size instead of pipes.
+    pub(crate) terminal: Option<TerminalSize>,
 }
 
 /// Owns a process group, and the child's cgroup when it has one: dropping it kills both.
@@ -117,8 +120,7 @@ pub struct Spawned {
     pid: u32,
     group: Group,
     reaper: Reaper,
-    stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
+    output: Output,
 }
 
 /// Spawns the process in its own group (and its own cgroup, where the program has cgroups),
@@ -127,24 +129,31 @@ pub struct Spawned {
 /// tokio runtime (the pipes register with its reactor).
 pub(crate) fn spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
     let env = child_environment(spec.env, spec.hide_prefixes);
+    let stdio = Stdio::open(spec.terminal)?;
     let mut cgroup = orphans::agent_cgroup();
-    let setup = ChildSetup::new(spec.limits, cgroup.as_ref().and_then(AgentCgroup::procs_fd));
+    let setup = ChildSetup::new(
+        spec.limits,
+        cgroup.as_ref().and_then(AgentCgroup::procs_fd),
+        stdio.is_terminal(),
+    );
     // Held from before the fork until the pid is recorded: the orphan sweeper must never
     // take this child for an adopted process and reap it.
     let mut children = orphans::children();
     let tag = Tag::from_env(spec.env, &orphans::identity().owner_variables);
     #[cfg(target_os = "linux")]
-    let spawned = match clone::spawn(spec.argv, spec.cwd, &env, &setup) {
+    let spawned = match clone::spawn(spec.argv, spec.cwd, &env, stdio.child_fds(), &setup) {
         // A kernel or sandbox without clone: the portable path.
-        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => fork_spawn(spec, &env, setup),
-        other => other.map(|c| (c.pid, c.stdout, c.stderr)),
+        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => {
+            fork_spawn(spec, &env, &stdio, setup)
+        }
+        other => other,
     };
     #[cfg(not(target_os = "linux"))]
-    let spawned = fork_spawn(spec, &env, setup);
+    let spawned = fork_spawn(spec, &env, &stdio, setup);
     if let Some(cgroup) = &mut cgroup {
         cgroup.entered();
     }
-    let (pid, stdout, stderr) = spawned?;
+    let pid = spawned?;
     children.insert(pid, tag);
     drop(children);
     if cgroup.as_ref().is_some_and(|c| !c.holds(pid)) {
@@ -158,8 +167,7 @@ pub(crate) fn spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
         pid: u32::try_from(pid).map_err(io::Error::other)?,
         group,
         reaper,
-        stdout: pipe::Receiver::from_owned_fd(stdout)?,
-        stderr: pipe::Receiver::from_owned_fd(stderr)?,
+        output: stdio.into_output()?,
     })
 }
 
@@ -191,23 +199,29 @@ fn child_environment(ours: &[(String, String)], hidden: &[String]) -> Vec<(OsStr
 fn fork_spawn(
     spec: &Spec<'_>,
     env: &[(OsString, OsString)],
+    stdio: &Stdio,
     setup: ChildSetup,
-) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+) -> io::Result<libc::pid_t> {
     use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let (program, args) = spec
         .argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let [stdin, stdout, stderr] = stdio.child_copies()?;
     let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    // A terminal's child leads a new session, which a group leader cannot start: the setup
+    // makes it one (`setsid` also makes it its group's leader).
+    if !setup.terminal {
+        command.process_group(0);
+    }
     let cwd = spec.cwd.as_raw_fd();
     // SAFETY: `ChildSetup::apply` and `fchdir` make only async-signal-safe calls on data
     // computed before the fork (see its comment); `cwd` stays open until `spawn` returns.
@@ -220,16 +234,9 @@ fn fork_spawn(
             Ok(())
         });
     }
-    let mut child = command.spawn()?;
-    let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
-    match (child.stdout.take(), child.stderr.take()) {
-        // `child` is dropped without a wait: the caller's reaper waits for `pid`.
-        (Some(stdout), Some(stderr)) => Ok((pid, stdout.into(), stderr.into())),
-        _ => {
-            drop(Reaper::new(pid));
-            Err(io::Error::other("child output pipes missing"))
-        }
-    }
+    // `child` is dropped without a wait: the caller's reaper waits for its pid.
+    let child = command.spawn()?;
+    libc::pid_t::try_from(child.id()).map_err(io::Error::other)
 }
 
 impl Spawned {
@@ -239,11 +246,12 @@ impl Spawned {
     }
 
     /// Starts waiting for the exit: `on_exit` is called with it from the waiting task, right
-    /// after the [`Process`]'s own watch has it. Returns the process and its output pipes.
+    /// after the [`Process`]'s own watch has it. Returns the process and its output: pipes,
+    /// or the terminal it runs on.
     ///
-    /// Must run inside a tokio runtime. Read both pipes to their end (or drop them): a child
-    /// whose pipe is full blocks on its next write.
-    pub fn watch<F>(self, on_exit: F) -> (Process, pipe::Receiver, pipe::Receiver)
+    /// Must run inside a tokio runtime. Read the output to its end (or drop it): a child
+    /// whose pipe or terminal is full blocks on its next write.
+    pub fn watch<F>(self, on_exit: F) -> (Process, Output)
     where
         F: FnOnce(ProcessExit) + Send + 'static,
     {
@@ -251,8 +259,7 @@ impl Spawned {
             pid,
             group,
             mut reaper,
-            stdout,
-            stderr,
+            output,
         } = self;
         let (report, exit) = watch::channel(None);
         tokio::spawn(async move {
@@ -261,7 +268,7 @@ impl Spawned {
             report.send_replace(Some(exit));
             on_exit(exit);
         });
-        (Process { pid, group, exit }, stdout, stderr)
+        (Process { pid, group, exit }, output)
     }
 }
 
@@ -319,6 +326,9 @@ pub(crate) struct ChildSetup {
     pub(super) rlimits: [Option<(RlimitResource, libc::rlim_t)>; 3],
     pub(super) nice: Option<libc::c_int>,
     pub(super) watchdog: Option<std::os::fd::RawFd>,
+    /// The child runs on a terminal (its descriptor 0): it leads a new session with that
+    /// terminal as its controlling one.
+    pub(super) terminal: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -327,7 +337,11 @@ type RlimitResource = libc::__rlimit_resource_t;
 type RlimitResource = libc::c_int;
 
 impl ChildSetup {
-    fn new(limits: &Limits, cgroup_procs: Option<std::os::fd::RawFd>) -> ChildSetup {
+    fn new(
+        limits: &Limits,
+        cgroup_procs: Option<std::os::fd::RawFd>,
+        terminal: bool,
+    ) -> ChildSetup {
         let mib = |mb: u64| mb.saturating_mul(1024 * 1024) as libc::rlim_t;
         ChildSetup {
             cgroup_procs,
@@ -344,6 +358,7 @@ impl ChildSetup {
             ],
             nice: limits.nice,
             watchdog: watchdog::global().map(|w| w.raw_fd()),
+            terminal,
         }
     }
 
@@ -367,8 +382,13 @@ impl ChildSetup {
                 }
             }
             // Lead a group of our own before registering it (tokio asks for this too; the
-            // order of its own setup and this closure is not documented).
-            libc::setpgid(0, 0);
+            // order of its own setup and this closure is not documented). On a terminal, a
+            // session of our own, which is a group of our own too.
+            if self.terminal {
+                pty::become_controlling()?;
+            } else {
+                libc::setpgid(0, 0);
+            }
             for (resource, value) in self.rlimits.iter().flatten() {
                 let limit = libc::rlimit {
                     rlim_cur: *value,
