@@ -117,6 +117,14 @@ fn the_dashboard_asks_for_the_token_once_and_keeps_it_for_the_tab() {
     run_browser("token", &mut app, TOKEN);
 }
 
+#[test]
+#[ignore = "browser suite: cargo test --test dashboard -- --ignored (needs chromium and `npm ci` in tests/browser)"]
+fn the_dashboards_terminal_echoes_typing_is_shared_by_two_tabs_and_detaches() {
+    let mut app = App::start(&[("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true")]);
+    let work = app.work.path().to_string_lossy().into_owned();
+    run_browser("terminal", &mut app, &work);
+}
+
 #[tokio::test]
 async fn the_page_and_assets_need_no_token_but_data_does() {
     let app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
