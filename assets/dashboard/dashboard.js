@@ -536,13 +536,31 @@ const terminalPane = {
       if (this.socket !== socket) return;
       this.term.write(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
     };
-    socket.onclose = (event) => {
+    socket.onclose = async (event) => {
       if (this.socket !== socket) return;
       const why = event.code === 1008 ? "fell behind" : event.reason || `code ${event.code}`;
+      // A terminated session's terminals are gone for good; anything else (a server
+      // restart, a viewer that fell behind, a network drop) is worth another try.
+      if (await this.ended()) {
+        if (this.socket === socket) this.state("closed", "the session ended");
+        return;
+      }
+      if (this.socket !== socket) return;
       this.state("closed", `reconnecting (${why})`);
       this.timer = setTimeout(() => this.connect(), this.delay);
       this.delay = Math.min(this.delay * 2, 10000);
     };
+  },
+
+  // Whether the pane's session is terminated or gone (a server that does not answer may be
+  // restarting: not ended).
+  async ended() {
+    try {
+      const { session } = await api("GET", `/sessions/${this.session}`);
+      return session.status === "terminated";
+    } catch (error) {
+      return error.status === 404;
+    }
   },
 
   state(state, text) {

@@ -14,7 +14,7 @@
 // `terminal`: custom commands allowed; a session with a `cat` agent on a terminal. Open its
 // Terminal pane, type a line, see the echo in the xterm screen and in the server's screen;
 // a second tab sees the same screen and types into it; the pane's size reaches the agent;
-// closing the pane detaches and the agent keeps running.
+// closing the pane detaches and the agent keeps running; the session ending closes it.
 // Prints one line per step; any failure exits 1 with the reason (and a screenshot).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -365,6 +365,13 @@ async function terminalMode(work) {
     throw new Error(`after closing the pane the agent is ${shell.status} with pid ${shell.pid} (was ${pid})`);
   }
   step(`closed the pane: detached, the agent still running with pid ${pid}`);
+
+  // The session ends while the pane is open: the server closes the terminal and the pane
+  // says so instead of retrying.
+  await openTerminal(page, id, "shell");
+  await fetch(new URL(`/api/claude/sessions/${id}`, url), { method: "DELETE" });
+  await until(() => document.querySelector("#t-state").textContent === "the session ended", null, "the pane to say the session ended");
+  step("terminated the session: the pane says it ended");
 }
 
 try {
