@@ -13,6 +13,9 @@
 //!   nobody waits;
 //! - carries this program's mark ([`instance`]) in its environment, which its descendants
 //!   inherit.
+//! - has `/dev/null` as stdin and pipes as stdout and stderr, or runs on a pseudo-terminal of
+//!   its own ([`Command::terminal`]: it leads a new session with it as controlling terminal,
+//!   and the program reads, writes and resizes it through a [`Pty`]).
 //!
 //! A watchdog process, forked at the first spawn (or by [`contain`]), kills every registered
 //! group, this program's cgroup and every marked process that started before the program
