@@ -63,6 +63,7 @@ fn run_browser(mode: &str, app: &mut App, arg: &str) {
         .args([mode, &app.url("/"), arg])
         .arg(artifacts())
         .env("CHROMIUM", chromium())
+        .env("SM_WORK", app.work.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -113,7 +114,10 @@ fn the_dashboard_shows_a_restart_and_an_alert_live_and_reconnects() {
 #[test]
 #[ignore = "browser suite: cargo test --test dashboard -- --ignored (needs chromium and `npm ci` in tests/browser)"]
 fn the_dashboard_asks_for_the_token_once_and_keeps_it_for_the_tab() {
-    let mut app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
+    let mut app = App::start(&[
+        ("SESSION_MANAGER_SERVER__TOKEN", TOKEN),
+        ("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true"),
+    ]);
     run_browser("token", &mut app, TOKEN);
 }
 

@@ -10,7 +10,8 @@
 // screenshot; restart the server and see the page reconnect; export and import; the list
 // filters; navigate (a refusal live, then a move); clone; terminate. `token`: a server with a token
 // holding `/`, `+` and `=` (no subprotocol characters); the page asks for it once, keeps it in
-// sessionStorage only, and then lists sessions and goes live.
+// sessionStorage only, and then lists sessions and goes live; an agent's terminal attaches with
+// it too.
 // `terminal`: custom commands allowed; a session with a `cat` agent on a terminal. Open its
 // Terminal pane, type a line, see the echo in the xterm screen and in the server's screen;
 // a second tab sees the same screen and types into it; the pane's size reaches the agent;
@@ -267,6 +268,21 @@ async function tokenMode(token) {
   if (await page.locator("#token-dialog[open]").count()) throw new Error("asked again after a reload");
   step("kept for the tab: not asked again after a reload");
   await page.screenshot({ path: join(artifacts, "dashboard-token.png"), fullPage: true });
+
+  // An agent's terminal socket carries the token as the events socket does.
+  const { session } = await api("/sessions", token, {
+    name: "token-terminal", working_directory: join(process.env.SM_WORK, "token-terminal"), create_if_missing: true,
+    agents: [{ agent_type: "documentation", name: "shell", command: ["cat"], terminal: true }],
+  });
+  await openTerminal(page, session.id, "shell");
+  await page.locator("#terminal .xterm").click();
+  await page.keyboard.type("typed-with-a-token");
+  await page.keyboard.press("Enter");
+  await until((word) => {
+    const text = [...document.querySelectorAll("#terminal .xterm-rows > div")].map((r) => r.textContent).join("\n");
+    return text.split(word).length - 1 >= 2;
+  }, "typed-with-a-token", "the echo in the xterm screen");
+  step("an agent's terminal attached with the token, typing echoed");
 }
 
 // The text of a page's xterm screen, one line per row (xterm draws spaces as no-break ones).
