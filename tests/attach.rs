@@ -340,6 +340,13 @@ async fn attach_by_name_echoes_follows_resizes_and_detaches_leaving_the_agent_ru
         Some(pid),
         "the same process: {shell}"
     );
+
+    // Attached again, by id: the scrollback shows what happened before, with no new output.
+    let again = Attached::start(&app, &[id.as_str(), "shell"], Some(TOKEN));
+    again.wait_output("hello-from-attach", 2);
+    again.type_bytes(&[0x1d]);
+    let (status, output) = again.wait_exit();
+    assert!(status.success(), "{status}: {output}");
 }
 
 #[tokio::test]

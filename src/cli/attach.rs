@@ -199,17 +199,15 @@ pub async fn attach(server: &Server, session: &str, agent: &str) -> Result<Detac
     if !std::io::stdin().is_terminal() {
         return Err(AttachError::NotATerminal);
     }
-    let (server_, session_, agent_) = (server.clone(), session.to_owned(), agent.to_owned());
-    let socket = tokio::task::spawn_blocking(move || {
-        let id = resolve(&server_, &session_)?;
-        connect(&server_, id, &agent_)
-    })
-    .await
-    .map_err(|error| AttachError::Io(std::io::Error::other(error)))??;
+    let id = {
+        let (server, session) = (server.clone(), session.to_owned());
+        blocking(move || resolve(&server, &session)).await?
+    };
+    let socket = reconnect(server, id, agent).await?;
     eprintln!("attached to {agent} of session {session}; Ctrl-] detaches");
     let end = {
         let _raw = raw::RawMode::enter().map_err(AttachError::Io)?;
-        relay::relay(socket).await
+        attached(server, id, agent, socket).await
     };
     // The agent's last line may have no end: what follows starts on a line of its own.
     eprintln!();
@@ -222,6 +220,60 @@ pub async fn attach(server: &Server, session: &str, agent: &str) -> Result<Detac
             relay::End::Signalled => "; stopped by a signal",
         },
     })
+}
+
+/// Relays until the end, connecting again each time the server closes this viewer for
+/// falling behind (1008): it gets the scrollback again, as a new viewer does.
+async fn attached(
+    server: &Server,
+    id: Uuid,
+    agent: &str,
+    socket: WebSocket<TcpStream>,
+) -> Result<relay::End, AttachError> {
+    let input = relay::Input::start().map_err(AttachError::Io)?;
+    relay_again_when_behind(server, id, agent, socket, input).await
+}
+
+async fn relay_again_when_behind(
+    server: &Server,
+    id: Uuid,
+    agent: &str,
+    mut socket: WebSocket<TcpStream>,
+    mut input: relay::Input,
+) -> Result<relay::End, AttachError> {
+    loop {
+        match relay::relay(socket, &mut input).await {
+            Err(AttachError::Closed {
+                code: FELL_BEHIND, ..
+            }) => {
+                eprint!("\r\n[session-manager: this terminal fell behind the agent's output; attaching again]\r\n");
+                socket = reconnect(server, id, agent).await?;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The close code of a viewer that fell behind.
+const FELL_BEHIND: u16 = 1008;
+
+/// [`connect`] off the runtime's threads.
+async fn reconnect(
+    server: &Server,
+    id: Uuid,
+    agent: &str,
+) -> Result<WebSocket<TcpStream>, AttachError> {
+    let (server, agent) = (server.clone(), agent.to_owned());
+    blocking(move || connect(&server, id, &agent)).await
+}
+
+/// Runs blocking network code (a lookup, an upgrade) on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AttachError> + Send + 'static,
+) -> Result<T, AttachError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| AttachError::Io(std::io::Error::other(error)))?
 }
 
 /// The session's id: `session` itself when it is one, else the one session of that name.
@@ -377,6 +429,61 @@ mod tests {
         let text = refused("the session list", 401, &Value::Null).to_string();
         assert!(text.contains("(no reason given)"), "{text}");
         assert!(text.contains("SESSION_MANAGER_SERVER__TOKEN"), "{text}");
+    }
+
+    /// A server that closes the first viewer as fallen behind (1008), then takes the
+    /// second: the relay attaches again, and what is typed next reaches the new socket.
+    #[tokio::test]
+    async fn a_viewer_closed_for_falling_behind_attaches_again() {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame as ServerClose;
+        use tokio_tungstenite::tungstenite::Message as ServerMessage;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server =
+            Server::new(&format!("http://{}", listener.local_addr().unwrap()), None).unwrap();
+        let (second_open, second_opened) = tokio::sync::oneshot::channel();
+        let fake = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut first = tokio_tungstenite::accept_async(stream).await.unwrap();
+            first
+                .send(ServerMessage::binary(b"first".to_vec()))
+                .await
+                .unwrap();
+            let behind = ServerClose {
+                code: CloseCode::Policy,
+                reason: "fell behind".into(),
+            };
+            first
+                .send(ServerMessage::Close(Some(behind)))
+                .await
+                .unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut second = tokio_tungstenite::accept_async(stream).await.unwrap();
+            second_open.send(()).unwrap();
+            let mut typed = Vec::new();
+            while let Some(Ok(message)) = second.next().await {
+                if let ServerMessage::Binary(bytes) = message {
+                    typed.extend_from_slice(&bytes);
+                }
+            }
+            typed
+        });
+
+        let id = Uuid::new_v4();
+        let socket = reconnect(&server, id, "agent").await.unwrap();
+        let (keys, input) = relay::Input::channel();
+        let relayed = tokio::spawn(async move {
+            relay_again_when_behind(&server, id, "agent", socket, input).await
+        });
+        second_opened.await.unwrap();
+        keys.send(relay::Typed::Bytes(b"after".to_vec()))
+            .await
+            .unwrap();
+        keys.send(relay::Typed::Detach).await.unwrap();
+        assert_eq!(relayed.await.unwrap().unwrap(), relay::End::Detached);
+        assert_eq!(fake.await.unwrap(), b"after");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use tokio::io::Interest;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tungstenite::error::ProtocolError;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -47,14 +47,59 @@ pub(super) enum End {
 
 /// What the stdin thread hands over.
 #[derive(Debug, PartialEq, Eq)]
-enum Input {
+pub(super) enum Typed {
     Bytes(Vec<u8>),
     Detach,
     Closed,
 }
 
+/// What the user types, read by one thread for the whole attachment (a relay that ends and
+/// is started again on a new connection keeps reading from the same one), and the signals
+/// that end it (SIGTERM, SIGHUP: caught, so that the terminal's mode is put back).
+pub(super) struct Input {
+    typed: mpsc::Receiver<Typed>,
+    stops: Option<(Signal, Signal)>,
+}
+
+impl Input {
+    /// Starts the thread reading stdin and catches SIGTERM and SIGHUP.
+    pub(super) fn start() -> std::io::Result<Input> {
+        Ok(Input {
+            stops: Some((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            )),
+            typed: spawn_stdin_reader(),
+        })
+    }
+
+    /// Input a test types through the sender; no signal caught (a test process must stay
+    /// killable).
+    #[cfg(test)]
+    pub(super) fn channel() -> (mpsc::Sender<Typed>, Input) {
+        let (sender, typed) = mpsc::channel(8);
+        (sender, Input { typed, stops: None })
+    }
+}
+
+/// Resolves at SIGTERM or SIGHUP; never without the signals.
+async fn stopped(stops: &mut Option<(Signal, Signal)>) {
+    match stops {
+        Some((terminate, hangup)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Relays until one side ends; the socket is left closed.
-pub(super) async fn relay(mut ws: WebSocket<TcpStream>) -> Result<End, AttachError> {
+pub(super) async fn relay(
+    mut ws: WebSocket<TcpStream>,
+    input: &mut Input,
+) -> Result<End, AttachError> {
     ws.get_mut()
         .set_nonblocking(true)
         .map_err(AttachError::Io)?;
@@ -66,9 +111,10 @@ pub(super) async fn relay(mut ws: WebSocket<TcpStream>) -> Result<End, AttachErr
         .and_then(tokio::net::TcpStream::from_std)
         .map_err(AttachError::Io)?;
     let mut winch = signal(SignalKind::window_change()).map_err(AttachError::Io)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(AttachError::Io)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(AttachError::Io)?;
-    let mut input = spawn_stdin_reader();
+    // The upgrade may have read the first frames with its answer: they wait in tungstenite's
+    // buffer, which no readiness of the socket announces. So do frames left after a turn's
+    // budget.
+    let mut buffered = true;
 
     let mut pending = match resize_frame() {
         Some(frame) => queue(&mut ws, frame).map_err(AttachError::Lost)?,
@@ -76,12 +122,20 @@ pub(super) async fn relay(mut ws: WebSocket<TcpStream>) -> Result<End, AttachErr
     };
     let end = loop {
         tokio::select! {
+            () = std::future::ready(()), if buffered => {
+                match receive(&mut ws) {
+                    Err(error) if error.kind() == ErrorKind::WouldBlock => buffered = false,
+                    Err(error) => return Err(AttachError::Io(error)),
+                    Ok(None) => {}
+                    Ok(Some(stop)) => return Err(stop),
+                }
+            }
             ready = socket.readable() => {
                 ready.map_err(AttachError::Io)?;
                 match socket.try_io(Interest::READABLE, || receive(&mut ws)) {
                     Err(error) if error.kind() == ErrorKind::WouldBlock => {}
                     Err(error) => return Err(AttachError::Io(error)),
-                    Ok(None) => {}
+                    Ok(None) => buffered = true,
                     Ok(Some(stop)) => return Err(stop),
                 }
             }
@@ -96,18 +150,17 @@ pub(super) async fn relay(mut ws: WebSocket<TcpStream>) -> Result<End, AttachErr
                     }
                 }
             }
-            next = input.recv() => match next.unwrap_or(Input::Closed) {
-                Input::Bytes(bytes) => {
+            next = input.typed.recv() => match next.unwrap_or(Typed::Closed) {
+                Typed::Bytes(bytes) => {
                     pending |= queue(&mut ws, Message::binary(bytes)).map_err(AttachError::Lost)?;
                 }
-                Input::Detach => break End::Detached,
-                Input::Closed => break End::InputClosed,
+                Typed::Detach => break End::Detached,
+                Typed::Closed => break End::InputClosed,
             },
             _ = winch.recv() => if let Some(frame) = resize_frame() {
                 pending |= queue(&mut ws, frame).map_err(AttachError::Lost)?;
             },
-            _ = terminate.recv() => break End::Signalled,
-            _ = hangup.recv() => break End::Signalled,
+            () = stopped(&mut input.stops) => break End::Signalled,
         }
     };
     close(&mut ws, &socket).await;
@@ -237,9 +290,9 @@ async fn close(ws: &mut WebSocket<TcpStream>, socket: &tokio::net::TcpStream) {
     .await;
 }
 
-/// A thread reading stdin: its bytes up to `Ctrl-]`, then [`Input::Detach`];
-/// [`Input::Closed`] at its end.
-fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
+/// A thread reading stdin: its bytes up to `Ctrl-]`, then [`Typed::Detach`];
+/// [`Typed::Closed`] at its end.
+fn spawn_stdin_reader() -> mpsc::Receiver<Typed> {
     let (sender, receiver) = mpsc::channel(64);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin();
@@ -252,15 +305,15 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
                 Err(_) => 0,
             };
             if n == 0 {
-                let _ = sender.blocking_send(Input::Closed);
+                let _ = sender.blocking_send(Typed::Closed);
                 return;
             }
             let (before, detach) = split_at_detach(&buffer[..n]);
-            if !before.is_empty() && sender.blocking_send(Input::Bytes(before.to_vec())).is_err() {
+            if !before.is_empty() && sender.blocking_send(Typed::Bytes(before.to_vec())).is_err() {
                 return;
             }
             if detach {
-                let _ = sender.blocking_send(Input::Detach);
+                let _ = sender.blocking_send(Typed::Detach);
                 return;
             }
         }
