@@ -85,12 +85,25 @@ impl Server {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Value {
-        let response = self.client.post(self.url(path)).json(body).send().await.unwrap();
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         response.json().await.unwrap()
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// A session with `agents` programs on terminals; its id once every screen shows `ready`.
@@ -105,10 +118,14 @@ impl Server {
         let body = self
             .post(
                 "/api/claude/sessions",
-                &json!({"name": "bench", "working_directory": work, "agents": agents}),
+                &json!({"name": "bench", "working_directory": work, "max_agents": 100,
+                        "agents": agents}),
             )
             .await;
-        let id = body["session"]["id"].as_str().expect("created").to_owned();
+        let id = body["session"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not created: {body}"))
+            .to_owned();
         for i in 0..agents.len() {
             let path = format!("/api/claude/sessions/{id}/agents/t{i}/screen");
             while !self.get(&path).await["lines"].to_string().contains(ready) {
@@ -177,8 +194,13 @@ async fn latency(server: &Server, rounds: usize) -> [Vec<Duration>; 3] {
     pty_until(&pty, &mut seen, b"ready").await;
 
     let id = server.session(1, PROGRAM, "ready").await;
-    let url = format!("ws://{}/ws/sessions/{id}/agents/t0/terminal", server.address);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let url = format!(
+        "ws://{}/ws/sessions/{id}/agents/t0/terminal",
+        server.address
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .unwrap();
     let mut frames = Vec::new();
     socket_until(&mut socket, &mut frames, b"ready").await;
     let input = format!("/api/claude/sessions/{id}/agents/t0/input");
@@ -191,7 +213,9 @@ async fn latency(server: &Server, rounds: usize) -> [Vec<Duration>; 3] {
             n += 1;
             let answer = format!("you said: bare{n}");
             let start = Instant::now();
-            pty.write_all(format!("bare{n}\r").as_bytes()).await.unwrap();
+            pty.write_all(format!("bare{n}\r").as_bytes())
+                .await
+                .unwrap();
             pty_until(&pty, &mut seen, answer.as_bytes()).await;
             times[0].push(start.elapsed());
             seen.clear();
@@ -200,7 +224,10 @@ async fn latency(server: &Server, rounds: usize) -> [Vec<Duration>; 3] {
             n += 1;
             let answer = format!("you said: ws{n}");
             let start = Instant::now();
-            socket.send(Message::binary(format!("ws{n}\r").into_bytes())).await.unwrap();
+            socket
+                .send(Message::binary(format!("ws{n}\r").into_bytes()))
+                .await
+                .unwrap();
             socket_until(&mut socket, &mut frames, answer.as_bytes()).await;
             times[1].push(start.elapsed());
             frames.clear();
@@ -209,12 +236,22 @@ async fn latency(server: &Server, rounds: usize) -> [Vec<Duration>; 3] {
             n += 1;
             let answer = format!("you said: api{n}");
             let start = Instant::now();
-            server.post(&input, &json!({"text": format!("api{n}"), "submit": true})).await;
-            while !server.get(&screen).await["lines"].to_string().contains(&answer) {}
+            server
+                .post(&input, &json!({"text": format!("api{n}"), "submit": true}))
+                .await;
+            while !server.get(&screen).await["lines"]
+                .to_string()
+                .contains(&answer)
+            {}
             times[2].push(start.elapsed());
         }
         // The viewer saw the API's lines too: drop them before the next round.
-        socket_until(&mut socket, &mut frames, format!("you said: api{n}").as_bytes()).await;
+        socket_until(
+            &mut socket,
+            &mut frames,
+            format!("you said: api{n}").as_bytes(),
+        )
+        .await;
         frames.clear();
     }
     times
@@ -235,8 +272,13 @@ async fn memory(server: &Server) -> (f64, f64, f64) {
     let filled = server.rss_mib();
     let mut viewers = Vec::new();
     for i in 0..IDLE_AGENTS {
-        let url = format!("ws://{}/ws/sessions/{id}/agents/t{i}/terminal", server.address);
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let url = format!(
+            "ws://{}/ws/sessions/{id}/agents/t{i}/terminal",
+            server.address
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         socket_until(&mut socket, &mut seen, b"filled").await;
         viewers.push(socket);

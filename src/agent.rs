@@ -7,9 +7,13 @@
 //! - [`AgentGroup`]: the resolved agents of one session under one supervisor. An agent with a
 //!   command owns a real OS process group (spawned in dependency order, restarted with
 //!   backoff, limited in memory, stopped with SIGTERM then SIGKILL, never outliving the
-//!   server); one without is a logical agent (state only).
+//!   server); one without is a logical agent (state only);
+//! - Claude Code agents ([`ClaudeConfig`]): the CLI of `[agents.claude] command` in the
+//!   agent type's role, on a terminal, with a conversation of its own
+//!   ([`assign_session_ids`]) that every start after the first resumes.
 
 mod actor;
+mod claude;
 mod config;
 mod containment;
 mod event;
@@ -19,6 +23,7 @@ mod terminal;
 
 pub(crate) use crate::rules::{in_range, validate_environment_at};
 pub use actor::AgentLive;
+pub use claude::{assign_session_ids, ClaudeConfig, PERMISSION_MODES};
 pub use config::{
     effective_depends_on, resolve, resolve_agents, validate_agents, AgentConfig, CommandOrigin,
     Limits, ResolveError, ResolvedAgent,

@@ -12,7 +12,8 @@ mod fields;
 
 pub use catalog::{AgentType, TypeInfo, UnknownAgentType};
 pub(crate) use fields::{
-    in_range, join_path, validate_command, validate_environment_at, validate_name,
+    in_range, join_path, validate_arguments, validate_command, validate_environment_at,
+    validate_name,
 };
 pub use fields::{is_agent_name, FieldError, FieldErrorKind, RESERVED_ENVIRONMENT};
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! SIGKILL. A kill of the actor (supervisor's stop timeout, server teardown) skips
 //! `post_stop`, and dropping the state's process group guard kills the group instead.
 
+use std::borrow::Cow;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -18,9 +20,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use regex::Regex;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
+use supervision::error_chain;
 use supervision::process::{self, Command, Output, Process, ProcessExit, SpawnError, Spawned};
 
+use super::claude::conversation_flags;
 use super::config::Limits;
 use super::event::{AgentAlert, AgentEvent, AlertKind, Severity};
 use super::group::{AgentEvents, Workplace};
@@ -36,6 +41,8 @@ const MIB: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct Launch {
     pub(crate) command: Vec<String>,
+    /// A Claude agent's conversation: each spawn appends its flag and id to `command`.
+    pub(crate) claude_session: Option<Uuid>,
     pub(crate) ready_pattern: Option<Regex>,
     /// The whole environment the agent adds (CLAUDE_*, session's, agent's).
     pub(crate) env: Vec<(String, String)>,
@@ -150,19 +157,28 @@ pub(crate) struct AgentArgs {
 /// Called synchronously by the supervisor's worker, before the actor exists, so a restart's
 /// exec happens while the supervisor handles the exit, not several task hops later.
 pub(crate) fn spawn_process(launch: &Launch, shared: &AgentShared) -> Result<Spawned, String> {
-    let argv = &launch.command;
-    // `argv` may be empty here (the spawn refuses it): never index it.
-    let program = argv.first().map_or("", String::as_str);
+    // `command` may be empty here (the spawn refuses it): never index it.
+    let program = launch.command.first().map_or("", String::as_str);
     let failed = |message: String| {
         shared.live().last_error = Some(message.clone());
         shared.note(message.clone());
         message
     };
+    let argv: Cow<'_, [String]> = match launch.claude_session {
+        Some(id) => {
+            let flags = conversation_flags(id, Path::new(launch.workplace.path()), &launch.env)
+                .map_err(|err| {
+                    failed(format!("cannot start `{program}`: {}", error_chain(&err)))
+                })?;
+            Cow::Owned([launch.command.as_slice(), &flags].concat())
+        }
+        None => Cow::Borrowed(&launch.command),
+    };
     let directory = launch
         .workplace
         .open()
         .map_err(|refused| failed(format!("cannot start `{program}`: {refused}")))?;
-    let mut command = Command::from_argv(argv);
+    let mut command = Command::from_argv(argv.iter());
     if let Some(terminal) = &shared.terminal {
         command = command.terminal(terminal.size());
     }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+use super::claude::ClaudeConfig;
 use crate::config::BackoffSettings;
 use crate::rules::AgentType;
 use crate::supervision::Restart;
@@ -69,6 +70,9 @@ pub struct AgentConfig {
     pub restart: Option<Restart>,
     /// Delays between restarts; the template's, else the defaults.
     pub backoff: Option<BackoffSettings>,
+    /// Set for a Claude Code agent: the CLI of `[agents.claude] command` in the type's role,
+    /// on a terminal (see `agent/claude.rs`); exclusive with `command`.
+    pub claude: Option<ClaudeConfig>,
     /// Runs the agent on a pseudo-terminal of this size instead of pipes (`"terminal": true`
     /// is the default size, 40 × 120).
     pub terminal: Option<TerminalConfig>,
@@ -169,6 +173,8 @@ struct AgentConfigInput {
     restart: Option<Restart>,
     #[serde(default)]
     backoff: Option<BackoffSettings>,
+    #[serde(default, deserialize_with = "super::claude::claude_key")]
+    claude: Option<ClaudeConfig>,
     #[serde(default)]
     terminal: Option<TerminalInput>,
 }
@@ -192,6 +198,7 @@ impl From<AgentConfigInput> for AgentConfig {
             depends_on: input.depends_on,
             restart: input.restart,
             backoff: input.backoff,
+            claude: input.claude,
             terminal: input.terminal.and_then(TerminalInput::into_config),
         }
     }
@@ -225,6 +232,7 @@ impl AgentConfig {
             depends_on: None,
             restart: None,
             backoff: None,
+            claude: None,
             terminal: None,
         }
     }

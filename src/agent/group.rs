@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use ractor::Actor;
 use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::paths::{DirectoryRefused, OpenedDirectory, PathPolicy};
@@ -110,6 +111,9 @@ pub struct AgentContext {
     pub strategy: Strategy,
     /// The policy `working_dir` is judged by at every start of a process.
     pub paths: PathPolicy,
+    /// The Claude session id of each Claude agent, by name (the session keeps them with its
+    /// record; see [`super::assign_session_ids`]).
+    pub claude_sessions: BTreeMap<String, Uuid>,
     /// Bytes of output kept per terminal agent (`agents.terminal.scrollback_bytes`).
     pub scrollback_bytes: usize,
 }
@@ -142,6 +146,7 @@ impl AgentContext {
             log_keep_files: settings.logs.keep_files,
             strategy: Strategy::OneForOne,
             paths,
+            claude_sessions: BTreeMap::new(),
             scrollback_bytes: settings.agents.terminal.scrollback_bytes,
         }
     }
@@ -165,6 +170,11 @@ impl Workplace {
         let verdict = self.paths.open_directory(&self.raw);
         *self.refused() = verdict.as_ref().err().cloned();
         verdict
+    }
+
+    /// The directory as the session gives it (its canonical form).
+    pub(crate) fn path(&self) -> &str {
+        &self.raw
     }
 
     fn refused(&self) -> std::sync::MutexGuard<'_, Option<DirectoryRefused>> {
@@ -208,6 +218,8 @@ pub struct AgentStatus {
     /// The agents it waits for, as resolved (its own `depends_on`, else its template's, else
     /// its type's defaults): the edges the supervisor starts it by.
     pub depends_on: Arc<[Arc<str>]>,
+    /// The conversation a Claude agent starts and resumes; `None` for other agents.
+    pub claude_session_id: Option<Uuid>,
     /// The size of the terminal it runs on, if it runs on one.
     pub terminal: Option<TerminalSize>,
 }
@@ -224,6 +236,10 @@ pub enum AgentError {
     /// The supervisor refused or is gone.
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
+    /// A Claude agent was given without its Claude session id (the session assigns one to
+    /// every Claude agent before it builds the group).
+    #[error("Claude agent `{0}` has no Claude session id")]
+    NoClaudeSession(String),
     /// The group ran without a supervisor and an earlier attempt to spawn one failed: there
     /// is none to take the agents over now. (The text is the one this case has always had.)
     #[error("cannot spawn supervisor: the group's supervisor could not be spawned")]
@@ -233,6 +249,7 @@ pub enum AgentError {
 struct Entry {
     agent_type: AgentType,
     has_process: bool,
+    claude_session: Option<Uuid>,
     depends_on: Arc<[Arc<str>]>,
     shared: Arc<AgentShared>,
 }
@@ -403,9 +420,16 @@ impl AgentGroup {
                     .terminal
                     .map(|size| Arc::new(Terminal::new(size, context.scrollback_bytes))),
             });
+            let claude_session = if agent.claude {
+                let id = context.claude_sessions.get(&agent.name);
+                Some(*id.ok_or_else(|| AgentError::NoClaudeSession(agent.name.clone()))?)
+            } else {
+                None
+            };
             let spec = match &agent.command {
                 Some(command) => {
                     let launch = Arc::new(Launch {
+                        claude_session,
                         env: environment(&context, agent),
                         command: command.clone(),
                         ready_pattern: agent.ready_pattern.clone(),
@@ -448,6 +472,7 @@ impl AgentGroup {
                 Entry {
                     agent_type: agent.agent_type,
                     has_process: agent.command.is_some(),
+                    claude_session,
                     depends_on,
                     shared,
                 },
@@ -605,6 +630,7 @@ impl AgentGroup {
                     live: entry.shared.live().clone(),
                     has_process: entry.has_process,
                     depends_on: entry.depends_on.clone(),
+                    claude_session_id: entry.claude_session,
                     terminal: entry.shared.terminal.as_ref().map(|t| t.size()),
                 })
             })

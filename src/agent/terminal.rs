@@ -255,22 +255,37 @@ impl Terminal {
     fn output(&self, chunk: &[u8]) {
         let mut state = self.state();
         state.screen.process(chunk);
-        state.scrollback.extend(chunk);
-        let excess = state.scrollback.len().saturating_sub(self.scrollback_limit);
-        if excess > 0 {
-            let cut = state
-                .scrollback
-                .range(excess..)
-                .take(TRIM_LOOKAHEAD)
-                .position(|&b| b == b'\n')
-                .map_or(excess, |newline| excess + newline + 1);
-            state.scrollback.drain(..cut);
-        }
+        keep(&mut state.scrollback, chunk, self.scrollback_limit);
         if let Some(viewers) = &state.viewers {
             // No viewer is no error: the chunk is in the scrollback.
             let _ = viewers.send(Bytes::copy_from_slice(chunk));
         }
     }
+}
+
+/// Appends `chunk` to `scrollback`, first dropping from its front what would take it past
+/// `limit` (up to the next newline, when one is near, so a replay starts on a line), and
+/// growing its buffer no further than `limit`: a full scrollback costs its size, not the
+/// next power of two.
+fn keep(scrollback: &mut VecDeque<u8>, chunk: &[u8], limit: usize) {
+    let chunk = &chunk[chunk.len().saturating_sub(limit)..];
+    let excess = (scrollback.len() + chunk.len())
+        .saturating_sub(limit)
+        .min(scrollback.len());
+    if excess > 0 {
+        let cut = scrollback
+            .range(excess..)
+            .take(TRIM_LOOKAHEAD)
+            .position(|&b| b == b'\n')
+            .map_or(excess, |newline| excess + newline + 1);
+        scrollback.drain(..cut);
+    }
+    let needed = scrollback.len() + chunk.len();
+    if needed > scrollback.capacity() {
+        let target = (scrollback.capacity() * 2).clamp(needed, limit.max(needed));
+        scrollback.reserve_exact(target - scrollback.len());
+    }
+    scrollback.extend(chunk);
 }
 
 /// A size checked against [`MAX_DIMENSION`]: the API's and the configuration's rule.

@@ -235,6 +235,8 @@ async fn serve(socket: WebSocket, terminal: Arc<Terminal>, mut closing: watch::R
             return;
         }
     }
+    // Sent: the copy is the viewer's alone, and it is not kept while the viewer watches.
+    drop(scrollback);
     let close = loop {
         // Handled outside the select, which must not hold the closing flag's guard across
         // the handlers' awaits.

@@ -535,3 +535,36 @@ fn dotted_keys_show_list_indices() {
     let path = ["server", "allowed_origins", "2"].map(String::from);
     assert_eq!(dotted(&path), "server.allowed_origins[2]");
 }
+
+#[test]
+fn claude_settings_default_to_the_cli_and_no_allowed_arguments() {
+    let settings = load_env(&[]).unwrap();
+    assert_eq!(settings.agents.claude.command, vec!["claude".to_owned()]);
+    assert!(settings.agents.claude.allowed_args.is_empty());
+    let settings = load_file(
+        "[agents.claude]\ncommand = [\"npx\", \"claude\"]\nallowed_args = [\"--verbose\"]\n",
+    )
+    .unwrap();
+    assert_eq!(settings.agents.claude.command, ["npx", "claude"]);
+    assert_eq!(settings.agents.claude.allowed_args, ["--verbose"]);
+}
+
+#[test]
+fn claude_settings_follow_the_command_rules_and_are_named() {
+    invalid_key(
+        load_file("[agents.claude]\ncommand = []\n"),
+        "agents.claude.command",
+    );
+    invalid_key(
+        load_file("[agents.claude]\ncommand = [\"\"]\n"),
+        "agents.claude.command[0]",
+    );
+    invalid_key(
+        load_file("[agents.claude]\nallowed_args = [\"ok\", \"a\\u0000b\"]\n"),
+        "agents.claude.allowed_args[1]",
+    );
+    invalid_key(
+        load_file("[agents.claude]\nprogram = [\"claude\"]\n"),
+        "agents.claude.program",
+    );
+}

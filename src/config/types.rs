@@ -178,6 +178,21 @@ pub struct AgentSettings {
     /// Per-type templates, keyed by the canonical (upper-case) agent type.
     #[serde(default)]
     pub templates: BTreeMap<String, AgentTemplate>,
+    /// How Claude Code agents (`"claude"` on an agent) are run.
+    pub claude: ClaudeSettings,
+}
+
+/// `[agents.claude]`: the Claude Code CLI as the server runs it. The program comes from here,
+/// never from a request, which is why API clients may create Claude agents without
+/// `agents.allow_custom_commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaudeSettings {
+    /// Program and leading arguments (argv), e.g. `["claude"]` or `["npx", "claude"]`.
+    pub command: Vec<String>,
+    /// Arguments an agent's `claude.args` may hold without `agents.allow_custom_commands`;
+    /// any other argument from a request is refused.
+    pub allowed_args: Vec<String>,
 }
 
 /// `[agents.terminal]`: what the server keeps of a terminal agent's output.

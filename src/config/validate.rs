@@ -10,7 +10,9 @@ use tracing::level_filters::LevelFilter;
 use super::load::expand_home;
 use super::origin::Origin;
 use super::{AgentTemplate, BackoffSettings, Settings};
-use crate::rules::{self, validate_command, validate_name, AgentType, FieldError};
+use crate::rules::{
+    self, validate_arguments, validate_command, validate_name, AgentType, FieldError,
+};
 
 /// `events.ws_max_queue_bytes` bounds: a queue must hold a few ordinary events, and the byte
 /// count is handed to a semaphore, whose permits are counted in `u32`.
@@ -182,7 +184,15 @@ impl Settings {
             })?;
             validate_template(template, &key)?;
         }
-        Ok(())
+        let claude = &agents.claude;
+        let problem = |error: FieldError| Problem {
+            key: error.field,
+            problem: error.message,
+        };
+        validate_command(&claude.command)
+            .map_err(|e| problem(e.within("agents.claude.command")))?;
+        validate_arguments(&claude.allowed_args)
+            .map_err(|e| problem(e.within("agents.claude.allowed_args")))
     }
 
     fn validate_logs(&self) -> Result<(), Problem> {

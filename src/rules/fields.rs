@@ -149,6 +149,24 @@ pub(crate) fn validate_command(command: &[String]) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Checks arguments that follow a program given elsewhere (a Claude agent's `args`, the
+/// `allowed_args` they are compared with); errors are relative to the list (`[2]`).
+pub(crate) fn validate_arguments(arguments: &[String]) -> Result<(), FieldError> {
+    if arguments.len() >= MAX_COMMAND_ARGS {
+        return Err(FieldError::invalid(
+            "",
+            format!(
+                "must have fewer than {MAX_COMMAND_ARGS} arguments, got {}",
+                arguments.len()
+            ),
+        ));
+    }
+    for (index, argument) in arguments.iter().enumerate() {
+        check_os_string(argument, &format!("[{index}]"))?;
+    }
+    Ok(())
+}
+
 /// What the OS can take as an argument or environment value.
 fn check_os_string(value: &str, field: &str) -> Result<(), FieldError> {
     if value.contains('\0') {

@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::agent::{
-    resolve_agents, AgentContext, AgentError, AgentEvent, AgentGroup, AgentStatus, CommandOrigin,
-    EventSink, GroupHealth, LogLine, Terminal,
+    assign_session_ids, resolve_agents, AgentContext, AgentError, AgentEvent, AgentGroup,
+    AgentStatus, CommandOrigin, EventSink, GroupHealth, LogLine, Terminal,
 };
 use crate::config::Settings;
 use crate::paths::PathPolicy;
@@ -338,6 +338,17 @@ impl SessionState {
             self.deps.paths.clone(),
         );
         context.environment = self.record.configuration.environment_variables.clone();
+        // Every Claude agent has its conversation by now; a record stored before it had
+        // one (or before Claude agents existed) gets it here, stored with the next write.
+        let claude_sessions = assign_session_ids(
+            &self.record.claude_sessions,
+            &self.record.configuration.agents,
+        );
+        if claude_sessions != self.record.claude_sessions {
+            self.edit().claude_sessions = claude_sessions.clone();
+            self.dirty = true;
+        }
+        context.claude_sessions = claude_sessions;
         context.server_url = self.deps.server_url.clone();
         context.strategy = self.record.strategy;
         // Every agent event goes straight onto the bus; a state change asks this actor to

@@ -338,6 +338,12 @@ pub struct SessionRecord {
     /// `git_enabled` is false or the directory is not in a repository.
     #[serde(default)]
     pub git: Option<Value>,
+    /// The Claude session id (conversation) of each Claude agent, by agent name: assigned
+    /// when the agent joins the session (create, import, clone and update give new ones),
+    /// forgotten when it leaves, kept across restarts of the server. Never exported: a copy
+    /// of a session never shares a conversation with it.
+    #[serde(default)]
+    pub claude_sessions: BTreeMap<String, Uuid>,
 }
 
 mod strategy_word {

@@ -471,6 +471,7 @@ mod tests {
             agent_restarts: BTreeMap::new(),
             agent_activations: BTreeMap::new(),
             git: None,
+            claude_sessions: BTreeMap::new(),
         }
     }
 

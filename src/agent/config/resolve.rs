@@ -10,7 +10,8 @@ use regex::Regex;
 
 use super::validate::{agent_path, compile_ready_pattern, validate_agents};
 use super::{AgentConfig, Limits};
-use crate::agent::terminal::checked_size;
+use crate::agent::claude;
+use crate::agent::terminal::{checked_size, DEFAULT_SIZE};
 use crate::config::{AgentSettings, AgentTemplate, BackoffSettings};
 use crate::rules::{join_path, AgentType, FieldError};
 use crate::supervision::process::TerminalSize;
@@ -120,6 +121,9 @@ pub struct ResolvedAgent {
     pub depends_on: Vec<String>,
     /// Restart type, backoff and intensity (`retry_attempts` within the restart window).
     pub policy: RestartPolicy,
+    /// Whether it is a Claude Code agent: `command` is then the CLI's command line up to
+    /// the conversation flags, which each spawn adds.
+    pub claude: bool,
     /// The pseudo-terminal it runs on, instead of pipes.
     pub terminal: Option<TerminalSize>,
 }
@@ -155,8 +159,19 @@ pub fn resolve(
     config.validate()?;
     let template = template_of(config, settings);
     let template_command = template.and_then(|t| t.command.as_ref());
-    let command = match &config.command {
-        Some(own) => {
+    let command = match (&config.claude, &config.command) {
+        (Some(claude), _) => {
+            // The program is the server's; only arguments a request adds need the right.
+            let unlisted = claude.first_unlisted_arg(&settings.claude);
+            if unlisted.is_some() && origin == CommandOrigin::Api && !settings.allow_custom_commands
+            {
+                return Err(ResolveError::CustomCommandRefused {
+                    field: "claude.args".to_owned(),
+                });
+            }
+            Some(claude::command(&settings.claude, config.agent_type, claude))
+        }
+        (None, Some(own)) => {
             let custom = template_command != Some(own);
             if custom && origin == CommandOrigin::Api && !settings.allow_custom_commands {
                 return Err(ResolveError::CustomCommandRefused {
@@ -165,7 +180,7 @@ pub fn resolve(
             }
             Some(own.clone())
         }
-        None => template_command.cloned(),
+        (None, None) => template_command.cloned(),
     };
     let backoff = config
         .backoff
@@ -197,6 +212,12 @@ pub fn resolve(
         .map(|t| checked_size(t.rows, t.cols))
         .transpose()
         .map_err(|err| FieldError::invalid("terminal", err.to_string()))?;
+    // Claude Code's interface needs a terminal: a Claude agent always has one, of its own
+    // size if it gives one.
+    let terminal = match (&config.claude, terminal) {
+        (Some(_), None) => Some(DEFAULT_SIZE),
+        (_, terminal) => terminal,
+    };
     if terminal.is_some() && command.is_none() {
         return Err(FieldError::invalid(
             "terminal",
@@ -220,6 +241,7 @@ pub fn resolve(
         limits: config.limits.unwrap_or_default(),
         depends_on: effective_depends_on(config, all, settings),
         policy,
+        claude: config.claude.is_some(),
         terminal,
     })
 }

@@ -21,6 +21,10 @@ fn settings(allow_custom_commands: bool) -> AgentSettings {
             scrollback_bytes: 1 << 20,
         },
         templates: BTreeMap::new(),
+        claude: crate::config::ClaudeSettings {
+            command: argv(&["claude"]),
+            allowed_args: Vec::new(),
+        },
     }
 }
 
@@ -109,6 +113,7 @@ fn a_type_alone_gets_every_default_and_serializes_complete() {
             "depends_on": null,
             "restart": null,
             "backoff": null,
+            "claude": null,
             "terminal": null,
         })
     );

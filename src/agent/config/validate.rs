@@ -91,6 +91,15 @@ impl AgentConfig {
         if let Some(backoff) = &self.backoff {
             validate_backoff(backoff).map_err(|e| e.within("backoff"))?;
         }
+        if let Some(claude) = &self.claude {
+            if self.command.is_some() {
+                return Err(FieldError::inconsistent(
+                    "command",
+                    "must not be given with `claude`: a Claude agent runs [agents.claude] command",
+                ));
+            }
+            claude.validate().map_err(|e| e.within("claude"))?;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::process::LastExit;
 use crate::agent::{AgentConfig, AgentStatus};
@@ -136,6 +137,9 @@ pub(crate) struct AgentObject<'a> {
     /// else its type template's, else its type's default dependencies among the session's
     /// agents (`configuration.agents[].depends_on` shows only what was configured).
     depends_on: Vec<&'a str>,
+    /// A Claude agent's conversation (Claude Code's session id), which every start after
+    /// the first resumes; `null` for other agents.
+    claude_session_id: Option<Uuid>,
     /// The terminal it runs on (`…/screen`, `/ws/sessions/{id}/agents/{name}/terminal`);
     /// `null` for an agent on pipes or without a process.
     terminal: Option<TerminalObject>,
@@ -165,6 +169,7 @@ impl<'a> AgentObject<'a> {
             memory_mb: agent.live.memory_mb,
             cpu_percent: None,
             depends_on: agent.depends_on.iter().map(|name| &**name).collect(),
+            claude_session_id: agent.claude_session_id,
             terminal: agent.terminal.map(|size| TerminalObject {
                 rows: size.rows,
                 cols: size.cols,

@@ -56,6 +56,7 @@ fn agent() -> AgentStatus {
         live: AgentLive::default(),
         has_process: false,
         depends_on: Arc::from([Arc::from("master-orchestrator")]),
+        claude_session_id: None,
         terminal: None,
     }
 }

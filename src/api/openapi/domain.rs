@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::agent::{AgentConfig, AgentType, Limits, LogLine, Stream};
+use crate::agent::{AgentConfig, AgentType, Limits, LogLine, Stream, PERMISSION_MODES};
 use crate::config::BackoffSettings;
 use crate::paths::{BatchSummary, Check, CheckCode, GitState, Level, Permissions, Validation};
 use crate::supervision::Restart;
@@ -108,11 +108,60 @@ struct AgentConfigSchema {
     restart: Option<Restart>,
     #[serde(default)]
     backoff: Option<BackoffSettings>,
+    /// A Claude Code agent: `true` for the defaults, or its options; `false` or `null` for
+    /// none. Exclusive with `command`; the server always writes the options object or null.
+    #[serde(default)]
+    #[schema(schema_with = claude_schema)]
+    claude: Option<Value>,
     /// Runs the agent on a pseudo-terminal: `true` (40 × 120) or a size; the agent object
     /// and `…/screen` show it. Sent back as the size, or null.
     #[serde(default)]
     #[schema(schema_with = terminal_schema)]
     terminal: Option<Value>,
+}
+
+/// The options of a Claude Code agent, as the server writes them back.
+#[allow(dead_code, reason = "a mirror is never built: only its schema is read")]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ClaudeConfig)]
+struct ClaudeConfigSchema {
+    /// `--model`: an alias or a full model id; Claude Code's default when absent.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    model: Option<String>,
+    /// `--permission-mode`; Claude Code's default when absent.
+    #[serde(default)]
+    #[schema(schema_with = permission_mode_schema)]
+    permission_mode: Option<String>,
+    /// Further arguments; from a request they need `agents.allow_custom_commands` unless each
+    /// is in `[agents.claude] allowed_args`.
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+/// `claude`: a boolean, the options, or null.
+fn claude_schema() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(ClaudeConfigSchema::schema())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
+/// `permission_mode`: one of the modes Claude Code documents, or null.
+fn permission_mode_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            PERMISSION_MODES
+                .iter()
+                .map(|mode| Value::from(*mode))
+                .chain([Value::Null]),
+        ))
+        .build()
 }
 
 /// `terminal`: a flag, a size (`rows`, `cols`, 1–1000, each 40 × 120 by default) or null.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::agent::{resolve, resolve_agents, CommandOrigin, FieldError};
+use crate::agent::{assign_session_ids, resolve, resolve_agents, CommandOrigin, FieldError};
 use crate::paths::Validation;
 
 use crate::session::actor::{RecordChange, SessionMsg, SessionView};
@@ -79,6 +79,9 @@ impl SessionRegistry {
         validate_tags(&tags)?;
         resolve_agents(&configuration.agents, &self.deps.settings.agents, origin)?;
         let at = now();
+        // A new session's Claude agents start new conversations, even as an import or a
+        // clone of another: two sessions never share one.
+        let claude_sessions = assign_session_ids(&BTreeMap::new(), &configuration.agents);
         let mut record = SessionRecord {
             id,
             configuration,
@@ -93,6 +96,7 @@ impl SessionRegistry {
             agent_restarts: BTreeMap::new(),
             agent_activations: BTreeMap::new(),
             git: None,
+            claude_sessions,
         };
         record.git = git_state(&record).await;
         let actor = self
@@ -249,6 +253,10 @@ impl SessionRegistry {
             if let Some(tags) = update.tags {
                 next.tags = tags;
             }
+            // Claude agents kept keep their conversation; new ones get one, removed ones
+            // lose theirs.
+            next.claude_sessions =
+                assign_session_ids(&next.claude_sessions, &next.configuration.agents);
             next.configuration.validate()?;
             let agents = &next.configuration.agents;
             resolve_agents(agents, &settings.agents, CommandOrigin::Trusted)?;

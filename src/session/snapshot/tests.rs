@@ -37,6 +37,7 @@ fn record() -> SessionRecord {
         agent_restarts: BTreeMap::new(),
         agent_activations: BTreeMap::new(),
         git: None,
+        claude_sessions: BTreeMap::new(),
     }
 }
 
@@ -88,6 +89,7 @@ fn rebuilt(snapshot: &Snapshot, id: Uuid, at: f64) -> SessionRecord {
         agent_restarts: BTreeMap::new(),
         agent_activations: BTreeMap::new(),
         git: None,
+        claude_sessions: BTreeMap::new(),
     }
 }
 
