@@ -40,6 +40,10 @@ page.on("console", (message) => {
   if (message.type() === "error" && !(mode === "token" && /status of 401/.test(message.text()))) problems.push(`console error: ${message.text()}`);
 });
 const step = (text) => console.log(`ok ${text}`);
+// Which request a "Failed to load resource" console error was about (the console does not say).
+page.on("response", (response) => {
+  if (response.status() >= 400) console.log(`answer ${response.status()} ${response.request().method()} ${response.url()}`);
+});
 
 // Polls `predicate(arg)` in the page until true (page.waitForFunction with an argument
 // evaluates a string, which the page's CSP rightly refuses).
