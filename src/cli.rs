@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Overrides;
 
+pub mod attach;
+
 /// Supervises Claude Code work sessions: sessions and agents as supervised actors behind a
 /// REST + WebSocket API.
 #[derive(Debug, Parser)]
@@ -39,19 +41,28 @@ pub struct Cli {
 }
 
 /// The subcommands; an enum so later ones slot in beside `serve`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the server until SIGINT or SIGTERM (the default).
     Serve,
     /// Forward a Claude Code hook payload read on stdin to the server (for
     /// `.claude/settings.json`); the session is `CLAUDE_SESSION_ID` or the payload's.
     Hook,
+    /// Attach this terminal to an agent's terminal (as `tmux attach` does): what it shows
+    /// appears here, what is typed here goes to it. `Ctrl-]` detaches; the agent keeps
+    /// running. The server is `SESSION_MANAGER_URL`, else the configured address.
+    Attach {
+        /// The session: its id, or its name when no other session has that name.
+        session: String,
+        /// The agent's name in that session.
+        agent: String,
+    },
 }
 
 impl Cli {
     /// The subcommand to run, with the default applied, so callers never handle `None`.
     pub fn subcommand(&self) -> Command {
-        self.command.unwrap_or(Command::Serve)
+        self.command.clone().unwrap_or(Command::Serve)
     }
 
     /// The flags that override configuration, in the form [`crate::config`] understands.
@@ -80,6 +91,19 @@ mod tests {
     fn hook_is_a_subcommand() {
         let cli = Cli::try_parse_from(["session-manager", "hook"]).unwrap();
         assert_eq!(cli.subcommand(), Command::Hook);
+    }
+
+    #[test]
+    fn attach_takes_a_session_and_an_agent() {
+        let cli = Cli::try_parse_from(["session-manager", "attach", "my-work", "worker"]).unwrap();
+        assert_eq!(
+            cli.subcommand(),
+            Command::Attach {
+                session: "my-work".into(),
+                agent: "worker".into()
+            }
+        );
+        assert!(Cli::try_parse_from(["session-manager", "attach", "my-work"]).is_err());
     }
 
     #[test]

@@ -23,6 +23,27 @@ async fn main() -> ExitCode {
     match cli.subcommand() {
         Command::Serve => serve(&cli).await,
         Command::Hook => hook(&cli),
+        Command::Attach { session, agent } => attach(&cli, &session, &agent).await,
+    }
+}
+
+/// `session-manager attach`: exit 0 when the user detached, 1 on a refusal or when the
+/// server closed the terminal.
+async fn attach(cli: &Cli, session: &str, agent: &str) -> ExitCode {
+    use session_manager::cli::attach;
+    let server = match Settings::load(&cli.overrides())
+        .map_err(|error| Box::new(error) as Box<dyn Error>)
+        .and_then(|settings| attach::Server::from_settings(&settings).map_err(Into::into))
+    {
+        Ok(server) => server,
+        Err(error) => return fail(error.as_ref(), ExitCode::FAILURE),
+    };
+    match attach::attach(&server, session, agent).await {
+        Ok(detached) => {
+            eprintln!("{detached}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error, ExitCode::FAILURE),
     }
 }
 

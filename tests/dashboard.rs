@@ -63,6 +63,7 @@ fn run_browser(mode: &str, app: &mut App, arg: &str) {
         .args([mode, &app.url("/"), arg])
         .arg(artifacts())
         .env("CHROMIUM", chromium())
+        .env("SM_WORK", app.work.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -113,8 +114,19 @@ fn the_dashboard_shows_a_restart_and_an_alert_live_and_reconnects() {
 #[test]
 #[ignore = "browser suite: cargo test --test dashboard -- --ignored (needs chromium and `npm ci` in tests/browser)"]
 fn the_dashboard_asks_for_the_token_once_and_keeps_it_for_the_tab() {
-    let mut app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);
+    let mut app = App::start(&[
+        ("SESSION_MANAGER_SERVER__TOKEN", TOKEN),
+        ("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true"),
+    ]);
     run_browser("token", &mut app, TOKEN);
+}
+
+#[test]
+#[ignore = "browser suite: cargo test --test dashboard -- --ignored (needs chromium and `npm ci` in tests/browser)"]
+fn the_dashboards_terminal_echoes_typing_is_shared_by_two_tabs_and_detaches() {
+    let mut app = App::start(&[("SESSION_MANAGER_AGENTS__ALLOW_CUSTOM_COMMANDS", "true")]);
+    let work = app.work.path().to_string_lossy().into_owned();
+    run_browser("terminal", &mut app, &work);
 }
 
 #[tokio::test]
@@ -126,10 +138,11 @@ async fn the_page_and_assets_need_no_token_but_data_does() {
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(page.headers()["cache-control"], "no-cache");
-    assert!(page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("default-src 'self'"));
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    // xterm.js needs inline <style> elements; scripts and style attributes stay strict.
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(csp.contains("style-src 'self';"), "{csp}");
     let etag = page.headers()["etag"].clone();
     assert!(page.text().await.unwrap().contains("/assets/dashboard.js"));
     let again = client
@@ -145,6 +158,9 @@ async fn the_page_and_assets_need_no_token_but_data_does() {
         ("dashboard.css", "text/css; charset=utf-8"),
         ("uPlot.iife.min.js", "text/javascript; charset=utf-8"),
         ("uPlot.min.css", "text/css; charset=utf-8"),
+        ("xterm.js", "text/javascript; charset=utf-8"),
+        ("xterm.css", "text/css; charset=utf-8"),
+        ("addon-fit.js", "text/javascript; charset=utf-8"),
     ] {
         let response = client
             .get(app.url(&format!("/assets/{asset}")))

@@ -72,6 +72,16 @@ function base64url(text) {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
+// A WebSocket to `path` on this server. The token goes as a subprotocol, never in the URL:
+// `bearer.base64url, <encoded>`, since a token may hold characters a subprotocol cannot (`/`,
+// `=`, `+`, space), on which `new WebSocket` would throw.
+function openSocket(path) {
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+  return auth.token
+    ? new WebSocket(url, ["bearer.base64url", base64url(auth.token)])
+    : new WebSocket(url);
+}
+
 // One WebSocket with reconnection (backoff 0.5 s doubling to 10 s) and resume by `seq`.
 class LiveSocket {
   constructor(onMessage, onState) {
@@ -87,13 +97,7 @@ class LiveSocket {
 
   connect() {
     clearTimeout(this.timer);
-    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/sessions`;
-    // The token goes as a subprotocol, never in the URL: `bearer.base64url, <encoded>`, since
-    // a token may hold characters a subprotocol cannot (`/`, `=`, `+`, space), on which
-    // `new WebSocket` would throw.
-    const socket = auth.token
-      ? new WebSocket(url, ["bearer.base64url", base64url(auth.token)])
-      : new WebSocket(url);
+    const socket = openSocket("/ws/sessions");
     this.socket = socket;
     this.onState("connecting");
     socket.onopen = () => {
@@ -251,6 +255,7 @@ const page = {
   logAgent: null,
 
   async open(id) {
+    if (terminalPane.session !== id) terminalPane.close();
     this.id = id;
     this.alerts.clear();
     this.sampled.clear();
@@ -312,7 +317,12 @@ const page = {
         el("td", { class: "pid", text: agent.pid ?? "–" }),
         el("td", { class: "memory", text: `${fmt(agent.memory_mb ?? sampled.memory_mb)} / ${limit ? limit : "∞"}` }),
         el("td", { class: "cpu", text: fmt(agent.cpu_percent ?? sampled.cpu_percent) }),
-        el("td", {}, button("Start", "activate"), " ", button("Stop", "deactivate"), " ", button("Restart", "restart"))));
+        el("td", {}, button("Start", "activate"), " ", button("Stop", "deactivate"), " ", button("Restart", "restart"),
+          agent.terminal ? " " : "",
+          agent.terminal ? el("button", {
+            type: "button", "data-op": "terminal", text: "Terminal",
+            onclick: () => terminalPane.open(this.id, agent),
+          }) : "")));
     }
     const select = $("#log-agent");
     const names = s.agents.map((a) => a.name);
@@ -461,6 +471,130 @@ const page = {
 };
 const refreshPage = debounce(() => page.id && page.refresh().catch(() => {}), 150);
 
+// ---------------------------------------------------------------- an agent's terminal
+
+// xterm.js over `/ws/sessions/{id}/agents/{name}/terminal`. The server sends the agent's
+// scrollback and then its live output as binary frames; keystrokes go back as binary frames,
+// and the pane's size (fitted to the card) as a `resize` text frame. Every viewer sees the
+// same screen and may type; closing the pane detaches, the agent keeps running. A viewer
+// that falls behind is closed by the server (1008): this one reconnects, and the replayed
+// scrollback redraws the screen.
+const terminalPane = {
+  session: null,
+  agent: null,
+  term: null,
+  fit: null,
+  socket: null,
+  observer: null,
+  timer: null,
+  delay: 500,
+
+  open(sessionId, agent) {
+    this.close();
+    this.session = sessionId;
+    this.agent = agent.name;
+    $("#terminal-card").hidden = false;
+    $("#t-agent").textContent = agent.name;
+    const size = agent.terminal || {};
+    const term = new Terminal({
+      rows: size.rows || 40, cols: size.cols || 120, scrollback: 5000,
+      fontFamily: "ui-monospace, monospace", fontSize: 13, cursorBlink: true,
+    });
+    const fit = new FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open($("#terminal"));
+    const encoder = new TextEncoder();
+    term.onData((data) => this.send(encoder.encode(data)));
+    // Some mouse reports are bytes that are not UTF-8: one char per byte.
+    term.onBinary((data) => this.send(Uint8Array.from(data, (c) => c.charCodeAt(0))));
+    term.onResize(({ rows, cols }) => this.sendResize(rows, cols));
+    this.term = term;
+    this.fit = fit;
+    this.observer = new ResizeObserver(debounce(() => this.fit && this.fit.fit(), 100));
+    this.observer.observe($("#terminal"));
+    fit.fit();
+    this.delay = 500;
+    this.connect();
+    term.focus();
+  },
+
+  connect() {
+    clearTimeout(this.timer);
+    const path = `/ws/sessions/${this.session}/agents/${encodeURIComponent(this.agent)}/terminal`;
+    const socket = openSocket(path);
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    this.state("connecting", "connecting");
+    socket.onopen = () => {
+      this.delay = 500;
+      this.state("open", "attached");
+      // What the screen holds comes again with the scrollback.
+      this.term.reset();
+      this.sendResize(this.term.rows, this.term.cols);
+    };
+    socket.onmessage = (event) => {
+      if (this.socket !== socket) return;
+      this.term.write(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
+    };
+    socket.onclose = async (event) => {
+      if (this.socket !== socket) return;
+      const why = event.code === 1008 ? "fell behind" : event.reason || `code ${event.code}`;
+      // A terminated session's terminals are gone for good; anything else (a server
+      // restart, a viewer that fell behind, a network drop) is worth another try.
+      if (await this.ended()) {
+        if (this.socket === socket) this.state("closed", "the session ended");
+        return;
+      }
+      if (this.socket !== socket) return;
+      this.state("closed", `reconnecting (${why})`);
+      this.timer = setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 10000);
+    };
+  },
+
+  // Whether the pane's session is terminated or gone (a server that does not answer may be
+  // restarting: not ended).
+  async ended() {
+    try {
+      const { session } = await api("GET", `/sessions/${this.session}`);
+      return session.status === "terminated";
+    } catch (error) {
+      return error.status === 404;
+    }
+  },
+
+  state(state, text) {
+    const badge = $("#t-state");
+    badge.dataset.state = state;
+    badge.textContent = text;
+  },
+
+  send(bytes) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(bytes);
+  },
+
+  sendResize(rows, cols) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ type: "resize", rows, cols }));
+    }
+  },
+
+  // Detaches: closes the socket (the agent keeps running) and drops the terminal.
+  close() {
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(1000, "pane closed");
+    if (this.observer) this.observer.disconnect();
+    if (this.term) this.term.dispose();
+    this.term = this.fit = this.observer = null;
+    this.session = this.agent = null;
+    $("#terminal").replaceChildren();
+    $("#terminal-card").hidden = true;
+  },
+};
+$("#t-close").addEventListener("click", () => terminalPane.close());
+
 // ---------------------------------------------------------------- live events
 
 function onEvent(message) {
@@ -531,7 +665,7 @@ function route() {
   $("#session-view").hidden = !match;
   live.setLogs(Boolean(match));
   if (match) page.open(match[1]);
-  else { page.id = null; page.destroyCharts(); list.load(); }
+  else { page.id = null; page.destroyCharts(); terminalPane.close(); list.load(); }
 }
 window.addEventListener("hashchange", route);
 

@@ -1,6 +1,7 @@
 //! The dashboard: a static page and its assets, embedded in the binary (no build step, no
 //! files to install). `GET /` is the page, `GET /assets/{name}` its scripts, styles and the
-//! vendored uPlot chart library. They hold no data: the page reads everything through the
+//! vendored libraries (uPlot for the charts; xterm.js and its fit addon for agents'
+//! terminals). They hold no data: the page reads everything through the
 //! API and the WebSocket, with the token when the server has one, so `security` lets these
 //! GETs through without it (a browser cannot send a header when it loads a page).
 //!
@@ -23,9 +24,17 @@ pub(crate) const ASSETS_PREFIX: &str = "/assets/";
 
 /// The page may load only its own assets and talk only to its own server (fetch and
 /// WebSocket); nothing may frame it.
+///
+/// One loosening, for xterm.js: its renderer writes its theme, font and cell-size rules
+/// into `<style>` elements it creates (and cannot be given a nonce), so inline style
+/// *elements* are allowed (`style-src-elem`). Inline style attributes stay refused
+/// (`style-src`, which `style-src-attr` falls back to), scripts stay the page's own files,
+/// and the page writes every piece of data as text, never as markup, so nothing foreign can
+/// become a `<style>`.
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
-                   style-src 'self'; script-src 'self'; frame-ancestors 'none'; \
-                   base-uri 'none'; form-action 'none'";
+                   style-src 'self'; style-src-elem 'self' 'unsafe-inline'; \
+                   script-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                   form-action 'none'";
 
 /// One embedded file.
 struct Asset {
@@ -62,7 +71,7 @@ static INDEX: Asset = Asset::new(
     include_bytes!("../../assets/dashboard/index.html"),
 );
 
-static ASSETS: [Asset; 4] = [
+static ASSETS: [Asset; 7] = [
     Asset::new(
         "dashboard.js",
         "text/javascript; charset=utf-8",
@@ -82,6 +91,21 @@ static ASSETS: [Asset; 4] = [
         "uPlot.min.css",
         "text/css; charset=utf-8",
         include_bytes!("../../assets/vendor/uPlot.min.css"),
+    ),
+    Asset::new(
+        "xterm.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/xterm.js"),
+    ),
+    Asset::new(
+        "xterm.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/vendor/xterm.css"),
+    ),
+    Asset::new(
+        "addon-fit.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/addon-fit.js"),
     ),
 ];
 

@@ -2,6 +2,7 @@
 //
 //   node tests/browser/dashboard.mjs open  <url> <work-dir> <artifacts-dir>
 //   node tests/browser/dashboard.mjs token <url> <token> <artifacts-dir>
+//   node tests/browser/dashboard.mjs terminal <url> <work-dir> <artifacts-dir>
 //
 // `open`: a server without a token, custom commands allowed, error-rate threshold 0. Load the
 // page, create a session with a process agent through the form, see it running, SIGKILL its
@@ -9,7 +10,12 @@
 // screenshot; restart the server and see the page reconnect; export and import; the list
 // filters; navigate (a refusal live, then a move); clone; terminate. `token`: a server with a token
 // holding `/`, `+` and `=` (no subprotocol characters); the page asks for it once, keeps it in
-// sessionStorage only, and then lists sessions and goes live.
+// sessionStorage only, and then lists sessions and goes live; an agent's terminal attaches with
+// it too.
+// `terminal`: custom commands allowed; a session with a `cat` agent on a terminal. Open its
+// Terminal pane, type a line, see the echo in the xterm screen and in the server's screen;
+// a second tab sees the same screen and types into it; the pane's size reaches the agent;
+// closing the pane detaches and the agent keeps running; the session ending closes it.
 // Prints one line per step; any failure exits 1 with the reason (and a screenshot).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -34,6 +40,10 @@ page.on("console", (message) => {
   if (message.type() === "error" && !(mode === "token" && /status of 401/.test(message.text()))) problems.push(`console error: ${message.text()}`);
 });
 const step = (text) => console.log(`ok ${text}`);
+// Which request a "Failed to load resource" console error was about (the console does not say).
+page.on("response", (response) => {
+  if (response.status() >= 400) console.log(`answer ${response.status()} ${response.request().method()} ${response.url()}`);
+});
 
 // Polls `predicate(arg)` in the page until true (page.waitForFunction with an argument
 // evaluates a string, which the page's CSP rightly refuses).
@@ -55,9 +65,13 @@ function waitForLine() {
   });
 }
 
-async function api(path, token) {
+async function api(path, token, body) {
   const headers = token ? { authorization: `Bearer ${token}` } : {};
-  const response = await fetch(new URL(`/api/claude${path}`, url), { headers });
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(new URL(`/api/claude${path}`, url), {
+    method: body === undefined ? "GET" : "POST", headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   return response.json();
 }
 
@@ -258,11 +272,132 @@ async function tokenMode(token) {
   if (await page.locator("#token-dialog[open]").count()) throw new Error("asked again after a reload");
   step("kept for the tab: not asked again after a reload");
   await page.screenshot({ path: join(artifacts, "dashboard-token.png"), fullPage: true });
+
+  // An agent's terminal socket carries the token as the events socket does.
+  const { session } = await api("/sessions", token, {
+    name: "token-terminal", working_directory: join(process.env.SM_WORK, "token-terminal"), create_if_missing: true,
+    agents: [{ agent_type: "documentation", name: "shell", command: ["cat"], terminal: true }],
+  });
+  await openTerminal(page, session.id, "shell");
+  await page.locator("#terminal .xterm").click();
+  await page.keyboard.type("typed-with-a-token");
+  await page.keyboard.press("Enter");
+  await until((word) => {
+    const text = [...document.querySelectorAll("#terminal .xterm-rows > div")].map((r) => r.textContent).join("\n");
+    return text.split(word).length - 1 >= 2;
+  }, "typed-with-a-token", "the echo in the xterm screen");
+  step("an agent's terminal attached with the token, typing echoed");
+}
+
+// The text of a page's xterm screen, one line per row (xterm draws spaces as no-break ones).
+const screenText = () => [...document.querySelectorAll("#terminal .xterm-rows > div")]
+  .map((row) => row.textContent.replace(/\u00a0/g, " ")).join("\n");
+const occurrences = (text, word) => text.split(word).length - 1;
+
+// Opens the agent's Terminal pane in `tab` and waits for it to be attached.
+async function openTerminal(tab, id, agent) {
+  await tab.goto(`${url}#/session/${id}`);
+  const row = tab.locator(`#agents tr[data-agent="${agent}"]`);
+  await row.locator(".state .status[data-s=running]").waitFor(WAIT);
+  await row.locator("button[data-op=terminal]").click();
+  await tab.locator("#t-state[data-state=open]").waitFor(WAIT);
+  await tab.locator("#terminal .xterm-rows").waitFor(WAIT);
+}
+
+async function terminalMode(work) {
+  const { session } = await api("/sessions", null, {
+    name: "terminal-session", working_directory: join(work, "terminal"), create_if_missing: true,
+    agents: [
+      { agent_type: "documentation", name: "shell", command: ["cat"], terminal: { rows: 20, cols: 70 } },
+      { agent_type: "quality", name: "plain", command: ["sh", "-c", "exec sleep 1000"] },
+    ],
+  });
+  const id = session.id;
+  step(`session ${id} created with a terminal agent`);
+  await openTerminal(page, id, "shell");
+  if (await page.locator('#agents tr[data-agent="plain"] button[data-op=terminal]').count()) {
+    throw new Error("an agent without a terminal has a Terminal button");
+  }
+  step("Terminal pane attached (only the agent with a terminal has the button)");
+
+  await page.locator("#terminal .xterm").click();
+  await page.keyboard.type("hello-from-browser");
+  await page.keyboard.press("Enter");
+  // The PTY echoes the line as typed, then cat prints it: twice.
+  await until((word) => {
+    const text = [...document.querySelectorAll("#terminal .xterm-rows > div")].map((r) => r.textContent).join("\n");
+    return text.split(word).length - 1 >= 2;
+  }, "hello-from-browser", "the echo in the xterm screen");
+  step("typed a line; the echo and cat's copy are on the xterm screen");
+  const screen = await api(`/sessions/${id}/agents/shell/screen`);
+  if (occurrences((screen.lines || []).join("\n"), "hello-from-browser") < 2) {
+    throw new Error(`the server's screen lacks the line: ${JSON.stringify(screen)}`);
+  }
+  const size = await page.evaluate(() => [terminalPane.term.rows, terminalPane.term.cols]);
+  if (screen.rows !== size[0] || screen.cols !== size[1]) {
+    throw new Error(`the pane is ${size[0]}x${size[1]}, the agent's terminal ${screen.rows}x${screen.cols}`);
+  }
+  step(`the server's screen shows it too, at the pane's size ${screen.rows}x${screen.cols}`);
+
+  // A second viewer: the same screen (from the scrollback), and its typing reaches both.
+  const second = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+  second.on("pageerror", (error) => problems.push(`second tab: page error: ${error.message}`));
+  await openTerminal(second, id, "shell");
+  const seen = async (tab, word, count) => {
+    const deadline = Date.now() + WAIT.timeout;
+    while (occurrences(await tab.evaluate(screenText), word) < count) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${word} in a tab`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  await seen(second, "hello-from-browser", 2);
+  step("a second tab attached and shows the same screen");
+  await second.locator("#terminal .xterm").click();
+  await second.keyboard.type("from-the-second-tab");
+  await second.keyboard.press("Enter");
+  await seen(page, "from-the-second-tab", 2);
+  await seen(second, "from-the-second-tab", 2);
+  step("what the second tab typed appears in both");
+  await second.close();
+
+  // A smaller window: the pane refits and the agent's terminal follows.
+  const before = await page.evaluate(() => terminalPane.term.cols);
+  await page.setViewportSize({ width: 800, height: 1100 });
+  await until((old) => terminalPane.term.cols < old, before, "the pane to refit");
+  const cols = await page.evaluate(() => terminalPane.term.cols);
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    const now = await api(`/sessions/${id}/agents/shell/screen`);
+    if (now.cols === cols) break;
+    if (Date.now() > deadline) throw new Error(`the agent's terminal stayed ${now.cols} columns, the pane has ${cols}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  step(`resized the window: the agent's terminal is ${cols} columns, as the pane`);
+  await page.screenshot({ path: join(artifacts, "dashboard-terminal.png"), fullPage: true });
+
+  const { session: running } = await api(`/sessions/${id}`);
+  const pid = running.agents.find((a) => a.name === "shell").pid;
+  await page.locator("#t-close").click();
+  await until(() => document.querySelector("#terminal-card").hidden && !terminalPane.socket, null, "the pane to close");
+  const { session: after } = await api(`/sessions/${id}`);
+  const shell = after.agents.find((a) => a.name === "shell");
+  if (shell.status !== "running" || shell.pid !== pid) {
+    throw new Error(`after closing the pane the agent is ${shell.status} with pid ${shell.pid} (was ${pid})`);
+  }
+  step(`closed the pane: detached, the agent still running with pid ${pid}`);
+
+  // The session ends while the pane is open: the server closes the terminal and the pane
+  // says so instead of retrying.
+  await openTerminal(page, id, "shell");
+  await fetch(new URL(`/api/claude/sessions/${id}`, url), { method: "DELETE" });
+  await until(() => document.querySelector("#t-state").textContent === "the session ended", null, "the pane to say the session ended");
+  step("terminated the session: the pane says it ended");
 }
 
 try {
   if (mode === "open") await openMode(arg);
   else if (mode === "token") await tokenMode(arg);
+  else if (mode === "terminal") await terminalMode(arg);
   else throw new Error(`unknown mode ${mode}`);
   if (problems.length) throw new Error(problems.join("\n"));
   console.log("PASS");
