@@ -59,7 +59,7 @@ pub enum TerminalError {
     /// No process runs on the terminal now (not started yet, exited, between restarts).
     #[error("the agent is not running: its terminal takes no input now")]
     NotRunning,
-    /// The program did not read its input within [`INPUT_DEADLINE`] (part of it may have
+    /// The program did not read its input within 5 s (part of it may have
     /// been typed).
     #[error("the program has not read its terminal's input for {} s; part of the input may have been typed", INPUT_DEADLINE.as_secs())]
     NotReading,
@@ -97,7 +97,7 @@ pub struct Screen {
 pub struct Viewer {
     /// The output so far, up to the scrollback's size.
     pub scrollback: Bytes,
-    /// The output from now on; `Lagged` when the viewer fell [`VIEWER_BACKLOG`] chunks
+    /// The output from now on; `Lagged` when the viewer fell 256 chunks
     /// behind, `Closed` when the agent is gone.
     pub live: broadcast::Receiver<Bytes>,
 }
@@ -200,7 +200,7 @@ impl Terminal {
     /// # Errors
     ///
     /// [`TerminalError::NotRunning`] without a process, [`TerminalError::NotReading`] when
-    /// the program leaves its input unread past [`INPUT_DEADLINE`], [`TerminalError::Io`]
+    /// the program leaves its input unread past 5 s, [`TerminalError::Io`]
     /// when the terminal refuses the write.
     pub async fn input(&self, bytes: &[u8]) -> Result<(), TerminalError> {
         let pty = self.state().pty.clone().ok_or(TerminalError::NotRunning)?;
