@@ -118,10 +118,14 @@ impl Server {
         let body = self
             .post(
                 "/api/claude/sessions",
-                &json!({"name": "bench", "working_directory": work, "agents": agents}),
+                &json!({"name": "bench", "working_directory": work, "max_agents": 100,
+                        "agents": agents}),
             )
             .await;
-        let id = body["session"]["id"].as_str().expect("created").to_owned();
+        let id = body["session"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not created: {body}"))
+            .to_owned();
         for i in 0..agents.len() {
             let path = format!("/api/claude/sessions/{id}/agents/t{i}/screen");
             while !self.get(&path).await["lines"].to_string().contains(ready) {
@@ -194,7 +198,9 @@ async fn latency(server: &Server, rounds: usize) -> [Vec<Duration>; 3] {
         "ws://{}/ws/sessions/{id}/agents/t0/terminal",
         server.address
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .unwrap();
     let mut frames = Vec::new();
     socket_until(&mut socket, &mut frames, b"ready").await;
     let input = format!("/api/claude/sessions/{id}/agents/t0/input");
@@ -270,7 +276,9 @@ async fn memory(server: &Server) -> (f64, f64, f64) {
             "ws://{}/ws/sessions/{id}/agents/t{i}/terminal",
             server.address
         );
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         socket_until(&mut socket, &mut seen, b"filled").await;
         viewers.push(socket);

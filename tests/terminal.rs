@@ -361,6 +361,40 @@ async fn what_has_no_terminal_or_no_process_is_refused_clearly() {
 }
 
 #[tokio::test]
+async fn input_a_program_never_reads_is_refused_after_the_deadline() {
+    let app = app();
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions",
+            &json!({
+                "name": "deaf",
+                "working_directory": app.dir("deaf"),
+                "create_if_missing": true,
+                // Raw mode: typed bytes wait in the terminal's 4 KiB buffer, never discarded.
+                "agents": [{"agent_type": "backend", "name": "cli", "terminal": true,
+                            "command": ["sh", "-c", "stty raw -echo; echo deaf; exec sleep 1000"]}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["session"]["id"].as_str().unwrap().to_owned();
+    wait_for_screen(&app, &id, "deaf").await;
+    let (status, answer) = app
+        .post(
+            &agent_path(&id, "input"),
+            &json!({"text": "x".repeat(64 * 1024)}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error_code"].as_str()),
+        (409, Some("input_not_read")),
+        "{answer}"
+    );
+    // The server is fine meanwhile, and so is the agent.
+    assert_eq!(screen(&app, &id).await["running"], true);
+}
+
+#[tokio::test]
 async fn a_terminal_needs_a_valid_size_and_a_process() {
     let app = app();
     for (agent, field) in [

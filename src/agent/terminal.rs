@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -42,6 +42,10 @@ pub const MAX_DIMENSION: u16 = 1000;
 /// scrollback again). Each slot holds one read of at most [`READ_BYTES`].
 const VIEWER_BACKLOG: usize = 256;
 
+/// How long typed input may wait for the program to read it: a program that never reads
+/// its terminal fills the kernel's input buffer, and a write would then wait forever.
+pub(crate) const INPUT_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Bytes read from the terminal at once.
 const READ_BYTES: usize = 16 * 1024;
 
@@ -55,6 +59,10 @@ pub enum TerminalError {
     /// No process runs on the terminal now (not started yet, exited, between restarts).
     #[error("the agent is not running: its terminal takes no input now")]
     NotRunning,
+    /// The program did not read its input within [`INPUT_DEADLINE`] (part of it may have
+    /// been typed).
+    #[error("the program has not read its terminal's input for {} s; part of the input may have been typed", INPUT_DEADLINE.as_secs())]
+    NotReading,
     /// The size has a zero or exceeds [`MAX_DIMENSION`].
     #[error("{field} must be between 1 and {MAX_DIMENSION}, got {value}")]
     BadSize {
@@ -191,11 +199,15 @@ impl Terminal {
     ///
     /// # Errors
     ///
-    /// [`TerminalError::NotRunning`] without a process, [`TerminalError::Io`] when the
-    /// terminal refuses the write.
+    /// [`TerminalError::NotRunning`] without a process, [`TerminalError::NotReading`] when
+    /// the program leaves its input unread past [`INPUT_DEADLINE`], [`TerminalError::Io`]
+    /// when the terminal refuses the write.
     pub async fn input(&self, bytes: &[u8]) -> Result<(), TerminalError> {
         let pty = self.state().pty.clone().ok_or(TerminalError::NotRunning)?;
-        pty.write_all(bytes).await.map_err(TerminalError::Io)
+        match tokio::time::timeout(INPUT_DEADLINE, pty.write_all(bytes)).await {
+            Ok(written) => written.map_err(TerminalError::Io),
+            Err(_) => Err(TerminalError::NotReading),
+        }
     }
 
     /// Resizes the terminal: the running program gets SIGWINCH, the screen reflows, and the
@@ -255,22 +267,37 @@ impl Terminal {
     fn output(&self, chunk: &[u8]) {
         let mut state = self.state();
         state.screen.process(chunk);
-        state.scrollback.extend(chunk);
-        let excess = state.scrollback.len().saturating_sub(self.scrollback_limit);
-        if excess > 0 {
-            let cut = state
-                .scrollback
-                .range(excess..)
-                .take(TRIM_LOOKAHEAD)
-                .position(|&b| b == b'\n')
-                .map_or(excess, |newline| excess + newline + 1);
-            state.scrollback.drain(..cut);
-        }
+        keep(&mut state.scrollback, chunk, self.scrollback_limit);
         if let Some(viewers) = &state.viewers {
             // No viewer is no error: the chunk is in the scrollback.
             let _ = viewers.send(Bytes::copy_from_slice(chunk));
         }
     }
+}
+
+/// Appends `chunk` to `scrollback`, first dropping from its front what would take it past
+/// `limit` (up to the next newline, when one is near, so a replay starts on a line), and
+/// growing its buffer no further than `limit`: a full scrollback costs its size, not the
+/// next power of two.
+fn keep(scrollback: &mut VecDeque<u8>, chunk: &[u8], limit: usize) {
+    let chunk = &chunk[chunk.len().saturating_sub(limit)..];
+    let excess = (scrollback.len() + chunk.len())
+        .saturating_sub(limit)
+        .min(scrollback.len());
+    if excess > 0 {
+        let cut = scrollback
+            .range(excess..)
+            .take(TRIM_LOOKAHEAD)
+            .position(|&b| b == b'\n')
+            .map_or(excess, |newline| excess + newline + 1);
+        scrollback.drain(..cut);
+    }
+    let needed = scrollback.len() + chunk.len();
+    if needed > scrollback.capacity() {
+        let target = (scrollback.capacity() * 2).clamp(needed, limit.max(needed));
+        scrollback.reserve_exact(target - scrollback.len());
+    }
+    scrollback.extend(chunk);
 }
 
 /// A size checked against [`MAX_DIMENSION`]: the API's and the configuration's rule.

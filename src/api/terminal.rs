@@ -118,6 +118,10 @@ fn terminal_error(error: TerminalError) -> ApiError {
             code: "agent_not_running",
             message: error.to_string(),
         },
+        TerminalError::NotReading => ApiError::TerminalConflict {
+            code: "input_not_read",
+            message: error.to_string(),
+        },
     }
 }
 
@@ -235,6 +239,8 @@ async fn serve(socket: WebSocket, terminal: Arc<Terminal>, mut closing: watch::R
             return;
         }
     }
+    // Sent: the copy is the viewer's alone, and it is not kept while the viewer watches.
+    drop(scrollback);
     let close = loop {
         // Handled outside the select, which must not hold the closing flag's guard across
         // the handlers' awaits.

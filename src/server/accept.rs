@@ -52,7 +52,13 @@ impl Acceptor {
     pub(crate) async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.listener.accept().await {
-                Ok(accepted) => return accepted,
+                Ok((stream, peer)) => {
+                    // No Nagle: a keystroke echoed to a terminal viewer, or any small
+                    // WebSocket frame, must not wait for the peer's delayed ACK (~40 ms).
+                    // Responses are written whole, so nothing gets split into more packets.
+                    let _ = stream.set_nodelay(true);
+                    return (stream, peer);
+                }
                 Err(error) if is_connection_error(&error) => {}
                 Err(error) => {
                     if is_out_of_descriptors(&error) {

@@ -123,3 +123,25 @@ fn closing_ends_every_viewer_and_refuses_new_ones_nothing_live() {
     ));
     assert_eq!(terminal.viewers(), 0);
 }
+
+#[test]
+fn a_full_scrollback_holds_its_limit_and_no_more() {
+    let limit = 100_000;
+    let terminal = Terminal::new(DEFAULT_SIZE, limit);
+    let chunk = [b'x'; 4096];
+    for _ in 0..100 {
+        terminal.output(&chunk);
+    }
+    let state = terminal.state();
+    assert_eq!(state.scrollback.len(), limit);
+    assert!(
+        state.scrollback.capacity() < limit + 4096,
+        "{}",
+        state.scrollback.capacity()
+    );
+    drop(state);
+    // A chunk larger than the whole scrollback keeps its end.
+    let big: Vec<u8> = (0..limit * 2).map(|i| (i % 251) as u8).collect();
+    terminal.output(&big);
+    assert_eq!(&terminal.attach().scrollback[..], &big[limit..]);
+}

@@ -90,7 +90,7 @@ pub(super) fn failure(status: u16) -> utoipa::openapi::Response {
         401 => "Missing or wrong bearer token (when server.token is set)",
         403 => "Forbidden Host or Origin, or a custom agent command while agents.allow_custom_commands is off",
         404 => "session_not_found, agent_not_found or context_key_not_found",
-        409 => "The session ended or changed under the request (conflict); the agent has no terminal (no_terminal) or no process runs on it (agent_not_running)",
+        409 => "The session ended or changed under the request (conflict); the agent has no terminal (no_terminal) or no process runs on it (agent_not_running), or the program has left its input unread for 5 s (input_not_read)",
         408 => "The body did not arrive within server.body_read_timeout_ms (request_timeout); the connection closes",
         413 => "Body larger than server.max_body_bytes",
         415 => "Body is not JSON (Content-Type)",

@@ -357,7 +357,8 @@ impl Doc {
             "terminalInput",
             "terminals",
             "Type into an agent's terminal (submit: press Enter after the text); 409 \
-             no_terminal for an agent without one, agent_not_running while no process runs",
+             no_terminal for an agent without one, agent_not_running while no process runs, \
+             input_not_read when the program leaves its input unread for 5 s",
             vec![id_param(), name_param()],
             Some(input),
             200,
