@@ -489,6 +489,8 @@ async fn no_start_while_another_process_holds_the_conversation() {
     .await;
     let first = running_pid(&app, &id, "coder", None).await;
     let conversation = uuid_of(&agent(&app, &id, "coder").await);
+    // The banner comes after the transcript: the conversation exists, the next start resumes.
+    until_on_screen(&app, &id, "coder", "(session").await;
     let base = format!("/api/claude/sessions/{id}/agents/coder");
     let (status, body) = app.post(&format!("{base}/deactivate"), &json!({})).await;
     assert_eq!(status, 200, "{body}");
