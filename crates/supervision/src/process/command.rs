@@ -325,14 +325,15 @@ impl Command {
 async fn copy_terminal(pty: Pty, mut to: Option<Box<dyn Write + Send>>) {
     let mut buffer = vec![0u8; 8 * 1024];
     while let Ok(n @ 1..) = pty.read(&mut buffer).await {
-        if let Some(out) = &mut to {
-            if out
-                .write_all(&buffer[..n])
-                .and_then(|()| out.flush())
-                .is_err()
-            {
-                to = None;
-            }
+        forward(&mut to, &buffer[..n]);
+    }
+}
+
+/// Writes `bytes` to `to`; a destination that fails is dropped (the output is still read).
+fn forward(to: &mut Option<Box<dyn Write + Send>>, bytes: &[u8]) {
+    if let Some(out) = to {
+        if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
+            *to = None;
         }
     }
 }
@@ -347,17 +348,7 @@ async fn copy(pipe: pipe::Receiver, mut to: Option<Box<dyn Write + Send>>) {
         }
         match pipe.try_read(&mut buffer) {
             Ok(0) => return,
-            Ok(n) => {
-                if let Some(out) = &mut to {
-                    if out
-                        .write_all(&buffer[..n])
-                        .and_then(|()| out.flush())
-                        .is_err()
-                    {
-                        to = None;
-                    }
-                }
-            }
+            Ok(n) => forward(&mut to, &buffer[..n]),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
