@@ -164,6 +164,7 @@ fn process_with(proc: &Path, needle: &str) -> io::Result<Option<u32>> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
     use std::process::{Child, Command};
 
     use super::*;
@@ -173,10 +174,13 @@ mod tests {
 
     impl Holder {
         fn new(word: &str) -> Holder {
-            // `sh -c SCRIPT NAME`: NAME is the shell's $0, so it stays in the argv.
+            // `word` as the argv[0] of a `sleep`: no shell, so no forked copy of the argv
+            // that could outlive the holder (a shell may fork `sleep` and be killed while
+            // its child has not exec'd yet).
             Holder(
-                Command::new("sh")
-                    .args(["-c", "sleep 60", word])
+                Command::new("sleep")
+                    .arg0(word)
+                    .arg("60")
                     .spawn()
                     .unwrap(),
             )
