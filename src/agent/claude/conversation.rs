@@ -177,13 +177,7 @@ mod tests {
             // `word` as the argv[0] of a `sleep`: no shell, so no forked copy of the argv
             // that could outlive the holder (a shell may fork `sleep` and be killed while
             // its child has not exec'd yet).
-            Holder(
-                Command::new("sleep")
-                    .arg0(word)
-                    .arg("60")
-                    .spawn()
-                    .unwrap(),
-            )
+            Holder(Command::new("sleep").arg0(word).arg("60").spawn().unwrap())
         }
     }
 
