@@ -60,8 +60,8 @@ const LAYERS: &[Layer] = &[
     },
     Layer {
         level: 5,
-        modules: &["monitor"],
-        why: "samples and alerts over the sessions it reads through the registry's handle",
+        modules: &["monitor", "claude"],
+        why: "samples, alerts and Claude Code activity over the sessions read through the registry's handle",
     },
     Layer {
         level: 6,
