@@ -51,7 +51,7 @@ impl<'a> HookEvent<'a> {
             notification_type: text("notification_type"),
             trigger: text("trigger"),
             background_tasks: payload.get("background_tasks").is_some_and(running),
-            error: payload.get("error").and_then(error_text),
+            error: failure(payload),
         }
     }
 }
@@ -67,7 +67,25 @@ fn running(value: &Value) -> bool {
     }
 }
 
-/// A `StopFailure`'s `error` as one line of text: a string as is, an object's `message`
+/// A `StopFailure`'s error as one text: Claude Code sends `error_type` (`rate_limit`,
+/// `server_error`, …), `error` (a short code) and `error_message`; the message (or else the
+/// code) with its type in front.
+fn failure(payload: &Map<String, Value>) -> Option<String> {
+    let kind = payload.get("error_type").and_then(Value::as_str);
+    let detail = payload
+        .get("error_message")
+        .filter(|v| !v.is_null())
+        .or_else(|| payload.get("error"))
+        .and_then(error_text);
+    let text = match (kind, detail) {
+        (Some(kind), Some(detail)) if detail != kind => format!("{kind}: {detail}"),
+        (Some(kind), _) => kind.to_owned(),
+        (None, detail) => detail?,
+    };
+    Some(text.chars().take(MAX_ERROR_CHARS).collect())
+}
+
+/// An error value as one line of text: a string as is, an object's `message`
 /// (or `type`), anything else as JSON.
 fn error_text(value: &Value) -> Option<String> {
     let text = match value {
@@ -273,6 +291,19 @@ mod tests {
             Some("rate_limit".into())
         );
         assert_eq!(read(json!(529)), Some("529".into()));
+        let full = json!({"error_type": "rate_limit", "error": "429", "error_message": "Rate limit exceeded"});
+        let full = full.as_object().unwrap();
+        assert_eq!(
+            HookEvent::read("StopFailure", full).error.as_deref(),
+            Some("rate_limit: Rate limit exceeded")
+        );
+        let bare = json!({"error_type": "unknown"});
+        assert_eq!(
+            HookEvent::read("StopFailure", bare.as_object().unwrap())
+                .error
+                .as_deref(),
+            Some("unknown")
+        );
         assert_eq!(read(Value::Null), None);
         assert_eq!(
             read(json!("x".repeat(10_000))).unwrap().len(),
