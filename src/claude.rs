@@ -38,7 +38,7 @@ mod state;
 mod tracker;
 
 pub use state::{next, HookEvent};
-pub use tracker::{Attribution, Candidates, Rank, Tracker};
+pub use tracker::{Attribution, Candidates, Rank, Tracker, STORE_EVERY_SECONDS};
 
 /// Longest Claude session id taken (Claude Code's are UUIDs); a longer one is not tracked.
 pub const MAX_CLAUDE_SESSION_ID_CHARS: usize = 256;
@@ -188,15 +188,22 @@ impl Claude {
             Some(observed) => observed.activity.session,
             None => found.map(|f| f.session),
         };
-        if let Some(observed) = &observed {
-            inner
-                .storage
-                .put_claude_session(observed.row.clone())
-                .await
-                .map_err(SessionError::from)?;
-        }
+        // The row and the events are written side by side (the storage writer takes both);
+        // the answer waits for both.
+        let row = observed.as_ref().and_then(|o| o.row.clone());
+        let store = async {
+            match row {
+                Some(row) => inner
+                    .storage
+                    .put_claude_session(row)
+                    .await
+                    .map_err(SessionError::from),
+                None => Ok(()),
+            }
+        };
+        let mut events = Vec::new();
         if publish {
-            let event = match session {
+            events.push(match session {
                 Some(session) => SessionEvent::Hook {
                     session,
                     name: name.clone(),
@@ -206,12 +213,17 @@ impl Claude {
                     name: name.clone(),
                     payload: Value::Object(payload),
                 },
-            };
-            inner.publish(event).await?;
+            });
         }
+        if let Some(observed) = observed.as_ref().filter(|o| o.announced()) {
+            events.push(announcement(observed));
+        }
+        let (stored, announced) = tokio::join!(store, inner.publish_all(events));
+        stored?;
+        announced?;
         let state = observed.as_ref().map(|o| o.activity.state);
         if let Some(observed) = observed {
-            inner.changed(observed, at).await?;
+            inner.follow_waiting(&observed, at);
         }
         inner.bump();
         Ok(HookOutcome { session, state })
@@ -343,23 +355,35 @@ impl Inner {
         Some((view.record.id, agent.cloned()))
     }
 
-    /// Announces a Claude session's change and opens or closes its waiting alert.
-    async fn changed(&self, observed: tracker::Observed, at: f64) -> Result<(), SessionError> {
-        let waiting = observed.activity.state == ActivityState::WaitingForInput;
-        if observed.announced() {
-            self.publish(SessionEvent::ClaudeActivity {
-                activity: Box::new(observed.activity.clone()),
-                previous: observed.previous,
-            })
-            .await?;
+    /// Publishes `events` in order and returns once the last (and so every one before it:
+    /// the log is written in order) is stored.
+    async fn publish_all(&self, mut events: Vec<SessionEvent>) -> Result<(), SessionError> {
+        let Some(last) = events.pop() else {
+            return Ok(());
+        };
+        if !events.is_empty() {
+            if let Some((fault, _)) = self.registry.bus().log_status().and_then(|s| s.failing) {
+                return Err(SessionError::EventLog(Arc::new(
+                    crate::session::LogError::Failing(fault),
+                )));
+            }
         }
+        for event in events {
+            self.registry.bus().publish(event);
+        }
+        self.publish(last).await
+    }
+
+    /// Wakes the waiting timer when a Claude session starts waiting; resolves its alert when
+    /// it stops.
+    fn follow_waiting(&self, observed: &tracker::Observed, at: f64) {
+        let waiting = observed.activity.state == ActivityState::WaitingForInput;
         if waiting && observed.previous != Some(ActivityState::WaitingForInput) {
             self.wake.notify_one();
         }
         if !waiting {
             self.resolve_waiting(&observed.activity.claude_session_id, at);
         }
-        Ok(())
     }
 
     /// Resolves the waiting alert of a Claude session, if one is open.
@@ -399,6 +423,14 @@ impl Inner {
             self.monitor.raise(alert);
         }
         next_due
+    }
+}
+
+/// The `claude_activity` event of a change.
+fn announcement(observed: &tracker::Observed) -> SessionEvent {
+    SessionEvent::ClaudeActivity {
+        activity: Box::new(observed.activity.clone()),
+        previous: observed.previous,
     }
 }
 
@@ -544,11 +576,14 @@ impl Inner {
         let at = now();
         let ended = self.tracker().agent_exited(session, agent, at);
         for observed in ended {
-            self.storage
-                .put_claude_session(observed.row.clone())
-                .await
-                .map_err(SessionError::from)?;
-            self.changed(observed, at).await?;
+            if let Some(row) = observed.row.clone() {
+                self.storage
+                    .put_claude_session(row)
+                    .await
+                    .map_err(SessionError::from)?;
+            }
+            self.publish(announcement(&observed)).await?;
+            self.follow_waiting(&observed, at);
         }
         self.bump();
         Ok(())

@@ -99,11 +99,17 @@ impl Candidates {
     }
 }
 
+/// How long a Claude session's stored row may lag behind its last hook when nothing else
+/// changed (the hooks themselves are in the event log).
+pub const STORE_EVERY_SECONDS: f64 = 5.0;
+
 /// One tracked Claude session.
 #[derive(Debug, Clone)]
 struct Entry {
     activity: ClaudeActivity,
     rank: Rank,
+    /// When its row was last given to be stored.
+    stored_at: f64,
 }
 
 /// What one hook changed.
@@ -115,8 +121,10 @@ pub struct Observed {
     pub previous: Option<ActivityState>,
     /// Its session before, when the hook attributed it (newly, or to a stronger rule's).
     pub previous_session: Option<Option<Uuid>>,
-    /// The row to store.
-    pub row: ClaudeRow,
+    /// The row to store, when it is due: whenever the state, the attribution, the working
+    /// directory or the transcript changed, and at least every [`STORE_EVERY_SECONDS`]
+    /// otherwise (only `last_event` moved).
+    pub row: Option<ClaudeRow>,
 }
 
 impl Observed {
@@ -144,6 +152,7 @@ impl Tracker {
                 continue;
             };
             let entry = Entry {
+                stored_at: row.last_event_at,
                 rank: Rank::from_stored(row.attributed_by),
                 activity: ClaudeActivity {
                     claude_session_id: row.claude_session_id,
@@ -216,6 +225,7 @@ impl Tracker {
         let old = self.remove(id);
         let previous = old.as_ref().map(|e| e.activity.state);
         let mut entry = old.unwrap_or_else(|| Entry {
+            stored_at: f64::NEG_INFINITY,
             rank: Rank::None,
             activity: ClaudeActivity {
                 claude_session_id: id.to_owned(),
@@ -242,6 +252,7 @@ impl Tracker {
                 entry.activity.agent = found.agent;
             }
         }
+        let before = entry.activity.clone();
         let activity = &mut entry.activity;
         let after = next(previous, event).unwrap_or(activity.state);
         if previous != Some(after) {
@@ -260,11 +271,22 @@ impl Tracker {
         if let Some(path) = transcript_path {
             activity.transcript_path = Some(path.to_owned());
         }
+        let changed = previous.is_none()
+            || before.state != activity.state
+            || before.session != activity.session
+            || before.agent != activity.agent
+            || before.cwd != activity.cwd
+            || before.transcript_path != activity.transcript_path
+            || before.error != activity.error;
+        let due = changed || at - entry.stored_at >= STORE_EVERY_SECONDS;
+        if due {
+            entry.stored_at = at;
+        }
         let observed = Observed {
-            activity: activity.clone(),
+            activity: entry.activity.clone(),
             previous,
             previous_session,
-            row: row_of(&entry),
+            row: due.then(|| row_of(&entry)),
         };
         self.insert(entry);
         observed
@@ -293,11 +315,12 @@ impl Tracker {
                 entry.activity.state = ActivityState::Ended;
                 entry.activity.since = at;
                 entry.activity.error = None;
+                entry.stored_at = at;
                 Some(Observed {
                     activity: entry.activity.clone(),
                     previous,
                     previous_session: None,
-                    row: row_of(entry),
+                    row: Some(row_of(entry)),
                 })
             })
             .collect()

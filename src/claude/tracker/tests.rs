@@ -152,6 +152,28 @@ fn since_moves_only_with_the_state_and_errors_stay_with_failed() {
 }
 
 #[test]
+fn a_row_is_stored_when_it_changes_and_at_least_every_few_seconds() {
+    let mut tracker = Tracker::default();
+    let first = observe(&mut tracker, "c", "UserPromptSubmit", Some("/w"), None, 1.0);
+    assert!(first.row.is_some(), "first seen");
+    let same = observe(&mut tracker, "c", "PreToolUse", Some("/w"), None, 2.0);
+    assert!(same.row.is_none(), "only last_event moved");
+    let moved = observe(&mut tracker, "c", "PreToolUse", Some("/w/sub"), None, 2.5);
+    assert!(moved.row.is_some(), "the cwd changed");
+    let late = observe(
+        &mut tracker,
+        "c",
+        "PostToolUse",
+        Some("/w/sub"),
+        None,
+        2.5 + STORE_EVERY_SECONDS,
+    );
+    assert_eq!(late.row.unwrap().last_event, "PostToolUse");
+    let waiting = observe(&mut tracker, "c", "PermissionRequest", None, None, 9.0);
+    assert!(waiting.row.is_some(), "the state changed");
+}
+
+#[test]
 fn an_exited_agent_ends_its_conversations_and_a_purge_forgets_them() {
     let mut tracker = Tracker::default();
     let session = Uuid::new_v4();
@@ -192,7 +214,7 @@ fn what_is_stored_is_what_is_restored() {
         by(session, Rank::Agent),
         1.0,
     );
-    let restored = Tracker::restore(vec![observed.row.clone()]);
+    let restored = Tracker::restore(vec![observed.row.clone().unwrap()]);
     assert_eq!(restored.get("c"), Some(&observed.activity));
     assert_eq!(restored.rank("c"), Rank::Agent);
     assert_eq!(restored.of_session(session).len(), 1);
