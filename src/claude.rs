@@ -7,8 +7,10 @@
 //! (`tracker`: the conversation of one of our Claude agents, the session the hook named, the
 //! longest working directory holding its `cwd`), moves its state (`state`), stores the
 //! result and announces it (`claude_activity`), all before it answers: a 200 is never
-//! undone by a restart. One hook at a time goes through that (a gate), so the order of the
-//! announcements is the order of the hooks.
+//! undone by a restart. The hooks of one Claude session go through that one at a time (a
+//! gate per Claude session, striped), so its announcements keep its hooks' order; hooks of
+//! different Claude sessions never wait for each other, and their writes share the storage
+//! writer's batches.
 //!
 //! A Claude session that waits for its person longer than `[claude] waiting_alert_seconds`
 //! raises a `claude_waiting` alert through the monitor's list, resolved when it moves on; a
@@ -39,6 +41,10 @@ mod tracker;
 
 pub use state::{next, HookEvent};
 pub use tracker::{Attribution, Candidates, Rank, Tracker, STORE_EVERY_SECONDS};
+
+/// Stripes of the per-Claude-session gate: enough that concurrent Claude sessions rarely
+/// share one, few enough to cost nothing.
+const GATES: usize = 64;
 
 /// Longest Claude session id taken (Claude Code's are UUIDs); a longer one is not tracked.
 pub const MAX_CLAUDE_SESSION_ID_CHARS: usize = 256;
@@ -107,8 +113,9 @@ struct Inner {
     monitor: Monitor,
     storage: Storage,
     tracker: Mutex<Tracker>,
-    /// One hook (or agent exit) at a time from attribution to announcement.
-    gate: tokio::sync::Mutex<()>,
+    /// One hook (or agent exit) of a Claude session at a time from attribution to
+    /// announcement: [`GATES`] stripes, by the Claude session id's hash.
+    gates: Vec<tokio::sync::Mutex<()>>,
     /// `[claude] waiting_alert_seconds`.
     waiting_after: f64,
     /// Open `claude_waiting` alerts by Claude session id, with when the wait began.
@@ -138,7 +145,7 @@ impl Claude {
             monitor,
             storage,
             tracker: Mutex::new(tracker),
-            gate: tokio::sync::Mutex::new(()),
+            gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
             waiting_after: settings.claude.waiting_alert_seconds as f64,
             waiting_alerts: Mutex::new(HashMap::new()),
             looked_up: Mutex::new(HashMap::new()),
@@ -165,8 +172,12 @@ impl Claude {
         publish: bool,
     ) -> Result<HookOutcome, SessionError> {
         let inner = &self.inner;
-        let _one_at_a_time = inner.gate.lock().await;
         let key = claude_session_id(&payload).map(str::to_owned);
+        // A hook that names no Claude session changes no state: nothing to keep in order.
+        let _in_order = match &key {
+            Some(key) => Some(inner.gate(key).lock().await),
+            None => None,
+        };
         let cwd = text(&payload, "cwd").map(str::to_owned);
         let found = match &key {
             Some(key) => inner.attribute(key, &hint, cwd.as_deref()).await,
@@ -279,6 +290,14 @@ impl Claude {
 impl Inner {
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
         lock(&self.tracker)
+    }
+
+    /// The gate of Claude session `id`.
+    fn gate(&self, id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        &self.gates[(hasher.finish() as usize) % GATES]
     }
 
     fn bump(&self) {
@@ -549,7 +568,6 @@ async fn follow_sessions(
                 }
             }
             SessionEvent::Purged(session) => {
-                let _one_at_a_time = inner.gate.lock().await;
                 let ids: Vec<String> = inner
                     .tracker()
                     .of_session(*session)
@@ -572,10 +590,13 @@ async fn follow_sessions(
 
 impl Inner {
     async fn agent_exited(&self, session: Uuid, agent: &str) -> Result<(), SessionError> {
-        let _one_at_a_time = self.gate.lock().await;
-        let at = now();
-        let ended = self.tracker().agent_exited(session, agent, at);
-        for observed in ended {
+        let ids = self.tracker().conversations_of(session, agent);
+        for id in ids {
+            let _in_order = self.gate(&id).lock().await;
+            let at = now();
+            let Some(observed) = self.tracker().end(&id, at) else {
+                continue;
+            };
             if let Some(row) = observed.row.clone() {
                 self.storage
                     .put_claude_session(row)

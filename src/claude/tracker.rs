@@ -292,11 +292,9 @@ impl Tracker {
         observed
     }
 
-    /// Marks the Claude sessions of `session`'s agent `agent` ended (its process exited
-    /// without a `SessionEnd`): returns what changed.
-    pub fn agent_exited(&mut self, session: Uuid, agent: &str, at: f64) -> Vec<Observed> {
-        let ids: Vec<String> = self
-            .by_session
+    /// The Claude sessions of `session`'s agent `agent` not yet ended.
+    pub fn conversations_of(&self, session: Uuid, agent: &str) -> Vec<String> {
+        self.by_session
             .get(&session)
             .into_iter()
             .flatten()
@@ -307,23 +305,27 @@ impl Tracker {
                 })
             })
             .cloned()
-            .collect();
-        ids.iter()
-            .filter_map(|id| {
-                let entry = self.entries.get_mut(id)?;
-                let previous = Some(entry.activity.state);
-                entry.activity.state = ActivityState::Ended;
-                entry.activity.since = at;
-                entry.activity.error = None;
-                entry.stored_at = at;
-                Some(Observed {
-                    activity: entry.activity.clone(),
-                    previous,
-                    previous_session: None,
-                    row: Some(row_of(entry)),
-                })
-            })
             .collect()
+    }
+
+    /// Marks Claude session `id` ended (its agent's process exited without a
+    /// `SessionEnd`); `None` when it is unknown or already ended.
+    pub fn end(&mut self, id: &str, at: f64) -> Option<Observed> {
+        let entry = self.entries.get_mut(id)?;
+        if entry.activity.state == ActivityState::Ended {
+            return None;
+        }
+        let previous = Some(entry.activity.state);
+        entry.activity.state = ActivityState::Ended;
+        entry.activity.since = at;
+        entry.activity.error = None;
+        entry.stored_at = at;
+        Some(Observed {
+            activity: entry.activity.clone(),
+            previous,
+            previous_session: None,
+            row: Some(row_of(entry)),
+        })
     }
 
     /// Forgets every Claude session of a purged session.

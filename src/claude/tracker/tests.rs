@@ -193,11 +193,15 @@ fn an_exited_agent_ends_its_conversations_and_a_purge_forgets_them() {
         by(session, Rank::Header),
         1.0,
     );
-    let ended = tracker.agent_exited(session, "coder", 2.0);
-    assert_eq!(ended.len(), 1);
-    assert_eq!(ended[0].activity.state, ActivityState::Ended);
-    assert_eq!(ended[0].previous, Some(ActivityState::Working));
-    assert!(tracker.agent_exited(session, "coder", 3.0).is_empty());
+    assert_eq!(
+        tracker.conversations_of(session, "coder"),
+        vec!["c".to_owned()]
+    );
+    let ended = tracker.end("c", 2.0).unwrap();
+    assert_eq!(ended.activity.state, ActivityState::Ended);
+    assert_eq!(ended.previous, Some(ActivityState::Working));
+    assert!(tracker.end("c", 3.0).is_none());
+    assert!(tracker.conversations_of(session, "coder").is_empty());
     tracker.forget_session(session);
     assert!(tracker.all().is_empty());
 }
