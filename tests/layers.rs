@@ -60,8 +60,9 @@ const LAYERS: &[Layer] = &[
     },
     Layer {
         level: 5,
-        modules: &["monitor"],
-        why: "samples and alerts over the sessions it reads through the registry's handle",
+        modules: &["monitor", "claude"],
+        why: "samples and alerts over the sessions it reads through the registry's handle; \
+              what each Claude Code session is doing",
     },
     Layer {
         level: 6,
