@@ -24,6 +24,22 @@ async fn main() -> ExitCode {
         Command::Serve => serve(&cli).await,
         Command::Hook => hook(&cli),
         Command::Attach { session, agent } => attach(&cli, &session, &agent).await,
+        Command::Hooks { action } => hooks(&cli, &action),
+    }
+}
+
+/// `session-manager hooks …`: prints what it did; exit 1 with the reason when it could not.
+fn hooks(cli: &Cli, action: &session_manager::cli::hooks::HooksAction) -> ExitCode {
+    let settings = match Settings::load(&cli.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
+    match session_manager::cli::hooks::run(action, &settings) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error, ExitCode::FAILURE),
     }
 }
 
