@@ -34,8 +34,8 @@ use crate::session::{
 };
 use crate::storage::{Storage, StorageError};
 
-mod state;
 pub mod install;
+mod state;
 mod tracker;
 
 pub use state::{next, HookEvent};

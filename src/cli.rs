@@ -47,7 +47,8 @@ pub enum Command {
     /// Run the server until SIGINT or SIGTERM (the default).
     Serve,
     /// Forward a Claude Code hook payload read on stdin to the server (for
-    /// `.claude/settings.json`); the session is `CLAUDE_SESSION_ID` or the payload's.
+    /// `.claude/settings.json`); the session is `CLAUDE_SESSION_ID` or the payload's, and
+    /// without one the server attributes it as it does Claude Code's own http hooks.
     Hook,
     /// Attach this terminal to an agent's terminal (as `tmux attach` does): what it shows
     /// appears here, what is typed here goes to it. `Ctrl-]` detaches; the agent keeps

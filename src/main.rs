@@ -85,8 +85,11 @@ fn hook(cli: &Cli) -> ExitCode {
         }),
         token: Some(settings.server.token.expose().to_owned()).filter(|t| !t.is_empty()),
     };
-    let sent = session_manager::hook::prepare(&payload, session_env.as_deref())
-        .and_then(|(session, body)| session_manager::hook::send(&target, session, &body));
+    let agent = std::env::var("CLAUDE_AGENT_NAME").ok();
+    let sent =
+        session_manager::hook::route(&payload, session_env.as_deref()).and_then(|(route, body)| {
+            session_manager::hook::deliver(&target, &route, agent.as_deref(), &body)
+        });
     match sent {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => fail(&error, ExitCode::FAILURE),
