@@ -153,6 +153,29 @@ pub fn send(target: &Target, session: Uuid, body: &[u8]) -> Result<u16, HookErro
     )
 }
 
+/// Posts `body` (JSON) to a full `http://host:port/path` URL with the given headers
+/// (values with line breaks are dropped); returns a 2xx status. What Claude Code does for an
+/// `http` hook and an OTLP/JSON export, for programs that act like it (the fake `claude`).
+pub fn post_url(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<u16, HookError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| HookError::Url(url.to_owned()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let target = Target {
+        server_url: format!("http://{authority}"),
+        token: None,
+    };
+    let lines: Vec<String> = headers
+        .iter()
+        .filter(|(name, value)| !format!("{name}{value}").contains(['\r', '\n']))
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    post(&target, path, &lines, body)
+}
+
 /// Posts `body` (JSON) to `path` with the extra header lines; returns a 2xx status.
 fn post(target: &Target, path: &str, extra: &[String], body: &[u8]) -> Result<u16, HookError> {
     let authority = target

@@ -99,10 +99,10 @@ pub enum InstallError {
     },
 }
 
-/// The hook handler for `event`: the shim command for [`COMMAND_EVENTS`], else an `http`
-/// hook to `server_url`.
-fn handler(event: &str, server_url: &str, shim: &Path) -> Value {
-    if COMMAND_EVENTS.contains(&event) {
+/// The hook handler for `event`: the shim command for [`COMMAND_EVENTS`] when there is a
+/// shim, else an `http` hook to `server_url`.
+fn handler(event: &str, server_url: &str, shim: Option<&Path>) -> Value {
+    if let Some(shim) = shim.filter(|_| COMMAND_EVENTS.contains(&event)) {
         return json!({
             "type": "command",
             "command": format!("\"{}\" hook", shim.display()),
@@ -123,7 +123,7 @@ fn handler(event: &str, server_url: &str, shim: &Path) -> Value {
 }
 
 /// Our matcher group for `event`: tool events match every tool.
-fn group(event: &str, server_url: &str, shim: &Path) -> Value {
+fn group(event: &str, server_url: &str, shim: Option<&Path>) -> Value {
     let mut group = Map::new();
     if TOOL_EVENTS.contains(&event) {
         group.insert("matcher".into(), json!("*"));
@@ -133,14 +133,32 @@ fn group(event: &str, server_url: &str, shim: &Path) -> Value {
 }
 
 /// The `hooks` object reporting every event of [`EVENTS`] to `server_url`, `shim` being the
-/// `session-manager` program the command hooks run. It is what `hooks install` merges into a
-/// settings file, and what Claude agents get as `--settings`.
-pub fn hook_entries(server_url: &str, shim: &Path) -> Value {
+/// `session-manager` program the command hooks run (without one, those events get `http`
+/// hooks too, which Claude Code may not run). It is what `hooks install` merges into a
+/// settings file, and what Claude agents get as `--settings` ([`agent_settings`]).
+pub fn hook_entries(server_url: &str, shim: Option<&Path>) -> Value {
     let events: Map<String, Value> = EVENTS
         .iter()
         .map(|event| (event.to_string(), json!([group(event, server_url, shim)])))
         .collect();
     Value::Object(events)
+}
+
+/// The Claude Code settings, as one JSON string for `--settings`, that make a Claude agent
+/// report to `server_url`: only [`hook_entries`], so the user's settings files apply as
+/// they are beneath it.
+pub fn agent_settings(server_url: &str, shim: Option<&Path>) -> String {
+    json!({ "hooks": hook_entries(server_url, shim) }).to_string()
+}
+
+/// This program when it is `session-manager` (the server run as itself, not embedded in
+/// another program), for the command hooks to run as `"<exe>" hook`.
+pub fn this_program() -> Option<PathBuf> {
+    std::env::current_exe().ok().filter(|exe| {
+        exe.file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("session-manager"))
+    })
 }
 
 /// Whether a hook handler is one of ours (see the module documentation).
@@ -420,7 +438,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
 /// (and its directory) when absent; writes nothing when it already holds exactly them.
 pub fn install(path: &Path, server_url: &str, shim: &Path) -> Result<Change, InstallError> {
     let (mut settings, permissions) = read(path)?;
-    let events = merge(&mut settings, &hook_entries(server_url, shim));
+    let events = merge(&mut settings, &hook_entries(server_url, Some(shim)));
     let written = !events.is_empty();
     if written {
         write(path, &settings, permissions)?;
@@ -506,7 +524,7 @@ pub fn status(path: &Path, server_url: &str, shim: &Path) -> Result<Status, Inst
                 servers.push(server.to_owned());
             }
         }
-        if ours.as_slice() != [&handler(event, server_url, shim)] {
+        if ours.as_slice() != [&handler(event, server_url, Some(shim))] {
             outdated.push(event.to_owned());
         }
     }

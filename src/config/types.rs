@@ -204,6 +204,11 @@ pub struct ClaudeSettings {
     /// Arguments an agent's `claude.args` may hold without `agents.allow_custom_commands`;
     /// any other argument from a request is refused.
     pub allowed_args: Vec<String>,
+    /// Claude Code settings (JSON) every Claude agent gets as `--settings`: the hooks that
+    /// report to this server. Not a configuration key: the server computes it once it knows
+    /// where it listens (agents cannot import the `claude` module that builds it).
+    #[serde(skip)]
+    pub hook_settings: Option<String>,
 }
 
 /// `[agents.terminal]`: what the server keeps of a terminal agent's output.

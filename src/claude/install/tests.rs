@@ -25,7 +25,7 @@ fn users_settings() -> Map<String, Value> {
 
 #[test]
 fn every_event_is_an_http_hook_but_session_start_a_command() {
-    let entries = hook_entries("http://127.0.0.1:8080/", &shim());
+    let entries = hook_entries("http://127.0.0.1:8080/", Some(&shim()));
     let events = entries.as_object().unwrap();
     assert_eq!(events.len(), EVENTS.len());
     for event in EVENTS {
@@ -87,7 +87,7 @@ fn ours_is_recognised_by_the_route_or_the_shim_and_nothing_else() {
 #[test]
 fn merge_keeps_the_users_hooks_and_is_idempotent() {
     let mut settings = users_settings();
-    let changed = merge(&mut settings, &hook_entries(SERVER, &shim()));
+    let changed = merge(&mut settings, &hook_entries(SERVER, Some(&shim())));
     assert_eq!(changed.len(), EVENTS.len());
     // Theirs first and unchanged, ours as a group of its own after it.
     let pre = settings["hooks"]["PreToolUse"].as_array().unwrap();
@@ -102,20 +102,23 @@ fn merge_keeps_the_users_hooks_and_is_idempotent() {
     assert_eq!(settings["permissions"], users_settings()["permissions"]);
 
     let once = settings.clone();
-    assert!(merge(&mut settings, &hook_entries(SERVER, &shim())).is_empty());
+    assert!(merge(&mut settings, &hook_entries(SERVER, Some(&shim()))).is_empty());
     assert_eq!(settings, once);
 }
 
 #[test]
 fn another_server_replaces_ours_in_place() {
     let mut settings = users_settings();
-    merge(&mut settings, &hook_entries(SERVER, &shim()));
+    merge(&mut settings, &hook_entries(SERVER, Some(&shim())));
     // The user adds a hook after ours: ours must not move behind it.
     settings["hooks"]["PreToolUse"]
         .as_array_mut()
         .unwrap()
         .push(json!({"hooks": [{"type": "command", "command": "./after.sh"}]}));
-    let changed = merge(&mut settings, &hook_entries("http://10.0.0.2:9", &shim()));
+    let changed = merge(
+        &mut settings,
+        &hook_entries("http://10.0.0.2:9", Some(&shim())),
+    );
     assert_eq!(changed.len(), EVENTS.len() - COMMAND_EVENTS.len());
     let pre = settings["hooks"]["PreToolUse"].as_array().unwrap();
     assert_eq!(pre.len(), 3);
@@ -135,7 +138,7 @@ fn another_server_replaces_ours_in_place() {
 #[test]
 fn remove_takes_exactly_what_merge_added() {
     let mut settings = users_settings();
-    merge(&mut settings, &hook_entries(SERVER, &shim()));
+    merge(&mut settings, &hook_entries(SERVER, Some(&shim())));
     let removed = remove(&mut settings);
     assert_eq!(removed.len(), EVENTS.len());
     // The user's `Stop: []` received ours and, emptied again, went: an empty event and a
@@ -154,7 +157,7 @@ fn remove_takes_exactly_what_merge_added() {
 
     // Into an empty file and out again: nothing of ours is left, not even `hooks`.
     let mut empty = Map::new();
-    merge(&mut empty, &hook_entries(SERVER, &shim()));
+    merge(&mut empty, &hook_entries(SERVER, Some(&shim())));
     remove(&mut empty);
     assert_eq!(empty, Map::new());
 
@@ -235,4 +238,15 @@ fn the_files_mode_is_kept() {
     assert_eq!(mode, 0o600);
     let leftovers = fs::read_dir(path.parent().unwrap()).unwrap().count();
     assert_eq!(leftovers, 1, "no temporary file is left behind");
+}
+
+#[test]
+fn without_a_shim_every_event_is_http_and_agents_get_it_as_one_json_string() {
+    let entries = hook_entries(SERVER, None);
+    assert_eq!(entries["SessionStart"][0]["hooks"][0]["type"], "http");
+    let settings: Value = serde_json::from_str(&agent_settings(SERVER, Some(&shim()))).unwrap();
+    assert_eq!(
+        settings,
+        json!({"hooks": hook_entries(SERVER, Some(&shim()))})
+    );
 }
