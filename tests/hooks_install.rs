@@ -1,6 +1,9 @@
 //! `session-manager hooks install|uninstall|status` through the real binary, on settings
 //! files that already hold the user's own hooks and keys, with HOME in a temporary
-//! directory so the user's real `~/.claude` is never touched.
+//! directory so the user's real `~/.claude` is never touched; and `[hooks] auto_install`,
+//! the server doing the same in a session's working directory.
+
+mod common;
 
 use std::fs;
 use std::path::Path;
@@ -196,4 +199,68 @@ fn a_file_that_is_not_a_settings_object_is_refused_unchanged() {
             assert_eq!(fs::read_to_string(&file).unwrap(), text);
         }
     }
+}
+
+/// `[hooks] auto_install = true`: a created session's directory gets the hooks, and so does
+/// the directory it navigates to; a settings file it cannot merge into is a warning, not a
+/// failed create. Off (the default), nothing is written.
+#[tokio::test]
+async fn auto_install_writes_the_hooks_where_a_session_works() {
+    let app = common::app::App::with_config("[hooks]\nauto_install = true\n");
+    let dir = app.dir("auto");
+    let file = Path::new(&dir).join(".claude/settings.local.json");
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(&file, r#"{"model": "opus"}"#).unwrap();
+    let (status, created) = app
+        .post(
+            "/api/claude/sessions",
+            &json!({"name": "auto", "working_directory": dir, "git_enabled": false}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let installed = read(&file);
+    assert_eq!(installed["model"], "opus");
+    let handlers = ours(&installed);
+    assert_eq!(handlers.len(), 15);
+    assert!(handlers
+        .iter()
+        .any(|(_, handler)| handler["url"] == app.url("/api/claude/hooks")));
+
+    let id = created["session"]["id"].as_str().unwrap();
+    let moved = app.dir("auto-moved");
+    let (status, body) = app
+        .post(
+            &format!("/api/claude/sessions/{id}/navigate"),
+            &json!({"path": moved, "create_if_missing": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ours(&read(&Path::new(&moved).join(".claude/settings.local.json"))).len(),
+        15
+    );
+
+    let refused = app.dir("refused");
+    let file = Path::new(&refused).join(".claude/settings.local.json");
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(&file, "[1]").unwrap();
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions",
+            &json!({"name": "refused", "working_directory": refused, "git_enabled": false}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "[1]");
+
+    let off = common::app::App::with_config("");
+    let dir = off.dir("off");
+    let (status, body) = off
+        .post(
+            "/api/claude/sessions",
+            &json!({"name": "off", "working_directory": dir, "git_enabled": false}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(!Path::new(&dir).join(".claude").exists());
 }

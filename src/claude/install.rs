@@ -436,9 +436,9 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
 
 /// Merges [`hook_entries`]`(server_url, shim)` into the settings file at `path`, creating it
 /// (and its directory) when absent; writes nothing when it already holds exactly them.
-pub fn install(path: &Path, server_url: &str, shim: &Path) -> Result<Change, InstallError> {
+pub fn install(path: &Path, server_url: &str, shim: Option<&Path>) -> Result<Change, InstallError> {
     let (mut settings, permissions) = read(path)?;
-    let events = merge(&mut settings, &hook_entries(server_url, Some(shim)));
+    let events = merge(&mut settings, &hook_entries(server_url, shim));
     let written = !events.is_empty();
     if written {
         write(path, &settings, permissions)?;
@@ -495,7 +495,7 @@ impl Status {
 
 /// What of ours the settings file at `path` holds, compared with what an install for
 /// `server_url` and `shim` would write.
-pub fn status(path: &Path, server_url: &str, shim: &Path) -> Result<Status, InstallError> {
+pub fn status(path: &Path, server_url: &str, shim: Option<&Path>) -> Result<Status, InstallError> {
     let exists = path.exists();
     let (settings, _) = read(path)?;
     let hooks = settings
@@ -524,7 +524,7 @@ pub fn status(path: &Path, server_url: &str, shim: &Path) -> Result<Status, Inst
                 servers.push(server.to_owned());
             }
         }
-        if ours.as_slice() != [&handler(event, server_url, Some(shim))] {
+        if ours.as_slice() != [&handler(event, server_url, shim)] {
             outdated.push(event.to_owned());
         }
     }

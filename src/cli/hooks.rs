@@ -113,7 +113,7 @@ pub fn run(action: &HooksAction, settings: &Settings) -> Result<String, HooksErr
     let shim = shim()?;
     match action {
         HooksAction::Install(location) => {
-            let change = install::install(&target_file(location)?, &server, &shim)?;
+            let change = install::install(&target_file(location)?, &server, Some(&shim))?;
             Ok(describe_install(&change, &server))
         }
         HooksAction::Uninstall(location) => {
@@ -131,7 +131,7 @@ pub fn run(action: &HooksAction, settings: &Settings) -> Result<String, HooksErr
             let mut text = String::new();
             for file in files {
                 text.push_str(&describe_status(
-                    &install::status(&file, &server, &shim)?,
+                    &install::status(&file, &server, Some(&shim))?,
                     &server,
                 ));
             }

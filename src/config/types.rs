@@ -51,6 +51,8 @@ pub struct Settings {
     pub paths: PathSettings,
     /// The event log and its WebSocket listeners.
     pub events: EventSettings,
+    /// Claude Code hooks the server installs by itself.
+    pub hooks: HooksSettings,
     /// What the server derives from Claude Code's hooks and telemetry.
     pub claude: ClaudeActivitySettings,
 }
@@ -209,6 +211,17 @@ pub struct ClaudeSettings {
     /// where it listens (agents cannot import the `claude` module that builds it).
     #[serde(skip)]
     pub hook_settings: Option<String>,
+}
+
+/// `[hooks]`: Claude Code's settings files made to report to this server without a
+/// `session-manager hooks install` by hand.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksSettings {
+    /// Install the hooks in a session's working directory
+    /// (`.claude/settings.local.json`) when it is created and when it navigates to another
+    /// one. Off by default: it writes into the user's project.
+    pub auto_install: bool,
 }
 
 /// `[agents.terminal]`: what the server keeps of a terminal agent's output.

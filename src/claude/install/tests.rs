@@ -187,35 +187,37 @@ fn a_handler_of_ours_beside_a_users_in_one_group_goes_alone() {
 fn files_are_created_refused_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let [local, shared] = project_files(dir.path());
-    let none = status(&local, SERVER, &shim()).unwrap();
+    let none = status(&local, SERVER, Some(&shim())).unwrap();
     assert!(!none.exists);
     assert_eq!(none.summary(), "none");
 
-    let change = install(&local, SERVER, &shim()).unwrap();
+    let change = install(&local, SERVER, Some(&shim())).unwrap();
     assert!(change.written);
     assert_eq!(change.events.len(), EVENTS.len());
-    assert!(!install(&local, SERVER, &shim()).unwrap().written);
-    let complete = status(&local, SERVER, &shim()).unwrap();
+    assert!(!install(&local, SERVER, Some(&shim())).unwrap().written);
+    let complete = status(&local, SERVER, Some(&shim())).unwrap();
     assert_eq!(complete.summary(), "complete");
     assert_eq!(complete.servers, vec![SERVER.to_owned()]);
     assert_eq!(
-        status(&local, "http://other:1", &shim()).unwrap().summary(),
+        status(&local, "http://other:1", Some(&shim()))
+            .unwrap()
+            .summary(),
         "outdated"
     );
 
     fs::write(&shared, "[1, 2]").unwrap();
     for result in [
-        install(&shared, SERVER, &shim()).map(|_| ()),
+        install(&shared, SERVER, Some(&shim())).map(|_| ()),
         uninstall(&shared).map(|_| ()),
     ] {
         assert!(matches!(result, Err(InstallError::NotSettings { .. })));
     }
     fs::write(&shared, r#"{"hooks": {"Stop": {"not": "an array"}}}"#).unwrap();
-    let error = install(&shared, SERVER, &shim()).unwrap_err();
+    let error = install(&shared, SERVER, Some(&shim())).unwrap_err();
     assert!(error.to_string().contains("hooks.Stop"), "{error}");
     fs::write(&shared, "{ nope").unwrap();
     assert!(matches!(
-        install(&shared, SERVER, &shim()),
+        install(&shared, SERVER, Some(&shim())),
         Err(InstallError::NotJson { .. })
     ));
     assert_eq!(fs::read_to_string(&shared).unwrap(), "{ nope");
@@ -233,7 +235,7 @@ fn the_files_mode_is_kept() {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(&path, "{}").unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    install(&path, SERVER, &shim()).unwrap();
+    install(&path, SERVER, Some(&shim())).unwrap();
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let leftovers = fs::read_dir(path.parent().unwrap()).unwrap().count();
