@@ -36,6 +36,7 @@ use crate::session::{
 };
 use crate::storage::{Storage, StorageError};
 
+pub mod install;
 mod state;
 mod tracker;
 
