@@ -236,7 +236,10 @@ async fn auto_install_writes_the_hooks_where_a_session_works() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        ours(&read(&Path::new(&moved).join(".claude/settings.local.json"))).len(),
+        ours(&read(
+            &Path::new(&moved).join(".claude/settings.local.json")
+        ))
+        .len(),
         15
     );
 

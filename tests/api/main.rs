@@ -1190,6 +1190,25 @@ async fn the_hook_command_forwards_a_claude_code_payload() {
         .unwrap_or_else(|| panic!("no session_hook event: {body}"));
     assert_eq!(hook["data"]["hook_event_name"], "PostToolUse");
 
+    // Without a session of ours (a Claude Code started by hand: its session_id is its own)
+    // the payload goes to POST /api/claude/hooks, kept as unattributed activity.
+    let (code, stderr) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run_hook(payload, &[("SESSION_MANAGER_URL", &url)])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, activity) = app.get("/api/claude/activity").await;
+    assert!(
+        activity["claude_sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["claude_session_id"] == "claude-own-id"),
+        "{activity}"
+    );
+
     // Failures are reported and exit 1 — never 2, which would block Claude Code's tool call.
     let unknown = "6f1c9a1e-0000-4000-8000-00000000abcd";
     for (payload, envs) in [
@@ -1200,7 +1219,6 @@ async fn the_hook_command_forwards_a_claude_code_payload() {
                 ("CLAUDE_SESSION_ID", unknown.to_string()),
             ],
         ),
-        (payload, vec![("SESSION_MANAGER_URL", url.clone())]),
         (
             "not json",
             vec![
