@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod hook;

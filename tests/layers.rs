@@ -60,7 +60,7 @@ const LAYERS: &[Layer] = &[
     },
     Layer {
         level: 5,
-        modules: &["monitor"],
+        modules: &["monitor", "claude"],
         why: "samples and alerts over the sessions it reads through the registry's handle",
     },
     Layer {

@@ -25,7 +25,7 @@ use crate::rules::{validate_arguments, AgentType, FieldError};
 
 mod conversation;
 
-pub(crate) use conversation::conversation_flags;
+pub(crate) use conversation::{conversation_flags, transcript_path};
 
 /// The permission modes Claude Code documents for `--permission-mode` (its CLI reference and
 /// its "permission modes" page); `default` is the one that asks before every action.

@@ -41,7 +41,7 @@ pub(crate) fn reply(answer: Answer) -> Response {
     answer.unwrap_or_else(|error| envelope::failure(&error))
 }
 
-fn ok<T: Serialize>(payload: &T) -> Answer {
+pub(crate) fn ok<T: Serialize>(payload: &T) -> Answer {
     Ok(envelope::success(StatusCode::OK, payload))
 }
 

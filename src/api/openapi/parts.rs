@@ -56,6 +56,8 @@ pub(super) const STORES: &[&str] = &[
     "navigateSession",
     "cloneSession",
     "hookEvent",
+    "exportMetrics",
+    "exportLogs",
     "putContextKey",
     "deleteContextKey",
 ];
