@@ -6,6 +6,7 @@
 
 mod answers;
 mod body;
+mod claude;
 mod dashboard;
 mod dto;
 mod envelope;
@@ -53,7 +54,7 @@ use errors::ApiError;
 use security::Security;
 use sessions::{reply, Answer, Parsed};
 
-use crate::claude::ledger::UsageLedger;
+use crate::claude::Claude;
 use crate::config::Settings;
 use crate::monitor::Monitor;
 use crate::paths::PathPolicy;
@@ -75,6 +76,8 @@ pub struct Context {
     sessions: SessionRegistry,
     /// The monitor's samples and open alerts.
     monitor: Monitor,
+    /// Claude Code sessions as their hooks tell of them.
+    claude: Claude,
     paths: PathPolicy,
     /// WebSocket connections: the fan-out of the event bus, the client count.
     live: ws::Live,
@@ -83,8 +86,6 @@ pub struct Context {
     security: Arc<Security>,
     /// Answers of `GET /sessions/{id}` kept until their session changes.
     answers: answers::Answers,
-    /// What Claude Code's telemetry counted (the OTLP receiver writes, `…/usage` reads).
-    usage: UsageLedger,
 }
 
 impl ApiContext {
@@ -99,6 +100,7 @@ impl ApiContext {
         services: Services,
         sessions: SessionRegistry,
         monitor: Monitor,
+        claude: Claude,
     ) -> ApiContext {
         let (closing, closing_rx) = watch::channel(false);
         let live = ws::Live::start(
@@ -112,9 +114,9 @@ impl ApiContext {
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: Duration::from_millis(settings.server.body_read_timeout_ms),
             paths: sessions.paths().clone(),
-            usage: UsageLedger::new(sessions.storage().clone()),
             sessions,
             monitor,
+            claude,
             live,
             closing: Arc::new(closing),
             security: Arc::new(Security::new(&settings.server, bound)),
@@ -469,6 +471,22 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .or(warp::path!("events").and(other_methods("GET, HEAD")))
         .unify()
         .boxed();
+    let claude_hooks = warp::path!("hooks")
+        .and(warp::post())
+        .and(c())
+        .and(warp::header::headers_cloned())
+        .and(json_body(c()))
+        .then(|ctx, headers, body| answer(claude::hooks(ctx, headers, body)))
+        .or(warp::path!("hooks").and(other_methods("POST")))
+        .unify()
+        .boxed();
+    let claude_activity = warp::path!("activity")
+        .and(get_or_head())
+        .and(c())
+        .then(|ctx| answer(claude::activity(ctx)))
+        .or(warp::path!("activity").and(other_methods("GET, HEAD")))
+        .unify()
+        .boxed();
     let system_status = warp::path!("system-status")
         .and(get_or_head())
         .and(c())
@@ -525,6 +543,10 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .or(system_status)
         .unify()
         .or(events)
+        .unify()
+        .or(claude_hooks)
+        .unify()
+        .or(claude_activity)
         .unify()
         .boxed()
 }

@@ -26,9 +26,10 @@ mod validate;
 pub use load::ENV_PREFIX;
 pub(crate) use types::restart_word;
 pub use types::{
-    AgentSettings, AgentTemplate, BackoffSettings, CgroupMode, ClaudeSettings, EventSettings,
-    LogSettings, MonitorSettings, Overrides, PathSettings, ServerSettings, SessionSettings,
-    Settings, StorageSettings, TerminalSettings, Thresholds, Token,
+    AgentSettings, AgentTemplate, BackoffSettings, CgroupMode, ClaudeActivitySettings,
+    ClaudeSettings, EventSettings, LogSettings, MonitorSettings, Overrides, PathSettings,
+    ServerSettings, SessionSettings, Settings, StorageSettings, TerminalSettings, Thresholds,
+    Token,
 };
 pub(crate) use validate::validate_backoff;
 pub use validate::AGENT_TYPES;

@@ -25,6 +25,7 @@ use self::conn::Timeouts;
 use self::limits::ConnectionLimits;
 
 use crate::api::{self, ApiContext, ServiceState, Services};
+use crate::claude::Claude;
 use crate::config::{ServerSettings, Settings};
 use crate::monitor::{Monitor, MonitorError};
 use crate::session::{EventBus, SessionError, SessionRegistry};
@@ -61,6 +62,9 @@ pub enum ServerError {
     /// The monitor could not start.
     #[error("cannot start the monitor")]
     Monitor(#[source] MonitorError),
+    /// The stored Claude Code sessions could not be read.
+    #[error("cannot restore the Claude Code sessions")]
+    Claude(#[source] StorageError),
 }
 
 /// A server that is listening but not yet serving.
@@ -76,6 +80,7 @@ pub struct App {
     bus: EventBus,
     sessions: SessionRegistry,
     monitor: Monitor,
+    claude: Claude,
 }
 
 impl App {
@@ -122,6 +127,9 @@ impl App {
             .await
             .map_err(ServerError::Monitor)?;
         services.set("monitor", ServiceState::Running);
+        let claude = Claude::start(settings, storage.clone(), sessions.clone(), monitor.clone())
+            .await
+            .map_err(ServerError::Claude)?;
         services.set("api", ServiceState::Running);
         let context = ApiContext::new(
             settings,
@@ -129,6 +137,7 @@ impl App {
             services.clone(),
             sessions.clone(),
             monitor.clone(),
+            claude.clone(),
         );
         Ok(App {
             listener,
@@ -140,6 +149,7 @@ impl App {
             bus,
             sessions,
             monitor,
+            claude,
         })
     }
 
@@ -222,6 +232,8 @@ impl App {
         // The monitor first: its last tick may still read the sessions and write storage.
         self.services.set("monitor", ServiceState::Stopping);
         self.monitor.stop().await;
+        // The agents' exits at shutdown are no end of their conversations: they resume.
+        self.claude.stop();
         self.services.set("sessions", ServiceState::Stopping);
         self.sessions.shutdown().await;
         // What the agents left behind (adopted orphans, their cgroups) goes with them.

@@ -8,6 +8,8 @@
 //!   which turns its agents' states into the session's status;
 //! - `registry.rs`: the registry actor that owns, restores and supervises every session, and
 //!   [`SessionRegistry`], the typed handle every caller uses;
+//! - `claude.rs`: [`ClaudeActivity`], what the `claude` module announces of a Claude Code
+//!   session (its [`ActivityState`] and attribution);
 //! - `resources.rs`: [`SessionSample`] and [`ResourceAlert`], what the monitor announces on
 //!   the bus (defined here, with the events that carry them);
 //! - `bus.rs`: [`EventBus`], where every session, agent and context event is published in
@@ -19,6 +21,7 @@
 
 mod actor;
 mod bus;
+mod claude;
 mod error;
 mod model;
 mod query;
@@ -29,6 +32,7 @@ mod store;
 
 pub use actor::{AgentOp, SessionView};
 pub use bus::{stored_row, Encoder, EventBus, LogError, LogStatus, LostRange, Published};
+pub use claude::{ActivityState, ClaudeActivity};
 pub use error::SessionError;
 pub use model::{
     SessionConfig, SessionRecord, SessionStatus, UnknownStatus, MAX_CUSTOM_SETTINGS_BYTES,

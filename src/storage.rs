@@ -7,11 +7,12 @@
 //! method returns `Ok`, the data survives `kill -9` of the server (and a power cut).
 //!
 //! Layout: `connection` opens and configures the database, `migrations` holds the schema,
-//! `writer` the thread, and one module per table family (`events`, `sessions`, `metrics`, `hooks`, ...) adds
+//! `writer` the thread, and one module per table family (`events`, `sessions`, `metrics`, `hooks`, `claude`, ...) adds
 //! its typed methods to [`Storage`] on top of [`Storage::call`], taking and returning its own
 //! row types: no rusqlite type crosses that surface, so it is the seam another backend
 //! implements.
 
+mod claude;
 mod connection;
 mod error;
 mod events;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use claude::ClaudeRow;
 pub use error::{Fault, StorageError};
 pub use events::{NewEvent, StoredEvent};
 pub use health::StorageHealth;

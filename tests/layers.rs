@@ -61,7 +61,7 @@ const LAYERS: &[Layer] = &[
     Layer {
         level: 5,
         modules: &["monitor", "claude"],
-        why: "samples and alerts over the sessions it reads through the registry's handle",
+        why: "samples, alerts and Claude Code activity over the sessions read through the registry's handle",
     },
     Layer {
         level: 6,

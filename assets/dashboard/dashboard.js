@@ -169,6 +169,27 @@ function statusBadge(status) {
   return el("span", { class: "status", "data-s": status, text: status });
 }
 
+// A Claude Code state as people read it.
+const claudeWords = {
+  working: "working", waiting_for_input: "waiting for input", idle: "idle",
+  failed: "failed", ended: "ended",
+};
+
+function claudeBadge(state) {
+  return el("span", { class: "status", "data-s": state, text: claudeWords[state] || state });
+}
+
+// One badge per Claude Code session of a session (its agent's name in the title).
+function claudeBadges(claudeSessions) {
+  if (!claudeSessions.length) return "–";
+  const badges = claudeSessions.map((c) => {
+    const badge = claudeBadge(c.state);
+    badge.title = `${c.agent || c.claude_session_id}: ${claudeWords[c.state] || c.state} since ${new Date(c.since * 1000).toLocaleTimeString()}`;
+    return badge;
+  });
+  return el("span", { class: "claude-badges" }, ...badges);
+}
+
 function toast(text, severity, kind) {
   const node = el("div", { class: "toast", role: "status", "data-severity": severity || "", "data-kind": kind || "" , text });
   $("#toasts").append(node);
@@ -223,6 +244,7 @@ const list = {
       const row = el("tr", { "data-id": s.id },
         el("td", {}, el("a", { href: `#/session/${s.id}`, text: s.name })),
         el("td", {}, statusBadge(s.status)),
+        el("td", { class: "claude" }, claudeBadges(s.claude_sessions || [])),
         el("td", {}, el("code", { text: s.working_directory })),
         el("td", { text: (s.context && s.context.git_branch) || "–" }),
         el("td", { class: "agents", text: agents }),
@@ -296,6 +318,7 @@ const page = {
     $("#s-status").dataset.s = s.status;
     $("#s-dir").textContent = s.working_directory;
     $("#s-branch").textContent = (s.context && s.context.git_branch) || "–";
+    this.renderClaude(s.claude_sessions || []);
     const limits = {};
     for (const a of s.configuration.agents || []) limits[a.name] = a.max_memory_mb;
     const body = $("#agents tbody");
@@ -334,6 +357,19 @@ const page = {
       select.value = this.logAgent || "";
     }
     this.drawGraph();
+  },
+
+  renderClaude(claudeSessions) {
+    $("#claude-card").hidden = claudeSessions.length === 0;
+    const body = $("#claude tbody");
+    body.replaceChildren(...claudeSessions.map((c) => el("tr", { "data-claude": c.claude_session_id },
+      el("td", {}, el("code", { text: c.claude_session_id })),
+      el("td", { text: c.agent || "–" }),
+      el("td", { class: "state", title: c.error || "" }, claudeBadge(c.state)),
+      el("td", { text: new Date(c.since * 1000).toLocaleTimeString() }),
+      el("td", { text: c.last_event }),
+      el("td", { class: "cost", text: fmt(c.cost_usd, 4) }),
+      el("td", { class: "tokens", text: `${c.tokens.input} / ${c.tokens.output}` }))));
   },
 
   async command(name, op) {
@@ -605,12 +641,18 @@ function onEvent(message) {
       // (Re)connected: what happened meanwhile is replayed, but reload what is shown.
       reloadList();
       refreshPage();
+      claudeWatch.load();
       break;
     case "agent_status":
     case "agent_exited":
     case "agent_activated":
     case "agent_deactivated":
     case "agent_restarted":
+      reloadList();
+      if (sid === page.id) refreshPage();
+      break;
+    case "claude_activity":
+      claudeWatch.changed(data);
       reloadList();
       if (sid === page.id) refreshPage();
       break;
@@ -636,6 +678,49 @@ function onEvent(message) {
       }
   }
 }
+
+// How many Claude Code sessions wait for their person (every one the hooks told of, in a
+// session of ours or not), and a browser notification when one starts waiting. The
+// permission is asked once, from a click (browsers allow no other way); the answer is the
+// browser's to keep.
+const claudeWatch = {
+  async load() {
+    try {
+      const data = await api("GET", "/activity");
+      this.show(data.waiting_for_input);
+    } catch (_) { /* the list shows the error */ }
+  },
+  show(count) {
+    const badge = $("#waiting");
+    badge.dataset.count = String(count);
+    badge.textContent = `${count} waiting for you`;
+  },
+  changed(data) {
+    this.load();
+    if (data.state !== "waiting_for_input" || data.previous_state === "waiting_for_input") return;
+    const who = data.agent || data.claude_session_id;
+    const where = data.cwd ? ` in ${data.cwd}` : "";
+    toast(`Claude Code (${who}) waits for you${where}`, "medium", "claude");
+    if ("Notification" in window && Notification.permission === "granted") {
+      const note = new Notification("Claude Code waits for you", {
+        body: `${who}${where} (${data.last_event})`, tag: `claude-${data.claude_session_id}`,
+      });
+      note.onclick = () => {
+        window.focus();
+        if (data.session_id) location.hash = `#/session/${data.session_id}`;
+      };
+    }
+  },
+  offerNotifications() {
+    const button = $("#notify-button");
+    button.hidden = !("Notification" in window) || Notification.permission !== "default";
+    button.onclick = async () => {
+      button.hidden = true;
+      await Notification.requestPermission();
+    };
+  },
+};
+claudeWatch.offerNotifications();
 
 // Connected after the first answer of the API, so with the token when one is needed.
 const live = {

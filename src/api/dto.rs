@@ -1,5 +1,6 @@
 //! Wire shapes: the only types with wire-format serde attributes.
 
+pub(crate) mod claude;
 pub(crate) mod monitor;
 mod output;
 pub(crate) mod process;

@@ -64,7 +64,8 @@ where
             let request = decode::decode_metrics(encoding, &bytes).map_err(refusal)?;
             let (points, unreadable) = decode::points(&request);
             let refused = ctx
-                .usage
+                .claude
+                .usage()
                 .record(&points, &[])
                 .await
                 .map_err(|error| ApiError::from(&error))?;
@@ -80,7 +81,8 @@ where
         Signal::Logs => {
             let request = decode::decode_logs(encoding, &bytes).map_err(refusal)?;
             let errors = decode::api_errors(&request);
-            ctx.usage
+            ctx.claude
+                .usage()
                 .record(&[], &errors)
                 .await
                 .map_err(|error| ApiError::from(&error))?;

@@ -14,6 +14,7 @@ use crate::agent::{LogLine, RING_LINES};
 use crate::paths::Validation;
 use crate::session::{select, AgentOp, SessionQuery, SessionView, Snapshot};
 
+use super::dto::claude::ClaudeSessionObject;
 use super::dto::requests::{self, CloneBody, ExportBody, ImportBody, NavigateBody, UpdateBody};
 use super::dto::session::{running, statuses, AgentObject, SessionObject};
 use super::envelope;
@@ -89,9 +90,19 @@ async fn session_answer(ctx: &ApiContext, view: &SessionView, status: StatusCode
         &SessionPayload {
             session: SessionObject::of(view, Some(&validation))
                 .with_sample(sample.as_deref())
-                .with_activity(&ctx.monitor.activity(view.record.id)),
+                .with_activity(&ctx.monitor.activity(view.record.id))
+                .with_claude(claude_sessions(ctx, view.record.id)),
         },
     ))
+}
+
+/// The Claude Code sessions of `session`, as its object lists them.
+fn claude_sessions(ctx: &ApiContext, session: Uuid) -> Vec<ClaudeSessionObject> {
+    ctx.claude
+        .of_session(session)
+        .iter()
+        .map(|activity| ClaudeSessionObject::new(activity, &ctx.claude))
+        .collect()
 }
 
 /// `POST /sessions`.
@@ -154,6 +165,7 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
                 SessionObject::of(view, Some(validation))
                     .with_sample(sample.as_deref())
                     .with_activity(&ctx.monitor.activity(view.record.id))
+                    .with_claude(claude_sessions(&ctx, view.record.id))
             })
             .collect(),
         total: page.total,
@@ -178,7 +190,10 @@ pub(crate) async fn get(ctx: ApiContext, id: String) -> Answer {
 /// `GET /sessions/{id}` of an id already parsed. The answer is kept until the session
 /// changes (see `answers`): read first, the versions tag what is built after them.
 pub(crate) async fn get_session(ctx: ApiContext, id: Uuid) -> Answer {
-    let version = (ctx.sessions.bus().changes(id), ctx.monitor.version());
+    let version = (
+        ctx.sessions.bus().changes(id),
+        ctx.monitor.version().wrapping_add(ctx.claude.version()),
+    );
     if let Some(data) = ctx.answers.fresh(id, version) {
         return Ok(envelope::success_of(StatusCode::OK, &data));
     }
@@ -192,7 +207,8 @@ pub(crate) async fn get_session(ctx: ApiContext, id: Uuid) -> Answer {
     let data = envelope::payload_bytes(&GetPayload {
         session: SessionObject::of(&view, Some(&validation))
             .with_sample(sample.as_deref())
-            .with_activity(&ctx.monitor.activity(id)),
+            .with_activity(&ctx.monitor.activity(id))
+            .with_claude(claude_sessions(&ctx, id)),
         monitoring: summary(&ctx, &view, 1.0, figures),
         agent_statuses: statuses(&view.agents),
     })
@@ -413,9 +429,30 @@ pub(crate) fn bounded(name: &str, value: &str, min: u64, max: u64) -> Result<u64
 /// Longest `hook_event_name` accepted.
 const MAX_HOOK_NAME_CHARS: usize = 128;
 
+/// The payload's `hook_event_name`: required, a string of 1 to [`MAX_HOOK_NAME_CHARS`]
+/// characters (any name: an event a newer Claude Code sends is taken all the same).
+pub(crate) fn hook_name(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("hook_event_name") {
+        Some(Value::String(name))
+            if !name.is_empty() && name.chars().count() <= MAX_HOOK_NAME_CHARS =>
+        {
+            Ok(name.clone())
+        }
+        Some(_) => Err(ApiError::invalid(
+            "hook_event_name",
+            format!("hook_event_name must be a string of 1 to {MAX_HOOK_NAME_CHARS} characters"),
+        )),
+        None => Err(ApiError::invalid(
+            "hook_event_name",
+            "hook_event_name is required",
+        )),
+    }
+}
+
 /// `POST /sessions/{id}/events`: a Claude Code hook payload, extra fields tolerated (Claude
 /// Code sends more than we read); `hook_event_name` is required. 202: it is announced on the
-/// event bus, and counted by the monitor.
+/// event bus, counted by the monitor, and moves its Claude session's activity (attributed
+/// to this session).
 pub(crate) async fn hook_event(
     ctx: ApiContext,
     id: String,
@@ -423,30 +460,15 @@ pub(crate) async fn hook_event(
 ) -> Answer {
     let body = body?;
     let id = session_id(&id)?;
-    let name = match body.get("hook_event_name") {
-        Some(Value::String(name))
-            if !name.is_empty() && name.chars().count() <= MAX_HOOK_NAME_CHARS =>
-        {
-            name.clone()
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "hook_event_name",
-                format!(
-                    "hook_event_name must be a string of 1 to {MAX_HOOK_NAME_CHARS} characters"
-                ),
-            ))
-        }
-        None => {
-            return Err(ApiError::invalid(
-                "hook_event_name",
-                "hook_event_name is required",
-            ))
-        }
-    };
+    let name = hook_name(&body)?;
     ctx.sessions
-        .hook_event(id, name.clone(), Value::Object(body))
+        .hook_event(id, name.clone(), Value::Object(body.clone()))
         .await?;
+    let hint = crate::claude::Hint {
+        session: Some(id),
+        agent: None,
+    };
+    ctx.claude.hook(name.clone(), body, hint, false).await?;
     Ok(envelope::success(
         StatusCode::ACCEPTED,
         &HookAccepted {

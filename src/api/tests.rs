@@ -43,12 +43,16 @@ async fn context(overrides: Value) -> (ApiContext, tempfile::TempDir) {
     )
     .await
     .unwrap();
-    let monitor = Monitor::start(&settings, storage, sessions.clone())
+    let monitor = Monitor::start(&settings, storage.clone(), sessions.clone())
         .await
         .unwrap();
+    let claude =
+        crate::claude::Claude::start(&settings, storage, sessions.clone(), monitor.clone())
+            .await
+            .unwrap();
     let bound = "127.0.0.1:8082".parse().unwrap();
     (
-        ApiContext::new(&settings, bound, services, sessions, monitor),
+        ApiContext::new(&settings, bound, services, sessions, monitor, claude),
         dir,
     )
 }

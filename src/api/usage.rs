@@ -88,11 +88,8 @@ impl From<&Totals> for ClaudeTotals {
 }
 
 /// Everything counted, for /analytics and /metrics.
-pub(crate) async fn totals(ctx: &ApiContext) -> Result<Totals, super::errors::ApiError> {
-    ctx.usage
-        .grand_total()
-        .await
-        .map_err(|error| super::errors::ApiError::from(&error))
+pub(crate) fn totals(ctx: &ApiContext) -> Totals {
+    ctx.claude.usage().grand_total()
 }
 
 /// A session's usage.
@@ -130,12 +127,8 @@ pub(crate) async fn usage_of(
     view: &SessionView,
 ) -> Result<UsagePayload, super::errors::ApiError> {
     let record = &view.record;
-    let ours = |claude: &str| attribution(view, claude);
-    let report = ctx
-        .usage
-        .report(record.id, ours)
-        .await
-        .map_err(|error| super::errors::ApiError::from(&error))?;
+    let ours = |claude: &str| attribution(view, claude).or_else(|| ctx.claude.attribution(claude));
+    let report = ctx.claude.usage().report(record.id, ours);
     let mut payload = match report {
         Some(report) => from_report(&report),
         None => from_transcripts(view).await,
@@ -146,7 +139,8 @@ pub(crate) async fn usage_of(
 }
 
 /// Which of our sessions a Claude session id belongs to: one of this session's Claude
-/// agents' conversations (the hooks' mapping adds the rest once it is on the context).
+/// agents' conversations first (the agent is known even before its first hook), then the
+/// hooks' mapping.
 fn attribution(view: &SessionView, claude: &str) -> Option<(Uuid, Option<String>)> {
     let record = &view.record;
     record

@@ -1,12 +1,11 @@
 //! The usage ledger behind a cloneable handle, written through to storage: every export is
 //! counted and its changes stored in one transaction before it is acknowledged, so usage
-//! survives a restart and an export the server failed to store is retried by its sender
-//! without being counted twice (a failed write drops the in-memory ledger, which the next
-//! call reloads from storage).
+//! survives a restart. Exports are counted one at a time (a write gate); readers never wait
+//! for storage. A write that fails reloads the ledger from storage, so the export its
+//! sender retries is not counted twice.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::usage::{ApiErrorEvent, Last, Ledger, Owner, Point, Report, Tokens, Totals};
@@ -20,8 +19,9 @@ pub(crate) struct UsageLedger {
 
 struct Inner {
     storage: Storage,
-    /// `None` until first used (and after a failed write): loaded from storage then.
-    ledger: Mutex<Option<Ledger>>,
+    ledger: Mutex<Ledger>,
+    /// One export at a time from counting to storing.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for UsageLedger {
@@ -31,14 +31,16 @@ impl std::fmt::Debug for UsageLedger {
 }
 
 impl UsageLedger {
-    /// A ledger kept in `storage`; nothing is read until it is first used.
-    pub(crate) fn new(storage: Storage) -> UsageLedger {
-        UsageLedger {
+    /// The ledger as `storage` kept it.
+    pub(crate) async fn load(storage: Storage) -> Result<UsageLedger, StorageError> {
+        let ledger = restored(storage.load_usage().await?);
+        Ok(UsageLedger {
             inner: Arc::new(Inner {
                 storage,
-                ledger: Mutex::new(None),
+                ledger: Mutex::new(ledger),
+                writing: tokio::sync::Mutex::new(()),
             }),
-        }
+        })
     }
 
     /// Counts one export and stores what changed; returns how many datapoints were refused.
@@ -47,11 +49,8 @@ impl UsageLedger {
         points: &[Point],
         errors: &[ApiErrorEvent],
     ) -> Result<u64, StorageError> {
-        let mut guard = self.loaded().await?;
-        let Some(ledger) = guard.as_mut() else {
-            return Err(StorageError::Closed);
-        };
-        let change = ledger.apply(points, errors);
+        let _gate = self.inner.writing.lock().await;
+        let change = self.ledger().apply(points, errors);
         let rejected = change.rejected;
         if change.buckets.is_empty() && change.series.is_empty() {
             return Ok(rejected);
@@ -73,7 +72,10 @@ impl UsageLedger {
                 .collect(),
         };
         if let Err(error) = self.inner.storage.save_usage(stored).await {
-            *guard = None;
+            // Back to what storage holds (if it can be read), so a retry counts once.
+            if let Ok(kept) = self.inner.storage.load_usage().await {
+                *self.ledger() = restored(kept);
+            }
             return Err(error);
         }
         Ok(rejected)
@@ -81,46 +83,49 @@ impl UsageLedger {
 
     /// Our session's usage, attributing Claude sessions with `attribution`; `None` when no
     /// telemetry of it arrived.
-    pub(crate) async fn report(
+    pub(crate) fn report(
         &self,
         session: Uuid,
         attribution: impl Fn(&str) -> Option<(Uuid, Option<String>)>,
-    ) -> Result<Option<Report>, StorageError> {
-        let guard = self.loaded().await?;
-        Ok(guard
-            .as_ref()
-            .and_then(|ledger| ledger.report(session, attribution)))
+    ) -> Option<Report> {
+        self.ledger().report(session, attribution)
+    }
+
+    /// One Claude session's usage (its `session.id`), for the tracker's entries.
+    pub(crate) fn of_claude_session(&self, claude_session: &str) -> Option<Totals> {
+        self.ledger().of_claude_session(claude_session)
     }
 
     /// Everything counted (for /analytics and /metrics).
-    pub(crate) async fn grand_total(&self) -> Result<Totals, StorageError> {
-        let guard = self.loaded().await?;
-        Ok(guard.as_ref().map(Ledger::grand_total).unwrap_or_default())
+    pub(crate) fn grand_total(&self) -> Totals {
+        self.ledger().grand_total()
     }
 
-    /// The ledger, loaded from storage if it is not in memory.
-    async fn loaded(&self) -> Result<MutexGuard<'_, Option<Ledger>>, StorageError> {
-        let mut guard = self.inner.ledger.lock().await;
-        if guard.is_none() {
-            let stored = self.inner.storage.load_usage().await?;
-            *guard = Some(Ledger::restore(
-                stored
-                    .buckets
-                    .into_iter()
-                    .map(|(owner, totals)| (ledger_owner(owner), ledger_totals(totals))),
-                stored.series.into_iter().map(|series| {
-                    (
-                        series.key,
-                        Last {
-                            start: series.start,
-                            value: series.value,
-                        },
-                    )
-                }),
-            ));
-        }
-        Ok(guard)
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // The ledger is whole after any panic (every change is one `apply`).
+        self.inner
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+fn restored(stored: StoredUsage) -> Ledger {
+    Ledger::restore(
+        stored
+            .buckets
+            .into_iter()
+            .map(|(owner, totals)| (ledger_owner(owner), ledger_totals(totals))),
+        stored.series.into_iter().map(|series| {
+            (
+                series.key,
+                Last {
+                    start: series.start,
+                    value: series.value,
+                },
+            )
+        }),
+    )
 }
 
 fn stored_owner(owner: Owner) -> UsageOwner {

@@ -370,6 +370,17 @@ impl Ledger {
         found.then_some(report)
     }
 
+    /// The usage of one Claude session (every bucket with its `session.id`).
+    pub(crate) fn of_claude_session(&self, claude_session: &str) -> Option<Totals> {
+        let mut total = None::<Totals>;
+        for (owner, totals) in &self.buckets {
+            if owner.claude_session == claude_session {
+                total.get_or_insert_with(Totals::default).add(totals);
+            }
+        }
+        total
+    }
+
     /// Everything counted, whoever it belongs to.
     pub(crate) fn grand_total(&self) -> Totals {
         let mut total = Totals::default();

@@ -51,6 +51,17 @@ pub struct Settings {
     pub paths: PathSettings,
     /// The event log and its WebSocket listeners.
     pub events: EventSettings,
+    /// What the server derives from Claude Code's hooks and telemetry.
+    pub claude: ClaudeActivitySettings,
+}
+
+/// `[claude]`: Claude Code sessions as their hooks tell of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaudeActivitySettings {
+    /// Seconds a Claude Code session may wait for its person (`waiting_for_input`) before a
+    /// `claude_waiting` alert is raised.
+    pub waiting_alert_seconds: u64,
 }
 
 /// `[server]`: the network surface, which is also the security boundary.

@@ -47,6 +47,12 @@ impl Settings {
         self.validate_logs()?;
         self.validate_monitor()?;
         in_range(
+            self.claude.waiting_alert_seconds,
+            1,
+            604_800,
+            "claude.waiting_alert_seconds",
+        )?;
+        in_range(
             self.events.retention_days,
             1,
             36_500,

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
 use crate::config::Thresholds;
-use crate::session::{SessionEvent, SessionRegistry};
+use crate::session::{EventBus, SessionEvent, SessionRegistry};
 use crate::supervision::ChildState;
 
 use super::sample::{disk_percent, Sampler};
@@ -369,30 +369,50 @@ impl MonitorState {
     }
 
     fn raise(&self, alert: ResourceAlert) {
-        tracing::warn!(id = %alert.id, kind = alert.resource.as_str(), "{}", alert.message);
-        self.args
-            .shared
-            .latest()
-            .alerts
-            .insert(alert.id, alert.clone());
-        self.args.shared.changed();
-        self.args
-            .registry
-            .bus()
-            .publish(SessionEvent::Alert(Box::new(alert.clone())));
-        let _ = self.args.notices.send(Notice::Raised(Arc::new(alert)));
+        raise(
+            &self.args.shared,
+            self.args.registry.bus(),
+            &self.args.notices,
+            alert,
+        );
     }
 
     fn resolve(&self, alert: ResourceAlert) {
-        tracing::info!(id = %alert.id, kind = alert.resource.as_str(), "alert resolved");
-        self.args.shared.latest().alerts.remove(&alert.id);
-        self.args.shared.changed();
-        self.args
-            .registry
-            .bus()
-            .publish(SessionEvent::AlertResolved(Box::new(alert.clone())));
-        let _ = self.args.notices.send(Notice::Resolved(Arc::new(alert)));
+        resolve(
+            &self.args.shared,
+            self.args.registry.bus(),
+            &self.args.notices,
+            alert,
+        );
     }
+}
+
+/// Opens `alert`: kept in the open list, announced on the bus, handed to the sinks.
+pub(super) fn raise(
+    shared: &Shared,
+    bus: &EventBus,
+    notices: &mpsc::Sender<Notice>,
+    alert: ResourceAlert,
+) {
+    tracing::warn!(id = %alert.id, kind = alert.resource.as_str(), "{}", alert.message);
+    shared.latest().alerts.insert(alert.id, alert.clone());
+    shared.changed();
+    bus.publish(SessionEvent::Alert(Box::new(alert.clone())));
+    let _ = notices.send(Notice::Raised(Arc::new(alert)));
+}
+
+/// Closes `alert` (its `value` the one that resolved it), as [`raise`] opened it.
+pub(super) fn resolve(
+    shared: &Shared,
+    bus: &EventBus,
+    notices: &mpsc::Sender<Notice>,
+    alert: ResourceAlert,
+) {
+    tracing::info!(id = %alert.id, kind = alert.resource.as_str(), "alert resolved");
+    shared.latest().alerts.remove(&alert.id);
+    shared.changed();
+    bus.publish(SessionEvent::AlertResolved(Box::new(alert.clone())));
+    let _ = notices.send(Notice::Resolved(Arc::new(alert)));
 }
 
 fn session_sample(
@@ -438,6 +458,10 @@ fn message(session: Option<Uuid>, resource: Resource, value: f64, threshold: f64
             return format!(
                 "session {id} tool response time at {value:.0} ms (5-minute mean) is over {threshold} ms"
             )
+        }
+        // Raised by the `claude` module with messages of their own, never by a sample.
+        (_, Resource::ClaudeWaiting | Resource::CostBudget) => {
+            return format!("{} at {value} is over {threshold}", resource.as_str())
         }
     };
     format!("{what} at {value:.1} % is over {threshold} %")

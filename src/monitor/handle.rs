@@ -38,6 +38,9 @@ pub struct Monitor {
     pub(super) supervisor: SupervisorHandle,
     pub(super) shared: Arc<Shared>,
     pub(super) hooks: tokio::task::AbortHandle,
+    /// Where alerts raised from outside the sampling actor are announced.
+    pub(super) bus: crate::session::EventBus,
+    pub(super) notices: mpsc::Sender<super::sink::Notice>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -100,6 +103,7 @@ impl Monitor {
             .name("monitor-alerts".into())
             .spawn(move || notify(&for_sinks, &queue))
             .map_err(|e| MonitorError::Spawn(e.to_string()))?;
+        let bus = registry.bus().clone();
         let args = Args {
             interval: Duration::from_secs(settings.monitor.interval_seconds.max(1)),
             retention: Duration::from_secs(settings.monitor.retention_hours.saturating_mul(3600)),
@@ -111,7 +115,7 @@ impl Monitor {
             thresholds: settings.monitor.thresholds.clone(),
             registry,
             shared: Arc::clone(&shared),
-            notices,
+            notices: notices.clone(),
         };
         // Restarted whatever the exit (a panicking tick, a kill), after 0, 1, 2, … 30 s; ten
         // restarts in a minute mean a broken monitor, left down and logged by the supervisor.
@@ -135,6 +139,8 @@ impl Monitor {
             supervisor,
             shared,
             hooks,
+            bus,
+            notices,
         })
     }
 
@@ -182,6 +188,22 @@ impl Monitor {
     /// Ticks completed since start.
     pub fn ticks(&self) -> u64 {
         self.shared.latest().ticks
+    }
+
+    /// Opens an alert that no sample watches (a Claude Code session waiting for its person,
+    /// a cost budget reached): listed with the others, announced (`alert`), handed to the
+    /// sinks. Its raiser keeps it and resolves it with [`Monitor::resolve`].
+    pub fn raise(&self, alert: ResourceAlert) {
+        super::actor::raise(&self.shared, &self.bus, &self.notices, alert);
+    }
+
+    /// Closes an alert [`Monitor::raise`] opened; `alert.value` is the value that resolved
+    /// it. An alert no longer open is left alone.
+    pub fn resolve(&self, alert: ResourceAlert) {
+        let open = self.shared.latest().alerts.contains_key(&alert.id);
+        if open {
+            super::actor::resolve(&self.shared, &self.bus, &self.notices, alert);
+        }
     }
 
     /// Open alerts of one session (`Some`) or of the host (`None`), oldest first.

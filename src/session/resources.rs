@@ -72,6 +72,11 @@ pub enum Resource {
     ErrorRate,
     /// A session's mean tool response time over the last five minutes (hooks), ms.
     ResponseTime,
+    /// A Claude Code session of a session has waited for its person longer than
+    /// `[claude] waiting_alert_seconds` (value: seconds waited).
+    ClaudeWaiting,
+    /// A session's Claude Code cost reached a share of its `cost_budget_usd` (value: USD).
+    CostBudget,
 }
 
 impl Resource {
@@ -83,6 +88,8 @@ impl Resource {
             Resource::Disk => "disk_usage",
             Resource::ErrorRate => "error_rate",
             Resource::ResponseTime => "response_time",
+            Resource::ClaudeWaiting => "claude_waiting",
+            Resource::CostBudget => "cost_budget",
         }
     }
 }

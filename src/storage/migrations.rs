@@ -99,7 +99,24 @@ const MIGRATION_LIST: &[M<'static>] = &[
             at REAL NOT NULL
         );",
     ),
-    // (v6 is the Claude activity tracker's table, landing on main; this one follows it.)
+    // v6: Claude Code sessions as their hooks told of them (`claude` module): the activity
+    // state and the session of ours each is attributed to (NULL: none yet).
+    M::up(
+        "CREATE TABLE claude_sessions (
+            claude_session_id TEXT PRIMARY KEY,
+            session_id        TEXT NULL,
+            agent             TEXT NULL,
+            attributed_by     INTEGER NOT NULL,
+            state             TEXT NOT NULL,
+            since             REAL NOT NULL,    -- unix seconds
+            cwd               TEXT NULL,
+            transcript_path   TEXT NULL,
+            last_event        TEXT NOT NULL,
+            last_event_at     REAL NOT NULL,
+            error             TEXT NULL
+        );
+        CREATE INDEX claude_sessions_session ON claude_sessions (session_id);",
+    ),
     // v7: the usage ledger of Claude Code's telemetry (src/storage/usage.rs): one row per
     // bucket (Claude session id, our session and agent, model; '' when absent) and the last
     // value of every cumulative series, so a restart neither loses nor double-counts usage.

@@ -992,6 +992,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/claude/validate-paths", &["post"]),
     ("/api/claude/agent-types", &["get"]),
     ("/api/claude/system-status", &["get"]),
+    ("/api/claude/hooks", &["post"]),
+    ("/api/claude/activity", &["get"]),
 ];
 
 /// The document lists exactly the routes above with exactly their methods, every operation

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::claude::ClaudeSessionObject;
 use super::process::LastExit;
 use crate::agent::{AgentConfig, AgentStatus};
 use crate::monitor::{Activity, SessionSample};
@@ -51,6 +52,8 @@ pub(crate) struct SessionObject<'a> {
     git: Option<&'a Value>,
     agents: Vec<AgentObject<'a>>,
     agent_statuses: BTreeMap<&'a str, &'static str>,
+    /// The Claude Code sessions attributed to it, as their hooks tell (empty in events).
+    claude_sessions: Vec<ClaudeSessionObject>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -195,6 +198,12 @@ impl<'a> SessionObject<'a> {
         self
     }
 
+    /// The object with the Claude Code sessions attributed to it.
+    pub(crate) fn with_claude(mut self, claude_sessions: Vec<ClaudeSessionObject>) -> Self {
+        self.claude_sessions = claude_sessions;
+        self
+    }
+
     /// The object with the monitor's latest sample of the session: CPU and memory of the
     /// session and CPU of each agent sampled.
     pub(crate) fn with_sample(mut self, sample: Option<&SessionSample>) -> Self {
@@ -301,6 +310,7 @@ impl<'a> SessionObject<'a> {
             git: record.git.as_ref(),
             agents: agents.iter().map(AgentObject::new).collect(),
             agent_statuses: statuses(agents),
+            claude_sessions: Vec::new(),
         }
     }
 

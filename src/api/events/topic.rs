@@ -3,7 +3,7 @@
 /// What a client subscribes to; each event type belongs to one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Topic {
-    /// `session_*`, `context_changed` and `events_lost`.
+    /// `session_*`, `context_changed`, `claude_*` and `events_lost`.
     Sessions,
     /// `agent_*`.
     Agents,
@@ -50,7 +50,9 @@ impl Topic {
         match kind {
             // The gap marker goes with `sessions`, in every default subscription: a client
             // must learn that its view may miss changes.
-            "context_changed" | "events_lost" => Some(Topic::Sessions),
+            "context_changed" | "events_lost" | "claude_activity" | "claude_hook" => {
+                Some(Topic::Sessions)
+            }
             "alert" | "alert_resolved" => Some(Topic::Alerts),
             "metrics" => Some(Topic::Metrics),
             "log" => Some(Topic::Logs),

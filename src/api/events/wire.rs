@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::super::dto::claude::ClaudeActivityData;
 use super::super::dto::monitor;
 use super::super::dto::session::{seconds, session_object_at, AgentObject};
 use super::{EventRecord, Topic};
@@ -118,8 +119,12 @@ fn data(published: &Published) -> Value {
                 "agent": AgentObject::new(agent),
             })
         }
-        SessionEvent::Hook { name, payload, .. } => {
+        SessionEvent::Hook { name, payload, .. }
+        | SessionEvent::UnattributedHook { name, payload } => {
             json!({ "hook_event_name": name, "payload": payload })
+        }
+        SessionEvent::ClaudeActivity { activity, previous } => {
+            to_value(ClaudeActivityData::new(activity, *previous))
         }
         SessionEvent::Agent { event, .. } => agent_event(event, seq),
         SessionEvent::Alert(alert) => to_value(monitor::alert(alert, None)),

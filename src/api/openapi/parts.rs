@@ -56,6 +56,7 @@ pub(super) const STORES: &[&str] = &[
     "navigateSession",
     "cloneSession",
     "hookEvent",
+    "claudeHook",
     "exportMetrics",
     "exportLogs",
     "putContextKey",

@@ -15,6 +15,7 @@ use super::parts::{
 };
 use super::{Doc, SESSION};
 use crate::agent::RING_LINES;
+use crate::api::claude::ActivityPayload;
 use crate::api::dto::requests::{
     CloneBody, ContextPutBody, ExportBody, ImportBody, NavigateBody, UpdateBody, ValidatePathBody,
     ValidatePathsBody,
@@ -489,6 +490,62 @@ impl Doc {
             None,
             200,
             &[400, 404, 409],
+        );
+
+        // Claude Code's own surface.
+        let payload = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "hook_event_name",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(128)),
+            )
+            .property("session_id", ObjectBuilder::new().schema_type(Type::String))
+            .property("cwd", ObjectBuilder::new().schema_type(Type::String))
+            .property(
+                "transcript_path",
+                ObjectBuilder::new().schema_type(Type::String),
+            )
+            .required("hook_event_name")
+            .description(Some(
+                "A Claude Code hook payload as Claude Code posts it; every key is kept",
+            ))
+            .into();
+        self.route(
+            Post,
+            "/api/claude/hooks",
+            "claudeHook",
+            "claude",
+            "Take a Claude Code hook (its `http` hooks post here): attributed to a session \
+             (the conversation of a Claude agent, the x-session-manager-session header, the \
+             longest working directory holding its cwd), its Claude session's state moved, \
+             both stored and announced. 200 with an empty body: Claude Code proceeds unchanged",
+            vec![],
+            Some(payload),
+            (
+                "200",
+                ResponseBuilder::new()
+                    .description(
+                        "Taken; empty body. Headers: x-session-manager-session (the session \
+                         it was attributed to, absent when none), x-claude-state (its Claude \
+                         session's state after it)",
+                    )
+                    .build(),
+            ),
+            &[400, 413],
+        );
+        self.json::<ActivityPayload>(
+            Get,
+            "/api/claude/activity",
+            "claudeActivity",
+            "claude",
+            "Every Claude Code session the hooks told of, attributed or not, most recent first",
+            vec![],
+            None,
+            200,
+            &[],
         );
 
         // Server-wide under /api/claude.

@@ -385,7 +385,7 @@ fn observed_of(ctx: &ApiContext, observed: &Observed) -> ObservedAnalytics {
 pub(crate) async fn analytics(ctx: ApiContext) -> Answer {
     let (census, views) = census(&ctx).await?;
     let observed = observe(&ctx, &views).await?;
-    let claude = ClaudeTotals::from(&usage::totals(&ctx).await?);
+    let claude = ClaudeTotals::from(&usage::totals(&ctx));
     Ok(envelope::success(
         StatusCode::OK,
         &AnalyticsPayload {

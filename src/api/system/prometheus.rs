@@ -50,6 +50,18 @@ pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
         "Agents by state.",
         &by_state,
     );
+    let claude: Vec<_> = ctx
+        .claude
+        .count_by_state()
+        .into_iter()
+        .map(|(state, n)| (Some(("state", state.as_str())), n as f64))
+        .collect();
+    gauge(
+        &mut text,
+        "session_manager_claude_sessions",
+        "Claude Code sessions by activity state (from their hooks).",
+        &claude,
+    );
     let by_type: Vec<_> = census
         .agents_by_type
         .iter()
@@ -80,10 +92,7 @@ pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
         &[(None, ctx.websocket_clients() as f64)],
     );
     observed_metrics(&mut text, &ctx, &census, &observed);
-    match crate::api::usage::totals(&ctx).await {
-        Ok(totals) => claude_metrics(&mut text, &totals),
-        Err(error) => return envelope::failure(&error),
-    }
+    claude_metrics(&mut text, &crate::api::usage::totals(&ctx));
     let mut response = Response::new(text.into());
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(

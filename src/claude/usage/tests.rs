@@ -186,6 +186,8 @@ fn api_errors_are_counted_and_the_last_kept() {
     let totals = total(&ledger);
     assert_eq!(totals.api_errors, 2);
     assert_eq!(totals.last_api_error.as_deref(), Some("timeout"));
+    assert_eq!(ledger.of_claude_session("c1").unwrap().api_errors, 2);
+    assert!(ledger.of_claude_session("c2").is_none());
     assert_eq!(ledger.grand_total().api_errors, 2);
 }
 

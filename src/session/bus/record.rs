@@ -29,6 +29,8 @@ impl SessionEvent {
                 AgentOp::Restart => "agent_restarted",
             },
             SessionEvent::Hook { .. } => "session_hook",
+            SessionEvent::UnattributedHook { .. } => "claude_hook",
+            SessionEvent::ClaudeActivity { .. } => "claude_activity",
             SessionEvent::Agent { event, .. } => match event {
                 AgentEvent::State { .. } => "agent_status",
                 AgentEvent::Log { .. } => "log",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::super::claude::{ActivityState, ClaudeActivity};
 use super::super::resources::{ResourceAlert, SessionSample};
 use crate::agent::{AgentEvent, AgentStatus};
 
@@ -47,6 +48,21 @@ pub enum SessionEvent {
         name: String,
         /// The payload as Claude Code sent it.
         payload: Value,
+    },
+    /// A Claude Code hook arrived that no session of ours could be attributed: kept in the
+    /// log and announced all the same (`claude_hook`), and listed by the `claude` module.
+    UnattributedHook {
+        /// `hook_event_name` of the payload.
+        name: String,
+        /// The payload as Claude Code sent it.
+        payload: Value,
+    },
+    /// A Claude Code session was first seen or changed state (`claude_activity`).
+    ClaudeActivity {
+        /// It, as it is now.
+        activity: Box<ClaudeActivity>,
+        /// Its state before; `None` when first seen.
+        previous: Option<ActivityState>,
     },
     /// An agent of a session changed state, wrote a line, exited or raised an alert.
     Agent {
@@ -100,6 +116,8 @@ impl SessionEvent {
             | SessionEvent::ContextChanged { session, .. }
             | SessionEvent::Purged(session) => Some(*session),
             SessionEvent::Alert(alert) | SessionEvent::AlertResolved(alert) => alert.session,
+            SessionEvent::ClaudeActivity { activity, .. } => activity.session,
+            SessionEvent::UnattributedHook { .. } => None,
             SessionEvent::Metrics(sample) => Some(sample.session_id),
             SessionEvent::EventsLost { .. } => None,
         }
