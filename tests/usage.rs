@@ -389,3 +389,40 @@ async fn without_telemetry_the_transcript_tells_then_telemetry_of_the_conversati
     assert_eq!(body["cost_usd"], 0.3);
     assert_eq!(body["by_agent"]["coder"]["tokens"]["output"], 40);
 }
+
+#[tokio::test]
+async fn telemetry_naming_only_claudes_session_id_follows_its_hooks() {
+    let app = App::start(&[]);
+    let id = create(&app, "hooked", json!({})).await;
+    // Usage first, from a Claude Code nobody knows yet.
+    let metrics = fixture("otlp/metrics-cumulative.json")
+        .replace("@CLAUDE@", "c-hook")
+        .replace("@TIME@", "1")
+        .replace("@COST@", "0.4")
+        .replace("@OUTPUT@", "90");
+    assert_eq!(
+        otlp(&app, "/v1/metrics", "application/json", metrics).await.0,
+        200
+    );
+    assert!(usage(&app, &id).await["source"].is_null());
+    // Then its first hook, naming our session: the usage is ours from now on.
+    let response = app
+        .client
+        .post(app.url("/api/claude/hooks"))
+        .header("x-session-manager-session", &id)
+        .json(&json!({"hook_event_name": "UserPromptSubmit", "session_id": "c-hook",
+                      "cwd": app.dir("hooked"), "prompt": "go"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = usage(&app, &id).await;
+    assert_eq!(body["source"], "otel");
+    assert_eq!(body["cost_usd"], 0.4);
+    assert_eq!(body["tokens"]["output"], 90);
+    let (_, session) = app.get(&format!("/api/claude/sessions/{id}")).await;
+    let entry = &session["session"]["claude_sessions"][0];
+    assert_eq!(entry["claude_session_id"], "c-hook", "{session}");
+    assert_eq!(entry["cost_usd"], 0.4);
+    assert_eq!(entry["tokens"]["output"], 90);
+}
