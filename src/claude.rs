@@ -42,6 +42,7 @@ use crate::session::{
 };
 use crate::storage::{Storage, StorageError};
 
+mod budget;
 pub(crate) mod ledger;
 pub mod otlp;
 mod state;
@@ -125,6 +126,8 @@ struct Inner {
     tracker: Mutex<Tracker>,
     /// What Claude Code's telemetry counted.
     usage: ledger::UsageLedger,
+    /// Open `cost_budget` alerts.
+    budgets: budget::Budgets,
     /// One hook (or agent exit) of a Claude session at a time from attribution to
     /// announcement: [`GATES`] stripes, by the Claude session id's hash.
     gates: Vec<tokio::sync::Mutex<()>>,
@@ -159,6 +162,7 @@ impl Claude {
             storage,
             tracker: Mutex::new(tracker),
             usage,
+            budgets: budget::Budgets::default(),
             gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
             waiting_after: settings.claude.waiting_alert_seconds as f64,
             waiting_alerts: Mutex::new(HashMap::new()),
@@ -303,6 +307,14 @@ impl Claude {
                 cache_creation: whole(counted.tokens.cache_creation),
             },
         }
+    }
+
+    /// Raises or resolves the `cost_budget` alerts of `session` for its Claude Code's `cost`
+    /// against its `cost_budget_usd` (`budget`).
+    pub fn check_budget(&self, session: Uuid, budget: Option<f64>, cost: f64) {
+        self.inner
+            .budgets
+            .check(&self.inner.monitor, session, budget, cost, now());
     }
 
     /// The usage ledger the OTLP receiver writes and `…/usage` reads.

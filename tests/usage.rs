@@ -401,7 +401,9 @@ async fn telemetry_naming_only_claudes_session_id_follows_its_hooks() {
         .replace("@COST@", "0.4")
         .replace("@OUTPUT@", "90");
     assert_eq!(
-        otlp(&app, "/v1/metrics", "application/json", metrics).await.0,
+        otlp(&app, "/v1/metrics", "application/json", metrics)
+            .await
+            .0,
         200
     );
     assert!(usage(&app, &id).await["source"].is_null());
@@ -410,8 +412,10 @@ async fn telemetry_naming_only_claudes_session_id_follows_its_hooks() {
         .client
         .post(app.url("/api/claude/hooks"))
         .header("x-session-manager-session", &id)
-        .json(&json!({"hook_event_name": "UserPromptSubmit", "session_id": "c-hook",
-                      "cwd": app.dir("hooked"), "prompt": "go"}))
+        .json(
+            &json!({"hook_event_name": "UserPromptSubmit", "session_id": "c-hook",
+                      "cwd": app.dir("hooked"), "prompt": "go"}),
+        )
         .send()
         .await
         .unwrap();
@@ -425,4 +429,109 @@ async fn telemetry_naming_only_claudes_session_id_follows_its_hooks() {
     assert_eq!(entry["claude_session_id"], "c-hook", "{session}");
     assert_eq!(entry["cost_usd"], 0.4);
     assert_eq!(entry["tokens"]["output"], 90);
+}
+
+/// The events of `kind` (`alert`, `alert_resolved`) about `cost_budget` for `session`.
+async fn budget_events(app: &App, session: &str, kind: &str) -> Vec<Value> {
+    let (_, events) = app
+        .get(&format!(
+            "/api/claude/events?session_id={session}&limit=1000"
+        ))
+        .await;
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == kind && e["data"]["kind"] == "cost_budget")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cost_budget_raises_alerts_at_80_and_100_percent_and_a_higher_one_resolves_them() {
+    let app = App::start(&[]);
+    let id = create(&app, "budget", json!({"cost_budget_usd": 1.0})).await;
+    let (status, body) = app
+        .post(
+            "/api/claude/sessions",
+            &json!({"name": "bad", "working_directory": app.dir("bad"), "cost_budget_usd": -1}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"]["field"], "cost_budget_usd");
+    let ours = format!(
+        "{{ \"key\": \"service.name\", \"value\": {{ \"stringValue\": \"claude-code\" }} }},
+         {{ \"key\": \"session_manager.session_id\", \"value\": {{ \"stringValue\": \"{id}\" }} }}"
+    );
+    let export = |cost: &str| {
+        let body = fixture("otlp/metrics-cumulative.json")
+            .replace(
+                "{ \"key\": \"service.name\", \"value\": { \"stringValue\": \"claude-code\" } }",
+                &ours,
+            )
+            .replace("@CLAUDE@", "c-budget")
+            .replace("@TIME@", "1")
+            .replace("@COST@", cost)
+            .replace("@OUTPUT@", "1");
+        otlp(&app, "/v1/metrics", "application/json", body)
+    };
+    assert_eq!(export("0.5").await.0, 200);
+    assert!(budget_events(&app, &id, "alert").await.is_empty());
+    assert_eq!(export("0.85").await.0, 200);
+    let raised = budget_events(&app, &id, "alert").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["data"]["severity"], "medium");
+    assert_eq!(export("1.1").await.0, 200);
+    assert_eq!(export("1.1").await.0, 200);
+    let raised = budget_events(&app, &id, "alert").await;
+    assert_eq!(raised.len(), 2, "each line raised once: {raised:?}");
+    assert_eq!(raised[1]["data"]["severity"], "high");
+    let body = usage(&app, &id).await;
+    assert_eq!(body["budget_usd"], 1.0);
+    assert_eq!(body["cost_usd"], 1.1);
+
+    // The totals are on /analytics and /metrics.
+    let (_, analytics) = app.get("/api/claude/analytics").await;
+    assert_eq!(
+        analytics["analytics"]["claude"]["cost_usd"], 1.1,
+        "{analytics}"
+    );
+    assert_eq!(analytics["analytics"]["claude"]["tokens"]["output"], 1);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("session_manager_claude_cost_usd_total 1.1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("session_manager_claude_tokens_total{type=\"output\"} 1\n"),
+        "{metrics}"
+    );
+
+    // A higher budget resolves both; null removes the budget.
+    let (status, body) = app
+        .put(
+            &format!("/api/claude/sessions/{id}"),
+            &json!({"cost_budget_usd": 2.0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session"]["configuration"]["cost_budget_usd"], 2.0);
+    assert_eq!(budget_events(&app, &id, "alert_resolved").await.len(), 2);
+    let (status, body) = app
+        .put(
+            &format!("/api/claude/sessions/{id}"),
+            &json!({"cost_budget_usd": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["session"]["configuration"]["cost_budget_usd"].is_null());
+    assert!(usage(&app, &id).await["budget_usd"].is_null());
 }

@@ -69,6 +69,19 @@ where
                 .record(&points, &[])
                 .await
                 .map_err(|error| ApiError::from(&error))?;
+            let mut sessions: Vec<_> = points
+                .iter()
+                .filter_map(|point| {
+                    let owner = &point.owner;
+                    owner.session.or_else(|| {
+                        let (session, _) = ctx.claude.attribution(&owner.claude_session)?;
+                        Some(session)
+                    })
+                })
+                .collect();
+            sessions.sort_unstable();
+            sessions.dedup();
+            super::usage::check_budgets(&ctx, sessions).await;
             let rejected = unreadable + refused;
             let response = ExportMetricsServiceResponse {
                 partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {

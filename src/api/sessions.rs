@@ -225,6 +225,8 @@ pub(crate) async fn get_session(ctx: ApiContext, id: Uuid) -> Answer {
 pub(crate) async fn update(ctx: ApiContext, id: String, body: Parsed<UpdateBody>) -> Answer {
     let body = body?;
     let view = ctx.sessions.update(session_id(&id)?, body.into()).await?;
+    // A new budget may raise or resolve a `cost_budget` alert.
+    super::usage::check_budget(&ctx, &view);
     session_answer(&ctx, &view, StatusCode::OK).await
 }
 

@@ -138,6 +138,29 @@ pub(crate) async fn usage_of(
     Ok(payload)
 }
 
+/// Raises or resolves the session's `cost_budget` alerts for what its Claude Code cost.
+pub(crate) fn check_budget(ctx: &ApiContext, view: &SessionView) {
+    let record = &view.record;
+    let budget = record.configuration.cost_budget_usd;
+    let ours = |claude: &str| attribution(view, claude).or_else(|| ctx.claude.attribution(claude));
+    let cost = ctx
+        .claude
+        .usage()
+        .report(record.id, ours)
+        .map_or(0.0, |report| report.total.cost_usd);
+    ctx.claude.check_budget(record.id, budget, cost);
+}
+
+/// After an export: checks the budgets of the sessions its datapoints belong to.
+pub(crate) async fn check_budgets(ctx: &ApiContext, sessions: impl IntoIterator<Item = Uuid>) {
+    for session in sessions {
+        // A session gone since is nobody's budget.
+        if let Ok(view) = ctx.sessions.get(session).await {
+            check_budget(ctx, &view);
+        }
+    }
+}
+
 /// Which of our sessions a Claude session id belongs to: one of this session's Claude
 /// agents' conversations first (the agent is known even before its first hook), then the
 /// hooks' mapping.
