@@ -325,7 +325,8 @@ async fn without_telemetry_the_transcript_tells_then_telemetry_of_the_conversati
         &app,
         "transcript",
         json!({
-            "agents": [{"agent_type": "BACKEND", "name": "coder", "claude": true}],
+            "agents": [{"agent_type": "BACKEND", "name": "coder", "claude": true,
+                        "environment": {"CLAUDE_CODE_ENABLE_TELEMETRY": "0"}}],
             "environment_variables": {"CLAUDE_CONFIG_DIR": config_dir.to_string_lossy()},
         }),
     )
@@ -335,6 +336,37 @@ async fn without_telemetry_the_transcript_tells_then_telemetry_of_the_conversati
         .as_str()
         .expect("a Claude agent has a conversation")
         .to_owned();
+    // Its Claude Code is told to export its telemetry to us, labelled with our session and
+    // the agent; the agent's own variables cannot turn that off.
+    let deadline = Instant::now() + PATIENCE;
+    let pid = loop {
+        let (_, agents) = app.get(&format!("/api/claude/sessions/{id}/agents")).await;
+        if let Some(pid) = agents["agents"][0]["pid"].as_u64() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the agent never ran: {agents}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ: Vec<String> = environ
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let has = |entry: &str| environ.iter().any(|e| e == entry);
+    assert!(has("CLAUDE_CODE_ENABLE_TELEMETRY=1"), "{environ:?}");
+    assert!(has("OTEL_METRICS_EXPORTER=otlp"));
+    assert!(has("OTEL_LOGS_EXPORTER=otlp"));
+    assert!(has("OTEL_EXPORTER_OTLP_PROTOCOL=http/json"));
+    assert!(has(&format!(
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://{}",
+        app.address
+    )));
+    assert!(has(&format!(
+        "OTEL_RESOURCE_ATTRIBUTES=session_manager.session_id={id},session_manager.agent=coder"
+    )));
+    assert!(!environ
+        .iter()
+        .any(|e| e.starts_with("SESSION_MANAGER_TOKEN=")));
     let project: String = app
         .dir("transcript")
         .chars()
