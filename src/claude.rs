@@ -317,6 +317,20 @@ impl Claude {
             .check(&self.inner.monitor, session, budget, cost, now());
     }
 
+    /// Counts one OTLP export into the usage ledger (see [`ledger::UsageLedger::record`]);
+    /// the kept session answers, whose `claude_sessions` show cost and tokens, are renewed.
+    pub(crate) async fn record_usage(
+        &self,
+        points: &[usage::Point],
+        errors: &[usage::ApiErrorEvent],
+    ) -> Result<u64, StorageError> {
+        let rejected = self.inner.usage.record(points, errors).await?;
+        if !points.is_empty() || !errors.is_empty() {
+            self.inner.bump();
+        }
+        Ok(rejected)
+    }
+
     /// The usage ledger the OTLP receiver writes and `…/usage` reads.
     pub(crate) fn usage(&self) -> &ledger::UsageLedger {
         &self.inner.usage

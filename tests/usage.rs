@@ -461,6 +461,20 @@ async fn telemetry_naming_only_claudes_session_id_follows_its_hooks() {
     assert_eq!(entry["claude_session_id"], "c-hook", "{session}");
     assert_eq!(entry["cost_usd"], 0.4);
     assert_eq!(entry["tokens"]["output"], 90);
+    // More usage shows in the very next answer of the session object (kept answers renew).
+    let metrics = fixture("otlp/metrics-cumulative.json")
+        .replace("@CLAUDE@", "c-hook")
+        .replace("@TIME@", "2")
+        .replace("@COST@", "0.9")
+        .replace("@OUTPUT@", "100");
+    assert_eq!(
+        otlp(&app, "/v1/metrics", "application/json", metrics)
+            .await
+            .0,
+        200
+    );
+    let (_, session) = app.get(&format!("/api/claude/sessions/{id}")).await;
+    assert_eq!(session["session"]["claude_sessions"][0]["cost_usd"], 0.9);
 }
 
 /// The events of `kind` (`alert`, `alert_resolved`) about `cost_budget` for `session`.

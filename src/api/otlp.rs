@@ -65,8 +65,7 @@ where
             let (points, unreadable) = decode::points(&request);
             let refused = ctx
                 .claude
-                .usage()
-                .record(&points, &[])
+                .record_usage(&points, &[])
                 .await
                 .map_err(|error| ApiError::from(&error))?;
             let mut sessions: Vec<_> = points
@@ -95,8 +94,7 @@ where
             let request = decode::decode_logs(encoding, &bytes).map_err(refusal)?;
             let errors = decode::api_errors(&request);
             ctx.claude
-                .usage()
-                .record(&[], &errors)
+                .record_usage(&[], &errors)
                 .await
                 .map_err(|error| ApiError::from(&error))?;
             let response = ExportLogsServiceResponse {
