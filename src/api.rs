@@ -86,6 +86,17 @@ pub struct Context {
     security: Arc<Security>,
     /// Answers of `GET /sessions/{id}` kept until their session changes.
     answers: answers::Answers,
+    /// `[hooks] auto_install`: where the hooks a session's directory gets post to.
+    auto_install: Option<AutoInstall>,
+}
+
+/// What `[hooks] auto_install` writes into a session's working directory.
+#[derive(Debug, Clone)]
+struct AutoInstall {
+    /// The server's own URL.
+    server_url: String,
+    /// The `session-manager` program, for the command hooks.
+    shim: Option<std::path::PathBuf>,
 }
 
 impl ApiContext {
@@ -121,12 +132,42 @@ impl ApiContext {
             closing: Arc::new(closing),
             security: Arc::new(Security::new(&settings.server, bound)),
             answers: answers::Answers::default(),
+            auto_install: settings.hooks.auto_install.then(|| AutoInstall {
+                server_url: format!("http://{bound}"),
+                shim: crate::claude::install::this_program(),
+            }),
         }))
     }
 
     /// WebSocket clients connected now (`websocket_clients` of `/system-status`).
     pub fn websocket_clients(&self) -> usize {
         self.live.clients()
+    }
+
+    /// With `[hooks] auto_install`, merges the hooks into `dir`'s
+    /// `.claude/settings.local.json`, on a blocking thread (it is file I/O); a failure is a
+    /// warning in the log, never the request's failure: the session exists either way.
+    pub(crate) async fn auto_install_hooks(&self, dir: &str) {
+        let Some(auto) = self.auto_install.clone() else {
+            return;
+        };
+        let [file, _] = crate::claude::install::project_files(std::path::Path::new(dir));
+        let shown = file.clone();
+        let installed = tokio::task::spawn_blocking(move || {
+            crate::claude::install::install(&file, &auto.server_url, auto.shim.as_deref())
+        })
+        .await;
+        match installed {
+            Ok(Ok(change)) if change.written => {
+                tracing::info!(file = %shown.display(), "installed Claude Code hooks")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(
+                error = %crate::telemetry::error_chain(&error),
+                "cannot install Claude Code hooks"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot install Claude Code hooks"),
+        }
     }
 
     /// Closes every WebSocket connection (1001, "server shutting down"), now and for those

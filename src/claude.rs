@@ -43,6 +43,7 @@ use crate::session::{
 use crate::storage::{Storage, StorageError};
 
 mod budget;
+pub mod install;
 pub(crate) mod ledger;
 pub mod otlp;
 mod state;
@@ -60,8 +61,8 @@ const GATES: usize = 64;
 /// Longest Claude session id taken (Claude Code's are UUIDs); a longer one is not tracked.
 pub const MAX_CLAUDE_SESSION_ID_CHARS: usize = 256;
 
-/// How long an unattributed (or weakly attributed) Claude session waits before its next hook
-/// looks through the sessions again.
+/// How long an unattributed Claude session waits before its next hook looks through the
+/// sessions again.
 const LOOKUP_EVERY_SECONDS: f64 = 2.0;
 
 /// Who a hook says it is from: the headers of `POST /api/claude/hooks`
@@ -378,15 +379,18 @@ impl Inner {
 
     /// The attribution the rules find for Claude session `key`, if stronger than the one it
     /// has; the sessions are looked through at most every [`LOOKUP_EVERY_SECONDS`] per
-    /// Claude session (a hand-started Claude Code outside every session would otherwise list
-    /// them all on each of its hooks).
+    /// unattributed Claude session (a hand-started Claude Code outside every session would
+    /// otherwise list them all on each of its hooks).
     async fn attribute(&self, key: &str, hint: &Hint, cwd: Option<&str>) -> Option<Attribution> {
         let rank = self.tracker().rank(key);
         if rank == Rank::Agent {
             return None;
         }
+        // Only an unattributed Claude session looks through the sessions: a conversation
+        // of our agents is found on its first hook (its id is assigned before its process
+        // starts), and a weaker attribution can then only give way to a header.
         let at = now();
-        let due = {
+        let due = rank == Rank::None && {
             let mut looked_up = lock(&self.looked_up);
             let due = looked_up
                 .get(key)
@@ -396,8 +400,13 @@ impl Inner {
             }
             due
         };
+        let header = if rank < Rank::Header {
+            self.named(hint).await
+        } else {
+            None
+        };
         let mut candidates = Candidates {
-            header: self.named(hint).await,
+            header,
             ..Candidates::default()
         };
         if due {
@@ -410,7 +419,11 @@ impl Inner {
                     .collect();
             }
         }
-        candidates.best(cwd).filter(|found| found.rank > rank)
+        let found = candidates.best(cwd).filter(|found| found.rank > rank);
+        if found.is_some() {
+            lock(&self.looked_up).remove(key);
+        }
+        found
     }
 
     /// The attribution of a hook that names no Claude session: only what it names.

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Overrides;
 
 pub mod attach;
+pub mod hooks;
 
 /// Supervises Claude Code work sessions: sessions and agents as supervised actors behind a
 /// REST + WebSocket API.
@@ -46,7 +47,8 @@ pub enum Command {
     /// Run the server until SIGINT or SIGTERM (the default).
     Serve,
     /// Forward a Claude Code hook payload read on stdin to the server (for
-    /// `.claude/settings.json`); the session is `CLAUDE_SESSION_ID` or the payload's.
+    /// `.claude/settings.json`); the session is `CLAUDE_SESSION_ID` or the payload's, and
+    /// without one the server attributes it as it does Claude Code's own http hooks.
     Hook,
     /// Attach this terminal to an agent's terminal (as `tmux attach` does): what it shows
     /// appears here, what is typed here goes to it. `Ctrl-]` detaches; the agent keeps
@@ -56,6 +58,15 @@ pub enum Command {
         session: String,
         /// The agent's name in that session.
         agent: String,
+    },
+    /// Install, remove or show the http hooks that make Claude Code report to this server,
+    /// in a project's `.claude/settings.local.json` or the user's `~/.claude/settings.json`.
+    /// The server is `SESSION_MANAGER_URL`, else the configured address; the token is read
+    /// from `SESSION_MANAGER_TOKEN` by Claude Code, never written.
+    Hooks {
+        /// What to do.
+        #[command(subcommand)]
+        action: hooks::HooksAction,
     },
 }
 
@@ -104,6 +115,35 @@ mod tests {
             }
         );
         assert!(Cli::try_parse_from(["session-manager", "attach", "my-work"]).is_err());
+    }
+
+    #[test]
+    fn hooks_take_a_directory_or_user() {
+        use hooks::{HooksAction, Location};
+        let cli = Cli::try_parse_from(["session-manager", "hooks", "install", "/p"]).unwrap();
+        assert_eq!(
+            cli.subcommand(),
+            Command::Hooks {
+                action: HooksAction::Install(Location {
+                    dir: Some("/p".into()),
+                    user: false
+                })
+            }
+        );
+        let cli = Cli::try_parse_from(["session-manager", "hooks", "status", "--user"]).unwrap();
+        assert_eq!(
+            cli.subcommand(),
+            Command::Hooks {
+                action: HooksAction::Status(Location {
+                    dir: None,
+                    user: true
+                })
+            }
+        );
+        assert!(
+            Cli::try_parse_from(["session-manager", "hooks", "uninstall", "/p", "--user"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["session-manager", "hooks"]).is_err());
     }
 
     #[test]

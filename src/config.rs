@@ -27,9 +27,9 @@ pub use load::ENV_PREFIX;
 pub(crate) use types::restart_word;
 pub use types::{
     AgentSettings, AgentTemplate, BackoffSettings, CgroupMode, ClaudeActivitySettings,
-    ClaudeSettings, EventSettings, LogSettings, MonitorSettings, Overrides, PathSettings,
-    ServerSettings, SessionSettings, Settings, StorageSettings, TerminalSettings, Thresholds,
-    Token,
+    ClaudeSettings, EventSettings, HooksSettings, LogSettings, MonitorSettings, Overrides,
+    PathSettings, ServerSettings, SessionSettings, Settings, StorageSettings, TerminalSettings,
+    Thresholds, Token,
 };
 pub(crate) use validate::validate_backoff;
 pub use validate::AGENT_TYPES;

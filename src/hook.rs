@@ -1,5 +1,8 @@
 //! `session-manager hook`: forwards one Claude Code hook payload (read on stdin) to the
-//! server's `POST /api/claude/sessions/{id}/events`.
+//! server's `POST /api/claude/sessions/{id}/events` when it knows the session of ours
+//! (`CLAUDE_SESSION_ID`, or a payload `session_id` the server knows), else to
+//! `POST /api/claude/hooks`, which attributes it as it does Claude Code's own `http` hooks
+//! (a Claude Code started by hand, whose `session_id` is its own).
 //!
 //! Claude Code runs the hook command on every tool use and waits for it, so this is small
 //! and bounded: a blocking HTTP/1.1 request over loopback with short timeouts, no runtime.
@@ -83,8 +86,98 @@ pub fn prepare(payload: &[u8], session_env: Option<&str>) -> Result<(Uuid, Vec<u
     Ok((session, body))
 }
 
+/// Where a payload goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `CLAUDE_SESSION_ID` names a session of ours: its events route.
+    Session(Uuid),
+    /// Only the payload's `session_id` is a UUID: ours if the server knows it, else Claude
+    /// Code's own id, and the payload goes to `POST /api/claude/hooks`.
+    MaybeSession(Uuid),
+    /// No UUID at all: `POST /api/claude/hooks`, attributed by the server.
+    Claude,
+}
+
+/// Parses a payload and picks its [`Route`] (as [`prepare`], but a payload with no session
+/// of ours still has somewhere to go).
+pub fn route(payload: &[u8], session_env: Option<&str>) -> Result<(Route, Vec<u8>), HookError> {
+    let from_env = session_env.and_then(|id| Uuid::parse_str(id.trim()).ok());
+    match prepare(payload, session_env) {
+        Ok((session, body)) if Some(session) == from_env => Ok((Route::Session(session), body)),
+        Ok((session, body)) => Ok((Route::MaybeSession(session), body)),
+        Err(HookError::NoSession) => {
+            let object: Map<String, Value> =
+                serde_json::from_slice(payload).map_err(|e| HookError::Payload(e.to_string()))?;
+            let body =
+                serde_json::to_vec(&object).map_err(|e| HookError::Payload(e.to_string()))?;
+            Ok((Route::Claude, body))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Delivers a routed payload; `agent` (`CLAUDE_AGENT_NAME`) goes along to
+/// `POST /api/claude/hooks`. Returns the HTTP status of the request that took it.
+pub fn deliver(
+    target: &Target,
+    route: &Route,
+    agent: Option<&str>,
+    body: &[u8],
+) -> Result<u16, HookError> {
+    let mut headers = Vec::new();
+    if let Some(agent) = agent
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && !a.contains(['\r', '\n']))
+    {
+        headers.push(format!("X-Session-Manager-Agent: {agent}"));
+    }
+    match route {
+        Route::Session(session) => send(target, *session, body),
+        Route::MaybeSession(session) => match send(target, *session, body) {
+            Err(HookError::Refused { status: 404, .. }) => {
+                post(target, "/api/claude/hooks", &headers, body)
+            }
+            other => other,
+        },
+        Route::Claude => post(target, "/api/claude/hooks", &headers, body),
+    }
+}
+
 /// Posts `body` as the session's hook event; returns the HTTP status (202 when taken).
 pub fn send(target: &Target, session: Uuid, body: &[u8]) -> Result<u16, HookError> {
+    post(
+        target,
+        &format!("/api/claude/sessions/{session}/events"),
+        &[],
+        body,
+    )
+}
+
+/// Posts `body` (JSON) to a full `http://host:port/path` URL with the given headers
+/// (values with line breaks are dropped); returns a 2xx status. What Claude Code does for an
+/// `http` hook and an OTLP/JSON export, for programs that act like it (the fake `claude`).
+pub fn post_url(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<u16, HookError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| HookError::Url(url.to_owned()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let target = Target {
+        server_url: format!("http://{authority}"),
+        token: None,
+    };
+    let lines: Vec<String> = headers
+        .iter()
+        .filter(|(name, value)| !format!("{name}{value}").contains(['\r', '\n']))
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    post(&target, path, &lines, body)
+}
+
+/// Posts `body` (JSON) to `path` with the extra header lines; returns a 2xx status.
+fn post(target: &Target, path: &str, extra: &[String], body: &[u8]) -> Result<u16, HookError> {
     let authority = target
         .server_url
         .strip_prefix("http://")
@@ -108,10 +201,14 @@ pub fn send(target: &Target, session: Uuid, body: &[u8]) -> Result<u16, HookErro
         .set_write_timeout(Some(TIMEOUT))
         .map_err(unreachable)?;
     let mut head = format!(
-        "POST /api/claude/sessions/{session}/events HTTP/1.1\r\nHost: {authority}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    for line in extra {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
     if let Some(token) = &target.token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -170,6 +267,28 @@ mod tests {
             prepare(theirs, Some("not-a-uuid")),
             Err(HookError::NoSession)
         ));
+    }
+
+    #[test]
+    fn a_payload_with_no_session_of_ours_goes_to_the_claude_route() {
+        let theirs = br#"{"hook_event_name": "SessionStart", "session_id": "abc"}"#;
+        let (route_taken, body) = route(theirs, None).unwrap();
+        assert_eq!(route_taken, Route::Claude);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()["session_id"],
+            "abc"
+        );
+        let payload = format!(r#"{{"hook_event_name": "Stop", "session_id": "{ID}"}}"#);
+        let id = Uuid::parse_str(ID).unwrap();
+        assert_eq!(
+            route(payload.as_bytes(), Some(ID)).unwrap().0,
+            Route::Session(id)
+        );
+        assert_eq!(
+            route(payload.as_bytes(), None).unwrap().0,
+            Route::MaybeSession(id)
+        );
+        assert!(matches!(route(b"[1]", None), Err(HookError::Payload(_))));
     }
 
     #[test]

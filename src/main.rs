@@ -24,6 +24,22 @@ async fn main() -> ExitCode {
         Command::Serve => serve(&cli).await,
         Command::Hook => hook(&cli),
         Command::Attach { session, agent } => attach(&cli, &session, &agent).await,
+        Command::Hooks { action } => hooks(&cli, &action),
+    }
+}
+
+/// `session-manager hooks …`: prints what it did; exit 1 with the reason when it could not.
+fn hooks(cli: &Cli, action: &session_manager::cli::hooks::HooksAction) -> ExitCode {
+    let settings = match Settings::load(&cli.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
+    match session_manager::cli::hooks::run(action, &settings) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error, ExitCode::FAILURE),
     }
 }
 
@@ -69,8 +85,11 @@ fn hook(cli: &Cli) -> ExitCode {
         }),
         token: Some(settings.server.token.expose().to_owned()).filter(|t| !t.is_empty()),
     };
-    let sent = session_manager::hook::prepare(&payload, session_env.as_deref())
-        .and_then(|(session, body)| session_manager::hook::send(&target, session, &body));
+    let agent = std::env::var("CLAUDE_AGENT_NAME").ok();
+    let sent =
+        session_manager::hook::route(&payload, session_env.as_deref()).and_then(|(route, body)| {
+            session_manager::hook::deliver(&target, &route, agent.as_deref(), &body)
+        });
     match sent {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => fail(&error, ExitCode::FAILURE),

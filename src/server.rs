@@ -83,6 +83,19 @@ pub struct App {
     claude: Claude,
 }
 
+/// `settings` with the hooks our Claude agents report through (`--settings`), pointing at
+/// `server_url`, where the server really listens: computed here because agents may not
+/// import the `claude` module that knows the hooks.
+fn with_agent_hooks(settings: &Settings, server_url: &str) -> Settings {
+    let mut settings = settings.clone();
+    let shim = crate::claude::install::this_program();
+    settings.agents.claude.hook_settings = Some(crate::claude::install::agent_settings(
+        server_url,
+        shim.as_deref(),
+    ));
+    settings
+}
+
 impl App {
     /// Opens everything the server needs and binds the listener, so that every start-up
     /// failure surfaces here, before anything is announced as listening.
@@ -115,7 +128,7 @@ impl App {
         crate::agent::contain(settings.agents.cgroups);
         // Restored sessions start their agents now, told where the server really listens.
         let sessions = SessionRegistry::start(
-            Arc::new(settings.clone()),
+            Arc::new(with_agent_hooks(settings, &format!("http://{local_addr}"))),
             storage.clone(),
             format!("http://{local_addr}"),
             bus.clone(),

@@ -193,17 +193,21 @@ async fn a_claude_agent_runs_the_cli_in_its_role_on_a_new_conversation() {
             && argv[2].contains("Capabilities: service design"),
         "{argv:?}"
     );
+    assert_eq!(argv[3..7], ["--model", "opus", "--permission-mode", "plan"]);
+    // The server's hooks, as a JSON string: the user's settings files stay untouched.
+    assert_eq!(argv[7], "--settings");
+    let hooks: Value = serde_json::from_str(&argv[8]).unwrap();
+    let events = hooks["hooks"].as_object().unwrap();
+    assert_eq!(events.len(), 15, "{events:?}");
     assert_eq!(
-        argv[3..],
-        [
-            "--model",
-            "opus",
-            "--permission-mode",
-            "plan",
-            "--session-id",
-            &conversation
-        ]
+        events["UserPromptSubmit"][0]["hooks"][0]["url"],
+        app.url("/api/claude/hooks")
     );
+    assert_eq!(
+        events["SessionStart"][0]["hooks"][0]["command"],
+        format!("\"{}\" hook", env!("CARGO_BIN_EXE_session-manager"))
+    );
+    assert_eq!(argv[9..], ["--session-id", &conversation]);
     until_on_screen(
         &app,
         &id,

@@ -5,7 +5,8 @@
 //! - [`ClaudeConfig`]: the agent's `claude` key (`true`, or `model`, `permission_mode`,
 //!   `args`) and its validation;
 //! - `command`: the command line up to the conversation flags — the configured program,
-//!   `--append-system-prompt <role>`, `--model`, `--permission-mode`, the agent's `args`;
+//!   `--append-system-prompt <role>`, `--model`, `--permission-mode`, `--settings <hooks>`,
+//!   the agent's `args`;
 //! - [`assign_session_ids`]: the Claude session id (a UUID) of each Claude agent, which the
 //!   session keeps with its record;
 //! - `claude/conversation.rs`: what a spawn appends — `--session-id <id>` while no transcript
@@ -148,7 +149,9 @@ pub(crate) fn role(agent_type: AgentType) -> String {
 
 /// The command line of a Claude agent up to the conversation flags, which each spawn adds
 /// ([`conversation_flags`]): the configured program, the role, the model and permission
-/// mode when given, then the agent's own arguments.
+/// mode when given, the server's hooks as `--settings` (Claude Code takes a file or a JSON
+/// string there, and merges it over the user's files, which stay untouched), then the
+/// agent's own arguments.
 pub(crate) fn command(
     settings: &ClaudeSettings,
     agent_type: AgentType,
@@ -164,6 +167,11 @@ pub(crate) fn command(
     if let Some(mode) = &config.permission_mode {
         argv.push("--permission-mode".to_owned());
         argv.push(mode.clone());
+    }
+    // Before the agent's own arguments, so a `--settings` of theirs comes later and wins.
+    if let Some(hooks) = &settings.hook_settings {
+        argv.push("--settings".to_owned());
+        argv.push(hooks.clone());
     }
     argv.extend(config.args.iter().cloned());
     argv

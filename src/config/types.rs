@@ -51,6 +51,8 @@ pub struct Settings {
     pub paths: PathSettings,
     /// The event log and its WebSocket listeners.
     pub events: EventSettings,
+    /// Claude Code hooks the server installs by itself.
+    pub hooks: HooksSettings,
     /// What the server derives from Claude Code's hooks and telemetry.
     pub claude: ClaudeActivitySettings,
 }
@@ -204,6 +206,22 @@ pub struct ClaudeSettings {
     /// Arguments an agent's `claude.args` may hold without `agents.allow_custom_commands`;
     /// any other argument from a request is refused.
     pub allowed_args: Vec<String>,
+    /// Claude Code settings (JSON) every Claude agent gets as `--settings`: the hooks that
+    /// report to this server. Not a configuration key: the server computes it once it knows
+    /// where it listens (agents cannot import the `claude` module that builds it).
+    #[serde(skip)]
+    pub hook_settings: Option<String>,
+}
+
+/// `[hooks]`: Claude Code's settings files made to report to this server without a
+/// `session-manager hooks install` by hand.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksSettings {
+    /// Install the hooks in a session's working directory
+    /// (`.claude/settings.local.json`) when it is created and when it navigates to another
+    /// one. Off by default: it writes into the user's project.
+    pub auto_install: bool,
 }
 
 /// `[agents.terminal]`: what the server keeps of a terminal agent's output.

@@ -22,6 +22,7 @@ fn settings(allow_custom_commands: bool, allowed_args: &[&str]) -> AgentSettings
         claude: ClaudeSettings {
             command: vec!["/opt/claude".to_owned(), "--verbose".to_owned()],
             allowed_args: allowed_args.iter().map(|a| (*a).to_owned()).collect(),
+            hook_settings: None,
         },
     }
 }
@@ -176,6 +177,23 @@ fn the_command_line_is_the_configured_program_the_role_and_the_options() {
             "--append-system-prompt",
             &super::role(AgentType::Api)
         ]
+    );
+}
+
+#[test]
+fn the_servers_hooks_come_as_settings_before_the_agents_own_args() {
+    let mut with_hooks = settings(true, &[]);
+    with_hooks.claude.hook_settings = Some(r#"{"hooks":{}}"#.to_owned());
+    let resolved = resolve_one(
+        json!({"agent_type": "API", "claude": {"args": ["--settings", "mine.json"]}}),
+        &with_hooks,
+        CommandOrigin::Api,
+    )
+    .unwrap();
+    let command = resolved.command.unwrap();
+    assert_eq!(
+        command[4..],
+        ["--settings", r#"{"hooks":{}}"#, "--settings", "mine.json"]
     );
 }
 

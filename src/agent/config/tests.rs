@@ -24,6 +24,7 @@ fn settings(allow_custom_commands: bool) -> AgentSettings {
         claude: crate::config::ClaudeSettings {
             command: argv(&["claude"]),
             allowed_args: Vec::new(),
+            hook_settings: None,
         },
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! fake_claude [--session-id UUID | --resume UUID] [--append-system-prompt TEXT]
-//!             [--model NAME] [--permission-mode MODE] [--verbose]
+//!             [--model NAME] [--permission-mode MODE] [--settings FILE|JSON] [--verbose]
 //! ```
 //! - like the real CLI, it fails with exit 1 and a message on an unknown option, on
 //!   `--session-id` with `--resume`, on an id that is not a UUID, on `--session-id` of a
@@ -14,12 +14,28 @@
 //! - it draws `Welcome to Fake Claude Code (session <id>, resumed|new)` and a prompt `> `,
 //!   then reads lines (a terminal in canonical mode hands over whole lines):
 //!   `ask` prints `Proceed? (y/n)` and waits for `y` or `n` (`answer: yes|no`), `crash`
-//!   exits with code 3, anything else is echoed as `you said: <line>`; end of input exits 0;
+//!   exits with code 3, `fail` answers `API Error: fake failure`, anything else is echoed as
+//!   `you said: <line>`; end of input exits 0;
+//! - it runs hooks as the CLI does (`hooks.rs`: `--settings`, then the project's and the
+//!   user's settings files): `SessionStart` (`source` startup|resume) at start; per line
+//!   `UserPromptSubmit` (`prompt`), then for `ask` `PreToolUse` (Bash), `PermissionRequest`
+//!   and `Notification` (`permission_prompt`) before the question, `PostToolUse` after `y`
+//!   or `PermissionDenied` after `n`; then `Stop` (`stop_hook_active` false), or
+//!   `StopFailure` (`error` `server_error`, as the CLI reports an unreachable API) for
+//!   `fail`; `crash` exits after `UserPromptSubmit` with no more hooks; end of input sends
+//!   `SessionEnd` (`reason` `prompt_input_exit`, as when the user leaves the prompt);
+//! - with telemetry on, it exports cost and tokens after each exchange (`telemetry.rs`,
+//!   fixed amounts per exchange);
 //! - on SIGWINCH it prints `size: <rows>x<cols>` of its terminal;
 //! - its transcript is `<config dir>/projects/<working directory with every character but
 //!   ASCII letters and digits replaced by '-'>/<id>.jsonl`, the config dir being
 //!   `$CLAUDE_CONFIG_DIR`, else `$HOME/.claude`: a new conversation creates it with a first
-//!   `{"type":"system",…}` line, each exchange appends a `user` and an `assistant` line.
+//!   `{"type":"system",…}` line, each exchange appends a `user` and an `assistant` line, the
+//!   latter with `message.model`, `message.id`, `requestId` and `message.usage` (the
+//!   telemetry's amounts).
+
+mod hooks;
+mod telemetry;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, Write};
@@ -37,6 +53,7 @@ struct Options {
     system_prompt: Option<String>,
     model: Option<String>,
     permission_mode: Option<String>,
+    settings: Option<String>,
 }
 
 /// Prints `message` on stderr and exits 1, as the real CLI does on bad usage.
@@ -61,6 +78,7 @@ fn parse(args: impl Iterator<Item = String>) -> Options {
             "--append-system-prompt" => &mut options.system_prompt,
             "--model" => &mut options.model,
             "--permission-mode" => &mut options.permission_mode,
+            "--settings" => &mut options.settings,
             "--verbose" => continue,
             other if other.starts_with('-') => fail(&format!("error: unknown option '{other}'")),
             other => fail(&format!("error: unexpected argument '{other}'")),
@@ -185,6 +203,86 @@ fn watch_window_size() {
     }
 }
 
+/// The model the transcript and the telemetry name when `--model` gave none.
+const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+/// One conversation: its hooks, transcript and telemetry.
+struct Conversation {
+    id: String,
+    model: String,
+    transcript: File,
+    hooks: hooks::Hooks,
+    exporter: Option<telemetry::Exporter>,
+    exchanges: u64,
+}
+
+impl Conversation {
+    /// Records an exchange: transcript lines, then the telemetry totals.
+    fn record(&mut self, line: &str, reply: &str) {
+        self.exchanges += 1;
+        let usage: serde_json::Map<String, serde_json::Value> = telemetry::TOKENS
+            .iter()
+            .map(|(_, key, amount)| (key.to_string(), json!(amount)))
+            .collect();
+        let id = self.id.clone();
+        append(
+            &mut self.transcript,
+            json!({"type": "user", "sessionId": id,
+                   "message": {"role": "user", "content": line}}),
+        );
+        append(
+            &mut self.transcript,
+            json!({"type": "assistant", "sessionId": id,
+                   "requestId": format!("req_fake_{}", self.exchanges),
+                   "message": {"id": format!("msg_fake_{}", self.exchanges),
+                               "role": "assistant", "model": self.model,
+                               "content": [{"type": "text", "text": reply}],
+                               "usage": usage}}),
+        );
+        if let Some(exporter) = &self.exporter {
+            exporter.export(&self.id, &self.model, self.exchanges);
+        }
+    }
+
+    /// `ask`: a Bash tool use that needs permission; the reply after the person answers.
+    fn ask(&self, lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+        let tool = json!({"tool_name": "Bash", "tool_input": {"command": "echo fake"},
+                          "tool_use_id": format!("toolu_fake_{}", self.exchanges + 1)});
+        self.hooks.run("PreToolUse", tool.clone());
+        self.hooks.run("PermissionRequest", tool.clone());
+        self.hooks.run(
+            "Notification",
+            json!({"message": "Claude needs your permission to use Bash",
+                   "notification_type": "permission_prompt"}),
+        );
+        say("Proceed? (y/n) ");
+        loop {
+            match lines.next() {
+                Some(Ok(answer)) if answer.trim() == "y" => {
+                    let mut done = tool;
+                    done["tool_response"] =
+                        json!({"stdout": "fake", "stderr": "", "interrupted": false});
+                    self.hooks.run("PostToolUse", done);
+                    return "answer: yes".to_owned();
+                }
+                Some(Ok(answer)) if answer.trim() == "n" => {
+                    self.hooks.run("PermissionDenied", tool);
+                    return "answer: no".to_owned();
+                }
+                Some(Ok(_)) => say("Proceed? (y/n) "),
+                _ => self.leave(),
+            }
+        }
+    }
+
+    /// End of input: `SessionEnd`, exit 0.
+    fn leave(&self) -> ! {
+        self.hooks
+            .run("SessionEnd", json!({"reason": "prompt_input_exit"}));
+        exit(0)
+    }
+}
+
 fn main() {
     let options = parse(std::env::args().skip(1));
     // SAFETY: isatty only inspects the descriptor.
@@ -193,9 +291,35 @@ fn main() {
     }
     let cwd =
         std::env::current_dir().unwrap_or_else(|e| fail(&format!("no working directory: {e}")));
-    let (id, mut transcript, resumed) = open_transcript(&options, &cwd);
+    let hooks = hooks::Hooks::load(options.settings.as_deref(), &cwd, &config_dir());
+    let (id, transcript, resumed) = open_transcript(&options, &cwd);
+    let transcript_path = config_dir()
+        .join("projects")
+        .join(project_name(&cwd))
+        .join(format!("{id}.jsonl"));
+    let hooks = hooks.with_base(json!({
+        "session_id": id,
+        "transcript_path": transcript_path,
+        "cwd": cwd,
+        "permission_mode": options.permission_mode.as_deref().unwrap_or("default"),
+    }));
+    let mut conversation = Conversation {
+        id: id.clone(),
+        model: options
+            .model
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
+        transcript,
+        hooks,
+        exporter: telemetry::Exporter::from_env(),
+        exchanges: 0,
+    };
     watch_window_size();
     let how = if resumed { "resumed" } else { "new" };
+    let source = if resumed { "resume" } else { "startup" };
+    conversation
+        .hooks
+        .run("SessionStart", json!({"source": source}));
     say(&format!(
         "Welcome to Fake Claude Code (session {id}, {how})\n> "
     ));
@@ -203,29 +327,28 @@ fn main() {
     let mut lines = stdin.lock().lines();
     while let Some(Ok(line)) = lines.next() {
         let line = line.trim_end_matches('\r').to_owned();
+        conversation
+            .hooks
+            .run("UserPromptSubmit", json!({"prompt": line}));
         let reply = match line.as_str() {
             "crash" => exit(3),
-            "ask" => {
-                say("Proceed? (y/n) ");
-                loop {
-                    match lines.next() {
-                        Some(Ok(answer)) if answer.trim() == "y" => break "answer: yes".to_owned(),
-                        Some(Ok(answer)) if answer.trim() == "n" => break "answer: no".to_owned(),
-                        Some(Ok(_)) => say("Proceed? (y/n) "),
-                        _ => exit(0),
-                    }
-                }
-            }
+            "ask" => conversation.ask(&mut lines),
+            "fail" => "API Error: fake failure".to_owned(),
             _ => format!("you said: {line}"),
         };
-        append(
-            &mut transcript,
-            json!({"type": "user", "sessionId": id, "message": line}),
-        );
-        append(
-            &mut transcript,
-            json!({"type": "assistant", "sessionId": id, "message": reply}),
-        );
+        conversation.record(&line, &reply);
+        if line == "fail" {
+            conversation.hooks.run(
+                "StopFailure",
+                json!({"error": "server_error", "last_assistant_message": reply}),
+            );
+        } else {
+            conversation.hooks.run(
+                "Stop",
+                json!({"stop_hook_active": false, "last_assistant_message": reply}),
+            );
+        }
         say(&format!("{reply}\n> "));
     }
+    conversation.leave()
 }
