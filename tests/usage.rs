@@ -581,3 +581,47 @@ async fn a_cost_budget_raises_alerts_at_80_and_100_percent_and_a_higher_one_reso
     assert!(body["session"]["configuration"]["cost_budget_usd"].is_null());
     assert!(usage(&app, &id).await["budget_usd"].is_null());
 }
+
+#[tokio::test]
+async fn a_claude_agents_own_export_is_counted_for_its_session_and_agent() {
+    let app = App::with_config(&claude_config());
+    let config_dir = app.work.path().join("claude-config");
+    let id = create(
+        &app,
+        "exported",
+        json!({
+            "agents": [{"agent_type": "BACKEND", "name": "coder", "claude": true}],
+            "environment_variables": {"CLAUDE_CONFIG_DIR": config_dir.to_string_lossy()},
+        }),
+    )
+    .await;
+    // One exchange: the fake exports its cumulative totals to the environment's endpoint.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, _) = app
+            .post(
+                &format!("/api/claude/sessions/{id}/agents/coder/input"),
+                &json!({"text": "hello", "submit": true}),
+            )
+            .await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent never took input");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = loop {
+        let body = usage(&app, &id).await;
+        if body["source"] == "otel" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no telemetry arrived: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["cost_usd"], 0.0125, "{body}");
+    assert_eq!(
+        body["tokens"],
+        json!({"input": 100, "output": 50, "cache_read": 1000, "cache_creation": 200})
+    );
+    assert_eq!(body["by_agent"]["coder"]["cost_usd"], 0.0125);
+}
