@@ -23,6 +23,7 @@ mod terminal;
 
 pub(crate) use crate::rules::{in_range, validate_environment_at};
 pub use actor::AgentLive;
+pub(crate) use claude::transcript_path;
 pub use claude::{assign_session_ids, ClaudeConfig, PERMISSION_MODES};
 pub use config::{
     effective_depends_on, resolve, resolve_agents, validate_agents, AgentConfig, CommandOrigin,

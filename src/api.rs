@@ -17,12 +17,14 @@ pub mod fuzzing;
 mod guards;
 mod health;
 mod openapi;
+mod otlp;
 mod raw;
 mod schemas;
 mod security;
 mod sessions;
 mod system;
 mod terminal;
+mod usage;
 mod ws;
 
 pub(crate) use errors::{MAX_HEADER_LINES, MAX_HEAD_BYTES};
@@ -269,10 +271,16 @@ pub fn routes(
         })
         .and(with_context(ctx.clone()))
         .then(|id, ctx| answer(sessions::get_session(ctx, id)));
+    let otlp = otlp_route(ctx.clone(), "metrics", otlp::Signal::Metrics)
+        .or(otlp_route(ctx.clone(), "logs", otlp::Signal::Logs))
+        .unify()
+        .boxed();
     let tree = session
         .or(warp::path("api")
             .and(warp::path("claude"))
             .and(claude(ctx.clone())))
+        .unify()
+        .or(otlp)
         .unify()
         .or(health)
         .unify()
@@ -384,6 +392,7 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
     let hook_events = post_json(c(), "events", sessions::hook_event).boxed();
     let agents = get_of(c(), "agents", sessions::agents).boxed();
     let status = get_of(c(), "status", sessions::status).boxed();
+    let usage = get_of(c(), "usage", usage::get).boxed();
     let metrics = warp::path!("sessions" / String / "metrics")
         .and(get_or_head())
         .and(c())
@@ -544,6 +553,8 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .unify()
         .or(status)
         .unify()
+        .or(usage)
+        .unify()
         .or(metrics)
         .unify()
         .or(terminal_input)
@@ -579,6 +590,35 @@ fn claude(ctx: ApiContext) -> BoxedFilter<(Response,)> {
         .or(claude_activity)
         .unify()
         .boxed()
+}
+
+/// `POST /v1/{signal}`: an OTLP/HTTP export, its body read by the handler (protobuf or
+/// JSON, maybe gzip).
+fn otlp_route(
+    ctx: ApiContext,
+    signal: &'static str,
+    kind: otlp::Signal,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let path = move || {
+        warp::path("v1")
+            .and(warp::path(signal))
+            .and(warp::path::end())
+    };
+    path()
+        .and(warp::post())
+        .and(with_context(ctx))
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("content-encoding"))
+        .and(warp::body::stream())
+        .then(move |ctx, content_type, content_encoding, stream| {
+            let headers = otlp::BodyHeaders {
+                content_type,
+                content_encoding,
+            };
+            answer(otlp::export(ctx, kind, headers, stream))
+        })
+        .or(path().and(other_methods("POST")))
+        .unify()
 }
 
 /// Runs a handler and turns its answer into the envelope.

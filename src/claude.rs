@@ -17,6 +17,12 @@
 //! timer task sleeps until the next such deadline (nothing runs while nothing waits). When
 //! one of our Claude agents' processes exits without a `SessionEnd`, its conversation is
 //! `ended`; a purged session's Claude sessions are forgotten.
+//!
+//! What each Claude session costs comes from Claude Code's own OpenTelemetry: `otlp`
+//! decodes the OTLP/HTTP exports (`POST /v1/metrics`, `/v1/logs`), `usage` is the pure
+//! ledger (delta and cumulative Sums, attribution at read time through [`Claude::attribution`]
+//! so usage that came before its first hook counts once it is attributed), `ledger` keeps it
+//! in storage; `transcript` reads Claude Code's transcripts when no telemetry came.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +42,14 @@ use crate::session::{
 };
 use crate::storage::{Storage, StorageError};
 
+mod budget;
 pub mod install;
+pub(crate) mod ledger;
+pub mod otlp;
 mod state;
 mod tracker;
+pub(crate) mod transcript;
+pub(crate) mod usage;
 
 pub use state::{next, HookEvent};
 pub use tracker::{Attribution, Candidates, Rank, Tracker, STORE_EVERY_SECONDS};
@@ -114,6 +125,10 @@ struct Inner {
     monitor: Monitor,
     storage: Storage,
     tracker: Mutex<Tracker>,
+    /// What Claude Code's telemetry counted.
+    usage: ledger::UsageLedger,
+    /// Open `cost_budget` alerts.
+    budgets: budget::Budgets,
     /// One hook (or agent exit) of a Claude session at a time from attribution to
     /// announcement: [`GATES`] stripes, by the Claude session id's hash.
     gates: Vec<tokio::sync::Mutex<()>>,
@@ -141,11 +156,14 @@ impl Claude {
     ) -> Result<Claude, StorageError> {
         let events = registry.bus().subscribe();
         let tracker = Tracker::restore(storage.claude_sessions().await?);
+        let usage = ledger::UsageLedger::load(storage.clone()).await?;
         let inner = Arc::new(Inner {
             registry,
             monitor,
             storage,
             tracker: Mutex::new(tracker),
+            usage,
+            budgets: budget::Budgets::default(),
             gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
             waiting_after: settings.claude.waiting_alert_seconds as f64,
             waiting_alerts: Mutex::new(HashMap::new()),
@@ -268,10 +286,55 @@ impl Claude {
             .collect()
     }
 
-    /// What Claude session `claude_session_id` cost so far. The usage ledger (OpenTelemetry,
-    /// then transcripts) is not wired yet: nothing is known, so zero.
-    pub fn totals(&self, _claude_session_id: &str) -> Totals {
-        Totals::default()
+    /// What Claude session `claude_session_id` cost so far, as its telemetry said (zero
+    /// while none came; the transcript fallback is per session of ours, `…/usage`).
+    pub fn totals(&self, claude_session_id: &str) -> Totals {
+        let Some(counted) = self.inner.usage.of_claude_session(claude_session_id) else {
+            return Totals::default();
+        };
+        let whole = |n: f64| {
+            if n.is_finite() && n > 0.0 {
+                n.round() as u64
+            } else {
+                0
+            }
+        };
+        Totals {
+            cost_usd: counted.cost_usd,
+            tokens: Tokens {
+                input: whole(counted.tokens.input),
+                output: whole(counted.tokens.output),
+                cache_read: whole(counted.tokens.cache_read),
+                cache_creation: whole(counted.tokens.cache_creation),
+            },
+        }
+    }
+
+    /// Raises or resolves the `cost_budget` alerts of `session` for its Claude Code's `cost`
+    /// against its `cost_budget_usd` (`budget`).
+    pub fn check_budget(&self, session: Uuid, budget: Option<f64>, cost: f64) {
+        self.inner
+            .budgets
+            .check(&self.inner.monitor, session, budget, cost, now());
+    }
+
+    /// Counts one OTLP export into the usage ledger (see [`ledger::UsageLedger::record`]);
+    /// the kept session answers, whose `claude_sessions` show cost and tokens, are renewed.
+    pub(crate) async fn record_usage(
+        &self,
+        points: &[usage::Point],
+        errors: &[usage::ApiErrorEvent],
+    ) -> Result<u64, StorageError> {
+        let rejected = self.inner.usage.record(points, errors).await?;
+        if !points.is_empty() || !errors.is_empty() {
+            self.inner.bump();
+        }
+        Ok(rejected)
+    }
+
+    /// The usage ledger the OTLP receiver writes and `…/usage` reads.
+    pub(crate) fn usage(&self) -> &ledger::UsageLedger {
+        &self.inner.usage
     }
 
     /// Moves after every change [`Claude::of_session`] or [`Claude::all`] would show: what

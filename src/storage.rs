@@ -21,6 +21,7 @@ mod hooks;
 mod metrics;
 mod migrations;
 mod sessions;
+mod usage;
 mod writer;
 
 use std::fmt;
@@ -39,6 +40,7 @@ pub use metrics::{
 };
 pub use migrations::SCHEMA_VERSION;
 pub use sessions::{ContextPut, LoadedSessions, SessionRow, UnreadableSession};
+pub use usage::{StoredUsage, UsageOwner, UsageSeries, UsageTotals};
 
 /// Handle to the database. Clone it freely: all clones share one writer thread, which runs
 /// their jobs one at a time in arrival order. The thread finishes the queued jobs,

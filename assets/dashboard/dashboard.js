@@ -305,10 +305,27 @@ const page = {
 
   async refresh() {
     const id = this.id;
-    const data = await api("GET", `/sessions/${id}`);
+    const [data, usage] = await Promise.all([
+      api("GET", `/sessions/${id}`),
+      api("GET", `/sessions/${id}/usage`),
+    ]);
     if (this.id !== id) return;
     this.session = data.session;
     this.render();
+    this.renderUsage(usage);
+  },
+
+  // What the session's Claude Code cost: its OpenTelemetry, else its transcripts.
+  renderUsage(u) {
+    const t = u.tokens;
+    $("#u-cost").textContent = fmt(u.cost_usd, 4);
+    $("#u-budget").textContent = u.budget_usd == null ? "none"
+      : `${fmt(u.budget_usd, 2)} USD (${u.budget_usd > 0 ? Math.round((u.cost_usd / u.budget_usd) * 100) : 100} %)`;
+    $("#u-tokens").textContent = `${t.input} / ${t.output} / ${t.cache_read} / ${t.cache_creation}`;
+    $("#u-lines").textContent = `+${u.lines_of_code.added} / −${u.lines_of_code.removed}`;
+    $("#u-commits").textContent = String(u.commits);
+    $("#u-prs").textContent = String(u.pull_requests);
+    $("#u-source").textContent = { otel: "OpenTelemetry", transcript: "transcripts (no cost in them)" }[u.source] || "nothing yet";
   },
 
   render() {

@@ -25,8 +25,10 @@ use crate::config::ClaudeSettings;
 use crate::rules::{validate_arguments, AgentType, FieldError};
 
 mod conversation;
+mod telemetry;
 
-pub(crate) use conversation::conversation_flags;
+pub(crate) use conversation::{conversation_flags, transcript_path};
+pub(crate) use telemetry::{environment as telemetry_environment, Telemetry};
 
 /// The permission modes Claude Code documents for `--permission-mode` (its CLI reference and
 /// its "permission modes" page); `default` is the one that asks before every action.

@@ -17,7 +17,7 @@ use ractor::Actor;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
-use crate::config::Settings;
+use crate::config::{Settings, Token};
 use crate::paths::{DirectoryRefused, OpenedDirectory, PathPolicy};
 use crate::supervision::process::TerminalSize;
 use crate::supervision::{
@@ -116,6 +116,10 @@ pub struct AgentContext {
     pub claude_sessions: BTreeMap<String, Uuid>,
     /// Bytes of output kept per terminal agent (`agents.terminal.scrollback_bytes`).
     pub scrollback_bytes: usize,
+    /// The server's bearer token, which Claude agents' hooks and telemetry send.
+    pub server_token: Token,
+    /// The git branch of the working directory, a label of Claude agents' telemetry.
+    pub git_branch: Option<String>,
 }
 
 impl AgentContext {
@@ -148,6 +152,8 @@ impl AgentContext {
             paths,
             claude_sessions: BTreeMap::new(),
             scrollback_bytes: settings.agents.terminal.scrollback_bytes,
+            server_token: settings.server.token.clone(),
+            git_branch: None,
         }
     }
 }
@@ -813,6 +819,18 @@ fn environment(context: &AgentContext, agent: &ResolvedAgent) -> Vec<(String, St
     ];
     for (name, value) in ours {
         env.insert(name.to_string(), value);
+    }
+    if agent.claude {
+        let telemetry = super::claude::Telemetry {
+            server_url: &context.server_url,
+            token: Some(context.server_token.expose()),
+            session_id: &context.session_id,
+            agent: &agent.name,
+            branch: context.git_branch.as_deref(),
+        };
+        for (name, value) in super::claude::telemetry_environment(telemetry) {
+            env.insert(name.to_string(), value);
+        }
     }
     env.into_iter().collect()
 }

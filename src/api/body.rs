@@ -51,6 +51,19 @@ where
     parse::<T>(&bytes)
 }
 
+/// Reads a body of any type within `limits`, as bytes.
+pub(crate) async fn read_bytes<S, B>(stream: S, limits: Limits) -> Result<Vec<u8>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    tokio::time::timeout(limits.time, read_capped(stream, limits.bytes))
+        .await
+        .map_err(|_elapsed| ApiError::RequestTimeout {
+            timeout_ms: u64::try_from(limits.time.as_millis()).unwrap_or(u64::MAX),
+        })?
+}
+
 /// A filter yielding the query string's parameters; a repeated parameter is refused rather
 /// than silently collapsed.
 pub(crate) fn query(

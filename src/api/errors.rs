@@ -58,6 +58,14 @@ pub(crate) enum ApiError {
     /// The body is not JSON.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// A body in a type or encoding the route does not take (the OTLP receiver): 415
+    /// naming the header at fault.
+    #[error("{message}")]
+    UnsupportedBody {
+        message: &'static str,
+        /// `Content-Type` or `Content-Encoding`.
+        field: &'static str,
+    },
     /// No session has this id.
     #[error("{0}")]
     SessionNotFound(String),
@@ -281,7 +289,9 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedBody { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::SessionNotFound(_)
             | ApiError::AgentNotFound(_)
             | ApiError::ContextKeyNotFound(_) => StatusCode::NOT_FOUND,
@@ -312,7 +322,9 @@ impl ApiError {
             ApiError::Validation { .. } => "session_validation_error",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::LengthRequired => "length_required",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedBody { .. } => {
+                "unsupported_media_type"
+            }
             ApiError::SessionNotFound(_) => "session_not_found",
             ApiError::AgentNotFound(_) => "agent_not_found",
             ApiError::ContextKeyNotFound(_) => "context_key_not_found",
@@ -349,6 +361,7 @@ impl ApiError {
             } => Some(json!({ "field": field })),
             ApiError::Unprocessable { details, .. } => details.clone(),
             ApiError::ForbiddenHost => Some(json!({ "field": "Host" })),
+            ApiError::UnsupportedBody { field, .. } => Some(json!({ "field": field })),
             ApiError::ForbiddenOrigin => Some(json!({ "field": "Origin" })),
             ApiError::RateLimited {
                 retry_after_seconds,

@@ -65,6 +65,10 @@ pub(crate) struct SessionConfigSchema {
     /// Free JSON object, kept as given.
     #[serde(default = "empty_object")]
     custom_settings: Value,
+    /// USD the session's Claude Code may cost: `cost_budget` alerts at 80 % and 100 %.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    cost_budget_usd: Option<f64>,
 }
 
 /// Where a session is in its life.

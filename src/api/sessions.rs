@@ -42,7 +42,7 @@ pub(crate) fn reply(answer: Answer) -> Response {
     answer.unwrap_or_else(|error| envelope::failure(&error))
 }
 
-fn ok<T: Serialize>(payload: &T) -> Answer {
+pub(crate) fn ok<T: Serialize>(payload: &T) -> Answer {
     Ok(envelope::success(StatusCode::OK, payload))
 }
 
@@ -227,6 +227,8 @@ pub(crate) async fn get_session(ctx: ApiContext, id: Uuid) -> Answer {
 pub(crate) async fn update(ctx: ApiContext, id: String, body: Parsed<UpdateBody>) -> Answer {
     let body = body?;
     let view = ctx.sessions.update(session_id(&id)?, body.into()).await?;
+    // A new budget may raise or resolve a `cost_budget` alert.
+    super::usage::check_budget(&ctx, &view);
     session_answer(&ctx, &view, StatusCode::OK).await
 }
 

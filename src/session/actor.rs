@@ -350,6 +350,13 @@ impl SessionState {
         }
         context.claude_sessions = claude_sessions;
         context.server_url = self.deps.server_url.clone();
+        context.git_branch = self
+            .record
+            .git
+            .as_ref()
+            .and_then(|git| git.get("branch"))
+            .and_then(|branch| branch.as_str())
+            .map(str::to_owned);
         context.strategy = self.record.strategy;
         // Every agent event goes straight onto the bus; a state change asks this actor to
         // recompute the status, once for a burst of them (the flag is cleared when it does).

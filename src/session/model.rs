@@ -62,6 +62,10 @@ pub struct SessionConfig {
     /// Free JSON object, kept as given.
     #[serde(default = "empty_object")]
     pub custom_settings: Value,
+    /// What the session's Claude Code may cost, in USD: `cost_budget` alerts at 80 % and
+    /// 100 % of it. `None`: no budget.
+    #[serde(default)]
+    pub cost_budget_usd: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -95,6 +99,7 @@ impl SessionConfig {
             agents: Vec::new(),
             environment_variables: BTreeMap::new(),
             custom_settings: empty_object(),
+            cost_budget_usd: None,
         }
     }
 
@@ -140,6 +145,7 @@ impl SessionConfig {
         }
         validate_environment_at(&self.environment_variables, "environment_variables")?;
         validate_custom_settings(&self.custom_settings)?;
+        validate_budget(self.cost_budget_usd)?;
         Ok(())
     }
 }
@@ -187,6 +193,17 @@ fn validate_text(text: &str, field: &str, max_chars: usize) -> Result<(), FieldE
         ));
     }
     Ok(())
+}
+
+/// Checks `cost_budget_usd`: a finite number, at least 0.
+fn validate_budget(budget: Option<f64>) -> Result<(), FieldError> {
+    match budget {
+        Some(usd) if !usd.is_finite() || usd < 0.0 => Err(FieldError::invalid(
+            "cost_budget_usd",
+            "must be a number of USD, at least 0 (null for no budget)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Checks `custom_settings`: a JSON object of bounded size.

@@ -117,6 +117,36 @@ const MIGRATION_LIST: &[M<'static>] = &[
         );
         CREATE INDEX claude_sessions_session ON claude_sessions (session_id);",
     ),
+    // v7: the usage ledger of Claude Code's telemetry (src/storage/usage.rs): one row per
+    // bucket (Claude session id, our session and agent, model; '' when absent) and the last
+    // value of every cumulative series, so a restart neither loses nor double-counts usage.
+    M::up(
+        "CREATE TABLE claude_usage (
+            claude_session        TEXT NOT NULL,
+            session_id            TEXT NOT NULL,
+            agent                 TEXT NOT NULL,
+            model                 TEXT NOT NULL,
+            cost_usd              REAL NOT NULL,
+            input_tokens          REAL NOT NULL,
+            output_tokens         REAL NOT NULL,
+            cache_read_tokens     REAL NOT NULL,
+            cache_creation_tokens REAL NOT NULL,
+            lines_added           REAL NOT NULL,
+            lines_removed         REAL NOT NULL,
+            commits               REAL NOT NULL,
+            pull_requests         REAL NOT NULL,
+            active_time_seconds   REAL NOT NULL,
+            api_errors            INTEGER NOT NULL,
+            last_api_error        TEXT NULL,
+            updated_at            REAL NOT NULL,
+            PRIMARY KEY (claude_session, session_id, agent, model)
+        );
+        CREATE TABLE claude_usage_series (
+            key   TEXT PRIMARY KEY,
+            start INTEGER NOT NULL,    -- unix nanoseconds
+            value REAL NOT NULL
+        );",
+    ),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

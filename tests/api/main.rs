@@ -979,6 +979,9 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/claude/sessions/{id}/agents/{name}/resize", &["post"]),
     ("/api/claude/sessions/{id}/metrics", &["get"]),
     ("/api/claude/sessions/{id}/status", &["get"]),
+    ("/api/claude/sessions/{id}/usage", &["get"]),
+    ("/v1/metrics", &["post"]),
+    ("/v1/logs", &["post"]),
     ("/api/claude/sessions/{id}/context", &["get"]),
     (
         "/api/claude/sessions/{id}/context/{key}",

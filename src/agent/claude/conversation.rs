@@ -99,20 +99,37 @@ const MAX_PROJECT_NAME: usize = 200;
 /// directory's project, or — for a name the CLI cuts and suffixes with a hash — in a project
 /// with the same first 200 characters (the id, a UUID, tells the conversation apart).
 fn transcript_exists(config_dir: &Path, working_dir: &Path, id: Uuid) -> bool {
+    find_transcript(config_dir, working_dir, id).is_some()
+}
+
+/// The transcript of conversation `id` of an agent working in `working_dir` with the
+/// variables `env` (then the server's), where Claude Code wrote it; `None` while it has not.
+/// The usage fallback reads it when no telemetry arrived.
+pub(crate) fn transcript_path(
+    id: Uuid,
+    working_dir: &Path,
+    env: &[(String, String)],
+) -> Option<PathBuf> {
+    let inherited = |name: &str| std::env::var(name).ok();
+    find_transcript(&config_dir(env, &inherited)?, working_dir, id)
+}
+
+/// Where [`transcript_exists`] finds the transcript.
+fn find_transcript(config_dir: &Path, working_dir: &Path, id: Uuid) -> Option<PathBuf> {
     let projects = config_dir.join("projects");
     let file = format!("{id}.jsonl");
     let name = project_name(working_dir);
     if name.len() <= MAX_PROJECT_NAME {
-        return projects.join(name).join(file).is_file();
+        let path = projects.join(name).join(file);
+        return path.is_file().then_some(path);
     }
     let prefix = format!("{}-", &name[..MAX_PROJECT_NAME]);
-    let Ok(entries) = fs::read_dir(&projects) else {
-        return false;
-    };
-    entries.flatten().any(|project| {
-        project.file_name().to_string_lossy().starts_with(&prefix)
-            && project.path().join(&file).is_file()
-    })
+    let entries = fs::read_dir(&projects).ok()?;
+    entries
+        .flatten()
+        .filter(|project| project.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|project| project.path().join(&file))
+        .find(|path| path.is_file())
 }
 
 /// The CLI's name for a working directory's project: the path with every character but

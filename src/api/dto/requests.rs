@@ -71,6 +71,15 @@ pub(crate) struct UpdateBody {
     custom_settings: Option<Value>,
     tags: Option<Vec<String>>,
     agents: Option<Vec<AgentConfig>>,
+    /// USD; null removes the budget.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    cost_budget_usd: Option<Option<f64>>,
+}
+
+/// A field that may be given as null (`Some(None)`), unlike one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
 }
 
 impl From<UpdateBody> for UpdateSession {
@@ -86,6 +95,7 @@ impl From<UpdateBody> for UpdateSession {
             custom_settings: body.custom_settings,
             tags: body.tags,
             agents: body.agents,
+            cost_budget_usd: body.cost_budget_usd,
         }
     }
 }

@@ -70,6 +70,8 @@ struct Configuration<'a> {
     agents: &'a [AgentConfig],
     environment_variables: &'a BTreeMap<String, String>,
     custom_settings: &'a Value,
+    /// USD the session's Claude Code may cost (`cost_budget` alerts), null for none.
+    cost_budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -264,6 +266,7 @@ impl<'a> SessionObject<'a> {
                 agents: &config.agents,
                 environment_variables: &config.environment_variables,
                 custom_settings: &config.custom_settings,
+                cost_budget_usd: config.cost_budget_usd,
             },
             context: Context {
                 session_id: id.clone(),

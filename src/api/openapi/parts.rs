@@ -57,6 +57,8 @@ pub(super) const STORES: &[&str] = &[
     "cloneSession",
     "hookEvent",
     "claudeHook",
+    "exportMetrics",
+    "exportLogs",
     "putContextKey",
     "deleteContextKey",
 ];

@@ -33,6 +33,7 @@ use crate::api::system::{
     ValidatePathsPayload,
 };
 use crate::api::terminal::{InputBody, InputPayload, ResizeBody, ResizePayload, ScreenPayload};
+use crate::api::usage::UsagePayload;
 
 impl Doc {
     pub(super) fn routes(&mut self) {
@@ -50,6 +51,46 @@ impl Doc {
             ("200", json_response("The server is up", health)),
             &[],
         );
+        for (signal, id, what) in [
+            ("metrics", "exportMetrics", "ExportMetricsServiceRequest"),
+            ("logs", "exportLogs", "ExportLogsServiceRequest"),
+        ] {
+            let otlp = |kind: &str| {
+                ContentBuilder::new()
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Object)
+                            .description(Some(format!("An OTLP {kind} (opentelemetry-proto)"))),
+                    ))
+                    .build()
+            };
+            self.route(
+                Post,
+                &format!("/v1/{signal}"),
+                id,
+                "telemetry",
+                &format!(
+                    "OTLP/HTTP receiver of Claude Code's {signal} ({what} as \
+                     application/x-protobuf or application/json, gzip allowed)"
+                ),
+                vec![],
+                Some(RefOr::T(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .description(Some(what))
+                        .into(),
+                )),
+                (
+                    "200",
+                    ResponseBuilder::new()
+                        .description("Accepted; partial_success counts the refused datapoints")
+                        .content("application/json", otlp("Export…ServiceResponse"))
+                        .content("application/x-protobuf", otlp("Export…ServiceResponse"))
+                        .build(),
+                ),
+                &[413, 415],
+            );
+        }
         self.route(
             Get,
             "/metrics",
@@ -256,6 +297,18 @@ impl Doc {
                     "Window in hours (default 1)",
                 ),
             ],
+            None,
+            200,
+            &[400, 404],
+        );
+        self.json::<UsagePayload>(
+            Get,
+            "/api/claude/sessions/{id}/usage",
+            "sessionUsage",
+            "sessions",
+            "Cost, tokens, lines, commits and pull requests of a session's Claude Code, from its \
+             OpenTelemetry (source otel), else its transcripts (source transcript)",
+            vec![id_param()],
             None,
             200,
             &[400, 404],

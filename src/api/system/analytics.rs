@@ -15,6 +15,7 @@ use crate::api::dto::monitor::{self, ActivityObject};
 use crate::api::dto::session::seconds;
 use crate::api::errors::ApiError;
 use crate::api::sessions::Answer;
+use crate::api::usage::{self, ClaudeTotals};
 use crate::api::{envelope, ApiContext};
 use crate::monitor::{Analytics as Observations, SessionSample, TREND_HOURS};
 use crate::session::{SessionRecord, SessionStatus, SessionView};
@@ -186,6 +187,8 @@ pub(crate) struct FullAnalytics<'a> {
     census: Analytics<'a>,
     #[serde(flatten)]
     observed: ObservedAnalytics,
+    /// What Claude Code's own telemetry counted, every session (and unattributed ones).
+    claude: ClaudeTotals,
 }
 
 /// What the monitor adds to the analytics (ours).
@@ -382,12 +385,14 @@ fn observed_of(ctx: &ApiContext, observed: &Observed) -> ObservedAnalytics {
 pub(crate) async fn analytics(ctx: ApiContext) -> Answer {
     let (census, views) = census(&ctx).await?;
     let observed = observe(&ctx, &views).await?;
+    let claude = ClaudeTotals::from(&usage::totals(&ctx));
     Ok(envelope::success(
         StatusCode::OK,
         &AnalyticsPayload {
             analytics: FullAnalytics {
                 census: analytics_of(&census),
                 observed: observed_of(&ctx, &observed),
+                claude,
             },
         },
     ))

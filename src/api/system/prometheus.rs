@@ -92,6 +92,7 @@ pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
         &[(None, ctx.websocket_clients() as f64)],
     );
     observed_metrics(&mut text, &ctx, &census, &observed);
+    claude_metrics(&mut text, &crate::api::usage::totals(&ctx));
     let mut response = Response::new(text.into());
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -99,6 +100,29 @@ pub(crate) async fn prometheus(ctx: ApiContext) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// What Claude Code's telemetry counted: the same totals as `/analytics`' `claude`.
+fn claude_metrics(text: &mut String, totals: &crate::claude::usage::Totals) {
+    counter(
+        text,
+        "session_manager_claude_cost_usd_total",
+        "USD Claude Code estimated it cost (its claude_code.cost.usage), every session.",
+        totals.cost_usd,
+    );
+    let tokens = &totals.tokens;
+    let by_type = [
+        (Some(("type", "input")), tokens.input),
+        (Some(("type", "output")), tokens.output),
+        (Some(("type", "cache_read")), tokens.cache_read),
+        (Some(("type", "cache_creation")), tokens.cache_creation),
+    ];
+    let name = "session_manager_claude_tokens_total";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Tokens Claude Code used (its claude_code.token.usage) by type.\n# TYPE {name} counter"
+    );
+    samples_of(text, name, &by_type);
 }
 
 /// The monitor's counters and gauges: the same figures `/analytics` shows.

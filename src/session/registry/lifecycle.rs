@@ -242,6 +242,9 @@ impl SessionRegistry {
             if let Some(custom) = update.custom_settings {
                 config.custom_settings = custom;
             }
+            if let Some(budget) = update.cost_budget_usd {
+                config.cost_budget_usd = budget;
+            }
             if let Some(environment) = update.environment_variables {
                 restart_agents |= environment != config.environment_variables;
                 config.environment_variables = environment;

@@ -112,4 +112,6 @@ pub struct UpdateSession {
     pub tags: Option<Vec<String>>,
     /// New agent list (replaces the old one; restarts the agents).
     pub agents: Option<Vec<AgentConfig>>,
+    /// New `cost_budget_usd`: `Some(None)` clears it.
+    pub cost_budget_usd: Option<Option<f64>>,
 }
