@@ -129,6 +129,20 @@ fn the_dashboards_terminal_echoes_typing_is_shared_by_two_tabs_and_detaches() {
     run_browser("terminal", &mut app, &work);
 }
 
+#[test]
+#[ignore = "browser suite: cargo test --test dashboard -- --ignored (needs chromium and `npm ci` in tests/browser)"]
+fn the_dashboard_shows_a_claude_agent_waiting_for_input_and_notifies() {
+    // The fake claude as the Claude Code CLI: it runs the hooks and exports the telemetry the
+    // server configures, as the real one does.
+    let fake = common::example("fake_claude");
+    let mut app = App::with_config(&format!(
+        "[agents.claude]\ncommand = [{:?}]\n",
+        fake.display().to_string()
+    ));
+    let work = app.work.path().to_string_lossy().into_owned();
+    run_browser("claude", &mut app, &work);
+}
+
 #[tokio::test]
 async fn the_page_and_assets_need_no_token_but_data_does() {
     let app = App::start(&[("SESSION_MANAGER_SERVER__TOKEN", TOKEN)]);

@@ -3,6 +3,7 @@
 //   node tests/browser/dashboard.mjs open  <url> <work-dir> <artifacts-dir>
 //   node tests/browser/dashboard.mjs token <url> <token> <artifacts-dir>
 //   node tests/browser/dashboard.mjs terminal <url> <work-dir> <artifacts-dir>
+//   node tests/browser/dashboard.mjs claude <url> <work-dir> <artifacts-dir>
 //
 // `open`: a server without a token, custom commands allowed, error-rate threshold 0. Load the
 // page, create a session with a process agent through the form, see it running, SIGKILL its
@@ -394,10 +395,72 @@ async function terminalMode(work) {
   step("terminated the session: the pane says it ended");
 }
 
+// `claude`: [agents.claude] command is the fake claude, which runs the hooks and exports the
+// telemetry the server gave it, as the real CLI does. A session with a Claude agent; the page
+// may notify (the permission granted, as a person's click would). Typing `ask` into the
+// agent makes it ask a permission: the list shows "waiting for input", the header one
+// waiting, and a browser notification is shown; the session page lists the Claude session
+// waiting. Answering `y` lets it finish: idle, nobody waiting, and what it cost shown.
+async function claudeMode(work) {
+  await page.context().grantPermissions(["notifications"], { origin: new URL(url).origin });
+  await page.addInitScript(() => {
+    window.__notes = [];
+    const Real = window.Notification;
+    window.Notification = class extends Real {
+      constructor(title, options) {
+        super(title, options);
+        window.__notes.push({ title, body: options && options.body });
+      }
+    };
+  });
+  const { session } = await api("/sessions", null, {
+    name: "claude-session", working_directory: join(work, "claude"), create_if_missing: true,
+    agents: [{ agent_type: "backend", name: "coder", claude: true }],
+  });
+  const id = session.id;
+  step(`session ${id} created with a Claude agent`);
+  await page.goto(url);
+  await page.waitForSelector("#live[data-state=open]", WAIT);
+  const row = page.locator(`#sessions tr[data-id="${id}"]`);
+  // Claude Code's SessionStart hook: a conversation waiting for its first prompt.
+  await row.locator('.claude .status[data-s="idle"]').waitFor(WAIT);
+  step("the list shows the Claude agent's conversation idle (its SessionStart hook)");
+
+  const input = async (text) => {
+    const answer = await api(`/sessions/${id}/agents/coder/input`, null, { text, submit: true });
+    if (answer.success === false) throw new Error(`input refused: ${JSON.stringify(answer)}`);
+  };
+  await input("ask");
+  await row.locator('.claude .status[data-s="waiting_for_input"]').waitFor(WAIT);
+  if ((await row.locator(".claude .status").textContent()) !== "waiting for input") {
+    throw new Error("the badge does not say \"waiting for input\"");
+  }
+  await page.locator('#waiting[data-count="1"]').waitFor(WAIT);
+  await until(() => window.__notes.some((n) => n.title === "Claude Code waits for you"), null, "the browser notification");
+  const note = await page.evaluate(() => window.__notes.find((n) => n.title === "Claude Code waits for you"));
+  if (!note.body.includes("coder")) throw new Error(`the notification does not name the agent: ${JSON.stringify(note)}`);
+  step(`asked a permission: "waiting for input" in the list, 1 waiting, notified (${note.body})`);
+  await page.screenshot({ path: join(artifacts, "dashboard-claude-waiting.png"), fullPage: true });
+
+  await page.goto(`${url}#/session/${id}`);
+  const claudeRow = page.locator("#claude tbody tr");
+  await claudeRow.locator('.state .status[data-s="waiting_for_input"]').waitFor(WAIT);
+  step("the session page lists its Claude session waiting");
+
+  await input("y");
+  await claudeRow.locator('.state .status[data-s="idle"]').waitFor(WAIT);
+  await page.locator('#waiting[data-count="0"]').waitFor(WAIT);
+  step("answered: idle again, nobody waiting");
+  await until(() => Number(document.querySelector("#claude tbody tr .cost").textContent) > 0, null, "the cost from its telemetry");
+  const cost = await claudeRow.locator(".cost").textContent();
+  step(`its telemetry arrived: cost ${cost} USD on the session page`);
+}
+
 try {
   if (mode === "open") await openMode(arg);
   else if (mode === "token") await tokenMode(arg);
   else if (mode === "terminal") await terminalMode(arg);
+  else if (mode === "claude") await claudeMode(arg);
   else throw new Error(`unknown mode ${mode}`);
   if (problems.length) throw new Error(problems.join("\n"));
   console.log("PASS");
