@@ -110,7 +110,8 @@ pub(crate) async fn create(ctx: ApiContext, body: Parsed<Map<String, Value>>) ->
     let body = body?;
     let request = requests::create_session(body)?;
     let view = ctx.sessions.create(request).await?;
-    ctx.auto_install_hooks(&view.record.configuration.working_directory).await;
+    ctx.auto_install_hooks(&view.record.configuration.working_directory)
+        .await;
     session_answer(&ctx, &view, StatusCode::CREATED).await
 }
 
@@ -264,7 +265,8 @@ pub(crate) async fn navigate(ctx: ApiContext, id: String, body: Parsed<NavigateB
             body.create_if_missing.unwrap_or(true),
         )
         .await?;
-    ctx.auto_install_hooks(&view.record.configuration.working_directory).await;
+    ctx.auto_install_hooks(&view.record.configuration.working_directory)
+        .await;
     ok(&SessionWithValidation {
         session: SessionObject::of(&view, Some(&validation)),
         validation: &validation,
