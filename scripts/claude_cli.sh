@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real Claude Code CLI from npm under the target dir (never globally, never
-# touching ~/.claude) and runs the smoke test that starts it as a Claude agent:
-# its welcome screen through `…/screen`, with a dummy ANTHROPIC_API_KEY and no network.
+# touching ~/.claude) and runs, with a dummy ANTHROPIC_API_KEY and no network, the smoke test
+# that starts it as a Claude agent (its welcome screen through `…/screen`) and the one that
+# runs it by hand in a project after `session-manager hooks install` (its hooks attributed
+# and its state moving, its OTLP exports taken: tests/claude_cli.rs).
 # Usage: scripts/claude_cli.sh [npm version]   (default: the version the test was written on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +13,6 @@ command -v npm >/dev/null || { echo "npm is missing: apt-get install -y nodejs n
 if ! "$prefix/node_modules/.bin/claude" --version 2>/dev/null | grep -q "^$version "; then
     npm install --no-audit --no-fund --prefix "$prefix" "@anthropic-ai/claude-code@$version"
 fi
-CLAUDE_CLI="$(cd "$prefix/node_modules/.bin" && pwd)/claude" \
-    cargo test --test claude -- --ignored real_claude_code
+cli="$(cd "$prefix/node_modules/.bin" && pwd)/claude"
+CLAUDE_CLI="$cli" cargo test --test claude -- --ignored real_claude_code
+CLAUDE_CLI="$cli" cargo test --test claude_cli -- --ignored

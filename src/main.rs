@@ -83,7 +83,12 @@ fn hook(cli: &Cli) -> ExitCode {
         server_url: std::env::var("SESSION_MANAGER_URL").unwrap_or_else(|_| {
             format!("http://{}:{}", settings.server.bind, settings.server.port)
         }),
-        token: Some(settings.server.token.expose().to_owned()).filter(|t| !t.is_empty()),
+        // The token Claude Code's http hooks send; a Claude Code started by hand has it in
+        // its environment, not in a configuration file the shim would read.
+        token: std::env::var("SESSION_MANAGER_TOKEN")
+            .ok()
+            .or_else(|| Some(settings.server.token.expose().to_owned()))
+            .filter(|t| !t.is_empty()),
     };
     let agent = std::env::var("CLAUDE_AGENT_NAME").ok();
     let sent =

@@ -88,11 +88,7 @@ pub struct App {
 /// import the `claude` module that knows the hooks.
 fn with_agent_hooks(settings: &Settings, server_url: &str) -> Settings {
     let mut settings = settings.clone();
-    let shim = crate::claude::install::this_program();
-    settings.agents.claude.hook_settings = Some(crate::claude::install::agent_settings(
-        server_url,
-        shim.as_deref(),
-    ));
+    settings.agents.claude.hook_settings = Some(crate::claude::install::agent_settings(server_url));
     settings
 }
 

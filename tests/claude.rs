@@ -204,8 +204,8 @@ async fn a_claude_agent_runs_the_cli_in_its_role_on_a_new_conversation() {
         app.url("/api/claude/hooks")
     );
     assert_eq!(
-        events["SessionStart"][0]["hooks"][0]["command"],
-        format!("\"{}\" hook", env!("CARGO_BIN_EXE_session-manager"))
+        events["SessionStart"][0]["hooks"][0]["url"],
+        app.url("/api/claude/hooks")
     );
     assert_eq!(argv[9..], ["--session-id", &conversation]);
     until_on_screen(

@@ -1,9 +1,8 @@
 //! What a Claude Code session is doing, end to end: `examples/fake_claude` as a Claude agent
 //! of the real server posts its hooks as the real CLI does (the server's `--settings`: `http`
-//! hooks, SessionStart through the `session-manager hook` shim), and the session object and
+//! hooks), and the session object and
 //! the `claude_activity` events on `/ws/sessions` follow it through working → waiting →
-//! working → idle → ended. Also the shim for a Claude Code started by hand, and the hooks
-//! `hooks install` writes, posted by the fake started outside the server.
+//! working → idle → ended. Also the shim for a Claude Code started by hand.
 
 mod common;
 
@@ -111,7 +110,7 @@ async fn a_claude_agent_walks_through_working_waiting_idle_and_ended() {
     assert_eq!(status, 201, "{created}");
     let id = created["session"]["id"].as_str().unwrap().to_owned();
 
-    // SessionStart, through the shim (a command hook), announces the conversation idle.
+    // SessionStart announces the conversation idle.
     let started = until_activity(&mut socket, &id, state_is("idle")).await;
     let first = started.last().unwrap();
     assert_eq!(first["last_event"], "SessionStart", "{first}");

@@ -103,7 +103,11 @@ fn install_and_uninstall_leave_the_users_settings_as_they_were() {
     for (event, handler) in &handlers {
         if event == "SessionStart" {
             let command = handler["command"].as_str().unwrap();
-            assert!(command.starts_with('"') && command.ends_with("\" hook"));
+            assert!(
+                command.starts_with("SESSION_MANAGER_URL='http://127.0.0.1:4242' \"")
+                    && command.ends_with("\" hook"),
+                "{command}"
+            );
             continue;
         }
         assert_eq!(handler["url"], "http://127.0.0.1:4242/api/claude/hooks");
@@ -139,10 +143,12 @@ fn install_and_uninstall_leave_the_users_settings_as_they_were() {
     stdout(&moved);
     let handlers = ours(&read(&file));
     assert_eq!(handlers.len(), 15);
-    assert!(handlers
-        .iter()
-        .filter(|(event, _)| event != "SessionStart")
-        .all(|(_, handler)| handler["url"] == "http://10.1.2.3:9000/api/claude/hooks"));
+    assert!(handlers.iter().all(|(_, handler)| {
+        handler["url"] == "http://10.1.2.3:9000/api/claude/hooks"
+            || handler["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("SESSION_MANAGER_URL='http://10.1.2.3:9000'"))
+    }));
     let said = stdout(&hooks(project.path(), home.path(), &["status"]));
     assert!(said.contains("outdated"), "{said}");
 

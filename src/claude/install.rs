@@ -62,6 +62,9 @@ pub const ALLOWED_ENV_VARS: [&str; 3] = [
     "CLAUDE_AGENT_NAME",
 ];
 
+/// The variable the shim command is given the server URL in.
+const URL_VAR: &str = "SESSION_MANAGER_URL";
+
 /// Seconds Claude Code waits for one of our hooks: a slow server must not hold the user up.
 const TIMEOUT_SECONDS: u64 = 5;
 
@@ -103,9 +106,15 @@ pub enum InstallError {
 /// shim, else an `http` hook to `server_url`.
 fn handler(event: &str, server_url: &str, shim: Option<&Path>) -> Value {
     if let Some(shim) = shim.filter(|_| COMMAND_EVENTS.contains(&event)) {
+        // The URL goes with the command: a Claude Code started by hand has no
+        // SESSION_MANAGER_URL of its own, and the shim would try the configured address.
         return json!({
             "type": "command",
-            "command": format!("\"{}\" hook", shim.display()),
+            "command": format!(
+                "{URL_VAR}='{}' \"{}\" hook",
+                server_url.trim_end_matches('/'),
+                shim.display()
+            ),
             "timeout": TIMEOUT_SECONDS,
         });
     }
@@ -146,9 +155,12 @@ pub fn hook_entries(server_url: &str, shim: Option<&Path>) -> Value {
 
 /// The Claude Code settings, as one JSON string for `--settings`, that make a Claude agent
 /// report to `server_url`: only [`hook_entries`], so the user's settings files apply as
-/// they are beneath it.
-pub fn agent_settings(server_url: &str, shim: Option<&Path>) -> String {
-    json!({ "hooks": hook_entries(server_url, shim) }).to_string()
+/// they are beneath it. Every event is an `http` hook, SessionStart included (which Claude
+/// Code 2.1.197 does not run as `http`: the server knows when it starts an agent anyway):
+/// a command hook would make Claude Code fork, and a forked copy of its argv, conversation
+/// id included, is what the conversation guard looks for.
+pub fn agent_settings(server_url: &str) -> String {
+    json!({ "hooks": hook_entries(server_url, None) }).to_string()
 }
 
 /// This program when it is `session-manager` (the server run as itself, not embedded in
@@ -176,21 +188,30 @@ pub fn is_ours(handler: &Value) -> bool {
     }
 }
 
-/// `"<dir>/session-manager…" hook` (quoted or not): a program named `session-manager*`
-/// run with the single argument `hook`.
+/// `[SESSION_MANAGER_URL='…'] "<dir>/session-manager…" hook` (the program quoted or not):
+/// a program named `session-manager*` run with the single argument `hook`.
 fn is_shim_command(command: &str) -> bool {
-    let Some(program) = command.trim().strip_suffix(" hook") else {
+    let Some(rest) = command.trim().strip_suffix(" hook") else {
         return false;
     };
-    let program = program.trim().trim_matches('"');
+    let rest = rest.trim_end();
+    let program = match rest.strip_suffix('"') {
+        Some(open) => open.rsplit_once('"').map_or(open, |(_, program)| program),
+        None => rest.rsplit(' ').next().unwrap_or(rest),
+    };
     Path::new(program)
         .file_name()
         .and_then(|name| name.to_str())
         .is_some_and(|name| name.starts_with("session-manager"))
 }
 
-/// The server URL an `http` hook of ours posts to (without [`HOOKS_PATH`]).
+/// The server URL a hook of ours posts to: an `http` hook's URL without [`HOOKS_PATH`], or
+/// the one the shim command is given.
 fn server_of(handler: &Value) -> Option<&str> {
+    if let Some(command) = handler.get("command").and_then(Value::as_str) {
+        let quoted = command.trim().strip_prefix(URL_VAR)?.strip_prefix("='")?;
+        return quoted.split_once('\'').map(|(url, _)| url);
+    }
     let url = handler.get("url")?.as_str()?.trim_end_matches('/');
     url.strip_suffix(HOOKS_PATH)
 }

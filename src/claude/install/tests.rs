@@ -33,7 +33,10 @@ fn every_event_is_an_http_hook_but_session_start_a_command() {
         assert!(is_ours(handler), "{event}");
         if event == "SessionStart" {
             assert_eq!(handler["type"], "command");
-            assert_eq!(handler["command"], "\"/opt/sm/bin/session-manager\" hook");
+            assert_eq!(
+                handler["command"],
+                "SESSION_MANAGER_URL='http://127.0.0.1:8080' \"/opt/sm/bin/session-manager\" hook"
+            );
             continue;
         }
         assert_eq!(handler["type"], "http", "{event}");
@@ -70,6 +73,7 @@ fn ours_is_recognised_by_the_route_or_the_shim_and_nothing_else() {
         json!({"type": "http", "url": "http://h:1/api/claude/hooks/"}),
         json!({"type": "command", "command": "session-manager hook"}),
         json!({"type": "command", "command": "\"/a b/session-manager\" hook"}),
+        json!({"type": "command", "command": "SESSION_MANAGER_URL='http://h:1' \"/a b/session-manager\" hook"}),
     ] {
         assert!(is_ours(&handler), "{handler}");
     }
@@ -119,7 +123,11 @@ fn another_server_replaces_ours_in_place() {
         &mut settings,
         &hook_entries("http://10.0.0.2:9", Some(&shim())),
     );
-    assert_eq!(changed.len(), EVENTS.len() - COMMAND_EVENTS.len());
+    assert_eq!(
+        changed.len(),
+        EVENTS.len(),
+        "the shim command names the server too"
+    );
     let pre = settings["hooks"]["PreToolUse"].as_array().unwrap();
     assert_eq!(pre.len(), 3);
     assert_eq!(
@@ -246,9 +254,6 @@ fn the_files_mode_is_kept() {
 fn without_a_shim_every_event_is_http_and_agents_get_it_as_one_json_string() {
     let entries = hook_entries(SERVER, None);
     assert_eq!(entries["SessionStart"][0]["hooks"][0]["type"], "http");
-    let settings: Value = serde_json::from_str(&agent_settings(SERVER, Some(&shim()))).unwrap();
-    assert_eq!(
-        settings,
-        json!({"hooks": hook_entries(SERVER, Some(&shim()))})
-    );
+    let settings: Value = serde_json::from_str(&agent_settings(SERVER)).unwrap();
+    assert_eq!(settings, json!({"hooks": hook_entries(SERVER, None)}));
 }
