@@ -24,7 +24,7 @@ mod security;
 mod sessions;
 mod system;
 mod terminal;
-mod usage;
+pub(crate) mod usage;
 mod ws;
 
 pub(crate) use errors::{MAX_HEADER_LINES, MAX_HEAD_BYTES};

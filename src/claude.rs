@@ -86,28 +86,6 @@ pub struct HookOutcome {
     pub state: Option<ActivityState>,
 }
 
-/// Tokens by kind, as Claude Code counts them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tokens {
-    /// Input tokens.
-    pub input: u64,
-    /// Output tokens.
-    pub output: u64,
-    /// Tokens read from the prompt cache.
-    pub cache_read: u64,
-    /// Tokens written to the prompt cache.
-    pub cache_creation: u64,
-}
-
-/// What a Claude Code session cost so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Totals {
-    /// USD.
-    pub cost_usd: f64,
-    /// Tokens.
-    pub tokens: Tokens,
-}
-
 /// The handle; cloning shares it.
 #[derive(Clone)]
 pub struct Claude {
@@ -288,26 +266,11 @@ impl Claude {
 
     /// What Claude session `claude_session_id` cost so far, as its telemetry said (zero
     /// while none came; the transcript fallback is per session of ours, `…/usage`).
-    pub fn totals(&self, claude_session_id: &str) -> Totals {
-        let Some(counted) = self.inner.usage.of_claude_session(claude_session_id) else {
-            return Totals::default();
-        };
-        let whole = |n: f64| {
-            if n.is_finite() && n > 0.0 {
-                n.round() as u64
-            } else {
-                0
-            }
-        };
-        Totals {
-            cost_usd: counted.cost_usd,
-            tokens: Tokens {
-                input: whole(counted.tokens.input),
-                output: whole(counted.tokens.output),
-                cache_read: whole(counted.tokens.cache_read),
-                cache_creation: whole(counted.tokens.cache_creation),
-            },
-        }
+    pub(crate) fn totals(&self, claude_session_id: &str) -> usage::Totals {
+        self.inner
+            .usage
+            .of_claude_session(claude_session_id)
+            .unwrap_or_default()
     }
 
     /// Raises or resolves the `cost_budget` alerts of `session` for its Claude Code's `cost`

@@ -213,15 +213,7 @@ async fn one_claude_session_walks_through_its_states_with_events_and_an_alert() 
     for key in ["input", "output", "cache_read", "cache_creation"] {
         assert!(entry["tokens"][key].is_u64(), "tokens.{key}: {entry}");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     assert!(
         metrics.contains("session_manager_claude_sessions{state=\"waiting_for_input\"} 1"),
         "{metrics}"

@@ -543,15 +543,7 @@ async fn a_cost_budget_raises_alerts_at_80_and_100_percent_and_a_higher_one_reso
         "{analytics}"
     );
     assert_eq!(analytics["analytics"]["claude"]["tokens"]["output"], 1);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     assert!(
         metrics.contains("session_manager_claude_cost_usd_total 1.1\n"),
         "{metrics}"

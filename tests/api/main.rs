@@ -917,15 +917,7 @@ async fn paths_types_analytics_status_metrics_and_openapi() {
     );
     assert_eq!(body["system_status"]["agents"]["available_types"], 12);
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.text("/metrics").await;
     assert!(
         text.contains("# TYPE session_manager_sessions gauge"),
         "{text}"

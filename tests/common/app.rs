@@ -114,6 +114,12 @@ impl App {
         answer(self.client.get(self.url(path)).send().await.unwrap()).await
     }
 
+    /// `GET path` as text (the Prometheus exposition of `/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// DELETE → (status, body).
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         answer(self.client.delete(self.url(path)).send().await.unwrap()).await

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::claude::{Claude, Tokens};
+use crate::api::usage::TokensObject;
+use crate::claude::Claude;
 use crate::session::{ActivityState, ClaudeActivity};
 
 /// One Claude Code session.
@@ -37,26 +38,6 @@ pub(crate) struct ClaudeSessionObject {
     tokens: TokensObject,
 }
 
-/// Tokens by kind.
-#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
-pub(crate) struct TokensObject {
-    input: u64,
-    output: u64,
-    cache_read: u64,
-    cache_creation: u64,
-}
-
-impl From<Tokens> for TokensObject {
-    fn from(t: Tokens) -> Self {
-        TokensObject {
-            input: t.input,
-            output: t.output,
-            cache_read: t.cache_read,
-            cache_creation: t.cache_creation,
-        }
-    }
-}
-
 /// What a Claude Code session is doing.
 #[derive(ToSchema)]
 #[schema(as = ClaudeState)]
@@ -82,7 +63,7 @@ impl ClaudeSessionObject {
         let totals = claude.totals(&activity.claude_session_id);
         ClaudeSessionObject {
             cost_usd: totals.cost_usd,
-            tokens: totals.tokens.into(),
+            tokens: TokensObject::from(&totals.tokens),
             ..ClaudeSessionObject::of(activity)
         }
     }
