@@ -123,6 +123,10 @@ pub(crate) fn points(request: &ExportMetricsServiceRequest) -> (Vec<Point>, u64)
             .as_ref()
             .map(|resource| resource.attributes.as_slice())
             .unwrap_or_default();
+        // Once per resource, not per point: a resource is shared by every point under it,
+        // and a large one repeated per point would multiply the body's size in memory.
+        let resource_part = digest(resource);
+        let resource_owner = owner(resource, &[]);
         for scope in &resource_metrics.scope_metrics {
             for metric in &scope.metrics {
                 let Some(kind) = MetricKind::of(&metric.name) else {
@@ -155,10 +159,18 @@ pub(crate) fn points(request: &ExportMetricsServiceRequest) -> (Vec<Point>, u64)
                         rejected += 1;
                         continue;
                     };
+                    if points.len() >= MAX_POINTS {
+                        rejected += 1;
+                        continue;
+                    }
                     points.push(Point {
                         measure,
-                        owner: owner(resource, attributes),
-                        series: series_key(&metric.name, attributes, resource),
+                        owner: owner_with(&resource_owner, attributes),
+                        series: format!(
+                            "{}|{:016x}|{resource_part:016x}",
+                            metric.name,
+                            digest(attributes)
+                        ),
                         start: datapoint.start_time_unix_nano,
                         value,
                         temporality,
@@ -265,31 +277,66 @@ fn count_points(data: Option<&metric::Data>) -> u64 {
 
 /// Who a datapoint or event belongs to: our session and agent from the resource (our
 /// agents' exports), Claude's session id and the model from its own attributes (or the
-/// resource's, should a sender put them there).
+/// resource's, should a sender put them there). Texts are cut at [`MAX_TEXT_CHARS`].
 fn owner(resource: &[KeyValue], attributes: &[KeyValue]) -> Owner {
     let either = |key: &str| text(attributes, key).or_else(|| text(resource, key));
     Owner {
-        claude_session: either("session.id").unwrap_or_default(),
+        claude_session: either("session.id").map(cut).unwrap_or_default(),
         session: text(resource, SESSION_ATTRIBUTE).and_then(|id| Uuid::parse_str(&id).ok()),
-        agent: text(resource, AGENT_ATTRIBUTE).filter(|agent| !agent.is_empty()),
-        model: text(attributes, "model").filter(|model| !model.is_empty()),
+        agent: text(resource, AGENT_ATTRIBUTE)
+            .filter(|agent| !agent.is_empty())
+            .map(cut),
+        model: text(attributes, "model")
+            .filter(|model| !model.is_empty())
+            .map(cut),
     }
 }
 
-/// A series' identity: the metric and every attribute of the point and its resource, sorted
-/// (OTLP does not order attributes, and an exporter may reorder them between exports).
-fn series_key(name: &str, attributes: &[KeyValue], resource: &[KeyValue]) -> String {
+/// [`owner`] for a point whose resource's part is already read (`of_resource`): only the
+/// point's own attributes are read again.
+fn owner_with(of_resource: &Owner, attributes: &[KeyValue]) -> Owner {
+    let mut owner = owner(&[], attributes);
+    if owner.claude_session.is_empty() {
+        owner.claude_session = of_resource.claude_session.clone();
+    }
+    owner.session = of_resource.session;
+    owner.agent = of_resource.agent.clone();
+    owner
+}
+
+/// Longest attribute text kept (a session id, an agent, a model): ids and names are short,
+/// and what is kept is repeated per series.
+const MAX_TEXT_CHARS: usize = 256;
+
+/// Most datapoints taken from one export; the rest are refused (`partialSuccess`).
+const MAX_POINTS: usize = 10_000;
+
+fn cut(text: String) -> String {
+    if text.chars().count() <= MAX_TEXT_CHARS {
+        text
+    } else {
+        text.chars().take(MAX_TEXT_CHARS).collect()
+    }
+}
+
+/// A stable 64-bit digest (FNV-1a) of an attribute set, sorted (OTLP does not order
+/// attributes, and an exporter may reorder them between exports): with the metric's name,
+/// a series' identity, of a fixed size whatever the attributes hold, and the same across
+/// restarts and builds (it is stored with the series' last cumulative value).
+fn digest(attributes: &[KeyValue]) -> u64 {
     let mut pairs: Vec<String> = attributes
         .iter()
         .map(|kv| format!("{}={}", kv.key, shown(kv.value.as_ref())))
         .collect();
     pairs.sort();
-    let mut own: Vec<String> = resource
-        .iter()
-        .map(|kv| format!("{}={}", kv.key, shown(kv.value.as_ref())))
-        .collect();
-    own.sort();
-    format!("{name}|{}|{}", pairs.join(","), own.join(","))
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for pair in &pairs {
+        for byte in pair.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 fn shown(value: Option<&AnyValue>) -> String {

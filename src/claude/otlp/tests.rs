@@ -139,3 +139,49 @@ fn content_types() {
     );
     assert_eq!(Encoding::of("text/plain"), None);
 }
+
+#[test]
+fn a_large_resource_is_read_once_and_an_export_holds_a_bounded_number_of_points() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let huge = "x".repeat(100_000);
+    let attribute = |key: &str, value: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    };
+    let point = NumberDataPoint {
+        value: Some(number_data_point::Value::AsDouble(0.5)),
+        ..Default::default()
+    };
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![attribute("session.id", &huge), attribute("pad", &huge)],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "claude_code.cost.usage".into(),
+                    data: Some(metric::Data::Sum(Sum {
+                        data_points: vec![point; MAX_POINTS + 5],
+                        aggregation_temporality: AggregationTemporality::Delta as i32,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (points, rejected) = points(&request);
+    assert_eq!((points.len(), rejected), (MAX_POINTS, 5));
+    assert!(points
+        .iter()
+        .all(|p| p.owner.claude_session.len() == MAX_TEXT_CHARS && p.series.len() < 80));
+}
