@@ -5,7 +5,9 @@
 //! The rules (Claude Code's hook events, by `hook_event_name`):
 //! - `UserPromptSubmit`, `PreToolUse`, `PostToolUse`, `PostToolUseFailure`,
 //!   `PermissionDenied` (the tool is refused, the turn goes on), `SubagentStart`,
-//!   `SubagentStop` (the main agent goes on), `PreCompact` → `working`;
+//!   `SubagentStop` (the main agent goes on), `PreCompact` → `working` — but a subagent or
+//!   a compaction while `waiting_for_input` leaves it waiting (the person's answer is still
+//!   needed);
 //! - `PostCompact` → back to what the compaction interrupted: `working` after an automatic
 //!   one (`trigger: "auto"`, mid-turn), `idle` after a manual `/compact` at the prompt;
 //! - `PermissionRequest`, and `Notification` whose `notification_type` is
@@ -108,6 +110,13 @@ const MAX_ERROR_CHARS: usize = 2048;
 pub fn next(state: Option<ActivityState>, event: &HookEvent<'_>) -> Option<ActivityState> {
     use ActivityState::*;
     let after = match event.name {
+        // A subagent or a compaction in the background does not answer the question the
+        // person is asked: still waiting.
+        "SubagentStart" | "SubagentStop" | "PreCompact" | "PostCompact"
+            if state == Some(WaitingForInput) =>
+        {
+            WaitingForInput
+        }
         "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "PostToolUseFailure"
         | "PermissionDenied" | "SubagentStart" | "SubagentStop" | "PreCompact" => Working,
         "PostCompact" if event.trigger == Some("manual") => Idle,
@@ -251,7 +260,13 @@ mod tests {
                 let name = payload["hook_event_name"].as_str().unwrap();
                 let event = HookEvent::read(name, &payload);
                 let after = next(state, &event);
-                assert_eq!(after, expected.or(state), "{payload:?} from {state:?}");
+                let background = ["SubagentStart", "SubagentStop", "PreCompact", "PostCompact"];
+                let expected = if state == Some(WaitingForInput) && background.contains(&name) {
+                    Some(WaitingForInput)
+                } else {
+                    expected.or(state)
+                };
+                assert_eq!(after, expected, "{payload:?} from {state:?}");
             }
         }
     }
