@@ -16,7 +16,9 @@
 //! raises a `claude_waiting` alert through the monitor's list, resolved when it moves on; a
 //! timer task sleeps until the next such deadline (nothing runs while nothing waits). When
 //! one of our Claude agents' processes exits without a `SessionEnd`, its conversation is
-//! `ended`; a purged session's Claude sessions are forgotten.
+//! `ended`, and `idle` again when the agent runs again (it resumes the conversation; Claude
+//! Code posts no `SessionStart` over `http`); a purged session's Claude sessions are
+//! forgotten.
 //!
 //! What each Claude session costs comes from Claude Code's own OpenTelemetry: `otlp`
 //! decodes the OTLP/HTTP exports (`POST /v1/metrics`, `/v1/logs`), `usage` is the pure
@@ -41,6 +43,7 @@ use crate::session::{
     SessionRecord, SessionRegistry,
 };
 use crate::storage::{Storage, StorageError};
+use crate::supervision::ChildState;
 
 mod budget;
 pub mod install;
@@ -606,6 +609,19 @@ async fn follow_sessions(
                     tracing::warn!(%error, "the end of a Claude agent's conversation was not recorded");
                 }
             }
+            SessionEvent::Agent {
+                session,
+                event:
+                    AgentEvent::State {
+                        agent,
+                        to: ChildState::Running,
+                        ..
+                    },
+            } => {
+                if let Err(error) = inner.agent_running(*session, agent).await {
+                    tracing::warn!(%error, "the resumption of a Claude agent's conversation was not recorded");
+                }
+            }
             SessionEvent::Purged(session) => {
                 let ids: Vec<String> = inner
                     .tracker()
@@ -628,6 +644,34 @@ async fn follow_sessions(
 }
 
 impl Inner {
+    /// One of our Claude agents runs (again): its ended conversation resumes, idle.
+    async fn agent_running(&self, session: Uuid, agent: &str) -> Result<(), SessionError> {
+        let ids = self.tracker().ended_conversations_of(session, agent);
+        for id in ids {
+            let _in_order = self.gate(&id).lock().await;
+            let at = now();
+            let Some(observed) = self.tracker().resume(&id, at) else {
+                continue;
+            };
+            self.settle(observed, at).await?;
+        }
+        self.bump();
+        Ok(())
+    }
+
+    /// Stores and announces a change made outside a hook (an agent's exit or start).
+    async fn settle(&self, observed: tracker::Observed, at: f64) -> Result<(), SessionError> {
+        if let Some(row) = observed.row.clone() {
+            self.storage
+                .put_claude_session(row)
+                .await
+                .map_err(SessionError::from)?;
+        }
+        self.publish(announcement(&observed)).await?;
+        self.follow_waiting(&observed, at);
+        Ok(())
+    }
+
     async fn agent_exited(&self, session: Uuid, agent: &str) -> Result<(), SessionError> {
         let ids = self.tracker().conversations_of(session, agent);
         for id in ids {
@@ -636,14 +680,7 @@ impl Inner {
             let Some(observed) = self.tracker().end(&id, at) else {
                 continue;
             };
-            if let Some(row) = observed.row.clone() {
-                self.storage
-                    .put_claude_session(row)
-                    .await
-                    .map_err(SessionError::from)?;
-            }
-            self.publish(announcement(&observed)).await?;
-            self.follow_waiting(&observed, at);
+            self.settle(observed, at).await?;
         }
         self.bump();
         Ok(())

@@ -381,6 +381,18 @@ async fn a_hook_is_attributed_by_agent_then_header_then_directory() {
         assert!(Instant::now() < deadline, "the conversation never ended");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // It runs again, resuming its conversation: idle, waiting for a prompt.
+    let (status, body) = app
+        .post(
+            &format!("/api/claude/sessions/{ours}/agents/coder/activate"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    while claude_sessions(&app, &ours).await[0]["state"] != "idle" {
+        assert!(Instant::now() < deadline, "the conversation never resumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

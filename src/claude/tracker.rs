@@ -328,6 +328,41 @@ impl Tracker {
         })
     }
 
+    /// The ended Claude sessions of `session`'s agent `agent`.
+    pub fn ended_conversations_of(&self, session: Uuid, agent: &str) -> Vec<String> {
+        self.by_session
+            .get(&session)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                self.entries.get(*id).is_some_and(|e| {
+                    e.activity.agent.as_deref() == Some(agent)
+                        && e.activity.state == ActivityState::Ended
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Marks the ended Claude session `id` idle again: its agent's process runs again and
+    /// resumes it (a resumed conversation waits for its prompt, as after `SessionStart`,
+    /// which Claude Code does not post over `http`); `None` unless it was ended.
+    pub fn resume(&mut self, id: &str, at: f64) -> Option<Observed> {
+        let entry = self.entries.get_mut(id)?;
+        if entry.activity.state != ActivityState::Ended {
+            return None;
+        }
+        entry.activity.state = ActivityState::Idle;
+        entry.activity.since = at;
+        entry.stored_at = at;
+        Some(Observed {
+            activity: entry.activity.clone(),
+            previous: Some(ActivityState::Ended),
+            previous_session: None,
+            row: Some(row_of(entry)),
+        })
+    }
+
     /// Forgets every Claude session of a purged session.
     pub fn forget_session(&mut self, session: Uuid) {
         for id in self.by_session.remove(&session).unwrap_or_default() {

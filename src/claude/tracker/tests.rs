@@ -202,6 +202,16 @@ fn an_exited_agent_ends_its_conversations_and_a_purge_forgets_them() {
     assert_eq!(ended.previous, Some(ActivityState::Working));
     assert!(tracker.end("c", 3.0).is_none());
     assert!(tracker.conversations_of(session, "coder").is_empty());
+    // Its process runs again: the conversation resumes, idle.
+    assert_eq!(
+        tracker.ended_conversations_of(session, "coder"),
+        vec!["c".to_owned()]
+    );
+    let resumed = tracker.resume("c", 4.0).unwrap();
+    assert_eq!(resumed.activity.state, ActivityState::Idle);
+    assert_eq!(resumed.previous, Some(ActivityState::Ended));
+    assert!(tracker.resume("c", 5.0).is_none());
+    assert!(tracker.end("c", 6.0).is_some());
     tracker.forget_session(session);
     assert!(tracker.all().is_empty());
 }
