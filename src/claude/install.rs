@@ -188,10 +188,21 @@ pub fn is_ours(handler: &Value) -> bool {
     }
 }
 
-/// `[SESSION_MANAGER_URL='…'] "<dir>/session-manager…" hook` (the program quoted or not):
-/// a program named `session-manager*` run with the single argument `hook`.
+/// `SESSION_MANAGER_URL='…' "<dir>/session-manager…" hook` (the program quoted or not), the
+/// form `install` writes: a program named `session-manager*` run with the single argument
+/// `hook`, given its server. A plain `session-manager hook` is a user's own (the README
+/// once told users to write it): never taken for ours, so never replaced or removed.
 fn is_shim_command(command: &str) -> bool {
-    let Some(rest) = command.trim().strip_suffix(" hook") else {
+    let Some(given) = command
+        .trim()
+        .strip_prefix(URL_VAR)
+        .and_then(|rest| rest.strip_prefix("='"))
+        .and_then(|rest| rest.split_once('\''))
+        .map(|(_, rest)| rest)
+    else {
+        return false;
+    };
+    let Some(rest) = given.trim().strip_suffix(" hook") else {
         return false;
     };
     let rest = rest.trim_end();

@@ -71,13 +71,15 @@ fn ours_is_recognised_by_the_route_or_the_shim_and_nothing_else() {
     for handler in [
         json!({"type": "http", "url": "http://h:1/api/claude/hooks"}),
         json!({"type": "http", "url": "http://h:1/api/claude/hooks/"}),
-        json!({"type": "command", "command": "session-manager hook"}),
-        json!({"type": "command", "command": "\"/a b/session-manager\" hook"}),
         json!({"type": "command", "command": "SESSION_MANAGER_URL='http://h:1' \"/a b/session-manager\" hook"}),
+        json!({"type": "command", "command": "SESSION_MANAGER_URL='http://h:1' /usr/bin/session-manager hook"}),
     ] {
         assert!(is_ours(&handler), "{handler}");
     }
     for handler in [
+        // A user's own shim command, as the README once showed: theirs, not ours.
+        json!({"type": "command", "command": "session-manager hook"}),
+        json!({"type": "command", "command": "\"/a b/session-manager\" hook"}),
         json!({"type": "http", "url": "http://h:1/api/other"}),
         json!({"type": "command", "command": "./guard.sh"}),
         json!({"type": "command", "command": "session-manager hook --other"}),
@@ -179,7 +181,7 @@ fn remove_takes_exactly_what_merge_added() {
 fn a_handler_of_ours_beside_a_users_in_one_group_goes_alone() {
     let mut settings = json!({"hooks": {"Stop": [{"hooks": [
         {"type": "command", "command": "./mine.sh"},
-        {"type": "command", "command": "session-manager hook"}
+        {"type": "command", "command": "SESSION_MANAGER_URL='http://h:1' session-manager hook"}
     ]}]}})
     .as_object()
     .cloned()
