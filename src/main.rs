@@ -87,6 +87,7 @@ fn hook(cli: &Cli) -> ExitCode {
         // its environment, not in a configuration file the shim would read.
         token: std::env::var("SESSION_MANAGER_TOKEN")
             .ok()
+            .filter(|t| !t.is_empty())
             .or_else(|| Some(settings.server.token.expose().to_owned()))
             .filter(|t| !t.is_empty()),
     };
