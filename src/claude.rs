@@ -633,6 +633,10 @@ async fn follow_sessions(
                 for id in ids {
                     inner.resolve_waiting(&id, now());
                 }
+                // A purged session has no budget left to watch: its alerts close.
+                inner
+                    .budgets
+                    .check(&inner.monitor, *session, None, 0.0, now());
                 inner.bump();
                 if let Err(error) = inner.storage.forget_claude_sessions_of(*session).await {
                     tracing::warn!(%error, "the Claude sessions of a purged session were not deleted");
