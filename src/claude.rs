@@ -362,6 +362,10 @@ impl Inner {
                 .get(key)
                 .is_none_or(|last| at - last >= LOOKUP_EVERY_SECONDS);
             if due {
+                // Entries past their wait are of no use: dropped before the map grows.
+                if looked_up.len() >= 1024 {
+                    looked_up.retain(|_, last| at - *last < LOOKUP_EVERY_SECONDS);
+                }
                 looked_up.insert(key.to_owned(), at);
             }
             due

@@ -32,7 +32,8 @@ pub(crate) struct ClaudeSessionObject {
     last_event_at: f64,
     /// The error of the `StopFailure` that made it `failed`.
     error: Option<String>,
-    /// What it cost so far, USD (its telemetry, else its transcript).
+    /// What it cost so far, USD, as its telemetry counted (0 until it exports; the
+    /// session's `…/usage` falls back to transcripts).
     cost_usd: f64,
     /// Tokens it used so far.
     tokens: TokensObject,
