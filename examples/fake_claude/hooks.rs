@@ -12,14 +12,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Map, Value};
 
-/// Events about a tool, whose matcher is checked against the tool's name.
-const TOOL_EVENTS: [&str; 5] = [
-    "PreToolUse",
-    "PermissionRequest",
-    "PermissionDenied",
-    "PostToolUse",
-    "PostToolUseFailure",
-];
+/// Events about a tool, whose matcher is checked against the tool's name (Claude Code's
+/// rule, which the installer writes its matchers by).
+use session_manager::claude::install::TOOL_EVENTS;
 
 /// Every source's `hooks` object, in Claude Code's order.
 pub struct Hooks {

@@ -44,7 +44,7 @@ pub const COMMAND_EVENTS: [&str; 1] = ["SessionStart"];
 
 /// Events about a tool, whose hooks are filtered by a matcher on the tool name; `*` is
 /// every tool.
-const TOOL_EVENTS: [&str; 5] = [
+pub const TOOL_EVENTS: [&str; 5] = [
     "PreToolUse",
     "PermissionRequest",
     "PermissionDenied",
@@ -469,24 +469,25 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
 /// Merges [`hook_entries`]`(server_url, shim)` into the settings file at `path`, creating it
 /// (and its directory) when absent; writes nothing when it already holds exactly them.
 pub fn install(path: &Path, server_url: &str, shim: Option<&Path>) -> Result<Change, InstallError> {
-    let (mut settings, permissions) = read(path)?;
-    let events = merge(&mut settings, &hook_entries(server_url, shim));
-    let written = !events.is_empty();
-    if written {
-        write(path, &settings, permissions)?;
-    }
-    Ok(Change {
-        path: path.to_owned(),
-        events,
-        written,
+    edit(path, |settings| {
+        merge(settings, &hook_entries(server_url, shim))
     })
 }
 
 /// Removes every hook of ours from the settings file at `path`; an absent file, or one
 /// without ours, is left as it is.
 pub fn uninstall(path: &Path) -> Result<Change, InstallError> {
+    edit(path, remove)
+}
+
+/// Reads the settings file at `path`, applies `change` (which answers the events it
+/// changed) and writes the file back only when something changed.
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut Map<String, Value>) -> Vec<String>,
+) -> Result<Change, InstallError> {
     let (mut settings, permissions) = read(path)?;
-    let events = remove(&mut settings);
+    let events = change(&mut settings);
     let written = !events.is_empty();
     if written {
         write(path, &settings, permissions)?;

@@ -294,14 +294,27 @@ impl Tracker {
 
     /// The Claude sessions of `session`'s agent `agent` not yet ended.
     pub fn conversations_of(&self, session: Uuid, agent: &str) -> Vec<String> {
+        self.agents_conversations(session, agent, |state| state != ActivityState::Ended)
+    }
+
+    /// The ended Claude sessions of `session`'s agent `agent`.
+    pub fn ended_conversations_of(&self, session: Uuid, agent: &str) -> Vec<String> {
+        self.agents_conversations(session, agent, |state| state == ActivityState::Ended)
+    }
+
+    fn agents_conversations(
+        &self,
+        session: Uuid,
+        agent: &str,
+        wanted: impl Fn(ActivityState) -> bool,
+    ) -> Vec<String> {
         self.by_session
             .get(&session)
             .into_iter()
             .flatten()
             .filter(|id| {
                 self.entries.get(*id).is_some_and(|e| {
-                    e.activity.agent.as_deref() == Some(agent)
-                        && e.activity.state != ActivityState::Ended
+                    e.activity.agent.as_deref() == Some(agent) && wanted(e.activity.state)
                 })
             })
             .cloned()
@@ -326,22 +339,6 @@ impl Tracker {
             previous_session: None,
             row: Some(row_of(entry)),
         })
-    }
-
-    /// The ended Claude sessions of `session`'s agent `agent`.
-    pub fn ended_conversations_of(&self, session: Uuid, agent: &str) -> Vec<String> {
-        self.by_session
-            .get(&session)
-            .into_iter()
-            .flatten()
-            .filter(|id| {
-                self.entries.get(*id).is_some_and(|e| {
-                    e.activity.agent.as_deref() == Some(agent)
-                        && e.activity.state == ActivityState::Ended
-                })
-            })
-            .cloned()
-            .collect()
     }
 
     /// Marks the ended Claude session `id` idle again: its agent's process runs again and
