@@ -537,7 +537,7 @@ fn describe(alert: &ResourceAlert, id: &str) -> String {
 }
 
 /// The agent of ours whose conversation Claude session `key` is.
-fn agent_of(records: &[SessionRecord], key: &str) -> Option<(Uuid, String)> {
+fn agent_of(records: &[Arc<SessionRecord>], key: &str) -> Option<(Uuid, String)> {
     let id = Uuid::parse_str(key).ok()?;
     records.iter().find_map(|record| {
         record

@@ -42,14 +42,17 @@ mod activity;
 mod actor;
 mod analytics;
 mod archive;
+mod disk;
 mod handle;
 mod hooks;
 mod logs;
 mod sample;
+mod series;
 mod sink;
 mod store;
 mod threshold;
 mod trend;
+mod watch;
 
 pub use crate::session::{AgentSample, Resource, ResourceAlert, SessionSample};
 pub use activity::{Activity, ERROR_WINDOW_SECONDS, RESPONSE_WINDOW_SECONDS};
@@ -100,6 +103,8 @@ struct Shared {
     changes: AtomicU64,
     /// Summaries computed since the samples last changed, by session and window.
     summaries: Mutex<SummaryCache>,
+    /// Sessions that did not answer the sampling actor in time, and have not since.
+    unresponsive: Mutex<Vec<Uuid>>,
 }
 
 /// Summaries of the stored samples as of one value of `Shared::stored`: the samples only
@@ -127,6 +132,10 @@ impl Shared {
 
     fn summaries(&self) -> MutexGuard<'_, SummaryCache> {
         self.summaries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unresponsive(&self) -> MutexGuard<'_, Vec<Uuid>> {
+        self.unresponsive.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn latest(&self) -> MutexGuard<'_, Latest> {

@@ -61,7 +61,7 @@ async fn request(method: reqwest::Method, url: String, body: Option<Value>) -> (
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-/// The next message of `kind` about `session` whose data satisfies `pick`.
+/// The next message of `kind` about `session` (`*`: any) whose data satisfies `pick`.
 async fn next_event(
     client: &mut Client,
     kind: &str,
@@ -78,7 +78,8 @@ async fn next_event(
             .unwrap();
         let Message::Text(text) = frame else { continue };
         let message: Value = serde_json::from_str(&text).unwrap();
-        if message["type"] == kind && message["session_id"] == session && pick(&message["data"]) {
+        let about = session == "*" || message["session_id"] == session;
+        if message["type"] == kind && about && pick(&message["data"]) {
             return message;
         }
     }
@@ -695,10 +696,14 @@ async fn a_terminated_sessions_alerts_are_resolved_and_the_others_stay_open() {
         assert_eq!(status, 201, "{created}");
         ids.push(created["session"]["id"].as_str().unwrap().to_owned());
     }
-    let mut alerts = Vec::new();
-    for id in &ids {
-        let raised = next_event(&mut ws, "alert", id, |d| d["kind"] == "disk_usage").await;
-        alerts.push(raised["data"]["id"].as_str().unwrap().to_owned());
+    // Both are raised in the same tick, in no particular order.
+    let mut alerts = [String::new(), String::new()];
+    while alerts.iter().any(String::is_empty) {
+        let raised = next_event(&mut ws, "alert", "*", |d| d["kind"] == "disk_usage").await;
+        let session = raised["session_id"].as_str().unwrap_or_default();
+        if let Some(i) = ids.iter().position(|id| id == session) {
+            alerts[i] = raised["data"]["id"].as_str().unwrap().to_owned();
+        }
     }
 
     let (status, _) = request(
@@ -732,4 +737,100 @@ async fn a_terminated_sessions_alerts_are_resolved_and_the_others_stay_open() {
 
     stop.send(()).unwrap();
     server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_stored_when_it_changes_and_its_rows_count_every_sample() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut settings = settings_in(data.path());
+    // No repeat of unchanged figures within the test: only changes are stored.
+    settings.monitor.unchanged_store_seconds = 3600;
+    let (monitor, addr, stop, server) = serve(&settings).await;
+    let base = format!("http://{addr}/api/claude/sessions");
+    let (status, created) = request(
+        reqwest::Method::POST,
+        base.clone(),
+        Some(json!({
+            "name": "idle",
+            "working_directory": work.path(),
+            "agents": [
+                {"agent_type": "BACKEND", "name": "b"},
+                {"agent_type": "FRONTEND", "name": "f"},
+            ],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["session"]["id"].as_str().unwrap().to_string();
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let history = || async {
+        let (status, body) =
+            request(reqwest::Method::GET, format!("{base}/{id}/metrics"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    // The first sample, then the same once its file system's use is read (a change).
+    let settled = eventually("a sample with the disk's use", || async {
+        let body = history().await;
+        let points = body["metrics"].as_array().unwrap().clone();
+        points
+            .last()
+            .is_some_and(|p| p["disk_usage_percent"].is_number())
+            .then_some(points.len())
+    })
+    .await;
+    assert!(settled <= 3, "{settled} rows");
+    // Ticks go by with nothing to change: nothing more is stored.
+    let ticks = monitor.ticks();
+    eventually("three more ticks", || async {
+        (monitor.ticks() >= ticks + 3).then_some(())
+    })
+    .await;
+    let quiet = history().await;
+    assert_eq!(
+        quiet["metrics"].as_array().unwrap().len(),
+        settled,
+        "{quiet}"
+    );
+    assert_eq!(
+        quiet["metrics"][settled - 1]["agents_running"],
+        2,
+        "{quiet}"
+    );
+
+    // A change: the end of the flat stretch and the new figures are stored.
+    let (status, body) = request(
+        reqwest::Method::POST,
+        format!("{base}/{id}/agents/f/deactivate"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let changed = eventually("the change stored", || async {
+        let body = history().await;
+        let points = body["metrics"].as_array().unwrap().clone();
+        (points.last().unwrap()["agents_running"] == 1).then_some(body)
+    })
+    .await;
+    let points = changed["metrics"].as_array().unwrap();
+    assert_eq!(points.len(), settled + 2, "{changed}");
+    assert_eq!(
+        points[settled]["agents_running"], 2,
+        "the flat stretch's end: {changed}"
+    );
+    // The rows stand for every sample taken: the three quiet ticks at least, beyond the
+    // rows stored.
+    let counted = changed["summary"]["total_data_points"].as_u64().unwrap();
+    assert!(
+        counted >= settled as u64 + 4,
+        "{counted} samples counted: {changed}"
+    );
+    let direct = monitor.summary(uuid, 1.0).await.unwrap();
+    assert_eq!(direct.total_data_points as u64, counted);
+    stop.send(()).unwrap();
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -130,7 +130,7 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     let params = params?;
     let query = SessionQuery::parse(&params).map_err(crate::session::SessionError::from)?;
     let records = ctx.sessions.list().await?;
-    let page = select(records.iter(), &query);
+    let page = select(records.iter().map(|r| &**r), &query);
     // Each session's live agents, and its directory's validation (one batch: a repository
     // shared by several sessions is read once).
     let views = futures::future::join_all(page.items.iter().map(|record| async {

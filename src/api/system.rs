@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 use warp::http::StatusCode;
 
 use crate::agent::AgentType;
@@ -246,6 +247,11 @@ pub(crate) async fn system_status(ctx: ApiContext) -> Answer {
                     monitored_sessions: monitored,
                     websocket_clients: ctx.websocket_clients(),
                     samples_taken: ctx.monitor.ticks(),
+                    unresponsive_sessions: sampler
+                        .unresponsive_sessions
+                        .iter()
+                        .map(Uuid::to_string)
+                        .collect(),
                     host_alerts,
                 },
                 agents: AgentsSummary {
@@ -286,6 +292,9 @@ pub(crate) struct Monitoring {
     websocket_clients: usize,
     /// Sampling rounds the monitor has run.
     samples_taken: u64,
+    /// Live sessions that did not answer the monitor within a tick's deadline and have not
+    /// since: sampled without waiting for them, their figures left as they were.
+    unresponsive_sessions: Vec<String>,
     /// The monitor's open alerts about the host.
     host_alerts: Vec<AlertObject>,
 }

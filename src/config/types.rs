@@ -329,6 +329,12 @@ pub struct MonitorSettings {
     pub interval_seconds: u64,
     /// Hours of samples kept.
     pub retention_hours: u64,
+    /// Seconds between two readings of each file system's use (one per file system, however
+    /// many sessions work on it).
+    pub disk_interval_seconds: u64,
+    /// Seconds after which a session whose figures did not change is stored again (its row
+    /// then stands for the samples in between).
+    pub unchanged_store_seconds: u64,
     /// Where alerts start.
     pub thresholds: Thresholds,
 }

@@ -224,6 +224,18 @@ impl Settings {
             "monitor.interval_seconds",
         )?;
         at_least(monitor.retention_hours, 1, "monitor.retention_hours")?;
+        in_range(
+            monitor.disk_interval_seconds,
+            1,
+            3_600,
+            "monitor.disk_interval_seconds",
+        )?;
+        in_range(
+            monitor.unchanged_store_seconds,
+            1,
+            86_400,
+            "monitor.unchanged_store_seconds",
+        )?;
         let thresholds = &monitor.thresholds;
         for (name, value) in [
             ("memory_percent", thresholds.memory_percent),

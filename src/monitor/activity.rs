@@ -210,6 +210,25 @@ impl Ledger {
         times.iter().map(|(_, ms)| ms).sum::<f64>() / times.len() as f64
     }
 
+    /// The error rate and mean response time of every session whose windows hold anything at
+    /// `now` (the others are at 0); windows left empty are dropped, so a tick reads only
+    /// the sessions that had hook events lately, not every session.
+    pub(crate) fn windows(&mut self, now: f64) -> Vec<(Uuid, f64, f64)> {
+        let mut sessions: Vec<Uuid> = self.errors.keys().copied().collect();
+        sessions.extend(
+            self.responses
+                .keys()
+                .filter(|id| !self.errors.contains_key(id)),
+        );
+        let windows = sessions
+            .into_iter()
+            .map(|id| (id, self.error_rate(id, now), self.response_ms(id, now)))
+            .collect();
+        self.errors.retain(|_, times| !times.is_empty());
+        self.responses.retain(|_, times| !times.is_empty());
+        windows
+    }
+
     /// A session's totals.
     pub(crate) fn totals(&self, session: Uuid) -> Activity {
         self.totals.get(&session).copied().unwrap_or_default()

@@ -147,7 +147,7 @@ mod tests {
             host: None,
             sessions: points
                 .iter()
-                .map(|&(at, c, m)| sample(id, at, c, m))
+                .map(|&(at, c, m)| (sample(id, at, c, m), 1))
                 .collect(),
         };
         store::insert(&storage, batch).await.unwrap();

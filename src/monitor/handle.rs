@@ -78,6 +78,7 @@ impl Monitor {
             stored: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             summaries: Mutex::new(SummaryCache::default()),
+            unresponsive: Mutex::new(Vec::new()),
         });
         // Subscribed before the stored counts are read: nothing counted is missed or doubled
         // (only this task writes them).
@@ -106,6 +107,8 @@ impl Monitor {
         let bus = registry.bus().clone();
         let args = Args {
             interval: Duration::from_secs(settings.monitor.interval_seconds.max(1)),
+            disk_interval: Duration::from_secs(settings.monitor.disk_interval_seconds.max(1)),
+            unchanged_every: Duration::from_secs(settings.monitor.unchanged_store_seconds.max(1)),
             retention: Duration::from_secs(settings.monitor.retention_hours.saturating_mul(3600)),
             archive_dir: settings.metrics_dir(),
             log_dir: settings.log_dir(),
@@ -153,7 +156,11 @@ impl Monitor {
                 .any(|c| &*c.id == CHILD && c.state == ChildState::Running),
             Err(_) => false,
         };
-        MonitorStatus { running, restarts }
+        MonitorStatus {
+            running,
+            restarts,
+            unresponsive_sessions: self.shared.unresponsive().clone(),
+        }
     }
 
     /// The sampling actor now running, e.g. to watch it (or, in a test, to kill it and see a
@@ -297,10 +304,13 @@ impl Monitor {
 }
 
 /// The sampling actor as its supervisor sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorStatus {
     /// Whether it is running (false while a restart is pending, or after it gave up).
     pub running: bool,
     /// Restarts after a crash or a kill since the server started.
     pub restarts: u64,
+    /// Live sessions that did not answer the sampling actor within a tick's deadline and
+    /// have not answered since (their figures are left as they were; the others go on).
+    pub unresponsive_sessions: Vec<Uuid>,
 }

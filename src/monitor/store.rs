@@ -20,14 +20,19 @@ use super::{AgentSample, SessionSample, Summary};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Batch {
     pub(crate) host: Option<HostSample>,
-    pub(crate) sessions: Vec<Arc<SessionSample>>,
+    /// Each session row with the samples it stands for.
+    pub(crate) sessions: Vec<(Arc<SessionSample>, u64)>,
 }
 
 /// Stores a tick's samples in one transaction.
 pub(crate) async fn insert(storage: &Storage, batch: Batch) -> Result<(), StorageError> {
     let rows = SampleBatch {
         host: batch.host.map(host_row),
-        sessions: batch.sessions.iter().map(|s| session_row(s)).collect(),
+        sessions: batch
+            .sessions
+            .iter()
+            .map(|(s, ticks)| session_row(s, *ticks))
+            .collect(),
     };
     storage.insert_samples(rows).await
 }
@@ -154,8 +159,9 @@ fn host_row(h: HostSample) -> HostRow {
     }
 }
 
-fn session_row(s: &SessionSample) -> SessionSampleRow {
+fn session_row(s: &SessionSample, ticks: u64) -> SessionSampleRow {
     SessionSampleRow {
+        ticks,
         session_id: s.session_id,
         at: s.at,
         cpu_percent: s.cpu_percent,
@@ -240,6 +246,11 @@ fn activity(c: HookCounts) -> Activity {
 
 #[cfg(test)]
 mod tests {
+    /// Rows standing for one sample each.
+    fn rows(samples: Vec<Arc<SessionSample>>) -> Vec<(Arc<SessionSample>, u64)> {
+        samples.into_iter().map(|s| (s, 1)).collect()
+    }
+
     use super::*;
 
     fn sample(id: Uuid, at: f64) -> Arc<SessionSample> {
@@ -259,6 +270,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_row_standing_for_several_samples_weighs_as_many_in_the_summary_and_the_thinning() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().join("db")).await.unwrap();
+        let id = Uuid::new_v4();
+        let now = 10_000.0;
+        let point = |at: f64, cpu: f64| {
+            let mut s = (*sample(id, at)).clone();
+            s.cpu_percent = cpu;
+            Arc::new(s)
+        };
+        // Nine unchanged samples stored as one row, then one sample that changed: what ten
+        // rows of one sample each would say.
+        let batch = Batch {
+            host: None,
+            sessions: vec![(point(now - 20.0, 10.0), 9), (point(now - 10.0, 100.0), 1)],
+        };
+        insert(&storage, batch).await.unwrap();
+        let summary = session_summary(&storage, id, now - 3600.0, now)
+            .await
+            .unwrap();
+        assert_eq!(summary.total_data_points, 10);
+        assert_eq!(summary.points_last_hour, 10);
+        assert!((summary.average_cpu_percent.unwrap() - 19.0).abs() < 1e-9);
+        assert_eq!(summary.peak_cpu_percent, Some(100.0));
+        // Thinned into one row a minute, the minute keeps both its mean and its count.
+        let minute = (now / 60.0).floor() * 60.0;
+        let (from, until) = if now - 20.0 >= minute {
+            (minute, minute + 60.0)
+        } else {
+            (minute - 60.0, minute + 60.0)
+        };
+        downsample(&storage, from, until).await.unwrap();
+        let summary = session_summary(&storage, id, now - 3600.0, now)
+            .await
+            .unwrap();
+        assert_eq!(summary.total_data_points, 10);
+        assert!((summary.average_cpu_percent.unwrap() - 19.0).abs() < 1e-9);
+        let hours = storage.sample_hours(0.0).await.unwrap();
+        assert!((hours[0].agents_cpu_percent - 190.0).abs() < 1e-9);
+    }
+
+    #[tokio::test]
     async fn samples_round_trip_and_retention_deletes_only_older_ones() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(&dir.path().join("db")).await.unwrap();
@@ -275,7 +328,7 @@ mod tests {
             &storage,
             Batch {
                 host: Some(host),
-                sessions: vec![sample(a, 100.0), sample(b, 100.0)],
+                sessions: rows(vec![sample(a, 100.0), sample(b, 100.0)]),
             },
         )
         .await
@@ -283,7 +336,7 @@ mod tests {
         for at in [200.0, 300.0] {
             let batch = Batch {
                 host: None,
-                sessions: vec![sample(a, at)],
+                sessions: rows(vec![sample(a, at)]),
             };
             insert(&storage, batch).await.unwrap();
         }
@@ -320,14 +373,14 @@ mod tests {
         // Minute 0: three samples; minute 60: one; minute 120 (outside the range): two.
         let batch = Batch {
             host: None,
-            sessions: vec![
+            sessions: rows(vec![
                 point(0.0, 10.0, 100.0),
                 point(20.0, 20.0, 200.0),
                 point(40.0, 60.0, 600.0),
                 point(60.0, 5.0, 50.0),
                 point(120.0, 1.0, 1.0),
                 point(130.0, 3.0, 3.0),
-            ],
+            ]),
         };
         insert(&storage, batch).await.unwrap();
         assert_eq!(downsample(&storage, 0.0, 120.0).await.unwrap(), 2);
@@ -423,7 +476,7 @@ mod tests {
             };
             let batch = Batch {
                 host: Some(host),
-                sessions: vec![sample(Uuid::new_v4(), at), sample(Uuid::new_v4(), at)],
+                sessions: rows(vec![sample(Uuid::new_v4(), at), sample(Uuid::new_v4(), at)]),
             };
             insert(&storage, batch).await.unwrap();
         }
@@ -464,7 +517,7 @@ mod tests {
             kept.push(s.clone());
             let batch = Batch {
                 host: None,
-                sessions: vec![Arc::new(s), sample(b, now)],
+                sessions: rows(vec![Arc::new(s), sample(b, now)]),
             };
             insert(&storage, batch).await.unwrap();
         }

@@ -121,11 +121,18 @@ impl SessionRegistry {
         }
     }
 
-    /// Every session, terminated ones included, oldest first.
-    pub async fn list(&self) -> Result<Vec<SessionRecord>, SessionError> {
+    /// Every session, terminated ones included, oldest first. The records are the ones the
+    /// registry holds (shared, not copied): listing 100,000 sessions copies no record.
+    pub async fn list(&self) -> Result<Vec<Arc<SessionRecord>>, SessionError> {
         let mut records = self.call(RegistryMsg::List).await?;
         records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(records)
+    }
+
+    /// Every session, terminated ones included, in no particular order: [`Self::list`]
+    /// without the sort, for a caller that walks them all (the monitor).
+    pub async fn records(&self) -> Result<Vec<Arc<SessionRecord>>, SessionError> {
+        self.call(RegistryMsg::List).await
     }
 
     /// Activates, deactivates or restarts one agent of a live session.

@@ -55,6 +55,9 @@ pub struct SessionSampleRow {
     pub errors: u64,
     /// Each agent with a live process (the row's `detail`).
     pub agents: Vec<AgentRow>,
+    /// Samples this row stands for (at least 1): the monitor stores an unchanged session
+    /// only now and then, and the row then counts the samples of the same figures before it.
+    pub ticks: u64,
 }
 
 /// One agent's process tree in a stored session sample.
@@ -212,8 +215,8 @@ fn insert(conn: &mut Connection, batch: &SampleBatch) -> Result<(), StorageError
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO metrics (session_id, at, cpu_percent, memory_mb, memory_percent,
-                disk_percent, agents_running, agents_total, restarts, errors, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                disk_percent, agents_running, agents_total, restarts, errors, detail, ticks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         if let Some(host) = &batch.host {
             insert.execute(params![
@@ -228,6 +231,7 @@ fn insert(conn: &mut Connection, batch: &SampleBatch) -> Result<(), StorageError
                 0,
                 0,
                 serde_json::to_string(host)?,
+                1,
             ])?;
         }
         for s in &batch.sessions {
@@ -243,6 +247,7 @@ fn insert(conn: &mut Connection, batch: &SampleBatch) -> Result<(), StorageError
                 int(s.restarts),
                 int(s.errors),
                 serde_json::to_string(&s.agents)?,
+                int(s.ticks.max(1)),
             ])?;
         }
     }
@@ -253,7 +258,7 @@ fn insert(conn: &mut Connection, batch: &SampleBatch) -> Result<(), StorageError
 fn history(conn: &Connection, id: Uuid, since: f64) -> Result<Vec<SessionSampleRow>, StorageError> {
     let mut select = conn.prepare_cached(
         "SELECT at, cpu_percent, memory_mb, memory_percent, disk_percent,
-                agents_running, agents_total, restarts, errors, detail
+                agents_running, agents_total, restarts, errors, detail, ticks
          FROM metrics WHERE session_id = ?1 AND at >= ?2 ORDER BY at, id",
     )?;
     let rows = select.query_map(params![id.to_string(), since], |row| {
@@ -270,6 +275,7 @@ fn history(conn: &Connection, id: Uuid, since: f64) -> Result<Vec<SessionSampleR
                 restarts: count(row.get(7)?),
                 errors: count(row.get(8)?),
                 agents: Vec::new(),
+                ticks: count(row.get(10)?),
             },
             row.get::<_, String>(9)?,
         ))
@@ -291,10 +297,12 @@ fn summary(
     let hour = now - 3600.0;
     let id = id.to_string();
     let mut figures = conn.prepare_cached(
-        "SELECT COUNT(*),
-                COUNT(CASE WHEN at >= ?3 THEN 1 END),
-                AVG(CASE WHEN at >= ?3 THEN cpu_percent END),
-                AVG(CASE WHEN at >= ?3 THEN memory_mb END),
+        "SELECT COALESCE(SUM(ticks), 0),
+                COALESCE(SUM(CASE WHEN at >= ?3 THEN ticks END), 0),
+                SUM(CASE WHEN at >= ?3 THEN cpu_percent * ticks END)
+                    / SUM(CASE WHEN at >= ?3 THEN ticks END),
+                SUM(CASE WHEN at >= ?3 THEN memory_mb * ticks END)
+                    / SUM(CASE WHEN at >= ?3 THEN ticks END),
                 MAX(cpu_percent), MAX(memory_mb)
          FROM metrics WHERE session_id = ?1 AND at >= ?2",
     )?;
@@ -323,14 +331,15 @@ fn thin(conn: &mut Connection, from: f64, until: f64) -> Result<usize, StorageEr
     tx.execute(
         "CREATE TEMP TABLE IF NOT EXISTS minute_means (
             keep INTEGER PRIMARY KEY, cpu REAL, memory REAL,
-            memory_percent REAL, disk_percent REAL)",
+            memory_percent REAL, disk_percent REAL, ticks INTEGER)",
         [],
     )?;
     tx.execute("DELETE FROM temp.minute_means", [])?;
     tx.execute(
         "INSERT INTO temp.minute_means
-         SELECT max(id), avg(cpu_percent), avg(memory_mb), max(memory_percent),
-                max(disk_percent)
+         SELECT max(id), sum(cpu_percent * ticks) / sum(ticks),
+                sum(memory_mb * ticks) / sum(ticks), max(memory_percent),
+                max(disk_percent), sum(ticks)
          FROM metrics WHERE at >= ?1 AND at < ?2
          GROUP BY session_id, CAST(at / 60 AS INTEGER) HAVING count(*) > 1",
         params![from, until],
@@ -342,7 +351,8 @@ fn thin(conn: &mut Connection, from: f64, until: f64) -> Result<usize, StorageEr
             memory_percent = (SELECT memory_percent FROM temp.minute_means
                               WHERE keep = metrics.id),
             disk_percent = (SELECT disk_percent FROM temp.minute_means
-                            WHERE keep = metrics.id)
+                            WHERE keep = metrics.id),
+            ticks = (SELECT ticks FROM temp.minute_means WHERE keep = metrics.id)
          WHERE id IN (SELECT keep FROM temp.minute_means)",
         [],
     )?;
@@ -359,8 +369,9 @@ fn thin(conn: &mut Connection, from: f64, until: f64) -> Result<usize, StorageEr
 
 fn minutes_before(conn: &Connection, before: f64) -> Result<Vec<SampleMinute>, StorageError> {
     let mut select = conn.prepare_cached(
-        "SELECT session_id, CAST(at / 60 AS INTEGER) * 60 AS minute, count(*),
-                avg(cpu_percent), max(cpu_percent), avg(memory_mb), max(memory_mb),
+        "SELECT session_id, CAST(at / 60 AS INTEGER) * 60 AS minute, sum(ticks),
+                sum(cpu_percent * ticks) / sum(ticks), max(cpu_percent),
+                sum(memory_mb * ticks) / sum(ticks), max(memory_mb),
                 max(memory_percent), max(disk_percent), max(agents_running),
                 max(restarts), max(errors)
          FROM metrics WHERE at < ?1
@@ -393,8 +404,8 @@ fn hours(conn: &Connection, since: f64) -> Result<Vec<SampleHour>, StorageError>
                 sum(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END),
                 sum(CASE WHEN session_id IS NULL THEN cpu_percent ELSE 0 END),
                 sum(CASE WHEN session_id IS NULL THEN memory_percent ELSE 0 END),
-                sum(CASE WHEN session_id IS NULL THEN 0 ELSE cpu_percent END),
-                sum(CASE WHEN session_id IS NULL THEN 0 ELSE memory_mb END)
+                sum(CASE WHEN session_id IS NULL THEN 0 ELSE cpu_percent * ticks END),
+                sum(CASE WHEN session_id IS NULL THEN 0 ELSE memory_mb * ticks END)
          FROM metrics WHERE at >= ?1 GROUP BY hour ORDER BY hour",
     )?;
     let rows = select.query_map([since], |row| {
@@ -437,6 +448,7 @@ mod tests {
 
     fn session(id: Uuid, at: f64, agents: Vec<AgentRow>) -> SessionSampleRow {
         SessionSampleRow {
+            ticks: 1,
             session_id: id,
             at,
             cpu_percent: 3.0,

@@ -147,6 +147,10 @@ const MIGRATION_LIST: &[M<'static>] = &[
             value REAL NOT NULL
         );",
     ),
+    // v8: a session whose sample did not change is not stored every tick (issue 23): a row
+    // stands for `ticks` samples of the same figures, so means, counts and the trend hours
+    // weigh it by them. Rows stored before stand for one.
+    M::up("ALTER TABLE metrics ADD COLUMN ticks INTEGER NOT NULL DEFAULT 1;"),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

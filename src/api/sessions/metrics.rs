@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::agent::AgentStatus;
 use crate::api::errors::ApiError;
 use crate::api::ApiContext;
-use crate::monitor::{summarize, thin, SessionSample, Summary as Figures, MAX_POINTS};
+use crate::monitor::{thin, SessionSample, Summary as Figures, MAX_POINTS};
 use crate::session::SessionView;
 use crate::supervision::ChildState;
 
@@ -34,8 +34,10 @@ pub(crate) async fn metrics(
     }
     let view = ctx.sessions.get(session_id(&id)?).await?;
     let points = history(&ctx, &view, hours).await?;
-    let now = seconds(std::time::SystemTime::now());
-    let summary = summary(&ctx, &view, hours, summarize(&points, now));
+    // The database's figures, not the points': a stored row may stand for several samples
+    // (an unchanged session is stored now and then), and the database weighs it by them.
+    let figures = figures(&ctx, &view, hours).await?;
+    let summary = summary(&ctx, &view, hours, figures);
     ok(&MetricsPayload {
         session_id: view.record.id.to_string(),
         metrics: thin(points, MAX_POINTS)

@@ -40,7 +40,7 @@ pub(super) async fn census(ctx: &ApiContext) -> Result<(Census, Vec<SessionView>
             .get(record.id)
             .await
             .unwrap_or_else(|_| SessionView {
-                record: record.clone(),
+                record: SessionRecord::clone(record),
                 agents: Vec::new(),
             })
     }))

@@ -57,7 +57,7 @@ pub(crate) enum RegistryMsg {
         id: Uuid,
         reply: RpcReplyPort<Option<Found>>,
     },
-    List(RpcReplyPort<Vec<SessionRecord>>),
+    List(RpcReplyPort<Vec<Arc<SessionRecord>>>),
     Retire {
         record: Box<SessionRecord>,
         purge: bool,
@@ -192,7 +192,7 @@ impl Actor for Registry {
             }
             RegistryMsg::List(reply) => {
                 let records = state.sessions.values();
-                let _ = reply.send(records.map(|e| SessionRecord::clone(&e.record)).collect());
+                let _ = reply.send(records.map(|e| Arc::clone(&e.record)).collect());
             }
             RegistryMsg::Retire {
                 record,
