@@ -20,7 +20,8 @@
 #
 # Usage: benches/scale.sh [PART ...]   (default: idle start list stuck; python3)
 # Environment: SIZES ("0 1000 10000 100000"), WINDOW (30), SEED (200), SERVER (a binary to
-#   measure instead of this checkout's release build), BUILD=0 (use the binary as built).
+#   measure instead of this checkout's release build), BUILD=0 (use the binary as built),
+#   KEEP (a directory to keep a copy of each size's data directory in, for profiling).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v python3 >/dev/null || { echo "python3 is missing (apt-get install python3)" >&2; exit 2; }
@@ -142,6 +143,8 @@ def data_with(n, seed):
     db.commit()
     db.execute("VACUUM")
     db.close()
+    if os.environ.get("KEEP"):
+        shutil.copytree(data, os.path.join(os.environ["KEEP"], f"data-{n}"), dirs_exist_ok=True)
     return data
 
 def latencies(url, path, n=300):

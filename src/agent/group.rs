@@ -300,8 +300,9 @@ struct Seat {
 impl Deferred {
     /// What the supervisor's `start_all` does for children that start without an actor:
     /// every enabled child is wanted, and each one whose dependencies run starts, layer by
-    /// layer, lowest index first, publishing pending → starting → running.
-    fn start_all(&mut self, agents: &BTreeMap<Arc<str>, Entry>, events: &AgentEvents) {
+    /// layer, lowest index first, publishing pending → starting → running (unless `quiet`:
+    /// see [`AgentGroup::resume_all`]).
+    fn start_all(&mut self, agents: &BTreeMap<Arc<str>, Entry>, events: &AgentEvents, quiet: bool) {
         self.started = true;
         for (child, spec) in self.children.iter_mut().zip(&self.specs) {
             child.wanted |= spec.is_enabled();
@@ -330,7 +331,7 @@ impl Deferred {
                 ] {
                     let at = SystemTime::now();
                     self.children[i].since = at;
-                    if events.heard() {
+                    if !quiet && events.heard() {
                         let change = ChildTransition::new(at, id.clone(), from, to);
                         announce(&change, agents, events);
                     }
@@ -567,9 +568,22 @@ impl AgentGroup {
     /// Starts every enabled agent, in dependency order; returns at once (subscribe, or call
     /// [`AgentGroup::settled`], to follow the start).
     pub async fn start_all(&self) -> Result<(), AgentError> {
+        self.start_every(false).await
+    }
+
+    /// [`AgentGroup::start_all`] for agents that come back as they were: those of a stored
+    /// session the server restores. A group of logical agents takes its state back without
+    /// announcing a transition (nothing ran before, nothing starts now; 100,000 restored
+    /// sessions of 12 would otherwise log 2.4 million of them); agents with a process start
+    /// and announce as ever.
+    pub async fn resume_all(&self) -> Result<(), AgentError> {
+        self.start_every(true).await
+    }
+
+    async fn start_every(&self, quiet: bool) -> Result<(), AgentError> {
         if self.supervisor.get().is_none() {
             if let Some(deferred) = self.deferred_mut().as_mut() {
-                deferred.start_all(&self.agents, &self.events);
+                deferred.start_all(&self.agents, &self.events, quiet);
                 return Ok(());
             }
         }
@@ -703,6 +717,18 @@ impl AgentGroup {
     /// The last `n` lines of an agent's output, oldest first.
     pub fn logs(&self, name: &str, n: usize) -> Result<Vec<LogLine>, AgentError> {
         Ok(self.known(name)?.shared.log.tail(n))
+    }
+
+    /// At the server's stop: a group that never needed its supervisor (logical agents only,
+    /// no order since they started) has nothing to stop, and goes without announcing
+    /// anything — its agents are restored as they are ([`AgentGroup::resume_all`]). Any
+    /// other group is [shut down](AgentGroup::shutdown).
+    pub async fn close(mut self) -> Result<(), AgentError> {
+        if self.supervisor.get().is_none() && self.deferred_mut().is_some() {
+            self.shut_down = true;
+            return Ok(());
+        }
+        self.shutdown().await
     }
 
     /// Stops every agent in reverse dependency order (each with its grace), then the

@@ -9,7 +9,8 @@
 //! What an idle server costs per tick is thus one look at the bus's last seq, the host's
 //! figures, one pass over the sessions comparing figures, and one row for the host.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use uuid::Uuid;
 use crate::config::Thresholds;
 use crate::session::{EventBus, SessionEvent, SessionRegistry};
 
-use super::disk::Disks;
+use super::disk::{Device, Disks};
 use super::sample::Sampler;
 use super::sink::Notice;
 use super::store::{self, Batch};
@@ -73,6 +74,15 @@ pub(super) struct MonitorState {
     listed_seq: Option<u64>,
     /// Listings made (what `Watched::seen` counts in).
     listings: u64,
+    /// Sessions to ask: new, or their record changed.
+    stale: HashSet<Uuid>,
+    /// Sessions with agents that run processes: asked and sampled at every tick.
+    processes: HashSet<Uuid>,
+    /// When each session's unchanged figures are due to be stored again (milliseconds),
+    /// earliest first; entries a later store made stale are skipped.
+    due: BinaryHeap<Reverse<(u64, Uuid)>>,
+    /// The file systems the sessions work on.
+    devices: HashSet<Device>,
     asks: Asks,
     disks: Disks,
 }
@@ -107,6 +117,10 @@ impl Actor for MonitorActor {
             sessions: HashMap::new(),
             listed_seq: None,
             listings: 0,
+            stale: HashSet::new(),
+            processes: HashSet::new(),
+            due: BinaryHeap::new(),
+            devices: HashSet::new(),
             disks: Disks::default(),
         })
     }
@@ -145,14 +159,14 @@ impl MonitorState {
     async fn tick(&mut self) {
         let at = now();
         let gone = self.refresh().await;
-        for (id, w) in &mut self.sessions {
-            if w.stale || w.processes {
-                w.stale = false;
-                self.asks.ask(*id);
-            }
+        for id in self.stale.drain().chain(self.processes.iter().copied()) {
+            self.asks.ask(id);
         }
         let deadline = tokio::time::Instant::now() + ask_deadline(self.args.interval);
         let answers = self.asks.answers(deadline).await;
+        // What is looked at this tick: the sessions that answered, those running processes,
+        // those whose repeat is due, and those whose file system's use moved.
+        let mut visit: HashSet<Uuid> = HashSet::new();
         {
             let mut ledger = self.args.shared.ledger();
             for (id, view) in answers {
@@ -160,27 +174,64 @@ impl MonitorState {
                     continue;
                 };
                 w.answered(&view);
+                if w.processes {
+                    self.processes.insert(id);
+                } else {
+                    self.processes.remove(&id);
+                }
                 if let Some(counts) = w.counts {
                     ledger.note_restarts(id, counts.restarts, at);
                 }
+                visit.insert(id);
             }
         }
         *self.args.shared.unresponsive() = self.asks.unanswered();
+        let mut mapped = false;
         for (id, path, device) in self.disks.mapped() {
             if let Some(w) = self.sessions.get_mut(&id) {
                 // Unless it moved meanwhile (mapped again, then).
                 if w.dir() == path {
                     w.device = device;
+                    mapped = true;
                 }
             }
         }
-        let devices: HashSet<_> = self.sessions.values().filter_map(|w| w.device).collect();
-        self.disks
+        if mapped {
+            self.devices = self.sessions.values().filter_map(|w| w.device).collect();
+        }
+        let devices = &self.devices;
+        let moved = self
+            .disks
             .read(self.args.disk_interval, |device| devices.contains(&device));
+        if !moved.is_empty() {
+            visit.extend(
+                self.sessions
+                    .iter()
+                    .filter(|(_, w)| w.device.is_some_and(|d| moved.contains(&d)))
+                    .map(|(id, _)| *id),
+            );
+        }
+        visit.extend(self.processes.iter().copied());
+        let now_ms = millis(at);
+        while let Some(&Reverse((due, id))) = self.due.peek() {
+            if due > now_ms {
+                break;
+            }
+            self.due.pop();
+            // Entries of a series stored again since (or of a session gone) are stale.
+            if self
+                .sessions
+                .get(&id)
+                .is_some_and(|w| millis(w.series.due()) == due)
+            {
+                visit.insert(id);
+            }
+        }
+        let visit: Vec<Uuid> = visit.into_iter().collect();
 
-        let pids: Vec<(String, u32)> = self
-            .sessions
-            .values()
+        let pids: Vec<(String, u32)> = visit
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
             .flat_map(|w| w.pids.iter().cloned())
             .collect();
         let sampler = Arc::clone(&self.sampler);
@@ -198,6 +249,7 @@ impl MonitorState {
         };
         let t = self.args.thresholds.clone();
         let every = self.args.unchanged_every.as_secs_f64();
+        let interval = self.args.interval.as_secs_f64();
         let mut values: Vec<Value> = vec![
             (None, Resource::Cpu, host.cpu_percent, t.cpu_percent),
             (
@@ -210,9 +262,12 @@ impl MonitorState {
         let mut rows = Vec::new();
         let mut updated = Vec::new();
         let (mut cpu, mut memory) = (0.0, 0.0);
-        // The same map, unchanged since `pids` was read from it: the same order.
+        // In the order `pids` was read in.
         let mut agents = agents.into_iter();
-        for (id, w) in &mut self.sessions {
+        for id in visit {
+            let Some(w) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             let samples: Vec<AgentSample> = agents.by_ref().take(w.pids.len()).flatten().collect();
             let disk = w.device.and_then(|device| self.disks.percent(device));
             let Some(sample) = w.sample(at, samples, disk) else {
@@ -220,7 +275,7 @@ impl MonitorState {
             };
             cpu += sample.cpu_percent;
             memory += sample.memory_mb;
-            let session = Some(*id);
+            let session = Some(id);
             if sample.cpu_percent > t.cpu_percent {
                 values.push((session, Resource::Cpu, sample.cpu_percent, t.cpu_percent));
             }
@@ -230,7 +285,11 @@ impl MonitorState {
             if let Some(d) = disk.filter(|&d| d > t.disk_percent) {
                 values.push((session, Resource::Disk, d, t.disk_percent));
             }
-            let fed = w.series.feed(sample, every);
+            let due = w.series.due();
+            let fed = w.series.feed(sample, every, interval);
+            if w.series.due() != due {
+                self.due.push(Reverse((millis(w.series.due()), id)));
+            }
             rows.extend(fed.rows);
             updated.extend(fed.latest);
         }
@@ -319,7 +378,7 @@ impl MonitorState {
                         let dir_changed = w.record.configuration.working_directory
                             != record.configuration.working_directory;
                         w.record = record;
-                        w.stale = true;
+                        self.stale.insert(id);
                         if dir_changed {
                             w.device = None;
                             moved.push((id, w.dir()));
@@ -329,6 +388,7 @@ impl MonitorState {
                 None => {
                     let w = Watched::new(record, listing);
                     moved.push((id, w.dir()));
+                    self.stale.insert(id);
                     self.sessions.insert(id, w);
                 }
             }
@@ -340,13 +400,22 @@ impl MonitorState {
             .map(|(id, _)| *id)
             .collect();
         self.disks.map(moved);
-        left.into_iter()
+        let at = now();
+        let interval = self.args.interval.as_secs_f64();
+        let gone: Vec<_> = left
+            .into_iter()
             .filter_map(|id| {
                 let mut w = self.sessions.remove(&id)?;
                 self.asks.forget(id);
-                Some((id, w.series.flush()))
+                self.processes.remove(&id);
+                self.stale.remove(&id);
+                Some((id, w.series.flush(at, interval)))
             })
-            .collect()
+            .collect();
+        if !gone.is_empty() {
+            self.devices = self.sessions.values().filter_map(|w| w.device).collect();
+        }
+        gone
     }
 
     /// Hourly: thins, archives and prunes the stored samples, and deletes old log files.
@@ -409,10 +478,11 @@ impl MonitorState {
 
     /// Stores what the sessions' series hold unstored (at a stop).
     async fn flush(&mut self) {
+        let (at, interval) = (now(), self.args.interval.as_secs_f64());
         let rows: Vec<_> = self
             .sessions
             .values_mut()
-            .filter_map(|w| w.series.flush())
+            .filter_map(|w| w.series.flush(at, interval))
             .collect();
         if rows.is_empty() {
             return;
@@ -584,6 +654,11 @@ fn message(session: Option<Uuid>, resource: Resource, value: f64, threshold: f64
         }
     };
     format!("{what} at {value:.1} % is over {threshold} %")
+}
+
+/// Unix seconds as whole milliseconds, a key the due heap can order.
+fn millis(at: f64) -> u64 {
+    (at * 1000.0) as u64
 }
 
 /// How long a tick waits for the sessions it asked: half the interval, so a late answer

@@ -104,8 +104,10 @@ impl Disks {
     }
 
     /// Starts a reading of every file system without one under way, once per `every`; picks
-    /// up the readings that are done. File systems no session uses any more are dropped.
-    pub(super) fn read(&mut self, every: Duration, used: impl Fn(Device) -> bool) {
+    /// up the readings that are done, and returns the file systems whose use moved. File
+    /// systems no session uses any more are dropped.
+    pub(super) fn read(&mut self, every: Duration, used: impl Fn(Device) -> bool) -> Vec<Device> {
+        let mut moved = Vec::new();
         for (device, system) in &mut self.systems {
             let Some(reading) = &mut system.reading else {
                 continue;
@@ -115,7 +117,11 @@ impl Disks {
                     if reading.reported {
                         tracing::info!(device, path = %system.path.display(), "the file system answers again");
                     }
-                    system.percent = result.unwrap_or(None);
+                    let percent = result.unwrap_or(None);
+                    if percent != system.percent {
+                        moved.push(*device);
+                    }
+                    system.percent = percent;
                     system.reading = None;
                 }
                 None if !reading.reported
@@ -149,6 +155,7 @@ impl Disks {
                 });
             }
         }
+        moved
     }
 
     /// The last reading of a file system's use, percent.

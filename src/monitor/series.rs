@@ -33,15 +33,16 @@ pub(super) struct Fed {
     pub(super) latest: Option<Arc<SessionSample>>,
 }
 
-/// One session's stored series.
+/// One session's stored series. It is fed when something about the session may have
+/// changed, not necessarily at every tick (a session of logical agents is looked at only
+/// when it answered, its file system's use moved, or its repeat is due): the samples a row
+/// stands for are counted in sampling intervals, from the times of the rows.
 #[derive(Debug)]
 pub(super) struct Series {
     /// The figures last published (and stored, possibly with samples after it unstored).
     last: Option<Arc<SessionSample>>,
-    /// Samples since the last stored row, all with `last`'s figures.
-    unstored: u64,
-    /// When the last of them was taken.
-    unstored_at: f64,
+    /// When the last row was stored.
+    stored_at: f64,
     /// When unchanged figures are stored anyway.
     due: f64,
     /// `every`, as a share, for this session's first row: the sessions a start restores
@@ -56,26 +57,30 @@ impl Series {
         let spread = (session.as_u128() % 1000) as f64 / 1000.0;
         Series {
             last: None,
-            unstored: 0,
-            unstored_at: 0.0,
+            stored_at: 0.0,
             due: 0.0,
             stagger: 0.5 + spread / 2.0,
         }
     }
 
-    /// Feeds the sample of one tick; `every` is the longest a session goes unstored.
-    pub(super) fn feed(&mut self, sample: SessionSample, every: f64) -> Fed {
+    /// When unchanged figures are to be stored again (0 before the first sample).
+    pub(super) fn due(&self) -> f64 {
+        self.due
+    }
+
+    /// Feeds a sample; `every` is the longest a session goes unstored, `interval` the time
+    /// between two samples.
+    pub(super) fn feed(&mut self, sample: SessionSample, every: f64, interval: f64) -> Fed {
         let at = sample.at;
         match &self.last {
             Some(last) if same(last, &sample) => {
-                self.unstored += 1;
-                self.unstored_at = at;
                 if at < self.due {
                     return Fed::default();
                 }
+                let ticks = samples_between(self.stored_at, at, interval);
                 let sample = Arc::new(sample);
-                let rows = vec![(Arc::clone(&sample), self.unstored)];
-                self.stored(sample.clone(), at, every);
+                let rows = vec![(Arc::clone(&sample), ticks)];
+                self.stored(sample.clone(), every);
                 Fed {
                     rows,
                     latest: Some(sample),
@@ -83,19 +88,24 @@ impl Series {
             }
             previous => {
                 let mut rows = Vec::with_capacity(2);
-                if let (Some(last), true) = (previous, self.unstored > 0) {
-                    let mut end = SessionSample::clone(last);
-                    end.at = self.unstored_at;
-                    rows.push((Arc::new(end), self.unstored));
+                // The unchanged stretch ended one sample before this one.
+                let end = at - interval;
+                if let Some(last) = previous
+                    .as_ref()
+                    .filter(|_| end - self.stored_at >= interval / 2.0)
+                {
+                    let mut row = SessionSample::clone(last);
+                    row.at = end;
+                    rows.push((
+                        Arc::new(row),
+                        samples_between(self.stored_at, end, interval),
+                    ));
                 }
                 let first = previous.is_none();
                 let sample = Arc::new(sample);
                 rows.push((Arc::clone(&sample), 1));
-                self.stored(
-                    sample.clone(),
-                    at,
-                    if first { every * self.stagger } else { every },
-                );
+                let wait = if first { every * self.stagger } else { every };
+                self.stored(sample.clone(), wait);
                 Fed {
                     rows,
                     latest: Some(sample),
@@ -104,24 +114,30 @@ impl Series {
         }
     }
 
-    /// The row that stands for the samples not stored yet, if any (at a stop: nothing
+    /// The row that stands for the samples not stored yet, as of `now` (at a stop: nothing
     /// sampled is left out of the history).
-    pub(super) fn flush(&mut self) -> Option<(Arc<SessionSample>, u64)> {
+    pub(super) fn flush(&mut self, now: f64, interval: f64) -> Option<(Arc<SessionSample>, u64)> {
         let last = self.last.as_ref()?;
-        if self.unstored == 0 {
+        if now - self.stored_at < interval / 2.0 {
             return None;
         }
-        let mut end = SessionSample::clone(last);
-        end.at = self.unstored_at;
-        let ticks = std::mem::take(&mut self.unstored);
-        Some((Arc::new(end), ticks))
+        let mut row = SessionSample::clone(last);
+        row.at = now;
+        let ticks = samples_between(self.stored_at, now, interval);
+        self.stored_at = now;
+        Some((Arc::new(row), ticks))
     }
 
-    fn stored(&mut self, sample: Arc<SessionSample>, at: f64, wait: f64) {
+    fn stored(&mut self, sample: Arc<SessionSample>, wait: f64) {
+        self.stored_at = sample.at;
+        self.due = sample.at + wait;
         self.last = Some(sample);
-        self.unstored = 0;
-        self.due = at + wait;
     }
+}
+
+/// Samples taken after `from` up to `to`, one per `interval` (at least one).
+fn samples_between(from: f64, to: f64, interval: f64) -> u64 {
+    ((to - from) / interval).round().max(1.0) as u64
 }
 
 /// Whether two samples of a session show the same figures (within what a person or an
@@ -195,24 +211,19 @@ mod tests {
     fn an_unchanged_session_is_stored_once_per_interval_with_the_samples_it_stands_for() {
         let mut series = Series::new(Uuid::nil());
         // The nil id spreads its first repeat to half the interval.
-        let first = series.feed(sample(0.0, 0.0), 60.0);
+        let first = series.feed(sample(0.0, 0.0), 60.0, 1.0);
         assert_eq!(rows(&first), vec![(0.0, 0.0, 1)]);
         assert!(first.latest.is_some());
+        assert_eq!(series.due(), 30.0);
         for at in 1..30 {
-            let fed = series.feed(sample(f64::from(at), 0.0), 60.0);
+            let fed = series.feed(sample(f64::from(at), 0.0), 60.0, 1.0);
             assert!(fed.rows.is_empty() && fed.latest.is_none(), "tick {at}");
         }
-        let repeat = series.feed(sample(30.0, 0.0), 60.0);
+        let repeat = series.feed(sample(30.0, 0.0), 60.0, 1.0);
         assert_eq!(rows(&repeat), vec![(30.0, 0.0, 30)]);
-        // From then on, every full interval.
-        for at in 31..90 {
-            assert!(series
-                .feed(sample(f64::from(at), 0.0), 60.0)
-                .rows
-                .is_empty());
-        }
+        // From then on, every full interval, whether it was fed in between or not.
         assert_eq!(
-            rows(&series.feed(sample(90.0, 0.0), 60.0)),
+            rows(&series.feed(sample(90.0, 0.0), 60.0, 1.0)),
             vec![(90.0, 0.0, 60)]
         );
     }
@@ -220,11 +231,11 @@ mod tests {
     #[test]
     fn a_change_stores_the_end_of_the_flat_stretch_and_the_new_figures() {
         let mut series = Series::new(Uuid::nil());
-        series.feed(sample(0.0, 5.0), 600.0);
+        series.feed(sample(0.0, 5.0), 600.0, 1.0);
         for at in 1..=9 {
-            series.feed(sample(f64::from(at), 5.04), 600.0);
+            series.feed(sample(f64::from(at), 5.04), 600.0, 1.0);
         }
-        let fed = series.feed(sample(10.0, 50.0), 600.0);
+        let fed = series.feed(sample(10.0, 50.0), 600.0, 1.0);
         // Samples 1..=9 (within the step of 5.0) are one row at 9 s standing for nine.
         assert_eq!(rows(&fed), vec![(9.0, 5.0, 9), (10.0, 50.0, 1)]);
         assert_eq!(fed.latest.unwrap().cpu_percent, 50.0);
@@ -233,40 +244,43 @@ mod tests {
         assert_eq!(counted, 11);
         // A change right after a change is one row.
         assert_eq!(
-            rows(&series.feed(sample(11.0, 20.0), 600.0)),
+            rows(&series.feed(sample(11.0, 20.0), 600.0, 1.0)),
             vec![(11.0, 20.0, 1)]
         );
+        // A session looked at again only when it changed: the stretch is counted in
+        // intervals all the same.
+        let fed = series.feed(sample(31.0, 0.0), 600.0, 1.0);
+        assert_eq!(rows(&fed), vec![(30.0, 20.0, 19), (31.0, 0.0, 1)]);
     }
 
     #[test]
     fn a_flush_hands_over_what_was_not_stored() {
         let mut series = Series::new(Uuid::nil());
-        series.feed(sample(0.0, 1.0), 600.0);
-        assert!(series.flush().is_none());
-        series.feed(sample(1.0, 1.0), 600.0);
-        series.feed(sample(2.0, 1.0), 600.0);
-        let (row, ticks) = series.flush().unwrap();
+        series.feed(sample(0.0, 1.0), 600.0, 1.0);
+        assert!(series.flush(0.0, 1.0).is_none());
+        series.feed(sample(1.0, 1.0), 600.0, 1.0);
+        let (row, ticks) = series.flush(2.0, 1.0).unwrap();
         assert_eq!((row.at, ticks), (2.0, 2));
-        assert!(series.flush().is_none(), "flushed once");
+        assert!(series.flush(2.0, 1.0).is_none(), "flushed once");
     }
 
     #[test]
     fn counts_and_agents_are_figures_too() {
         let mut series = Series::new(Uuid::nil());
-        series.feed(sample(0.0, 0.0), 600.0);
+        series.feed(sample(0.0, 0.0), 600.0, 1.0);
         let mut fewer = sample(1.0, 0.0);
         fewer.agents_running = 11;
-        assert_eq!(series.feed(fewer, 600.0).rows.len(), 1);
+        assert_eq!(series.feed(fewer, 600.0, 1.0).rows.len(), 1);
         let mut disk = sample(2.0, 0.0);
         disk.agents_running = 11;
         disk.disk_percent = Some(40.5);
         assert!(
-            series.feed(disk, 600.0).rows.is_empty(),
+            series.feed(disk, 600.0, 1.0).rows.is_empty(),
             "under the disk step"
         );
         let mut disk = sample(3.0, 0.0);
         disk.agents_running = 11;
         disk.disk_percent = Some(41.5);
-        assert_eq!(series.feed(disk, 600.0).rows.len(), 2);
+        assert_eq!(series.feed(disk, 600.0, 1.0).rows.len(), 2);
     }
 }

@@ -39,8 +39,6 @@ pub(super) struct Watched {
     pub(super) processes: bool,
     /// Its agents' states, once it answered.
     pub(super) counts: Option<Counts>,
-    /// To be asked: new, or its record changed.
-    pub(super) stale: bool,
     /// The listing that last saw it.
     pub(super) seen: u64,
     /// Its stored series.
@@ -75,7 +73,6 @@ impl Watched {
             pids: Vec::new(),
             processes: false,
             counts: None,
-            stale: true,
             seen,
             figures: Figures::default(),
         }
