@@ -136,14 +136,18 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn an_agent_that_ignores_sigterm_delays_no_other_session() {
     let mut app = server();
     let other = bystander(&app, "other").await;
-    let agents = json!([{"agent_type": "BACKEND", "name": "stubborn",
-                         "command": common::fake(&["--ignore-sigterm"])}]);
+    let agents = json!([
+        {"agent_type": "BACKEND", "name": "stubborn", "command": common::fake(&["--ignore-sigterm"])},
+        {"agent_type": "DOCUMENTATION", "name": "notes"},
+    ]);
     let stuck = create(&app, "stuck", &app.dir("stuck"), agents, false).await;
     let agent_of = async |app: &App| {
         let (_, body) = app
             .get(&format!("/api/claude/sessions/{stuck}/agents"))
             .await;
-        body["agents"][0].clone()
+        let agents = body["agents"].as_array().cloned().unwrap_or_default();
+        let stubborn = agents.into_iter().find(|a| a["name"] == "stubborn");
+        stubborn.unwrap_or_default()
     };
     until("the stubborn agent running", async || {
         agent_of(&app).await["status"] == "running"
@@ -175,6 +179,14 @@ async fn an_agent_that_ignores_sigterm_delays_no_other_session() {
     let (status, body) = soon(
         "the stuck session",
         app.get(&format!("/api/claude/sessions/{stuck}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Nor do its other orders: the stop waits on a task, not in its actor.
+    let order = format!("/api/claude/sessions/{stuck}/agents/notes/restart");
+    let (status, body) = soon(
+        "another order of the stuck session",
+        app.post(&order, &json!({})),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -71,7 +71,15 @@ pub(crate) enum SessionMsg {
     Agent {
         op: AgentOp,
         name: String,
-        reply: RpcReplyPort<Result<AgentStatus, SessionError>>,
+        reply: AgentReply,
+    },
+    /// An agent order's task finished (see `agent_op`).
+    AgentDone {
+        op: AgentOp,
+        name: String,
+        group: Arc<AgentGroup>,
+        done: Result<(), SessionError>,
+        reply: AgentReply,
     },
     Terminate(RpcReplyPort<Result<SessionRecord, SessionError>>),
     /// Changes the record (an update or a navigate): `change` runs on a copy of the record
@@ -87,6 +95,9 @@ pub(crate) enum SessionMsg {
     /// `auto_save`: store the runtime state (agent restart counts, last activity).
     Checkpoint,
 }
+
+/// Where an agent order's answer goes.
+type AgentReply = RpcReplyPort<Result<AgentStatus, SessionError>>;
 
 pub(crate) struct SessionActor;
 
@@ -214,8 +225,15 @@ impl SessionState {
     async fn handle(&mut self, myself: ActorRef<SessionMsg>, msg: SessionMsg) {
         let state = self;
         match msg {
-            SessionMsg::Agent { op, name, reply } => {
-                let _ = reply.send(state.agent_op(op, &name).await);
+            SessionMsg::Agent { op, name, reply } => state.agent_op(&myself, op, name, reply),
+            SessionMsg::AgentDone {
+                op,
+                name,
+                group,
+                done,
+                reply,
+            } => {
+                let _ = reply.send(state.agent_done(op, &name, &group, done).await);
             }
             SessionMsg::Terminate(reply) => {
                 let _ = reply.send(state.terminate().await);
@@ -549,29 +567,61 @@ impl SessionState {
         }
     }
 
-    async fn agent_op(&mut self, op: AgentOp, name: &str) -> Result<AgentStatus, SessionError> {
-        if self.record.status.is_terminal() {
-            return Err(SessionError::Conflict(format!(
-                "session {} is {}",
-                self.record.id, self.record.status
-            )));
+    /// Starts an agent order on a task of its own: the wait (a stop within the agent's
+    /// grace, a start until it runs) holds neither this actor — its checkpoints, status
+    /// and other orders go on — nor anyone else; the supervisor orders each agent's
+    /// transitions. The task reports with `AgentDone`.
+    fn agent_op(
+        &self,
+        myself: &ActorRef<SessionMsg>,
+        op: AgentOp,
+        name: String,
+        reply: AgentReply,
+    ) {
+        if let Err(refused) = self.refuse_if_ended() {
+            let _ = reply.send(Err(refused));
+            return;
         }
-        let group = self
-            .group
-            .as_ref()
-            .ok_or_else(|| SessionError::AgentNotFound(name.to_string()))?;
-        let done = match op {
-            AgentOp::Activate => group.activate(name).await,
-            AgentOp::Deactivate => group.deactivate(name).await,
-            AgentOp::Restart => group.restart(name).await,
+        let Some(group) = self.group.clone() else {
+            let _ = reply.send(Err(SessionError::AgentNotFound(name)));
+            return;
         };
-        done.map_err(|e| match e {
-            crate::agent::AgentError::UnknownAgent(name) => SessionError::AgentNotFound(name),
-            other => SessionError::Conflict(other.to_string()),
-        })?;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let done = match op {
+                AgentOp::Activate => group.activate(&name).await,
+                AgentOp::Deactivate => group.deactivate(&name).await,
+                AgentOp::Restart => group.restart(&name).await,
+            };
+            let done = done.map_err(|e| match e {
+                crate::agent::AgentError::UnknownAgent(name) => SessionError::AgentNotFound(name),
+                other => SessionError::Conflict(other.to_string()),
+            });
+            // A session gone meanwhile drops `reply`: the caller learns it ended.
+            let _ = me.cast(SessionMsg::AgentDone {
+                op,
+                name,
+                group,
+                done,
+                reply,
+            });
+        });
+    }
+
+    /// An agent order finished: counted and stored, and the agent as it is now answered.
+    async fn agent_done(
+        &mut self,
+        op: AgentOp,
+        name: &str,
+        group: &AgentGroup,
+        done: Result<(), SessionError>,
+    ) -> Result<AgentStatus, SessionError> {
+        done?;
+        // Ended while the order ran: its record was stored when it ended, never again.
+        self.refuse_if_ended()?;
         if op != AgentOp::Deactivate {
-            // The field, not `edit()`: `group` borrows another field of `self`.
-            *Arc::make_mut(&mut self.record)
+            *self
+                .edit()
                 .agent_activations
                 .entry(name.to_string())
                 .or_default() += 1;
@@ -585,6 +635,17 @@ impl SessionState {
         self.edit().last_activity = now();
         self.persist().await;
         agent
+    }
+
+    /// A conflict when the session is terminating or terminated.
+    fn refuse_if_ended(&self) -> Result<(), SessionError> {
+        if self.record.status.is_terminal() {
+            return Err(SessionError::Conflict(format!(
+                "session {} is {}",
+                self.record.id, self.record.status
+            )));
+        }
+        Ok(())
     }
 
     /// Stores `terminating` first — the commit point: refused, nothing changes and the
