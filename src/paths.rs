@@ -513,4 +513,66 @@ mod tests {
         }
         assert_eq!(policy.inner.in_flight.len(), 0);
     }
+
+    /// A repository whose `.git/config` is a FIFO: opening it blocks until a writer comes,
+    /// as a read on a hung mount does.
+    fn hung_repository(dir: &Path) -> PathBuf {
+        let repo = git2::Repository::init(dir).unwrap();
+        let signature = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        repo.commit(Some("HEAD"), &signature, &signature, "one", &tree, &[])
+            .unwrap();
+        let fifo = dir.join(".git/config");
+        std::fs::remove_file(&fifo).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from(0o600)).unwrap();
+        fifo
+    }
+
+    /// Lets the readers blocked on `fifo` go and leaves an empty config in its place.
+    fn release(fifo: &Path) {
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK;
+        let writer = rustix::fs::open(fifo, flags, rustix::fs::Mode::empty()).ok();
+        std::fs::remove_file(fifo).unwrap();
+        std::fs::write(fifo, "").unwrap();
+        drop(writer);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_repository_times_out_every_call_until_it_answers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let fifo = hung_repository(&repo);
+        let raw = repo.to_str().unwrap().to_owned();
+        let policy = PathPolicy::with_deadline(
+            PolicyOptions {
+                home: None,
+                ..PolicyOptions::default()
+            },
+            Duration::from_millis(300),
+        );
+        let timed_out = |e: Result<_, PathError>| matches!(e, Err(PathError::TimedOut { .. }));
+        assert!(timed_out(policy.git_state(&repo).await.map(|_| ())));
+        // Known stuck now: answered without another thread, the same way.
+        assert!(timed_out(policy.git_state(&repo).await.map(|_| ())));
+        let worktree = policy
+            .create_worktree(&repo, &dir.path().join("wt"), "b")
+            .await;
+        assert!(timed_out(worktree.map(|_| ())));
+        for validation in [
+            policy.validate(&raw).await,
+            policy.validate_many(vec![raw.clone()]).await.validations[0].clone(),
+        ] {
+            assert!(!validation.valid);
+            assert_eq!(validation.codes(), ["timed_out"], "{validation:?}");
+        }
+        // The mount answers again: so do the calls, once the stuck readings returned.
+        release(&fifo);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while policy.inner.stuck.contains(&raw) {
+            assert!(std::time::Instant::now() < deadline, "the path stays stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(policy.git_state(&repo).await.unwrap().is_some());
+    }
 }
