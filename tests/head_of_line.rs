@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// `paths.deadline_ms` and `agents.stop_grace_ms` of the server under test: long beside
 /// [`ANSWER_WITHIN`], so every check runs while the stuck operation still waits.
-const STUCK_MS: u64 = 20_000;
+const STUCK_MS: u64 = 30_000;
 
 fn server() -> App {
     App::with_config(&format!(
