@@ -24,6 +24,14 @@
 //!
 //! The git helpers ([`git::state`], [`worktree::create`], [`worktree::remove`]) and the
 //! validator block, so their async forms run on tokio's blocking pool.
+//! - Nobody waits on the file system without a deadline: the server's own calls go through
+//!   [`PathPolicy`] ([`validate`](PathPolicy::validate), [`git_state`](PathPolicy::git_state),
+//!   [`create_worktree`](PathPolicy::create_worktree),
+//!   [`open_directory_within`](PathPolicy::open_directory_within)), which give up after
+//!   `paths.deadline_ms` with a `timed_out` answer naming the path. A hung mount (NFS, a
+//!   FUSE daemon stopped, a FIFO where git opens a file) then holds one thread of the
+//!   blocking pool until it answers, never a runtime worker, a lock or an actor; another
+//!   path's validation never waits for it (`in_flight` shares rounds per path only).
 
 pub mod check;
 pub mod error;
@@ -31,11 +39,13 @@ pub mod git;
 mod in_flight;
 mod open;
 pub mod policy;
+mod stuck;
 pub mod validate;
 pub mod worktree;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -66,6 +76,11 @@ pub struct PolicyOptions {
     pub disk: DiskThresholds,
 }
 
+/// How long a validation, a git read or a worktree operation may take by default
+/// (`paths.deadline_ms`) before the caller gets a `timed_out` answer instead of waiting on
+/// a hung file system.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
 impl Default for PolicyOptions {
     /// The server's home, no extra roots, DESIGN.md's disk limits.
     fn default() -> PolicyOptions {
@@ -89,7 +104,9 @@ struct Inner {
     rules: Rules,
     home: Option<String>,
     disk: DiskThresholds,
+    deadline: Duration,
     in_flight: in_flight::InFlight,
+    stuck: stuck::Stuck,
 }
 
 /// The outcome of [`PathPolicy::validate_many`].
@@ -115,11 +132,13 @@ pub struct BatchSummary {
 impl PathPolicy {
     /// The policy of `[paths]` with the server's home directory.
     pub fn from_settings(settings: &PathSettings) -> PathPolicy {
-        PathPolicy::new(PolicyOptions {
+        let options = PolicyOptions {
             restricted: settings.restricted.clone(),
             allowed_roots: settings.allowed_roots.clone(),
             ..PolicyOptions::default()
-        })
+        };
+        let deadline = Duration::from_millis(settings.deadline_ms.max(1));
+        PathPolicy::with_deadline(options, deadline)
     }
 
     /// Builds the rules for this host. Each root is taken as written and, when it exists, as
@@ -127,6 +146,11 @@ impl PathPolicy {
     /// is `/private/etc` on macOS), so neither spelling gets past the check. This reads the
     /// file system once, at start-up.
     pub fn new(options: PolicyOptions) -> PathPolicy {
+        PathPolicy::with_deadline(options, DEFAULT_DEADLINE)
+    }
+
+    /// [`PathPolicy::new`] with calls on the file system given up after `deadline`.
+    pub fn with_deadline(options: PolicyOptions, deadline: Duration) -> PathPolicy {
         let platform = Platform::current();
         let home = options
             .home
@@ -172,7 +196,9 @@ impl PathPolicy {
                 rules,
                 home,
                 disk: options.disk,
+                deadline,
                 in_flight: in_flight::InFlight::default(),
+                stuck: stuck::Stuck::default(),
             }),
         }
     }
@@ -182,28 +208,151 @@ impl PathPolicy {
         &self.inner.rules
     }
 
+    /// How long a call on the file system may take (`paths.deadline_ms`).
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
     /// Validates one path without blocking the runtime. The answer is always read after
     /// this call began; callers asking for the same path at the same time share one reading
     /// (see `in_flight`), so a burst of requests for one session reads its directory and
-    /// repository once per round, not once per request.
+    /// repository once per round, not once per request. A reading that takes longer than
+    /// the deadline answers `timed_out` (refused); it finishes in the background.
     pub async fn validate(&self, raw: &str) -> Validation {
-        let shared = self
-            .inner
-            .in_flight
-            .join(raw, |sender| {
-                let rounds = Rounds {
-                    policy: self.clone(),
-                    raw: raw.to_owned(),
-                    sender,
-                    over: false,
-                };
-                // Dropped unstarted (shutdown), the rounds forget the path (`Rounds::drop`).
-                drop(tokio::task::spawn_blocking(move || rounds.run()));
-            })
-            .await;
-        match shared {
-            Some(validation) => Validation::clone(&validation),
-            None => incomplete(raw, "it was interrupted"),
+        if self.inner.stuck.contains(raw) {
+            return self.timed_out(raw);
+        }
+        let joined = self.inner.in_flight.join(raw, |sender| {
+            let rounds = Rounds {
+                policy: self.clone(),
+                raw: raw.to_owned(),
+                sender,
+                over: false,
+            };
+            // Dropped unstarted (shutdown), the rounds forget the path (`Rounds::drop`).
+            drop(tokio::task::spawn_blocking(move || rounds.run()));
+        });
+        match tokio::time::timeout(self.inner.deadline, joined).await {
+            Ok(Some(validation)) => Validation::clone(&validation),
+            Ok(None) => incomplete(raw, "it was interrupted"),
+            Err(_) => {
+                // The round clears it when it returns (`Rounds::run`).
+                self.inner.stuck.mark(raw);
+                self.timed_out(raw)
+            }
+        }
+    }
+
+    /// Runs `work` on the blocking pool and waits for it at most the deadline; `None` when
+    /// it did not answer in time, or `key` is still stuck from an earlier call. A call
+    /// that outlives the deadline marks `key` stuck until it returns.
+    async fn blocking_within<T: Send + 'static>(
+        &self,
+        key: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<Result<T, tokio::task::JoinError>> {
+        if self.inner.stuck.contains(key) {
+            return None;
+        }
+        let mut running = tokio::task::spawn_blocking(work);
+        match tokio::time::timeout(self.inner.deadline, &mut running).await {
+            Ok(done) => Some(done),
+            Err(_) => {
+                self.inner.stuck.mark(key);
+                let (policy, key) = (self.clone(), key.to_owned());
+                tokio::spawn(async move {
+                    let _ = running.await;
+                    policy.inner.stuck.clear(&key);
+                });
+                None
+            }
+        }
+    }
+
+    /// The answer for a path whose file system did not answer within the deadline.
+    fn timed_out(&self, raw: &str) -> Validation {
+        let ms = self.inner.deadline.as_millis();
+        Validation::refused(
+            raw,
+            vec![Check::error(
+                CheckCode::TimedOut,
+                format!("the file system did not answer within {ms} ms while validating `{raw}`"),
+            )],
+        )
+    }
+
+    /// The git state of `path` ([`git::state`]) within the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`PathError::TimedOut`] when the repository does not answer in time, else what
+    /// [`git::read_state`] returns.
+    pub async fn git_state(&self, path: &Path) -> Result<Option<GitState>, PathError> {
+        let owned = path.to_path_buf();
+        let key = path.to_string_lossy();
+        match self
+            .blocking_within(&key, move || git::read_state(&owned))
+            .await
+        {
+            Some(done) => done.map_err(PathError::Interrupted)?,
+            None => Err(self.git_timed_out(path)),
+        }
+    }
+
+    fn git_timed_out(&self, path: &Path) -> PathError {
+        PathError::TimedOut {
+            path: path.to_path_buf(),
+            after: self.inner.deadline,
+        }
+    }
+
+    /// A new worktree ([`worktree::create`]) within the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`PathError::TimedOut`] when the repository does not answer in time, else what
+    /// [`worktree::create_blocking`] returns.
+    pub async fn create_worktree(
+        &self,
+        repo: &Path,
+        path: &Path,
+        branch: &str,
+    ) -> Result<GitState, PathError> {
+        let key = repo.to_string_lossy().into_owned();
+        let (repo, owned, branch) = (repo.to_path_buf(), path.to_path_buf(), branch.to_owned());
+        let work = move || worktree::create_blocking(&repo, &owned, &branch);
+        match self.blocking_within(&key, work).await {
+            Some(done) => done.map_err(PathError::Interrupted)?,
+            None => Err(self.git_timed_out(Path::new(&key))),
+        }
+    }
+
+    /// [`open_directory`](PathPolicy::open_directory) on the blocking pool, within the
+    /// deadline (a directory that does not answer in time is refused as `timed_out`).
+    pub async fn open_directory_within(
+        &self,
+        raw: &str,
+    ) -> Result<OpenedDirectory, DirectoryRefused> {
+        let policy = self.clone();
+        let owned = raw.to_owned();
+        let opening = move || policy.open_directory(&owned);
+        let refused = |check| DirectoryRefused {
+            path: raw.to_owned(),
+            checks: vec![check],
+        };
+        match self.blocking_within(raw, opening).await {
+            Some(Ok(opened)) => opened,
+            Some(Err(error)) => Err(refused(Check::error(
+                CheckCode::ValidationIncomplete,
+                format!("opening `{raw}` did not finish: {error}"),
+            ))),
+            None => {
+                let ms = self.inner.deadline.as_millis();
+                Err(refused(Check::error(
+                    CheckCode::TimedOut,
+                    format!("the file system did not answer within {ms} ms while opening `{raw}`"),
+                )))
+            }
         }
     }
 
@@ -212,9 +361,11 @@ impl PathPolicy {
     async fn validate_sharing(&self, raw: &str, git: Arc<git::States>) -> Validation {
         let policy = self.clone();
         let text = raw.to_owned();
-        match tokio::task::spawn_blocking(move || policy.validate_in(&git, &text)).await {
-            Ok(validation) => validation,
-            Err(error) => incomplete(raw, &error.to_string()),
+        let reading = move || policy.validate_in(&git, &text);
+        match self.blocking_within(raw, reading).await {
+            Some(Ok(validation)) => validation,
+            Some(Err(error)) => incomplete(raw, &error.to_string()),
+            None => self.timed_out(raw),
         }
     }
 
@@ -283,6 +434,8 @@ impl Rounds {
         let mut round = 1;
         loop {
             let validation = self.policy.validate_blocking(&self.raw);
+            // The path answered: it is not stuck (any more).
+            self.policy.inner.stuck.clear(&self.raw);
             if !in_flight.finished(&self.raw, round, validation, &self.sender) {
                 self.over = true;
                 return;
@@ -298,6 +451,7 @@ impl Drop for Rounds {
     fn drop(&mut self) {
         if !self.over {
             self.policy.inner.in_flight.forget(&self.raw);
+            self.policy.inner.stuck.clear(&self.raw);
         }
     }
 }
@@ -358,5 +512,67 @@ mod tests {
             assert_eq!(seen(answer), alone);
         }
         assert_eq!(policy.inner.in_flight.len(), 0);
+    }
+
+    /// A repository whose `.git/config` is a FIFO: opening it blocks until a writer comes,
+    /// as a read on a hung mount does.
+    fn hung_repository(dir: &Path) -> PathBuf {
+        let repo = git2::Repository::init(dir).unwrap();
+        let signature = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        repo.commit(Some("HEAD"), &signature, &signature, "one", &tree, &[])
+            .unwrap();
+        let fifo = dir.join(".git/config");
+        std::fs::remove_file(&fifo).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from(0o600)).unwrap();
+        fifo
+    }
+
+    /// Lets the readers blocked on `fifo` go and leaves an empty config in its place.
+    fn release(fifo: &Path) {
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NONBLOCK;
+        let writer = rustix::fs::open(fifo, flags, rustix::fs::Mode::empty()).ok();
+        std::fs::remove_file(fifo).unwrap();
+        std::fs::write(fifo, "").unwrap();
+        drop(writer);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_repository_times_out_every_call_until_it_answers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let fifo = hung_repository(&repo);
+        let raw = repo.to_str().unwrap().to_owned();
+        let policy = PathPolicy::with_deadline(
+            PolicyOptions {
+                home: None,
+                ..PolicyOptions::default()
+            },
+            Duration::from_millis(300),
+        );
+        let timed_out = |e: Result<_, PathError>| matches!(e, Err(PathError::TimedOut { .. }));
+        assert!(timed_out(policy.git_state(&repo).await.map(|_| ())));
+        // Known stuck now: answered without another thread, the same way.
+        assert!(timed_out(policy.git_state(&repo).await.map(|_| ())));
+        let worktree = policy
+            .create_worktree(&repo, &dir.path().join("wt"), "b")
+            .await;
+        assert!(timed_out(worktree.map(|_| ())));
+        for validation in [
+            policy.validate(&raw).await,
+            policy.validate_many(vec![raw.clone()]).await.validations[0].clone(),
+        ] {
+            assert!(!validation.valid);
+            assert_eq!(validation.codes(), ["timed_out"], "{validation:?}");
+        }
+        // The mount answers again: so do the calls, once the stuck readings returned.
+        release(&fifo);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while policy.inner.stuck.contains(&raw) {
+            assert!(std::time::Instant::now() < deadline, "the path stays stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(policy.git_state(&repo).await.unwrap().is_some());
     }
 }

@@ -276,7 +276,9 @@ pub struct AgentGroup {
     agents: Arc<BTreeMap<Arc<str>, Entry>>,
     events: Arc<AgentEvents>,
     workplace: Arc<Workplace>,
-    shut_down: bool,
+    /// Set by [`AgentGroup::shutdown`]: the drop then leaves the (stopped) agents alone.
+    /// Atomic because a session shares its group with readers (`&self` shutdown).
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 /// A group of logical agents without its supervisor yet.
@@ -507,7 +509,7 @@ impl AgentGroup {
             agents,
             events,
             workplace,
-            shut_down: false,
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         };
         if group.agents.values().any(|entry| entry.has_process) {
             let (supervisor, _) = SupervisorHandle::spawn(config, specs).await?;
@@ -732,9 +734,11 @@ impl AgentGroup {
     }
 
     /// Stops every agent in reverse dependency order (each with its grace), then the
-    /// supervisor.
-    pub async fn shutdown(mut self) -> Result<(), AgentError> {
-        self.shut_down = true;
+    /// supervisor. Takes `&self` so a group shared with readers (a session's, whose
+    /// statuses are read without its actor) can be shut down while they look.
+    pub async fn shutdown(&self) -> Result<(), AgentError> {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
         let supervisor = self.supervision().await?;
         let stopped = supervisor.stop_all().await;
         let down = supervisor.shutdown().await;
@@ -752,7 +756,7 @@ impl AgentGroup {
 
 impl Drop for AgentGroup {
     fn drop(&mut self) {
-        if !self.shut_down {
+        if !self.shut_down.load(std::sync::atomic::Ordering::Acquire) {
             // ractor kills the supervisor's linked agents; dropping their state kills the
             // process groups. A group without a supervisor has no process to kill.
             if let Some(supervisor) = self.supervisor.get() {

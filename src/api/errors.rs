@@ -160,6 +160,14 @@ pub(crate) enum ApiError {
         /// The limit, in milliseconds.
         timeout_ms: u64,
     },
+    /// A file system or repository the request needed did not answer within
+    /// `paths.deadline_ms` (504 `timed_out`); nothing was changed.
+    #[error("{message}")]
+    TimedOut {
+        message: String,
+        field: Option<String>,
+        timeout_ms: u64,
+    },
     /// Every connection slot (in total, or for this client's address) is taken.
     #[error("too many connections; retry later")]
     TooManyConnections {
@@ -266,6 +274,11 @@ impl From<SessionError> for ApiError {
             },
             SessionError::Storage(source) => ApiError::from(&*source),
             SessionError::EventLog(source) => ApiError::from(&*source),
+            SessionError::TimedOut { timeout_ms, .. } => ApiError::TimedOut {
+                message,
+                field,
+                timeout_ms,
+            },
             SessionError::Unavailable => ApiError::ShuttingDown {
                 retry_after_seconds: 10,
             },
@@ -310,6 +323,7 @@ impl ApiError {
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -344,6 +358,7 @@ impl ApiError {
             ApiError::UriTooLong => "uri_too_long",
             ApiError::HeaderFieldsTooLarge => "request_header_fields_too_large",
             ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::TimedOut { .. } => "timed_out",
             ApiError::TooManyConnections { .. } => "too_many_connections",
         }
     }
@@ -383,6 +398,13 @@ impl ApiError {
             })),
             ApiError::RequestTimeout { timeout_ms } => Some(json!({
                 "field": "server.body_read_timeout_ms",
+                "timeout_ms": timeout_ms,
+            })),
+            ApiError::TimedOut {
+                field, timeout_ms, ..
+            } => Some(json!({
+                "field": field,
+                "setting": "paths.deadline_ms",
                 "timeout_ms": timeout_ms,
             })),
             ApiError::TooManyConnections { field, limit } => Some(json!({

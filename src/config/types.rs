@@ -363,6 +363,9 @@ pub struct PathSettings {
     pub restricted: Vec<PathBuf>,
     /// When not empty, the only roots allowed.
     pub allowed_roots: Vec<PathBuf>,
+    /// Milliseconds a validation, a git read or a worktree operation may take before the
+    /// request gets a `timed_out` answer (504) instead of waiting on a hung file system.
+    pub deadline_ms: u64,
 }
 
 /// `[events]`.

@@ -117,6 +117,10 @@ pub enum CheckCode {
     /// `validation_incomplete` (error): the validation task did not finish (the server is
     /// shutting down); nothing is known, so nothing is allowed.
     ValidationIncomplete,
+    /// `timed_out` (error): the file system (or the repository in it) did not answer within
+    /// `paths.deadline_ms`: a hung or very slow mount. Nothing is known, so nothing is
+    /// allowed; the reading goes on in the background and a later request asks again.
+    TimedOut,
 }
 
 impl CheckCode {
@@ -159,6 +163,7 @@ impl CheckCode {
             CheckCode::GitUnreadable => "git_unreadable",
             CheckCode::IoError => "io_error",
             CheckCode::ValidationIncomplete => "validation_incomplete",
+            CheckCode::TimedOut => "timed_out",
         }
     }
 }

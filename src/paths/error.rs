@@ -86,6 +86,15 @@ pub enum PathError {
         /// The worktree.
         path: PathBuf,
     },
+    /// The operation did not finish within the deadline (`paths.deadline_ms`): the file
+    /// system or the repository hangs. It goes on on the blocking pool; nobody waits for it.
+    #[error("git did not answer within {} ms on {}", .after.as_millis(), path.display())]
+    TimedOut {
+        /// The path being worked on.
+        path: PathBuf,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
     /// The blocking task running the operation did not finish (the runtime is shutting down).
     #[error("the git task did not finish")]
     Interrupted(#[source] tokio::task::JoinError),

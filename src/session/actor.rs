@@ -1,6 +1,11 @@
 //! The session actor: one per live session. It owns the session's [`AgentGroup`] (whose
 //! supervisor starts the agents in dependency order and restarts them), derives the session's
 //! status from its agents' real states, and persists every change before it answers.
+//! Its record and group are also in a [`SessionShared`] the registry holds: reads (a GET,
+//! the agents, logs, terminals) never go through this actor's mailbox, so an order that
+//! waits here (an agent's grace, a restart of every agent) delays no reader.
+
+mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,8 +15,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::agent::{
-    assign_session_ids, resolve_agents, AgentContext, AgentError, AgentEvent, AgentGroup,
-    AgentStatus, CommandOrigin, EventSink, GroupHealth, LogLine, Terminal,
+    assign_session_ids, resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus,
+    CommandOrigin, EventSink, GroupHealth,
 };
 use crate::config::Settings;
 use crate::paths::PathPolicy;
@@ -22,6 +27,8 @@ use super::error::SessionError;
 use super::model::{now, SessionRecord, SessionStatus};
 use super::registry::RegistryMsg;
 use super::store;
+
+pub(crate) use shared::SessionShared;
 
 /// What a session actor needs from the server.
 #[derive(Debug, Clone)]
@@ -61,20 +68,18 @@ pub struct SessionView {
 }
 
 pub(crate) enum SessionMsg {
-    View(RpcReplyPort<SessionView>),
     Agent {
         op: AgentOp,
         name: String,
-        reply: RpcReplyPort<Result<AgentStatus, SessionError>>,
+        reply: AgentReply,
     },
-    Logs {
+    /// An agent order's task finished (see `agent_op`).
+    AgentDone {
+        op: AgentOp,
         name: String,
-        tail: usize,
-        reply: RpcReplyPort<Result<Vec<LogLine>, SessionError>>,
-    },
-    Terminal {
-        name: String,
-        reply: RpcReplyPort<Result<Arc<Terminal>, SessionError>>,
+        group: Arc<AgentGroup>,
+        done: Result<(), SessionError>,
+        reply: AgentReply,
     },
     Terminate(RpcReplyPort<Result<SessionRecord, SessionError>>),
     /// Changes the record (an update or a navigate): `change` runs on a copy of the record
@@ -91,12 +96,17 @@ pub(crate) enum SessionMsg {
     Checkpoint,
 }
 
+/// Where an agent order's answer goes.
+type AgentReply = RpcReplyPort<Result<AgentStatus, SessionError>>;
+
 pub(crate) struct SessionActor;
 
 pub(crate) struct SessionArgs {
     pub(crate) record: SessionRecord,
     pub(crate) deps: SessionDeps,
     pub(crate) registry: ActorRef<RegistryMsg>,
+    /// What readers see of the session (the registry keeps it for them).
+    pub(crate) shared: Arc<SessionShared>,
     /// Gets the record as the start left it (its status derived from the agents): the
     /// registry keeps that one, shared, instead of a copy of its own and a message later.
     pub(crate) started: oneshot::Sender<Arc<SessionRecord>>,
@@ -108,7 +118,9 @@ pub(crate) struct SessionState {
     record: Arc<SessionRecord>,
     deps: SessionDeps,
     registry: ActorRef<RegistryMsg>,
-    group: Option<AgentGroup>,
+    /// Also in `shared`, for readers.
+    group: Option<Arc<AgentGroup>>,
+    shared: Arc<SessionShared>,
     /// Set by the agents' event sink when a state changed and `AgentsChanged` is on its way.
     recompute: Arc<AtomicBool>,
     checkpoints: Option<JoinHandle<()>>,
@@ -121,7 +133,9 @@ impl Drop for SessionState {
         if let Some(checkpoints) = &self.checkpoints {
             checkpoints.abort();
         }
-        // Dropping the group (if still here) kills its agents' process groups.
+        // Dropping the group (if still here) kills its agents' process groups: readers
+        // must not keep it alive past the actor.
+        self.shared.set_group(None);
     }
 }
 
@@ -138,6 +152,7 @@ impl Actor for SessionActor {
             // A requested stop (server shutdown, retirement): the agents stop in reverse
             // dependency order, within their grace; the record stays as it is.
             state.stop_agents().await;
+            state.shared.set_group(None);
             // A terminated (or purged) session was stored when it ended; writing it again
             // here could bring a purged row back.
             if state.dirty && !state.record.status.is_terminal() {
@@ -161,6 +176,7 @@ impl Actor for SessionActor {
             record,
             deps,
             registry,
+            shared,
             started,
         } = args;
         let mut state = SessionState {
@@ -168,6 +184,7 @@ impl Actor for SessionActor {
             deps,
             registry,
             group: None,
+            shared,
             recompute: Arc::new(AtomicBool::new(false)),
             checkpoints: None,
             dirty: false,
@@ -188,6 +205,7 @@ impl Actor for SessionActor {
         if changed {
             state.dirty = true;
         }
+        state.shared.set_record(state.record.clone());
         let _ = started.send(state.record.clone());
         Ok(state)
     }
@@ -207,30 +225,15 @@ impl SessionState {
     async fn handle(&mut self, myself: ActorRef<SessionMsg>, msg: SessionMsg) {
         let state = self;
         match msg {
-            SessionMsg::View(reply) => {
-                let _ = reply.send(state.view().await);
-            }
-            SessionMsg::Agent { op, name, reply } => {
-                let _ = reply.send(state.agent_op(op, &name).await);
-            }
-            SessionMsg::Logs { name, tail, reply } => {
-                let logs = match &state.group {
-                    Some(group) => group
-                        .logs(&name, tail)
-                        .map_err(|_| SessionError::AgentNotFound(name)),
-                    None => Err(SessionError::AgentNotFound(name)),
-                };
-                let _ = reply.send(logs);
-            }
-            SessionMsg::Terminal { name, reply } => {
-                let terminal = match &state.group {
-                    Some(group) => group.terminal(&name).map_err(|e| match e {
-                        AgentError::NoTerminal(name) => SessionError::NoTerminal(name),
-                        _ => SessionError::AgentNotFound(name),
-                    }),
-                    None => Err(SessionError::AgentNotFound(name)),
-                };
-                let _ = reply.send(terminal);
+            SessionMsg::Agent { op, name, reply } => state.agent_op(&myself, op, name, reply),
+            SessionMsg::AgentDone {
+                op,
+                name,
+                group,
+                done,
+                reply,
+            } => {
+                let _ = reply.send(state.agent_done(op, &name, &group, done).await);
             }
             SessionMsg::Terminate(reply) => {
                 let _ = reply.send(state.terminate().await);
@@ -378,6 +381,8 @@ impl SessionState {
             .start_all()
             .await
             .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
+        let group = Arc::new(group);
+        self.shared.set_group(Some(group.clone()));
         self.group = Some(group);
         Ok(())
     }
@@ -530,6 +535,7 @@ impl SessionState {
     /// Tells the registry (and so listeners) the record as it is now.
     fn announce(&self) {
         // Counted now: whoever reads the session after this actor answers sees it changed.
+        self.shared.set_record(self.record.clone());
         self.deps.bus.touch(self.record.id);
         let _ = self
             .registry
@@ -561,29 +567,61 @@ impl SessionState {
         }
     }
 
-    async fn agent_op(&mut self, op: AgentOp, name: &str) -> Result<AgentStatus, SessionError> {
-        if self.record.status.is_terminal() {
-            return Err(SessionError::Conflict(format!(
-                "session {} is {}",
-                self.record.id, self.record.status
-            )));
+    /// Starts an agent order on a task of its own: the wait (a stop within the agent's
+    /// grace, a start until it runs) holds neither this actor — its checkpoints, status
+    /// and other orders go on — nor anyone else; the supervisor orders each agent's
+    /// transitions. The task reports with `AgentDone`.
+    fn agent_op(
+        &self,
+        myself: &ActorRef<SessionMsg>,
+        op: AgentOp,
+        name: String,
+        reply: AgentReply,
+    ) {
+        if let Err(refused) = self.refuse_if_ended() {
+            let _ = reply.send(Err(refused));
+            return;
         }
-        let group = self
-            .group
-            .as_ref()
-            .ok_or_else(|| SessionError::AgentNotFound(name.to_string()))?;
-        let done = match op {
-            AgentOp::Activate => group.activate(name).await,
-            AgentOp::Deactivate => group.deactivate(name).await,
-            AgentOp::Restart => group.restart(name).await,
+        let Some(group) = self.group.clone() else {
+            let _ = reply.send(Err(SessionError::AgentNotFound(name)));
+            return;
         };
-        done.map_err(|e| match e {
-            crate::agent::AgentError::UnknownAgent(name) => SessionError::AgentNotFound(name),
-            other => SessionError::Conflict(other.to_string()),
-        })?;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let done = match op {
+                AgentOp::Activate => group.activate(&name).await,
+                AgentOp::Deactivate => group.deactivate(&name).await,
+                AgentOp::Restart => group.restart(&name).await,
+            };
+            let done = done.map_err(|e| match e {
+                crate::agent::AgentError::UnknownAgent(name) => SessionError::AgentNotFound(name),
+                other => SessionError::Conflict(other.to_string()),
+            });
+            // A session gone meanwhile drops `reply`: the caller learns it ended.
+            let _ = me.cast(SessionMsg::AgentDone {
+                op,
+                name,
+                group,
+                done,
+                reply,
+            });
+        });
+    }
+
+    /// An agent order finished: counted and stored, and the agent as it is now answered.
+    async fn agent_done(
+        &mut self,
+        op: AgentOp,
+        name: &str,
+        group: &AgentGroup,
+        done: Result<(), SessionError>,
+    ) -> Result<AgentStatus, SessionError> {
+        done?;
+        // Ended while the order ran: its record was stored when it ended, never again.
+        self.refuse_if_ended()?;
         if op != AgentOp::Deactivate {
-            // The field, not `edit()`: `group` borrows another field of `self`.
-            *Arc::make_mut(&mut self.record)
+            *self
+                .edit()
                 .agent_activations
                 .entry(name.to_string())
                 .or_default() += 1;
@@ -599,6 +637,17 @@ impl SessionState {
         agent
     }
 
+    /// A conflict when the session is terminating or terminated.
+    fn refuse_if_ended(&self) -> Result<(), SessionError> {
+        if self.record.status.is_terminal() {
+            return Err(SessionError::Conflict(format!(
+                "session {} is {}",
+                self.record.id, self.record.status
+            )));
+        }
+        Ok(())
+    }
+
     /// Stores `terminating` first — the commit point: refused, nothing changes and the
     /// agents keep running; stored, a restart finishes the job even if the server dies
     /// now — then stops the agents and stores `terminated`. Should that last write fail,
@@ -612,6 +661,7 @@ impl SessionState {
             self.commit_status(SessionStatus::Terminating).await?;
         }
         self.stop_agents().await;
+        self.shared.set_group(None);
         if let Err(err) = self.commit_status(SessionStatus::Terminated).await {
             tracing::warn!(session = %self.record.id, "terminated, but stored as terminating (the next start finishes it): {err}");
             let record = self.edit();

@@ -73,6 +73,17 @@ pub enum SessionError {
     /// store it in time (503); see [`LogError`](super::LogError).
     #[error("the event log cannot take the event")]
     EventLog(#[source] std::sync::Arc<super::LogError>),
+    /// A file system or repository did not answer within `paths.deadline_ms` (504
+    /// `timed_out`): nothing was changed; the session stays as it was.
+    #[error("{field}: {what} did not answer within {timeout_ms} ms")]
+    TimedOut {
+        /// The request field whose path hung.
+        field: String,
+        /// What was being done, naming the path.
+        what: String,
+        /// The deadline that passed.
+        timeout_ms: u64,
+    },
     /// The registry is gone (the server is shutting down; 503).
     #[error("the session registry is not running")]
     Unavailable,
@@ -90,7 +101,8 @@ impl SessionError {
             SessionError::Invalid(e) => Some(&e.field),
             SessionError::PathRefused { field, .. }
             | SessionError::CreateDirectory { field, .. }
-            | SessionError::CustomCommandRefused { field } => Some(field),
+            | SessionError::CustomCommandRefused { field }
+            | SessionError::TimedOut { field, .. } => Some(field),
             _ => None,
         }
     }

@@ -5,8 +5,11 @@
 //! `sessions.terminated_retention_days`.
 //!
 //! Callers use [`SessionRegistry`], a cloneable handle with typed methods. Slow work — path
-//! validation, creating a directory, stopping agents — happens in the handle or in the
-//! session's own actor, never in the registry's message loop.
+//! validation, creating a directory, stopping agents — happens in the handle, in the
+//! session's own actor or on a task, never in the registry's message loop. Reads of a live
+//! session (its record, agents, logs, terminals) come from what it shares
+//! ([`SessionShared`](super::actor::SessionShared)), never from its actor's mailbox: a
+//! session busy with a long order delays no reader, not even of itself.
 //!
 //! Layout: `requests.rs` (what callers ask for), `events.rs` ([`SessionEvent`], what the
 //! server announces), `actor.rs` (the registry actor: the set of sessions, restore, rebuilds,
@@ -40,7 +43,7 @@ use super::model::SessionRecord;
 
 pub use actor::RestoreReport;
 pub(crate) use actor::{Arrival, RegistryMsg};
-use actor::{Found, Registry, RegistryArgs};
+use actor::{Found, Live, Registry, RegistryArgs};
 pub use context::{MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_BYTES};
 pub use events::SessionEvent;
 pub use requests::{CloneSession, CreateSession, ImportSession, UpdateSession};
@@ -111,9 +114,9 @@ impl SessionRegistry {
 
     /// A session with its agents' live state.
     pub async fn get(&self, id: Uuid) -> Result<SessionView, SessionError> {
-        let (record, actor) = self.lookup(id).await?;
-        match actor {
-            Some(actor) => view_of(&actor, id).await,
+        let (record, live) = self.lookup(id).await?;
+        match live {
+            Some(live) => Ok(live.shared.view().await),
             None => Ok(SessionView {
                 record: SessionRecord::clone(&record),
                 agents: Vec::new(),
@@ -142,8 +145,8 @@ impl SessionRegistry {
         name: &str,
         op: AgentOp,
     ) -> Result<AgentStatus, SessionError> {
-        let (_, actor) = self.live(id).await?;
-        let agent = ractor::call!(actor, |reply| SessionMsg::Agent {
+        let (_, live) = self.live(id).await?;
+        let agent = ractor::call!(live.actor, |reply| SessionMsg::Agent {
             op,
             name: name.to_string(),
             reply
@@ -159,12 +162,8 @@ impl SessionRegistry {
 
     /// An agent's terminal, for viewers and scripts.
     pub async fn terminal(&self, id: Uuid, name: &str) -> Result<Arc<Terminal>, SessionError> {
-        let (_, actor) = self.live(id).await?;
-        ractor::call!(actor, |reply| SessionMsg::Terminal {
-            name: name.to_string(),
-            reply
-        })
-        .map_err(|_| SessionError::Ended(id))?
+        let (_, live) = self.live(id).await?;
+        live.shared.terminal(name)
     }
 
     /// The last `tail` lines of an agent's output.
@@ -174,13 +173,8 @@ impl SessionRegistry {
         name: &str,
         tail: usize,
     ) -> Result<Vec<LogLine>, SessionError> {
-        let (_, actor) = self.live(id).await?;
-        ractor::call!(actor, |reply| SessionMsg::Logs {
-            name: name.to_string(),
-            tail,
-            reply
-        })
-        .map_err(|_| SessionError::Ended(id))?
+        let (_, live) = self.live(id).await?;
+        live.shared.logs(name, tail)
     }
 
     /// Stops every session's agents (each in reverse dependency order, all sessions at
@@ -204,13 +198,10 @@ impl SessionRegistry {
     }
 
     /// A live session's record and actor; a terminated (or errored) one is a conflict.
-    async fn live(
-        &self,
-        id: Uuid,
-    ) -> Result<(Arc<SessionRecord>, ActorRef<SessionMsg>), SessionError> {
-        let (record, actor) = self.lookup(id).await?;
-        match actor {
-            Some(actor) => Ok((record, actor)),
+    async fn live(&self, id: Uuid) -> Result<(Arc<SessionRecord>, Live), SessionError> {
+        let (record, live) = self.lookup(id).await?;
+        match live {
+            Some(live) => Ok((record, live)),
             None => Err(SessionError::Conflict(format!(
                 "session {id} is {}",
                 record.status
@@ -235,9 +226,4 @@ async fn apply(
 ) -> Result<SessionView, SessionError> {
     ractor::call!(actor, |reply| SessionMsg::Apply { change, reply })
         .map_err(|_| SessionError::Ended(id))?
-}
-
-/// A live session's view; a session actor gone meanwhile means the session ended.
-async fn view_of(actor: &ActorRef<SessionMsg>, id: Uuid) -> Result<SessionView, SessionError> {
-    ractor::call!(actor, SessionMsg::View).map_err(|_| SessionError::Ended(id))
 }

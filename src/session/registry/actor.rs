@@ -1,7 +1,11 @@
 //! The registry actor: the set of sessions (terminated ones until purged), restored at
 //! start, each live one's actor supervised and rebuilt when it dies, `max_sessions`
 //! enforced, terminated sessions purged past their retention. Its message loop never waits
-//! on slow work: the handle and the sessions' own actors do that.
+//! on slow work — storing a new session, starting or rebuilding its actor, stopping a
+//! retired one, deleting a purged one: it decides in the loop (reserving the id and the
+//! slot under `max_sessions`), runs the work on a task, and the task reports back with a
+//! message (`Inserted`, `Rebuilt`, `Retired`, `Purged`) that the loop applies. So one slow
+//! disk or one session whose agents ignore SIGTERM delays no other session's lookup.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use uuid::Uuid;
 use crate::paths::CheckCode;
 use crate::storage::LoadedSessions;
 
-use crate::session::actor::{SessionActor, SessionArgs, SessionDeps, SessionMsg};
+use crate::session::actor::{SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionShared};
 use crate::session::error::SessionError;
 use crate::session::model::{now, SessionRecord, SessionStatus};
 use crate::session::store;
@@ -51,7 +55,21 @@ pub(crate) enum RegistryMsg {
         /// Shared context stored with the record, in the same transaction (an import's).
         context: Vec<(String, Value)>,
         arrival: Arrival,
-        reply: RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    },
+    /// A new session's task stored and started it (or could not: then nothing of it is
+    /// stored).
+    Inserted {
+        initial: Box<SessionRecord>,
+        arrival: Arrival,
+        outcome: Result<StartedSession, SessionError>,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    },
+    /// A rebuild's task started the session's actor again (or could not).
+    Rebuilt {
+        id: Uuid,
+        before: SessionStatus,
+        outcome: Result<StartedSession, SessionError>,
     },
     Lookup {
         id: Uuid,
@@ -63,6 +81,15 @@ pub(crate) enum RegistryMsg {
         purge: bool,
         reply: RpcReplyPort<Result<(), SessionError>>,
     },
+    /// A retirement's task stopped the actor (and deleted the row of a purge).
+    Retired {
+        record: Box<SessionRecord>,
+        purge: bool,
+        outcome: Result<(), SessionError>,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    },
+    /// The purge's task deleted this expired session.
+    Purged(Uuid),
     /// A session actor's record changed: the registry keeps it (shared) and announces it.
     Updated(Arc<SessionRecord>),
     Purge,
@@ -70,11 +97,18 @@ pub(crate) enum RegistryMsg {
     Report(RpcReplyPort<RestoreReport>),
 }
 
+/// A live session: its actor, for orders, and what it shares, for reads.
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub(crate) actor: ActorRef<SessionMsg>,
+    pub(crate) shared: Arc<SessionShared>,
+}
+
 /// A session as the registry has it: its record and, while it is live, its actor.
-pub(super) type Found = (Arc<SessionRecord>, Option<ActorRef<SessionMsg>>);
+pub(super) type Found = (Arc<SessionRecord>, Option<Live>);
 
 /// A started session: its actor and the record its start left.
-type StartedSession = (ActorRef<SessionMsg>, Arc<SessionRecord>);
+pub(crate) type StartedSession = (Live, Arc<SessionRecord>);
 
 /// How a new session came to be, for the event that announces it.
 #[derive(Debug, Clone, Copy)]
@@ -87,7 +121,7 @@ pub(crate) enum Arrival {
 struct Entry {
     /// Shared with the session's actor (see `SessionState::record`).
     record: Arc<SessionRecord>,
-    actor: Option<ActorRef<SessionMsg>>,
+    live: Option<Live>,
     rebuilds: u32,
 }
 
@@ -96,7 +130,7 @@ impl Entry {
     fn idle(record: SessionRecord, rebuilds: u32) -> Entry {
         Entry {
             record: Arc::new(record),
-            actor: None,
+            live: None,
             rebuilds,
         }
     }
@@ -108,6 +142,9 @@ pub(super) struct RegistryState {
     deps: SessionDeps,
     sessions: BTreeMap<Uuid, Entry>,
     by_actor: HashMap<ActorId, Uuid>,
+    /// Ids of new sessions being stored and started on their tasks: taken, and counted
+    /// against `max_sessions`, until the task reports.
+    reserved: std::collections::HashSet<Uuid>,
     stopping: bool,
     report: RestoreReport,
 }
@@ -130,6 +167,7 @@ impl Actor for Registry {
             deps: args.deps,
             sessions: BTreeMap::new(),
             by_actor: HashMap::new(),
+            reserved: std::collections::HashSet::new(),
             stopping: false,
             report: RestoreReport::default(),
         };
@@ -180,14 +218,25 @@ impl Actor for Registry {
                 context,
                 arrival,
                 reply,
+            } => state.insert(&myself, *record, context, arrival, reply),
+            RegistryMsg::Inserted {
+                initial,
+                arrival,
+                outcome,
+                reply,
             } => {
-                let _ = reply.send(state.insert(&myself, *record, context, arrival).await);
+                let _ = reply.send(state.inserted(initial, arrival, outcome));
             }
+            RegistryMsg::Rebuilt {
+                id,
+                before,
+                outcome,
+            } => state.rebuilt(id, before, outcome),
             RegistryMsg::Lookup { id, reply } => {
                 let found = state
                     .sessions
                     .get(&id)
-                    .map(|e| (e.record.clone(), e.actor.clone()));
+                    .map(|e| (e.record.clone(), e.live.clone()));
                 let _ = reply.send(found);
             }
             RegistryMsg::List(reply) => {
@@ -198,8 +247,19 @@ impl Actor for Registry {
                 record,
                 purge,
                 reply,
+            } => state.retire(&myself, *record, purge, reply),
+            RegistryMsg::Retired {
+                record,
+                purge,
+                outcome,
+                reply,
             } => {
-                let _ = reply.send(state.retire(*record, purge).await);
+                let _ = reply.send(outcome.map(|()| state.retired(*record, purge)));
+            }
+            RegistryMsg::Purged(id) => {
+                if state.sessions.remove(&id).is_some() {
+                    state.deps.bus.publish(SessionEvent::Purged(id));
+                }
             }
             RegistryMsg::Updated(record) => {
                 if let Some(entry) = state.sessions.get_mut(&record.id) {
@@ -208,9 +268,7 @@ impl Actor for Registry {
                     state.deps.bus.publish(event);
                 }
             }
-            RegistryMsg::Purge => {
-                state.purge_expired().await;
-            }
+            RegistryMsg::Purge => state.purge_expired(&myself),
             RegistryMsg::Report(reply) => {
                 let _ = reply.send(state.report.clone());
             }
@@ -219,7 +277,7 @@ impl Actor for Registry {
                 let actors: Vec<_> = state
                     .sessions
                     .values()
-                    .filter_map(|e| e.actor.clone())
+                    .filter_map(|e| e.live.as_ref().map(|live| live.actor.clone()))
                     .collect();
                 // Every session stops its agents (reverse dependency order) at the same time.
                 let stops = actors
@@ -254,7 +312,10 @@ impl Actor for Registry {
         let Some(entry) = state.sessions.get_mut(&id) else {
             return Ok(());
         };
-        entry.actor = None;
+        if let Some(live) = entry.live.take() {
+            // Its agents die with it now, not when the last reader lets the group go.
+            live.shared.set_group(None);
+        }
         if entry.record.status.is_terminal() {
             return Ok(());
         }
@@ -266,28 +327,27 @@ impl Actor for Registry {
             let message = format!(
                 "the session actor died {deaths} times (rebuilt {MAX_REBUILDS} times): {reason}"
             );
-            state.fail(id, message).await;
+            state.fail(id, message);
             return Ok(());
         }
         tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
         let before = entry.record.status;
         let record = SessionRecord::clone(&entry.record);
-        match start_session(&state.deps, &myself, record).await {
-            Ok((actor, record)) => {
-                if record.status != before {
-                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
-                    state.deps.bus.publish(event);
-                }
-                state.adopt(actor, record);
+        // Started on a task: its agents' start waits for nobody else's lookup.
+        let (deps, registry) = (state.deps.clone(), myself.clone());
+        tokio::spawn(async move {
+            let outcome = start_session(&deps, &registry, record).await;
+            if let Err(ractor::MessagingErr::SendErr(RegistryMsg::Rebuilt {
+                outcome: Ok((live, _)),
+                ..
+            })) = registry.cast(RegistryMsg::Rebuilt {
+                id,
+                before,
+                outcome,
+            }) {
+                live.actor.stop(Some("the registry is gone".into()));
             }
-            Err(err) => {
-                tracing::error!(session = %id, "cannot rebuild the session: {err}");
-                // No actor, so no agents: never left looking active.
-                state
-                    .fail(id, format!("the session could not be rebuilt: {err}"))
-                    .await;
-            }
-        }
+        });
         Ok(())
     }
 }
@@ -295,7 +355,7 @@ impl Actor for Registry {
 impl RegistryState {
     /// Puts a session that has no actor any more in `error` with `message`: stored and
     /// announced.
-    async fn fail(&mut self, id: Uuid, message: String) {
+    fn fail(&mut self, id: Uuid, message: String) {
         let Some(entry) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -304,16 +364,22 @@ impl RegistryState {
         record.error_message = Some(message);
         record.updated_at = now();
         let record = entry.record.clone();
-        self.save(&record).await;
+        // Stored on a task: the loop does not wait for the disk.
+        let storage = self.deps.storage.clone();
+        let stored = SessionRecord::clone(&record);
+        tokio::spawn(async move {
+            if let Err(err) = store::save(&storage, &stored).await {
+                tracing::error!(session = %stored.id, "cannot store the session: {err}");
+            }
+        });
         let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
         self.deps.bus.publish(event);
     }
 
+    /// Live sessions, new ones still starting included.
     fn live(&self) -> usize {
-        self.sessions
-            .values()
-            .filter(|e| !e.record.status.is_terminal())
-            .count()
+        let live = self.sessions.values();
+        live.filter(|e| !e.record.status.is_terminal()).count() + self.reserved.len()
     }
 
     fn expired(&self, record: &SessionRecord) -> bool {
@@ -378,13 +444,13 @@ impl RegistryState {
                     self.report.errored += 1;
                     self.sessions.insert(record.id, Entry::idle(record, 0));
                 }
-                Ok(Restored::Started((actor, started))) => {
+                Ok(Restored::Started((live, started))) => {
                     if started.status != record.status {
                         self.deps.bus.publish(SessionEvent::Updated(Box::new(
                             SessionRecord::clone(&started),
                         )));
                     }
-                    self.adopt(actor, started);
+                    self.adopt(live, started);
                     self.report.restored += 1;
                 }
                 Err(err) => {
@@ -399,86 +465,184 @@ impl RegistryState {
     }
 
     /// Records a started session actor and the record its start left.
-    fn adopt(&mut self, actor: ActorRef<SessionMsg>, record: Arc<SessionRecord>) {
+    fn adopt(&mut self, live: Live, record: Arc<SessionRecord>) {
         let id = record.id;
-        self.by_actor.insert(actor.get_id(), id);
+        self.by_actor.insert(live.actor.get_id(), id);
         let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
         self.sessions.insert(
             id,
             Entry {
                 record,
-                actor: Some(actor),
+                live: Some(live),
                 rebuilds,
             },
         );
     }
 
-    async fn insert(
+    /// Checks a new session against `max_sessions` and the ids taken, reserves its id, and
+    /// stores and starts it on a task that reports with `Inserted`: stored (with its
+    /// context) before anything starts, so a refused write creates nothing.
+    fn insert(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
         record: SessionRecord,
         context: Vec<(String, Value)>,
         arrival: Arrival,
-    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    ) {
         let max = self.deps.settings.sessions.max_sessions;
-        if self.live() >= max as usize {
-            return Err(SessionError::TooManySessions { max });
+        if self.stopping {
+            let _ = reply.send(Err(SessionError::Unavailable));
+            return;
         }
-        if self.sessions.contains_key(&record.id) {
-            return Err(SessionError::Conflict(format!(
+        if self.live() >= max as usize {
+            let _ = reply.send(Err(SessionError::TooManySessions { max }));
+            return;
+        }
+        if self.sessions.contains_key(&record.id) || self.reserved.contains(&record.id) {
+            let _ = reply.send(Err(SessionError::Conflict(format!(
                 "a session with id {} exists already",
                 record.id
-            )));
+            ))));
+            return;
         }
-        // Stored (with its context) before anything starts: a refused write creates nothing.
-        store::save_new(&self.deps.storage, &record, context).await?;
-        let id = record.id;
-        let initial = Box::new(record.clone());
-        match start_session(&self.deps, myself, record).await {
-            Ok((actor, started)) => {
-                let changed = started.status != initial.status;
-                self.deps.bus.publish(match arrival {
-                    Arrival::Created => SessionEvent::Created(initial),
-                    Arrival::Cloned { source } => SessionEvent::Cloned {
-                        source,
-                        record: initial,
-                    },
-                    Arrival::Imported => SessionEvent::Imported(initial),
-                });
-                if changed {
-                    self.deps
-                        .bus
-                        .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
-                            &started,
-                        ))));
-                }
-                self.adopt(actor.clone(), started);
-                Ok(actor)
+        self.reserved.insert(record.id);
+        let (deps, registry) = (self.deps.clone(), myself.clone());
+        tokio::spawn(async move {
+            let initial = Box::new(record.clone());
+            let outcome = store_and_start(&deps, &registry, record, context).await;
+            let report = RegistryMsg::Inserted {
+                initial,
+                arrival,
+                outcome,
+                reply,
+            };
+            if let Err(ractor::MessagingErr::SendErr(RegistryMsg::Inserted {
+                outcome: Ok((live, _)),
+                ..
+            })) = registry.cast(report)
+            {
+                live.actor.stop(Some("the registry is gone".into()));
             }
-            Err(err) => {
-                // Nothing of a refused session is kept.
-                if let Err(again) = store::delete(&self.deps.storage, id).await {
-                    tracing::error!(session = %id, "a session that could not start stays stored: {again}");
-                }
-                Err(err)
+        });
+    }
+
+    /// A new session's task reported: adopted and announced, or forgotten.
+    fn inserted(
+        &mut self,
+        initial: Box<SessionRecord>,
+        arrival: Arrival,
+        outcome: Result<StartedSession, SessionError>,
+    ) -> Result<(), SessionError> {
+        self.reserved.remove(&initial.id);
+        let (live, started) = outcome?;
+        if self.stopping {
+            // Started while the server stops: it stops with the rest (its agents' stop
+            // keeps the record for the next start, which restores it).
+            live.actor.stop(Some("server shutting down".into()));
+            return Err(SessionError::Unavailable);
+        }
+        let changed = started.status != initial.status;
+        self.deps.bus.publish(match arrival {
+            Arrival::Created => SessionEvent::Created(initial),
+            Arrival::Cloned { source } => SessionEvent::Cloned {
+                source,
+                record: initial,
+            },
+            Arrival::Imported => SessionEvent::Imported(initial),
+        });
+        if changed {
+            self.deps
+                .bus
+                .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                    &started,
+                ))));
+        }
+        self.adopt(live, started);
+        Ok(())
+    }
+
+    /// A rebuild's task reported.
+    fn rebuilt(
+        &mut self,
+        id: Uuid,
+        before: SessionStatus,
+        outcome: Result<StartedSession, SessionError>,
+    ) {
+        let wanted = !self.stopping
+            && self
+                .sessions
+                .get(&id)
+                .is_some_and(|e| e.live.is_none() && !e.record.status.is_terminal());
+        match outcome {
+            Ok((live, _)) if !wanted => {
+                // Terminated, purged or shutting down meanwhile: the rebuilt actor goes.
+                live.actor.stop(Some("no longer wanted".into()));
             }
+            Ok((live, record)) => {
+                if record.status != before {
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    self.deps.bus.publish(event);
+                }
+                self.adopt(live, record);
+            }
+            Err(err) if wanted => {
+                tracing::error!(session = %id, "cannot rebuild the session: {err}");
+                // No actor, so no agents: never left looking active.
+                self.fail(id, format!("the session could not be rebuilt: {err}"));
+            }
+            Err(_) => {}
         }
     }
 
-    async fn retire(&mut self, record: SessionRecord, purge: bool) -> Result<(), SessionError> {
+    /// Takes a terminated session's actor out of the set and retires it on a task (the
+    /// actor stopped, the row deleted for a purge) that reports with `Retired`. The actor
+    /// goes first (its agents are already stopped), so nothing it does on the way out can
+    /// write the record after a purge deleted it.
+    fn retire(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        record: SessionRecord,
+        purge: bool,
+        reply: RpcReplyPort<Result<(), SessionError>>,
+    ) {
         let id = record.id;
-        // The actor goes first (its agents are already stopped), so nothing it does on the
-        // way out can write the record after a purge deleted it.
-        if let Some(actor) = self.sessions.get_mut(&id).and_then(|e| e.actor.take()) {
-            self.by_actor.remove(&actor.get_id());
-            if let Err(err) = actor.stop_and_wait(Some("terminated".into()), None).await {
-                tracing::warn!(session = %id, "stopping the session actor: {err}");
+        let live = self.sessions.get_mut(&id).and_then(|e| e.live.take());
+        if let Some(live) = &live {
+            self.by_actor.remove(&live.actor.get_id());
+        }
+        let (deps, registry) = (self.deps.clone(), myself.clone());
+        tokio::spawn(async move {
+            if let Some(live) = live {
+                let stopped = live.actor.stop_and_wait(Some("terminated".into()), None);
+                if let Err(err) = stopped.await {
+                    tracing::warn!(session = %id, "stopping the session actor: {err}");
+                }
+                live.shared.set_group(None);
             }
-        }
-        if purge {
-            store::delete(&self.deps.storage, id).await?;
-            remove_agent_logs(&self.deps, id).await;
-        }
+            let outcome = if purge {
+                match store::delete(&deps.storage, id).await {
+                    Ok(_) => {
+                        remove_agent_logs(&deps, id).await;
+                        Ok(())
+                    }
+                    Err(err) => Err(SessionError::from(err)),
+                }
+            } else {
+                Ok(())
+            };
+            let _ = registry.cast(RegistryMsg::Retired {
+                record: Box::new(record),
+                purge,
+                outcome,
+                reply,
+            });
+        });
+    }
+
+    /// A retirement's task reported success: the session is kept terminated, or gone.
+    fn retired(&mut self, record: SessionRecord, purge: bool) {
+        let id = record.id;
         if let Some(entry) = self.sessions.remove(&id) {
             if !purge {
                 self.sessions
@@ -490,25 +654,31 @@ impl RegistryState {
         } else {
             SessionEvent::Terminated(Box::new(record))
         });
-        Ok(())
     }
 
-    async fn purge_expired(&mut self) {
+    /// Deletes the terminated sessions past their retention, on a task that reports each
+    /// with `Purged`.
+    fn purge_expired(&mut self, myself: &ActorRef<RegistryMsg>) {
         let expired: Vec<Uuid> = self
             .sessions
             .values()
             .filter(|e| self.expired(&e.record))
             .map(|e| e.record.id)
             .collect();
-        for id in expired {
-            if let Err(err) = store::delete(&self.deps.storage, id).await {
-                tracing::warn!(session = %id, "cannot purge the session: {err}");
-                continue;
-            }
-            remove_agent_logs(&self.deps, id).await;
-            self.sessions.remove(&id);
-            self.deps.bus.publish(SessionEvent::Purged(id));
+        if expired.is_empty() {
+            return;
         }
+        let (deps, registry) = (self.deps.clone(), myself.clone());
+        tokio::spawn(async move {
+            for id in expired {
+                if let Err(err) = store::delete(&deps.storage, id).await {
+                    tracing::warn!(session = %id, "cannot purge the session: {err}");
+                    continue;
+                }
+                remove_agent_logs(&deps, id).await;
+                let _ = registry.cast(RegistryMsg::Purged(id));
+            }
+        });
     }
 }
 
@@ -533,10 +703,12 @@ async fn start_session(
     record: SessionRecord,
 ) -> Result<StartedSession, SessionError> {
     let (started, on_start) = oneshot::channel();
+    let shared = SessionShared::new(Arc::new(record.clone()));
     let args = SessionArgs {
         record,
         deps: deps.clone(),
         registry: registry.clone(),
+        shared: shared.clone(),
         started,
     };
     let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.get_cell())
@@ -550,7 +722,26 @@ async fn start_session(
     let record = on_start.await.map_err(|_| {
         SessionError::AgentsFailed("the session actor did not report its start".into())
     })?;
-    Ok((actor, record))
+    Ok((Live { actor, shared }, record))
+}
+
+/// Stores a new session (with its context) and starts it; a session that cannot start is
+/// deleted again: nothing of a refused session is kept.
+async fn store_and_start(
+    deps: &SessionDeps,
+    registry: &ActorRef<RegistryMsg>,
+    record: SessionRecord,
+    context: Vec<(String, Value)>,
+) -> Result<StartedSession, SessionError> {
+    store::save_new(&deps.storage, &record, context).await?;
+    let id = record.id;
+    let started = start_session(deps, registry, record).await;
+    if started.is_err() {
+        if let Err(again) = store::delete(&deps.storage, id).await {
+            tracing::error!(session = %id, "a session that could not start stays stored: {again}");
+        }
+    }
+    started
 }
 
 /// What became of a session restored at start.
@@ -571,7 +762,9 @@ async fn restore_one(
     record: SessionRecord,
 ) -> Result<Restored, SessionError> {
     let directory = &record.configuration.working_directory;
-    if let Err(refused) = deps.paths.open_directory(directory) {
+    // On the blocking pool, within the deadline: a hung mount holds one thread, not a
+    // worker of the runtime, and the session is put in `error` as timed out.
+    if let Err(refused) = deps.paths.open_directory_within(directory).await {
         return Ok(Restored::Refused(if refused.has(CheckCode::DoesNotExist) {
             format!("the working directory {directory} no longer exists")
         } else {

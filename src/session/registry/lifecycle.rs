@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::agent::{assign_session_ids, resolve, resolve_agents, CommandOrigin, FieldError};
-use crate::paths::Validation;
+use crate::paths::{CheckCode, PathError, Validation};
 
 use crate::session::actor::{RecordChange, SessionMsg, SessionView};
 use crate::session::error::SessionError;
@@ -20,7 +20,7 @@ use crate::session::snapshot::{self, Snapshot};
 use crate::session::store;
 
 use super::{
-    apply, view_of, Arrival, CloneSession, CreateSession, ImportSession, RegistryMsg, SessionEvent,
+    apply, Arrival, CloneSession, CreateSession, ImportSession, RegistryMsg, SessionEvent,
     SessionRegistry, UpdateSession,
 };
 
@@ -98,16 +98,17 @@ impl SessionRegistry {
             git: None,
             claude_sessions,
         };
-        record.git = git_state(&record).await;
-        let actor = self
-            .call(|reply| RegistryMsg::Insert {
-                record: Box::new(record),
-                context,
-                arrival,
-                reply,
-            })
-            .await??;
-        view_of(&actor, id).await
+        record.git = self
+            .git_state(&record, "configuration.working_directory")
+            .await?;
+        self.call(|reply| RegistryMsg::Insert {
+            record: Box::new(record),
+            context,
+            arrival,
+            reply,
+        })
+        .await??;
+        self.get(id).await
     }
 
     /// Validates a path with the server's policy, without side effects unless
@@ -159,6 +160,12 @@ impl SessionRegistry {
         create_if_missing: bool,
     ) -> Result<(String, Validation), SessionError> {
         let validation = self.paths.validate(raw).await;
+        if validation.has(CheckCode::TimedOut) {
+            return Err(self.timed_out(
+                field,
+                format!("reading `{raw}` (its file system or its git repository)"),
+            ));
+        }
         let refused = |validation| SessionError::PathRefused {
             field: field.to_string(),
             validation: Box::new(validation),
@@ -210,7 +217,7 @@ impl SessionRegistry {
         id: Uuid,
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
-        let (_, actor) = self.live(id).await?;
+        let (_, live) = self.live(id).await?;
         if let Some(tags) = &update.tags {
             validate_tags(tags)?;
         }
@@ -271,7 +278,7 @@ impl SessionRegistry {
             }
             Ok(restart_agents)
         });
-        apply(&actor, id, change).await
+        apply(&live.actor, id, change).await
     }
 
     /// Moves a live session: validates `path` with the path policy (creating it when missing
@@ -284,20 +291,20 @@ impl SessionRegistry {
         path: &str,
         create_if_missing: bool,
     ) -> Result<(SessionView, Validation), SessionError> {
-        let (record, actor) = self.live(id).await?;
+        let (record, live) = self.live(id).await?;
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
         let mut moved = SessionRecord::clone(&record);
         moved.configuration.working_directory = directory;
-        let git = git_state(&moved).await;
+        let git = self.git_state(&moved, "path").await?;
         let directory = moved.configuration.working_directory;
         let change: RecordChange = Box::new(move |next: &mut SessionRecord| {
             next.configuration.working_directory = directory;
             next.git = git;
             Ok(true)
         });
-        let view = apply(&actor, id, change).await?;
+        let view = apply(&live.actor, id, change).await?;
         self.deps
             .bus
             .publish(SessionEvent::Navigated(Box::new(view.record.clone())));
@@ -377,9 +384,18 @@ impl SessionRegistry {
                             .join(format!("{name}-{safe_branch}"))
                     }
                 };
-                crate::paths::worktree::create(&repository, &target, branch)
+                self.paths
+                    .create_worktree(&repository, &target, branch)
                     .await
-                    .map_err(|e| FieldError::invalid("git_worktree.branch", e.to_string()))?;
+                    .map_err(|e| match e {
+                        PathError::TimedOut { path, .. } => self.timed_out(
+                            "git_worktree",
+                            format!("the repository of `{}`", path.display()),
+                        ),
+                        other => {
+                            FieldError::invalid("git_worktree.branch", other.to_string()).into()
+                        }
+                    })?;
                 let (directory, _) = self
                     .admit_directory(&target.to_string_lossy(), "new_working_directory", false)
                     .await?;
@@ -486,9 +502,9 @@ impl SessionRegistry {
     /// Terminates a session: its agents stop in reverse dependency order and the record is
     /// kept as `terminated` — or, with `purge`, deleted.
     pub async fn terminate(&self, id: Uuid, purge: bool) -> Result<SessionRecord, SessionError> {
-        let (record, actor) = self.lookup(id).await?;
-        let record = match actor {
-            Some(actor) => ractor::call!(actor, SessionMsg::Terminate)
+        let (record, live) = self.lookup(id).await?;
+        let record = match live {
+            Some(live) => ractor::call!(live.actor, SessionMsg::Terminate)
                 .map_err(|_| SessionError::Ended(id))??,
             None => {
                 let mut record = SessionRecord::clone(&record);
@@ -511,18 +527,39 @@ impl SessionRegistry {
     }
 }
 
-/// The git state of the record's directory, when `git_enabled` (errors are logged, not
-/// fatal: an unreadable repository must not stop a session).
-async fn git_state(record: &SessionRecord) -> Option<Value> {
-    if !record.configuration.git_enabled {
-        return None;
+impl SessionRegistry {
+    /// The git state of the record's directory, when `git_enabled`. An unreadable
+    /// repository is logged, not fatal (it must not stop a session); one that does not
+    /// answer within the deadline refuses the request (504 naming `field`): nothing waits
+    /// on it longer.
+    async fn git_state(
+        &self,
+        record: &SessionRecord,
+        field: &str,
+    ) -> Result<Option<Value>, SessionError> {
+        if !record.configuration.git_enabled {
+            return Ok(None);
+        }
+        let directory = Path::new(&record.configuration.working_directory);
+        match self.paths.git_state(directory).await {
+            Ok(Some(state)) => Ok(serde_json::to_value(state).ok()),
+            Ok(None) => Ok(None),
+            Err(PathError::TimedOut { path, .. }) => {
+                Err(self.timed_out(field, format!("the git repository of `{}`", path.display())))
+            }
+            Err(err) => {
+                tracing::warn!(session = %record.id, "cannot read the git state: {err}");
+                Ok(None)
+            }
+        }
     }
-    match crate::paths::git::state(Path::new(&record.configuration.working_directory)).await {
-        Ok(Some(state)) => serde_json::to_value(state).ok(),
-        Ok(None) => None,
-        Err(err) => {
-            tracing::warn!(session = %record.id, "cannot read the git state: {err}");
-            None
+
+    /// The error for `what` (about `field`) not answering within the paths deadline.
+    fn timed_out(&self, field: &str, what: String) -> SessionError {
+        SessionError::TimedOut {
+            field: field.to_string(),
+            what,
+            timeout_ms: u64::try_from(self.paths.deadline().as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -1,0 +1,91 @@
+//! What a live session shares with the registry so that reading it never waits on its
+//! actor: the record as last announced and the agent group. A session actor busy with a
+//! long order (an agent that ignores SIGTERM, a restart of every agent) still has its GET,
+//! its agents, its logs and its terminal answered — by the group's supervisor, which never
+//! waits inside its own handler, and by this record.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::agent::{AgentError, AgentGroup, LogLine, Terminal};
+use crate::session::error::SessionError;
+use crate::session::model::SessionRecord;
+
+use super::SessionView;
+
+/// One live session's readable state; the actor writes it, anyone reads it.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    /// Written by the actor before it answers a change (`announce`), so whoever reads the
+    /// session after a change was answered sees it.
+    record: Mutex<Arc<SessionRecord>>,
+    /// The running group (none before the start and after a stop); an `Arc` so a reader
+    /// can ask it outside the lock while the actor replaces it.
+    group: Mutex<Option<Arc<AgentGroup>>>,
+}
+
+/// Plain data behind these locks: a panic while holding one leaves nothing half-done.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SessionShared {
+    pub(crate) fn new(record: Arc<SessionRecord>) -> Arc<SessionShared> {
+        Arc::new(SessionShared {
+            record: Mutex::new(record),
+            group: Mutex::new(None),
+        })
+    }
+
+    /// The record as last announced.
+    pub(crate) fn record(&self) -> Arc<SessionRecord> {
+        lock(&self.record).clone()
+    }
+
+    pub(crate) fn set_record(&self, record: Arc<SessionRecord>) {
+        let previous = std::mem::replace(&mut *lock(&self.record), record);
+        drop(previous);
+    }
+
+    /// The group running now, if any.
+    pub(crate) fn group(&self) -> Option<Arc<AgentGroup>> {
+        lock(&self.group).clone()
+    }
+
+    /// Puts `group` in place; the previous one is dropped outside the lock (its drop may
+    /// kill its agents' process groups when nobody holds it any more).
+    pub(crate) fn set_group(&self, group: Option<Arc<AgentGroup>>) {
+        let previous = std::mem::replace(&mut *lock(&self.group), group);
+        drop(previous);
+    }
+
+    /// The record and the agents' live state, from the group's supervisor.
+    pub(crate) async fn view(&self) -> SessionView {
+        let record = SessionRecord::clone(&self.record());
+        let agents = match self.group() {
+            Some(group) => group.statuses().await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        SessionView { record, agents }
+    }
+
+    /// The last `tail` lines of an agent's output.
+    pub(crate) fn logs(&self, name: &str, tail: usize) -> Result<Vec<LogLine>, SessionError> {
+        match self.group() {
+            Some(group) => group
+                .logs(name, tail)
+                .map_err(|_| SessionError::AgentNotFound(name.to_string())),
+            None => Err(SessionError::AgentNotFound(name.to_string())),
+        }
+    }
+
+    /// An agent's terminal.
+    pub(crate) fn terminal(&self, name: &str) -> Result<Arc<Terminal>, SessionError> {
+        match self.group() {
+            Some(group) => group.terminal(name).map_err(|e| match e {
+                AgentError::NoTerminal(name) => SessionError::NoTerminal(name),
+                _ => SessionError::AgentNotFound(name.to_string()),
+            }),
+            None => Err(SessionError::AgentNotFound(name.to_string())),
+        }
+    }
+}
