@@ -17,15 +17,30 @@ use session_manager::telemetry;
 /// Exit status for a configuration the server refuses, like a usage error.
 const EXIT_CONFIG: u8 = 2;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the end of the process waits for blocking work still running (a file-system
+/// or git call stuck past its deadline on a hung mount): such a thread can never be joined,
+/// and a server told to stop must exit all the same.
+const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error, ExitCode::FAILURE),
+    };
     let cli = Cli::parse();
-    match cli.subcommand() {
-        Command::Serve => serve(&cli).await,
-        Command::Hook => hook(&cli),
-        Command::Attach { session, agent } => attach(&cli, &session, &agent).await,
-        Command::Hooks { action } => hooks(&cli, &action),
-    }
+    let code = runtime.block_on(async {
+        match cli.subcommand() {
+            Command::Serve => serve(&cli).await,
+            Command::Hook => hook(&cli),
+            Command::Attach { session, agent } => attach(&cli, &session, &agent).await,
+            Command::Hooks { action } => hooks(&cli, &action),
+        }
+    });
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    code
 }
 
 /// `session-manager hooks …`: prints what it did; exit 1 with the reason when it could not.

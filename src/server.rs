@@ -122,8 +122,9 @@ impl App {
         .map_err(ServerError::Events)?;
         // Before any agent starts: cgroups, watchdog, subreaper (see agent::orphans).
         crate::agent::contain(settings.agents.cgroups);
-        // Restored sessions start their agents now, told where the server really listens.
-        let sessions = SessionRegistry::start(
+        // Restored sessions start their agents now, told where the server really listens;
+        // the server listens while they do (each joins as its start ends).
+        let sessions = SessionRegistry::start_restoring(
             Arc::new(with_agent_hooks(settings, &format!("http://{local_addr}"))),
             storage.clone(),
             format!("http://{local_addr}"),

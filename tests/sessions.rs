@@ -899,3 +899,84 @@ async fn export_then_import_then_export_is_identical_apart_from_ids_and_times() 
     assert_eq!(registry.list().await.unwrap().len(), 2);
     registry.shutdown().await;
 }
+
+/// 200 sessions of logical agents, stopped and restored in the background: every one is
+/// there at once, the report waits for the restore, and a session that comes back as it
+/// was stored is neither written nor announced — nor are its logical agents' transitions,
+/// at the restore or at the stop. What a session left unstored is stored at the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logical_sessions_come_back_as_they_were_without_a_word_and_the_stop_stores_what_changed() {
+    let world = World::new();
+    std::fs::create_dir_all(world.work()).unwrap();
+    let (registry, storage) = world.start().await;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let view = registry
+            .create(CreateSession::new(config(json!({
+                "name": format!("s{i}"), "working_directory": world.work(),
+                "agents": [{"agent_type": "backend"}, {"agent_type": "frontend"}],
+            }))))
+            .await
+            .unwrap();
+        ids.push(view.record.id);
+    }
+    let before: Vec<_> = registry.list().await.unwrap();
+    // Runtime state only (an activation count): stored at the next checkpoint, or the stop.
+    let agent = registry.get(ids[0]).await.unwrap().agents[0].name.clone();
+    registry
+        .agent(ids[0], &agent, AgentOp::Restart)
+        .await
+        .unwrap();
+    let mut events = registry.subscribe();
+    registry.shutdown().await;
+    let mut told = Vec::new();
+    while let Ok(published) = events.try_recv() {
+        // The restarted session's group has its supervisor now: it stops as ever.
+        if published.event.session() != Some(ids[0]) {
+            told.push(published.event.kind().to_owned());
+        }
+    }
+    assert!(told.is_empty(), "the stop announced {told:?}");
+    drop(registry);
+    storage.close().await.unwrap();
+
+    let storage = Storage::open(&world.settings.db_path()).await.unwrap();
+    let bus = EventBus::new(0);
+    let mut events = bus.subscribe();
+    let registry = SessionRegistry::start_restoring(
+        Arc::new(world.settings.clone()),
+        storage.clone(),
+        "http://127.0.0.1:9".into(),
+        bus,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        registry.list().await.unwrap().len(),
+        200,
+        "all there at once"
+    );
+    let report = registry.restore_report().await.unwrap();
+    assert_eq!(report.restored, 200, "{report:?}");
+    let after = registry.list().await.unwrap();
+    for record in &after {
+        assert_eq!(record.status, SessionStatus::Active, "{}", record.id);
+        let old = before.iter().find(|r| r.id == record.id).unwrap();
+        if record.id != ids[0] {
+            assert_eq!(record.updated_at, old.updated_at, "{}", record.id);
+        }
+    }
+    let restarted = after.iter().find(|r| r.id == ids[0]).unwrap();
+    assert_eq!(restarted.agent_activations.get(&agent), Some(&1));
+    let view = registry.get(ids[1]).await.unwrap();
+    assert!(view.agents.iter().all(|a| a.state == ChildState::Running));
+    let mut told = Vec::new();
+    while let Ok(published) = events.try_recv() {
+        // The restarted session's stop was stored: it comes back changed.
+        if published.event.session() != Some(ids[0]) {
+            told.push(published.event.kind().to_owned());
+        }
+    }
+    assert!(told.is_empty(), "the restore announced {told:?}");
+    registry.shutdown().await;
+}

@@ -725,9 +725,10 @@ impl AgentGroup {
     /// no order since they started) has nothing to stop, and goes without announcing
     /// anything — its agents are restored as they are ([`AgentGroup::resume_all`]). Any
     /// other group is [shut down](AgentGroup::shutdown).
-    pub async fn close(mut self) -> Result<(), AgentError> {
+    pub async fn close(&self) -> Result<(), AgentError> {
         if self.supervisor.get().is_none() && self.deferred_mut().is_some() {
-            self.shut_down = true;
+            self.shut_down
+                .store(true, std::sync::atomic::Ordering::Release);
             return Ok(());
         }
         self.shutdown().await

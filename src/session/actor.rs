@@ -107,6 +107,11 @@ pub(crate) struct SessionArgs {
     pub(crate) registry: ActorRef<RegistryMsg>,
     /// What readers see of the session (the registry keeps it for them).
     pub(crate) shared: Arc<SessionShared>,
+    /// A stored session the server restores: the status it was stored with. Its agents come
+    /// back as they were (logical ones announce nothing: `AgentGroup::resume_all`), and a
+    /// session that comes back with the status it had is not changed (no new times, no
+    /// write, no event).
+    pub(crate) restored: Option<SessionStatus>,
     /// Gets the record as the start left it (its status derived from the agents): the
     /// registry keeps that one, shared, instead of a copy of its own and a message later.
     pub(crate) started: oneshot::Sender<Arc<SessionRecord>>,
@@ -150,13 +155,21 @@ impl Actor for SessionActor {
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(async {
             // A requested stop (server shutdown, retirement): the agents stop in reverse
-            // dependency order, within their grace; the record stays as it is.
-            state.stop_agents().await;
+            // dependency order, within their grace; the record stays as it is. At the
+            // server's stop, logical agents go without a word (they come back as they
+            // are) and the record is left to the registry, which stores every session's in
+            // one transaction.
+            let closing = state.shared.closing();
+            state.stop_agents(closing).await;
             state.shared.set_group(None);
             // A terminated (or purged) session was stored when it ended; writing it again
             // here could bring a purged row back.
             if state.dirty && !state.record.status.is_terminal() {
-                state.persist().await;
+                if closing {
+                    state.shared.leave_unsaved(state.record.clone());
+                } else {
+                    state.persist().await;
+                }
             }
         })
         .await;
@@ -177,6 +190,7 @@ impl Actor for SessionActor {
             deps,
             registry,
             shared,
+            restored,
             started,
         } = args;
         let mut state = SessionState {
@@ -191,7 +205,7 @@ impl Actor for SessionActor {
         };
         state.schedule_checkpoints(&myself);
         state
-            .launch_agents(&myself)
+            .launch_agents(&myself, restored.is_some())
             .await
             .map_err(|e| e.to_string())?;
         // The registry learns this status from `started`, not from an announcement.
@@ -199,7 +213,13 @@ impl Actor for SessionActor {
             Some(changed) => changed,
             None => {
                 let status = status_of(&state).await;
-                state.note_status(status)
+                if restored == Some(status) {
+                    // Back as it was stored: the record is the stored one.
+                    state.edit().status = status;
+                    false
+                } else {
+                    state.note_status(status)
+                }
             }
         };
         if changed {
@@ -326,8 +346,12 @@ impl SessionState {
     }
 
     /// Builds the agents' supervisor from the record and starts every enabled agent in
-    /// dependency order.
-    async fn launch_agents(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), SessionError> {
+    /// dependency order (`resume`: as a restored session's, see `SessionArgs::restored`).
+    async fn launch_agents(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        resume: bool,
+    ) -> Result<(), SessionError> {
         // The record was validated when it was accepted; its commands were accepted then.
         let agents = resolve_agents(
             &self.record.configuration.agents,
@@ -377,18 +401,21 @@ impl SessionState {
         let group = AgentGroup::build_with_sink(context, agents, sink)
             .await
             .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
-        group
-            .start_all()
-            .await
-            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
+        let started = if resume {
+            group.resume_all().await
+        } else {
+            group.start_all().await
+        };
+        started.map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
         let group = Arc::new(group);
         self.shared.set_group(Some(group.clone()));
         self.group = Some(group);
         Ok(())
     }
 
-    /// Stops every agent in reverse dependency order, keeping their restart counts.
-    async fn stop_agents(&mut self) {
+    /// Stops every agent in reverse dependency order, keeping their restart counts
+    /// (`closing`: the server stops, see `AgentGroup::close`).
+    async fn stop_agents(&mut self, closing: bool) {
         if let Some(group) = self.group.take() {
             if let Ok(statuses) = group.statuses().await {
                 for agent in statuses {
@@ -401,7 +428,12 @@ impl SessionState {
                     }
                 }
             }
-            if let Err(err) = group.shutdown().await {
+            let stopped = if closing {
+                group.close().await
+            } else {
+                group.shutdown().await
+            };
+            if let Err(err) = stopped {
                 tracing::warn!(session = %self.record.id, "stopping the agents: {err}");
             }
         }
@@ -429,14 +461,14 @@ impl SessionState {
         store::save(&self.deps.storage, &record).await?;
         let previous = std::mem::replace(&mut self.record, Arc::new(record));
         if restart_agents {
-            self.stop_agents().await;
-            if let Err(err) = self.launch_agents(myself).await {
+            self.stop_agents(false).await;
+            if let Err(err) = self.launch_agents(myself, false).await {
                 // Stay where it was: the old record, its agents started again.
-                self.stop_agents().await;
+                self.stop_agents(false).await;
                 let restarts = std::mem::take(&mut self.edit().agent_restarts);
                 self.record = previous;
                 self.edit().agent_restarts.extend(restarts);
-                if let Err(again) = self.launch_agents(myself).await {
+                if let Err(again) = self.launch_agents(myself, false).await {
                     tracing::error!(session = %self.record.id, "cannot start the previous agents again: {again}");
                 }
                 // The refused record was stored first; the previous one goes back. Should
@@ -660,7 +692,7 @@ impl SessionState {
         if self.record.status != SessionStatus::Terminating {
             self.commit_status(SessionStatus::Terminating).await?;
         }
-        self.stop_agents().await;
+        self.stop_agents(false).await;
         self.shared.set_group(None);
         if let Err(err) = self.commit_status(SessionStatus::Terminated).await {
             tracing::warn!(session = %self.record.id, "terminated, but stored as terminating (the next start finishes it): {err}");

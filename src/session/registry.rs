@@ -80,7 +80,35 @@ impl SessionRegistry {
             server_url,
             bus,
         };
-        let args = RegistryArgs { deps: deps.clone() };
+        Self::spawn(deps, false).await
+    }
+
+    /// [`SessionRegistry::start`], but the stored sessions are restored after it returns:
+    /// each is there at once (`initializing`, without agents; orders to it are refused
+    /// with a conflict until it is started) and joins as its start ends;
+    /// [`SessionRegistry::restore_report`] answers once all were tried. What the server
+    /// uses, so it listens while 100,000 sessions start.
+    pub async fn start_restoring(
+        settings: Arc<Settings>,
+        storage: Storage,
+        server_url: String,
+        bus: EventBus,
+    ) -> Result<SessionRegistry, SessionError> {
+        let deps = SessionDeps {
+            paths: PathPolicy::from_settings(&settings.paths),
+            settings: settings.clone(),
+            storage,
+            server_url,
+            bus,
+        };
+        Self::spawn(deps, true).await
+    }
+
+    async fn spawn(deps: SessionDeps, background: bool) -> Result<SessionRegistry, SessionError> {
+        let args = RegistryArgs {
+            deps: deps.clone(),
+            background,
+        };
         let (actor, _) = Actor::spawn(None, Registry, args)
             .await
             .map_err(|e| SessionError::AgentsFailed(format!("cannot start the registry: {e}")))?;
@@ -186,7 +214,7 @@ impl SessionRegistry {
         }
     }
 
-    /// What the start restored.
+    /// What the start restored (once every stored session was tried).
     pub async fn restore_report(&self) -> Result<RestoreReport, SessionError> {
         self.call(RegistryMsg::Report).await
     }

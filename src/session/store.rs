@@ -25,6 +25,18 @@ pub(crate) async fn save_new(
     storage.save_session(row_of(record), record, context).await
 }
 
+/// Inserts or replaces the rows of `records`, all in one transaction.
+pub(crate) async fn save_all(
+    storage: &Storage,
+    records: &[std::sync::Arc<SessionRecord>],
+) -> Result<(), StorageError> {
+    let rows = records
+        .iter()
+        .map(|record| Ok((row_of(record), serde_json::to_string(&**record)?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    storage.save_sessions(rows).await
+}
+
 /// The columns beside the record: what a query or an operator reads without decoding it.
 fn row_of(record: &SessionRecord) -> SessionRow {
     SessionRow {

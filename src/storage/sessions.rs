@@ -83,6 +83,20 @@ impl Storage {
             .await
     }
 
+    /// Inserts or replaces many sessions' rows (each beside its record, already JSON), in one
+    /// transaction: a checkpoint of every session at a stop is one write.
+    pub async fn save_sessions(&self, rows: Vec<(SessionRow, String)>) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            for (row, json) in &rows {
+                upsert(&tx, row, json)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes a session and its context; false when there was none.
     pub async fn delete_session(&self, id: Uuid) -> Result<bool, StorageError> {
         self.call(move |conn| {
@@ -171,15 +185,9 @@ impl Storage {
     }
 }
 
-fn save(
-    conn: &mut Connection,
-    row: &SessionRow,
-    json: &str,
-    context: &[(String, String)],
-) -> Result<(), StorageError> {
-    let id = row.id.to_string();
-    let tx = conn.transaction()?;
-    tx.execute(
+/// Inserts or replaces one session's row.
+fn upsert(conn: &Connection, row: &SessionRow, json: &str) -> Result<(), StorageError> {
+    let mut upsert = conn.prepare_cached(
         "INSERT INTO sessions
              (id, name, status, working_directory, created_at, updated_at, terminated_at, record)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -188,17 +196,29 @@ fn save(
              working_directory = excluded.working_directory,
              updated_at = excluded.updated_at, terminated_at = excluded.terminated_at,
              record = excluded.record",
-        params![
-            id,
-            row.name,
-            row.status,
-            row.working_directory,
-            row.created_at,
-            row.updated_at,
-            row.terminated_at,
-            json,
-        ],
     )?;
+    upsert.execute(params![
+        row.id.to_string(),
+        row.name,
+        row.status,
+        row.working_directory,
+        row.created_at,
+        row.updated_at,
+        row.terminated_at,
+        json,
+    ])?;
+    Ok(())
+}
+
+fn save(
+    conn: &mut Connection,
+    row: &SessionRow,
+    json: &str,
+    context: &[(String, String)],
+) -> Result<(), StorageError> {
+    let id = row.id.to_string();
+    let tx = conn.transaction()?;
+    upsert(&tx, row, json)?;
     let at = unix_now();
     for (key, value) in context {
         tx.execute(

@@ -4,6 +4,7 @@
 //! its agents, its logs and its terminal answered — by the group's supervisor, which never
 //! waits inside its own handler, and by this record.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::agent::{AgentError, AgentGroup, LogLine, Terminal};
@@ -21,6 +22,11 @@ pub(crate) struct SessionShared {
     /// The running group (none before the start and after a stop); an `Arc` so a reader
     /// can ask it outside the lock while the actor replaces it.
     group: Mutex<Option<Arc<AgentGroup>>>,
+    /// Set by the registry when the server stops (see `closing`).
+    closing: AtomicBool,
+    /// The record the actor left unstored at the server's stop, for the registry to store
+    /// with every other session's in one transaction.
+    unsaved: Mutex<Option<Arc<SessionRecord>>>,
 }
 
 /// Plain data behind these locks: a panic while holding one leaves nothing half-done.
@@ -33,6 +39,8 @@ impl SessionShared {
         Arc::new(SessionShared {
             record: Mutex::new(record),
             group: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            unsaved: Mutex::new(None),
         })
     }
 
@@ -44,6 +52,26 @@ impl SessionShared {
     pub(crate) fn set_record(&self, record: Arc<SessionRecord>) {
         let previous = std::mem::replace(&mut *lock(&self.record), record);
         drop(previous);
+    }
+
+    /// The server is stopping: the actor's stop leaves its record to the registry.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// Whether the server is stopping.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Hands the registry a record that still has to be stored.
+    pub(crate) fn leave_unsaved(&self, record: Arc<SessionRecord>) {
+        *lock(&self.unsaved) = Some(record);
+    }
+
+    /// The record left unstored, if any.
+    pub(crate) fn take_unsaved(&self) -> Option<Arc<SessionRecord>> {
+        lock(&self.unsaved).take()
     }
 
     /// The group running now, if any.

@@ -94,7 +94,16 @@ pub(crate) enum RegistryMsg {
     Updated(Arc<SessionRecord>),
     Purge,
     StopAll(RpcReplyPort<()>),
+    /// What the start restored; answered once every stored session has been tried.
     Report(RpcReplyPort<RestoreReport>),
+    /// A stored session's restore ended (see `restore_in_background`).
+    Restored {
+        /// Its record as stored (status `initializing`), to put in `error` on a failure.
+        fallback: Box<SessionRecord>,
+        /// The status it was stored with.
+        stored: SessionStatus,
+        outcome: Result<Restored, SessionError>,
+    },
 }
 
 /// A live session: its actor, for orders, and what it shares, for reads.
@@ -147,10 +156,19 @@ pub(super) struct RegistryState {
     reserved: std::collections::HashSet<Uuid>,
     stopping: bool,
     report: RestoreReport,
+    /// Stored sessions whose restore has not ended yet.
+    restoring: usize,
+    /// `restore_report` callers waiting for the restore to end.
+    report_waiters: Vec<RpcReplyPort<RestoreReport>>,
+    /// The background restore (`restore_in_background`), aborted by a stop.
+    restorer: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub(super) struct RegistryArgs {
     pub(super) deps: SessionDeps,
+    /// Restore the stored sessions after the start returns (the server listens meanwhile)
+    /// instead of before.
+    pub(super) background: bool,
 }
 
 impl Actor for Registry {
@@ -170,6 +188,9 @@ impl Actor for Registry {
             reserved: std::collections::HashSet::new(),
             stopping: false,
             report: RestoreReport::default(),
+            restoring: 0,
+            report_waiters: Vec::new(),
+            restorer: None,
         };
         let LoadedSessions {
             records,
@@ -195,14 +216,13 @@ impl Actor for Registry {
                 live.push(record);
             }
         }
-        state.restore(&myself, live).await;
         myself.send_interval(PURGE_EVERY, || RegistryMsg::Purge);
-        tracing::info!(
-            restored = state.report.restored,
-            errored = state.report.errored,
-            terminated = state.report.terminated,
-            "sessions restored"
-        );
+        if args.background {
+            state.restore_in_background(&myself, live);
+        } else {
+            state.restore(&myself, live).await;
+            state.log_restored();
+        }
         Ok(state)
     }
 
@@ -270,20 +290,60 @@ impl Actor for Registry {
             }
             RegistryMsg::Purge => state.purge_expired(&myself),
             RegistryMsg::Report(reply) => {
-                let _ = reply.send(state.report.clone());
+                if state.restoring == 0 {
+                    let _ = reply.send(state.report.clone());
+                } else {
+                    state.report_waiters.push(reply);
+                }
+            }
+            RegistryMsg::Restored {
+                fallback,
+                stored,
+                outcome,
+            } => {
+                state.restored(*fallback, stored, outcome).await;
+                state.restoring = state.restoring.saturating_sub(1);
+                if state.restoring == 0 {
+                    state.log_restored();
+                    for reply in state.report_waiters.drain(..) {
+                        let _ = reply.send(state.report.clone());
+                    }
+                }
             }
             RegistryMsg::StopAll(reply) => {
                 state.stopping = true;
-                let actors: Vec<_> = state
+                // Sessions not restored yet stay as they are stored.
+                if let Some(restorer) = state.restorer.take() {
+                    restorer.abort();
+                }
+                let live: Vec<Live> = state
                     .sessions
                     .values()
-                    .filter_map(|e| e.live.as_ref().map(|live| live.actor.clone()))
+                    .filter_map(|e| e.live.clone())
                     .collect();
+                for live in &live {
+                    live.shared.close();
+                }
                 // Every session stops its agents (reverse dependency order) at the same time.
-                let stops = actors
-                    .iter()
-                    .map(|actor| actor.stop_and_wait(Some("server shutting down".into()), None));
+                let stops = live.iter().map(|live| {
+                    live.actor
+                        .stop_and_wait(Some("server shutting down".into()), None)
+                });
                 futures::future::join_all(stops).await;
+                // What the sessions left unstored, in one transaction: a checkpoint of
+                // 100,000 sessions is one write, not 100,000 fsyncs.
+                let unsaved: Vec<Arc<SessionRecord>> = live
+                    .iter()
+                    .filter_map(|l| l.shared.take_unsaved())
+                    .collect();
+                if !unsaved.is_empty() {
+                    if let Err(err) = store::save_all(&state.deps.storage, &unsaved).await {
+                        tracing::error!(
+                            sessions = unsaved.len(),
+                            "the sessions' runtime state was not stored at the stop: {err}"
+                        );
+                    }
+                }
                 let _ = reply.send(());
             }
         }
@@ -336,7 +396,7 @@ impl Actor for Registry {
         // Started on a task: its agents' start waits for nobody else's lookup.
         let (deps, registry) = (state.deps.clone(), myself.clone());
         tokio::spawn(async move {
-            let outcome = start_session(&deps, &registry, record).await;
+            let outcome = start_session(&deps, &registry, record, None).await;
             if let Err(ractor::MessagingErr::SendErr(RegistryMsg::Rebuilt {
                 outcome: Ok((live, _)),
                 ..
@@ -420,48 +480,101 @@ impl RegistryState {
     /// of its own so every core works; one whose directory no longer passes, or that cannot
     /// start, is put in `error`.
     async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, records: Vec<SessionRecord>) {
-        let deps = self.deps.clone();
-        let mut starts = futures::stream::iter(records)
-            .map(|mut record| {
-                record.status = SessionStatus::Initializing;
-                // Earlier versions stored a count for every agent, zeros included.
-                record.agent_restarts.retain(|_, restarts| *restarts > 0);
-                // Kept to put the session in `error` if its start fails.
-                let fallback = record.clone();
-                let start = tokio::spawn(restore_one(deps.clone(), myself.clone(), record));
-                async move { (fallback, start.await) }
-            })
-            .buffer_unordered(RESTORE_AT_ONCE);
-        while let Some((mut record, started)) = starts.next().await {
-            let started =
-                started.unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
-            match started {
-                Ok(Restored::Refused(message)) => {
-                    record.status = SessionStatus::Error;
-                    record.error_message = Some(message);
-                    record.updated_at = now();
-                    self.save(&record).await;
-                    self.report.errored += 1;
-                    self.sessions.insert(record.id, Entry::idle(record, 0));
-                }
-                Ok(Restored::Started((live, started))) => {
-                    if started.status != record.status {
-                        self.deps.bus.publish(SessionEvent::Updated(Box::new(
-                            SessionRecord::clone(&started),
-                        )));
-                    }
-                    self.adopt(live, started);
-                    self.report.restored += 1;
-                }
-                Err(err) => {
-                    record.status = SessionStatus::Error;
-                    record.error_message = Some(err.to_string());
-                    self.save(&record).await;
-                    self.report.errored += 1;
-                    self.sessions.insert(record.id, Entry::idle(record, 0));
+        let mut starts = restores(self.deps.clone(), myself.clone(), records);
+        while let Some((record, stored, started)) = starts.next().await {
+            self.restored(record, stored, started).await;
+        }
+    }
+
+    /// [`Self::restore`] on a task of its own: every stored session is in the registry at
+    /// once (`initializing`, without agents: read, listed, refused orders with 409), and
+    /// each joins as its start ends (`RegistryMsg::Restored`). The server listens
+    /// meanwhile: 100,000 stored sessions take seconds to start, not to answer.
+    fn restore_in_background(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        records: Vec<SessionRecord>,
+    ) {
+        if records.is_empty() {
+            self.log_restored();
+            return;
+        }
+        self.restoring = records.len();
+        for record in &records {
+            let mut waiting = record.clone();
+            waiting.status = SessionStatus::Initializing;
+            self.sessions.insert(waiting.id, Entry::idle(waiting, 0));
+        }
+        let mut starts = restores(self.deps.clone(), myself.clone(), records);
+        let registry = myself.clone();
+        self.restorer = Some(tokio::spawn(async move {
+            while let Some((fallback, stored, outcome)) = starts.next().await {
+                let message = RegistryMsg::Restored {
+                    fallback: Box::new(fallback),
+                    stored,
+                    outcome,
+                };
+                if let Err(ractor::MessagingErr::SendErr(RegistryMsg::Restored {
+                    outcome: Ok(Restored::Started((live, _))),
+                    ..
+                })) = registry.cast(message)
+                {
+                    live.actor.stop(Some("the registry is gone".into()));
                 }
             }
+        }));
+    }
+
+    /// A restored session's start ended: adopted, or put in `error`.
+    async fn restored(
+        &mut self,
+        mut record: SessionRecord,
+        stored: SessionStatus,
+        started: Result<Restored, SessionError>,
+    ) {
+        match started {
+            Ok(Restored::Refused(message)) => {
+                record.status = SessionStatus::Error;
+                record.error_message = Some(message);
+                record.updated_at = now();
+                self.save(&record).await;
+                self.report.errored += 1;
+                self.sessions.insert(record.id, Entry::idle(record, 0));
+            }
+            Ok(Restored::Started((live, _))) if self.stopping => {
+                // Started while the server stops: it stops with the rest, as stored.
+                live.shared.close();
+                live.actor.stop(Some("server shutting down".into()));
+            }
+            Ok(Restored::Started((live, started))) => {
+                // Back as it was stored: nothing to announce.
+                if started.status != stored {
+                    self.deps
+                        .bus
+                        .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                            &started,
+                        ))));
+                }
+                self.adopt(live, started);
+                self.report.restored += 1;
+            }
+            Err(err) => {
+                record.status = SessionStatus::Error;
+                record.error_message = Some(err.to_string());
+                self.save(&record).await;
+                self.report.errored += 1;
+                self.sessions.insert(record.id, Entry::idle(record, 0));
+            }
         }
+    }
+
+    fn log_restored(&self) {
+        tracing::info!(
+            restored = self.report.restored,
+            errored = self.report.errored,
+            terminated = self.report.terminated,
+            "sessions restored"
+        );
     }
 
     /// Records a started session actor and the record its start left.
@@ -701,6 +814,7 @@ async fn start_session(
     deps: &SessionDeps,
     registry: &ActorRef<RegistryMsg>,
     record: SessionRecord,
+    restored: Option<SessionStatus>,
 ) -> Result<StartedSession, SessionError> {
     let (started, on_start) = oneshot::channel();
     let shared = SessionShared::new(Arc::new(record.clone()));
@@ -709,6 +823,7 @@ async fn start_session(
         deps: deps.clone(),
         registry: registry.clone(),
         shared: shared.clone(),
+        restored,
         started,
     };
     let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.get_cell())
@@ -735,7 +850,7 @@ async fn store_and_start(
 ) -> Result<StartedSession, SessionError> {
     store::save_new(&deps.storage, &record, context).await?;
     let id = record.id;
-    let started = start_session(deps, registry, record).await;
+    let started = start_session(deps, registry, record, None).await;
     if started.is_err() {
         if let Err(again) = store::delete(&deps.storage, id).await {
             tracing::error!(session = %id, "a session that could not start stays stored: {again}");
@@ -744,8 +859,34 @@ async fn store_and_start(
     started
 }
 
+/// The starts of stored sessions, [`RESTORE_AT_ONCE`] at a time, each on a task of its own
+/// so every core works: each with its record as stored (status `initializing`, kept to put
+/// the session in `error` if its start fails) and the status it was stored with.
+fn restores(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    records: Vec<SessionRecord>,
+) -> impl futures::Stream<Item = (SessionRecord, SessionStatus, Result<Restored, SessionError>)> {
+    futures::stream::iter(records)
+        .map(move |mut record| {
+            let stored = record.status;
+            record.status = SessionStatus::Initializing;
+            // Earlier versions stored a count for every agent, zeros included.
+            record.agent_restarts.retain(|_, restarts| *restarts > 0);
+            let fallback = record.clone();
+            let start = tokio::spawn(restore_one(deps.clone(), registry.clone(), record, stored));
+            async move {
+                let started = start
+                    .await
+                    .unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
+                (fallback, stored, started)
+            }
+        })
+        .buffer_unordered(RESTORE_AT_ONCE)
+}
+
 /// What became of a session restored at start.
-enum Restored {
+pub(crate) enum Restored {
     Started(StartedSession),
     /// Its working directory no longer passes: why, for `error_message`.
     Refused(String),
@@ -760,6 +901,7 @@ async fn restore_one(
     deps: SessionDeps,
     registry: ActorRef<RegistryMsg>,
     record: SessionRecord,
+    stored: SessionStatus,
 ) -> Result<Restored, SessionError> {
     let directory = &record.configuration.working_directory;
     // On the blocking pool, within the deadline: a hung mount holds one thread, not a
@@ -771,7 +913,7 @@ async fn restore_one(
             refused.to_string()
         }));
     }
-    start_session(&deps, &registry, record)
+    start_session(&deps, &registry, record, Some(stored))
         .await
         .map(Restored::Started)
 }
