@@ -137,7 +137,7 @@ async fn counted(app: &App) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_sessions_and_hooks_loses_no_count_and_no_event() {
-    let app = App::start(&[
+    let mut app = App::start(&[
         ("SESSION_MANAGER_SERVER__RATE_LIMIT_PER_SECOND", "0"),
         ("SESSION_MANAGER_SESSIONS__MAX_SESSIONS", "10000"),
     ]);
@@ -232,5 +232,13 @@ async fn a_burst_of_sessions_and_hooks_loses_no_count_and_no_event() {
     assert!(
         missing.is_empty(),
         "session_created missing for {missing:?}"
+    );
+
+    // The counts were stored, batch by batch: a restarted server has every one.
+    app.restart();
+    assert_eq!(
+        counted(&app).await,
+        posted,
+        "hook events counted after a restart"
     );
 }

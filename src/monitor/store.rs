@@ -377,15 +377,13 @@ mod tests {
         add_activities(&storage, vec![(a, 3600, delta(1, 100.0, "x"))])
             .await
             .unwrap();
-        add_activities(&storage, vec![(a, 3600, delta(1, 300.0, "x"))])
-            .await
-            .unwrap();
-        add_activities(&storage, vec![(a, 7200, delta(0, 50.0, "y"))])
-            .await
-            .unwrap();
-        add_activities(&storage, vec![(b, 7200, delta(1, 10.0, "x"))])
-            .await
-            .unwrap();
+        // A batch adds up as its events one by one would, the same hour twice included.
+        let batch = vec![
+            (a, 3600, delta(1, 300.0, "x")),
+            (a, 7200, delta(0, 50.0, "y")),
+            (b, 7200, delta(1, 10.0, "x")),
+        ];
+        add_activities(&storage, batch).await.unwrap();
         let mut totals = activity_totals(&storage).await.unwrap();
         totals.sort_by_key(|(id, _)| *id != a);
         assert_eq!(totals[0].0, a);
