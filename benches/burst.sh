@@ -44,9 +44,13 @@ done
 
 status=0
 "$dir/examples/burst" "$url" "$@" || status=$?
+# The WebSocket fan-out may fall behind (its clients are closed with the resume hint and
+# replay from the log): not a loss, counted apart.
 pattern='fell behind|may be uncounted|given up|not stored'
-complaints="$(cat "$tmp/out" "$tmp/err" | grep -ciE "$pattern" || true)"
-echo "server log lines about lag or loss: $complaints"
-cat "$tmp/out" "$tmp/err" | grep -iE "$pattern" | head -5 || true
-[ "$complaints" = 0 ] || status=1
+complaints() { cat "$tmp/out" "$tmp/err" | grep -iE "$pattern" | grep -v 'api::ws' || true; }
+fanout="$(cat "$tmp/out" "$tmp/err" | grep -iE "$pattern" | grep -c 'api::ws' || true)"
+count="$(complaints | wc -l)"
+echo "server log lines about lag or loss: $count (WebSocket fan-out behind, not a loss: $fanout)"
+complaints | head -5
+[ "$count" = 0 ] || status=1
 exit "$status"
