@@ -148,7 +148,10 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let dir = dir.to_string_lossy().into_owned();
-    match run(&api, &dir, sessions, clients, rate, agents as usize).await {
+    let outcome = run(&api, &dir, sessions, clients, rate, agents as usize).await;
+    // The sessions' working directory (empty: logical agents write nothing).
+    let _ = std::fs::remove_dir_all(&dir);
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
