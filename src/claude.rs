@@ -135,7 +135,10 @@ impl Claude {
         registry: SessionRegistry,
         monitor: Monitor,
     ) -> Result<Claude, StorageError> {
-        let events = registry.bus().subscribe();
+        // Unbounded: this task waits on the log itself (its announcements are stored, and
+        // hook requests that hold a Claude session's gate wait for storage), so it must never
+        // hold the log's writer back. It takes only the few events it acts on.
+        let events = registry.bus().follow_unbounded(followed);
         let tracker = Tracker::restore(storage.claude_sessions().await?);
         let usage = ledger::UsageLedger::load(storage.clone()).await?;
         let inner = Arc::new(Inner {
@@ -584,23 +587,26 @@ async fn watch_waiting(inner: Weak<Inner>) {
     }
 }
 
-/// Ends the conversations of our Claude agents whose process exited, forgets those of a
-/// purged session. The bus may drop events for a receiver that falls behind: a missed exit
-/// leaves the state as the hooks last said, which the next hook corrects.
-async fn follow_sessions(
-    inner: Weak<Inner>,
-    mut events: tokio::sync::broadcast::Receiver<Arc<crate::session::Published>>,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let published = match events.recv().await {
-            Ok(published) => published,
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "the Claude tracker fell behind the bus");
-                continue;
-            }
-            Err(RecvError::Closed) => return,
-        };
+/// The events [`follow_sessions`] acts on: agents' exits and starts, purges.
+fn followed(event: &SessionEvent) -> bool {
+    matches!(
+        event,
+        SessionEvent::Agent {
+            event: AgentEvent::Exited { .. }
+                | AgentEvent::State {
+                    to: ChildState::Running,
+                    ..
+                },
+            ..
+        } | SessionEvent::Purged(_)
+    )
+}
+
+/// Ends the conversations of our Claude agents whose process exited, resumes them when the
+/// agent runs again, forgets those of a purged session. It follows the stored log, so no
+/// exit, start or purge is missed, in the order they happened.
+async fn follow_sessions(inner: Weak<Inner>, mut events: crate::session::Follower) {
+    while let Some(published) = events.recv().await {
         let Some(inner) = inner.upgrade() else {
             return;
         };

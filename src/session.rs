@@ -31,7 +31,9 @@ mod snapshot;
 mod store;
 
 pub use actor::{AgentOp, SessionView};
-pub use bus::{stored_row, Encoder, EventBus, LogError, LogStatus, LostRange, Published};
+pub use bus::{
+    stored_row, Encoder, EventBus, Follower, Keep, LogError, LogStatus, LostRange, Published,
+};
 pub use claude::{ActivityState, ClaudeActivity};
 pub use error::SessionError;
 pub use model::{

@@ -34,7 +34,7 @@ pub use claude::ClaudeRow;
 pub use error::{Fault, StorageError};
 pub use events::{NewEvent, StoredEvent};
 pub use health::StorageHealth;
-pub use hooks::{HookCounts, HookNameKind, HookNames};
+pub use hooks::{HookCounts, HookCountsAdded, HookNameKind, HookNames};
 pub use metrics::{
     AgentRow, HostRow, SampleBatch, SampleHour, SampleMinute, SampleSummary, SessionSampleRow,
 };

@@ -21,7 +21,7 @@ use crate::supervision::{
 use super::activity::Ledger;
 use super::actor::{Args, MonitorActor};
 use super::analytics::Summary;
-use super::hooks::count_hooks;
+use super::hooks::HookCounter;
 use super::sink::{notify, AlertSink};
 use super::trend::Trends;
 use super::{
@@ -37,7 +37,7 @@ const CHILD: &str = "monitor";
 pub struct Monitor {
     pub(super) supervisor: SupervisorHandle,
     pub(super) shared: Arc<Shared>,
-    pub(super) hooks: tokio::task::AbortHandle,
+    pub(super) hooks: HookCounter,
     /// Where alerts raised from outside the sampling actor are announced.
     pub(super) bus: crate::session::EventBus,
     pub(super) notices: mpsc::Sender<super::sink::Notice>,
@@ -80,9 +80,9 @@ impl Monitor {
             summaries: Mutex::new(SummaryCache::default()),
             unresponsive: Mutex::new(Vec::new()),
         });
-        // Subscribed before the stored counts are read: nothing counted is missed or doubled
-        // (only this task writes them).
-        let hook_events = registry.bus().subscribe();
+        // Following the log before the stored counts are read: nothing counted is missed or
+        // doubled (only the counter writes them).
+        let hook_events = HookCounter::follow(registry.bus());
         let stored = store::activity_totals(&shared.storage)
             .await
             .map_err(|e| MonitorError::Spawn(format!("reading the hook counts: {e}")))?;
@@ -97,7 +97,7 @@ impl Monitor {
             Ok(hours) => *shared.trends() = Trends::seeded(hours),
             Err(error) => tracing::warn!(%error, "the trends start empty"),
         }
-        let hooks = tokio::spawn(count_hooks(hook_events, Arc::clone(&shared))).abort_handle();
+        let hooks = HookCounter::start(registry.bus().clone(), hook_events, Arc::clone(&shared));
         let (notices, queue) = mpsc::channel();
         let for_sinks = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -277,11 +277,11 @@ impl Monitor {
         Ok(summary.clone())
     }
 
-    /// Stops sampling and waits until the actor is gone (its last tick finished); stops
-    /// counting hook events.
+    /// Stops sampling and waits until the actor is gone (its last tick finished); counts
+    /// the hook events published so far, then stops counting.
     pub async fn stop(&self) {
         let _ = self.supervisor.shutdown().await;
-        self.hooks.abort();
+        self.hooks.stop().await;
     }
 
     /// A counter bumped after every change of what the monitor says about sessions: their

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::storage::{
-    AgentRow, HookCounts, HookNameKind, HookNames, HostRow, SampleBatch, SessionSampleRow, Storage,
-    StorageError,
+    AgentRow, HookCounts, HookCountsAdded, HookNameKind, HookNames, HostRow, SampleBatch,
+    SessionSampleRow, Storage, StorageError,
 };
 
 use super::activity::{Activity, Delta};
@@ -77,21 +77,26 @@ pub(crate) async fn downsample(
     storage.thin_samples(from, until).await
 }
 
-/// Adds one hook event's counts to its session's hour, and its names to the most-used lists.
-pub(crate) async fn add_activity(
+/// Adds many hook events' counts (each to its session's hour) and names in one storage
+/// call, one transaction: how the hook counter stores a burst.
+pub(crate) async fn add_activities(
     storage: &Storage,
-    session: Uuid,
-    hour: i64,
-    delta: Delta,
+    deltas: Vec<(Uuid, i64, Delta)>,
 ) -> Result<(), StorageError> {
-    let names = HookNames {
-        tool: delta.tool,
-        commands: delta.commands,
-        files: delta.files,
-    };
-    storage
-        .add_hook_counts(session, hour, counts(&delta.activity), names)
-        .await
+    let added = deltas
+        .into_iter()
+        .map(|(session, hour, delta)| HookCountsAdded {
+            session,
+            hour,
+            counts: counts(&delta.activity),
+            names: HookNames {
+                tool: delta.tool,
+                commands: delta.commands,
+                files: delta.files,
+            },
+        })
+        .collect();
+    storage.add_hook_counts_batch(added).await
 }
 
 /// Every session's hook totals.
@@ -422,18 +427,16 @@ mod tests {
             commands: vec!["cargo".into()],
             files: vec![file.into()],
         };
-        add_activity(&storage, a, 3600, delta(1, 100.0, "x"))
+        add_activities(&storage, vec![(a, 3600, delta(1, 100.0, "x"))])
             .await
             .unwrap();
-        add_activity(&storage, a, 3600, delta(1, 300.0, "x"))
-            .await
-            .unwrap();
-        add_activity(&storage, a, 7200, delta(0, 50.0, "y"))
-            .await
-            .unwrap();
-        add_activity(&storage, b, 7200, delta(1, 10.0, "x"))
-            .await
-            .unwrap();
+        // A batch adds up as its events one by one would, the same hour twice included.
+        let batch = vec![
+            (a, 3600, delta(1, 300.0, "x")),
+            (a, 7200, delta(0, 50.0, "y")),
+            (b, 7200, delta(1, 10.0, "x")),
+        ];
+        add_activities(&storage, batch).await.unwrap();
         let mut totals = activity_totals(&storage).await.unwrap();
         totals.sort_by_key(|(id, _)| *id != a);
         assert_eq!(totals[0].0, a);

@@ -42,12 +42,15 @@ use super::model::now;
 use super::registry::SessionEvent;
 
 mod backlog;
+mod follow;
 mod record;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use backlog::Backlog;
+use follow::Followers;
+pub use follow::{Follower, Keep};
 pub use record::stored_row;
 use writer::{prune_log, Writer};
 
@@ -134,6 +137,8 @@ struct Inner {
     state: Mutex<State>,
     live: broadcast::Sender<Arc<Published>>,
     log: Option<Log>,
+    /// Who must see every stored event (see [`EventBus::follow`]); the writer feeds them.
+    followers: Arc<Mutex<Followers>>,
 }
 
 #[derive(Debug)]
@@ -222,7 +227,7 @@ impl EventBus {
             (stored_tx, status_tx),
             Backlog::new(backlog_max_bytes),
             // Weak: the writer must not keep the bus alive; it ends when the queue closes.
-            Arc::downgrade(&bus.inner),
+            (Arc::downgrade(&bus.inner), Arc::clone(&bus.inner.followers)),
         );
         let writer = tokio::spawn(writer.run(queue));
         if let Some(log) = &bus.inner.log {
@@ -246,13 +251,44 @@ impl EventBus {
                 }),
                 live,
                 log,
+                followers: Arc::default(),
             }),
         }
     }
 
-    /// Every event published from now on.
+    /// Every event published from now on, live — and lossy: a receiver that falls behind
+    /// is told it lagged and misses events. For live views that can catch up from the log
+    /// (the WebSocket); a consumer that keeps state from the events follows the log
+    /// instead ([`EventBus::follow`]).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.inner.live.subscribe()
+    }
+
+    /// Every numbered event published from now on that `keep` accepts, handed over once it
+    /// is stored, in seq order, none dropped. While this follower's queue is full the log's
+    /// writer waits for it, so publishers that wait for storage (hook POSTs) wait too: the
+    /// follower must never itself wait on the log (a flush, a stored publish), or the two
+    /// would wait on each other — such a consumer uses [`EventBus::follow_unbounded`].
+    /// Without a log (tests), events are handed over as published, unbounded.
+    pub fn follow(&self, keep: Keep) -> Follower {
+        self.follow_with(keep, self.inner.log.is_some())
+    }
+
+    /// As [`EventBus::follow`], but the queue is unbounded: the writer never waits for this
+    /// follower. For a consumer that waits on the log itself; `keep` should take only the
+    /// few events it acts on, since nothing bounds what it holds.
+    pub fn follow_unbounded(&self, keep: Keep) -> Follower {
+        self.follow_with(keep, false)
+    }
+
+    fn follow_with(&self, keep: Keep, bounded: bool) -> Follower {
+        // Under the state lock: no event is published between reading the last seq and
+        // joining, so the follower starts exactly after it.
+        let state = self.state();
+        let from = state.last_seq + 1;
+        let follower = follow::lock(&self.inner.followers).add(from, keep, bounded);
+        drop(state);
+        follower
     }
 
     /// The `seq` of the last sequenced event published (0 before the first).
@@ -301,6 +337,10 @@ impl EventBus {
                 // Fails only once the writer is gone (storage closed at shutdown); the event
                 // still goes to live subscribers.
                 let _ = pending.send(published.clone());
+            } else if self.inner.log.is_none() {
+                // No writer to feed the followers: they are fed here, in seq order (under
+                // the lock), without waiting.
+                follow::lock(&self.inner.followers).offer(&published);
             }
         }
         // No subscriber is fine.
@@ -423,10 +463,12 @@ impl EventBus {
     }
 
     /// Stops logging: events published from now on are only broadcast. Waits until every
-    /// event published before is stored (or the writer gave up), and stops the pruner. For
-    /// shutdown, before the storage closes; closing twice is harmless.
+    /// event published before is stored (or the writer gave up) and handed to the
+    /// followers, whose feeds then end, and stops the pruner. For shutdown, before the
+    /// storage closes; closing twice is harmless.
     pub async fn close(&self) {
         let Some(log) = &self.inner.log else {
+            follow::lock(&self.inner.followers).clear();
             return;
         };
         // Dropping the sender lets the writer drain the queue and finish.
@@ -442,6 +484,8 @@ impl EventBus {
                 tracing::error!(%error, "the event log writer failed");
             }
         }
+        // Everything stored was handed over: the followers' feeds end.
+        follow::lock(&self.inner.followers).clear();
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -45,6 +45,19 @@ pub struct HookNames {
     pub files: Vec<String>,
 }
 
+/// One hook event's counts and names, for its session's hour (Unix seconds of its start).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HookCountsAdded {
+    /// The session.
+    pub session: Uuid,
+    /// The hour.
+    pub hour: i64,
+    /// What the event counted.
+    pub counts: HookCounts,
+    /// The names it used.
+    pub names: HookNames,
+}
+
 /// Which list of names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookNameKind {
@@ -77,8 +90,33 @@ impl Storage {
         counts: HookCounts,
         names: HookNames,
     ) -> Result<(), StorageError> {
-        self.call(move |conn| add(conn, session, hour, &counts, &names))
-            .await
+        self.add_hook_counts_batch(vec![HookCountsAdded {
+            session,
+            hour,
+            counts,
+            names,
+        }])
+        .await
+    }
+
+    /// Adds many hook events' counts (each to its session's hour) and names, in one
+    /// transaction: a burst of hook events costs one write, not one each.
+    pub async fn add_hook_counts_batch(
+        &self,
+        added: Vec<HookCountsAdded>,
+    ) -> Result<(), StorageError> {
+        if added.is_empty() {
+            return Ok(());
+        }
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            for one in &added {
+                add(&tx, one)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     /// Every session's hook totals.
@@ -116,14 +154,14 @@ impl Storage {
     }
 }
 
-fn add(
-    conn: &mut Connection,
-    session: Uuid,
-    hour: i64,
-    a: &HookCounts,
-    names: &HookNames,
-) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+/// Adds one event's counts and names, inside the caller's transaction.
+fn add(tx: &Connection, added: &HookCountsAdded) -> Result<(), StorageError> {
+    let HookCountsAdded {
+        session,
+        hour,
+        counts: a,
+        names,
+    } = added;
     {
         tx.prepare_cached(
             "INSERT INTO hook_activity (session_id, hour, tool_uses, commands_executed,
@@ -168,7 +206,6 @@ fn add(
             name.execute(params![session.to_string(), kind.as_str(), value])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }
 

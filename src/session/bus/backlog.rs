@@ -2,10 +2,12 @@
 //! bounded in bytes, and the ranges of seqs given up past the bound.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::storage::StoredEvent;
 
 use super::record::EVENTS_LOST;
+use super::Published;
 
 /// What the backlog counts for an event besides its JSON data (kind, times, row).
 const ROW_OVERHEAD_BYTES: u64 = 128;
@@ -13,8 +15,13 @@ const ROW_OVERHEAD_BYTES: u64 = 128;
 /// One entry of the writer's backlog, in seq order.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Pending {
-    /// An event to store; `bytes` is what it counts against the bound.
-    Row { row: StoredEvent, bytes: u64 },
+    /// An event to store, as stored and as published (for the followers, once stored);
+    /// `bytes` is what it counts against the bound.
+    Row {
+        row: StoredEvent,
+        published: Arc<Published>,
+        bytes: u64,
+    },
     /// Seqs given up while the backlog was full; its marker is published once every event
     /// before them is stored, so the marker's seq comes after every seq it names.
     Lost { first: i64, last: i64 },
@@ -46,7 +53,7 @@ impl Backlog {
 
     /// Adds `row`, or gives it up when it does not fit; true when it was kept. A marker
     /// (`events_lost`) is always kept: the news that events were lost is never lost itself.
-    pub(super) fn push(&mut self, row: StoredEvent) -> bool {
+    pub(super) fn push(&mut self, row: StoredEvent, published: Arc<Published>) -> bool {
         let bytes = row_bytes(&row);
         let limit = if self.overflowing {
             self.max_bytes / 2
@@ -59,7 +66,11 @@ impl Backlog {
                 self.overflowing = false;
             }
             self.bytes += bytes;
-            self.entries.push_back(Pending::Row { row, bytes });
+            self.entries.push_back(Pending::Row {
+                row,
+                published,
+                bytes,
+            });
             return true;
         }
         self.overflowing = true;
@@ -85,13 +96,20 @@ impl Backlog {
             .collect()
     }
 
-    /// Removes the first `count` entries (rows that were stored, or given up).
-    pub(super) fn pop_front(&mut self, count: usize) {
+    /// Removes the first `count` entries (rows that were stored, or given up); returns
+    /// their events as published.
+    pub(super) fn pop_front(&mut self, count: usize) -> Vec<Arc<Published>> {
+        let mut removed = Vec::with_capacity(count);
         for entry in self.entries.drain(..count.min(self.entries.len())) {
-            if let Pending::Row { bytes, .. } = entry {
+            if let Pending::Row {
+                bytes, published, ..
+            } = entry
+            {
                 self.bytes -= bytes;
+                removed.push(published);
             }
         }
+        removed
     }
 
     /// The lost range at the front, removed, if the front is one.

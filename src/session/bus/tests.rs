@@ -242,18 +242,27 @@ fn row(seq: i64, kind: &str, pad: usize) -> StoredEvent {
     }
 }
 
+/// The event a backlog row stands for (the backlog only hands it back).
+fn stamped(seq: u64) -> Arc<Published> {
+    Arc::new(Published {
+        seq: Some(seq),
+        timestamp: 1.0,
+        event: purged(u128::from(seq)),
+    })
+}
+
 #[test]
 fn the_backlog_keeps_events_in_order_within_its_bound_and_names_the_gap() {
     let one = row_bytes(&row(1, "test", 100));
     let mut backlog = Backlog::new(4 * one);
     for seq in 1..=4 {
-        assert!(backlog.push(row(seq, "test", 100)));
+        assert!(backlog.push(row(seq, "test", 100), stamped(seq as u64)));
     }
     assert_eq!(backlog.bytes, 4 * one);
     // Full: 5 and 6 are given up as one range; the marker is kept beyond the bound.
-    assert!(!backlog.push(row(5, "test", 100)));
-    assert!(!backlog.push(row(6, "test", 100)));
-    assert!(backlog.push(row(7, EVENTS_LOST, 10)));
+    assert!(!backlog.push(row(5, "test", 100), stamped(5)));
+    assert!(!backlog.push(row(6, "test", 100), stamped(6)));
+    assert!(backlog.push(row(7, EVENTS_LOST, 10), stamped(7)));
     assert_eq!(backlog.len(), 5);
     assert_eq!(
         seqs(&backlog.front_rows(10)),
@@ -261,16 +270,17 @@ fn the_backlog_keeps_events_in_order_within_its_bound_and_names_the_gap() {
         "a batch stops at the gap"
     );
     let marker = row_bytes(&row(7, EVENTS_LOST, 10));
-    backlog.pop_front(3);
+    let stored: Vec<_> = backlog.pop_front(3).iter().map(|p| p.seq).collect();
+    assert_eq!(stored, [Some(1), Some(2), Some(3)]);
     assert_eq!(backlog.bytes, one + marker);
     // Room, but not down to half the bound: still given up, the same gap grows.
-    assert!(!backlog.push(row(8, "test", 100)));
+    assert!(!backlog.push(row(8, "test", 100), stamped(8)));
     backlog.pop_front(1);
     assert_eq!(backlog.pop_lost(), Some((5, 6)));
     assert_eq!(seqs(&backlog.front_rows(10)), [7]);
     backlog.pop_front(1);
     // Down to half: kept again, behind the gap of 8 (which it closes).
-    assert!(backlog.push(row(9, "test", 100)));
+    assert!(backlog.push(row(9, "test", 100), stamped(9)));
     assert_eq!(backlog.pop_lost(), Some((8, 8)));
     assert_eq!(seqs(&backlog.front_rows(10)), [9]);
     backlog.pop_front(1);
@@ -424,4 +434,225 @@ async fn a_closed_storage_ends_the_writer_and_readers_are_told() {
     bus.publish(purged(1));
     assert!(matches!(bus.read(0, None, 10).await, Err(LogError::Closed)));
     bus.close().await;
+}
+
+fn purges_only(event: &SessionEvent) -> bool {
+    matches!(event, SessionEvent::Purged(_))
+}
+
+fn everything(_: &SessionEvent) -> bool {
+    true
+}
+
+/// Takes what `follower` has queued now (waiting at most a moment for each event).
+async fn drain(follower: &mut Follower) -> Vec<Arc<Published>> {
+    let mut got = Vec::new();
+    while let Ok(Some(published)) =
+        tokio::time::timeout(Duration::from_millis(200), follower.recv()).await
+    {
+        got.push(published);
+    }
+    got
+}
+
+fn seqs_of(events: &[Arc<Published>]) -> Vec<u64> {
+    events.iter().filter_map(|p| p.seq).collect()
+}
+
+#[tokio::test]
+async fn a_follower_gets_every_stored_event_it_keeps_in_order_from_when_it_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&dir).await;
+    let bus = EventBus::open(storage.clone(), encode, WEEK, DEFAULT_BACKLOG_MAX_BYTES)
+        .await
+        .unwrap();
+    let before = bus.publish(purged(0)).seq.unwrap();
+    let mut purges = bus.follow(purges_only);
+    let mut all = bus.follow_unbounded(everything);
+    let mut kept = Vec::new();
+    // More than a live subscriber's capacity: a broadcast would have dropped some.
+    for n in 1..=(LIVE_CAPACITY as u128 + 1_000) {
+        bus.publish(log_line());
+        kept.push(bus.publish(purged(n)).seq.unwrap());
+        if n % 100 == 0 {
+            bus.publish(SessionEvent::Hook {
+                session: Uuid::from_u128(n),
+                name: "Stop".into(),
+                payload: json!({}),
+            });
+        }
+    }
+    let last = bus.last_seq();
+    // The bounded follower is read while the rest is stored: it holds the writer back.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(published) = purges.recv().await {
+            got.push(published);
+        }
+        got
+    });
+    bus.flush().await.unwrap();
+    let stored = bus.read(0, None, 100_000).await.unwrap();
+    bus.close().await;
+    let got = reader.await.unwrap();
+    assert_eq!(seqs_of(&got), kept, "every purge after it began, in order");
+    assert!(got.iter().all(|p| p.seq > Some(before)));
+    let everything = drain(&mut all).await;
+    assert_eq!(
+        seqs_of(&everything),
+        ((before + 1)..=last).collect::<Vec<_>>(),
+        "the stored log from when it began, no output line"
+    );
+    assert_eq!(
+        seqs(&stored),
+        (1..=i64::try_from(last).unwrap()).collect::<Vec<_>>()
+    );
+    assert!(all.recv().await.is_none(), "the feed ends with the log");
+    storage.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_follower_that_falls_behind_holds_the_writer_back_until_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&dir).await;
+    let bus = EventBus::open(storage.clone(), encode, WEEK, DEFAULT_BACKLOG_MAX_BYTES)
+        .await
+        .unwrap();
+    let mut follower = bus.follow(everything);
+    let published = follow::FOLLOWER_CAPACITY + 2 * writer::MAX_BATCH;
+    for n in 0..published {
+        bus.publish(purged(n as u128));
+    }
+    // Its queue is full and it does not read: the rest is not stored yet.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), bus.flush())
+            .await
+            .is_err(),
+        "the writer went past a follower that did not read"
+    );
+    let mut got = Vec::new();
+    let mut batch = Vec::new();
+    while got.len() < published {
+        assert!(follower.recv_many(&mut batch, 100).await > 0);
+        got.append(&mut batch);
+    }
+    assert_eq!(
+        seqs_of(&got),
+        (1..=published as u64).collect::<Vec<_>>(),
+        "nothing dropped, in order"
+    );
+    bus.flush().await.unwrap();
+    bus.close().await;
+    storage.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_follower_that_ends_no_longer_holds_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&dir).await;
+    let bus = EventBus::open(storage.clone(), encode, WEEK, DEFAULT_BACKLOG_MAX_BYTES)
+        .await
+        .unwrap();
+    let dropped = bus.follow(everything);
+    let mut closed = bus.follow(everything);
+    let mut reading = bus.follow(purges_only);
+    let published = 3 * follow::FOLLOWER_CAPACITY;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(published) = reading.recv().await {
+            got.push(published);
+        }
+        got
+    });
+    for n in 0..published {
+        bus.publish(purged(n as u128));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bus.flush())
+            .await
+            .is_err(),
+        "held by the followers that do not read"
+    );
+    drop(dropped);
+    closed.close();
+    bus.flush().await.unwrap();
+    bus.close().await;
+    let got = reader.await.unwrap();
+    assert_eq!(seqs_of(&got), (1..=published as u64).collect::<Vec<_>>());
+    // What was queued before it closed can still be taken, and then it ends.
+    let mut queued = Vec::new();
+    while let Some(published) = closed.recv().await {
+        queued.push(published);
+    }
+    assert_eq!(
+        seqs_of(&queued),
+        (1..=follow::FOLLOWER_CAPACITY as u64).collect::<Vec<_>>()
+    );
+    storage.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_follower_never_sees_events_the_log_gave_up_and_is_told_of_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&dir).await;
+    let bound = 20 * 2_200;
+    let bus = EventBus::open(storage.clone(), heavy, WEEK, bound)
+        .await
+        .unwrap();
+    let mut follower = bus.follow_unbounded(everything);
+    bus.publish(purged(0));
+    bus.flush().await.unwrap();
+    cap_pages(&storage, true).await;
+    for n in 1..=40 {
+        bus.publish(purged(n));
+    }
+    wait_until("events are given up", || bus.log_status().unwrap().lost > 0).await;
+    cap_pages(&storage, false).await;
+    wait_until("the backlog is stored", || {
+        let status = bus.log_status().unwrap();
+        status.failing.is_none() && status.backlog == 0
+    })
+    .await;
+    bus.flush().await.unwrap();
+    let lost = bus.log_status().unwrap().last_lost.unwrap();
+    let got = drain(&mut follower).await;
+    let stored = bus.read(0, None, 1_000).await.unwrap();
+    assert_eq!(
+        seqs_of(&got)
+            .into_iter()
+            .map(|s| s as i64)
+            .collect::<Vec<_>>(),
+        seqs(&stored),
+        "exactly the stored log"
+    );
+    assert!(seqs_of(&got)
+        .iter()
+        .all(|seq| !(lost.first..=lost.last).contains(seq)));
+    match &got.last().unwrap().event {
+        SessionEvent::EventsLost { first, last } => {
+            assert_eq!((*first, *last), (lost.first, lost.last));
+        }
+        other => panic!("the last event is not the gap's marker: {other:?}"),
+    }
+    bus.close().await;
+    storage.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_follower_of_a_bus_without_a_log_gets_events_as_published() {
+    let bus = EventBus::new(0);
+    let mut follower = bus.follow(purges_only);
+    for n in 1..=(LIVE_CAPACITY as u128 * 2) {
+        bus.publish(log_line());
+        bus.publish(purged(n));
+    }
+    bus.close().await;
+    let mut got = Vec::new();
+    while let Some(published) = follower.recv().await {
+        got.push(published);
+    }
+    assert_eq!(
+        seqs_of(&got),
+        (1..=(LIVE_CAPACITY as u64 * 2)).collect::<Vec<_>>()
+    );
 }

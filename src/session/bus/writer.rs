@@ -1,7 +1,7 @@
 //! The log's tasks: the writer, which stores what the bus queues in batches (keeping a
 //! bounded backlog and retrying while storage refuses), and the pruner.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use crate::storage::{Storage, StorageError, StoredEvent};
 
 use super::backlog::{Backlog, Pending};
+use super::follow::{deliver, Followers};
 use super::record::stored_row;
 use super::{now, Encoder, EventBus, Inner, LogStatus, LostRange, Published, SessionEvent};
 
@@ -36,6 +37,8 @@ pub(super) struct Writer {
     backlog: Backlog,
     /// To publish the `events_lost` marker.
     bus: Weak<Inner>,
+    /// Who is handed each event once it is stored.
+    followers: Arc<Mutex<Followers>>,
 }
 
 /// How one attempt at the front of the backlog went.
@@ -54,7 +57,7 @@ impl Writer {
         encode: Encoder,
         (stored, status): (watch::Sender<u64>, watch::Sender<LogStatus>),
         backlog: Backlog,
-        bus: Weak<Inner>,
+        (bus, followers): (Weak<Inner>, Arc<Mutex<Followers>>),
     ) -> Writer {
         Writer {
             storage,
@@ -63,6 +66,7 @@ impl Writer {
             status,
             backlog,
             bus,
+            followers,
         }
     }
 
@@ -140,7 +144,7 @@ impl Writer {
                 continue;
             };
             let seq = row.seq;
-            if !self.backlog.push(row) {
+            if !self.backlog.push(row, published) {
                 self.note_lost(seq, seq);
             }
         }
@@ -162,7 +166,10 @@ impl Writer {
         };
         match self.storage.insert_events(rows.clone()).await {
             Ok(()) => {
-                self.backlog.pop_front(rows.len());
+                let stored = self.backlog.pop_front(rows.len());
+                // Before the stored seq moves: once a flush returns, its events are with
+                // every follower, and a slow follower holds back what waits for storage.
+                deliver(&self.followers, &stored).await;
                 self.advance(last);
                 if self.status.borrow().failing.is_some() {
                     tracing::info!(last_seq = last, "the event log is stored again");
