@@ -98,10 +98,12 @@ def idle(pid, seconds):
     return (cpu_seconds(pid) - before) / (time.monotonic() - t0) * 100, rss_mb(pid)
 
 def all_active(url, n, began):
+    # Polled gently: at 100,000 sessions each poll filters them all.
+    pause = 0.05 if n <= 10_000 else 0.25
     while True:
         if n == 0 or call(f"{url}/api/claude/sessions?status=active&limit=1")["total"] >= n:
             return time.monotonic() - began
-        time.sleep(0.05)
+        time.sleep(pause)
 
 TWELVE = [{"agent_type": t} for t in (
     "ORCHESTRATOR", "FRONTEND", "BACKEND", "DATABASE", "API", "MIDDLEWARE", "DEVOPS",
@@ -188,8 +190,6 @@ if "idle" in parts or "start" in parts:
         show(f"{n:>7} sessions × 12 logical agents",
              f"listening {listening:.2f} s, all active {active:.2f} s, idle {cpu:.2f} % of a core, "
              f"RSS {rss:.0f} MB, SIGTERM → exit {stopped:.2f} s")
-        if n == max(sizes):
-            largest = data
 
 if "idle" in parts:
     data = os.path.join(scratch, "processes")
@@ -220,4 +220,63 @@ if "list" in parts:
     show(f"GET /sessions?limit=100 at {n}, p50 / p99", f"{plain[0]:.2f} / {plain[1]:.2f} ms")
     show(f"GET /sessions filtered + sorted at {n}, p50 / p99",
          f"{filtered[0]:.2f} / {filtered[1]:.2f} ms")
+if "stuck" in parts:
+    # Each way stuck for longer than it is measured: a 20 s stop grace, a 60 s path deadline.
+    extra = {"SESSION_MANAGER_AGENTS__STOP_GRACE_MS": "20000",
+             "SESSION_MANAGER_PATHS__DEADLINE_MS": "60000"}
+    hol = os.path.join(scratch, "hol")
+    for d in ("idle", "a", "c", "hung", "repo"):
+        os.makedirs(os.path.join(hol, d))
+    def git(*args, cwd):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+    # A navigate target whose git metadata hangs: git2 blocks opening a FIFO `.git/config`.
+    hung = os.path.join(hol, "hung")
+    git("init", "-q", cwd=hung)
+    os.remove(os.path.join(hung, ".git", "config"))
+    os.mkfifo(os.path.join(hung, ".git", "config"))
+    # A repository whose status hangs: git2 opens it, then blocks reading a FIFO index.
+    repo = os.path.join(hol, "repo")
+    git("init", "-q", cwd=repo)
+    git("-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "one",
+        cwd=repo)
+    index = os.path.join(repo, ".git", "index")
+    if os.path.exists(index):
+        os.remove(index)
+    os.mkfifo(index)
+    proc, url, began, _ = start(os.path.join(scratch, "data-stuck"), extra)
+    api = f"{url}/api/claude/sessions"
+    idle_id = call(api, "POST", {"name": "idle", "working_directory": os.path.join(hol, "idle"),
+                                 "agents": TWELVE})["session"]["id"]
+    path = f"/api/claude/sessions/{idle_id}"
+    baseline = latencies(url, path, 500)
+    show("GET of an idle session, nothing stuck (baseline), p50 / p99",
+         f"{baseline[0]:.2f} / {baseline[1]:.2f} ms")
+    def background(method, target, body):
+        def run():
+            try:
+                call(target, method, body, timeout=120)
+            except Exception:
+                pass
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        time.sleep(1.0)
+        return thread
+    stubborn = call(api, "POST", {
+        "name": "stuck-term", "working_directory": os.path.join(hol, "a"),
+        "agents": [{"agent_type": "BACKEND", "name": "stubborn",
+                    "command": ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]}]})
+    background("POST", f"{api}/{stubborn['session']['id']}/agents/stubborn/deactivate", None)
+    during = latencies(url, path, 500)
+    show("… while another stops an agent that ignores SIGTERM", f"{during[0]:.2f} / {during[1]:.2f} ms")
+    mover = call(api, "POST", {"name": "mover", "working_directory": os.path.join(hol, "c")})
+    background("POST", f"{api}/{mover['session']['id']}/navigate", {"path": hung})
+    during = latencies(url, path, 500)
+    show("… while another navigates to a hung file system", f"{during[0]:.2f} / {during[1]:.2f} ms")
+    background("POST", api, {"name": "in-repo", "working_directory": repo, "git_enabled": True})
+    during = latencies(url, path, 500)
+    show("… while a git call of another hangs", f"{during[0]:.2f} / {during[1]:.2f} ms")
+    # Let the hung readers go (opening for writing ends their open), then stop.
+    for fifo in (os.path.join(hung, ".git", "config"), index):
+        subprocess.run(["timeout", "2", "sh", "-c", f": > '{fifo}'"])
+    stop(proc)
 PY

@@ -23,6 +23,14 @@ const EXIT_CONFIG: u8 = 2;
 const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn main() -> ExitCode {
+    // Two malloc arenas instead of glibc's eight per core: the runtime's threads all
+    // allocate, and every arena keeps what was freed in it (a restore's peak stayed resident
+    // several times over). Before any thread starts.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt has no preconditions; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

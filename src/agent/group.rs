@@ -721,6 +721,12 @@ impl AgentGroup {
         Ok(self.known(name)?.shared.log.tail(n))
     }
 
+    /// Whether the group runs under its supervisor (false for logical agents nobody gave
+    /// an order since they started: they cannot have restarted).
+    pub fn supervised(&self) -> bool {
+        self.supervisor.get().is_some()
+    }
+
     /// At the server's stop: a group that never needed its supervisor (logical agents only,
     /// no order since they started) has nothing to stop, and goes without announcing
     /// anything — its agents are restored as they are ([`AgentGroup::resume_all`]). Any

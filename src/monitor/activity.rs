@@ -326,6 +326,13 @@ fn judge(tool: Option<&str>, payload: &Value, failed: bool, existed: Option<bool
     delta
 }
 
+/// The file a hook event will ask the existence of (`record`'s `exists`): a `Write`'s
+/// `PreToolUse` path, to tell a created file from a modified one.
+pub(crate) fn path_to_check<'a>(name: &str, payload: &'a Value) -> Option<&'a str> {
+    let tool = payload.get("tool_name").and_then(Value::as_str);
+    (name == "PreToolUse" && tool == Some("Write")).then(|| file_path(payload))?
+}
+
 fn file_path(payload: &Value) -> Option<&str> {
     let input = payload.get("tool_input")?;
     input

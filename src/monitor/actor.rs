@@ -70,7 +70,7 @@ pub(super) struct MonitorState {
     thinned_until: f64,
     /// The live sessions.
     sessions: HashMap<Uuid, Watched>,
-    /// The bus's last seq at the last listing: nothing published since, nothing to list.
+    /// The registry's generation at the last listing: unchanged since, nothing to list.
     listed_seq: Option<u64>,
     /// Listings made (what `Watched::seen` counts in).
     listings: u64,
@@ -193,6 +193,8 @@ impl MonitorState {
                 if w.dir() == path {
                     w.device = device;
                     mapped = true;
+                    // Its file system's figure, once read, is the session's at once.
+                    visit.insert(id);
                 }
             }
         }
@@ -349,12 +351,12 @@ impl MonitorState {
         self.housekeeping(at).await;
     }
 
-    /// Lists the sessions again when anything was published since the last listing (a
-    /// session came, went or changed: each is an event); an idle server lists nothing.
+    /// Lists the sessions again when the registry's generation moved since the last listing
+    /// (a session came, went or changed); an idle server lists nothing.
     /// Returns the sessions that left, each with the row that stands for its samples not
     /// stored yet.
     async fn refresh(&mut self) -> Vec<(Uuid, Option<(Arc<SessionSample>, u64)>)> {
-        let seq = self.args.registry.bus().last_seq();
+        let seq = self.args.registry.generation();
         if self.listed_seq == Some(seq) {
             return Vec::new();
         }

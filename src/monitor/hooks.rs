@@ -128,9 +128,16 @@ async fn count(shared: &Shared, batch: &mut Vec<Arc<Published>>) {
                 payload,
             } => {
                 let at = published.timestamp;
+                // Asked before the ledger is locked, on the blocking pool, within a
+                // deadline: a path on a hung file system holds one blocking thread, never
+                // the counter, the ledger or (through the follower) the event log.
+                let existed = match super::activity::path_to_check(name, payload) {
+                    Some(path) => exists_within(path.to_owned()).await,
+                    None => true,
+                };
                 let delta = shared
                     .ledger()
-                    .record(*session, name, payload, at, |path| path.exists());
+                    .record(*session, name, payload, at, |_| existed);
                 if !delta.activity.is_empty() {
                     deltas.push((*session, hour_of(at), delta));
                 }
@@ -165,5 +172,18 @@ async fn store_counts(shared: &Shared, deltas: Vec<(Uuid, i64, Delta)>) {
     let events = deltas.len();
     if let Err(error) = store::add_activities(&shared.storage, deltas).await {
         tracing::warn!(%error, events, "hook counts not stored");
+    }
+}
+
+/// How long the counter waits to learn whether a written file existed before.
+const EXISTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether `path` exists, asked on the blocking pool; a path that does not answer within
+/// [`EXISTS_DEADLINE`] counts as existing (the write is counted as a modification).
+async fn exists_within(path: String) -> bool {
+    let asked = tokio::task::spawn_blocking(move || std::path::Path::new(&path).exists());
+    match tokio::time::timeout(EXISTS_DEADLINE, asked).await {
+        Ok(Ok(exists)) => exists,
+        _ => true,
     }
 }

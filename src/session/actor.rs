@@ -40,6 +40,9 @@ pub(crate) struct SessionDeps {
     pub(crate) storage: Storage,
     pub(crate) server_url: String,
     pub(crate) bus: EventBus,
+    /// Bumped by the registry after every change of its set of sessions or of a record it
+    /// holds (see `SessionRegistry::generation`).
+    pub(crate) generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// An agent operation.
@@ -417,7 +420,14 @@ impl SessionState {
     /// (`closing`: the server stops, see `AgentGroup::close`).
     async fn stop_agents(&mut self, closing: bool) {
         if let Some(group) = self.group.take() {
-            if let Ok(statuses) = group.statuses().await {
+            // Logical agents that never had their supervisor never restarted either.
+            let counted = !closing || group.supervised();
+            let statuses = if counted {
+                group.statuses().await
+            } else {
+                Ok(Vec::new())
+            };
+            if let Ok(statuses) = statuses {
                 for agent in statuses {
                     let known = self.record.agent_restarts.get(&agent.name);
                     if known.copied().unwrap_or(0) != agent.restarts {
@@ -651,6 +661,18 @@ impl SessionState {
         done?;
         // Ended while the order ran: its record was stored when it ended, never again.
         self.refuse_if_ended()?;
+        // Its agents were replaced meanwhile (an update or a navigate restarted them): the
+        // order went to the old ones, and the new ones know nothing of it.
+        if !self
+            .group
+            .as_ref()
+            .is_some_and(|current| std::ptr::eq(Arc::as_ptr(current), group))
+        {
+            return Err(SessionError::Conflict(format!(
+                "the agents of session {} were restarted while {name} was being ordered; order it again",
+                self.record.id
+            )));
+        }
         if op != AgentOp::Deactivate {
             *self
                 .edit()

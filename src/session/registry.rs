@@ -79,13 +79,14 @@ impl SessionRegistry {
             storage,
             server_url,
             bus,
+            generation: Arc::default(),
         };
         Self::spawn(deps, false).await
     }
 
     /// [`SessionRegistry::start`], but the stored sessions are restored after it returns:
-    /// each is there at once (`initializing`, without agents; orders to it are refused
-    /// with a conflict until it is started) and joins as its start ends;
+    /// each is listed at once (`initializing`, without agents), a lookup of one (every read
+    /// and order) waits for its own restore, and each joins as its start ends;
     /// [`SessionRegistry::restore_report`] answers once all were tried. What the server
     /// uses, so it listens while 100,000 sessions start.
     pub async fn start_restoring(
@@ -100,6 +101,7 @@ impl SessionRegistry {
             storage,
             server_url,
             bus,
+            generation: Arc::default(),
         };
         Self::spawn(deps, true).await
     }
@@ -158,6 +160,15 @@ impl SessionRegistry {
         let mut records = self.call(RegistryMsg::List).await?;
         records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(records)
+    }
+
+    /// A counter bumped after every change of the set of sessions or of a record the
+    /// registry holds — including those that announce nothing, such as a session restored
+    /// as it was stored: a reader that saw the same value saw the same sessions.
+    pub fn generation(&self) -> u64 {
+        self.deps
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every session, terminated ones included, in no particular order: [`Self::list`]

@@ -401,9 +401,9 @@ fn minute(row: &Row<'_>) -> rusqlite::Result<SampleMinute> {
 fn hours(conn: &Connection, since: f64) -> Result<Vec<SampleHour>, StorageError> {
     let mut select = conn.prepare_cached(
         "SELECT CAST(at / 3600 AS INTEGER) * 3600 AS hour,
-                sum(CASE WHEN session_id IS NULL THEN 1 ELSE 0 END),
-                sum(CASE WHEN session_id IS NULL THEN cpu_percent ELSE 0 END),
-                sum(CASE WHEN session_id IS NULL THEN memory_percent ELSE 0 END),
+                sum(CASE WHEN session_id IS NULL THEN ticks ELSE 0 END),
+                sum(CASE WHEN session_id IS NULL THEN cpu_percent * ticks ELSE 0 END),
+                sum(CASE WHEN session_id IS NULL THEN memory_percent * ticks ELSE 0 END),
                 sum(CASE WHEN session_id IS NULL THEN 0 ELSE cpu_percent * ticks END),
                 sum(CASE WHEN session_id IS NULL THEN 0 ELSE memory_mb * ticks END)
          FROM metrics WHERE at >= ?1 GROUP BY hour ORDER BY hour",

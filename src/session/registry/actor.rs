@@ -162,6 +162,8 @@ pub(super) struct RegistryState {
     report_waiters: Vec<RpcReplyPort<RestoreReport>>,
     /// The background restore (`restore_in_background`), aborted by a stop.
     restorer: Option<tokio::task::JoinHandle<()>>,
+    /// Sessions whose restore has not ended, with the lookups waiting for it.
+    unrestored: HashMap<Uuid, Vec<RpcReplyPort<Option<Found>>>>,
 }
 
 pub(super) struct RegistryArgs {
@@ -191,6 +193,7 @@ impl Actor for Registry {
             restoring: 0,
             report_waiters: Vec::new(),
             restorer: None,
+            unrestored: HashMap::new(),
         };
         let LoadedSessions {
             records,
@@ -232,122 +235,18 @@ impl Actor for Registry {
         msg: RegistryMsg,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            RegistryMsg::Insert {
-                record,
-                context,
-                arrival,
-                reply,
-            } => state.insert(&myself, *record, context, arrival, reply),
-            RegistryMsg::Inserted {
-                initial,
-                arrival,
-                outcome,
-                reply,
-            } => {
-                let _ = reply.send(state.inserted(initial, arrival, outcome));
-            }
-            RegistryMsg::Rebuilt {
-                id,
-                before,
-                outcome,
-            } => state.rebuilt(id, before, outcome),
-            RegistryMsg::Lookup { id, reply } => {
-                let found = state
-                    .sessions
-                    .get(&id)
-                    .map(|e| (e.record.clone(), e.live.clone()));
-                let _ = reply.send(found);
-            }
-            RegistryMsg::List(reply) => {
-                let records = state.sessions.values();
-                let _ = reply.send(records.map(|e| Arc::clone(&e.record)).collect());
-            }
-            RegistryMsg::Retire {
-                record,
-                purge,
-                reply,
-            } => state.retire(&myself, *record, purge, reply),
-            RegistryMsg::Retired {
-                record,
-                purge,
-                outcome,
-                reply,
-            } => {
-                let _ = reply.send(outcome.map(|()| state.retired(*record, purge)));
-            }
-            RegistryMsg::Purged(id) => {
-                if state.sessions.remove(&id).is_some() {
-                    state.deps.bus.publish(SessionEvent::Purged(id));
-                }
-            }
-            RegistryMsg::Updated(record) => {
-                if let Some(entry) = state.sessions.get_mut(&record.id) {
-                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
-                    entry.record = record;
-                    state.deps.bus.publish(event);
-                }
-            }
-            RegistryMsg::Purge => state.purge_expired(&myself),
-            RegistryMsg::Report(reply) => {
-                if state.restoring == 0 {
-                    let _ = reply.send(state.report.clone());
-                } else {
-                    state.report_waiters.push(reply);
-                }
-            }
-            RegistryMsg::Restored {
-                fallback,
-                stored,
-                outcome,
-            } => {
-                state.restored(*fallback, stored, outcome).await;
-                state.restoring = state.restoring.saturating_sub(1);
-                if state.restoring == 0 {
-                    state.log_restored();
-                    for reply in state.report_waiters.drain(..) {
-                        let _ = reply.send(state.report.clone());
-                    }
-                }
-            }
-            RegistryMsg::StopAll(reply) => {
-                state.stopping = true;
-                // Sessions not restored yet stay as they are stored.
-                if let Some(restorer) = state.restorer.take() {
-                    restorer.abort();
-                }
-                let live: Vec<Live> = state
-                    .sessions
-                    .values()
-                    .filter_map(|e| e.live.clone())
-                    .collect();
-                for live in &live {
-                    live.shared.close();
-                }
-                // Every session stops its agents (reverse dependency order) at the same time.
-                let stops = live.iter().map(|live| {
-                    live.actor
-                        .stop_and_wait(Some("server shutting down".into()), None)
-                });
-                futures::future::join_all(stops).await;
-                // What the sessions left unstored, in one transaction: a checkpoint of
-                // 100,000 sessions is one write, not 100,000 fsyncs.
-                let unsaved: Vec<Arc<SessionRecord>> = live
-                    .iter()
-                    .filter_map(|l| l.shared.take_unsaved())
-                    .collect();
-                if !unsaved.is_empty() {
-                    if let Err(err) = store::save_all(&state.deps.storage, &unsaved).await {
-                        tracing::error!(
-                            sessions = unsaved.len(),
-                            "the sessions' runtime state was not stored at the stop: {err}"
-                        );
-                    }
-                }
-                let _ = reply.send(());
-            }
+        let reads = matches!(
+            msg,
+            RegistryMsg::Lookup { .. } | RegistryMsg::List(_) | RegistryMsg::Report(_)
+        );
+        let handled = state.handle(&myself, msg).await;
+        if !reads {
+            state
+                .deps
+                .generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
-        Ok(())
+        handled
     }
 
     async fn handle_supervisor_evt(
@@ -356,6 +255,11 @@ impl Actor for Registry {
         event: SupervisionEvent,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
+        // A session's actor left: its entry changes (see `SessionRegistry::generation`).
+        state
+            .deps
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let (cell, reason) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
@@ -408,6 +312,138 @@ impl Actor for Registry {
                 live.actor.stop(Some("the registry is gone".into()));
             }
         });
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    /// One message, as `Registry::handle` hands it over.
+    async fn handle(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        msg: RegistryMsg,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Insert {
+                record,
+                context,
+                arrival,
+                reply,
+            } => self.insert(myself, *record, context, arrival, reply),
+            RegistryMsg::Inserted {
+                initial,
+                arrival,
+                outcome,
+                reply,
+            } => {
+                let _ = reply.send(self.inserted(initial, arrival, outcome));
+            }
+            RegistryMsg::Rebuilt {
+                id,
+                before,
+                outcome,
+            } => self.rebuilt(id, before, outcome),
+            RegistryMsg::Lookup { id, reply } => {
+                if let Some(parked) = self.unrestored.get_mut(&id) {
+                    // Answered once its restore ended: a read or an order right after the
+                    // server listens finds the session as it was stored, agents and all.
+                    parked.push(reply);
+                } else {
+                    let _ = reply.send(self.found(id));
+                }
+            }
+            RegistryMsg::List(reply) => {
+                let records = self.sessions.values();
+                let _ = reply.send(records.map(|e| Arc::clone(&e.record)).collect());
+            }
+            RegistryMsg::Retire {
+                record,
+                purge,
+                reply,
+            } => self.retire(myself, *record, purge, reply),
+            RegistryMsg::Retired {
+                record,
+                purge,
+                outcome,
+                reply,
+            } => {
+                let _ = reply.send(outcome.map(|()| self.retired(*record, purge)));
+            }
+            RegistryMsg::Purged(id) => {
+                if self.sessions.remove(&id).is_some() {
+                    self.deps.bus.publish(SessionEvent::Purged(id));
+                }
+            }
+            RegistryMsg::Updated(record) => {
+                if let Some(entry) = self.sessions.get_mut(&record.id) {
+                    let event = SessionEvent::Updated(Box::new(SessionRecord::clone(&record)));
+                    entry.record = record;
+                    self.deps.bus.publish(event);
+                }
+            }
+            RegistryMsg::Purge => self.purge_expired(myself),
+            RegistryMsg::Report(reply) => {
+                if self.restoring == 0 {
+                    let _ = reply.send(self.report.clone());
+                } else {
+                    self.report_waiters.push(reply);
+                }
+            }
+            RegistryMsg::Restored {
+                fallback,
+                stored,
+                outcome,
+            } => {
+                self.restored(*fallback, stored, outcome).await;
+                self.restoring = self.restoring.saturating_sub(1);
+                if self.restoring == 0 {
+                    self.log_restored();
+                    for reply in self.report_waiters.drain(..) {
+                        let _ = reply.send(self.report.clone());
+                    }
+                }
+            }
+            RegistryMsg::StopAll(reply) => {
+                self.stopping = true;
+                // Sessions not restored yet stay as they are stored.
+                if let Some(restorer) = self.restorer.take() {
+                    restorer.abort();
+                }
+                let unrestored: Vec<Uuid> = self.unrestored.keys().copied().collect();
+                for id in unrestored {
+                    self.answer_parked(id);
+                }
+                let live: Vec<Live> = self
+                    .sessions
+                    .values()
+                    .filter_map(|e| e.live.clone())
+                    .collect();
+                for live in &live {
+                    live.shared.close();
+                }
+                // Every session stops its agents (reverse dependency order) at the same time.
+                let stops = live.iter().map(|live| {
+                    live.actor
+                        .stop_and_wait(Some("server shutting down".into()), None)
+                });
+                futures::future::join_all(stops).await;
+                // What the sessions left unstored, in one transaction: a checkpoint of
+                // 100,000 sessions is one write, not 100,000 fsyncs.
+                let unsaved: Vec<Arc<SessionRecord>> = live
+                    .iter()
+                    .filter_map(|l| l.shared.take_unsaved())
+                    .collect();
+                if !unsaved.is_empty() {
+                    if let Err(err) = store::save_all(&self.deps.storage, &unsaved).await {
+                        tracing::error!(
+                            sessions = unsaved.len(),
+                            "the sessions' runtime state was not stored at the stop: {err}"
+                        );
+                    }
+                }
+                let _ = reply.send(());
+            }
+        }
         Ok(())
     }
 }
@@ -480,6 +516,7 @@ impl RegistryState {
     /// of its own so every core works; one whose directory no longer passes, or that cannot
     /// start, is put in `error`.
     async fn restore(&mut self, myself: &ActorRef<RegistryMsg>, records: Vec<SessionRecord>) {
+        self.place(&records);
         let mut starts = restores(self.deps.clone(), myself.clone(), records);
         while let Some((record, stored, started)) = starts.next().await {
             self.restored(record, stored, started).await;
@@ -500,10 +537,9 @@ impl RegistryState {
             return;
         }
         self.restoring = records.len();
+        self.place(&records);
         for record in &records {
-            let mut waiting = record.clone();
-            waiting.status = SessionStatus::Initializing;
-            self.sessions.insert(waiting.id, Entry::idle(waiting, 0));
+            self.unrestored.insert(record.id, Vec::new());
         }
         let mut starts = restores(self.deps.clone(), myself.clone(), records);
         let registry = myself.clone();
@@ -525,19 +561,68 @@ impl RegistryState {
         }));
     }
 
-    /// A restored session's start ended: adopted, or put in `error`.
+    /// Puts the sessions to restore in, `initializing` and without an actor, until their
+    /// restore ends.
+    fn place(&mut self, records: &[SessionRecord]) {
+        for record in records {
+            let mut waiting = record.clone();
+            waiting.status = SessionStatus::Initializing;
+            self.sessions.insert(waiting.id, Entry::idle(waiting, 0));
+        }
+    }
+
+    /// A restored session's start ended: adopted, or put in `error`; the lookups that waited
+    /// for it are answered.
     async fn restored(
+        &mut self,
+        record: SessionRecord,
+        stored: SessionStatus,
+        started: Result<Restored, SessionError>,
+    ) {
+        let id = record.id;
+        self.restore_outcome(record, stored, started).await;
+        self.answer_parked(id);
+    }
+
+    /// Answers the lookups parked for `id` with the session as it is now.
+    fn answer_parked(&mut self, id: Uuid) {
+        for reply in self.unrestored.remove(&id).unwrap_or_default() {
+            let _ = reply.send(self.found(id));
+        }
+    }
+
+    /// A session as a lookup finds it.
+    fn found(&self, id: Uuid) -> Option<Found> {
+        self.sessions
+            .get(&id)
+            .map(|e| (e.record.clone(), e.live.clone()))
+    }
+
+    async fn restore_outcome(
         &mut self,
         mut record: SessionRecord,
         stored: SessionStatus,
         started: Result<Restored, SessionError>,
     ) {
+        // Terminated or purged while it was being restored: the outcome is dropped (a
+        // started actor goes without storing anything), so the delete stands.
+        let waiting = self
+            .sessions
+            .get(&record.id)
+            .is_some_and(|e| e.live.is_none() && e.record.status == SessionStatus::Initializing);
+        if !waiting {
+            if let Ok(Restored::Started((live, _))) = started {
+                live.shared.close();
+                live.actor.stop(Some("no longer wanted".into()));
+            }
+            return;
+        }
         match started {
             Ok(Restored::Refused(message)) => {
                 record.status = SessionStatus::Error;
                 record.error_message = Some(message);
                 record.updated_at = now();
-                self.save(&record).await;
+                self.save_later(&record);
                 self.report.errored += 1;
                 self.sessions.insert(record.id, Entry::idle(record, 0));
             }
@@ -561,11 +646,23 @@ impl RegistryState {
             Err(err) => {
                 record.status = SessionStatus::Error;
                 record.error_message = Some(err.to_string());
-                self.save(&record).await;
+                self.save_later(&record);
                 self.report.errored += 1;
                 self.sessions.insert(record.id, Entry::idle(record, 0));
             }
         }
+    }
+
+    /// Stores a record on a task of its own: the loop never waits on a write (100,000
+    /// sessions refused at a restore are 100,000 writes).
+    fn save_later(&self, record: &SessionRecord) {
+        let storage = self.deps.storage.clone();
+        let record = record.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store::save(&storage, &record).await {
+                tracing::error!(session = %record.id, "cannot store the session: {err}");
+            }
+        });
     }
 
     fn log_restored(&self) {
@@ -575,10 +672,18 @@ impl RegistryState {
             terminated = self.report.terminated,
             "sessions restored"
         );
+        release_freed_memory();
     }
 
     /// Records a started session actor and the record its start left.
-    fn adopt(&mut self, live: Live, record: Arc<SessionRecord>) {
+    fn adopt(&mut self, live: Live, started: Arc<SessionRecord>) {
+        // What the actor announced since its start (it writes `shared` first), if anything.
+        let announced = live.shared.record();
+        let record = if announced.updated_at >= started.updated_at {
+            announced
+        } else {
+            started
+        };
         let id = record.id;
         self.by_actor.insert(live.actor.get_id(), id);
         let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
@@ -792,6 +897,17 @@ impl RegistryState {
                 let _ = registry.cast(RegistryMsg::Purged(id));
             }
         });
+    }
+}
+
+/// Hands the memory a restore used and freed (records read, starts in flight) back to the
+/// system: glibc keeps freed memory in its arenas, so without this a server that restored
+/// 100,000 sessions would keep the peak of the restore as its resident size.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
