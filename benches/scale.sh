@@ -246,6 +246,7 @@ if "stuck" in parts:
     proc, url, began, _ = start(os.path.join(scratch, "data-stuck"), extra)
     api = f"{url}/api/claude/sessions"
     idle_id = call(api, "POST", {"name": "idle", "working_directory": os.path.join(hol, "idle"),
+                                 "git_enabled": False, "max_agents": 12,
                                  "agents": TWELVE})["session"]["id"]
     path = f"/api/claude/sessions/{idle_id}"
     baseline = latencies(url, path, 500)
@@ -262,13 +263,14 @@ if "stuck" in parts:
         time.sleep(1.0)
         return thread
     stubborn = call(api, "POST", {
-        "name": "stuck-term", "working_directory": os.path.join(hol, "a"),
+        "name": "stuck-term", "working_directory": os.path.join(hol, "a"), "git_enabled": False,
         "agents": [{"agent_type": "BACKEND", "name": "stubborn",
                     "command": ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]}]})
     background("POST", f"{api}/{stubborn['session']['id']}/agents/stubborn/deactivate", None)
     during = latencies(url, path, 500)
     show("… while another stops an agent that ignores SIGTERM", f"{during[0]:.2f} / {during[1]:.2f} ms")
-    mover = call(api, "POST", {"name": "mover", "working_directory": os.path.join(hol, "c")})
+    mover = call(api, "POST", {"name": "mover", "working_directory": os.path.join(hol, "c"),
+                               "git_enabled": False})
     background("POST", f"{api}/{mover['session']['id']}/navigate", {"path": hung})
     during = latencies(url, path, 500)
     show("… while another navigates to a hung file system", f"{during[0]:.2f} / {during[1]:.2f} ms")

@@ -129,7 +129,8 @@ pub(crate) struct ListPayload<'a> {
 pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String>>) -> Answer {
     let params = params?;
     let query = SessionQuery::parse(&params).map_err(crate::session::SessionError::from)?;
-    let records = ctx.sessions.list().await?;
+    // Unsorted: `select` orders what it keeps.
+    let records = ctx.sessions.records().await?;
     let page = select(records.iter().map(|r| &**r), &query);
     // Each session's live agents, and its directory's validation (one batch: a repository
     // shared by several sessions is read once).

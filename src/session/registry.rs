@@ -73,15 +73,7 @@ impl SessionRegistry {
         server_url: String,
         bus: EventBus,
     ) -> Result<SessionRegistry, SessionError> {
-        let deps = SessionDeps {
-            paths: PathPolicy::from_settings(&settings.paths),
-            settings: settings.clone(),
-            storage,
-            server_url,
-            bus,
-            generation: Arc::default(),
-        };
-        Self::spawn(deps, false).await
+        Self::spawn(deps_of(settings, storage, server_url, bus), false).await
     }
 
     /// [`SessionRegistry::start`], but the stored sessions are restored after it returns:
@@ -95,15 +87,7 @@ impl SessionRegistry {
         server_url: String,
         bus: EventBus,
     ) -> Result<SessionRegistry, SessionError> {
-        let deps = SessionDeps {
-            paths: PathPolicy::from_settings(&settings.paths),
-            settings: settings.clone(),
-            storage,
-            server_url,
-            bus,
-            generation: Arc::default(),
-        };
-        Self::spawn(deps, true).await
+        Self::spawn(deps_of(settings, storage, server_url, bus), true).await
     }
 
     async fn spawn(deps: SessionDeps, background: bool) -> Result<SessionRegistry, SessionError> {
@@ -254,6 +238,23 @@ impl SessionRegistry {
         F: FnOnce(RpcReplyPort<T>) -> RegistryMsg,
     {
         ractor::call!(self.actor, msg).map_err(|_| SessionError::Unavailable)
+    }
+}
+
+/// What every session of a registry shares.
+fn deps_of(
+    settings: Arc<Settings>,
+    storage: Storage,
+    server_url: String,
+    bus: EventBus,
+) -> SessionDeps {
+    SessionDeps {
+        paths: PathPolicy::from_settings(&settings.paths),
+        settings,
+        storage,
+        server_url,
+        bus,
+        generation: Arc::default(),
     }
 }
 
