@@ -1,0 +1,258 @@
+//! Restoring the stored sessions at start: each judged again and started (64 at a time,
+//! each on a task of its own), in line (`SessionRegistry::start`) or in the background
+//! while the server listens (`start_restoring`), with the lookups of a session not restored
+//! yet parked until its restore ends.
+
+use futures::StreamExt;
+use ractor::ActorRef;
+use uuid::Uuid;
+
+use crate::paths::CheckCode;
+use crate::session::actor::SessionDeps;
+use crate::session::error::SessionError;
+use crate::session::model::{now, SessionRecord, SessionStatus};
+use crate::session::store;
+
+use super::super::events::SessionEvent;
+use super::{
+    start_session, Entry, Found, RegistryMsg, RegistryState, StartedSession, RESTORE_AT_ONCE,
+};
+
+impl RegistryState {
+    /// Starts the live sessions found at start, [`RESTORE_AT_ONCE`] at a time, each on a task
+    /// of its own so every core works; one whose directory no longer passes, or that cannot
+    /// start, is put in `error`.
+    pub(super) async fn restore(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        records: Vec<SessionRecord>,
+    ) {
+        self.place(&records);
+        let mut starts = restores(self.deps.clone(), myself.clone(), records);
+        while let Some((record, stored, started)) = starts.next().await {
+            self.restored(record, stored, started).await;
+        }
+    }
+
+    /// [`Self::restore`] on a task of its own: every stored session is in the registry at
+    /// once (`initializing`, without agents: read, listed, refused orders with 409), and
+    /// each joins as its start ends (`RegistryMsg::Restored`). The server listens
+    /// meanwhile: 100,000 stored sessions take seconds to start, not to answer.
+    pub(super) fn restore_in_background(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        records: Vec<SessionRecord>,
+    ) {
+        if records.is_empty() {
+            self.log_restored();
+            return;
+        }
+        self.restoring = records.len();
+        self.place(&records);
+        for record in &records {
+            self.unrestored.insert(record.id, Vec::new());
+        }
+        let mut starts = restores(self.deps.clone(), myself.clone(), records);
+        let registry = myself.clone();
+        self.restorer = Some(tokio::spawn(async move {
+            while let Some((fallback, stored, outcome)) = starts.next().await {
+                let message = RegistryMsg::Restored {
+                    fallback: Box::new(fallback),
+                    stored,
+                    outcome,
+                };
+                if let Err(ractor::MessagingErr::SendErr(RegistryMsg::Restored {
+                    outcome: Ok(Restored::Started((live, _))),
+                    ..
+                })) = registry.cast(message)
+                {
+                    live.actor.stop(Some("the registry is gone".into()));
+                }
+            }
+        }));
+    }
+
+    /// Puts the sessions to restore in, `initializing` and without an actor, until their
+    /// restore ends.
+    pub(super) fn place(&mut self, records: &[SessionRecord]) {
+        for record in records {
+            let mut waiting = record.clone();
+            waiting.status = SessionStatus::Initializing;
+            self.sessions.insert(waiting.id, Entry::idle(waiting, 0));
+        }
+    }
+
+    /// A restored session's start ended: adopted, or put in `error`; the lookups that waited
+    /// for it are answered.
+    pub(super) async fn restored(
+        &mut self,
+        record: SessionRecord,
+        stored: SessionStatus,
+        started: Result<Restored, SessionError>,
+    ) {
+        let id = record.id;
+        self.restore_outcome(record, stored, started).await;
+        self.answer_parked(id);
+    }
+
+    /// Answers the lookups parked for `id` with the session as it is now.
+    pub(super) fn answer_parked(&mut self, id: Uuid) {
+        for reply in self.unrestored.remove(&id).unwrap_or_default() {
+            let _ = reply.send(self.found(id));
+        }
+    }
+
+    /// A session as a lookup finds it.
+    pub(super) fn found(&self, id: Uuid) -> Option<Found> {
+        self.sessions
+            .get(&id)
+            .map(|e| (e.record.clone(), e.live.clone()))
+    }
+
+    pub(super) async fn restore_outcome(
+        &mut self,
+        mut record: SessionRecord,
+        stored: SessionStatus,
+        started: Result<Restored, SessionError>,
+    ) {
+        // Terminated or purged while it was being restored: the outcome is dropped (a
+        // started actor goes without storing anything), so the delete stands.
+        let waiting = self
+            .sessions
+            .get(&record.id)
+            .is_some_and(|e| e.live.is_none() && e.record.status == SessionStatus::Initializing);
+        if !waiting {
+            if let Ok(Restored::Started((live, _))) = started {
+                live.shared.close();
+                live.actor.stop(Some("no longer wanted".into()));
+            }
+            return;
+        }
+        match started {
+            Ok(Restored::Refused(message)) => {
+                record.status = SessionStatus::Error;
+                record.error_message = Some(message);
+                record.updated_at = now();
+                self.save_later(&record);
+                self.report.errored += 1;
+                self.sessions.insert(record.id, Entry::idle(record, 0));
+            }
+            Ok(Restored::Started((live, _))) if self.stopping => {
+                // Started while the server stops: it stops with the rest, as stored.
+                live.shared.close();
+                live.actor.stop(Some("server shutting down".into()));
+            }
+            Ok(Restored::Started((live, started))) => {
+                // Back as it was stored: nothing to announce.
+                if started.status != stored {
+                    self.deps
+                        .bus
+                        .publish(SessionEvent::Updated(Box::new(SessionRecord::clone(
+                            &started,
+                        ))));
+                }
+                self.adopt(live, started);
+                self.report.restored += 1;
+            }
+            Err(err) => {
+                record.status = SessionStatus::Error;
+                record.error_message = Some(err.to_string());
+                self.save_later(&record);
+                self.report.errored += 1;
+                self.sessions.insert(record.id, Entry::idle(record, 0));
+            }
+        }
+    }
+
+    /// Stores a record on a task of its own: the loop never waits on a write (100,000
+    /// sessions refused at a restore are 100,000 writes).
+    pub(super) fn save_later(&self, record: &SessionRecord) {
+        let storage = self.deps.storage.clone();
+        let record = record.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store::save(&storage, &record).await {
+                tracing::error!(session = %record.id, "cannot store the session: {err}");
+            }
+        });
+    }
+
+    pub(super) fn log_restored(&self) {
+        tracing::info!(
+            restored = self.report.restored,
+            errored = self.report.errored,
+            terminated = self.report.terminated,
+            "sessions restored"
+        );
+        release_freed_memory();
+    }
+}
+
+/// Hands the memory a restore used and freed (records read, starts in flight) back to the
+/// system: glibc keeps freed memory in its arenas, so without this a server that restored
+/// 100,000 sessions would keep the peak of the restore as its resident size.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The starts of stored sessions, [`RESTORE_AT_ONCE`] at a time, each on a task of its own
+/// so every core works: each with its record as stored (status `initializing`, kept to put
+/// the session in `error` if its start fails) and the status it was stored with.
+fn restores(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    records: Vec<SessionRecord>,
+) -> impl futures::Stream<Item = (SessionRecord, SessionStatus, Result<Restored, SessionError>)> {
+    futures::stream::iter(records)
+        .map(move |mut record| {
+            let stored = record.status;
+            record.status = SessionStatus::Initializing;
+            // Earlier versions stored a count for every agent, zeros included.
+            record.agent_restarts.retain(|_, restarts| *restarts > 0);
+            let fallback = record.clone();
+            let start = tokio::spawn(restore_one(deps.clone(), registry.clone(), record, stored));
+            async move {
+                let started = start
+                    .await
+                    .unwrap_or_else(|err| Err(SessionError::AgentsFailed(err.to_string())));
+                (fallback, stored, started)
+            }
+        })
+        .buffer_unordered(RESTORE_AT_ONCE)
+}
+
+/// What became of a session restored at start.
+pub(crate) enum Restored {
+    Started(StartedSession),
+    /// Its working directory no longer passes: why, for `error_message`.
+    Refused(String),
+}
+
+/// Restores one stored session, on a task of its own: its working directory is judged
+/// again as an agent's start judges it (`open_directory`: the path policy applied to where
+/// the directory really is, no git), and the session is started only if it passes — a
+/// directory that vanished, or was swapped for a symlink out of bounds while the server was
+/// down, starts nothing.
+async fn restore_one(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    record: SessionRecord,
+    stored: SessionStatus,
+) -> Result<Restored, SessionError> {
+    let directory = &record.configuration.working_directory;
+    // On the blocking pool, within the deadline: a hung mount holds one thread, not a
+    // worker of the runtime, and the session is put in `error` as timed out.
+    if let Err(refused) = deps.paths.open_directory_within(directory).await {
+        return Ok(Restored::Refused(if refused.has(CheckCode::DoesNotExist) {
+            format!("the working directory {directory} no longer exists")
+        } else {
+            refused.to_string()
+        }));
+    }
+    start_session(&deps, &registry, record, Some(stored))
+        .await
+        .map(Restored::Started)
+}
