@@ -224,7 +224,7 @@ impl MonitorState {
             if self
                 .sessions
                 .get(&id)
-                .is_some_and(|w| millis(w.series.due()) == due)
+                .is_some_and(|w| due_key(w.series.due()) == due)
             {
                 visit.insert(id);
             }
@@ -290,7 +290,7 @@ impl MonitorState {
             let due = w.series.due();
             let fed = w.series.feed(sample, every, interval);
             if w.series.due() != due {
-                self.due.push(Reverse((millis(w.series.due()), id)));
+                self.due.push(Reverse((due_key(w.series.due()), id)));
             }
             rows.extend(fed.rows);
             updated.extend(fed.latest);
@@ -658,9 +658,16 @@ fn message(session: Option<Uuid>, resource: Resource, value: f64, threshold: f64
     format!("{what} at {value:.1} % is over {threshold} %")
 }
 
-/// Unix seconds as whole milliseconds, a key the due heap can order.
+/// Unix seconds as whole milliseconds, rounded down: a tick's time.
 fn millis(at: f64) -> u64 {
     (at * 1000.0) as u64
+}
+
+/// A due time as the heap orders it, rounded up: popped only by a tick at or after it, so
+/// the series, fed then, is due indeed (rounded down, a tick within the same millisecond
+/// but before it would pop the entry and find nothing due, and the repeat would be lost).
+fn due_key(due: f64) -> u64 {
+    (due * 1000.0).ceil() as u64
 }
 
 /// How long a tick waits for the sessions it asked: half the interval, so a late answer

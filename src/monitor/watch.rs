@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -147,7 +146,6 @@ pub(super) struct Asks {
 
 struct Ask {
     job: JoinHandle<Result<SessionView, SessionError>>,
-    since: Instant,
     /// Reported as not answering.
     late: bool,
 }
@@ -166,7 +164,6 @@ impl Asks {
             let registry = Arc::clone(&self.registry);
             Ask {
                 job: tokio::spawn(async move { registry.get(session).await }),
-                since: Instant::now(),
                 late: false,
             }
         });
@@ -180,28 +177,47 @@ impl Asks {
     ) -> Vec<(Uuid, Option<SessionView>)> {
         let mut done = Vec::new();
         let mut waiting = HashMap::new();
+        let mut late = Vec::new();
         for (id, mut ask) in self.flying.drain() {
-            match tokio::time::timeout_at(deadline, &mut ask.job).await {
-                Ok(answer) => {
+            // Past the deadline only what has finished is taken: no timer per ask (a
+            // restore can leave 100,000 of them waiting).
+            let answer = if ask.job.is_finished() || tokio::time::Instant::now() < deadline {
+                tokio::time::timeout_at(deadline, &mut ask.job).await.ok()
+            } else {
+                None
+            };
+            match answer {
+                Some(answer) => {
                     if ask.late {
                         tracing::info!(session = %id, "the session answers the monitor again");
                     }
                     done.push((id, answer.ok().and_then(Result::ok)));
                 }
-                Err(_) => {
+                None => {
                     if !ask.late {
                         ask.late = true;
-                        tracing::warn!(
-                            session = %id,
-                            "the session did not answer the monitor within {:?}; it is sampled without waiting for it",
-                            ask.since.elapsed()
-                        );
+                        late.push(id);
                     }
                     waiting.insert(id, ask);
                 }
             }
         }
         self.flying = waiting;
+        match late.len() {
+            0 => {}
+            1..=10 => {
+                for id in late {
+                    tracing::warn!(
+                        session = %id,
+                        "the session did not answer the monitor in time; it is sampled without waiting for it"
+                    );
+                }
+            }
+            n => tracing::warn!(
+                sessions = n,
+                "sessions did not answer the monitor in time (restoring, or busy); they are sampled without waiting for them"
+            ),
+        }
         done
     }
 
