@@ -35,9 +35,10 @@ impl RegistryState {
     }
 
     /// [`Self::restore`] on a task of its own: every stored session is in the registry at
-    /// once (`initializing`, without agents: read, listed, refused orders with 409), and
-    /// each joins as its start ends (`RegistryMsg::Restored`). The server listens
-    /// meanwhile: 100,000 stored sessions take seconds to start, not to answer.
+    /// once (`initializing`, without agents: listed; a lookup of one is parked until its
+    /// restore ends), and each joins as its start ends (`RegistryMsg::Restored`). The
+    /// server listens meanwhile: 100,000 stored sessions take seconds to start, not to
+    /// answer.
     pub(super) fn restore_in_background(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
