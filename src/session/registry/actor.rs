@@ -98,6 +98,8 @@ pub(crate) enum RegistryMsg {
     StopAll(RpcReplyPort<()>),
     /// What the start restored; answered once every stored session has been tried.
     Report(RpcReplyPort<RestoreReport>),
+    /// A new session was stored and its start begins (see `store_and_start`).
+    Stored(Arc<SessionRecord>),
     /// A stored session's restore ended (see `restore_in_background`).
     Restored {
         /// Its record as stored (status `initializing`), to put in `error` on a failure.
@@ -164,8 +166,11 @@ pub(super) struct RegistryState {
     report_waiters: Vec<RpcReplyPort<RestoreReport>>,
     /// The background restore (`restore_in_background`), aborted by a stop.
     restorer: Option<tokio::task::JoinHandle<()>>,
-    /// Sessions whose restore has not ended, with the lookups waiting for it.
+    /// Sessions whose restore (or new session's start) has not ended, with the lookups
+    /// waiting for it.
     unrestored: HashMap<Uuid, Vec<RpcReplyPort<Option<Found>>>>,
+    /// New sessions stored and starting: listed already.
+    starting: HashMap<Uuid, Arc<SessionRecord>>,
 }
 
 pub(super) struct RegistryArgs {
@@ -196,6 +201,7 @@ impl Actor for Registry {
             report_waiters: Vec::new(),
             restorer: None,
             unrestored: HashMap::new(),
+            starting: HashMap::new(),
         };
         let LoadedSessions {
             records,
@@ -355,8 +361,18 @@ impl RegistryState {
                 }
             }
             RegistryMsg::List(reply) => {
-                let records = self.sessions.values();
-                let _ = reply.send(records.map(|e| Arc::clone(&e.record)).collect());
+                let records = self.sessions.values().map(|e| Arc::clone(&e.record));
+                // Stored and starting: its agents may already speak (a Claude agent's first
+                // hook is attributed by finding its conversation in this list).
+                let starting = self.starting.values().cloned();
+                let _ = reply.send(records.chain(starting).collect());
+            }
+            RegistryMsg::Stored(record) => {
+                if self.reserved.contains(&record.id) {
+                    // Lookups of it wait for its start (see `answer_parked`).
+                    self.unrestored.entry(record.id).or_default();
+                    self.starting.insert(record.id, record);
+                }
             }
             RegistryMsg::Retire {
                 record,
@@ -591,7 +607,20 @@ impl RegistryState {
         arrival: Arrival,
         outcome: Result<StartedSession, SessionError>,
     ) -> Result<(), SessionError> {
-        self.reserved.remove(&initial.id);
+        let id = initial.id;
+        self.reserved.remove(&id);
+        self.starting.remove(&id);
+        let answered = self.inserted_outcome(initial, arrival, outcome);
+        self.answer_parked(id);
+        answered
+    }
+
+    fn inserted_outcome(
+        &mut self,
+        initial: Box<SessionRecord>,
+        arrival: Arrival,
+        outcome: Result<StartedSession, SessionError>,
+    ) -> Result<(), SessionError> {
         let (live, started) = outcome?;
         if self.stopping {
             // Started while the server stops: it stops with the rest (its agents' stop
@@ -794,6 +823,9 @@ async fn store_and_start(
 ) -> Result<StartedSession, SessionError> {
     store::save_new(&deps.storage, &record, context).await?;
     let id = record.id;
+    // Before its agents start: the registry lists it from now on (FIFO: ahead of anything
+    // its agents cause).
+    let _ = registry.cast(RegistryMsg::Stored(Arc::new(record.clone())));
     let started = start_session(deps, registry, record, None).await;
     if started.is_err() {
         if let Err(again) = store::delete(&deps.storage, id).await {
