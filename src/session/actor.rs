@@ -5,19 +5,16 @@
 //! the agents, logs, terminals) never go through this actor's mailbox, so an order that
 //! waits here (an agent's grace, a restart of every agent) delays no reader.
 
+mod open;
 mod shared;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::agent::{
-    assign_session_ids, resolve_agents, AgentContext, AgentEvent, AgentGroup, AgentStatus,
-    CommandOrigin, EventSink, GroupHealth,
-};
+use crate::agent::{AgentGroup, AgentStatus};
 use crate::config::Settings;
 use crate::paths::PathPolicy;
 use crate::storage::Storage;
@@ -28,7 +25,10 @@ use super::model::{now, SessionRecord, SessionStatus};
 use super::registry::RegistryMsg;
 use super::store;
 
+pub(crate) use open::{open, Opened};
 pub(crate) use shared::SessionShared;
+
+use open::{build_group, group_status};
 
 /// What a session actor needs from the server.
 #[derive(Debug, Clone)]
@@ -105,19 +105,34 @@ type AgentReply = RpcReplyPort<Result<AgentStatus, SessionError>>;
 pub(crate) struct SessionActor;
 
 pub(crate) struct SessionArgs {
-    pub(crate) record: SessionRecord,
     pub(crate) deps: SessionDeps,
     pub(crate) registry: ActorRef<RegistryMsg>,
     /// What readers see of the session (the registry keeps it for them).
     pub(crate) shared: Arc<SessionShared>,
-    /// A stored session the server restores: the status it was stored with. Its agents come
-    /// back as they were (logical ones announce nothing: `AgentGroup::resume_all`), and a
-    /// session that comes back with the status it had is not changed (no new times, no
-    /// write, no event).
-    pub(crate) restored: Option<SessionStatus>,
-    /// Gets the record as the start left it (its status derived from the agents): the
-    /// registry keeps that one, shared, instead of a copy of its own and a message later.
-    pub(crate) started: oneshot::Sender<Arc<SessionRecord>>,
+    pub(crate) opening: Opening,
+}
+
+/// How a session actor comes to be.
+pub(crate) enum Opening {
+    /// The session starts: its agents, with processes, built by [`open`] and started by
+    /// the actor once it can hear them.
+    Start {
+        record: Arc<SessionRecord>,
+        group: Box<AgentGroup>,
+        /// The record changed while the group was built.
+        dirty: bool,
+        /// A stored session the server restores: the status it was stored with. Its
+        /// agents come back as they were, and a session that comes back with the status it
+        /// had is not changed (no new times, no write, no event).
+        restored: Option<SessionStatus>,
+        /// Gets the record as the start left it (its status derived from the agents): the
+        /// registry keeps that one, shared, instead of a copy of its own and a message
+        /// later.
+        started: oneshot::Sender<Arc<SessionRecord>>,
+    },
+    /// A dormant session's first order (see [`Opened::Dormant`]): its record and running
+    /// group are in `shared`, with the record it left unsaved, if any.
+    Wake,
 }
 
 pub(crate) struct SessionState {
@@ -129,8 +144,6 @@ pub(crate) struct SessionState {
     /// Also in `shared`, for readers.
     group: Option<Arc<AgentGroup>>,
     shared: Arc<SessionShared>,
-    /// Set by the agents' event sink when a state changed and `AgentsChanged` is on its way.
-    recompute: Arc<AtomicBool>,
     checkpoints: Option<JoinHandle<()>>,
     /// The record changed since it was last stored.
     dirty: bool,
@@ -144,6 +157,7 @@ impl Drop for SessionState {
         // Dropping the group (if still here) kills its agents' process groups: readers
         // must not keep it alive past the actor.
         self.shared.set_group(None);
+        self.shared.set_actor(None);
     }
 }
 
@@ -189,47 +203,66 @@ impl Actor for SessionActor {
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
         let SessionArgs {
-            record,
             deps,
             registry,
             shared,
-            restored,
-            started,
+            opening,
         } = args;
+        // First: agents that change state from now on reach this actor.
+        shared.set_actor(Some(myself.clone()));
         let mut state = SessionState {
-            record: Arc::new(record),
+            record: shared.record(),
             deps,
             registry,
             group: None,
             shared,
-            recompute: Arc::new(AtomicBool::new(false)),
             checkpoints: None,
             dirty: false,
         };
         state.schedule_checkpoints(&myself);
-        state
-            .launch_agents(&myself, restored.is_some())
-            .await
-            .map_err(|e| e.to_string())?;
-        // The registry learns this status from `started`, not from an announcement.
-        let changed = match state.halt_if_directory_refused().await {
-            Some(changed) => changed,
-            None => {
-                let status = status_of(&state).await;
-                if restored == Some(status) {
-                    // Back as it was stored: the record is the stored one.
-                    state.edit().status = status;
-                    false
-                } else {
-                    state.note_status(status)
+        match opening {
+            Opening::Start {
+                record,
+                group,
+                dirty,
+                restored,
+                started,
+            } => {
+                state.record = record;
+                state.dirty = dirty;
+                state
+                    .run_group(*group, restored.is_some())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The registry learns this status from `started`, not from an announcement.
+                let changed = match state.halt_if_directory_refused().await {
+                    Some(changed) => changed,
+                    None => {
+                        let status = status_of(&state).await;
+                        if restored == Some(status) {
+                            // Back as it was stored: the record is the stored one.
+                            state.edit().status = status;
+                            false
+                        } else {
+                            state.note_status(status)
+                        }
+                    }
+                };
+                if changed {
+                    state.dirty = true;
+                }
+                state.shared.set_record(state.record.clone());
+                let _ = started.send(state.record.clone());
+            }
+            Opening::Wake => {
+                state.group = state.shared.group();
+                // What the dormant session left unsaved is this actor's to store now.
+                if let Some(unsaved) = state.shared.take_unsaved() {
+                    state.record = unsaved;
+                    state.dirty = true;
                 }
             }
-        };
-        if changed {
-            state.dirty = true;
         }
-        state.shared.set_record(state.record.clone());
-        let _ = started.send(state.record.clone());
         Ok(state)
     }
 
@@ -292,7 +325,7 @@ impl SessionState {
             }
             SessionMsg::AgentsChanged => {
                 // Changes from here on ask again; this look covers the ones before.
-                state.recompute.store(false, Ordering::Release);
+                state.shared.recomputed();
                 if !state.record.status.is_terminal() {
                     match state.halt_if_directory_refused().await {
                         Some(true) => state.persist().await,
@@ -323,15 +356,9 @@ fn with_status(record: &mut SessionRecord, status: SessionStatus) {
 
 /// The session status its agents' states call for.
 async fn status_of(state: &SessionState) -> SessionStatus {
-    let Some(group) = &state.group else {
-        return state.record.status;
-    };
-    match group.health().await {
-        Ok(GroupHealth::Starting) => SessionStatus::Initializing,
-        Ok(GroupHealth::Active) => SessionStatus::Active,
-        Ok(GroupHealth::Degraded) => SessionStatus::Degraded,
-        Ok(GroupHealth::Error) => SessionStatus::Error,
-        Err(_) => SessionStatus::Error,
+    match &state.group {
+        Some(group) => group_status(group).await,
+        None => state.record.status,
     }
 }
 
@@ -349,61 +376,18 @@ impl SessionState {
     }
 
     /// Builds the agents' supervisor from the record and starts every enabled agent in
-    /// dependency order (`resume`: as a restored session's, see `SessionArgs::restored`).
-    async fn launch_agents(
-        &mut self,
-        myself: &ActorRef<SessionMsg>,
-        resume: bool,
-    ) -> Result<(), SessionError> {
-        // The record was validated when it was accepted; its commands were accepted then.
-        let agents = resolve_agents(
-            &self.record.configuration.agents,
-            &self.deps.settings.agents,
-            CommandOrigin::Trusted,
-        )?;
-        let mut context = AgentContext::with_paths(
-            self.record.id.to_string(),
-            self.record.configuration.working_directory.clone().into(),
-            &self.deps.settings,
-            self.deps.paths.clone(),
-        );
-        context.environment = self.record.configuration.environment_variables.clone();
-        // Every Claude agent has its conversation by now; a record stored before it had
-        // one (or before Claude agents existed) gets it here, stored with the next write.
-        let claude_sessions = assign_session_ids(
-            &self.record.claude_sessions,
-            &self.record.configuration.agents,
-        );
-        if claude_sessions != self.record.claude_sessions {
-            self.edit().claude_sessions = claude_sessions.clone();
+    /// dependency order.
+    async fn launch_agents(&mut self) -> Result<(), SessionError> {
+        let (group, changed) = build_group(&mut self.record, &self.deps, &self.shared).await?;
+        if changed {
             self.dirty = true;
         }
-        context.claude_sessions = claude_sessions;
-        context.server_url = self.deps.server_url.clone();
-        context.git_branch = self
-            .record
-            .git
-            .as_ref()
-            .and_then(|git| git.get("branch"))
-            .and_then(|branch| branch.as_str())
-            .map(str::to_owned);
-        context.strategy = self.record.strategy;
-        // Every agent event goes straight onto the bus; a state change asks this actor to
-        // recompute the status, once for a burst of them (the flag is cleared when it does).
-        let me = myself.clone();
-        let bus = self.deps.bus.clone();
-        let session = self.record.id;
-        let recompute = self.recompute.clone();
-        let sink: EventSink = Arc::new(move |event: AgentEvent| {
-            let changed = matches!(event, AgentEvent::State { .. });
-            bus.publish(super::registry::SessionEvent::Agent { session, event });
-            if changed && !recompute.swap(true, Ordering::AcqRel) {
-                let _ = me.cast(SessionMsg::AgentsChanged);
-            }
-        });
-        let group = AgentGroup::build_with_sink(context, agents, sink)
-            .await
-            .map_err(|e| SessionError::AgentsFailed(e.to_string()))?;
+        self.run_group(group, false).await
+    }
+
+    /// Starts `group`'s agents (`resume`: as a restored session's, see
+    /// `Opening::Start::restored`) and makes it the session's.
+    async fn run_group(&mut self, group: AgentGroup, resume: bool) -> Result<(), SessionError> {
         let started = if resume {
             group.resume_all().await
         } else {
@@ -472,13 +456,13 @@ impl SessionState {
         let previous = std::mem::replace(&mut self.record, Arc::new(record));
         if restart_agents {
             self.stop_agents(false).await;
-            if let Err(err) = self.launch_agents(myself, false).await {
+            if let Err(err) = self.launch_agents().await {
                 // Stay where it was: the old record, its agents started again.
                 self.stop_agents(false).await;
                 let restarts = std::mem::take(&mut self.edit().agent_restarts);
                 self.record = previous;
                 self.edit().agent_restarts.extend(restarts);
-                if let Err(again) = self.launch_agents(myself, false).await {
+                if let Err(again) = self.launch_agents().await {
                     tracing::error!(session = %self.record.id, "cannot start the previous agents again: {again}");
                 }
                 // The refused record was stored first; the previous one goes back. Should

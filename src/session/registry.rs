@@ -168,8 +168,8 @@ impl SessionRegistry {
         name: &str,
         op: AgentOp,
     ) -> Result<AgentStatus, SessionError> {
-        let (_, live) = self.live(id).await?;
-        let agent = ractor::call!(live.actor, |reply| SessionMsg::Agent {
+        let (_, actor) = self.awake(id).await?;
+        let agent = ractor::call!(actor, |reply| SessionMsg::Agent {
             op,
             name: name.to_string(),
             reply
@@ -215,9 +215,31 @@ impl SessionRegistry {
     }
 
     async fn lookup(&self, id: Uuid) -> Result<Found, SessionError> {
-        self.call(|reply| RegistryMsg::Lookup { id, reply })
+        self.find(id, false).await
+    }
+
+    /// [`Self::lookup`] for an order: a dormant session gets its actor first.
+    async fn find(&self, id: Uuid, wake: bool) -> Result<Found, SessionError> {
+        self.call(|reply| RegistryMsg::Lookup { id, wake, reply })
             .await?
             .ok_or(SessionError::NotFound(id))
+    }
+
+    /// A live session's record and actor, for an order (a dormant session is woken); a
+    /// terminated (or errored) one is a conflict.
+    async fn awake(
+        &self,
+        id: Uuid,
+    ) -> Result<(Arc<SessionRecord>, ActorRef<SessionMsg>), SessionError> {
+        let (record, live) = self.find(id, true).await?;
+        match live.as_ref().and_then(Live::actor) {
+            Some(actor) => Ok((record, actor)),
+            None if live.is_some() => Err(SessionError::Unavailable),
+            None => Err(SessionError::Conflict(format!(
+                "session {id} is {}",
+                record.status
+            ))),
+        }
     }
 
     /// A live session's record and actor; a terminated (or errored) one is a conflict.

@@ -3,15 +3,21 @@
 //! long order (an agent that ignores SIGTERM, a restart of every agent) still has its GET,
 //! its agents, its logs and its terminal answered — by the group's supervisor, which never
 //! waits inside its own handler, and by this record.
+//!
+//! A session whose agents are all logical has no actor while nobody orders it ("dormant"):
+//! this is all there is of it then — its record and its group — and the registry spawns
+//! its actor at the first order (`RegistryState::wake`), which puts itself here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ractor::ActorRef;
 
 use crate::agent::{AgentError, AgentGroup, LogLine, Terminal};
 use crate::session::error::SessionError;
 use crate::session::model::SessionRecord;
 
-use super::SessionView;
+use super::{SessionMsg, SessionView};
 
 /// One live session's readable state; the actor writes it, anyone reads it.
 #[derive(Debug)]
@@ -27,6 +33,11 @@ pub(crate) struct SessionShared {
     /// The record the actor left unstored at the server's stop, for the registry to store
     /// with every other session's in one transaction.
     unsaved: Mutex<Option<Arc<SessionRecord>>>,
+    /// The session's actor while it has one (none while dormant).
+    actor: Mutex<Option<ActorRef<SessionMsg>>>,
+    /// Set when an agent's state changed and the actor was asked to recompute the status:
+    /// one ask for a burst of changes (the actor clears it when it looks).
+    recompute: AtomicBool,
 }
 
 /// Plain data behind these locks: a panic while holding one leaves nothing half-done.
@@ -41,7 +52,39 @@ impl SessionShared {
             group: Mutex::new(None),
             closing: AtomicBool::new(false),
             unsaved: Mutex::new(None),
+            actor: Mutex::new(None),
+            recompute: AtomicBool::new(false),
         })
+    }
+
+    /// The session's actor, if it has one.
+    pub(crate) fn actor(&self) -> Option<ActorRef<SessionMsg>> {
+        lock(&self.actor).clone()
+    }
+
+    pub(crate) fn set_actor(&self, actor: Option<ActorRef<SessionMsg>>) {
+        *lock(&self.actor) = actor;
+    }
+
+    /// An agent changed state: the actor, if any, is asked to recompute the session's
+    /// status (once until it looks, see `recomputed`). A dormant session has nobody to ask
+    /// and needs nobody: its logical agents change only by orders, which wake its actor,
+    /// and an actor recomputes the status when it starts.
+    pub(crate) fn agents_changed(&self) {
+        if self.recompute.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.actor() {
+            Some(actor) => {
+                let _ = actor.cast(SessionMsg::AgentsChanged);
+            }
+            None => self.recompute.store(false, Ordering::Release),
+        }
+    }
+
+    /// The actor looks at the agents now: changes from here on ask again.
+    pub(crate) fn recomputed(&self) {
+        self.recompute.store(false, Ordering::Release);
     }
 
     /// The record as last announced.

@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use crate::storage::LoadedSessions;
 
-use crate::session::actor::{SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionShared};
+use crate::session::actor::{
+    open, Opened, Opening, SessionActor, SessionArgs, SessionDeps, SessionMsg, SessionShared,
+};
 use crate::session::error::SessionError;
 use crate::session::model::{now, SessionRecord, SessionStatus};
 use crate::session::store;
@@ -26,6 +28,7 @@ use crate::session::store;
 use super::events::SessionEvent;
 
 mod restore;
+mod wake;
 
 pub(crate) use restore::Restored;
 
@@ -75,6 +78,8 @@ pub(crate) enum RegistryMsg {
     },
     Lookup {
         id: Uuid,
+        /// For an order: a dormant session gets its actor first (see `RegistryState::wake`).
+        wake: bool,
         reply: RpcReplyPort<Option<Found>>,
     },
     List(RpcReplyPort<Vec<Arc<SessionRecord>>>),
@@ -110,11 +115,27 @@ pub(crate) enum RegistryMsg {
     },
 }
 
-/// A live session: its actor, for orders, and what it shares, for reads.
+/// A live session: what it shares, for reads, and its actor, for orders — none while the
+/// session is dormant (see `Opened::Dormant`): a lookup for an order wakes one.
 #[derive(Clone)]
 pub(crate) struct Live {
-    pub(crate) actor: ActorRef<SessionMsg>,
     pub(crate) shared: Arc<SessionShared>,
+}
+
+impl Live {
+    /// The session's actor, if it has one.
+    pub(crate) fn actor(&self) -> Option<ActorRef<SessionMsg>> {
+        self.shared.actor()
+    }
+
+    /// Stops the session, unwanted (`why`): its actor, if it has one; a dormant session has
+    /// nothing running, and its group goes with the last reader.
+    pub(crate) fn dismiss(&self, why: &str) {
+        self.shared.close();
+        if let Some(actor) = self.actor() {
+            actor.stop(Some(why.into()));
+        }
+    }
 }
 
 /// A session as the registry has it: its record and, while it is live, its actor.
@@ -151,6 +172,9 @@ impl Entry {
 
 pub(super) struct Registry;
 
+/// A lookup waiting for a session's start: its answer, and whether it is for an order.
+type Parked = (RpcReplyPort<Option<Found>>, bool);
+
 pub(super) struct RegistryState {
     deps: SessionDeps,
     sessions: BTreeMap<Uuid, Entry>,
@@ -167,8 +191,8 @@ pub(super) struct RegistryState {
     /// The background restore (`restore_in_background`), aborted by a stop.
     restorer: Option<tokio::task::JoinHandle<()>>,
     /// Sessions whose restore (or new session's start) has not ended, with the lookups
-    /// waiting for it.
-    unrestored: HashMap<Uuid, Vec<RpcReplyPort<Option<Found>>>>,
+    /// waiting for it (and whether each is for an order).
+    unrestored: HashMap<Uuid, Vec<Parked>>,
     /// New sessions stored and starting: listed already.
     starting: HashMap<Uuid, Arc<SessionRecord>>,
 }
@@ -317,7 +341,7 @@ impl Actor for Registry {
                 before,
                 outcome,
             }) {
-                live.actor.stop(Some("the registry is gone".into()));
+                live.dismiss("the registry is gone");
             }
         });
         Ok(())
@@ -344,20 +368,21 @@ impl RegistryState {
                 outcome,
                 reply,
             } => {
-                let _ = reply.send(self.inserted(initial, arrival, outcome));
+                let _ = reply.send(self.inserted(myself, initial, arrival, outcome).await);
             }
             RegistryMsg::Rebuilt {
                 id,
                 before,
                 outcome,
             } => self.rebuilt(id, before, outcome),
-            RegistryMsg::Lookup { id, reply } => {
+            RegistryMsg::Lookup { id, wake, reply } => {
                 if let Some(parked) = self.unrestored.get_mut(&id) {
                     // Answered once its restore ended: a read or an order right after the
                     // server listens finds the session as it was stored, agents and all.
-                    parked.push(reply);
+                    parked.push((reply, wake));
                 } else {
-                    let _ = reply.send(self.found(id));
+                    let found = self.found(myself, id, wake).await;
+                    let _ = reply.send(found);
                 }
             }
             RegistryMsg::List(reply) => {
@@ -412,7 +437,7 @@ impl RegistryState {
                 stored,
                 outcome,
             } => {
-                self.restored(*fallback, stored, outcome).await;
+                self.restored(myself, *fallback, stored, outcome).await;
                 self.restoring = self.restoring.saturating_sub(1);
                 if self.restoring == 0 {
                     self.log_restored();
@@ -429,7 +454,7 @@ impl RegistryState {
                 }
                 let unrestored: Vec<Uuid> = self.unrestored.keys().copied().collect();
                 for id in unrestored {
-                    self.answer_parked(id);
+                    self.answer_parked(myself, id).await;
                 }
                 let live: Vec<Live> = self
                     .sessions
@@ -439,10 +464,12 @@ impl RegistryState {
                 for live in &live {
                     live.shared.close();
                 }
-                // Every session stops its agents (reverse dependency order) at the same time.
-                let stops = live.iter().map(|live| {
-                    live.actor
+                // Every session with an actor stops its agents (reverse dependency order) at
+                // the same time; a dormant one has nothing running.
+                let stops = live.iter().filter_map(Live::actor).map(|actor| async move {
+                    actor
                         .stop_and_wait(Some("server shutting down".into()), None)
+                        .await
                 });
                 futures::future::join_all(stops).await;
                 // What the sessions left unstored, in one transaction: a checkpoint of
@@ -530,7 +557,7 @@ impl RegistryState {
         Some(record)
     }
 
-    /// Records a started session actor and the record its start left.
+    /// Records a started session (its actor, if it has one) and the record its start left.
     fn adopt(&mut self, live: Live, started: Arc<SessionRecord>) {
         // What the actor announced since its start (it writes `shared` first), if anything.
         let announced = live.shared.record();
@@ -540,7 +567,9 @@ impl RegistryState {
             started
         };
         let id = record.id;
-        self.by_actor.insert(live.actor.get_id(), id);
+        if let Some(actor) = live.actor() {
+            self.by_actor.insert(actor.get_id(), id);
+        }
         let rebuilds = self.sessions.get(&id).map_or(0, |e| e.rebuilds);
         self.sessions.insert(
             id,
@@ -595,14 +624,15 @@ impl RegistryState {
                 ..
             })) = registry.cast(report)
             {
-                live.actor.stop(Some("the registry is gone".into()));
+                live.dismiss("the registry is gone");
             }
         });
     }
 
     /// A new session's task reported: adopted and announced, or forgotten.
-    fn inserted(
+    async fn inserted(
         &mut self,
+        myself: &ActorRef<RegistryMsg>,
         initial: Box<SessionRecord>,
         arrival: Arrival,
         outcome: Result<StartedSession, SessionError>,
@@ -611,7 +641,7 @@ impl RegistryState {
         self.reserved.remove(&id);
         self.starting.remove(&id);
         let answered = self.inserted_outcome(initial, arrival, outcome);
-        self.answer_parked(id);
+        self.answer_parked(myself, id).await;
         answered
     }
 
@@ -625,7 +655,7 @@ impl RegistryState {
         if self.stopping {
             // Started while the server stops: it stops with the rest (its agents' stop
             // keeps the record for the next start, which restores it).
-            live.actor.stop(Some("server shutting down".into()));
+            live.dismiss("server shutting down");
             return Err(SessionError::Unavailable);
         }
         let changed = started.status != initial.status;
@@ -663,7 +693,7 @@ impl RegistryState {
         match outcome {
             Ok((live, _)) if !wanted => {
                 // Terminated, purged or shutting down meanwhile: the rebuilt actor goes.
-                live.actor.stop(Some("no longer wanted".into()));
+                live.dismiss("no longer wanted");
             }
             Ok((live, record)) => {
                 if record.status != before {
@@ -694,16 +724,19 @@ impl RegistryState {
     ) {
         let id = record.id;
         let live = self.sessions.get_mut(&id).and_then(|e| e.live.take());
-        if let Some(live) = &live {
-            self.by_actor.remove(&live.actor.get_id());
+        let actor = live.as_ref().and_then(Live::actor);
+        if let Some(actor) = &actor {
+            self.by_actor.remove(&actor.get_id());
         }
         let (deps, registry) = (self.deps.clone(), myself.clone());
         tokio::spawn(async move {
-            if let Some(live) = live {
-                let stopped = live.actor.stop_and_wait(Some("terminated".into()), None);
+            if let Some(actor) = actor {
+                let stopped = actor.stop_and_wait(Some("terminated".into()), None);
                 if let Err(err) = stopped.await {
                     tracing::warn!(session = %id, "stopping the session actor: {err}");
                 }
+            }
+            if let Some(live) = live {
                 live.shared.set_group(None);
             }
             let outcome = if purge {
@@ -781,23 +814,53 @@ async fn remove_agent_logs(deps: &SessionDeps, id: Uuid) {
     }
 }
 
-/// Spawns a session's actor, linked to the registry, which starts its agents; returns the
-/// actor and the record as its start left it (status derived from the agents).
+/// Starts a session: its agents built and, when they are all logical, started without an
+/// actor (dormant, see `Opened::Dormant`); otherwise its actor is spawned, linked to the
+/// registry, and starts them. Returns the session and the record as its start left it
+/// (status derived from the agents).
 async fn start_session(
     deps: &SessionDeps,
     registry: &ActorRef<RegistryMsg>,
     record: SessionRecord,
     restored: Option<SessionStatus>,
 ) -> Result<StartedSession, SessionError> {
+    let record = Arc::new(record);
+    let shared = SessionShared::new(record.clone());
+    let (record, group, dirty) = match open(deps, &shared, record, restored).await? {
+        Opened::Dormant(record) => return Ok((Live { shared }, record)),
+        Opened::Built {
+            record,
+            group,
+            dirty,
+        } => (record, group, dirty),
+    };
     let (started, on_start) = oneshot::channel();
-    let shared = SessionShared::new(Arc::new(record.clone()));
-    let args = SessionArgs {
+    let opening = Opening::Start {
         record,
+        group,
+        dirty,
+        restored,
+        started,
+    };
+    spawn_actor(deps, registry, &shared, opening).await?;
+    let record = on_start.await.map_err(|_| {
+        SessionError::AgentsFailed("the session actor did not report its start".into())
+    })?;
+    Ok((Live { shared }, record))
+}
+
+/// Spawns a session's actor, linked to the registry; it puts itself in `shared`.
+pub(super) async fn spawn_actor(
+    deps: &SessionDeps,
+    registry: &ActorRef<RegistryMsg>,
+    shared: &Arc<SessionShared>,
+    opening: Opening,
+) -> Result<ActorRef<SessionMsg>, SessionError> {
+    let args = SessionArgs {
         deps: deps.clone(),
         registry: registry.clone(),
         shared: shared.clone(),
-        restored,
-        started,
+        opening,
     };
     let (actor, _) = Actor::spawn_linked(None, SessionActor, args, registry.get_cell())
         .await
@@ -807,10 +870,7 @@ async fn start_session(
             }
             other => SessionError::AgentsFailed(other.to_string()),
         })?;
-    let record = on_start.await.map_err(|_| {
-        SessionError::AgentsFailed("the session actor did not report its start".into())
-    })?;
-    Ok((Live { actor, shared }, record))
+    Ok(actor)
 }
 
 /// Stores a new session (with its context) and starts it; a session that cannot start is

@@ -217,7 +217,7 @@ impl SessionRegistry {
         id: Uuid,
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
-        let (_, live) = self.live(id).await?;
+        let (_, actor) = self.awake(id).await?;
         if let Some(tags) = &update.tags {
             validate_tags(tags)?;
         }
@@ -278,7 +278,7 @@ impl SessionRegistry {
             }
             Ok(restart_agents)
         });
-        apply(&live.actor, id, change).await
+        apply(&actor, id, change).await
     }
 
     /// Moves a live session: validates `path` with the path policy (creating it when missing
@@ -291,7 +291,7 @@ impl SessionRegistry {
         path: &str,
         create_if_missing: bool,
     ) -> Result<(SessionView, Validation), SessionError> {
-        let (record, live) = self.live(id).await?;
+        let (record, actor) = self.awake(id).await?;
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
@@ -304,7 +304,7 @@ impl SessionRegistry {
             next.git = git;
             Ok(true)
         });
-        let view = apply(&live.actor, id, change).await?;
+        let view = apply(&actor, id, change).await?;
         self.deps
             .bus
             .publish(SessionEvent::Navigated(Box::new(view.record.clone())));
@@ -502,10 +502,13 @@ impl SessionRegistry {
     /// Terminates a session: its agents stop in reverse dependency order and the record is
     /// kept as `terminated` — or, with `purge`, deleted.
     pub async fn terminate(&self, id: Uuid, purge: bool) -> Result<SessionRecord, SessionError> {
-        let (record, live) = self.lookup(id).await?;
+        let (record, live) = self.find(id, true).await?;
         let record = match live {
-            Some(live) => ractor::call!(live.actor, SessionMsg::Terminate)
-                .map_err(|_| SessionError::Ended(id))??,
+            Some(live) => {
+                let actor = live.actor().ok_or(SessionError::Unavailable)?;
+                ractor::call!(actor, SessionMsg::Terminate)
+                    .map_err(|_| SessionError::Ended(id))??
+            }
             None => {
                 let mut record = SessionRecord::clone(&record);
                 if record.status != SessionStatus::Terminated {

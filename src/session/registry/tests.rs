@@ -33,9 +33,10 @@ async fn actor_other_than(
 ) -> ActorRef<SessionMsg> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Ok((_, Some(live))) = registry.lookup(id).await {
-            if Some(live.actor.get_id()) != not {
-                return live.actor;
+        // For an order: a dormant session is woken.
+        if let Ok((_, Some(live))) = registry.find(id, true).await {
+            if let Some(actor) = live.actor().filter(|a| Some(a.get_id()) != not) {
+                return actor;
             }
         }
         assert!(
@@ -119,5 +120,106 @@ async fn a_session_actor_that_dies_is_rebuilt_then_left_in_error_after_too_many_
             && stored.error_message.as_deref() == Some(message.as_str())
     })
     .await;
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_of_logical_agents_has_no_actor_until_an_order_and_its_start_is_stored_at_the_stop(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Arc::new(
+        Settings::load(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        })
+        .unwrap(),
+    );
+    let storage = Storage::open(&settings.db_path()).await.unwrap();
+    let start = || {
+        SessionRegistry::start(
+            settings.clone(),
+            storage.clone(),
+            "http://127.0.0.1:9".into(),
+            EventBus::new(0),
+        )
+    };
+    let registry = start().await.unwrap();
+    let config = |name: &str| -> SessionConfig {
+        serde_json::from_value(json!({
+            "name": name,
+            "working_directory": dir.path().join("work").to_string_lossy(),
+            "git_enabled": false,
+            "agents": [{"agent_type": "ORCHESTRATOR"}, {"agent_type": "BACKEND"}],
+        }))
+        .unwrap()
+    };
+    let idle = registry
+        .create(CreateSession::new(config("idle")))
+        .await
+        .unwrap();
+    let ordered = registry
+        .create(CreateSession::new(config("ordered")))
+        .await
+        .unwrap();
+    let (idle, ordered) = (idle.record.id, ordered.record.id);
+
+    // Dormant: readable (record, agents) without an actor.
+    for id in [idle, ordered] {
+        let (record, live) = registry.lookup(id).await.unwrap();
+        assert_eq!(record.status, SessionStatus::Active);
+        assert!(
+            live.unwrap().actor().is_none(),
+            "a session of logical agents has no actor"
+        );
+        let view = registry.get(id).await.unwrap();
+        assert_eq!(view.agents.len(), 2);
+        assert!(view.agents.iter().all(|a| a.active));
+    }
+    // Derived at its start, not stored yet: a dormant session writes nothing.
+    let stored = store::load_all(&storage).await.unwrap().records;
+    assert!(stored
+        .iter()
+        .all(|r| r.status == SessionStatus::Initializing));
+
+    // An order wakes it: carried out and counted.
+    let agent = registry
+        .agent(ordered, "backend-services", AgentOp::Restart)
+        .await
+        .unwrap();
+    assert!(agent.active);
+    let (record, live) = registry.lookup(ordered).await.unwrap();
+    assert!(live.unwrap().actor().is_some(), "the order woke its actor");
+    assert_eq!(record.agent_activations.get("backend-services"), Some(&1));
+    let (_, live) = registry.lookup(idle).await.unwrap();
+    assert!(live.unwrap().actor().is_none(), "the other one sleeps on");
+    // Unknown agent of a dormant session: woken, and refused like any.
+    assert!(matches!(
+        registry.agent(idle, "nobody", AgentOp::Restart).await,
+        Err(SessionError::AgentNotFound(_))
+    ));
+
+    // The stop stores what the dormant ones derived at their start, with the woken one's.
+    registry.shutdown().await;
+    let stored = store::load_all(&storage).await.unwrap().records;
+    let stored = |id| stored.iter().find(|r| r.id == id).unwrap().clone();
+    assert_eq!(stored(idle).status, SessionStatus::Active);
+    assert_eq!(stored(ordered).status, SessionStatus::Active);
+    assert_eq!(
+        stored(ordered).agent_activations.get("backend-services"),
+        Some(&1)
+    );
+
+    // Restored: dormant again, as they were; terminating one wakes it and ends it.
+    let registry = start().await.unwrap();
+    for id in [idle, ordered] {
+        let (record, live) = registry.lookup(id).await.unwrap();
+        assert_eq!(record.status, SessionStatus::Active);
+        assert!(live.unwrap().actor().is_none());
+    }
+    let ended = registry.terminate(ordered, false).await.unwrap();
+    assert_eq!(ended.status, SessionStatus::Terminated);
+    let (record, live) = registry.lookup(ordered).await.unwrap();
+    assert_eq!(record.status, SessionStatus::Terminated);
+    assert!(live.is_none());
     registry.shutdown().await;
 }

@@ -5,7 +5,6 @@
 
 use futures::StreamExt;
 use ractor::ActorRef;
-use uuid::Uuid;
 
 use crate::paths::CheckCode;
 use crate::session::actor::SessionDeps;
@@ -14,9 +13,7 @@ use crate::session::model::{now, SessionRecord, SessionStatus};
 use crate::session::store;
 
 use super::super::events::SessionEvent;
-use super::{
-    start_session, Entry, Found, RegistryMsg, RegistryState, StartedSession, RESTORE_AT_ONCE,
-};
+use super::{start_session, Entry, RegistryMsg, RegistryState, StartedSession, RESTORE_AT_ONCE};
 
 impl RegistryState {
     /// Starts the live sessions found at start, [`RESTORE_AT_ONCE`] at a time, each on a task
@@ -30,7 +27,7 @@ impl RegistryState {
         self.place(&records);
         let mut starts = restores(self.deps.clone(), myself.clone(), records);
         while let Some((record, stored, started)) = starts.next().await {
-            self.restored(record, stored, started).await;
+            self.restored(myself, record, stored, started).await;
         }
     }
 
@@ -67,7 +64,7 @@ impl RegistryState {
                     ..
                 })) = registry.cast(message)
                 {
-                    live.actor.stop(Some("the registry is gone".into()));
+                    live.dismiss("the registry is gone");
                 }
             }
         }));
@@ -87,27 +84,14 @@ impl RegistryState {
     /// for it are answered.
     pub(super) async fn restored(
         &mut self,
+        myself: &ActorRef<RegistryMsg>,
         record: SessionRecord,
         stored: SessionStatus,
         started: Result<Restored, SessionError>,
     ) {
         let id = record.id;
         self.restore_outcome(record, stored, started).await;
-        self.answer_parked(id);
-    }
-
-    /// Answers the lookups parked for `id` with the session as it is now.
-    pub(super) fn answer_parked(&mut self, id: Uuid) {
-        for reply in self.unrestored.remove(&id).unwrap_or_default() {
-            let _ = reply.send(self.found(id));
-        }
-    }
-
-    /// A session as a lookup finds it.
-    pub(super) fn found(&self, id: Uuid) -> Option<Found> {
-        self.sessions
-            .get(&id)
-            .map(|e| (e.record.clone(), e.live.clone()))
+        self.answer_parked(myself, id).await;
     }
 
     pub(super) async fn restore_outcome(
@@ -124,8 +108,7 @@ impl RegistryState {
             .is_some_and(|e| e.live.is_none() && e.record.status == SessionStatus::Initializing);
         if !waiting {
             if let Ok(Restored::Started((live, _))) = started {
-                live.shared.close();
-                live.actor.stop(Some("no longer wanted".into()));
+                live.dismiss("no longer wanted");
             }
             return;
         }
@@ -140,8 +123,7 @@ impl RegistryState {
             }
             Ok(Restored::Started((live, _))) if self.stopping => {
                 // Started while the server stops: it stops with the rest, as stored.
-                live.shared.close();
-                live.actor.stop(Some("server shutting down".into()));
+                live.dismiss("server shutting down");
             }
             Ok(Restored::Started((live, started))) => {
                 // Back as it was stored: nothing to announce.
