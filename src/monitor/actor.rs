@@ -169,11 +169,11 @@ impl MonitorState {
         let mut visit: HashSet<Uuid> = HashSet::new();
         {
             let mut ledger = self.args.shared.ledger();
-            for (id, view) in answers {
-                let (Some(view), Some(w)) = (view, self.sessions.get_mut(&id)) else {
+            for (id, agents) in answers {
+                let (Some(agents), Some(w)) = (agents, self.sessions.get_mut(&id)) else {
                     continue;
                 };
-                w.answered(&view);
+                w.answered(&agents);
                 if w.processes {
                     self.processes.insert(id);
                 } else {

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::session::{SessionError, SessionRecord, SessionRegistry, SessionView};
+use crate::agent::AgentStatus;
+use crate::session::{SessionError, SessionRecord, SessionRegistry};
 use crate::supervision::ChildState;
 
 use super::disk::Device;
@@ -82,9 +83,8 @@ impl Watched {
         PathBuf::from(&self.record.configuration.working_directory)
     }
 
-    /// Takes what a session answered.
-    pub(super) fn answered(&mut self, view: &SessionView) {
-        let agents = &view.agents;
+    /// Takes what a session answered: its agents' states.
+    pub(super) fn answered(&mut self, agents: &[AgentStatus]) {
         self.pids = agents
             .iter()
             .filter_map(|a| Some((a.name.clone(), a.live.pid?)))
@@ -145,7 +145,7 @@ pub(super) struct Asks {
 }
 
 struct Ask {
-    job: JoinHandle<Result<SessionView, SessionError>>,
+    job: JoinHandle<Result<Vec<AgentStatus>, SessionError>>,
     /// Reported as not answering.
     late: bool,
 }
@@ -158,12 +158,12 @@ impl Asks {
         }
     }
 
-    /// Asks `session` for its view, unless an ask of it is under way already.
+    /// Asks `session` for its agents, unless an ask of it is under way already.
     pub(super) fn ask(&mut self, session: Uuid) {
         self.flying.entry(session).or_insert_with(|| {
             let registry = Arc::clone(&self.registry);
             Ask {
-                job: tokio::spawn(async move { registry.get(session).await }),
+                job: tokio::spawn(async move { registry.agents(session).await }),
                 late: false,
             }
         });
@@ -174,10 +174,11 @@ impl Asks {
     pub(super) async fn answers(
         &mut self,
         deadline: tokio::time::Instant,
-    ) -> Vec<(Uuid, Option<SessionView>)> {
+    ) -> Vec<(Uuid, Option<Vec<AgentStatus>>)> {
         let mut done = Vec::new();
         let mut waiting = HashMap::new();
         let mut late = Vec::new();
+        let mut back = Vec::new();
         for (id, mut ask) in self.flying.drain() {
             // Past the deadline only what has finished is taken: no timer per ask (a
             // restore can leave 100,000 of them waiting).
@@ -189,7 +190,7 @@ impl Asks {
             match answer {
                 Some(answer) => {
                     if ask.late {
-                        tracing::info!(session = %id, "the session answers the monitor again");
+                        back.push(id);
                     }
                     done.push((id, answer.ok().and_then(Result::ok)));
                 }
@@ -203,6 +204,16 @@ impl Asks {
             }
         }
         self.flying = waiting;
+        // One line for many (a restore of 100,000 sessions answers them all at once).
+        match back.len() {
+            0 => {}
+            1..=10 => {
+                for id in back {
+                    tracing::info!(session = %id, "the session answers the monitor again");
+                }
+            }
+            n => tracing::info!(sessions = n, "sessions answer the monitor again"),
+        }
         match late.len() {
             0 => {}
             1..=10 => {

@@ -126,6 +126,17 @@ impl SessionRegistry {
         &self.paths
     }
 
+    /// A session's agents' live state, in name order (none for a terminated session):
+    /// [`Self::get`] without a copy of the record, for a caller that looks at every
+    /// session's agents (the monitor).
+    pub async fn agents(&self, id: Uuid) -> Result<Vec<AgentStatus>, SessionError> {
+        let (_, live) = self.lookup(id).await?;
+        Ok(match live.and_then(|live| live.shared.group()) {
+            Some(group) => group.statuses().await.unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
     /// A session with its agents' live state.
     pub async fn get(&self, id: Uuid) -> Result<SessionView, SessionError> {
         let (record, live) = self.lookup(id).await?;

@@ -108,7 +108,7 @@ pub(crate) enum RegistryMsg {
     /// A stored session's restore ended (see `restore_in_background`).
     Restored {
         /// Its record as stored (status `initializing`), to put in `error` on a failure.
-        fallback: Box<SessionRecord>,
+        fallback: Arc<SessionRecord>,
         /// The status it was stored with.
         stored: SessionStatus,
         outcome: Result<Restored, SessionError>,
@@ -328,7 +328,7 @@ impl Actor for Registry {
         }
         tracing::error!(session = %id, "session actor died ({reason}); rebuilding it");
         let before = entry.record.status;
-        let record = SessionRecord::clone(&entry.record);
+        let record = entry.record.clone();
         // Started on a task: its agents' start waits for nobody else's lookup.
         let (deps, registry) = (state.deps.clone(), myself.clone());
         tokio::spawn(async move {
@@ -437,7 +437,7 @@ impl RegistryState {
                 stored,
                 outcome,
             } => {
-                self.restored(myself, *fallback, stored, outcome).await;
+                self.restored(myself, fallback, stored, outcome).await;
                 self.restoring = self.restoring.saturating_sub(1);
                 if self.restoring == 0 {
                     self.log_restored();
@@ -821,10 +821,9 @@ async fn remove_agent_logs(deps: &SessionDeps, id: Uuid) {
 async fn start_session(
     deps: &SessionDeps,
     registry: &ActorRef<RegistryMsg>,
-    record: SessionRecord,
+    record: Arc<SessionRecord>,
     restored: Option<SessionStatus>,
 ) -> Result<StartedSession, SessionError> {
-    let record = Arc::new(record);
     let shared = SessionShared::new(record.clone());
     let (record, group, dirty) = match open(deps, &shared, record, restored).await? {
         Opened::Dormant(record) => return Ok((Live { shared }, record)),
@@ -885,7 +884,8 @@ async fn store_and_start(
     let id = record.id;
     // Before its agents start: the registry lists it from now on (FIFO: ahead of anything
     // its agents cause).
-    let _ = registry.cast(RegistryMsg::Stored(Arc::new(record.clone())));
+    let record = Arc::new(record);
+    let _ = registry.cast(RegistryMsg::Stored(record.clone()));
     let started = start_session(deps, registry, record, None).await;
     if started.is_err() {
         if let Err(again) = store::delete(&deps.storage, id).await {

@@ -3,6 +3,8 @@
 //! while the server listens (`start_restoring`), with the lookups of a session not restored
 //! yet parked until its restore ends.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use ractor::ActorRef;
 
@@ -24,6 +26,7 @@ impl RegistryState {
         myself: &ActorRef<RegistryMsg>,
         records: Vec<SessionRecord>,
     ) {
+        let records = waiting(records);
         self.place(&records);
         let mut starts = restores(self.deps.clone(), myself.clone(), records);
         while let Some((record, stored, started)) = starts.next().await {
@@ -46,8 +49,9 @@ impl RegistryState {
             return;
         }
         self.restoring = records.len();
+        let records = waiting(records);
         self.place(&records);
-        for record in &records {
+        for (record, _) in &records {
             self.unrestored.insert(record.id, Vec::new());
         }
         let mut starts = restores(self.deps.clone(), myself.clone(), records);
@@ -55,7 +59,7 @@ impl RegistryState {
         self.restorer = Some(tokio::spawn(async move {
             while let Some((fallback, stored, outcome)) = starts.next().await {
                 let message = RegistryMsg::Restored {
-                    fallback: Box::new(fallback),
+                    fallback,
                     stored,
                     outcome,
                 };
@@ -71,12 +75,15 @@ impl RegistryState {
     }
 
     /// Puts the sessions to restore in, `initializing` and without an actor, until their
-    /// restore ends.
-    pub(super) fn place(&mut self, records: &[SessionRecord]) {
-        for record in records {
-            let mut waiting = record.clone();
-            waiting.status = SessionStatus::Initializing;
-            self.sessions.insert(waiting.id, Entry::idle(waiting, 0));
+    /// restore ends (the record shared with the restore: no copy).
+    pub(super) fn place(&mut self, records: &[Waiting]) {
+        for (record, _) in records {
+            let entry = Entry {
+                record: record.clone(),
+                live: None,
+                rebuilds: 0,
+            };
+            self.sessions.insert(record.id, entry);
         }
     }
 
@@ -85,7 +92,7 @@ impl RegistryState {
     pub(super) async fn restored(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
-        record: SessionRecord,
+        record: Arc<SessionRecord>,
         stored: SessionStatus,
         started: Result<Restored, SessionError>,
     ) {
@@ -96,7 +103,7 @@ impl RegistryState {
 
     pub(super) async fn restore_outcome(
         &mut self,
-        mut record: SessionRecord,
+        record: Arc<SessionRecord>,
         stored: SessionStatus,
         started: Result<Restored, SessionError>,
     ) {
@@ -114,6 +121,7 @@ impl RegistryState {
         }
         match started {
             Ok(Restored::Refused(message)) => {
+                let mut record = SessionRecord::clone(&record);
                 record.status = SessionStatus::Error;
                 record.error_message = Some(message);
                 record.updated_at = now();
@@ -138,6 +146,7 @@ impl RegistryState {
                 self.report.restored += 1;
             }
             Err(err) => {
+                let mut record = SessionRecord::clone(&record);
                 record.status = SessionStatus::Error;
                 record.error_message = Some(err.to_string());
                 self.save_later(&record);
@@ -181,20 +190,40 @@ fn release_freed_memory() {
     }
 }
 
-/// The starts of stored sessions, [`RESTORE_AT_ONCE`] at a time, each on a task of its own
-/// so every core works: each with its record as stored (status `initializing`, kept to put
-/// the session in `error` if its start fails) and the status it was stored with.
-fn restores(
-    deps: SessionDeps,
-    registry: ActorRef<RegistryMsg>,
-    records: Vec<SessionRecord>,
-) -> impl futures::Stream<Item = (SessionRecord, SessionStatus, Result<Restored, SessionError>)> {
-    futures::stream::iter(records)
-        .map(move |mut record| {
+/// A stored session waiting for its restore: its record as the registry shows it meanwhile
+/// (status `initializing`; kept to put the session in `error` if its start fails) and the
+/// status it was stored with.
+pub(super) type Waiting = (Arc<SessionRecord>, SessionStatus);
+
+/// The stored live sessions as they wait for their restore.
+fn waiting(records: Vec<SessionRecord>) -> Vec<Waiting> {
+    records
+        .into_iter()
+        .map(|mut record| {
             let stored = record.status;
             record.status = SessionStatus::Initializing;
             // Earlier versions stored a count for every agent, zeros included.
             record.agent_restarts.retain(|_, restarts| *restarts > 0);
+            (Arc::new(record), stored)
+        })
+        .collect()
+}
+
+/// The starts of stored sessions, [`RESTORE_AT_ONCE`] at a time, each on a task of its own
+/// so every core works: each with its waiting record and the status it was stored with.
+fn restores(
+    deps: SessionDeps,
+    registry: ActorRef<RegistryMsg>,
+    records: Vec<Waiting>,
+) -> impl futures::Stream<
+    Item = (
+        Arc<SessionRecord>,
+        SessionStatus,
+        Result<Restored, SessionError>,
+    ),
+> {
+    futures::stream::iter(records)
+        .map(move |(record, stored)| {
             let fallback = record.clone();
             let start = tokio::spawn(restore_one(deps.clone(), registry.clone(), record, stored));
             async move {
@@ -222,7 +251,7 @@ pub(crate) enum Restored {
 async fn restore_one(
     deps: SessionDeps,
     registry: ActorRef<RegistryMsg>,
-    record: SessionRecord,
+    record: Arc<SessionRecord>,
     stored: SessionStatus,
 ) -> Result<Restored, SessionError> {
     let directory = &record.configuration.working_directory;
