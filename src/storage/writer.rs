@@ -562,6 +562,38 @@ mod tests {
     }
 
     #[test]
+    fn a_job_failing_for_the_storage_s_condition_ends_its_group() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let tracker = Tracker::default();
+        let (first, mut first_answer) = sql_job("INSERT INTO t VALUES (1)");
+        let (reply, mut full_answer) = oneshot::channel::<Result<(), StorageError>>();
+        let full = job(
+            |conn: &mut Connection| {
+                conn.execute_batch("INSERT INTO t VALUES (2)")?;
+                let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+                Err(StorageError::Sqlite(rusqlite::Error::SqliteFailure(
+                    code, None,
+                )))
+            },
+            reply,
+        );
+        let (after, mut after_answer) = sql_job("INSERT INTO t VALUES (3)");
+        let (sender, mut receiver) = mpsc::channel(QUEUE_CAPACITY);
+        assert!(sender.try_send(Msg::Grouped(full)).is_ok());
+        assert!(sender.try_send(Msg::Grouped(after)).is_ok());
+        assert!(run_group(&mut conn, first, &mut receiver, &tracker, UNBOUNDED).is_none());
+        assert!(matches!(first_answer.try_recv(), Ok(Ok(()))));
+        assert!(matches!(full_answer.try_recv(), Ok(Err(error)) if error.fault().is_some()));
+        assert_eq!(values(&conn), [1]);
+        assert!(
+            after_answer.try_recv().is_err(),
+            "the job behind a fault waits for the next transaction"
+        );
+        assert!(matches!(receiver.try_recv(), Ok(Msg::Grouped(_))));
+    }
+
+    #[test]
     fn a_job_to_run_alone_ends_the_group_and_waits_for_its_commit() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
