@@ -3,7 +3,9 @@
 # 16 clients as fast as they can while hook events arrive at 1,000 per second, against a
 # release build. Prints the creation rate, hook events posted against counted by the
 # monitor, and events published against events in the log (gaps, events_lost markers), and
-# the server's own complaints (lagging consumers, events given up). Exits 1 when something
+# the server's own complaints (lagging consumers, events given up), and how many jobs the
+# storage writer committed in how many group transactions (a server without group commit
+# prints nothing there). Exits 1 when something
 # was lost. The load is examples/burst.rs (tokio + reqwest: a Python client could not keep
 # up with the server).
 #
@@ -44,6 +46,13 @@ done
 
 status=0
 "$dir/examples/burst" "$url" "$@" || status=$?
+# A graceful stop, for the storage writer's own count of group commits (logged at close).
+kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+pid=""
+groups="$(cat "$tmp/out" "$tmp/err" | grep -m1 'storage closed' || true)"
+if [[ "$groups" =~ group_commits=([0-9]+).*grouped_jobs=([0-9]+) ]]; then
+    echo "storage: ${BASH_REMATCH[2]} jobs committed in ${BASH_REMATCH[1]} group transactions"
+fi
 # The WebSocket fan-out may fall behind (its clients are closed with the resume hint and
 # replay from the log): not a loss, counted apart.
 pattern='fell behind|may be uncounted|given up|not stored'

@@ -2,13 +2,17 @@
 //! handle.
 //!
 //! [`Storage`] is a cheap, cloneable handle to a dedicated writer thread that owns the only
-//! connection; async code sends it closures ([`Storage::call`]) and awaits the result, so the
-//! runtime never blocks on SQLite. Every write is committed with `synchronous=FULL`: once a
-//! method returns `Ok`, the data survives `kill -9` of the server (and a power cut).
+//! connection; async code sends it closures and awaits the result, so the runtime never
+//! blocks on SQLite. Every write is committed with `synchronous=FULL`: once a method returns
+//! `Ok`, the data survives `kill -9` of the server (and a power cut). The writer commits the
+//! typed methods' jobs that queue together in one transaction, one fsync for all (group
+//! commit, see `writer`): a job that fails loses only its own writes, and none is answered
+//! before its group's commit returned.
 //!
 //! Layout: `connection` opens and configures the database, `migrations` holds the schema,
-//! `writer` the thread, and one module per table family (`events`, `sessions`, `metrics`, `hooks`, `claude`, ...) adds
-//! its typed methods to [`Storage`] on top of [`Storage::call`], taking and returning its own
+//! `writer` the thread, and one module per table family (`events`, `sessions`, `metrics`,
+//! `hooks`, `claude`, ...) adds its typed methods to [`Storage`] on top of `Storage::grouped`
+//! (or [`Storage::call`] for long jobs, which run alone), taking and returning its own
 //! row types: no rusqlite type crosses that surface, so it is the seam another backend
 //! implements.
 
@@ -33,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use claude::ClaudeRow;
 pub use error::{Fault, StorageError};
 pub use events::{NewEvent, StoredEvent};
-pub use health::StorageHealth;
+pub use health::{Commits, StorageHealth};
 pub use hooks::{HookCounts, HookCountsAdded, HookNameKind, HookNames};
 pub use metrics::{
     AgentRow, HostRow, SampleBatch, SampleHour, SampleMinute, SampleSummary, SessionSampleRow,
@@ -43,7 +47,8 @@ pub use sessions::{ContextPut, LoadedSessions, SessionRow, UnreadableSession};
 pub use usage::{StoredUsage, UsageOwner, UsageSeries, UsageTotals};
 
 /// Handle to the database. Clone it freely: all clones share one writer thread, which runs
-/// their jobs one at a time in arrival order. The thread finishes the queued jobs,
+/// their jobs one at a time in arrival order (committing those that queue together at once).
+/// The thread finishes the queued jobs,
 /// checkpoints and closes the database once every clone is dropped or [`Storage::close`]
 /// is called.
 #[derive(Clone)]
@@ -59,32 +64,58 @@ impl Storage {
     /// refused with [`StorageError::NewerSchema`] and left untouched.
     pub async fn open(path: &Path) -> Result<Storage, StorageError> {
         let path: Arc<Path> = Arc::from(path);
-        let (sender, ready) = writer::spawn(Arc::clone(&path))?;
+        let tracker = health::Tracker::default();
+        let (sender, ready) = writer::spawn(Arc::clone(&path), tracker.clone())?;
         // The thread answers before it exits in every case, so a dropped answer means it died.
         ready.await.map_err(|_| StorageError::Closed)??;
         Ok(Storage {
             sender,
             path,
-            tracker: health::Tracker::default(),
+            tracker,
         })
     }
 
-    /// Runs `f` on the writer thread with the connection and returns its result: the building
-    /// block of every typed method. `f` runs alone, so a transaction inside it sees no
+    /// Runs `f` on the writer thread with the connection and returns its result, alone: no
+    /// other job's writes share its transaction, and `f` may begin and commit its own (or run
+    /// what cannot run inside one, such as `VACUUM`). A transaction inside it sees no
     /// interleaved writes; a panic in `f` becomes [`StorageError::JobPanicked`] for this
-    /// caller only. Once sent, the job runs even if this future is dropped.
+    /// caller only, and a transaction `f` leaves open is rolled back
+    /// ([`StorageError::TransactionLeftOpen`]). Once sent, the job runs even if this future
+    /// is dropped.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.send(f, writer::Msg::Alone).await
+    }
+
+    /// Runs `f` on the writer thread inside the transaction of a group of jobs committed
+    /// together (one fsync for all, see `writer`): the building block of the typed methods.
+    /// `f`'s writes are all or nothing (a savepoint of its own, rolled back when it fails),
+    /// and its result comes back once the group is committed. `f` must not begin, commit or
+    /// roll back a transaction (a savepoint is fine), and should be short: the jobs grouped
+    /// before it wait for it.
+    async fn grouped<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.send(f, writer::Msg::Grouped).await
+    }
+
+    async fn send<T, F>(
+        &self,
+        f: F,
+        kind: fn(writer::Job) -> writer::Msg,
+    ) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, StorageError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(writer::Msg::Job(writer::job(
-                f,
-                reply,
-                self.tracker.clone(),
-            )))
+            .send(kind(writer::job(f, reply)))
             .await
             .map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
@@ -116,6 +147,12 @@ impl Storage {
         self.tracker.read(queued)
     }
 
+    /// How many group transactions the writer committed so far, holding how many jobs: the
+    /// measure of group commit, for benchmarks and tests.
+    pub fn commits(&self) -> Commits {
+        self.tracker.commits()
+    }
+
     /// Writes one small row (and commits it) to learn whether the database takes writes
     /// now; a success clears the fault [`Storage::health`] reports. For `/health`, which
     /// would otherwise report a fault until the next real write, and which anyone may ask:
@@ -124,7 +161,7 @@ impl Storage {
         if !self.tracker.may_probe() {
             return Ok(());
         }
-        self.call(|conn| {
+        self.grouped(|conn| {
             conn.execute(
                 "INSERT INTO storage_probe (id, at) VALUES (1, unixepoch('subsec'))
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at",
@@ -137,7 +174,7 @@ impl Storage {
 
     /// The schema version recorded in the database, for diagnostics (`/health`, logs).
     pub async fn schema_version(&self) -> Result<usize, StorageError> {
-        self.call(|conn| {
+        self.grouped(|conn| {
             let version = migrations::user_version(conn)?;
             usize::try_from(version)
                 .map_err(|_| StorageError::Corrupt(format!("negative schema version {version}")))

@@ -40,17 +40,17 @@ pub struct ClaudeRow {
 impl Storage {
     /// Writes `row` over the stored one of the same Claude session (or adds it).
     pub async fn put_claude_session(&self, row: ClaudeRow) -> Result<(), StorageError> {
-        self.call(move |conn| put(conn, &row)).await
+        self.grouped(move |conn| put(conn, &row)).await
     }
 
     /// Every stored Claude session.
     pub async fn claude_sessions(&self) -> Result<Vec<ClaudeRow>, StorageError> {
-        self.call(|conn| all(conn)).await
+        self.grouped(|conn| all(conn)).await
     }
 
     /// Forgets the Claude sessions attributed to a purged session.
     pub async fn forget_claude_sessions_of(&self, session: Uuid) -> Result<usize, StorageError> {
-        self.call(move |conn| {
+        self.grouped(move |conn| {
             Ok(conn.execute(
                 "DELETE FROM claude_sessions WHERE session_id = ?1",
                 params![session.to_string()],
@@ -61,7 +61,7 @@ impl Storage {
 
     /// One stored Claude session.
     pub async fn claude_session(&self, id: String) -> Result<Option<ClaudeRow>, StorageError> {
-        self.call(move |conn| {
+        self.grouped(move |conn| {
             Ok(conn
                 .query_row(
                     &format!("SELECT {COLUMNS} FROM claude_sessions WHERE claude_session_id = ?1"),

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything that can go wrong between a caller and the database.
 ///
@@ -79,6 +80,17 @@ pub enum StorageError {
     /// back, so the job failed whatever it returned.
     #[error("storage job left a transaction open; its writes were rolled back")]
     TransactionLeftOpen,
+    /// A job that shares its transaction with others (see `writer`) committed or rolled
+    /// back that transaction itself; it and the jobs before it in the transaction fail,
+    /// since what became of their writes cannot be told.
+    #[error("storage job ended the transaction it shared with other jobs")]
+    TransactionEnded,
+    /// The job succeeded, but the transaction it shared with other jobs was not committed:
+    /// the commit failed (a full disk, an I/O error) or another job's failure rolled the
+    /// whole transaction back. None of its writes was kept. The source is that failure,
+    /// shared by every job of the transaction.
+    #[error("the transaction holding this job's writes was not committed")]
+    NotCommitted(#[source] Arc<StorageError>),
 
     /// The database content is damaged or not what this binary wrote (integrity check
     /// failure, impossible schema version, ...).
@@ -134,6 +146,7 @@ impl StorageError {
                 Some(io_fault(source))
             }
             StorageError::Closed => Some(Fault::Unavailable),
+            StorageError::NotCommitted(cause) => cause.fault(),
             _ => None,
         }
     }
@@ -203,6 +216,10 @@ mod tests {
         assert_eq!(StorageError::Closed.fault(), Some(Fault::Unavailable));
         assert_eq!(StorageError::Corrupt("x".into()).fault(), None);
         assert_eq!(StorageError::InvalidData("x".into()).fault(), None);
+        let full = Arc::new(sqlite(ffi::SQLITE_FULL));
+        assert_eq!(StorageError::NotCommitted(full).fault(), Some(Fault::Full));
+        let own = Arc::new(StorageError::InvalidData("x".into()));
+        assert_eq!(StorageError::NotCommitted(own).fault(), None);
     }
 
     #[test]

@@ -44,14 +44,14 @@ impl Storage {
     /// Appends `event` and returns it with its `seq`. When this returns `Ok`, the event is
     /// committed and synced to disk, so it is safe to publish it to live listeners.
     pub async fn append_event(&self, event: NewEvent) -> Result<StoredEvent, StorageError> {
-        self.call(move |conn| append(conn, event)).await
+        self.grouped(move |conn| append(conn, event)).await
     }
 
     /// Stores events whose `seq` the caller already assigned (the event bus numbers events
     /// as it publishes them), in one transaction: all of them or none. A `seq` already in the
     /// log is refused. The slice is shared so that a caller can retry the same batch.
     pub async fn insert_events(&self, events: Arc<[StoredEvent]>) -> Result<(), StorageError> {
-        self.call(move |conn| insert(conn, &events)).await
+        self.grouped(move |conn| insert(conn, &events)).await
     }
 
     /// Returns up to `limit` events with a seq above `since_seq`, oldest first, optionally of
@@ -76,7 +76,7 @@ impl Storage {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, StorageError> {
-        self.call(move |conn| {
+        self.grouped(move |conn| {
             since_within(conn, since_seq, session_id.as_deref(), limit, max_bytes)
         })
         .await
@@ -85,23 +85,24 @@ impl Storage {
     /// Deletes the events that happened before `at` (Unix seconds), for retention; returns how
     /// many went. Their seqs are not handed out again.
     pub async fn prune_events_before(&self, at: f64) -> Result<usize, StorageError> {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(move |conn| prune_before(conn, at)).await
     }
 
     /// The seq of the last event ever appended (0 if none), even if it was pruned since:
     /// where a new live subscriber starts.
     pub async fn latest_seq(&self) -> Result<i64, StorageError> {
-        self.call(|conn| latest_seq(conn)).await
+        self.grouped(|conn| latest_seq(conn)).await
     }
 }
 
 fn append(conn: &Connection, event: NewEvent) -> Result<StoredEvent, StorageError> {
     check(event.at, &event.kind)?;
     let payload = serde_json::to_string(&event.payload)?;
-    // One statement outside any transaction: SQLite commits (and, with synchronous=FULL,
-    // syncs) it before `execute` returns, which is what makes the acknowledgement durable.
-    // Not `INSERT … RETURNING` read with `query_row`: there the commit happens when the
-    // statement is reset on drop, and rusqlite drops a failed commit's error.
+    // Committed with its group (the writer answers only once the COMMIT returned, which is
+    // what makes the acknowledgement durable). Not `INSERT … RETURNING` read with
+    // `query_row`: run alone, its commit would happen when the statement is reset on drop,
+    // and rusqlite drops a failed commit's error.
     conn.prepare_cached(
         "INSERT INTO events (at, kind, session_id, payload) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -117,7 +118,7 @@ fn append(conn: &Connection, event: NewEvent) -> Result<StoredEvent, StorageErro
 }
 
 fn insert(conn: &mut Connection, events: &[StoredEvent]) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     {
         let mut statement = tx.prepare_cached(
             "INSERT INTO events (seq, at, kind, session_id, payload) VALUES (?1, ?2, ?3, ?4, ?5)",

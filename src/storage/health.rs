@@ -13,10 +13,22 @@ pub struct StorageHealth {
     /// The fault the last failing job hit, and since when (Unix seconds); cleared by the
     /// next job that writes successfully (a read succeeding proves nothing about writes).
     pub fault: Option<(Fault, f64)>,
-    /// How long the job running now has been running, if one is.
+    /// How long the job (or group of jobs sharing one transaction) running now has been
+    /// running, if one is.
     pub busy_for: Option<Duration>,
     /// Jobs waiting behind it.
     pub queued: usize,
+}
+
+/// What group commit has done so far: how many transactions the writer committed for
+/// groups of jobs, and how many jobs they held (jobs run alone are not counted). For logs,
+/// benchmarks and tests that must know jobs were grouped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Commits {
+    /// Group transactions committed.
+    pub groups: u64,
+    /// Jobs those transactions held.
+    pub jobs: u64,
 }
 
 /// Shared between the handles (which read it) and the writer thread (which updates it).
@@ -28,6 +40,7 @@ struct Condition {
     fault: Option<(Fault, f64)>,
     busy_since: Option<Instant>,
     last_probe: Option<Instant>,
+    commits: Commits,
 }
 
 /// Least time between two probes.
@@ -52,6 +65,18 @@ impl Tracker {
             None if wrote => condition.fault = None,
             _ => {}
         }
+    }
+
+    /// A group of `jobs` jobs was committed.
+    pub(super) fn committed(&self, jobs: usize) {
+        let mut condition = self.lock();
+        condition.commits.groups += 1;
+        condition.commits.jobs += jobs as u64;
+    }
+
+    /// The group commits so far.
+    pub(super) fn commits(&self) -> Commits {
+        self.lock().commits
     }
 
     /// Whether a probe may be sent now (none in the last [`PROBE_EVERY`]); counts it.

@@ -108,8 +108,8 @@ impl Storage {
         if added.is_empty() {
             return Ok(());
         }
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
+        self.grouped(move |conn| {
+            let tx = conn.savepoint()?;
             for one in &added {
                 add(&tx, one)?;
             }
@@ -121,7 +121,7 @@ impl Storage {
 
     /// Every session's hook totals.
     pub async fn hook_totals(&self) -> Result<Vec<(Uuid, HookCounts)>, StorageError> {
-        self.call(|conn| totals(conn)).await
+        self.grouped(|conn| totals(conn)).await
     }
 
     /// Every session's hook counts summed per hour from `since` (Unix seconds), oldest
@@ -130,7 +130,7 @@ impl Storage {
         &self,
         since: i64,
     ) -> Result<Vec<(i64, HookCounts)>, StorageError> {
-        self.call(move |conn| by_hour(conn, since)).await
+        self.grouped(move |conn| by_hour(conn, since)).await
     }
 
     /// The `limit` most used names of `kind` over every session, with their uses.
@@ -139,12 +139,12 @@ impl Storage {
         kind: HookNameKind,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StorageError> {
-        self.call(move |conn| most_used(conn, kind, limit)).await
+        self.grouped(move |conn| most_used(conn, kind, limit)).await
     }
 
     /// Deletes a session's hook counts and names.
     pub async fn forget_hook_counts(&self, session: Uuid) -> Result<(), StorageError> {
-        self.call(move |conn| {
+        self.grouped(move |conn| {
             let id = session.to_string();
             conn.execute("DELETE FROM hook_activity WHERE session_id = ?1", [&id])?;
             conn.execute("DELETE FROM hook_names WHERE session_id = ?1", [&id])?;

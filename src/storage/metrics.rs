@@ -157,7 +157,7 @@ pub struct SampleHour {
 impl Storage {
     /// Stores a tick's samples in one transaction.
     pub async fn insert_samples(&self, batch: SampleBatch) -> Result<(), StorageError> {
-        self.call(move |conn| insert(conn, &batch)).await
+        self.grouped(move |conn| insert(conn, &batch)).await
     }
 
     /// A session's samples taken at or after `since`, oldest first.
@@ -166,7 +166,8 @@ impl Storage {
         session: Uuid,
         since: f64,
     ) -> Result<Vec<SessionSampleRow>, StorageError> {
-        self.call(move |conn| history(conn, session, since)).await
+        self.grouped(move |conn| history(conn, session, since))
+            .await
     }
 
     /// The figures of a session's samples taken at or after `since`, as of `now` (its last
@@ -177,12 +178,13 @@ impl Storage {
         since: f64,
         now: f64,
     ) -> Result<SampleSummary, StorageError> {
-        self.call(move |conn| summary(conn, session, since, now))
+        self.grouped(move |conn| summary(conn, session, since, now))
             .await
     }
 
     /// Deletes every sample taken before `at`; returns how many.
     pub async fn prune_samples_before(&self, at: f64) -> Result<usize, StorageError> {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(move |conn| Ok(conn.execute("DELETE FROM metrics WHERE at < ?1", [at])?))
             .await
     }
@@ -192,6 +194,7 @@ impl Storage {
     /// mean CPU and memory and its peak memory and disk percentages; the others are deleted.
     /// Returns how many were deleted. A minute already thinned is left as it is.
     pub async fn thin_samples(&self, from: f64, until: f64) -> Result<usize, StorageError> {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(move |conn| thin(conn, from, until)).await
     }
 
@@ -201,17 +204,18 @@ impl Storage {
         &self,
         before: f64,
     ) -> Result<Vec<SampleMinute>, StorageError> {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(move |conn| minutes_before(conn, before)).await
     }
 
     /// The samples taken from `since`, summed per hour, oldest first.
     pub async fn sample_hours(&self, since: f64) -> Result<Vec<SampleHour>, StorageError> {
-        self.call(move |conn| hours(conn, since)).await
+        self.grouped(move |conn| hours(conn, since)).await
     }
 }
 
 fn insert(conn: &mut Connection, batch: &SampleBatch) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO metrics (session_id, at, cpu_percent, memory_mb, memory_percent,
@@ -327,7 +331,7 @@ fn summary(
 }
 
 fn thin(conn: &mut Connection, from: f64, until: f64) -> Result<usize, StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     tx.execute(
         "CREATE TEMP TABLE IF NOT EXISTS minute_means (
             keep INTEGER PRIMARY KEY, cpu REAL, memory REAL,

@@ -79,15 +79,16 @@ impl Storage {
             .map(|(key, value)| Ok((key, serde_json::to_string(&value)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
         let json = serde_json::to_string(record)?;
-        self.call(move |conn| save(conn, &row, &json, &context))
+        self.grouped(move |conn| save(conn, &row, &json, &context))
             .await
     }
 
     /// Inserts or replaces many sessions' rows (each beside its record, already JSON), in one
     /// transaction: a checkpoint of every session at a stop is one write.
     pub async fn save_sessions(&self, rows: Vec<(SessionRow, String)>) -> Result<(), StorageError> {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             for (row, json) in &rows {
                 upsert(&tx, row, json)?;
             }
@@ -99,8 +100,8 @@ impl Storage {
 
     /// Deletes a session and its context; false when there was none.
     pub async fn delete_session(&self, id: Uuid) -> Result<bool, StorageError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
+        self.grouped(move |conn| {
+            let tx = conn.savepoint()?;
             tx.execute(
                 "DELETE FROM session_context WHERE session_id = ?1",
                 [id.to_string()],
@@ -118,6 +119,7 @@ impl Storage {
     where
         R: DeserializeOwned + Send + 'static,
     {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(load).await
     }
 
@@ -126,7 +128,7 @@ impl Storage {
         &self,
         session: Uuid,
     ) -> Result<Vec<(String, Value)>, StorageError> {
-        self.call(move |conn| {
+        self.grouped(move |conn| {
             let mut statement = conn.prepare(
                 "SELECT key, value FROM session_context WHERE session_id = ?1 ORDER BY key",
             )?;
@@ -149,7 +151,7 @@ impl Storage {
         session: Uuid,
         key: String,
     ) -> Result<Option<Value>, StorageError> {
-        self.call(move |conn| decode(stored_value(conn, session, &key)?))
+        self.grouped(move |conn| decode(stored_value(conn, session, &key)?))
             .await
     }
 
@@ -161,7 +163,7 @@ impl Storage {
         value: Value,
     ) -> Result<ContextPut, StorageError> {
         let json = serde_json::to_string(&value)?;
-        self.call(move |conn| put_context(conn, session, &key, &json))
+        self.grouped(move |conn| put_context(conn, session, &key, &json))
             .await
     }
 
@@ -171,8 +173,8 @@ impl Storage {
         session: Uuid,
         key: String,
     ) -> Result<Option<Value>, StorageError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
+        self.grouped(move |conn| {
+            let tx = conn.savepoint()?;
             let previous = stored_value(&tx, session, &key)?;
             tx.execute(
                 "DELETE FROM session_context WHERE session_id = ?1 AND key = ?2",
@@ -217,7 +219,7 @@ fn save(
     context: &[(String, String)],
 ) -> Result<(), StorageError> {
     let id = row.id.to_string();
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     upsert(&tx, row, json)?;
     let at = unix_now();
     for (key, value) in context {
@@ -270,7 +272,7 @@ fn put_context(
     key: &str,
     json: &str,
 ) -> Result<ContextPut, StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let previous = stored_value(&tx, session, key)?;
     // Only while the session's row exists: a purge may have deleted it since the caller
     // looked, and a value must not outlive (or fail against) its session.

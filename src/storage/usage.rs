@@ -78,17 +78,18 @@ impl Storage {
     /// Writes what one export changed, in one transaction: each bucket's new totals and
     /// each series' new last value replace the stored ones.
     pub async fn save_usage(&self, changed: StoredUsage) -> Result<(), StorageError> {
-        self.call(move |conn| save(conn, &changed)).await
+        self.grouped(move |conn| save(conn, &changed)).await
     }
 
     /// The whole ledger.
     pub async fn load_usage(&self) -> Result<StoredUsage, StorageError> {
+        // Alone: a long job would hold up the commit of the jobs grouped before it.
         self.call(load).await
     }
 }
 
 fn save(conn: &mut Connection, changed: &StoredUsage) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     {
         let mut bucket = tx.prepare_cached(
             "INSERT INTO claude_usage (claude_session, session_id, agent, model, cost_usd,
