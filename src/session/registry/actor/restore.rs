@@ -175,18 +175,8 @@ impl RegistryState {
             terminated = self.report.terminated,
             "sessions restored"
         );
-        release_freed_memory();
-    }
-}
-
-/// Hands the memory a restore used and freed (records read, starts in flight) back to the
-/// system: glibc keeps freed memory in its arenas, so without this a server that restored
-/// 100,000 sessions would keep the peak of the restore as its resident size.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the system.
-    unsafe {
-        libc::malloc_trim(0);
+        // The records read and the starts in flight are freed now.
+        crate::session::release_freed_memory();
     }
 }
 
