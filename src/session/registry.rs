@@ -179,6 +179,11 @@ impl SessionRegistry {
         name: &str,
         op: AgentOp,
     ) -> Result<AgentStatus, SessionError> {
+        // An unknown agent is refused without waking a dormant session.
+        let (_, live) = self.live(id).await?;
+        if live.shared.dormant() {
+            live.shared.logs(name, 0)?;
+        }
         let (_, actor) = self.awake(id).await?;
         let agent = ractor::call!(actor, |reply| SessionMsg::Agent {
             op,
@@ -243,14 +248,13 @@ impl SessionRegistry {
         id: Uuid,
     ) -> Result<(Arc<SessionRecord>, ActorRef<SessionMsg>), SessionError> {
         let (record, live) = self.find(id, true).await?;
-        match live.as_ref().and_then(Live::actor) {
-            Some(actor) => Ok((record, actor)),
-            None if live.is_some() => Err(SessionError::Unavailable),
-            None => Err(SessionError::Conflict(format!(
+        let Some(live) = live else {
+            return Err(SessionError::Conflict(format!(
                 "session {id} is {}",
                 record.status
-            ))),
-        }
+            )));
+        };
+        Ok((record, woken(id, &live)?))
     }
 
     /// A live session's record and actor; a terminated (or errored) one is a conflict.
@@ -271,6 +275,20 @@ impl SessionRegistry {
         F: FnOnce(RpcReplyPort<T>) -> RegistryMsg,
     {
         ractor::call!(self.actor, msg).map_err(|_| SessionError::Unavailable)
+    }
+}
+
+/// The actor of a live session a lookup for an order found (see `SessionRegistry::awake`).
+fn woken(id: Uuid, live: &Live) -> Result<ActorRef<SessionMsg>, SessionError> {
+    match live.actor() {
+        Some(actor) => Ok(actor),
+        // Not woken: the server stops, or its actor could not start.
+        None if live.shared.dormant() && live.shared.closing() => Err(SessionError::Unavailable),
+        None if live.shared.dormant() => Err(SessionError::AgentsFailed(format!(
+            "the actor of session {id} could not start"
+        ))),
+        // Its actor died; the registry is rebuilding it.
+        None => Err(SessionError::Ended(id)),
     }
 }
 

@@ -45,7 +45,7 @@ impl Storage {
 
     /// Every stored Claude session.
     pub async fn claude_sessions(&self) -> Result<Vec<ClaudeRow>, StorageError> {
-        self.grouped(|conn| all(conn)).await
+        self.call(|conn| all(conn)).await
     }
 
     /// Forgets the Claude sessions attributed to a purged session.

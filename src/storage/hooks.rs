@@ -121,7 +121,7 @@ impl Storage {
 
     /// Every session's hook totals.
     pub async fn hook_totals(&self) -> Result<Vec<(Uuid, HookCounts)>, StorageError> {
-        self.grouped(|conn| totals(conn)).await
+        self.call(|conn| totals(conn)).await
     }
 
     /// Every session's hook counts summed per hour from `since` (Unix seconds), oldest
@@ -130,7 +130,7 @@ impl Storage {
         &self,
         since: i64,
     ) -> Result<Vec<(i64, HookCounts)>, StorageError> {
-        self.grouped(move |conn| by_hour(conn, since)).await
+        self.call(move |conn| by_hour(conn, since)).await
     }
 
     /// The `limit` most used names of `kind` over every session, with their uses.
@@ -139,15 +139,18 @@ impl Storage {
         kind: HookNameKind,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StorageError> {
-        self.grouped(move |conn| most_used(conn, kind, limit)).await
+        self.call(move |conn| most_used(conn, kind, limit)).await
     }
 
     /// Deletes a session's hook counts and names.
     pub async fn forget_hook_counts(&self, session: Uuid) -> Result<(), StorageError> {
         self.grouped(move |conn| {
             let id = session.to_string();
-            conn.execute("DELETE FROM hook_activity WHERE session_id = ?1", [&id])?;
-            conn.execute("DELETE FROM hook_names WHERE session_id = ?1", [&id])?;
+            // Both or neither, even when it runs outside a group's transaction.
+            let sp = conn.savepoint()?;
+            sp.execute("DELETE FROM hook_activity WHERE session_id = ?1", [&id])?;
+            sp.execute("DELETE FROM hook_names WHERE session_id = ?1", [&id])?;
+            sp.commit()?;
             Ok(())
         })
         .await

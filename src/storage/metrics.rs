@@ -166,8 +166,7 @@ impl Storage {
         session: Uuid,
         since: f64,
     ) -> Result<Vec<SessionSampleRow>, StorageError> {
-        self.grouped(move |conn| history(conn, session, since))
-            .await
+        self.call(move |conn| history(conn, session, since)).await
     }
 
     /// The figures of a session's samples taken at or after `since`, as of `now` (its last
@@ -178,7 +177,7 @@ impl Storage {
         since: f64,
         now: f64,
     ) -> Result<SampleSummary, StorageError> {
-        self.grouped(move |conn| summary(conn, session, since, now))
+        self.call(move |conn| summary(conn, session, since, now))
             .await
     }
 
@@ -210,7 +209,7 @@ impl Storage {
 
     /// The samples taken from `since`, summed per hour, oldest first.
     pub async fn sample_hours(&self, since: f64) -> Result<Vec<SampleHour>, StorageError> {
-        self.grouped(move |conn| hours(conn, since)).await
+        self.call(move |conn| hours(conn, since)).await
     }
 }
 

@@ -72,6 +72,7 @@ pub(crate) async fn open(
         shared.leave_unsaved(record.clone());
     }
     shared.set_record(record.clone());
+    shared.set_dormant(true);
     Ok(Opened::Dormant(record))
 }
 

@@ -35,6 +35,10 @@ pub(crate) struct SessionShared {
     unsaved: Mutex<Option<Arc<SessionRecord>>>,
     /// The session's actor while it has one (none while dormant).
     actor: Mutex<Option<ActorRef<SessionMsg>>>,
+    /// The session is dormant (`Opened::Dormant`): it has no actor *because* nothing runs,
+    /// and an order may wake one. A session whose actor died has no actor either, but is
+    /// not dormant: it is being rebuilt, and an order to it finds it ended.
+    dormant: AtomicBool,
     /// Set when an agent's state changed and the actor was asked to recompute the status:
     /// one ask for a burst of changes (the actor clears it when it looks).
     recompute: AtomicBool,
@@ -53,6 +57,7 @@ impl SessionShared {
             closing: AtomicBool::new(false),
             unsaved: Mutex::new(None),
             actor: Mutex::new(None),
+            dormant: AtomicBool::new(false),
             recompute: AtomicBool::new(false),
         })
     }
@@ -66,19 +71,31 @@ impl SessionShared {
         *lock(&self.actor) = actor;
     }
 
+    /// Marks the session dormant, or no longer (see `dormant`).
+    pub(crate) fn set_dormant(&self, dormant: bool) {
+        self.dormant.store(dormant, Ordering::Release);
+    }
+
+    /// Whether the session is dormant.
+    pub(crate) fn dormant(&self) -> bool {
+        self.dormant.load(Ordering::Acquire)
+    }
+
     /// An agent changed state: the actor, if any, is asked to recompute the session's
     /// status (once until it looks, see `recomputed`). A dormant session has nobody to ask
-    /// and needs nobody: its logical agents change only by orders, which wake its actor,
-    /// and an actor recomputes the status when it starts.
+    /// and needs nobody: its logical agents change only by orders, which wake its actor
+    /// first, and the actor recomputes the status after each.
     pub(crate) fn agents_changed(&self) {
         if self.recompute.swap(true, Ordering::AcqRel) {
             return;
         }
-        match self.actor() {
-            Some(actor) => {
-                let _ = actor.cast(SessionMsg::AgentsChanged);
-            }
-            None => self.recompute.store(false, Ordering::Release),
+        let asked = self
+            .actor()
+            .is_some_and(|actor| actor.cast(SessionMsg::AgentsChanged).is_ok());
+        if !asked {
+            // Nobody to ask (dormant, or its actor died and a new one starts over): a
+            // later actor asks again.
+            self.recompute.store(false, Ordering::Release);
         }
     }
 

@@ -452,17 +452,18 @@ impl RegistryState {
                 if let Some(restorer) = self.restorer.take() {
                     restorer.abort();
                 }
-                let unrestored: Vec<Uuid> = self.unrestored.keys().copied().collect();
-                for id in unrestored {
-                    self.answer_parked(myself, id).await;
-                }
                 let live: Vec<Live> = self
                     .sessions
                     .values()
                     .filter_map(|e| e.live.clone())
                     .collect();
+                // Closing first: an order parked until now finds its session closing.
                 for live in &live {
                     live.shared.close();
+                }
+                let unrestored: Vec<Uuid> = self.unrestored.keys().copied().collect();
+                for id in unrestored {
+                    self.answer_parked(myself, id).await;
                 }
                 // Every session with an actor stops its agents (reverse dependency order) at
                 // the same time; a dormant one has nothing running.

@@ -217,10 +217,10 @@ impl SessionRegistry {
         id: Uuid,
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
-        let (_, actor) = self.awake(id).await?;
         if let Some(tags) = &update.tags {
             validate_tags(tags)?;
         }
+        let (_, actor) = self.awake(id).await?;
         let settings = self.deps.settings.clone();
         // Applied by the session actor to its record as it is then, so a concurrent update
         // or navigate is never undone by this one.
@@ -291,7 +291,7 @@ impl SessionRegistry {
         path: &str,
         create_if_missing: bool,
     ) -> Result<(SessionView, Validation), SessionError> {
-        let (record, actor) = self.awake(id).await?;
+        let (record, _) = self.live(id).await?;
         let (directory, validation) = self
             .admit_directory(path, "path", create_if_missing)
             .await?;
@@ -304,6 +304,8 @@ impl SessionRegistry {
             next.git = git;
             Ok(true)
         });
+        // Woken only now: a path refused wakes no dormant session.
+        let (_, actor) = self.awake(id).await?;
         let view = apply(&actor, id, change).await?;
         self.deps
             .bus
@@ -505,7 +507,7 @@ impl SessionRegistry {
         let (record, live) = self.find(id, true).await?;
         let record = match live {
             Some(live) => {
-                let actor = live.actor().ok_or(SessionError::Unavailable)?;
+                let actor = super::woken(id, &live)?;
                 ractor::call!(actor, SessionMsg::Terminate)
                     .map_err(|_| SessionError::Ended(id))??
             }

@@ -192,11 +192,16 @@ async fn a_session_of_logical_agents_has_no_actor_until_an_order_and_its_start_i
     assert_eq!(record.agent_activations.get("backend-services"), Some(&1));
     let (_, live) = registry.lookup(idle).await.unwrap();
     assert!(live.unwrap().actor().is_none(), "the other one sleeps on");
-    // Unknown agent of a dormant session: woken, and refused like any.
+    // An unknown agent of a dormant session is refused like any, without waking it.
     assert!(matches!(
         registry.agent(idle, "nobody", AgentOp::Restart).await,
         Err(SessionError::AgentNotFound(_))
     ));
+    let (_, live) = registry.lookup(idle).await.unwrap();
+    assert!(
+        live.unwrap().actor().is_none(),
+        "a refused order wakes nobody"
+    );
 
     // The stop stores what the dormant ones derived at their start, with the woken one's.
     registry.shutdown().await;

@@ -23,7 +23,7 @@ impl RegistryState {
 
     /// A session as a lookup finds it; for an order (`wake`), a dormant session has its
     /// actor by then (unless the server stops, or the spawn failed: then the caller finds
-    /// it without one).
+    /// it still dormant, see `SessionRegistry::awake`).
     pub(super) async fn found(
         &mut self,
         myself: &ActorRef<RegistryMsg>,
@@ -32,13 +32,18 @@ impl RegistryState {
     ) -> Option<Found> {
         let entry = self.sessions.get(&id)?;
         let found = (entry.record.clone(), entry.live.clone());
+        // Only a dormant session is woken: one whose actor died (its slot empty before the
+        // registry hears of the death) is being rebuilt, and must not get a second actor.
         if let (true, Some(live)) = (wake && !self.stopping, &found.1) {
-            if live.actor().is_none() {
+            if live.shared.dormant() {
+                live.shared.set_dormant(false);
                 match spawn_actor(&self.deps, myself, &live.shared, Opening::Wake).await {
                     Ok(actor) => {
                         self.by_actor.insert(actor.get_id(), id);
                     }
                     Err(err) => {
+                        // Still dormant, as it was: readable, and the next order tries again.
+                        live.shared.set_dormant(true);
                         tracing::error!(session = %id, "cannot wake the session's actor: {err}");
                     }
                 }
