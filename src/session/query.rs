@@ -21,6 +21,7 @@
 //! - Every parameter is checked: an unknown one, or a value that does not parse, is an error
 //!   naming the parameter.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,16 +90,73 @@ impl SortKey {
         }
     }
 
-    fn compare(self, a: &SessionRecord, b: &SessionRecord) -> Ordering {
+    /// The value `record` is ordered by, read out of it once.
+    fn of<'a>(self, record: &'a SessionRecord) -> Primary<'a> {
         match self {
-            SortKey::CreatedAt => a.created_at.total_cmp(&b.created_at),
-            SortKey::UpdatedAt => a.updated_at.total_cmp(&b.updated_at),
-            SortKey::LastActivity => a.last_activity.total_cmp(&b.last_activity),
-            SortKey::Name => fold_case(&a.configuration.name)
-                .cmp(fold_case(&b.configuration.name))
-                .then_with(|| a.configuration.name.cmp(&b.configuration.name)),
-            SortKey::Status => a.status.cmp(&b.status),
+            SortKey::CreatedAt => Primary::Time(record.created_at),
+            SortKey::UpdatedAt => Primary::Time(record.updated_at),
+            SortKey::LastActivity => Primary::Time(record.last_activity),
+            SortKey::Name => Primary::Name(folded(&record.configuration.name)),
+            SortKey::Status => Primary::Status(record.status),
         }
+    }
+}
+
+/// A matched record with what it is sorted by, read out once: comparing inside the sort
+/// what each record points to cost a cache miss per record per comparison (most of a
+/// 57 ms `GET /sessions?limit=100` at 100,000 sessions), and a folded name compared char
+/// by char a case mapping per character per comparison.
+struct Keyed<'a> {
+    primary: Primary<'a>,
+    record: &'a SessionRecord,
+}
+
+/// The value of a record's sort key.
+enum Primary<'a> {
+    /// `created_at`, `updated_at` or `last_activity`.
+    Time(f64),
+    /// The name with letter case folded.
+    Name(Cow<'a, str>),
+    /// The status, in life-cycle order.
+    Status(SessionStatus),
+}
+
+impl<'a> Keyed<'a> {
+    fn new(record: &'a SessionRecord, key: SortKey) -> Keyed<'a> {
+        Keyed {
+            primary: key.of(record),
+            record,
+        }
+    }
+
+    /// The primary order: the key's value, and for names then the name as written, so `B`
+    /// and `b` still have an order.
+    fn compare(&self, other: &Keyed<'_>) -> Ordering {
+        match (&self.primary, &other.primary) {
+            (Primary::Time(a), Primary::Time(b)) => a.total_cmp(b),
+            (Primary::Name(a), Primary::Name(b)) => a.cmp(b).then_with(|| {
+                let (x, y) = (&self.record.configuration, &other.record.configuration);
+                x.name.cmp(&y.name)
+            }),
+            (Primary::Status(a), Primary::Status(b)) => a.cmp(b),
+            // One listing keys every record alike.
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// `text` with letter case folded as [`fold_case`] does, as one string. Strings compare
+/// byte-wise, and UTF-8's byte order is its code points' order, so two folded strings
+/// compare exactly as their folded chars do. Allocates only when something changes.
+fn folded(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        }
+    } else {
+        Cow::Owned(fold_case(text).collect())
     }
 }
 
@@ -308,28 +366,51 @@ impl SessionQuery {
 
     /// Whether `record` passes every filter.
     pub fn matches(&self, record: &SessionRecord) -> bool {
+        Filter::new(self).matches(record)
+    }
+}
+
+/// A query ready to test records with: its patterns folded once, not once per record.
+struct Filter<'q> {
+    query: &'q SessionQuery,
+    name: Option<Glob>,
+    working_directory: Option<Glob>,
+}
+
+impl<'q> Filter<'q> {
+    fn new(query: &'q SessionQuery) -> Filter<'q> {
+        Filter {
+            query,
+            name: query.name_pattern.as_deref().map(Glob::new),
+            working_directory: query.working_directory_pattern.as_deref().map(Glob::new),
+        }
+    }
+
+    /// Whether `record` passes every filter.
+    fn matches(&self, record: &SessionRecord) -> bool {
         let config = &record.configuration;
-        self.status.is_none_or(|s| record.status == s)
-            && self.created_after.is_none_or(|t| record.created_at >= t)
-            && self.created_before.is_none_or(|t| record.created_at < t)
-            && self
+        let query = self.query;
+        query.status.is_none_or(|s| record.status == s)
+            && query.created_after.is_none_or(|t| record.created_at >= t)
+            && query.created_before.is_none_or(|t| record.created_at < t)
+            && query
                 .has_agents
                 .is_none_or(|has| config.agents.is_empty() != has)
-            && self
+            && query
                 .tag
                 .as_ref()
                 .is_none_or(|tag| record.tags.iter().any(|t| t == tag))
-            && self
+            && query
                 .agent_type
                 .is_none_or(|ty| config.agents.iter().any(|a| a.agent_type == ty))
             && self
-                .name_pattern
+                .name
                 .as_ref()
-                .is_none_or(|p| pattern_matches(p, &config.name))
+                .is_none_or(|glob| glob.matches(&config.name))
             && self
-                .working_directory_pattern
+                .working_directory
                 .as_ref()
-                .is_none_or(|p| pattern_matches(p, &config.working_directory))
+                .is_none_or(|glob| glob.matches(&config.working_directory))
     }
 }
 
@@ -338,17 +419,21 @@ pub fn select<'a>(
     records: impl Iterator<Item = &'a SessionRecord>,
     query: &SessionQuery,
 ) -> Page<'a> {
-    let mut matched: Vec<&SessionRecord> = records.filter(|r| query.matches(r)).collect();
-    let total = matched.len();
+    let filter = Filter::new(query);
     let Sort { key, descending } = query.sort;
-    let order = |a: &&SessionRecord, b: &&SessionRecord| {
-        let primary = key.compare(a, b);
+    let mut matched: Vec<Keyed<'a>> = records
+        .filter(|r| filter.matches(r))
+        .map(|r| Keyed::new(r, key))
+        .collect();
+    let total = matched.len();
+    let order = |a: &Keyed<'_>, b: &Keyed<'_>| {
+        let primary = a.compare(b);
         let primary = if descending {
             primary.reverse()
         } else {
             primary
         };
-        primary.then_with(|| a.id.cmp(&b.id))
+        primary.then_with(|| a.record.id.cmp(&b.record.id))
     };
     // Only the page is sorted: the records before its end are picked out first (linear),
     // so a page of 100 out of 100,000 sessions costs one pass, not a sort of them all.
@@ -364,7 +449,11 @@ pub fn select<'a>(
         matched.truncate(end);
     }
     matched.sort_unstable_by(order);
-    let items = matched.into_iter().skip(query.offset).collect();
+    let items = matched
+        .into_iter()
+        .skip(query.offset)
+        .map(|keyed| keyed.record)
+        .collect();
     Page { items, total }
 }
 
@@ -407,22 +496,41 @@ fn fold_case(text: &str) -> impl Iterator<Item = char> + '_ {
     text.chars().flat_map(char::to_lowercase)
 }
 
-/// Whether `text` matches the glob `pattern` (see the module documentation): letter case
-/// ignored, anchored when the pattern has a wildcard, a substring test otherwise.
-fn pattern_matches(pattern: &str, text: &str) -> bool {
-    let mut pattern: Vec<char> = fold_case(pattern).collect();
-    if !pattern.iter().any(|&c| c == '*' || c == '?') {
-        pattern.insert(0, '*');
-        pattern.push('*');
+/// A glob pattern folded once (see the module documentation): letter case ignored,
+/// anchored when the pattern has a wildcard, a substring test otherwise.
+struct Glob {
+    pattern: Vec<char>,
+}
+
+impl Glob {
+    fn new(pattern: &str) -> Glob {
+        let mut pattern: Vec<char> = fold_case(pattern).collect();
+        if !pattern.iter().any(|&c| c == '*' || c == '?') {
+            pattern.insert(0, '*');
+            pattern.push('*');
+        }
+        Glob { pattern }
     }
-    let text: Vec<char> = fold_case(text).collect();
-    glob(&pattern, &text)
+
+    /// Whether `text` matches. ASCII text (nearly every name and path) is folded byte by
+    /// byte as it is read — the same fold, since an ASCII char's lowercase is its ASCII
+    /// lowercase — so testing 100,000 records allocates nothing.
+    fn matches(&self, text: &str) -> bool {
+        if text.is_ascii() {
+            let fits = |p: char, t: u8| p == char::from(t.to_ascii_lowercase());
+            glob(&self.pattern, text.as_bytes(), fits)
+        } else {
+            let text: Vec<char> = fold_case(text).collect();
+            glob(&self.pattern, &text, |p, t| p == t)
+        }
+    }
 }
 
 /// The classic greedy glob with one backtrack point: on a mismatch, the last `*` takes one
 /// more character and matching resumes after it. Earlier stars never need revisiting (what
 /// follows a later star can start anywhere), so the work is at most pattern × text steps.
-fn glob(pattern: &[char], text: &[char]) -> bool {
+/// `fits` says whether a pattern char other than a wildcard matches a text item.
+fn glob<T: Copy>(pattern: &[char], text: &[T], fits: impl Fn(char, T) -> bool) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -431,7 +539,7 @@ fn glob(pattern: &[char], text: &[char]) -> bool {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == text[t] => {
+            Some(&c) if c == '?' || fits(c, text[t]) => {
                 p += 1;
                 t += 1;
             }
@@ -483,6 +591,10 @@ mod tests {
             git: None,
             claude_sessions: BTreeMap::new(),
         }
+    }
+
+    fn pattern_matches(pattern: &str, text: &str) -> bool {
+        Glob::new(pattern).matches(text)
     }
 
     fn names<'a>(page: &Page<'a>) -> Vec<&'a str> {
@@ -681,6 +793,82 @@ mod tests {
         assert_eq!(ids(&[("sort", "-name")]), [3, 1, 2]);
         assert_eq!(ids(&[("sort", "status")]), [1, 2, 3]);
         assert_eq!(ids(&[("sort", "-status")]), [3, 2, 1]);
+    }
+
+    #[test]
+    fn ascii_text_is_matched_as_its_folded_chars_are() {
+        // The Kelvin sign folds to an ASCII `k`: it matches ASCII text as folded chars do.
+        assert!(pattern_matches("\u{212A}elvin*", "KELVIN scale"));
+        assert!(pattern_matches("straße", "STRASSE straße"));
+        assert!(!pattern_matches("straße", "STRASSE"));
+        // `İ` folds to two chars, `i` and a combining dot: `?` matches only one of them.
+        assert!(pattern_matches("?\u{307}x", "İx"));
+        assert!(!pattern_matches("?x", "İx"));
+        for text in ["Api-Server", "api-server", "x", "", "ÀPI-server", "İ"] {
+            for pattern in ["api*", "*SERVER", "?pi*", "pi-s", "àpi*", "i\u{307}"] {
+                let chars: Vec<char> = fold_case(text).collect();
+                let reference = glob(&Glob::new(pattern).pattern, &chars, |p, t| p == t);
+                assert_eq!(
+                    pattern_matches(pattern, text),
+                    reference,
+                    "{pattern} {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_sort_by_their_folded_key_as_they_did_by_folded_chars() {
+        let names = [
+            "émile",
+            "Émile",
+            "Zoë",
+            "zoe",
+            "ZOË",
+            "straße",
+            "STRASSE",
+            "İstanbul",
+            "istanbul",
+            "\u{212A}elvin",
+            "kelvin",
+            "Kelvin",
+            "ǅemal",
+            "ǆemal",
+            "a",
+            "A",
+            "",
+            "Ωmega",
+            "ωmega",
+        ];
+        let records: Vec<SessionRecord> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| record(i as u128, name, "/x", 1.0))
+            .collect();
+        // The order as it was defined: folded chars compared one by one, then the name as
+        // written, then the id.
+        let reference = |a: &&SessionRecord, b: &&SessionRecord| {
+            fold_case(&a.configuration.name)
+                .cmp(fold_case(&b.configuration.name))
+                .then_with(|| a.configuration.name.cmp(&b.configuration.name))
+                .then_with(|| a.id.cmp(&b.id))
+        };
+        let mut expected: Vec<&SessionRecord> = records.iter().collect();
+        expected.sort_by(reference);
+        let expected: Vec<&str> = expected
+            .iter()
+            .map(|r| r.configuration.name.as_str())
+            .collect();
+        assert_eq!(listed(&records, &[("sort", "name")]), expected);
+        let mut descending = expected.clone();
+        descending.reverse();
+        assert_eq!(listed(&records, &[("sort", "-name")]), descending);
+        // A page cut out of the middle is the same slice.
+        let page = listed(
+            &records,
+            &[("sort", "name"), ("offset", "5"), ("limit", "4")],
+        );
+        assert_eq!(page, expected[5..9]);
     }
 
     #[test]
