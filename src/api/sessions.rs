@@ -132,8 +132,8 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     // Unsorted: `select` orders what it keeps.
     let records = ctx.sessions.records().await?;
     let page = select(records.iter().map(|r| &**r), &query);
-    // Each session's live agents, and its directory's validation (one batch: a repository
-    // shared by several sessions is read once).
+    // Each session's live agents, and its directory's validation (at most
+    // `paths.listing_cache_ms` old; a directory shared by several sessions is read once).
     let views = futures::future::join_all(page.items.iter().map(|record| async {
         match ctx.sessions.get(record.id).await {
             Ok(view) => view,
@@ -145,16 +145,11 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
         }
     }))
     .await;
-    let validations = ctx
-        .paths
-        .validate_many(
-            views
-                .iter()
-                .map(|v| v.record.configuration.working_directory.clone())
-                .collect(),
-        )
-        .await
-        .validations;
+    let directories: Vec<&str> = views
+        .iter()
+        .map(|v| v.record.configuration.working_directory.as_str())
+        .collect();
+    let validations = ctx.paths.validate_listed(&directories).await;
     let samples: Vec<_> = views
         .iter()
         .map(|v| ctx.monitor.latest(v.record.id))
@@ -165,7 +160,7 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
             .zip(&validations)
             .zip(&samples)
             .map(|((view, validation), sample)| {
-                SessionObject::of(view, Some(validation))
+                SessionObject::of(view, Some(&**validation))
                     .with_sample(sample.as_deref())
                     .with_activity(&ctx.monitor.activity(view.record.id))
                     .with_claude(claude_sessions(&ctx, view.record.id))
