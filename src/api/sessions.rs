@@ -22,11 +22,13 @@ use super::errors::ApiError;
 use super::ApiContext;
 
 mod context;
+mod listing;
 mod metrics;
 
 pub(crate) use context::{
     context_all, context_delete, context_get, context_put, ContextKeyPayload, ContextPayload,
 };
+pub(crate) use listing::Listing;
 use metrics::{figures, summary, Summary};
 pub(crate) use metrics::{metrics, status, MetricsPayload, StatusPayload};
 
@@ -130,8 +132,8 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     let params = params?;
     let query = SessionQuery::parse(&params).map_err(crate::session::SessionError::from)?;
     // Unsorted: `select` orders what it keeps.
-    let records = ctx.sessions.records().await?;
-    let page = select(records.iter().map(|r| &**r), &query);
+    let rows = ctx.listing.rows(&ctx.sessions).await?;
+    let page = select(&rows, &query);
     // Each session's live agents, and its directory's validation (at most
     // `paths.listing_cache_ms` old; a directory shared by several sessions is read once).
     let views = futures::future::join_all(page.items.iter().map(|record| async {
