@@ -86,6 +86,8 @@ pub struct Context {
     security: Arc<Security>,
     /// Answers of `GET /sessions/{id}` kept until their session changes.
     answers: answers::Answers,
+    /// The rows `GET /sessions` selects from, kept while no session changes.
+    listing: sessions::Listing,
     /// `[hooks] auto_install`: where the hooks a session's directory gets post to.
     auto_install: Option<AutoInstall>,
 }
@@ -132,6 +134,7 @@ impl ApiContext {
             closing: Arc::new(closing),
             security: Arc::new(Security::new(&settings.server, bound)),
             answers: answers::Answers::default(),
+            listing: sessions::Listing::default(),
             auto_install: settings.hooks.auto_install.then(|| AutoInstall {
                 server_url: format!("http://{bound}"),
                 shim: crate::claude::install::this_program(),

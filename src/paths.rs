@@ -39,13 +39,15 @@ pub mod git;
 mod in_flight;
 mod open;
 pub mod policy;
+mod recent;
 mod stuck;
 pub mod validate;
 pub mod worktree;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -81,6 +83,10 @@ pub struct PolicyOptions {
 /// a hung file system.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How old a validation shown in a listing may be by default (`paths.listing_cache_ms`):
+/// see [`PathPolicy::validate_listed`].
+pub const DEFAULT_LISTING_AGE: Duration = Duration::from_secs(1);
+
 impl Default for PolicyOptions {
     /// The server's home, no extra roots, DESIGN.md's disk limits.
     fn default() -> PolicyOptions {
@@ -107,6 +113,8 @@ struct Inner {
     deadline: Duration,
     in_flight: in_flight::InFlight,
     stuck: stuck::Stuck,
+    /// Listed directories' validations, at most `paths.listing_cache_ms` old.
+    recent: recent::Recent,
 }
 
 /// The outcome of [`PathPolicy::validate_many`].
@@ -138,7 +146,8 @@ impl PathPolicy {
             ..PolicyOptions::default()
         };
         let deadline = Duration::from_millis(settings.deadline_ms.max(1));
-        PathPolicy::with_deadline(options, deadline)
+        let listing_age = Duration::from_millis(settings.listing_cache_ms);
+        PathPolicy::with_limits(options, deadline, listing_age)
     }
 
     /// Builds the rules for this host. Each root is taken as written and, when it exists, as
@@ -151,6 +160,16 @@ impl PathPolicy {
 
     /// [`PathPolicy::new`] with calls on the file system given up after `deadline`.
     pub fn with_deadline(options: PolicyOptions, deadline: Duration) -> PathPolicy {
+        PathPolicy::with_limits(options, deadline, DEFAULT_LISTING_AGE)
+    }
+
+    /// [`PathPolicy::with_deadline`] with listed validations at most `listing_age` old
+    /// ([`validate_listed`](PathPolicy::validate_listed); zero reads every listing afresh).
+    pub fn with_limits(
+        options: PolicyOptions,
+        deadline: Duration,
+        listing_age: Duration,
+    ) -> PathPolicy {
         let platform = Platform::current();
         let home = options
             .home
@@ -199,6 +218,7 @@ impl PathPolicy {
                 deadline,
                 in_flight: in_flight::InFlight::default(),
                 stuck: stuck::Stuck::default(),
+                recent: recent::Recent::new(listing_age),
             }),
         }
     }
@@ -419,6 +439,75 @@ impl PathPolicy {
     }
 }
 
+impl PathPolicy {
+    /// The validations a listing shows, in the order of `paths`: each read at most
+    /// `paths.listing_cache_ms` before this answers (see `recent`), a path listed several
+    /// times read once, and the paths not known recently enough read together as
+    /// [`validate_many`](PathPolicy::validate_many) does. Those past half their age are
+    /// served and read again in the background, so the next listing finds them fresh.
+    pub async fn validate_listed(&self, paths: &[&str]) -> Vec<Arc<Validation>> {
+        let now = Instant::now();
+        let mut unique: HashMap<&str, Option<Arc<Validation>>> = HashMap::new();
+        let (mut unknown, mut due) = (Vec::new(), Vec::new());
+        for &raw in paths {
+            if unique.contains_key(raw) {
+                continue;
+            }
+            let known = match self.inner.recent.get(raw, now) {
+                recent::Known::Fresh {
+                    validation,
+                    refresh,
+                } => {
+                    if refresh {
+                        due.push(raw.to_owned());
+                    }
+                    Some(validation)
+                }
+                recent::Known::Unknown => {
+                    unknown.push(raw.to_owned());
+                    None
+                }
+            };
+            unique.insert(raw, known);
+        }
+        if !due.is_empty() {
+            let policy = self.clone();
+            tokio::spawn(async move { policy.read_listed(due).await });
+        }
+        for (raw, validation) in unknown.iter().zip(self.read_listed(unknown.clone()).await) {
+            unique.insert(raw.as_str(), Some(validation));
+        }
+        paths
+            .iter()
+            .map(|raw| match unique.get(raw) {
+                Some(Some(validation)) => Arc::clone(validation),
+                // Every path was either known or read just above.
+                _ => Arc::new(incomplete(raw, "it was not read")),
+            })
+            .collect()
+    }
+
+    /// Reads `paths` as one batch and keeps each answer as of when the batch began.
+    async fn read_listed(&self, paths: Vec<String>) -> Vec<Arc<Validation>> {
+        let read_at = Instant::now();
+        let git = Arc::new(git::States::default());
+        stream::iter(paths)
+            .map(|raw| {
+                let git = Arc::clone(&git);
+                async move {
+                    let validation = Arc::new(self.validate_sharing(&raw, git).await);
+                    self.inner
+                        .recent
+                        .keep(&raw, Arc::clone(&validation), read_at);
+                    validation
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
 /// The rounds of validation of one path (see `in_flight`), run on the blocking pool.
 struct Rounds {
     policy: PathPolicy,
@@ -512,6 +601,85 @@ mod tests {
             assert_eq!(seen(answer), alone);
         }
         assert_eq!(policy.inner.in_flight.len(), 0);
+    }
+
+    fn listing_policy(age: Duration) -> PathPolicy {
+        let options = PolicyOptions {
+            home: None,
+            ..PolicyOptions::default()
+        };
+        PathPolicy::with_limits(options, DEFAULT_DEADLINE, age)
+    }
+
+    #[tokio::test]
+    async fn a_listed_directory_deleted_or_made_a_repository_shows_once_the_bound_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let raw = work.to_str().unwrap();
+        let age = Duration::from_millis(300);
+        let policy = listing_policy(age);
+        let first = policy.validate_listed(&[raw, raw]).await;
+        assert!(first[0].exists && !first[0].is_git_repo);
+        assert!(
+            Arc::ptr_eq(&first[0], &first[1]),
+            "one reading per directory"
+        );
+        git2::Repository::init(&work).unwrap();
+        // Past the bound, the next listing reads it again, whatever it had kept.
+        tokio::time::sleep(age).await;
+        assert!(policy.validate_listed(&[raw]).await[0].is_git_repo);
+        std::fs::remove_dir_all(&work).unwrap();
+        tokio::time::sleep(age).await;
+        let gone = &policy.validate_listed(&[raw]).await[0];
+        assert!(!gone.exists);
+        assert!(gone.has(CheckCode::DoesNotExist), "{gone:?}");
+    }
+
+    #[tokio::test]
+    async fn within_the_bound_a_listing_reuses_what_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().to_str().unwrap();
+        let policy = listing_policy(Duration::from_secs(3600));
+        let first = policy.validate_listed(&[raw]).await;
+        let again = policy.validate_listed(&[raw]).await;
+        assert!(Arc::ptr_eq(&first[0], &again[0]));
+        // Nothing but a listing uses it: a single validation reads afresh.
+        std::fs::remove_dir(dir.path()).unwrap();
+        assert!(!policy.validate(raw).await.exists);
+        // With no bound at all, every listing reads.
+        let fresh = listing_policy(Duration::ZERO);
+        assert!(!fresh.validate_listed(&[raw]).await[0].exists);
+    }
+
+    #[tokio::test]
+    async fn a_listing_answers_hostile_paths_as_a_validation_does() {
+        let long = format!("/{}", "x".repeat(5000));
+        let hostile = [
+            "",
+            "relative/dir",
+            "/",
+            "/tmp/\0nul",
+            "~nobody/x",
+            "/proc/self",
+            &long,
+        ];
+        let policy = listing_policy(Duration::from_secs(3600));
+        let listed = policy.validate_listed(&hostile).await;
+        for (raw, listed) in hostile.iter().zip(&listed) {
+            let alone = policy.validate_blocking(raw);
+            assert_eq!(
+                (listed.valid, listed.codes()),
+                (alone.valid, alone.codes()),
+                "{raw:?}"
+            );
+            assert_eq!(listed.path, alone.path, "{raw:?}");
+        }
+        // Cached or not, the same again.
+        let again = policy.validate_listed(&hostile).await;
+        for (first, again) in listed.iter().zip(&again) {
+            assert_eq!(first.codes(), again.codes());
+        }
     }
 
     /// A repository whose `.git/config` is a FIFO: opening it blocks until a writer comes,

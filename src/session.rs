@@ -53,7 +53,7 @@ pub use model::{
     MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_TAGS, MAX_TAG_CHARS,
 };
 pub use query::{
-    select, Page, SessionQuery, Sort, SortKey, DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN_CHARS,
+    select, Page, Row, SessionQuery, Sort, SortKey, DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN_CHARS,
 };
 pub use registry::{
     CloneSession, CreateSession, ImportSession, RestoreReport, SessionEvent, SessionRegistry,

@@ -22,11 +22,13 @@ use super::errors::ApiError;
 use super::ApiContext;
 
 mod context;
+mod listing;
 mod metrics;
 
 pub(crate) use context::{
     context_all, context_delete, context_get, context_put, ContextKeyPayload, ContextPayload,
 };
+pub(crate) use listing::Listing;
 use metrics::{figures, summary, Summary};
 pub(crate) use metrics::{metrics, status, MetricsPayload, StatusPayload};
 
@@ -130,10 +132,10 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
     let params = params?;
     let query = SessionQuery::parse(&params).map_err(crate::session::SessionError::from)?;
     // Unsorted: `select` orders what it keeps.
-    let records = ctx.sessions.records().await?;
-    let page = select(records.iter().map(|r| &**r), &query);
-    // Each session's live agents, and its directory's validation (one batch: a repository
-    // shared by several sessions is read once).
+    let rows = ctx.listing.rows(&ctx.sessions).await?;
+    let page = select(&rows, &query);
+    // Each session's live agents, and its directory's validation (at most
+    // `paths.listing_cache_ms` old; a directory shared by several sessions is read once).
     let views = futures::future::join_all(page.items.iter().map(|record| async {
         match ctx.sessions.get(record.id).await {
             Ok(view) => view,
@@ -145,16 +147,11 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
         }
     }))
     .await;
-    let validations = ctx
-        .paths
-        .validate_many(
-            views
-                .iter()
-                .map(|v| v.record.configuration.working_directory.clone())
-                .collect(),
-        )
-        .await
-        .validations;
+    let directories: Vec<&str> = views
+        .iter()
+        .map(|v| v.record.configuration.working_directory.as_str())
+        .collect();
+    let validations = ctx.paths.validate_listed(&directories).await;
     let samples: Vec<_> = views
         .iter()
         .map(|v| ctx.monitor.latest(v.record.id))
@@ -165,7 +162,7 @@ pub(crate) async fn list(ctx: ApiContext, params: Parsed<BTreeMap<String, String
             .zip(&validations)
             .zip(&samples)
             .map(|((view, validation), sample)| {
-                SessionObject::of(view, Some(validation))
+                SessionObject::of(view, Some(&**validation))
                     .with_sample(sample.as_deref())
                     .with_activity(&ctx.monitor.activity(view.record.id))
                     .with_claude(claude_sessions(&ctx, view.record.id))

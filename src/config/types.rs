@@ -366,6 +366,9 @@ pub struct PathSettings {
     /// Milliseconds a validation, a git read or a worktree operation may take before the
     /// request gets a `timed_out` answer (504) instead of waiting on a hung file system.
     pub deadline_ms: u64,
+    /// Milliseconds a working directory's validation shown in `GET /sessions` may be old:
+    /// a listing re-reads only what is older (0: every listing reads every directory).
+    pub listing_cache_ms: u64,
 }
 
 /// `[events]`.

@@ -560,9 +560,14 @@ impl SessionState {
 
     /// Tells the registry (and so listeners) the record as it is now.
     fn announce(&self) {
-        // Counted now: whoever reads the session after this actor answers sees it changed.
+        // Counted now: whoever reads the session after this actor answers sees it changed,
+        // and a listing sees a new generation (its records come from the registry, after
+        // the `Updated` cast below).
         self.shared.set_record(self.record.clone());
         self.deps.bus.touch(self.record.id);
+        self.deps
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _ = self
             .registry
             .cast(RegistryMsg::Updated(self.record.clone()));

@@ -157,9 +157,10 @@ impl SessionRegistry {
         Ok(records)
     }
 
-    /// A counter bumped after every change of the set of sessions or of a record the
+    /// A counter bumped before every change of the set of sessions or of a record the
     /// registry holds — including those that announce nothing, such as a session restored
-    /// as it was stored: a reader that saw the same value saw the same sessions.
+    /// as it was stored — and before the change is answered: a reader that saw the same
+    /// value, read before [`Self::records`], saw the same sessions.
     pub fn generation(&self) -> u64 {
         self.deps
             .generation

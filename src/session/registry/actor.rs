@@ -271,14 +271,15 @@ impl Actor for Registry {
             msg,
             RegistryMsg::Lookup { .. } | RegistryMsg::List(_) | RegistryMsg::Report(_)
         );
-        let handled = state.handle(&myself, msg).await;
+        // Before the change and its replies: whoever saw the answer of a change sees a new
+        // generation, and a listing it then asks for is handled after this message.
         if !reads {
             state
                 .deps
                 .generation
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
-        handled
+        state.handle(&myself, msg).await
     }
 
     async fn handle_supervisor_evt(
