@@ -556,11 +556,22 @@ fn disk_full_child() {
 
 #[test]
 fn a_failed_commit_is_never_acknowledged() {
+    let result = child_result(DISK_FULL_CHILD, DISK_FULL_DB_ENV);
+    assert!(
+        result.starts_with("ERR ") && result.ends_with("VISIBLE 1"),
+        "a write that could not commit must fail, and only the first event exist: {result}"
+    );
+}
+
+/// Runs the ignored test `child` in a child process of its own (its file-size limit must
+/// not reach this one) on a fresh database named by `db_env`, and returns what it printed
+/// after `RESULT `.
+fn child_result(child: &str, db_env: &str) -> String {
     let (_dir, db) = temp_db();
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", DISK_FULL_CHILD, "--nocapture", "--ignored"])
-            .env(DISK_FULL_DB_ENV, &db)
+            .args(["--exact", child, "--nocapture", "--ignored"])
+            .env(db_env, &db)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -575,15 +586,10 @@ fn a_failed_commit_is_never_acknowledged() {
         let _ = sender.send(text);
     });
     let output = receiver.recv_timeout(LINE_TIMEOUT).unwrap();
-    let result = output
+    output
         .lines()
         .find_map(|line| line.split_once("RESULT ").map(|(_, rest)| rest.to_owned()))
-        .unwrap_or_else(|| panic!("no result from the child: {output}"));
-    assert!(
-        result.starts_with("ERR ") && result.ends_with("VISIBLE 1"),
-        "a write that could not commit must fail, and only the first event exist: {result}"
-    );
-    drop(child);
+        .unwrap_or_else(|| panic!("no result from the child: {output}"))
 }
 
 /// Holds the writer thread in a job of its own until the returned sender is dropped or
@@ -761,33 +767,10 @@ fn group_commit_failure_child() {
 
 #[test]
 fn a_group_whose_commit_fails_acknowledges_none_of_its_jobs() {
-    let (_dir, db) = temp_db();
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", GROUP_FAIL_CHILD, "--nocapture", "--ignored"])
-            .env(GROUP_FAIL_DB_ENV, &db)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdout = child.0.stdout.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        let _ = sender.send(text);
-    });
-    let output = receiver.recv_timeout(LINE_TIMEOUT).unwrap();
-    let result = output
-        .lines()
-        .find_map(|line| line.split_once("RESULT ").map(|(_, rest)| rest.to_owned()))
-        .unwrap_or_else(|| panic!("no result from the child: {output}"));
+    let result = child_result(GROUP_FAIL_CHILD, GROUP_FAIL_DB_ENV);
     // groups=1: the warm append's; the failed group is not counted.
     assert_eq!(
         result, "acked=0 not_committed=4 visible=1 groups=1",
         "every job of a group that could not commit fails with the storage's fault, and none is stored"
     );
-    drop(child);
 }
