@@ -217,6 +217,8 @@ impl SessionRegistry {
         id: Uuid,
         update: UpdateSession,
     ) -> Result<SessionView, SessionError> {
+        // Found (or refused) first, as ever; woken only once the tags pass.
+        self.live(id).await?;
         if let Some(tags) = &update.tags {
             validate_tags(tags)?;
         }
