@@ -605,12 +605,13 @@ const terminalPane = {
     };
   },
 
-  // Whether the pane's session is terminated or gone (a server that does not answer may be
-  // restarting: not ended).
+  // Whether the pane's session is terminating, terminated or gone (a server that does not
+  // answer may be restarting: not ended). A terminating session never comes back: its
+  // terminals close while it stops its agents, before it is `terminated`.
   async ended() {
     try {
       const { session } = await api("GET", `/sessions/${this.session}`);
-      return session.status === "terminated";
+      return session.status === "terminated" || session.status === "terminating";
     } catch (error) {
       return error.status === 404;
     }
